@@ -1,0 +1,16 @@
+//! Wire types shared by every Berth component.
+//!
+//! Only data lives here: no I/O, no logic beyond (de)serialisation and small validations that
+//! both sides of a connection must agree on. The control plane derives its OpenAPI document
+//! from these types (feature `openapi`), so a change here is a change of the public API.
+
+pub mod agent;
+pub mod error;
+pub mod session;
+pub mod template;
+pub mod user;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use session::{CreateSession, ExtendSession, Session, SessionList, SessionState};
+pub use template::{Template, TemplateList};
+pub use user::{CreateUser, UserCreated};

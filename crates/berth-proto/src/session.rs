@@ -1,0 +1,144 @@
+//! Sessions: one user's isolated container and its lifecycle.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a session is in its life. Only the control plane's session manager moves a session
+/// between these states:
+///
+/// ```text
+/// creating ──▶ running ──▶ stopping ──▶ stopped
+///     │           │
+///     └───────────┴──────▶ failed
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Creating,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl SessionState {
+    pub const ALL: [SessionState; 5] =
+        [Self::Creating, Self::Running, Self::Stopping, Self::Stopped, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// A session that holds (or is about to hold) a container and counts against quotas.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Creating | Self::Running | Self::Stopping)
+    }
+}
+
+impl std::fmt::Display for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SessionState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown session state {s:?}"))
+    }
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Session {
+    pub id: String,
+    pub owner: String,
+    pub template: String,
+    pub state: SessionState,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    /// The session is stopped and removed at this time unless extended.
+    pub expires_at: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+    /// Why the session stopped or failed: `deleted`, `ttl_expired`, `container_vanished`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+}
+
+/// `POST /api/v1/sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Template name; `default` when omitted.
+    #[serde(default = "default_template")]
+    pub template: String,
+    /// Lifetime in seconds; the template's default when omitted, at most its maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// Extra environment variables for the session, on top of the template's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Free-form labels to find sessions by (`GET /api/v1/sessions?label=k=v`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_template() -> String {
+    "default".to_owned()
+}
+
+/// `POST /api/v1/sessions/{id}/extend`: the session now expires `ttl_seconds` from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExtendSession {
+    pub ttl_seconds: u64,
+}
+
+/// `GET /api/v1/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionList {
+    pub sessions: Vec<Session>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_defaults_to_the_default_template() {
+        let req: CreateSession = serde_json::from_str("{}").unwrap();
+        assert_eq!(req.template, "default");
+        assert_eq!(req.ttl_seconds, None);
+    }
+
+    #[test]
+    fn create_request_rejects_unknown_fields() {
+        let err = serde_json::from_str::<CreateSession>(r#"{"tempalte":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in SessionState::ALL {
+            assert_eq!(state.as_str().parse::<SessionState>().unwrap(), state);
+        }
+        assert!("paused".parse::<SessionState>().is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! The control plane's side of the agent protocol.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use axum::body::Bytes;
+use berth_proto::agent::{Health, PROTOCOL_VERSION, SECRET_HEADER};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the agent did not answer within {0:?}")]
+    NotReady(Duration),
+    #[error("the agent speaks protocol {found}, this control plane {expected}; rebuild the session image")]
+    Version { found: u32, expected: u32 },
+    #[error("the agent refused the request: HTTP {0}")]
+    Refused(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    http: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Default for AgentClient {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        Self { http: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+}
+
+impl AgentClient {
+    /// Polls the agent's health until it answers with our protocol version or `timeout` passes.
+    /// A fresh container's agent is usually up within milliseconds, so the first retries are
+    /// quick and later ones back off.
+    pub async fn wait_ready(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+        timeout: Duration,
+    ) -> Result<Health, AgentError> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.health(addr, secret).await {
+                Ok(Some(health)) if health.protocol == PROTOCOL_VERSION => return Ok(health),
+                Ok(Some(health)) => {
+                    return Err(AgentError::Version { found: health.protocol, expected: PROTOCOL_VERSION });
+                }
+                Err(err @ AgentError::Refused(_)) => return Err(err),
+                Ok(None) | Err(_) => {}
+            }
+            if Instant::now() + pause > deadline {
+                return Err(AgentError::NotReady(timeout));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// `Ok(None)` while the agent cannot be reached yet.
+    async fn health(&self, addr: SocketAddr, secret: &str) -> Result<Option<Health>, AgentError> {
+        let request = hyper::Request::get(format!("http://{addr}/health"))
+            .header(SECRET_HEADER, secret)
+            .body(Empty::new())
+            .map_err(|_| AgentError::Refused(0))?;
+        let Ok(Ok(response)) =
+            tokio::time::timeout(Duration::from_secs(2), self.http.request(request)).await
+        else {
+            return Ok(None);
+        };
+        if !response.status().is_success() {
+            return Err(AgentError::Refused(response.status().as_u16()));
+        }
+        let Ok(body) = response.into_body().collect().await else { return Ok(None) };
+        Ok(serde_json::from_slice(&body.to_bytes()).ok())
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP surface: `/api/v1` resources, service routes, OpenAPI and Swagger UI.
+//!
+//! Handlers translate HTTP into calls on the session manager and back; they hold no lifecycle
+//! logic. Errors become responses only in `error.rs`.
+
+mod error;
+mod extract;
+mod service;
+mod sessions;
+mod templates;
+mod users;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use axum::{Router, http::StatusCode, response::IntoResponse};
+use berth_proto::ErrorCode;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::ApiError;
+
+use crate::{auth::Authenticator, config::TemplateConfig, runtime::Runtime, sessions::SessionManager, store::Store};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub sessions: SessionManager,
+    pub auth: Authenticator,
+    pub store: Arc<dyn Store>,
+    pub runtime: Arc<dyn Runtime>,
+    pub templates: Arc<BTreeMap<String, TemplateConfig>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Berth", description = "Isolated per-user container sessions on Docker."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "sessions", description = "Session lifecycle"),
+        (name = "templates", description = "What sessions can be made from"),
+        (name = "users", description = "Users and their tokens (admin)"),
+        (name = "service", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes and the OpenAPI document they generate, kept together so they cannot disagree.
+pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sessions::create, sessions::list))
+        .routes(routes!(sessions::get, sessions::delete))
+        .routes(routes!(sessions::extend))
+        .routes(routes!(templates::list))
+        .routes(routes!(users::create))
+        .routes(routes!(service::healthz))
+        .routes(routes!(service::readyz))
+        .routes(routes!(service::metrics))
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = router_and_openapi();
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { ApiError::not_found("no such route; see /docs for the API") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed on this route")
+        })
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error; see the server log")
+                .into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,52 @@
+//! `/api/v1/users`.
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use berth_proto::{CreateUser, ErrorBody, UserCreated};
+use chrono::Utc;
+
+use super::{AppState, error::ApiError, extract::ApiJson};
+use crate::{
+    auth::{ADMIN_NAME, Principal, hash_token},
+    ids,
+    store::UserRecord,
+};
+
+/// Create a user and its API token (admin only). The token is shown in this answer only.
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, body = UserCreated),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Principal,
+    ApiJson(request): ApiJson<CreateUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::forbidden("only the admin can create users"));
+    }
+    let name = request.name;
+    let well_formed = (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !well_formed {
+        return Err(ApiError::invalid_request(format!(
+            "user name {name:?} is invalid: 1 to 32 of a-z, 0-9, '-', '_', starting with a letter or digit"
+        )));
+    }
+    if name == ADMIN_NAME {
+        return Err(ApiError::new(StatusCode::CONFLICT, berth_proto::ErrorCode::Conflict, "the name admin is reserved"));
+    }
+    let token = ids::api_token();
+    let user = UserRecord { id: ids::user_id(), name, token_hash: hash_token(&token), created_at: Utc::now() };
+    state.store.insert_user(&user).await?;
+    let created = UserCreated { id: user.id, name: user.name, token, created_at: user.created_at };
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}

@@ -1,0 +1,110 @@
+//! Who is calling: bearer tokens, the admin token and the principal a request acts as.
+
+use std::{io, path::Path, sync::Arc};
+
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreError};
+
+/// The owner name of sessions the admin creates; no user may take it.
+pub const ADMIN_NAME: &str = "admin";
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub admin: bool,
+}
+
+impl Principal {
+    pub fn admin() -> Self {
+        Self { name: ADMIN_NAME.to_owned(), admin: true }
+    }
+
+    /// Whether this caller may see and act on a session owned by `owner`.
+    pub fn may_access(&self, owner: &str) -> bool {
+        self.admin || self.name == owner
+    }
+}
+
+/// SHA-256 of a token, hex. Only hashes are stored or compared.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    admin_token_hash: String,
+    store: Arc<dyn Store>,
+}
+
+impl Authenticator {
+    pub fn new(admin_token: &str, store: Arc<dyn Store>) -> Self {
+        Self { admin_token_hash: hash_token(admin_token), store }
+    }
+
+    /// The principal a bearer token stands for, or `None` for an unknown token.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        let hash = hash_token(token);
+        // Comparing hashes, not tokens, keeps this comparison free of timing leaks about the token.
+        if hash == self.admin_token_hash {
+            return Ok(Some(Principal::admin()));
+        }
+        Ok(self
+            .store
+            .user_by_token_hash(&hash)
+            .await?
+            .map(|user| Principal { name: user.name, admin: false }))
+    }
+}
+
+/// Where the generated admin token is kept, readable by its owner only.
+pub fn admin_token_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin-token")
+}
+
+/// The configured admin token, else the one generated into the data dir at an earlier start,
+/// else a new one written there. Returns the token and whether it was generated just now.
+pub fn load_or_generate_admin_token(
+    data_dir: &Path,
+    configured: Option<&str>,
+) -> io::Result<(String, bool)> {
+    if let Some(token) = configured.filter(|t| !t.trim().is_empty()) {
+        return Ok((token.trim().to_owned(), false));
+    }
+    let path = admin_token_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let token = crate::ids::api_token();
+    write_private(&path, &token)?;
+    Ok((token, true))
+}
+
+fn write_private(path: &Path, contents: &str) -> io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_token_is_generated_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, generated) = load_or_generate_admin_token(dir.path(), None).unwrap();
+        assert!(generated);
+        let (second, generated_again) = load_or_generate_admin_token(dir.path(), None).unwrap();
+        assert_eq!(first, second);
+        assert!(!generated_again);
+        let (configured, _) = load_or_generate_admin_token(dir.path(), Some("from-env")).unwrap();
+        assert_eq!(configured, "from-env");
+    }
+}

@@ -1,0 +1,262 @@
+//! The control plane's configuration: one TOML file, every key optional.
+//!
+//! The reference for every key is `docs/config.md`; `berth.example.toml` at the repository root
+//! is parsed by a test so it cannot drift from this code.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// The name of the template used when a request names none.
+pub const DEFAULT_TEMPLATE: &str = "default";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database and the generated admin token live.
+    pub data_dir: PathBuf,
+    /// Token with every right. Generated into the data dir at first start when unset.
+    pub admin_token: Option<String>,
+    pub quota: QuotaConfig,
+    pub docker: DockerConfig,
+    pub agent: AgentConfig,
+    pub lifecycle: LifecycleConfig,
+    pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Live sessions (creating, running or stopping) one user may hold at once.
+    pub sessions_per_user: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Engine address: `unix:///var/run/docker.sock`, `tcp://host:2375`. `DOCKER_HOST` when unset.
+    pub host: Option<String>,
+    /// Bridge network sessions join. Created with inter-container traffic disabled.
+    pub network: String,
+    /// Value of the `berth.instance` label. Two Berth installations sharing one engine must use
+    /// different instances, since each removes containers of its own instance that it does not know.
+    pub instance: String,
+    /// Any single engine call taking longer fails with `engine_unavailable`.
+    pub timeout_seconds: u64,
+    /// Capabilities added back after dropping all of them.
+    pub cap_add: Vec<String>,
+    /// Bound of each container's json-file log.
+    pub log_max_size: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// How long a new container's agent has to answer before the session fails.
+    pub ready_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// How often sessions past their expiry are looked for.
+    pub reap_interval_ms: u64,
+    /// How often engine and store are converged. Also done once at every start.
+    pub reconcile_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub image: String,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    pub ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+    pub env: BTreeMap<String, String>,
+    /// Directory whose contents are placed in `/home/user` before the session is running.
+    pub workspace_seed: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            admin_token: None,
+            quota: QuotaConfig::default(),
+            docker: DockerConfig::default(),
+            agent: AgentConfig::default(),
+            lifecycle: LifecycleConfig::default(),
+            templates: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self { sessions_per_user: 3 }
+    }
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            network: "berth".to_owned(),
+            instance: "default".to_owned(),
+            timeout_seconds: 5,
+            // The agent runs as root inside the container only to hand work to uid 1000: these
+            // are exactly what that needs (change owner, read the user's files, switch user,
+            // signal the user's processes).
+            cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"]
+                .map(str::to_owned)
+                .to_vec(),
+            log_max_size: "10m".to_owned(),
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self { ready_timeout_ms: 10_000 }
+    }
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self { reap_interval_ms: 5_000, reconcile_interval_seconds: 30 }
+    }
+}
+
+impl Default for TemplateConfig {
+    fn default() -> Self {
+        Self {
+            image: "berth/base:latest".to_owned(),
+            memory_mb: 512,
+            cpus: 1.0,
+            pids: 256,
+            ttl_seconds: 1800,
+            max_ttl_seconds: 8 * 3600,
+            env: BTreeMap::new(),
+            workspace_seed: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a config file. The result still needs [`Config::finish`] once overrides are applied.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Adds the built-in `default` template when the file defines none, and checks every value,
+    /// so a bad config stops the server at start instead of failing requests later.
+    pub fn finish(mut self) -> Result<Self, ConfigError> {
+        self.templates.entry(DEFAULT_TEMPLATE.to_owned()).or_default();
+        for (name, template) in &self.templates {
+            template.validate().map_err(|msg| ConfigError::Invalid(format!("template {name:?}: {msg}")))?;
+        }
+        if self.quota.sessions_per_user == 0 {
+            return Err(ConfigError::Invalid("quota.sessions_per_user must be at least 1".into()));
+        }
+        if self.docker.timeout_seconds == 0 {
+            return Err(ConfigError::Invalid("docker.timeout_seconds must be at least 1".into()));
+        }
+        if self.lifecycle.reap_interval_ms == 0 || self.lifecycle.reconcile_interval_seconds == 0 {
+            return Err(ConfigError::Invalid("lifecycle intervals must be positive".into()));
+        }
+        if self.docker.instance.is_empty() || self.docker.network.is_empty() {
+            return Err(ConfigError::Invalid("docker.instance and docker.network must be set".into()));
+        }
+        Ok(self)
+    }
+
+    pub fn docker_timeout(&self) -> Duration {
+        Duration::from_secs(self.docker.timeout_seconds)
+    }
+}
+
+impl TemplateConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.image.trim().is_empty() {
+            return Err("image must be set".into());
+        }
+        if self.memory_mb < 6 {
+            return Err("memory_mb must be at least 6 (Docker's minimum)".into());
+        }
+        if !(self.cpus > 0.0 && self.cpus <= 1024.0) {
+            return Err("cpus must be greater than 0".into());
+        }
+        if self.pids < 1 {
+            return Err("pids must be at least 1".into());
+        }
+        if self.ttl_seconds == 0 || self.ttl_seconds > self.max_ttl_seconds {
+            return Err("ttl_seconds must be between 1 and max_ttl_seconds".into());
+        }
+        if let Some(seed) = &self.workspace_seed
+            && !seed.is_dir()
+        {
+            return Err(format!("workspace_seed {} is not a directory", seed.display()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_a_working_default_template() {
+        let config = Config::from_toml("").unwrap().finish().unwrap();
+        assert_eq!(config.templates[DEFAULT_TEMPLATE].image, "berth/base:latest");
+        assert_eq!(config.quota.sessions_per_user, 3);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_shipped_example_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../berth.example.toml");
+        let config = Config::from_file(&path).unwrap().finish().unwrap();
+        assert!(config.templates.contains_key(DEFAULT_TEMPLATE));
+        assert!(config.templates.len() >= 2, "the example shows a second template");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = Config::from_toml("[quota]\nsesions_per_user = 3\n").unwrap_err();
+        assert!(err.to_string().contains("sesions_per_user"), "{err}");
+    }
+
+    #[test]
+    fn a_template_whose_ttl_exceeds_its_maximum_is_refused() {
+        let text = "[templates.short]\nttl_seconds = 100\nmax_ttl_seconds = 10\n";
+        let err = Config::from_toml(text).unwrap().finish().unwrap_err();
+        assert!(err.to_string().contains("short"), "{err}");
+    }
+}

@@ -1,0 +1,149 @@
+//! Berth's control plane.
+//!
+//! [`run`] serves the API on a listener until `shutdown` resolves. Everything it is made of is
+//! reachable from here: `api` (HTTP), `sessions` (the lifecycle owner), `runtime` (the engine
+//! seam), `store` (the database seam). See ARCHITECTURE.md for how they fit.
+
+pub mod agent_client;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod ids;
+pub mod metrics;
+pub mod runtime;
+pub mod sessions;
+pub mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::Router;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    agent_client::AgentClient,
+    api::AppState,
+    auth::Authenticator,
+    config::Config,
+    runtime::{DockerRuntime, Runtime},
+    sessions::{ManagerContext, SessionManager},
+    store::{SqliteStore, Store},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A wired control plane: the router plus the background loops that keep sessions in shape.
+/// Dropping it stops the loops.
+#[derive(Debug)]
+pub struct App {
+    pub router: Router,
+    pub sessions: SessionManager,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Wires the control plane on a given store and runtime, converges it with the engine once,
+/// and starts the reaper and the periodic reconcile.
+pub async fn app(config: &Config, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, admin_token: &str) -> App {
+    let templates = Arc::new(config.templates.clone());
+    let sessions = SessionManager::spawn(ManagerContext {
+        store: store.clone(),
+        runtime: runtime.clone(),
+        agent: AgentClient::default(),
+        templates: templates.clone(),
+        sessions_per_user: config.quota.sessions_per_user,
+        agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
+    });
+
+    if let Err(err) = runtime.prepare().await {
+        tracing::warn!(%err, "engine not ready at start; sessions cannot be created until it is");
+    }
+    match sessions.reconcile().await {
+        Ok(report) => tracing::info!(?report, "startup reconcile done"),
+        Err(err) => tracing::warn!(%err, "startup reconcile skipped; will retry periodically"),
+    }
+
+    let reaper = {
+        let sessions = sessions.clone();
+        let period = Duration::from_millis(config.lifecycle.reap_interval_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if sessions.reap().await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let reconciler = {
+        let sessions = sessions.clone();
+        let period = Duration::from_secs(config.lifecycle.reconcile_interval_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match sessions.reconcile().await {
+                    Ok(report) if report != Default::default() => tracing::info!(?report, "reconciled"),
+                    Ok(_) => {}
+                    Err(sessions::SessionError::ManagerGone) => return,
+                    Err(err) => tracing::warn!(%err, "reconcile failed; will retry"),
+                }
+            }
+        })
+    };
+
+    let state = AppState {
+        sessions: sessions.clone(),
+        auth: Authenticator::new(admin_token, store.clone()),
+        store,
+        runtime,
+        templates,
+    };
+    App { router: api::router(state), sessions, background: vec![reaper, reconciler] }
+}
+
+/// Serves the control plane on `listener` until `shutdown` resolves: SQLite in the data dir,
+/// the Docker engine from the config.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+    let (admin_token, generated) =
+        auth::load_or_generate_admin_token(&data_dir, config.admin_token.as_deref())
+            .map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+    if generated {
+        tracing::warn!(
+            token = %admin_token,
+            file = %auth::admin_token_path(&data_dir).display(),
+            "generated the admin token; it is shown this once and kept in the file named here"
+        );
+    }
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("berth.db")).await?);
+    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(config.docker.clone()));
+    let app = app(&config, store, runtime, &admin_token).await;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "berth is serving; API docs at http://{addr}/docs");
+    }
+    axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown).await.map_err(ServerError::Serve)
+}

@@ -1,0 +1,57 @@
+//! Prometheus metrics: the recorder, the names, and the `/metrics` rendering.
+
+use std::{sync::OnceLock, time::Duration};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::store::Store;
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder on first call. Several servers in one process (tests)
+/// share it; `None` means another recorder was installed by the embedding program.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .map_err(|err| tracing::warn!(%err, "metrics recorder not installed"))
+                .ok()
+        })
+        .as_ref()
+}
+
+pub fn docker_call(op: &'static str, elapsed: Duration, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::histogram!("berth_docker_call_duration_seconds", "op" => op, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn session_created(elapsed: Duration, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::histogram!("berth_session_create_duration_seconds", "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn reconciled(elapsed: Duration) {
+    metrics::histogram!("berth_reconcile_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// The exposition text. Session counts are read from the store at scrape time, so they are
+/// right even after a restart or with several control planes on one store.
+pub async fn render(store: &dyn Store) -> String {
+    let Some(handle) = handle() else { return String::new() };
+    if let Ok(counts) = store.count_by_state().await {
+        for state in berth_proto::SessionState::ALL {
+            let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            metrics::gauge!("berth_sessions", "state" => state.as_str()).set(n as f64);
+        }
+    }
+    handle.run_upkeep();
+    handle.render()
+}

@@ -1,0 +1,260 @@
+//! [`Runtime`] on a Docker engine, through bollard.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use berth_proto::agent::AGENT_PORT;
+use bollard::{
+    Docker,
+    errors::Error as BollardError,
+    models::{
+        ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
+        HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
+    },
+    query_parameters::{
+        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    },
+};
+use tokio::sync::OnceCell;
+
+use super::{ContainerSpec, ManagedContainer, Runtime, RuntimeError, labels};
+use crate::config::DockerConfig;
+
+#[derive(Debug)]
+pub struct DockerRuntime {
+    config: DockerConfig,
+    timeout: Duration,
+    /// Connected on first use, so the control plane starts (and answers 503) while the engine
+    /// is down, and picks the engine up when it comes back.
+    client: OnceCell<Docker>,
+    /// Set once the session network exists; checked before every create so a network deleted
+    /// by hand, or an engine that was down at start, heals on the next create.
+    prepared: OnceCell<()>,
+}
+
+impl DockerRuntime {
+    pub fn new(config: DockerConfig) -> Self {
+        let timeout = Duration::from_secs(config.timeout_seconds);
+        Self { config, timeout, client: OnceCell::new(), prepared: OnceCell::new() }
+    }
+
+    async fn docker(&self) -> Result<&Docker, RuntimeError> {
+        self.client
+            .get_or_try_init(|| async {
+                let host = self.config.host.clone().or_else(|| std::env::var("DOCKER_HOST").ok());
+                let docker = match host {
+                    Some(host) => Docker::connect_with_host(&host),
+                    None => Docker::connect_with_local_defaults(),
+                }
+                .map_err(map_error)?
+                .with_timeout(self.timeout);
+                // The engine here speaks API 1.41; bollard defaults to a newer one.
+                let negotiated = tokio::time::timeout(self.timeout, docker.negotiate_version())
+                    .await
+                    .map_err(|_| RuntimeError::Unavailable("version negotiation timed out".into()))?
+                    .map_err(map_error)?;
+                Ok(negotiated)
+            })
+            .await
+    }
+
+    /// Runs one engine call under the configured deadline and records its latency.
+    async fn call<T, F>(&self, op: &'static str, fut: F) -> Result<T, RuntimeError>
+    where
+        F: Future<Output = Result<T, BollardError>>,
+    {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(result) => result.map_err(map_error),
+            Err(_) => Err(RuntimeError::Unavailable(format!("{op} took longer than {:?}", self.timeout))),
+        };
+        crate::metrics::docker_call(op, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn ensure_network(&self) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let network = &self.config.network;
+        match self.call("inspect_network", docker.inspect_network(network, None)).await {
+            Ok(_) => return Ok(()),
+            Err(RuntimeError::NotFound(_)) => {}
+            Err(err) => return Err(err),
+        }
+        let request = NetworkCreateRequest {
+            name: network.clone(),
+            driver: Some("bridge".to_owned()),
+            // Sessions must not reach each other: no traffic between containers on this bridge.
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "false".to_owned(),
+            )])),
+            labels: Some(HashMap::from([(labels::INSTANCE.to_owned(), self.config.instance.clone())])),
+            ..NetworkCreateRequest::default()
+        };
+        match self.call("create_network", docker.create_network(request)).await {
+            Ok(_) => Ok(()),
+            // Another control plane created it between our inspect and create.
+            Err(RuntimeError::Engine(msg)) if msg.contains("already exists") => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn instance_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={}", labels::INSTANCE, self.config.instance)],
+        )])
+    }
+}
+
+fn map_error(err: BollardError) -> RuntimeError {
+    match err {
+        BollardError::DockerResponseServerError { status_code: 404, message } => {
+            RuntimeError::NotFound(message)
+        }
+        BollardError::DockerResponseServerError { message, .. } => RuntimeError::Engine(message),
+        BollardError::JsonDataError { .. }
+        | BollardError::JsonSerdeError { .. }
+        | BollardError::APIVersionParseError { .. } => RuntimeError::Engine(err.to_string()),
+        // Everything else is about reaching the engine: socket missing, connection refused,
+        // timeouts, broken streams.
+        other => RuntimeError::Unavailable(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        self.call("ping", docker.ping()).await.map(drop)
+    }
+
+    async fn prepare(&self) -> Result<(), RuntimeError> {
+        self.prepared.get_or_try_init(|| self.ensure_network()).await.map(drop)
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        self.prepare().await?;
+        let docker = self.docker().await?;
+        let labels = HashMap::from([
+            (labels::SESSION.to_owned(), spec.session_id.clone()),
+            (labels::OWNER.to_owned(), spec.owner.clone()),
+            (labels::TEMPLATE.to_owned(), spec.template.clone()),
+            (labels::INSTANCE.to_owned(), self.config.instance.clone()),
+        ]);
+        let host_config = HostConfig {
+            memory: Some(spec.memory_bytes),
+            // Equal to memory: no swap beyond the limit.
+            memory_swap: Some(spec.memory_bytes),
+            nano_cpus: Some(spec.nano_cpus),
+            pids_limit: Some(spec.pids_limit),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(self.config.cap_add.clone()),
+            // The engine's default seccomp profile applies because none is overridden here.
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            privileged: Some(false),
+            network_mode: Some(self.config.network.clone()),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), self.config.log_max_size.clone()),
+                    ("max-file".to_owned(), "1".to_owned()),
+                ])),
+            }),
+            ..HostConfig::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: Some(spec.session_id.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    self.config.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let name = format!("berth-{}", spec.session_id);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        match self.call("create_container", docker.create_container(Some(options), body)).await {
+            Ok(created) => Ok(created.id),
+            Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
+                Err(RuntimeError::ImageMissing(spec.image.clone()))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn start(&self, container_id: &str) -> Result<SocketAddr, RuntimeError> {
+        let docker = self.docker().await?;
+        self.call("start_container", docker.start_container(container_id, None)).await?;
+        let inspected =
+            self.call("inspect_container", docker.inspect_container(container_id, None)).await?;
+        let ip = inspected
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|mut networks| networks.remove(&self.config.network))
+            .and_then(|endpoint| endpoint.ip_address)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .ok_or_else(|| {
+                RuntimeError::Engine(format!(
+                    "container {container_id} has no address on network {}",
+                    self.config.network
+                ))
+            })?;
+        Ok(SocketAddr::new(ip, AGENT_PORT))
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.call("remove_container", docker.remove_container(container_id, Some(options))).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
+            // Removal already under way (e.g. a concurrent reconcile): it will finish by itself.
+            Err(RuntimeError::Engine(msg)) if msg.contains("already in progress") => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
+        let docker = self.docker().await?;
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&self.instance_filter()).build();
+        let summaries = self.call("list_containers", docker.list_containers(Some(options))).await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|summary| {
+                Some(ManagedContainer {
+                    id: summary.id?,
+                    session_id: summary.labels?.remove(labels::SESSION)?,
+                    running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+                })
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
+        let docker = self.docker().await?;
+        let inspected =
+            match self.call("inspect_container", docker.inspect_container(container_id, None)).await {
+                Ok(inspected) => inspected,
+                Err(RuntimeError::NotFound(_)) => return Ok(None),
+                Err(err) => return Err(err),
+            };
+        let mut labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+        if labels.get(labels::INSTANCE) != Some(&self.config.instance) {
+            return Ok(None);
+        }
+        Ok(Some(ManagedContainer {
+            id: inspected.id.unwrap_or_else(|| container_id.to_owned()),
+            session_id: labels.remove(labels::SESSION).unwrap_or_default(),
+            running: inspected.state.and_then(|s| s.running).unwrap_or(false),
+        }))
+    }
+}

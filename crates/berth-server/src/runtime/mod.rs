@@ -1,0 +1,86 @@
+//! Where session containers run. [`Runtime`] is the seam between the session manager and the
+//! container engine: the Docker engine on one host today, Swarm services later, and an
+//! in-process fake for fast tests.
+//!
+//! The runtime only does lifecycle. Work inside a session goes to its agent, never through the
+//! engine, so the same path works on a single host and across Swarm nodes.
+
+mod docker;
+#[cfg(test)]
+pub mod fake;
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use async_trait::async_trait;
+
+pub use docker::DockerRuntime;
+
+/// Labels on every container Berth owns. With them, the engine alone is enough to rebuild
+/// which container belongs to which session after a crash.
+pub mod labels {
+    pub const SESSION: &str = "berth.session";
+    pub const OWNER: &str = "berth.owner";
+    pub const TEMPLATE: &str = "berth.template";
+    /// Which Berth installation owns the container; see `docker.instance` in the config.
+    pub const INSTANCE: &str = "berth.instance";
+}
+
+/// Everything the engine needs to make one session's container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub session_id: String,
+    pub owner: String,
+    pub template: String,
+    pub image: String,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    /// The container's whole environment, the agent's secret included.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A container the engine reports as Berth's (of this instance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedContainer {
+    pub id: String,
+    pub session_id: String,
+    pub running: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the container engine is unreachable: {0}")]
+    Unavailable(String),
+    #[error(
+        "image {0} is not on the engine; build the session images with `scripts/build-images`"
+    )]
+    ImageMissing(String),
+    #[error("container {0} not found")]
+    NotFound(String),
+    #[error("the container engine refused: {0}")]
+    Engine(String),
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
+    /// Succeeds when the engine answers.
+    async fn ping(&self) -> Result<(), RuntimeError>;
+
+    /// Makes what every session needs on the engine (the session network). Idempotent.
+    async fn prepare(&self) -> Result<(), RuntimeError>;
+
+    /// Creates the container without starting it; returns its id.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
+
+    /// Starts a created container; returns where its agent listens.
+    async fn start(&self, container_id: &str) -> Result<SocketAddr, RuntimeError>;
+
+    /// Kills and removes a container with its filesystem. Succeeds when it is already gone.
+    async fn remove(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    /// Every container of this Berth instance, running or not.
+    async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError>;
+
+    /// One container of this instance, or `None` when the engine no longer has it.
+    async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError>;
+}

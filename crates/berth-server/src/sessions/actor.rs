@@ -1,0 +1,523 @@
+//! The one task that moves sessions between states.
+//!
+//! Slow work (engine calls, waiting for an agent) runs in tasks the actor spawns; they report
+//! back with a command, and the actor applies the outcome. Because everything that changes a
+//! session passes through this loop, delete-during-create, double delete and reconcile racing a
+//! create are each decided in one place.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
+
+use berth_proto::{
+    CreateSession, Session, SessionState,
+    agent::SECRET_ENV,
+};
+use chrono::{Duration as ChronoDuration, Utc};
+use tokio::sync::mpsc;
+
+use super::{
+    Command, ManagerContext, ReconcileReport, SessionError,
+    command::Reply,
+    validate,
+};
+use crate::{
+    auth::Principal,
+    config::TemplateConfig,
+    ids,
+    runtime::{ContainerSpec, ManagedContainer, RuntimeError},
+    store::{SessionFilter, SessionRecord},
+};
+
+/// A create whose container is being made.
+#[derive(Debug)]
+struct PendingCreate {
+    reply: Reply<Session>,
+    /// Set when the session was deleted meanwhile; holds the deleters waiting for removal.
+    deleted_by: Option<Vec<Reply<()>>>,
+    started: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct Actor {
+    ctx: ManagerContext,
+    /// Lets spawned tasks report back without keeping the actor alive after every handle is gone.
+    commands: mpsc::WeakSender<Command>,
+    inbox: mpsc::Receiver<Command>,
+    creating: HashMap<String, PendingCreate>,
+    /// Sessions whose container is being removed, with the callers waiting for it.
+    removing: HashMap<String, Vec<Reply<()>>>,
+}
+
+impl Actor {
+    pub(super) fn new(
+        ctx: ManagerContext,
+        commands: mpsc::WeakSender<Command>,
+        inbox: mpsc::Receiver<Command>,
+    ) -> Self {
+        Self { ctx, commands, inbox, creating: HashMap::new(), removing: HashMap::new() }
+    }
+
+    pub(super) async fn run(mut self) {
+        while let Some(command) = self.inbox.recv().await {
+            self.handle(command).await;
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Create { caller, request, reply } => self.create(caller, request, reply).await,
+            Command::Delete { caller, id, reply } => self.delete(&caller, &id, reply).await,
+            Command::Extend { caller, id, ttl_seconds, reply } => {
+                let _ = reply.send(self.extend(&caller, &id, ttl_seconds).await);
+            }
+            Command::CreateFinished { id, outcome } => self.create_finished(&id, outcome).await,
+            Command::RemoveFinished { id, outcome } => self.remove_finished(&id, outcome).await,
+            Command::Reap => self.reap().await,
+            Command::Reconcile { observed, reply } => {
+                let _ = reply.send(self.reconcile(observed).await);
+            }
+        }
+    }
+
+    /// Runs `work` off the actor and feeds its result back in as a command.
+    fn spawn_reporting<F>(&self, work: F)
+    where
+        F: Future<Output = Command> + Send + 'static,
+    {
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            let command = work.await;
+            if let Some(commands) = commands.upgrade() {
+                let _ = commands.send(command).await;
+            }
+        });
+    }
+
+    fn template(&self, name: &str) -> Result<&TemplateConfig, SessionError> {
+        self.ctx.templates.get(name).ok_or_else(|| SessionError::UnknownTemplate {
+            name: name.to_owned(),
+            known: self.ctx.templates.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    async fn find(&self, caller: &Principal, id: &str) -> Result<SessionRecord, SessionError> {
+        match self.ctx.store.get_session(id).await? {
+            Some(record) if caller.may_access(&record.owner) => Ok(record),
+            _ => Err(SessionError::NotFound(id.to_owned())),
+        }
+    }
+
+    async fn create(&mut self, caller: Principal, request: CreateSession, reply: Reply<Session>) {
+        match self.admit(&caller, request).await {
+            Ok((record, spec)) => {
+                let id = record.id.clone();
+                self.creating
+                    .insert(id.clone(), PendingCreate { reply, deleted_by: None, started: Instant::now() });
+                let ctx = self.ctx.clone();
+                let secret = record.agent_secret;
+                self.spawn_reporting(async move {
+                    let outcome = make_container(&ctx, &spec, &secret).await;
+                    Command::CreateFinished { id, outcome }
+                });
+            }
+            Err(err) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+
+    /// Validates a create request and writes the `creating` row. Nothing exists on the engine
+    /// until this returns, so a refusal here leaves nothing behind.
+    async fn admit(
+        &self,
+        caller: &Principal,
+        request: CreateSession,
+    ) -> Result<(SessionRecord, ContainerSpec), SessionError> {
+        let template = self.template(&request.template)?;
+        let ttl = request.ttl_seconds.unwrap_or(template.ttl_seconds);
+        if ttl == 0 || ttl > template.max_ttl_seconds {
+            return Err(SessionError::InvalidTtl(format!(
+                "ttl_seconds must be between 1 and {} for template {:?}",
+                template.max_ttl_seconds, request.template
+            )));
+        }
+        validate::env(&request.env)?;
+        validate::labels(&request.labels)?;
+        if !caller.admin {
+            let live = SessionFilter { owner: Some(caller.name.clone()), ..SessionFilter::live() };
+            let held = self.ctx.store.list_sessions(&live).await?.len();
+            if held >= self.ctx.sessions_per_user as usize {
+                return Err(SessionError::QuotaExceeded {
+                    owner: caller.name.clone(),
+                    limit: self.ctx.sessions_per_user,
+                });
+            }
+        }
+
+        let now = Utc::now();
+        let record = SessionRecord {
+            id: ids::session_id(),
+            owner: caller.name.clone(),
+            template: request.template.clone(),
+            state: SessionState::Creating,
+            labels: request.labels,
+            created_at: now,
+            expires_at: now + seconds(ttl),
+            last_activity: now,
+            container_id: None,
+            stop_reason: None,
+            agent_secret: ids::agent_secret(),
+        };
+        let mut env = template.env.clone();
+        env.extend(request.env);
+        env.insert(SECRET_ENV.to_owned(), record.agent_secret.clone());
+        env.insert("BERTH_SESSION_ID".to_owned(), record.id.clone());
+        let spec = ContainerSpec {
+            session_id: record.id.clone(),
+            owner: record.owner.clone(),
+            template: record.template.clone(),
+            image: template.image.clone(),
+            memory_bytes: i64::try_from(template.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX),
+            nano_cpus: (template.cpus * 1e9) as i64,
+            pids_limit: template.pids,
+            env,
+        };
+        self.ctx.store.insert_session(&record).await?;
+        Ok((record, spec))
+    }
+
+    async fn create_finished(&mut self, id: &str, outcome: Result<String, SessionError>) {
+        let Some(pending) = self.creating.remove(id) else { return };
+        let record = match self.ctx.store.get_session(id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                let _ = pending.reply.send(Err(SessionError::NotFound(id.to_owned())));
+                return;
+            }
+            Err(err) => {
+                let _ = pending.reply.send(Err(err.into()));
+                return;
+            }
+        };
+        crate::metrics::session_created(pending.started.elapsed(), outcome.is_ok());
+        match (outcome, pending.deleted_by) {
+            (Ok(container_id), None) => {
+                let mut running = record;
+                running.state = SessionState::Running;
+                running.container_id = Some(container_id);
+                running.last_activity = Utc::now();
+                match self.ctx.store.update_session(&running).await {
+                    Ok(()) => {
+                        let _ = pending.reply.send(Ok(running.to_public()));
+                    }
+                    Err(err) => {
+                        // Without a durable `running` row the session cannot be handed out.
+                        self.fail(running, "store write failed after create").await;
+                        let _ = pending.reply.send(Err(err.into()));
+                    }
+                }
+            }
+            (Ok(container_id), Some(deleters)) => {
+                let mut stopping = record;
+                stopping.container_id = Some(container_id);
+                let _ = pending.reply.send(Err(SessionError::DeletedDuringCreate(id.to_owned())));
+                self.begin_removal(stopping, deleters).await;
+            }
+            (Err(err), deleters) => {
+                // The create task already removed whatever container it had made.
+                let mut ended = record;
+                match &deleters {
+                    Some(_) => ended.state = SessionState::Stopped,
+                    None => {
+                        ended.state = SessionState::Failed;
+                        ended.stop_reason = Some(format!("create_failed: {err}"));
+                    }
+                }
+                let saved = self.ctx.store.update_session(&ended).await;
+                for deleter in deleters.into_iter().flatten() {
+                    let _ = deleter.send(saved.as_ref().map(|_| ()).map_err(copy_error));
+                }
+                let _ = pending.reply.send(Err(err));
+            }
+        }
+    }
+
+    async fn delete(&mut self, caller: &Principal, id: &str, reply: Reply<()>) {
+        let mut record = match self.find(caller, id).await {
+            Ok(record) => record,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        match record.state {
+            SessionState::Stopped | SessionState::Failed => {
+                let _ = reply.send(Ok(()));
+            }
+            SessionState::Creating | SessionState::Stopping if self.creating.contains_key(id) => {
+                record.state = SessionState::Stopping;
+                record.stop_reason = Some("deleted".to_owned());
+                if let Err(err) = self.ctx.store.update_session(&record).await {
+                    let _ = reply.send(Err(err.into()));
+                    return;
+                }
+                if let Some(pending) = self.creating.get_mut(id) {
+                    pending.deleted_by.get_or_insert_with(Vec::new).push(reply);
+                }
+            }
+            SessionState::Creating | SessionState::Running | SessionState::Stopping => {
+                if record.state != SessionState::Stopping {
+                    record.stop_reason = Some("deleted".to_owned());
+                }
+                self.begin_removal(record, vec![reply]).await;
+            }
+        }
+    }
+
+    /// Moves a session to `stopping` and removes its container; it becomes `stopped` when the
+    /// removal succeeds. A removal already under way just gains more waiters.
+    async fn begin_removal(&mut self, mut record: SessionRecord, waiters: Vec<Reply<()>>) {
+        if let Some(existing) = self.removing.get_mut(&record.id) {
+            existing.extend(waiters);
+            return;
+        }
+        if record.state != SessionState::Stopping {
+            record.state = SessionState::Stopping;
+            if let Err(err) = self.ctx.store.update_session(&record).await {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(copy_error(&err)));
+                }
+                return;
+            }
+        }
+        self.removing.insert(record.id.clone(), waiters);
+        let runtime = self.ctx.runtime.clone();
+        let id = record.id;
+        let container_id = record.container_id;
+        self.spawn_reporting(async move {
+            let outcome = match container_id {
+                Some(container_id) => runtime.remove(&container_id).await.map_err(SessionError::from),
+                None => Ok(()),
+            };
+            Command::RemoveFinished { id, outcome }
+        });
+    }
+
+    async fn remove_finished(&mut self, id: &str, outcome: Result<(), SessionError>) {
+        let waiters = self.removing.remove(id).unwrap_or_default();
+        let result = match outcome {
+            Ok(()) => self.mark_stopped(id).await,
+            // The row stays `stopping`; the next reap retries the removal.
+            Err(err) => Err(err),
+        };
+        for waiter in waiters {
+            let _ = waiter.send(result.as_ref().map(|_| ()).map_err(copy_session_error));
+        }
+    }
+
+    async fn mark_stopped(&self, id: &str) -> Result<(), SessionError> {
+        let Some(mut record) = self.ctx.store.get_session(id).await? else { return Ok(()) };
+        record.state = SessionState::Stopped;
+        record.stop_reason.get_or_insert_with(|| "deleted".to_owned());
+        self.ctx.store.update_session(&record).await?;
+        Ok(())
+    }
+
+    /// Marks a session failed with `reason` and removes its container in the background; a
+    /// removal that fails there is retried by reconcile, which removes containers of ended
+    /// sessions.
+    async fn fail(&self, mut record: SessionRecord, reason: &str) {
+        tracing::warn!(session = %record.id, reason, "session failed");
+        record.state = SessionState::Failed;
+        record.stop_reason = Some(reason.to_owned());
+        if let Err(err) = self.ctx.store.update_session(&record).await {
+            tracing::error!(session = %record.id, %err, "could not record the failure");
+        }
+        if let Some(container_id) = record.container_id {
+            let runtime = self.ctx.runtime.clone();
+            tokio::spawn(async move { runtime.remove(&container_id).await });
+        }
+    }
+
+    async fn extend(&self, caller: &Principal, id: &str, ttl_seconds: u64) -> Result<Session, SessionError> {
+        let mut record = self.find(caller, id).await?;
+        if record.state != SessionState::Running {
+            return Err(SessionError::NotRunning { id: record.id, state: record.state });
+        }
+        let max_ttl = self.template(&record.template)?.max_ttl_seconds;
+        let latest = record.created_at + seconds(max_ttl);
+        let now = Utc::now();
+        let wanted = now + seconds(ttl_seconds);
+        if ttl_seconds == 0 || wanted > latest {
+            let remaining = (latest - now).num_seconds().max(0);
+            return Err(SessionError::InvalidTtl(format!(
+                "sessions of template {:?} live at most {max_ttl} s; this one can be extended by at most {remaining} s",
+                record.template
+            )));
+        }
+        record.expires_at = wanted;
+        record.last_activity = now;
+        self.ctx.store.update_session(&record).await?;
+        Ok(record.to_public())
+    }
+
+    async fn reap(&mut self) {
+        let now = Utc::now();
+        let expired = SessionFilter {
+            states: Some(vec![SessionState::Running]),
+            expired_at: Some(now),
+            ..SessionFilter::default()
+        };
+        let stuck = SessionFilter { states: Some(vec![SessionState::Stopping]), ..SessionFilter::default() };
+        for filter in [expired, stuck] {
+            let records = match self.ctx.store.list_sessions(&filter).await {
+                Ok(records) => records,
+                Err(err) => {
+                    tracing::warn!(%err, "reap: store unavailable");
+                    return;
+                }
+            };
+            for mut record in records {
+                if self.creating.contains_key(&record.id) || self.removing.contains_key(&record.id) {
+                    continue;
+                }
+                if record.state == SessionState::Running {
+                    tracing::info!(session = %record.id, "ttl expired");
+                    record.stop_reason = Some("ttl_expired".to_owned());
+                }
+                self.begin_removal(record, Vec::new()).await;
+            }
+        }
+    }
+
+    /// Converges the store with the engine. `observed` was listed before this runs, so a
+    /// container missing from it may have appeared since: absences are confirmed with the
+    /// engine before a session is failed for them.
+    async fn reconcile(&mut self, observed: Vec<ManagedContainer>) -> ReconcileReport {
+        let started = Instant::now();
+        let mut report = ReconcileReport::default();
+        let live = match self.ctx.store.list_sessions(&SessionFilter::live()).await {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(%err, "reconcile: store unavailable");
+                return report;
+            }
+        };
+        let mut live: HashMap<String, SessionRecord> =
+            live.into_iter().map(|record| (record.id.clone(), record)).collect();
+        let mut seen = HashSet::new();
+
+        for container in observed {
+            let in_flight = self.creating.contains_key(&container.session_id)
+                || self.removing.contains_key(&container.session_id);
+            seen.insert(container.session_id.clone());
+            let Some(record) = live.get(&container.session_id).cloned() else {
+                // No live session claims it: left over from a crash or from a removal that failed.
+                report.orphans_removed += 1;
+                tracing::info!(container = %container.id, session = %container.session_id, "removing orphan container");
+                if let Err(err) = self.ctx.runtime.remove(&container.id).await {
+                    tracing::warn!(%err, container = %container.id, "could not remove orphan");
+                }
+                continue;
+            };
+            if in_flight {
+                continue;
+            }
+            let record = SessionRecord { container_id: Some(container.id.clone()), ..record };
+            match record.state {
+                SessionState::Creating => {
+                    report.sessions_failed += 1;
+                    self.fail(record, "interrupted: the control plane stopped during create").await;
+                }
+                SessionState::Running if !container.running => {
+                    report.sessions_failed += 1;
+                    self.fail(record, "container_exited").await;
+                }
+                SessionState::Stopping => self.begin_removal(record, Vec::new()).await,
+                _ => {}
+            }
+        }
+
+        live.retain(|id, _| {
+            !seen.contains(id) && !self.creating.contains_key(id) && !self.removing.contains_key(id)
+        });
+        for record in live.into_values() {
+            match record.state {
+                SessionState::Creating => {
+                    report.sessions_failed += 1;
+                    self.fail(record, "interrupted: the control plane stopped during create").await;
+                }
+                SessionState::Running => {
+                    let container = match &record.container_id {
+                        Some(container_id) => self.ctx.runtime.inspect(container_id).await,
+                        None => Ok(None),
+                    };
+                    match container {
+                        Ok(None) => {
+                            report.sessions_failed += 1;
+                            self.fail(record, "container_vanished").await;
+                        }
+                        Ok(Some(container)) if !container.running => {
+                            report.sessions_failed += 1;
+                            self.fail(record, "container_exited").await;
+                        }
+                        Ok(Some(_)) => {}
+                        Err(err) => tracing::warn!(%err, "reconcile: engine unavailable"),
+                    }
+                }
+                // Its container is already gone: the stop is complete.
+                SessionState::Stopping => {
+                    if let Err(err) = self.mark_stopped(&record.id).await {
+                        tracing::warn!(%err, session = %record.id, "could not mark stopped");
+                    }
+                }
+                SessionState::Stopped | SessionState::Failed => {}
+            }
+        }
+        crate::metrics::reconciled(started.elapsed());
+        report
+    }
+}
+
+/// Makes, starts and waits for one session's container. On any failure it removes what it made,
+/// so a failed create leaves nothing on the engine.
+async fn make_container(ctx: &ManagerContext, spec: &ContainerSpec, secret: &str) -> Result<String, SessionError> {
+    let container_id = ctx.runtime.create(spec).await?;
+    let started = async {
+        let addr = ctx.runtime.start(&container_id).await?;
+        ctx.agent
+            .wait_ready(addr, secret, ctx.agent_ready_timeout)
+            .await
+            .map_err(|source| SessionError::AgentNotReady { id: spec.session_id.clone(), source })?;
+        Ok::<_, SessionError>(())
+    }
+    .await;
+    match started {
+        Ok(()) => Ok(container_id),
+        Err(err) => {
+            if let Err(cleanup) = ctx.runtime.remove(&container_id).await {
+                tracing::warn!(%cleanup, container = %container_id, "cleanup after failed create; reconcile will retry");
+            }
+            Err(err)
+        }
+    }
+}
+
+fn seconds(n: u64) -> ChronoDuration {
+    ChronoDuration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
+}
+
+/// Errors are not `Clone` (their sources are not); several waiters get one copy each.
+fn copy_session_error(err: &SessionError) -> SessionError {
+    match err {
+        SessionError::Runtime(RuntimeError::Unavailable(msg)) => RuntimeError::Unavailable(msg.clone()).into(),
+        SessionError::Store(store) => copy_error(store),
+        other => RuntimeError::Engine(other.to_string()).into(),
+    }
+}
+
+fn copy_error(err: &crate::store::StoreError) -> SessionError {
+    crate::store::StoreError::Unavailable(err.to_string()).into()
+}

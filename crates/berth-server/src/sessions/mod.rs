@@ -1,0 +1,121 @@
+//! The session lifecycle. [`SessionManager`] is the handle the API uses; behind it one task,
+//! the actor in `actor.rs`, owns every state transition. Reads go straight to the store.
+
+mod actor;
+mod command;
+mod error;
+mod validate;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use berth_proto::{CreateSession, Session};
+use tokio::sync::{mpsc, oneshot};
+
+pub use command::{Command, ReconcileReport};
+pub use error::SessionError;
+pub use validate::label_filter as parse_label_filter;
+
+use crate::{
+    agent_client::AgentClient,
+    auth::Principal,
+    config::TemplateConfig,
+    runtime::Runtime,
+    store::{SessionFilter, Store},
+};
+
+/// What the session manager needs to do its work.
+#[derive(Debug, Clone)]
+pub struct ManagerContext {
+    pub store: Arc<dyn Store>,
+    pub runtime: Arc<dyn Runtime>,
+    pub agent: AgentClient,
+    pub templates: Arc<BTreeMap<String, TemplateConfig>>,
+    pub sessions_per_user: u32,
+    pub agent_ready_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionManager {
+    commands: mpsc::Sender<Command>,
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl SessionManager {
+    /// Starts the actor. It runs until every handle is dropped.
+    pub fn spawn(ctx: ManagerContext) -> Self {
+        let (commands, inbox) = mpsc::channel(1024);
+        let manager = Self { commands: commands.clone(), store: ctx.store.clone(), runtime: ctx.runtime.clone() };
+        tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run());
+        manager
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(command::Reply<T>) -> Command) -> Result<T, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| SessionError::ManagerGone)?;
+        answer.await.map_err(|_| SessionError::ManagerGone)?
+    }
+
+    pub async fn create(&self, caller: Principal, request: CreateSession) -> Result<Session, SessionError> {
+        self.ask(|reply| Command::Create { caller, request, reply }).await
+    }
+
+    pub async fn delete(&self, caller: Principal, id: String) -> Result<(), SessionError> {
+        self.ask(|reply| Command::Delete { caller, id, reply }).await
+    }
+
+    pub async fn extend(
+        &self,
+        caller: Principal,
+        id: String,
+        ttl_seconds: u64,
+    ) -> Result<Session, SessionError> {
+        self.ask(|reply| Command::Extend { caller, id, ttl_seconds, reply }).await
+    }
+
+    pub async fn get(&self, caller: &Principal, id: &str) -> Result<Session, SessionError> {
+        match self.store.get_session(id).await? {
+            Some(record) if caller.may_access(&record.owner) => Ok(record.to_public()),
+            // Someone else's session is reported exactly like a missing one.
+            _ => Err(SessionError::NotFound(id.to_owned())),
+        }
+    }
+
+    /// The caller's sessions (all sessions for the admin) with every given label. Ended
+    /// sessions are included only when `include_ended` is set.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        labels: Vec<(String, String)>,
+        include_ended: bool,
+    ) -> Result<Vec<Session>, SessionError> {
+        let base = if include_ended { SessionFilter::default() } else { SessionFilter::live() };
+        let filter = SessionFilter {
+            owner: (!caller.admin).then(|| caller.name.clone()),
+            labels,
+            ..base
+        };
+        Ok(self.store.list_sessions(&filter).await?.iter().map(|r| r.to_public()).collect())
+    }
+
+    /// Asks the actor to stop expired sessions now.
+    pub async fn reap(&self) -> Result<(), SessionError> {
+        self.commands.send(Command::Reap).await.map_err(|_| SessionError::ManagerGone)
+    }
+
+    /// Lists the engine's containers and has the actor converge the store with them.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, SessionError> {
+        // Listing before the actor reads the store matters: every container in the listing
+        // had its session row written before it was created, so none is mistaken for an orphan.
+        let observed = self.runtime.list().await?;
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Reconcile { observed, reply })
+            .await
+            .map_err(|_| SessionError::ManagerGone)?;
+        answer.await.map_err(|_| SessionError::ManagerGone)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! Durable state: sessions and users.
+//!
+//! [`Store`] is the seam between the control plane and its database. SQLite is the embedded
+//! default; a second backend (Redis, for several control-plane instances) is one more module
+//! that passes the same [`contract`] tests.
+
+mod sqlite;
+
+#[cfg(test)]
+mod contract;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use berth_proto::{Session, SessionState};
+use chrono::{DateTime, Utc};
+
+pub use sqlite::SqliteStore;
+
+/// A session as stored: the public view plus what only the control plane may know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub owner: String,
+    pub template: String,
+    pub state: SessionState,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+    pub container_id: Option<String>,
+    pub stop_reason: Option<String>,
+    /// Authenticates the control plane to this session's agent. Never leaves the control plane.
+    pub agent_secret: String,
+}
+
+impl SessionRecord {
+    pub fn to_public(&self) -> Session {
+        Session {
+            id: self.id.clone(),
+            owner: self.owner.clone(),
+            template: self.template.clone(),
+            state: self.state,
+            labels: self.labels.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_activity: self.last_activity,
+            stop_reason: self.stop_reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the token, hex. API tokens are long random strings, so a fast hash is as safe
+    /// as a slow one here and keeps per-request authentication cheap.
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which sessions to list. Every condition set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub owner: Option<String>,
+    pub states: Option<Vec<SessionState>>,
+    pub labels: Vec<(String, String)>,
+    /// Only sessions whose `expires_at` is at or before this time.
+    pub expired_at: Option<DateTime<Utc>>,
+}
+
+impl SessionFilter {
+    pub fn live() -> Self {
+        Self { states: Some(SessionState::ALL.into_iter().filter(|s| s.is_live()).collect()), ..Self::default() }
+    }
+
+    pub fn matches(&self, record: &SessionRecord) -> bool {
+        self.owner.as_ref().is_none_or(|owner| *owner == record.owner)
+            && self.states.as_ref().is_none_or(|states| states.contains(&record.state))
+            && self.labels.iter().all(|(k, v)| record.labels.get(k) == Some(v))
+            && self.expired_at.is_none_or(|at| record.expires_at <= at)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Succeeds when the store answers queries.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Durable when it returns. Fails with `Conflict` when the id exists.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Replaces the stored row; durable when it returns. Fails with `NotFound` when absent.
+    async fn update_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Matching sessions, oldest first.
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// How many sessions are in each state; states with none are left out.
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, u64)>, StoreError>;
+
+    /// Fails with `Conflict` when the name is taken.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>, StoreError>;
+}

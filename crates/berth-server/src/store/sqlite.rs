@@ -1,0 +1,280 @@
+//! The embedded default store: one SQLite file in WAL mode, `synchronous=FULL` so a session's
+//! state survives power loss once a write returns.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use berth_proto::SessionState;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    Row,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
+};
+
+use super::{SessionFilter, SessionRecord, Store, StoreError, UserRecord};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        Self::migrated(pool).await
+    }
+
+    /// A private database in memory, for tests. One connection: each in-memory connection would
+    /// otherwise see a database of its own.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(unavailable)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|err| StoreError::Unavailable(format!("migrating the database: {err}")))?;
+        Ok(Self { pool })
+    }
+}
+
+fn unavailable(err: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    let state: String = row.try_get("state").map_err(unavailable)?;
+    let labels: String = row.try_get("labels").map_err(unavailable)?;
+    Ok(SessionRecord {
+        id: row.try_get("id").map_err(unavailable)?,
+        owner: row.try_get("owner").map_err(unavailable)?,
+        template: row.try_get("template").map_err(unavailable)?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        labels: serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: from_millis(row.try_get("created_at").map_err(unavailable)?)?,
+        expires_at: from_millis(row.try_get("expires_at").map_err(unavailable)?)?,
+        last_activity: from_millis(row.try_get("last_activity").map_err(unavailable)?)?,
+        container_id: row.try_get("container_id").map_err(unavailable)?,
+        stop_reason: row.try_get("stop_reason").map_err(unavailable)?,
+        agent_secret: row.try_get("agent_secret").map_err(unavailable)?,
+    })
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: row.try_get("id").map_err(unavailable)?,
+        name: row.try_get("name").map_err(unavailable)?,
+        token_hash: row.try_get("token_hash").map_err(unavailable)?,
+        created_at: from_millis(row.try_get("created_at").map_err(unavailable)?)?,
+    })
+}
+
+fn labels_json(session: &SessionRecord) -> String {
+    // Serialising a map of strings cannot fail.
+    serde_json::to_string(&session.labels).unwrap_or_else(|_| "{}".to_owned())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, owner, template, state, labels, created_at, expires_at, \
+             last_activity, container_id, stop_reason, agent_secret) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.owner)
+        .bind(&s.template)
+        .bind(s.state.as_str())
+        .bind(labels_json(s))
+        .bind(millis(s.created_at))
+        .bind(millis(s.expires_at))
+        .bind(millis(s.last_activity))
+        .bind(&s.container_id)
+        .bind(&s.stop_reason)
+        .bind(&s.agent_secret)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("session {} already exists", s.id))
+            }
+            other => unavailable(other),
+        })?;
+        Ok(())
+    }
+
+    async fn update_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, created_at = ?, \
+             expires_at = ?, last_activity = ?, container_id = ?, stop_reason = ?, agent_secret = ? \
+             WHERE id = ?",
+        )
+        .bind(&s.owner)
+        .bind(&s.template)
+        .bind(s.state.as_str())
+        .bind(labels_json(s))
+        .bind(millis(s.created_at))
+        .bind(millis(s.expires_at))
+        .bind(millis(s.last_activity))
+        .bind(&s.container_id)
+        .bind(&s.stop_reason)
+        .bind(&s.agent_secret)
+        .bind(&s.id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("session {}", s.id)));
+        }
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+        // The indexed conditions go to SQL; labels are checked on the decoded rows.
+        let mut sql = String::from("SELECT * FROM sessions WHERE 1 = 1");
+        if filter.owner.is_some() {
+            sql.push_str(" AND owner = ?");
+        }
+        if let Some(states) = &filter.states {
+            let marks = vec!["?"; states.len()].join(", ");
+            sql.push_str(&format!(" AND state IN ({marks})"));
+        }
+        if filter.expired_at.is_some() {
+            sql.push_str(" AND expires_at <= ?");
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(owner) = &filter.owner {
+            query = query.bind(owner);
+        }
+        for state in filter.states.iter().flatten() {
+            query = query.bind(state.as_str());
+        }
+        if let Some(at) = filter.expired_at {
+            query = query.bind(millis(at));
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let session = session_from_row(row)?;
+            if filter.matches(&session) {
+                sessions.push(session);
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM sessions GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state").map_err(unavailable)?;
+                let n: i64 = row.try_get("n").map_err(unavailable)?;
+                Ok((state.parse().map_err(StoreError::Corrupt)?, n.unsigned_abs()))
+            })
+            .collect()
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO users (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&user.id)
+            .bind(&user.name)
+            .bind(&user.token_hash)
+            .bind(millis(user.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(|err| match err {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict(format!("user {:?} already exists", user.name))
+                }
+                other => unavailable(other),
+            })?;
+        Ok(())
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_in_memory_passes_the_store_contract() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        super::super::contract::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_passes_the_store_contract_and_keeps_data_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        super::super::contract::run(&store).await;
+        let before = store.list_sessions(&SessionFilter::default()).await.unwrap();
+        drop(store);
+
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        let after = reopened.list_sessions(&SessionFilter::default()).await.unwrap();
+        assert_eq!(before, after);
+        assert!(!after.is_empty());
+    }
+}
