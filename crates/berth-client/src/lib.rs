@@ -1,0 +1,201 @@
+//! A typed client for Berth's HTTP API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), berth_client::ClientError> {
+//! let client = berth_client::Client::new("http://127.0.0.1:8080", "berth_...")?;
+//! let session = client.create_session(&Default::default()).await?;
+//! client.delete_session(&session.id).await?;
+//! # Ok(()) }
+//! ```
+
+use berth_proto::{
+    CreateSession, CreateUser, ErrorBody, ErrorCode, ExtendSession, Session, SessionList, Template,
+    TemplateList, UserCreated,
+};
+use reqwest::{Method, StatusCode, header};
+use serde::{Serialize, de::DeserializeOwned};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api { status: u16, code: ErrorCode, message: String },
+    /// The server could not be reached or answered something that is not Berth's API.
+    #[error("cannot reach Berth at {url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("invalid server URL {0:?}: expected something like http://127.0.0.1:8080")]
+    InvalidUrl(String),
+}
+
+impl ClientError {
+    /// The API error code, when the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// Filters for [`Client::list_sessions`].
+#[derive(Debug, Clone, Default)]
+pub struct ListSessions {
+    /// `(key, value)` pairs every listed session must carry.
+    pub labels: Vec<(String, String)>,
+    /// Include stopped and failed sessions.
+    pub all: bool,
+}
+
+impl Client {
+    pub fn new(base_url: &str, token: &str) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::InvalidUrl(base_url.to_owned()));
+        }
+        // reqwest is built without a default crypto provider; install ring once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|source| ClientError::Transport { url: base.clone(), source })?;
+        Ok(Self { http, base, token: token.to_owned() })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<Option<T>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).query(query).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let transport = |source| ClientError::Transport { url: url.clone(), source };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map(Some).map_err(|err| ClientError::Api {
+                status: status.as_u16(),
+                code: ErrorCode::Unknown,
+                message: format!("unexpected answer: {err}"),
+            });
+        }
+        let error = is_json.then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok()).flatten();
+        Err(match error {
+            Some(body) => ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message },
+            None => ClientError::Api {
+                status: status.as_u16(),
+                code: ErrorCode::Unknown,
+                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            },
+        })
+    }
+
+    async fn expect<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        self.send(method, path, query, body).await?.ok_or_else(|| ClientError::Api {
+            status: 204,
+            code: ErrorCode::Unknown,
+            message: "expected a body, got none".to_owned(),
+        })
+    }
+
+    pub async fn create_session(&self, request: &CreateSession) -> Result<Session, ClientError> {
+        self.expect(Method::POST, "/api/v1/sessions", &[], Some(request)).await
+    }
+
+    pub async fn list_sessions(&self, filter: &ListSessions) -> Result<Vec<Session>, ClientError> {
+        let mut query: Vec<(&str, String)> =
+            filter.labels.iter().map(|(k, v)| ("label", format!("{k}={v}"))).collect();
+        if filter.all {
+            query.push(("all", "true".to_owned()));
+        }
+        let list: SessionList = self.expect(Method::GET, "/api/v1/sessions", &query, None::<&()>).await?;
+        Ok(list.sessions)
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Session, ClientError> {
+        self.expect(Method::GET, &format!("/api/v1/sessions/{}", encode(id)), &[], None::<&()>).await
+    }
+
+    pub async fn delete_session(&self, id: &str) -> Result<(), ClientError> {
+        self.send::<serde_json::Value>(Method::DELETE, &format!("/api/v1/sessions/{}", encode(id)), &[], None::<&()>)
+            .await
+            .map(drop)
+    }
+
+    pub async fn extend_session(&self, id: &str, ttl_seconds: u64) -> Result<Session, ClientError> {
+        let path = format!("/api/v1/sessions/{}/extend", encode(id));
+        self.expect(Method::POST, &path, &[], Some(&ExtendSession { ttl_seconds })).await
+    }
+
+    pub async fn templates(&self) -> Result<Vec<Template>, ClientError> {
+        let list: TemplateList = self.expect(Method::GET, "/api/v1/templates", &[], None::<&()>).await?;
+        Ok(list.templates)
+    }
+
+    pub async fn create_user(&self, name: &str) -> Result<UserCreated, ClientError> {
+        self.expect(Method::POST, "/api/v1/users", &[], Some(&CreateUser { name: name.to_owned() })).await
+    }
+}
+
+/// Percent-encodes a path segment, so ids with unusual characters cannot reach another route.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("sabc123"), "sabc123");
+        assert_eq!(encode("../users"), "..%2Fusers");
+    }
+
+    #[test]
+    fn urls_without_a_scheme_are_refused() {
+        assert!(matches!(Client::new("localhost:8080", "t"), Err(ClientError::InvalidUrl(_))));
+    }
+}

@@ -167,7 +167,18 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+        let mut config = Self::from_toml(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        // Seed directories are written relative to the file that names them.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for template in config.templates.values_mut() {
+            if let Some(seed) = template.workspace_seed.as_mut()
+                && seed.is_relative()
+            {
+                *seed = base.join(&*seed);
+            }
+        }
+        Ok(config)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {

@@ -59,6 +59,8 @@ impl Drop for App {
 /// Wires the control plane on a given store and runtime, converges it with the engine once,
 /// and starts the reaper and the periodic reconcile.
 pub async fn app(config: &Config, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, admin_token: &str) -> App {
+    // Installed before anything records, so no early measurement is lost.
+    metrics::handle();
     let templates = Arc::new(config.templates.clone());
     let sessions = SessionManager::spawn(ManagerContext {
         store: store.clone(),

@@ -1,0 +1,77 @@
+# Shared by scripts/run, scripts/test and scripts/build-images. Every function is idempotent:
+# it checks first and only installs, starts or builds what is missing.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+AGENT_TARGET=x86_64-unknown-linux-gnu
+AGENT_BIN="$ROOT/target/$AGENT_TARGET/agent/berth-agent"
+DOCKERD_LOG=${BERTH_DOCKERD_LOG:-/var/log/berth-dockerd.log}
+# The legacy builder works on every engine without the buildx plugin and offline.
+export DOCKER_BUILDKIT=0
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} (Debian packages)"
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# A Docker engine that answers: installs Debian's docker.io if there is no dockerd, starts
+# dockerd in the background if nothing answers.
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    apt_install docker.io
+  fi
+  if ! command -v docker >/dev/null 2>&1; then
+    echo "docker client missing after installing docker.io" >&2
+    return 1
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd in the background (log: $DOCKERD_LOG)"
+    as_root sh -c "nohup dockerd >'$DOCKERD_LOG' 2>&1 &"
+    for _ in $(seq 1 120); do
+      docker info >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    echo "dockerd did not come up; last lines of $DOCKERD_LOG:" >&2
+    tail -n 20 "$DOCKERD_LOG" >&2 || true
+    return 1
+  fi
+}
+
+# What building images needs: debootstrap for the offline Debian rootfs, a static busybox for
+# the tiny image.
+ensure_image_tools() {
+  apt_install debootstrap busybox-static
+}
+
+build_agent() {
+  log "building berth-agent (static)"
+  RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --quiet --manifest-path "$ROOT/Cargo.toml" --profile agent -p berth-agent --target "$AGENT_TARGET"
+}
+
+image_label() {
+  docker image inspect -f '{{ index .Config.Labels "berth.content-hash" }}' "$1" 2>/dev/null || true
+}
+
+image_id() {
+  docker image inspect -f '{{ .Id }}' "$1" 2>/dev/null || true
+}
+
+hash_of() {
+  cat "$@" | sha256sum | cut -c1-16
+}
