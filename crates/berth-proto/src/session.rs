@@ -80,7 +80,7 @@ pub struct Session {
 }
 
 /// `POST /api/v1/sessions`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
@@ -96,6 +96,12 @@ pub struct CreateSession {
     /// Free-form labels to find sessions by (`GET /api/v1/sessions?label=k=v`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+}
+
+impl Default for CreateSession {
+    fn default() -> Self {
+        Self { template: default_template(), ttl_seconds: None, env: BTreeMap::new(), labels: BTreeMap::new() }
+    }
 }
 
 fn default_template() -> String {
@@ -124,6 +130,7 @@ mod tests {
     #[test]
     fn create_request_defaults_to_the_default_template() {
         let req: CreateSession = serde_json::from_str("{}").unwrap();
+        assert_eq!(req, CreateSession::default());
         assert_eq!(req.template, "default");
         assert_eq!(req.ttl_seconds, None);
     }

@@ -1,0 +1,224 @@
+//! The control plane against the real Docker engine, served on port 0 in this process.
+//! Needs the engine and the session images: `scripts/test` provides both.
+
+use std::{process::Command, time::Duration};
+
+use berth_client::{Client, ListSessions};
+use berth_proto::{CreateSession, SessionState};
+use berth_server::config::{Config, TemplateConfig};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+const ADMIN: &str = "docker-test-admin";
+const TINY: &str = "berth/tiny:latest";
+const BASE: &str = "berth/base:latest";
+
+struct Server {
+    client: Client,
+    instance: String,
+    _data: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(customise: impl FnOnce(&mut Config)) -> Self {
+        assert!(docker(&["info"]).is_ok(), "no Docker engine answers; run the tests with scripts/test, which starts one");
+        let data = tempfile::tempdir().unwrap();
+        let instance = format!("test-{}", berth_server::ids::user_id());
+        let mut config = Config { data_dir: data.path().to_owned(), admin_token: Some(ADMIN.into()), ..Config::default() };
+        config.docker.instance = instance.clone();
+        config.docker.network = "berth-test".into();
+        config.lifecycle.reap_interval_ms = 200;
+        let tiny = TemplateConfig { image: TINY.into(), memory_mb: 64, cpus: 0.5, pids: 64, ..TemplateConfig::default() };
+        config.templates.insert("default".into(), tiny.clone());
+        config.templates.insert("short".into(), TemplateConfig { ttl_seconds: 1, ..tiny });
+        config.templates.insert("base".into(), TemplateConfig { image: BASE.into(), ..TemplateConfig::default() });
+        customise(&mut config);
+        let config = config.finish().unwrap();
+        let instance = config.docker.instance.clone();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            berth_server::run(config, listener, async { drop(stopped.await) }).await.unwrap();
+        });
+        let client = Client::new(&format!("http://{addr}"), ADMIN).unwrap();
+        Self { client, instance, _data: data, stop: Some(stop), task }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    fn containers(&self) -> Vec<String> {
+        let filter = format!("label=berth.instance={}", self.instance);
+        let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).unwrap();
+        out.lines().map(str::to_owned).collect()
+    }
+}
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker").args(args).output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn inspect(container: &str) -> Value {
+    let out = docker(&["inspect", container]).unwrap();
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+fn container_of(server: &Server, session_id: &str) -> String {
+    let filter = format!("label=berth.session={session_id}");
+    let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).unwrap();
+    let ids: Vec<&str> = out.lines().collect();
+    assert_eq!(ids.len(), 1, "exactly one container for {session_id} in {}", server.instance);
+    ids[0].to_owned()
+}
+
+#[tokio::test]
+async fn a_session_is_a_hardened_limited_labelled_container() {
+    let server = Server::start().await;
+    let user = server.client.create_user("alice").await.unwrap();
+    let alice = Client::new(server.client.base_url(), &user.token).unwrap();
+    let session = alice.create_session(&CreateSession::default()).await.unwrap();
+    assert_eq!(session.state, SessionState::Running);
+
+    let container = container_of(&server, &session.id);
+    let info = inspect(&container);
+    let labels = &info["Config"]["Labels"];
+    assert_eq!(labels["berth.session"], session.id.as_str());
+    assert_eq!(labels["berth.owner"], "alice");
+    assert_eq!(labels["berth.template"], "default");
+    assert_eq!(labels["berth.instance"], server.instance.as_str());
+
+    let host = &info["HostConfig"];
+    assert_eq!(host["Memory"], 64 * 1024 * 1024);
+    assert_eq!(host["MemorySwap"], host["Memory"]);
+    assert_eq!(host["NanoCpus"], 500_000_000);
+    assert_eq!(host["PidsLimit"], 64);
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
+    let cap_add: Vec<&str> = host["CapAdd"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(cap_add.len() <= 6 && !cap_add.iter().any(|c| c.contains("SYS_ADMIN") || c.contains("NET_ADMIN")), "{cap_add:?}");
+    assert_eq!(host["Privileged"], false);
+    let security = host["SecurityOpt"].to_string();
+    assert!(security.contains("no-new-privileges"), "{security}");
+    assert!(!security.contains("seccomp=unconfined"), "the default seccomp profile must apply: {security}");
+    assert_eq!(host["LogConfig"]["Type"], "json-file");
+    assert_eq!(host["LogConfig"]["Config"]["max-size"], "10m");
+    assert_eq!(host["NetworkMode"], "berth-test");
+    assert!(host["PortBindings"].as_object().is_none_or(|p| p.is_empty()), "no host ports: {host}");
+    assert!(info["NetworkSettings"]["Ports"].as_object().is_none_or(|p| p.values().all(Value::is_null)));
+
+    let network = docker(&["network", "inspect", "berth-test"]).unwrap();
+    assert!(network.contains(r#""com.docker.network.bridge.enable_icc": "false""#), "{network}");
+
+    alice.delete_session(&session.id).await.unwrap();
+    assert!(docker(&["inspect", &container]).is_err(), "the container must be gone after delete");
+    assert!(server.containers().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_cannot_reach_each_other() {
+    let server = Server::start().await;
+    let a = server.client.create_session(&CreateSession::default()).await.unwrap();
+    let b = server.client.create_session(&CreateSession::default()).await.unwrap();
+    let (ca, cb) = (container_of(&server, &a.id), container_of(&server, &b.id));
+    let ip_b = inspect(&cb)["NetworkSettings"]["Networks"]["berth-test"]["IPAddress"].as_str().unwrap().to_owned();
+    // Probe from inside session A: B's agent port must not answer.
+    let probe = docker(&["exec", &ca, "wget", "-q", "-T", "2", "-O", "-", &format!("http://{ip_b}:7681/health")]);
+    assert!(probe.is_err(), "session A reached session B: {probe:?}");
+    for id in [&a.id, &b.id] {
+        server.client.delete_session(id).await.unwrap();
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_debian_base_image_has_the_user_and_tools() {
+    let server = Server::start().await;
+    let session = server.client.create_session(&CreateSession { template: "base".into(), ..Default::default() }).await.unwrap();
+    let container = container_of(&server, &session.id);
+    let probe = docker(&["exec", "--user", "1000", &container, "sh", "-c", "id -u; echo $HOME; python3 -c 'print(6*7)'; git --version >/dev/null && curl --version >/dev/null && ps --version >/dev/null && echo tools-ok"]).unwrap();
+    assert_eq!(probe.lines().collect::<Vec<_>>(), ["1000", "/home/user", "42", "tools-ok"]);
+    // The agent's secret never reaches the environment of processes started in the session.
+    let env = docker(&["exec", "--user", "1000", &container, "cat", "/proc/1/environ"]);
+    assert!(env.is_err(), "uid 1000 must not read the agent's environment");
+    server.client.delete_session(&session.id).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ttl_expiry_stops_and_removes_the_container() {
+    let server = Server::start().await;
+    let session = server.client.create_session(&CreateSession { template: "short".into(), ..Default::default() }).await.unwrap();
+    let container = container_of(&server, &session.id);
+    let mut state = session.state;
+    for _ in 0..50 {
+        state = server.client.get_session(&session.id).await.unwrap().state;
+        if state == SessionState::Stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, SessionState::Stopped);
+    let stopped = server.client.get_session(&session.id).await.unwrap();
+    assert_eq!(stopped.stop_reason.as_deref(), Some("ttl_expired"));
+    assert!(docker(&["inspect", &container]).is_err());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn restart_reconciles_orphans_and_vanished_containers() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_owned();
+    let server = Server::start_with(|c| c.data_dir = data_dir.clone()).await;
+    let instance = server.instance.clone();
+    let kept = server.client.create_session(&CreateSession::default()).await.unwrap();
+    let vanishing = server.client.create_session(&CreateSession::default()).await.unwrap();
+    server.stop().await;
+
+    // While the control plane is down: a container vanishes, and an orphan appears.
+    docker(&["rm", "-f", &format!("berth-{}", vanishing.id)]).unwrap();
+    let instance_label = format!("berth.instance={instance}");
+    docker(&["create", "--label", &instance_label, "--label", "berth.session=sorphan", TINY]).unwrap();
+
+    let server = Server::start_with(|c| {
+        c.data_dir = data_dir.clone();
+        c.docker.instance = instance.clone();
+    })
+    .await;
+    let vanished = server.client.get_session(&vanishing.id).await.unwrap();
+    assert_eq!((vanished.state, vanished.stop_reason.as_deref()), (SessionState::Failed, Some("container_vanished")));
+    assert_eq!(server.client.get_session(&kept.id).await.unwrap().state, SessionState::Running);
+    assert_eq!(server.containers(), [container_of(&server, &kept.id)], "only the kept session's container is left");
+    server.client.delete_session(&kept.id).await.unwrap();
+    assert!(server.containers().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_is_503_within_5_seconds() {
+    let server = Server::start_with(|c| c.docker.host = Some("unix:///tmp/berth-no-such-engine.sock".into())).await;
+    let started = std::time::Instant::now();
+    let err = server.client.create_session(&CreateSession::default()).await.unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert_eq!(err.code(), Some(berth_proto::ErrorCode::EngineUnavailable));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let listed = server.client.list_sessions(&ListSessions::default()).await.unwrap();
+    assert!(listed.is_empty(), "a refused create leaves no live session");
+    server.stop().await;
+}
