@@ -26,7 +26,10 @@ pub fn router(secret: String) -> Router {
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { protocol: PROTOCOL_VERSION, version: env!("CARGO_PKG_VERSION").to_owned() })
+    Json(Health {
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 async fn require_secret(State(secret): State<Arc<String>>, req: Request, next: Next) -> Response {
@@ -56,9 +59,20 @@ mod tests {
         if let Some(secret) = secret {
             req = req.header(SECRET_HEADER, secret);
         }
-        let resp = router("s3cret".into()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let resp = router("s3cret".into())
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
+        (
+            status,
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
     }
 
     #[tokio::test]

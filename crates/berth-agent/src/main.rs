@@ -19,7 +19,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("berth-agent: cannot start the async runtime: {err}");
@@ -48,5 +51,7 @@ async fn serve(secret: String) -> std::io::Result<()> {
             _ = int.recv() => {},
         }
     };
-    axum::serve(listener, berth_agent::router(secret)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, berth_agent::router(secret))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

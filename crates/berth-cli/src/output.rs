@@ -12,8 +12,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> =
-            cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
         println!("{}", padded.join("   ").trim_end());
     };
     line(header.to_vec());
@@ -38,5 +41,9 @@ pub fn relative(at: DateTime<Utc>) -> String {
         3600..86400 => format!("{}h", magnitude / 3600),
         _ => format!("{}d", magnitude / 86400),
     };
-    if secs >= 0 { format!("in {amount}") } else { format!("{amount} ago") }
+    if secs >= 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
 }

@@ -19,7 +19,11 @@ use serde::{Serialize, de::DeserializeOwned};
 pub enum ClientError {
     /// The server answered with an error.
     #[error("{message} ({code}, HTTP {status})")]
-    Api { status: u16, code: ErrorCode, message: String },
+    Api {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
     /// The server could not be reached or answered something that is not Berth's API.
     #[error("cannot reach Berth at {url}: {source}")]
     Transport { url: String, source: reqwest::Error },
@@ -70,8 +74,15 @@ impl Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .build()
-            .map_err(|source| ClientError::Transport { url: base.clone(), source })?;
-        Ok(Self { http, base, token: token.to_owned() })
+            .map_err(|source| ClientError::Transport {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base,
+            token: token.to_owned(),
+        })
     }
 
     pub fn base_url(&self) -> &str {
@@ -86,11 +97,18 @@ impl Client {
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<Option<T>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).query(query).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .request(method, &url)
+            .query(query)
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let transport = |source| ClientError::Transport { url: url.clone(), source };
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
@@ -103,15 +121,23 @@ impl Client {
             .is_some_and(|v| v.starts_with("application/json"));
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map(Some).map_err(|err| ClientError::Api {
-                status: status.as_u16(),
-                code: ErrorCode::Unknown,
-                message: format!("unexpected answer: {err}"),
-            });
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|err| ClientError::Api {
+                    status: status.as_u16(),
+                    code: ErrorCode::Unknown,
+                    message: format!("unexpected answer: {err}"),
+                });
         }
-        let error = is_json.then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok()).flatten();
+        let error = is_json
+            .then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok())
+            .flatten();
         Err(match error {
-            Some(body) => ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message },
+            Some(body) => ClientError::Api {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+            },
             None => ClientError::Api {
                 status: status.as_u16(),
                 code: ErrorCode::Unknown,
@@ -127,49 +153,84 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T, ClientError> {
-        self.send(method, path, query, body).await?.ok_or_else(|| ClientError::Api {
-            status: 204,
-            code: ErrorCode::Unknown,
-            message: "expected a body, got none".to_owned(),
-        })
+        self.send(method, path, query, body)
+            .await?
+            .ok_or_else(|| ClientError::Api {
+                status: 204,
+                code: ErrorCode::Unknown,
+                message: "expected a body, got none".to_owned(),
+            })
     }
 
     pub async fn create_session(&self, request: &CreateSession) -> Result<Session, ClientError> {
-        self.expect(Method::POST, "/api/v1/sessions", &[], Some(request)).await
+        self.expect(Method::POST, "/api/v1/sessions", &[], Some(request))
+            .await
     }
 
     pub async fn list_sessions(&self, filter: &ListSessions) -> Result<Vec<Session>, ClientError> {
-        let mut query: Vec<(&str, String)> =
-            filter.labels.iter().map(|(k, v)| ("label", format!("{k}={v}"))).collect();
+        let mut query: Vec<(&str, String)> = filter
+            .labels
+            .iter()
+            .map(|(k, v)| ("label", format!("{k}={v}")))
+            .collect();
         if filter.all {
             query.push(("all", "true".to_owned()));
         }
-        let list: SessionList = self.expect(Method::GET, "/api/v1/sessions", &query, None::<&()>).await?;
+        let list: SessionList = self
+            .expect(Method::GET, "/api/v1/sessions", &query, None::<&()>)
+            .await?;
         Ok(list.sessions)
     }
 
     pub async fn get_session(&self, id: &str) -> Result<Session, ClientError> {
-        self.expect(Method::GET, &format!("/api/v1/sessions/{}", encode(id)), &[], None::<&()>).await
+        self.expect(
+            Method::GET,
+            &format!("/api/v1/sessions/{}", encode(id)),
+            &[],
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn delete_session(&self, id: &str) -> Result<(), ClientError> {
-        self.send::<serde_json::Value>(Method::DELETE, &format!("/api/v1/sessions/{}", encode(id)), &[], None::<&()>)
-            .await
-            .map(drop)
+        self.send::<serde_json::Value>(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{}", encode(id)),
+            &[],
+            None::<&()>,
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn extend_session(&self, id: &str, ttl_seconds: u64) -> Result<Session, ClientError> {
         let path = format!("/api/v1/sessions/{}/extend", encode(id));
-        self.expect(Method::POST, &path, &[], Some(&ExtendSession { ttl_seconds })).await
+        self.expect(
+            Method::POST,
+            &path,
+            &[],
+            Some(&ExtendSession { ttl_seconds }),
+        )
+        .await
     }
 
     pub async fn templates(&self) -> Result<Vec<Template>, ClientError> {
-        let list: TemplateList = self.expect(Method::GET, "/api/v1/templates", &[], None::<&()>).await?;
+        let list: TemplateList = self
+            .expect(Method::GET, "/api/v1/templates", &[], None::<&()>)
+            .await?;
         Ok(list.templates)
     }
 
     pub async fn create_user(&self, name: &str) -> Result<UserCreated, ClientError> {
-        self.expect(Method::POST, "/api/v1/users", &[], Some(&CreateUser { name: name.to_owned() })).await
+        self.expect(
+            Method::POST,
+            "/api/v1/users",
+            &[],
+            Some(&CreateUser {
+                name: name.to_owned(),
+            }),
+        )
+        .await
     }
 }
 
@@ -178,7 +239,9 @@ fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -196,6 +259,9 @@ mod tests {
 
     #[test]
     fn urls_without_a_scheme_are_refused() {
-        assert!(matches!(Client::new("localhost:8080", "t"), Err(ClientError::InvalidUrl(_))));
+        assert!(matches!(
+            Client::new("localhost:8080", "t"),
+            Err(ClientError::InvalidUrl(_))
+        ));
     }
 }

@@ -70,7 +70,12 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { error: ErrorDetail { code, message: message.into() } }
+        Self {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
     }
 }
 
@@ -80,7 +85,11 @@ mod tests {
 
     #[test]
     fn codes_serialise_as_their_stable_names() {
-        for code in [ErrorCode::InvalidJson, ErrorCode::QuotaExceeded, ErrorCode::EngineUnavailable] {
+        for code in [
+            ErrorCode::InvalidJson,
+            ErrorCode::QuotaExceeded,
+            ErrorCode::EngineUnavailable,
+        ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

@@ -25,8 +25,13 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    pub const ALL: [SessionState; 5] =
-        [Self::Creating, Self::Running, Self::Stopping, Self::Stopped, Self::Failed];
+    pub const ALL: [SessionState; 5] = [
+        Self::Creating,
+        Self::Running,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -100,7 +105,12 @@ pub struct CreateSession {
 
 impl Default for CreateSession {
     fn default() -> Self {
-        Self { template: default_template(), ttl_seconds: None, env: BTreeMap::new(), labels: BTreeMap::new() }
+        Self {
+            template: default_template(),
+            ttl_seconds: None,
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        }
     }
 }
 

@@ -17,7 +17,9 @@ use hyper_util::{
 pub enum AgentError {
     #[error("the agent did not answer within {0:?}")]
     NotReady(Duration),
-    #[error("the agent speaks protocol {found}, this control plane {expected}; rebuild the session image")]
+    #[error(
+        "the agent speaks protocol {found}, this control plane {expected}; rebuild the session image"
+    )]
     Version { found: u32, expected: u32 },
     #[error("the agent refused the request: HTTP {0}")]
     Refused(u16),
@@ -33,7 +35,9 @@ impl Default for AgentClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        Self { http: Client::builder(TokioExecutor::new()).build(connector) }
+        Self {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+        }
     }
 }
 
@@ -53,7 +57,10 @@ impl AgentClient {
             match self.health(addr, secret).await {
                 Ok(Some(health)) if health.protocol == PROTOCOL_VERSION => return Ok(health),
                 Ok(Some(health)) => {
-                    return Err(AgentError::Version { found: health.protocol, expected: PROTOCOL_VERSION });
+                    return Err(AgentError::Version {
+                        found: health.protocol,
+                        expected: PROTOCOL_VERSION,
+                    });
                 }
                 Err(err @ AgentError::Refused(_)) => return Err(err),
                 Ok(None) | Err(_) => {}
@@ -80,7 +87,9 @@ impl AgentClient {
         if !response.status().is_success() {
             return Err(AgentError::Refused(response.status().as_u16()));
         }
-        let Ok(body) = response.into_body().collect().await else { return Ok(None) };
+        let Ok(body) = response.into_body().collect().await else {
+            return Ok(None);
+        };
         Ok(serde_json::from_slice(&body.to_bytes()).ok())
     }
 }

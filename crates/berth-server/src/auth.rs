@@ -18,7 +18,10 @@ pub struct Principal {
 
 impl Principal {
     pub fn admin() -> Self {
-        Self { name: ADMIN_NAME.to_owned(), admin: true }
+        Self {
+            name: ADMIN_NAME.to_owned(),
+            admin: true,
+        }
     }
 
     /// Whether this caller may see and act on a session owned by `owner`.
@@ -40,7 +43,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(admin_token: &str, store: Arc<dyn Store>) -> Self {
-        Self { admin_token_hash: hash_token(admin_token), store }
+        Self {
+            admin_token_hash: hash_token(admin_token),
+            store,
+        }
     }
 
     /// The principal a bearer token stands for, or `None` for an unknown token.
@@ -54,7 +60,10 @@ impl Authenticator {
             .store
             .user_by_token_hash(&hash)
             .await?
-            .map(|user| Principal { name: user.name, admin: false }))
+            .map(|user| Principal {
+                name: user.name,
+                admin: false,
+            }))
     }
 }
 
@@ -86,8 +95,12 @@ pub fn load_or_generate_admin_token(
 
 fn write_private(path: &Path, contents: &str) -> io::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }

@@ -103,7 +103,9 @@ impl Default for Config {
 
 impl Default for QuotaConfig {
     fn default() -> Self {
-        Self { sessions_per_user: 3 }
+        Self {
+            sessions_per_user: 3,
+        }
     }
 }
 
@@ -117,9 +119,16 @@ impl Default for DockerConfig {
             // The agent runs as root inside the container only to hand work to uid 1000: these
             // are exactly what that needs (change owner, read the user's files, switch user,
             // signal the user's processes).
-            cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"]
-                .map(str::to_owned)
-                .to_vec(),
+            cap_add: [
+                "CHOWN",
+                "DAC_OVERRIDE",
+                "FOWNER",
+                "KILL",
+                "SETGID",
+                "SETUID",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             log_max_size: "10m".to_owned(),
         }
     }
@@ -127,13 +136,18 @@ impl Default for DockerConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        Self { ready_timeout_ms: 10_000 }
+        Self {
+            ready_timeout_ms: 10_000,
+        }
     }
 }
 
 impl Default for LifecycleConfig {
     fn default() -> Self {
-        Self { reap_interval_ms: 5_000, reconcile_interval_seconds: 30 }
+        Self {
+            reap_interval_ms: 5_000,
+            reconcile_interval_seconds: 30,
+        }
     }
 }
 
@@ -155,9 +169,15 @@ impl Default for TemplateConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid config: {0}")]
     Invalid(String),
 }
@@ -165,10 +185,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads a config file. The result still needs [`Config::finish`] once overrides are applied.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config = Self::from_toml(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         // Seed directories are written relative to the file that names them.
         let base = path.parent().unwrap_or(Path::new("."));
         for template in config.templates.values_mut() {
@@ -188,21 +212,33 @@ impl Config {
     /// Adds the built-in `default` template when the file defines none, and checks every value,
     /// so a bad config stops the server at start instead of failing requests later.
     pub fn finish(mut self) -> Result<Self, ConfigError> {
-        self.templates.entry(DEFAULT_TEMPLATE.to_owned()).or_default();
+        self.templates
+            .entry(DEFAULT_TEMPLATE.to_owned())
+            .or_default();
         for (name, template) in &self.templates {
-            template.validate().map_err(|msg| ConfigError::Invalid(format!("template {name:?}: {msg}")))?;
+            template
+                .validate()
+                .map_err(|msg| ConfigError::Invalid(format!("template {name:?}: {msg}")))?;
         }
         if self.quota.sessions_per_user == 0 {
-            return Err(ConfigError::Invalid("quota.sessions_per_user must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "quota.sessions_per_user must be at least 1".into(),
+            ));
         }
         if self.docker.timeout_seconds == 0 {
-            return Err(ConfigError::Invalid("docker.timeout_seconds must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "docker.timeout_seconds must be at least 1".into(),
+            ));
         }
         if self.lifecycle.reap_interval_ms == 0 || self.lifecycle.reconcile_interval_seconds == 0 {
-            return Err(ConfigError::Invalid("lifecycle intervals must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "lifecycle intervals must be positive".into(),
+            ));
         }
         if self.docker.instance.is_empty() || self.docker.network.is_empty() {
-            return Err(ConfigError::Invalid("docker.instance and docker.network must be set".into()));
+            return Err(ConfigError::Invalid(
+                "docker.instance and docker.network must be set".into(),
+            ));
         }
         Ok(self)
     }
@@ -232,7 +268,10 @@ impl TemplateConfig {
         if let Some(seed) = &self.workspace_seed
             && !seed.is_dir()
         {
-            return Err(format!("workspace_seed {} is not a directory", seed.display()));
+            return Err(format!(
+                "workspace_seed {} is not a directory",
+                seed.display()
+            ));
         }
         Ok(())
     }
@@ -245,7 +284,10 @@ mod tests {
     #[test]
     fn an_empty_file_gives_a_working_default_template() {
         let config = Config::from_toml("").unwrap().finish().unwrap();
-        assert_eq!(config.templates[DEFAULT_TEMPLATE].image, "berth/base:latest");
+        assert_eq!(
+            config.templates[DEFAULT_TEMPLATE].image,
+            "berth/base:latest"
+        );
         assert_eq!(config.quota.sessions_per_user, 3);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
     }
@@ -255,7 +297,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../berth.example.toml");
         let config = Config::from_file(&path).unwrap().finish().unwrap();
         assert!(config.templates.contains_key(DEFAULT_TEMPLATE));
-        assert!(config.templates.len() >= 2, "the example shows a second template");
+        assert!(
+            config.templates.len() >= 2,
+            "the example shows a second template"
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ fn random_base32(len: usize) -> String {
     let mut bytes = vec![0u8; len];
     // The OS random source failing means the machine is unusable; there is nothing to recover.
     getrandom::fill(&mut bytes).expect("the OS random number generator failed");
-    bytes.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])).collect()
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
+        .collect()
 }
 
 /// `s` + 12 characters: 60 random bits, plenty for sessions that are never enumerable anyway
@@ -41,7 +44,11 @@ mod tests {
         let b = session_id();
         assert_ne!(a, b);
         assert_eq!(a.len(), 13);
-        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "{a}"
+        );
         assert!(api_token().starts_with("berth_"));
     }
 }

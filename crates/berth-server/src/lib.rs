@@ -32,7 +32,10 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot use data dir {path}: {source}")]
-    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("serving: {0}")]
@@ -58,7 +61,12 @@ impl Drop for App {
 
 /// Wires the control plane on a given store and runtime, converges it with the engine once,
 /// and starts the reaper and the periodic reconcile.
-pub async fn app(config: &Config, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, admin_token: &str) -> App {
+pub async fn app(
+    config: &Config,
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    admin_token: &str,
+) -> App {
     // Installed before anything records, so no early measurement is lost.
     metrics::handle();
     let templates = Arc::new(config.templates.clone());
@@ -102,7 +110,9 @@ pub async fn app(config: &Config, store: Arc<dyn Store>, runtime: Arc<dyn Runtim
             loop {
                 tick.tick().await;
                 match sessions.reconcile().await {
-                    Ok(report) if report != Default::default() => tracing::info!(?report, "reconciled"),
+                    Ok(report) if report != Default::default() => {
+                        tracing::info!(?report, "reconciled")
+                    }
                     Ok(_) => {}
                     Err(sessions::SessionError::ManagerGone) => return,
                     Err(err) => tracing::warn!(%err, "reconcile failed; will retry"),
@@ -118,7 +128,11 @@ pub async fn app(config: &Config, store: Arc<dyn Store>, runtime: Arc<dyn Runtim
         runtime,
         templates,
     };
-    App { router: api::router(state), sessions, background: vec![reaper, reconciler] }
+    App {
+        router: api::router(state),
+        sessions,
+        background: vec![reaper, reconciler],
+    }
 }
 
 /// Serves the control plane on `listener` until `shutdown` resolves: SQLite in the data dir,
@@ -129,10 +143,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
     let (admin_token, generated) =
-        auth::load_or_generate_admin_token(&data_dir, config.admin_token.as_deref())
-            .map_err(|source| ServerError::DataDir { path: data_dir.clone(), source })?;
+        auth::load_or_generate_admin_token(&data_dir, config.admin_token.as_deref()).map_err(
+            |source| ServerError::DataDir {
+                path: data_dir.clone(),
+                source,
+            },
+        )?;
     if generated {
         tracing::warn!(
             token = %admin_token,
@@ -147,5 +168,8 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "berth is serving; API docs at http://{addr}/docs");
     }
-    axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown).await.map_err(ServerError::Serve)
+    axum::serve(listener, app.router.clone())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve)
 }

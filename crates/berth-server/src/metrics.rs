@@ -6,8 +6,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::store::Store;
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -45,10 +46,15 @@ pub fn reconciled(elapsed: Duration) {
 /// The exposition text. Session counts are read from the store at scrape time, so they are
 /// right even after a restart or with several control planes on one store.
 pub async fn render(store: &dyn Store) -> String {
-    let Some(handle) = handle() else { return String::new() };
+    let Some(handle) = handle() else {
+        return String::new();
+    };
     if let Ok(counts) = store.count_by_state().await {
         for state in berth_proto::SessionState::ALL {
-            let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
             metrics::gauge!("berth_sessions", "state" => state.as_str()).set(n as f64);
         }
     }

@@ -27,17 +27,42 @@ impl Server {
     }
 
     async fn start_with(customise: impl FnOnce(&mut Config)) -> Self {
-        assert!(docker(&["info"]).is_ok(), "no Docker engine answers; run the tests with scripts/test, which starts one");
+        assert!(
+            docker(&["info"]).is_ok(),
+            "no Docker engine answers; run the tests with scripts/test, which starts one"
+        );
         let data = tempfile::tempdir().unwrap();
         let instance = format!("test-{}", berth_server::ids::user_id());
-        let mut config = Config { data_dir: data.path().to_owned(), admin_token: Some(ADMIN.into()), ..Config::default() };
+        let mut config = Config {
+            data_dir: data.path().to_owned(),
+            admin_token: Some(ADMIN.into()),
+            ..Config::default()
+        };
         config.docker.instance = instance.clone();
         config.docker.network = "berth-test".into();
         config.lifecycle.reap_interval_ms = 200;
-        let tiny = TemplateConfig { image: TINY.into(), memory_mb: 64, cpus: 0.5, pids: 64, ..TemplateConfig::default() };
+        let tiny = TemplateConfig {
+            image: TINY.into(),
+            memory_mb: 64,
+            cpus: 0.5,
+            pids: 64,
+            ..TemplateConfig::default()
+        };
         config.templates.insert("default".into(), tiny.clone());
-        config.templates.insert("short".into(), TemplateConfig { ttl_seconds: 1, ..tiny });
-        config.templates.insert("base".into(), TemplateConfig { image: BASE.into(), ..TemplateConfig::default() });
+        config.templates.insert(
+            "short".into(),
+            TemplateConfig {
+                ttl_seconds: 1,
+                ..tiny
+            },
+        );
+        config.templates.insert(
+            "base".into(),
+            TemplateConfig {
+                image: BASE.into(),
+                ..TemplateConfig::default()
+            },
+        );
         customise(&mut config);
         let config = config.finish().unwrap();
         let instance = config.docker.instance.clone();
@@ -46,10 +71,18 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            berth_server::run(config, listener, async { drop(stopped.await) }).await.unwrap();
+            berth_server::run(config, listener, async { drop(stopped.await) })
+                .await
+                .unwrap();
         });
         let client = Client::new(&format!("http://{addr}"), ADMIN).unwrap();
-        Self { client, instance, _data: data, stop: Some(stop), task }
+        Self {
+            client,
+            instance,
+            _data: data,
+            stop: Some(stop),
+            task,
+        }
     }
 
     async fn stop(mut self) {
@@ -67,7 +100,10 @@ impl Server {
 }
 
 fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker").args(args).output().map_err(|e| e.to_string())?;
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -84,7 +120,12 @@ fn container_of(server: &Server, session_id: &str) -> String {
     let filter = format!("label=berth.session={session_id}");
     let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).unwrap();
     let ids: Vec<&str> = out.lines().collect();
-    assert_eq!(ids.len(), 1, "exactly one container for {session_id} in {}", server.instance);
+    assert_eq!(
+        ids.len(),
+        1,
+        "exactly one container for {session_id} in {}",
+        server.instance
+    );
     ids[0].to_owned()
 }
 
@@ -93,7 +134,10 @@ async fn a_session_is_a_hardened_limited_labelled_container() {
     let server = Server::start().await;
     let user = server.client.create_user("alice").await.unwrap();
     let alice = Client::new(server.client.base_url(), &user.token).unwrap();
-    let session = alice.create_session(&CreateSession::default()).await.unwrap();
+    let session = alice
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
     assert_eq!(session.state, SessionState::Running);
 
     let container = container_of(&server, &session.id);
@@ -110,23 +154,52 @@ async fn a_session_is_a_hardened_limited_labelled_container() {
     assert_eq!(host["NanoCpus"], 500_000_000);
     assert_eq!(host["PidsLimit"], 64);
     assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
-    let cap_add: Vec<&str> = host["CapAdd"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert!(cap_add.len() <= 6 && !cap_add.iter().any(|c| c.contains("SYS_ADMIN") || c.contains("NET_ADMIN")), "{cap_add:?}");
+    let cap_add: Vec<&str> = host["CapAdd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        cap_add.len() <= 6
+            && !cap_add
+                .iter()
+                .any(|c| c.contains("SYS_ADMIN") || c.contains("NET_ADMIN")),
+        "{cap_add:?}"
+    );
     assert_eq!(host["Privileged"], false);
     let security = host["SecurityOpt"].to_string();
     assert!(security.contains("no-new-privileges"), "{security}");
-    assert!(!security.contains("seccomp=unconfined"), "the default seccomp profile must apply: {security}");
+    assert!(
+        !security.contains("seccomp=unconfined"),
+        "the default seccomp profile must apply: {security}"
+    );
     assert_eq!(host["LogConfig"]["Type"], "json-file");
     assert_eq!(host["LogConfig"]["Config"]["max-size"], "10m");
     assert_eq!(host["NetworkMode"], "berth-test");
-    assert!(host["PortBindings"].as_object().is_none_or(|p| p.is_empty()), "no host ports: {host}");
-    assert!(info["NetworkSettings"]["Ports"].as_object().is_none_or(|p| p.values().all(Value::is_null)));
+    assert!(
+        host["PortBindings"]
+            .as_object()
+            .is_none_or(|p| p.is_empty()),
+        "no host ports: {host}"
+    );
+    assert!(
+        info["NetworkSettings"]["Ports"]
+            .as_object()
+            .is_none_or(|p| p.values().all(Value::is_null))
+    );
 
     let network = docker(&["network", "inspect", "berth-test"]).unwrap();
-    assert!(network.contains(r#""com.docker.network.bridge.enable_icc": "false""#), "{network}");
+    assert!(
+        network.contains(r#""com.docker.network.bridge.enable_icc": "false""#),
+        "{network}"
+    );
 
     alice.delete_session(&session.id).await.unwrap();
-    assert!(docker(&["inspect", &container]).is_err(), "the container must be gone after delete");
+    assert!(
+        docker(&["inspect", &container]).is_err(),
+        "the container must be gone after delete"
+    );
     assert!(server.containers().is_empty());
     server.stop().await;
 }
@@ -134,12 +207,33 @@ async fn a_session_is_a_hardened_limited_labelled_container() {
 #[tokio::test]
 async fn sessions_cannot_reach_each_other() {
     let server = Server::start().await;
-    let a = server.client.create_session(&CreateSession::default()).await.unwrap();
-    let b = server.client.create_session(&CreateSession::default()).await.unwrap();
+    let a = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    let b = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
     let (ca, cb) = (container_of(&server, &a.id), container_of(&server, &b.id));
-    let ip_b = inspect(&cb)["NetworkSettings"]["Networks"]["berth-test"]["IPAddress"].as_str().unwrap().to_owned();
+    let ip_b = inspect(&cb)["NetworkSettings"]["Networks"]["berth-test"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Probe from inside session A: B's agent port must not answer.
-    let probe = docker(&["exec", &ca, "wget", "-q", "-T", "2", "-O", "-", &format!("http://{ip_b}:7681/health")]);
+    let probe = docker(&[
+        "exec",
+        &ca,
+        "wget",
+        "-q",
+        "-T",
+        "2",
+        "-O",
+        "-",
+        &format!("http://{ip_b}:7681/health"),
+    ]);
     assert!(probe.is_err(), "session A reached session B: {probe:?}");
     for id in [&a.id, &b.id] {
         server.client.delete_session(id).await.unwrap();
@@ -150,13 +244,33 @@ async fn sessions_cannot_reach_each_other() {
 #[tokio::test]
 async fn the_debian_base_image_has_the_user_and_tools() {
     let server = Server::start().await;
-    let session = server.client.create_session(&CreateSession { template: "base".into(), ..Default::default() }).await.unwrap();
+    let session = server
+        .client
+        .create_session(&CreateSession {
+            template: "base".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let container = container_of(&server, &session.id);
     let probe = docker(&["exec", "--user", "1000", &container, "sh", "-c", "id -u; echo $HOME; python3 -c 'print(6*7)'; git --version >/dev/null && curl --version >/dev/null && ps --version >/dev/null && echo tools-ok"]).unwrap();
-    assert_eq!(probe.lines().collect::<Vec<_>>(), ["1000", "/home/user", "42", "tools-ok"]);
+    assert_eq!(
+        probe.lines().collect::<Vec<_>>(),
+        ["1000", "/home/user", "42", "tools-ok"]
+    );
     // The agent's secret never reaches the environment of processes started in the session.
-    let env = docker(&["exec", "--user", "1000", &container, "cat", "/proc/1/environ"]);
-    assert!(env.is_err(), "uid 1000 must not read the agent's environment");
+    let env = docker(&[
+        "exec",
+        "--user",
+        "1000",
+        &container,
+        "cat",
+        "/proc/1/environ",
+    ]);
+    assert!(
+        env.is_err(),
+        "uid 1000 must not read the agent's environment"
+    );
     server.client.delete_session(&session.id).await.unwrap();
     server.stop().await;
 }
@@ -164,7 +278,14 @@ async fn the_debian_base_image_has_the_user_and_tools() {
 #[tokio::test]
 async fn ttl_expiry_stops_and_removes_the_container() {
     let server = Server::start().await;
-    let session = server.client.create_session(&CreateSession { template: "short".into(), ..Default::default() }).await.unwrap();
+    let session = server
+        .client
+        .create_session(&CreateSession {
+            template: "short".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let container = container_of(&server, &session.id);
     let mut state = session.state;
     for _ in 0..50 {
@@ -187,14 +308,30 @@ async fn restart_reconciles_orphans_and_vanished_containers() {
     let data_dir = data.path().to_owned();
     let server = Server::start_with(|c| c.data_dir = data_dir.clone()).await;
     let instance = server.instance.clone();
-    let kept = server.client.create_session(&CreateSession::default()).await.unwrap();
-    let vanishing = server.client.create_session(&CreateSession::default()).await.unwrap();
+    let kept = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    let vanishing = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
     server.stop().await;
 
     // While the control plane is down: a container vanishes, and an orphan appears.
     docker(&["rm", "-f", &format!("berth-{}", vanishing.id)]).unwrap();
     let instance_label = format!("berth.instance={instance}");
-    docker(&["create", "--label", &instance_label, "--label", "berth.session=sorphan", TINY]).unwrap();
+    docker(&[
+        "create",
+        "--label",
+        &instance_label,
+        "--label",
+        "berth.session=sorphan",
+        TINY,
+    ])
+    .unwrap();
 
     let server = Server::start_with(|c| {
         c.data_dir = data_dir.clone();
@@ -202,9 +339,19 @@ async fn restart_reconciles_orphans_and_vanished_containers() {
     })
     .await;
     let vanished = server.client.get_session(&vanishing.id).await.unwrap();
-    assert_eq!((vanished.state, vanished.stop_reason.as_deref()), (SessionState::Failed, Some("container_vanished")));
-    assert_eq!(server.client.get_session(&kept.id).await.unwrap().state, SessionState::Running);
-    assert_eq!(server.containers(), [container_of(&server, &kept.id)], "only the kept session's container is left");
+    assert_eq!(
+        (vanished.state, vanished.stop_reason.as_deref()),
+        (SessionState::Failed, Some("container_vanished"))
+    );
+    assert_eq!(
+        server.client.get_session(&kept.id).await.unwrap().state,
+        SessionState::Running
+    );
+    assert_eq!(
+        server.containers(),
+        [container_of(&server, &kept.id)],
+        "only the kept session's container is left"
+    );
     server.client.delete_session(&kept.id).await.unwrap();
     assert!(server.containers().is_empty());
     server.stop().await;
@@ -212,13 +359,24 @@ async fn restart_reconciles_orphans_and_vanished_containers() {
 
 #[tokio::test]
 async fn an_unreachable_engine_is_503_within_5_seconds() {
-    let server = Server::start_with(|c| c.docker.host = Some("unix:///tmp/berth-no-such-engine.sock".into())).await;
+    let server = Server::start_with(|c| {
+        c.docker.host = Some("unix:///tmp/berth-no-such-engine.sock".into())
+    })
+    .await;
     let started = std::time::Instant::now();
-    let err = server.client.create_session(&CreateSession::default()).await.unwrap_err();
+    let err = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(503), "{err}");
     assert_eq!(err.code(), Some(berth_proto::ErrorCode::EngineUnavailable));
     assert!(started.elapsed() < Duration::from_secs(5));
-    let listed = server.client.list_sessions(&ListSessions::default()).await.unwrap();
+    let listed = server
+        .client
+        .list_sessions(&ListSessions::default())
+        .await
+        .unwrap();
     assert!(listed.is_empty(), "a refused create leaves no live session");
     server.stop().await;
 }

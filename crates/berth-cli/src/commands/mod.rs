@@ -12,7 +12,12 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// Control plane URL.
-    #[arg(long, env = "BERTH_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "BERTH_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// API token. When unset, the admin token in ./data/admin-token is used if present.
     #[arg(long, env = "BERTH_TOKEN", hide_env_values = true, global = true)]
@@ -35,8 +40,12 @@ impl Connection {
 /// The admin token a local `berth serve` generated, for the common case of running the CLI next
 /// to the server.
 fn local_admin_token() -> Option<String> {
-    let dir = std::env::var_os("BERTH_DATA_DIR").map_or_else(|| PathBuf::from("data"), PathBuf::from);
-    std::fs::read_to_string(dir.join("admin-token")).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+    let dir =
+        std::env::var_os("BERTH_DATA_DIR").map_or_else(|| PathBuf::from("data"), PathBuf::from);
+    std::fs::read_to_string(dir.join("admin-token"))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// Explains the errors people hit most, with what to do about them.
@@ -47,7 +56,9 @@ pub fn explain(err: berth_client::ClientError) -> anyhow::Error {
             "{err}\nIs the control plane running? Start it with `berth serve` (or scripts/run), or point BERTH_URL at it (now {url})."
         ),
         ClientError::Api { status: 401, .. } => {
-            anyhow::anyhow!("{err}\nCheck BERTH_TOKEN: it must be a token from `berth user create` or the admin token.")
+            anyhow::anyhow!(
+                "{err}\nCheck BERTH_TOKEN: it must be a token from `berth user create` or the admin token."
+            )
         }
         _ => err.into(),
     }

@@ -46,7 +46,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}; is another server using it? Pick one with --listen", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another server using it? Pick one with --listen",
+                config.listen
+            )
+        })?;
     let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -61,9 +66,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Human-readable logs by default; `BERTH_LOG_FORMAT=json` for log shippers. `RUST_LOG` filters.
 fn init_logging() {
+    use std::io::IsTerminal;
+
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if std::env::var("BERTH_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {

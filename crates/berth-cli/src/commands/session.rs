@@ -76,23 +76,52 @@ pub enum SessionCommand {
 
 pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
     match command {
-        SessionCommand::Create { template, ttl, env, label, json, conn } => {
+        SessionCommand::Create {
+            template,
+            ttl,
+            env,
+            label,
+            json,
+            conn,
+        } => {
             let request = CreateSession {
                 template,
                 ttl_seconds: ttl,
                 env: env.into_iter().collect(),
                 labels: label.into_iter().collect(),
             };
-            let session = conn.client()?.create_session(&request).await.map_err(explain)?;
-            if json { output::json(&session) } else { Ok(println!("{}", session.id)) }
+            let session = conn
+                .client()?
+                .create_session(&request)
+                .await
+                .map_err(explain)?;
+            if json {
+                return output::json(&session);
+            }
+            println!("{}", session.id);
+            Ok(())
         }
-        SessionCommand::List { label, all, json, conn } => {
-            let sessions = conn.client()?.list_sessions(&ListSessions { labels: label, all }).await.map_err(explain)?;
+        SessionCommand::List {
+            label,
+            all,
+            json,
+            conn,
+        } => {
+            let sessions = conn
+                .client()?
+                .list_sessions(&ListSessions { labels: label, all })
+                .await
+                .map_err(explain)?;
             if json {
                 return output::json(&sessions);
             }
             let rows: Vec<Vec<String>> = sessions.iter().map(row).collect();
-            output::table(&["ID", "OWNER", "TEMPLATE", "STATE", "CREATED", "EXPIRES", "LABELS"], &rows);
+            output::table(
+                &[
+                    "ID", "OWNER", "TEMPLATE", "STATE", "CREATED", "EXPIRES", "LABELS",
+                ],
+                &rows,
+            );
             Ok(())
         }
         SessionCommand::Get { id, json, conn } => {
@@ -116,14 +145,32 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
                     }
                 }
             }
-            if failed > 0 { anyhow::bail!("{failed} session(s) could not be removed") } else { Ok(()) }
+            if failed > 0 {
+                anyhow::bail!("{failed} session(s) could not be removed")
+            } else {
+                Ok(())
+            }
         }
-        SessionCommand::Extend { id, ttl, json, conn } => {
-            let session = conn.client()?.extend_session(&id, ttl).await.map_err(explain)?;
+        SessionCommand::Extend {
+            id,
+            ttl,
+            json,
+            conn,
+        } => {
+            let session = conn
+                .client()?
+                .extend_session(&id, ttl)
+                .await
+                .map_err(explain)?;
             if json {
                 return output::json(&session);
             }
-            println!("{} now expires {} ({})", session.id, session.expires_at.to_rfc3339(), output::relative(session.expires_at));
+            println!(
+                "{} now expires {} ({})",
+                session.id,
+                session.expires_at.to_rfc3339(),
+                output::relative(session.expires_at)
+            );
             Ok(())
         }
     }
@@ -139,13 +186,21 @@ fn row(s: &Session) -> Vec<String> {
             _ => s.state.to_string(),
         },
         output::relative(s.created_at),
-        if s.state.is_live() { output::relative(s.expires_at) } else { "-".to_owned() },
+        if s.state.is_live() {
+            output::relative(s.expires_at)
+        } else {
+            "-".to_owned()
+        },
         labels(&s.labels),
     ]
 }
 
 fn labels(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn describe(s: &Session) {
@@ -156,8 +211,16 @@ fn describe(s: &Session) {
     if let Some(reason) = &s.stop_reason {
         println!("Stop reason:   {reason}");
     }
-    println!("Created:       {} ({})", s.created_at.to_rfc3339(), output::relative(s.created_at));
-    println!("Expires:       {} ({})", s.expires_at.to_rfc3339(), output::relative(s.expires_at));
+    println!(
+        "Created:       {} ({})",
+        s.created_at.to_rfc3339(),
+        output::relative(s.created_at)
+    );
+    println!(
+        "Expires:       {} ({})",
+        s.expires_at.to_rfc3339(),
+        output::relative(s.expires_at)
+    );
     println!("Last activity: {}", s.last_activity.to_rfc3339());
     println!("Labels:        {}", labels(&s.labels));
 }

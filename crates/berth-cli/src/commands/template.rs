@@ -38,7 +38,10 @@ pub async fn run(command: TemplateCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            output::table(&["NAME", "IMAGE", "MEMORY", "CPUS", "PIDS", "TTL", "MAX TTL"], &rows);
+            output::table(
+                &["NAME", "IMAGE", "MEMORY", "CPUS", "PIDS", "TTL", "MAX TTL"],
+                &rows,
+            );
             Ok(())
         }
     }

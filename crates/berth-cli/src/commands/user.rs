@@ -25,7 +25,10 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                 return output::json(&user);
             }
             println!("{}", user.token);
-            eprintln!("Created user {} ({}). Keep the token above: it is not shown again.", user.name, user.id);
+            eprintln!(
+                "Created user {} ({}). Keep the token above: it is not shown again.",
+                user.name, user.id
+            );
             Ok(())
         }
     }

@@ -20,7 +20,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn unauthorized() -> Self {
@@ -59,7 +63,9 @@ impl From<SessionError> for ApiError {
         let message = err.to_string();
         let (status, code) = match &err {
             SessionError::NotFound(_) => (S::NOT_FOUND, ErrorCode::NotFound),
-            SessionError::UnknownTemplate { .. } => (S::UNPROCESSABLE_ENTITY, ErrorCode::UnknownTemplate),
+            SessionError::UnknownTemplate { .. } => {
+                (S::UNPROCESSABLE_ENTITY, ErrorCode::UnknownTemplate)
+            }
             SessionError::InvalidTtl(_) => (S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidTtl),
             SessionError::InvalidRequest(_) => (S::BAD_REQUEST, ErrorCode::InvalidRequest),
             SessionError::QuotaExceeded { .. } => (S::TOO_MANY_REQUESTS, ErrorCode::QuotaExceeded),
@@ -67,7 +73,9 @@ impl From<SessionError> for ApiError {
                 (S::CONFLICT, ErrorCode::Conflict)
             }
             SessionError::Runtime(runtime) => return runtime_error(runtime, message),
-            SessionError::AgentNotReady { .. } => (S::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed),
+            SessionError::AgentNotReady { .. } => {
+                (S::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed)
+            }
             SessionError::Store(store) => return store.to_api_error(),
             SessionError::ManagerGone => (S::SERVICE_UNAVAILABLE, ErrorCode::Internal),
         };
@@ -77,8 +85,13 @@ impl From<SessionError> for ApiError {
 
 fn runtime_error(err: &RuntimeError, message: String) -> ApiError {
     let (status, code) = match err {
-        RuntimeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EngineUnavailable),
-        RuntimeError::ImageMissing(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed),
+        RuntimeError::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::EngineUnavailable,
+        ),
+        RuntimeError::ImageMissing(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed)
+        }
         RuntimeError::NotFound(_) | RuntimeError::Engine(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed)
         }
@@ -90,11 +103,15 @@ impl StoreError {
     fn to_api_error(&self) -> ApiError {
         let message = self.to_string();
         match self {
-            StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message),
-            StoreError::NotFound(_) => ApiError::not_found(message),
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable, message)
+            StoreError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
             }
+            StoreError::NotFound(_) => ApiError::not_found(message),
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StoreUnavailable,
+                message,
+            ),
         }
     }
 }

@@ -22,7 +22,10 @@ pub struct ApiQuery<T>(pub T);
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(AUTHORIZATION)
@@ -31,6 +34,10 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        state.auth.authenticate(token).await?.ok_or_else(ApiError::unauthorized)
+        state
+            .auth
+            .authenticate(token)
+            .await?
+            .ok_or_else(ApiError::unauthorized)
     }
 }

@@ -24,7 +24,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::ApiError;
 
-use crate::{auth::Authenticator, config::TemplateConfig, runtime::Runtime, sessions::SessionManager, store::Store};
+use crate::{
+    auth::Authenticator, config::TemplateConfig, runtime::Runtime, sessions::SessionManager,
+    store::Store,
+};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -81,11 +84,19 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::not_found("no such route; see /docs for the API") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )
         })
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error; see the server log")
-                .into_response()
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error; see the server log",
+            )
+            .into_response()
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

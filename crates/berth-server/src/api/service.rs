@@ -42,13 +42,30 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let engine = describe(engine.map(|r| r.map_err(|e| e.to_string())));
     let store = describe(store.map(|r| r.map_err(|e| e.to_string())));
     let ready = engine == "ok" && store == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(Readiness { ready, engine, store }))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(Readiness {
+            ready,
+            engine,
+            store,
+        }),
+    )
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = crate::metrics::render(state.store.as_ref()).await;
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
 }

@@ -63,9 +63,15 @@ pub async fn list(
         match key.as_str() {
             "label" => labels.push(value),
             "all" => {
-                all = value.parse().map_err(|_| ApiError::invalid_request("all must be true or false"))?
+                all = value
+                    .parse()
+                    .map_err(|_| ApiError::invalid_request("all must be true or false"))?
             }
-            other => return Err(ApiError::invalid_request(format!("unknown query parameter {other:?}"))),
+            other => {
+                return Err(ApiError::invalid_request(format!(
+                    "unknown query parameter {other:?}"
+                )));
+            }
         }
     }
     let labels = crate::sessions::parse_label_filter(&labels)?;
@@ -130,6 +136,7 @@ pub async fn extend(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<ExtendSession>,
 ) -> Result<axum::Json<Session>, ApiError> {
-    let session: Result<Session, SessionError> = state.sessions.extend(caller, id, request.ttl_seconds).await;
+    let session: Result<Session, SessionError> =
+        state.sessions.extend(caller, id, request.ttl_seconds).await;
     Ok(axum::Json(session?))
 }

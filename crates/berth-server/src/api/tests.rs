@@ -30,17 +30,31 @@ async fn api() -> Api {
     let mut config = Config::default();
     config.templates.insert(
         "default".into(),
-        TemplateConfig { image: "berth/tiny:latest".into(), max_ttl_seconds: 3600, ..TemplateConfig::default() },
+        TemplateConfig {
+            image: "berth/tiny:latest".into(),
+            max_ttl_seconds: 3600,
+            ..TemplateConfig::default()
+        },
     );
     let config = config.finish().unwrap();
     let runtime = Arc::new(FakeRuntime::default());
     let store = Arc::new(SqliteStore::in_memory().await.unwrap());
     let app = crate::app(&config, store, runtime.clone(), ADMIN).await;
-    Api { router: app.router.clone(), runtime, _app: app }
+    Api {
+        router: app.router.clone(),
+        runtime,
+        _app: app,
+    }
 }
 
 impl Api {
-    async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -48,23 +62,35 @@ impl Api {
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
-        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
+        let request = request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .unwrap();
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)
     }
 
     async fn user(&self, name: &str) -> String {
-        let (status, body) = self.call(Method::POST, "/api/v1/users", Some(ADMIN), Some(&json!({"name": name}).to_string())).await;
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(ADMIN),
+                Some(&json!({"name": name}).to_string()),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
 }
 
 fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not a Berth error body: {body}"))
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a Berth error body: {body}"))
 }
 
 #[tokio::test]
@@ -72,34 +98,86 @@ async fn session_lifecycle_over_http() {
     let api = api().await;
     let alice = api.user("alice").await;
     let create = json!({"template": "default", "ttl_seconds": 600, "env": {"A": "1"}, "labels": {"course": "d101"}});
-    let (status, session) = api.call(Method::POST, "/api/v1/sessions", Some(&alice), Some(&create.to_string())).await;
+    let (status, session) = api
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(&alice),
+            Some(&create.to_string()),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
-    for field in ["id", "state", "template", "owner", "created_at", "expires_at"] {
+    for field in [
+        "id",
+        "state",
+        "template",
+        "owner",
+        "created_at",
+        "expires_at",
+    ] {
         assert!(session.get(field).is_some(), "missing {field} in {session}");
     }
     assert_eq!(session["state"], "running");
     assert!(session.get("agent_secret").is_none() && !session.to_string().contains("secret"));
     let id = session["id"].as_str().unwrap();
 
-    let (status, got) = api.call(Method::GET, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
+    let (status, got) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!((status, &got["id"]), (StatusCode::OK, &session["id"]));
 
-    let (_, listed) = api.call(Method::GET, "/api/v1/sessions?label=course=d101", Some(&alice), None).await;
+    let (_, listed) = api
+        .call(
+            Method::GET,
+            "/api/v1/sessions?label=course=d101",
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 1);
-    let (_, listed) = api.call(Method::GET, "/api/v1/sessions?label=course=other", Some(&alice), None).await;
+    let (_, listed) = api
+        .call(
+            Method::GET,
+            "/api/v1/sessions?label=course=other",
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 0);
 
-    let (status, extended) =
-        api.call(Method::POST, &format!("/api/v1/sessions/{id}/extend"), Some(&alice), Some(r#"{"ttl_seconds": 1200}"#)).await;
+    let (status, extended) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/extend"),
+            Some(&alice),
+            Some(r#"{"ttl_seconds": 1200}"#),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{extended}");
     assert!(extended["expires_at"].as_str() > session["expires_at"].as_str());
 
-    let (status, _) = api.call(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&alice), None).await;
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(api.runtime.container_count(), 0);
-    let (_, listed) = api.call(Method::GET, "/api/v1/sessions", Some(&alice), None).await;
+    let (_, listed) = api
+        .call(Method::GET, "/api/v1/sessions", Some(&alice), None)
+        .await;
     assert!(listed["sessions"].as_array().unwrap().is_empty());
-    let (_, listed) = api.call(Method::GET, "/api/v1/sessions?all=true", Some(&alice), None).await;
+    let (_, listed) = api
+        .call(Method::GET, "/api/v1/sessions?all=true", Some(&alice), None)
+        .await;
     assert_eq!(listed["sessions"][0]["state"], "stopped");
 }
 
@@ -129,27 +207,78 @@ async fn bad_input_gets_json_errors_with_stable_codes() {
     let alice = api.user("alice").await;
     let cases: &[(&str, StatusCode, &str)] = &[
         ("{not json", StatusCode::BAD_REQUEST, "invalid_json"),
-        (r#"{"template": 5}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        (r#"{"tempalte": "default"}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        (r#"{"template": "nope"}"#, StatusCode::UNPROCESSABLE_ENTITY, "unknown_template"),
-        (r#"{"ttl_seconds": 999999}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ttl"),
-        (r#"{"env": {"1BAD": "x"}}"#, StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            r#"{"template": 5}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            r#"{"tempalte": "default"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            r#"{"template": "nope"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_template",
+        ),
+        (
+            r#"{"ttl_seconds": 999999}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_ttl",
+        ),
+        (
+            r#"{"env": {"1BAD": "x"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
     ];
     for (body, status, code) in cases {
-        let (got, answer) = api.call(Method::POST, "/api/v1/sessions", Some(&alice), Some(body)).await;
+        let (got, answer) = api
+            .call(Method::POST, "/api/v1/sessions", Some(&alice), Some(body))
+            .await;
         assert_eq!((got, error_code(&answer)), (*status, *code), "{body}");
         assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
     }
-    assert_eq!(api.runtime.container_count(), 0, "no bad request may leave a container");
+    assert_eq!(
+        api.runtime.container_count(),
+        0,
+        "no bad request may leave a container"
+    );
 
-    let (status, body) = api.call(Method::GET, "/api/v1/sessions/snosuchsession", Some(&alice), None).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
-    let (status, body) = api.call(Method::GET, "/api/v1/sessions?bogus=1", Some(&alice), None).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"));
-    let (status, body) = api.call(Method::GET, "/api/v1/nothing-here", Some(&alice), None).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
-    let (status, body) = api.call(Method::PATCH, "/api/v1/sessions", Some(&alice), None).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    let (status, body) = api
+        .call(
+            Method::GET,
+            "/api/v1/sessions/snosuchsession",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, body) = api
+        .call(Method::GET, "/api/v1/sessions?bogus=1", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let (status, body) = api
+        .call(Method::GET, "/api/v1/nothing-here", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, body) = api
+        .call(Method::PATCH, "/api/v1/sessions", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
 }
 
 #[tokio::test]
@@ -158,32 +287,99 @@ async fn users_quota_and_tenancy() {
     let alice = api.user("alice").await;
     let bob = api.user("bob").await;
 
-    let (status, body) = api.call(Method::POST, "/api/v1/users", Some(&alice), Some(r#"{"name":"mallory"}"#)).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
-    let (status, body) = api.call(Method::POST, "/api/v1/users", Some(ADMIN), Some(r#"{"name":"alice"}"#)).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "conflict"));
-    let (status, body) = api.call(Method::POST, "/api/v1/users", Some(ADMIN), Some(r#"{"name":"Not Valid"}"#)).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&alice),
+            Some(r#"{"name":"mallory"}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(ADMIN),
+            Some(r#"{"name":"alice"}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(ADMIN),
+            Some(r#"{"name":"Not Valid"}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
 
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let (status, s) = api.call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}")).await;
+        let (status, s) = api
+            .call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}"))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
         ids.push(s["id"].as_str().unwrap().to_owned());
     }
-    let (status, body) = api.call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}")).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"));
-    assert!(body["error"]["message"].as_str().unwrap().contains("delete one"));
+    let (status, body) = api
+        .call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}"))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("delete one")
+    );
 
-    let (status, _) = api.call(Method::GET, &format!("/api/v1/sessions/{}", ids[0]), Some(&bob), None).await;
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{}", ids[0]),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = api.call(Method::DELETE, &format!("/api/v1/sessions/{}", ids[0]), Some(&bob), None).await;
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{}", ids[0]),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, bobs) = api.call(Method::GET, "/api/v1/sessions", Some(&bob), None).await;
+    let (_, bobs) = api
+        .call(Method::GET, "/api/v1/sessions", Some(&bob), None)
+        .await;
     assert!(bobs["sessions"].as_array().unwrap().is_empty());
-    let (_, all) = api.call(Method::GET, "/api/v1/sessions", Some(ADMIN), None).await;
+    let (_, all) = api
+        .call(Method::GET, "/api/v1/sessions", Some(ADMIN), None)
+        .await;
     assert_eq!(all["sessions"].as_array().unwrap().len(), 3);
-    let (status, _) = api.call(Method::DELETE, &format!("/api/v1/sessions/{}", ids[0]), Some(ADMIN), None).await;
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{}", ids[0]),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
@@ -193,8 +389,13 @@ async fn engine_down_is_503_quickly_and_readyz_says_why() {
     let alice = api.user("alice").await;
     api.runtime.down.store(true, Ordering::SeqCst);
     let started = std::time::Instant::now();
-    let (status, body) = api.call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}")).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"));
+    let (status, body) = api
+        .call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}"))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable")
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     let (status, body) = api.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -215,7 +416,16 @@ async fn service_routes_openapi_and_metrics() {
     let (status, spec) = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let paths = spec["paths"].as_object().unwrap();
-    for path in ["/api/v1/sessions", "/api/v1/sessions/{id}", "/api/v1/sessions/{id}/extend", "/api/v1/templates", "/api/v1/users", "/healthz", "/readyz", "/metrics"] {
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}",
+        "/api/v1/sessions/{id}/extend",
+        "/api/v1/templates",
+        "/api/v1/users",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
         assert!(paths.contains_key(path), "openapi.json lacks {path}");
     }
     assert!(spec["components"]["schemas"]["Session"].is_object());
@@ -224,15 +434,25 @@ async fn service_routes_openapi_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.as_str().unwrap().contains("swagger"), "{page}");
 
-    let (status, _) = api.call(Method::POST, "/api/v1/sessions", Some(ADMIN), Some("{}")).await;
+    let (status, _) = api
+        .call(Method::POST, "/api/v1/sessions", Some(ADMIN), Some("{}"))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, metrics) = api.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let metrics = metrics.as_str().unwrap();
-    assert!(metrics.contains(r#"berth_sessions{state="running"}"#), "{metrics}");
-    assert!(metrics.contains("berth_session_create_duration_seconds"), "{metrics}");
+    assert!(
+        metrics.contains(r#"berth_sessions{state="running"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_session_create_duration_seconds"),
+        "{metrics}"
+    );
 
-    let (status, templates) = api.call(Method::GET, "/api/v1/templates", Some(ADMIN), None).await;
+    let (status, templates) = api
+        .call(Method::GET, "/api/v1/templates", Some(ADMIN), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(templates["templates"][0]["name"], "default");
 }

@@ -35,18 +35,34 @@ pub async fn create(
     let name = request.name;
     let well_formed = (1..=32).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !well_formed {
         return Err(ApiError::invalid_request(format!(
             "user name {name:?} is invalid: 1 to 32 of a-z, 0-9, '-', '_', starting with a letter or digit"
         )));
     }
     if name == ADMIN_NAME {
-        return Err(ApiError::new(StatusCode::CONFLICT, berth_proto::ErrorCode::Conflict, "the name admin is reserved"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            berth_proto::ErrorCode::Conflict,
+            "the name admin is reserved",
+        ));
     }
     let token = ids::api_token();
-    let user = UserRecord { id: ids::user_id(), name, token_hash: hash_token(&token), created_at: Utc::now() };
+    let user = UserRecord {
+        id: ids::user_id(),
+        name,
+        token_hash: hash_token(&token),
+        created_at: Utc::now(),
+    };
     state.store.insert_user(&user).await?;
-    let created = UserCreated { id: user.id, name: user.name, token, created_at: user.created_at };
+    let created = UserCreated {
+        id: user.id,
+        name: user.name,
+        token,
+        created_at: user.created_at,
+    };
     Ok((StatusCode::CREATED, axum::Json(created)))
 }

@@ -39,13 +39,22 @@ pub struct DockerRuntime {
 impl DockerRuntime {
     pub fn new(config: DockerConfig) -> Self {
         let timeout = Duration::from_secs(config.timeout_seconds);
-        Self { config, timeout, client: OnceCell::new(), prepared: OnceCell::new() }
+        Self {
+            config,
+            timeout,
+            client: OnceCell::new(),
+            prepared: OnceCell::new(),
+        }
     }
 
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
         self.client
             .get_or_try_init(|| async {
-                let host = self.config.host.clone().or_else(|| std::env::var("DOCKER_HOST").ok());
+                let host = self
+                    .config
+                    .host
+                    .clone()
+                    .or_else(|| std::env::var("DOCKER_HOST").ok());
                 let docker = match host {
                     Some(host) => Docker::connect_with_host(&host),
                     None => Docker::connect_with_local_defaults(),
@@ -70,7 +79,10 @@ impl DockerRuntime {
         let started = Instant::now();
         let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(result) => result.map_err(map_error),
-            Err(_) => Err(RuntimeError::Unavailable(format!("{op} took longer than {:?}", self.timeout))),
+            Err(_) => Err(RuntimeError::Unavailable(format!(
+                "{op} took longer than {:?}",
+                self.timeout
+            ))),
         };
         crate::metrics::docker_call(op, started.elapsed(), result.is_ok());
         result
@@ -79,7 +91,10 @@ impl DockerRuntime {
     async fn ensure_network(&self) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         let network = &self.config.network;
-        match self.call("inspect_network", docker.inspect_network(network, None)).await {
+        match self
+            .call("inspect_network", docker.inspect_network(network, None))
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(RuntimeError::NotFound(_)) => {}
             Err(err) => return Err(err),
@@ -92,10 +107,16 @@ impl DockerRuntime {
                 "com.docker.network.bridge.enable_icc".to_owned(),
                 "false".to_owned(),
             )])),
-            labels: Some(HashMap::from([(labels::INSTANCE.to_owned(), self.config.instance.clone())])),
+            labels: Some(HashMap::from([(
+                labels::INSTANCE.to_owned(),
+                self.config.instance.clone(),
+            )])),
             ..NetworkCreateRequest::default()
         };
-        match self.call("create_network", docker.create_network(request)).await {
+        match self
+            .call("create_network", docker.create_network(request))
+            .await
+        {
             Ok(_) => Ok(()),
             // Another control plane created it between our inspect and create.
             Err(RuntimeError::Engine(msg)) if msg.contains("already exists") => Ok(()),
@@ -113,9 +134,10 @@ impl DockerRuntime {
 
 fn map_error(err: BollardError) -> RuntimeError {
     match err {
-        BollardError::DockerResponseServerError { status_code: 404, message } => {
-            RuntimeError::NotFound(message)
-        }
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => RuntimeError::NotFound(message),
         BollardError::DockerResponseServerError { message, .. } => RuntimeError::Engine(message),
         BollardError::JsonDataError { .. }
         | BollardError::JsonSerdeError { .. }
@@ -134,7 +156,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn prepare(&self) -> Result<(), RuntimeError> {
-        self.prepared.get_or_try_init(|| self.ensure_network()).await.map(drop)
+        self.prepared
+            .get_or_try_init(|| self.ensure_network())
+            .await
+            .map(drop)
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
@@ -183,7 +208,13 @@ impl Runtime for DockerRuntime {
         };
         let name = format!("berth-{}", spec.session_id);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        match self.call("create_container", docker.create_container(Some(options), body)).await {
+        match self
+            .call(
+                "create_container",
+                docker.create_container(Some(options), body),
+            )
+            .await
+        {
             Ok(created) => Ok(created.id),
             Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
                 Err(RuntimeError::ImageMissing(spec.image.clone()))
@@ -194,9 +225,17 @@ impl Runtime for DockerRuntime {
 
     async fn start(&self, container_id: &str) -> Result<SocketAddr, RuntimeError> {
         let docker = self.docker().await?;
-        self.call("start_container", docker.start_container(container_id, None)).await?;
-        let inspected =
-            self.call("inspect_container", docker.inspect_container(container_id, None)).await?;
+        self.call(
+            "start_container",
+            docker.start_container(container_id, None),
+        )
+        .await?;
+        let inspected = self
+            .call(
+                "inspect_container",
+                docker.inspect_container(container_id, None),
+            )
+            .await?;
         let ip = inspected
             .network_settings
             .and_then(|settings| settings.networks)
@@ -214,8 +253,17 @@ impl Runtime for DockerRuntime {
 
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-        match self.call("remove_container", docker.remove_container(container_id, Some(options))).await {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .call(
+                "remove_container",
+                docker.remove_container(container_id, Some(options)),
+            )
+            .await
+        {
             Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
             // Removal already under way (e.g. a concurrent reconcile): it will finish by itself.
             Err(RuntimeError::Engine(msg)) if msg.contains("already in progress") => Ok(()),
@@ -225,8 +273,13 @@ impl Runtime for DockerRuntime {
 
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
         let docker = self.docker().await?;
-        let options = ListContainersOptionsBuilder::new().all(true).filters(&self.instance_filter()).build();
-        let summaries = self.call("list_containers", docker.list_containers(Some(options))).await?;
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&self.instance_filter())
+            .build();
+        let summaries = self
+            .call("list_containers", docker.list_containers(Some(options)))
+            .await?;
         Ok(summaries
             .into_iter()
             .filter_map(|summary| {
@@ -241,12 +294,17 @@ impl Runtime for DockerRuntime {
 
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
         let docker = self.docker().await?;
-        let inspected =
-            match self.call("inspect_container", docker.inspect_container(container_id, None)).await {
-                Ok(inspected) => inspected,
-                Err(RuntimeError::NotFound(_)) => return Ok(None),
-                Err(err) => return Err(err),
-            };
+        let inspected = match self
+            .call(
+                "inspect_container",
+                docker.inspect_container(container_id, None),
+            )
+            .await
+        {
+            Ok(inspected) => inspected,
+            Err(RuntimeError::NotFound(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
         let mut labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
         if labels.get(labels::INSTANCE) != Some(&self.config.instance) {
             return Ok(None);

@@ -39,7 +39,10 @@ impl FakeRuntime {
     }
 
     pub fn spec_of_session(&self, session_id: &str) -> Option<ContainerSpec> {
-        self.lock().values().find(|c| c.spec.session_id == session_id).map(|c| c.spec.clone())
+        self.lock()
+            .values()
+            .find(|c| c.spec.session_id == session_id)
+            .map(|c| c.spec.clone())
     }
 
     /// Makes a container vanish behind the control plane's back.
@@ -48,7 +51,9 @@ impl FakeRuntime {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeContainer>> {
-        self.containers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.containers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn check_up(&self) -> Result<(), RuntimeError> {
@@ -76,7 +81,13 @@ impl Runtime for FakeRuntime {
             return Err(RuntimeError::ImageMissing(spec.image.clone()));
         }
         let id = format!("fake{}", self.next_id.fetch_add(1, Ordering::SeqCst));
-        self.lock().insert(id.clone(), FakeContainer { spec: spec.clone(), agent: None });
+        self.lock().insert(
+            id.clone(),
+            FakeContainer {
+                spec: spec.clone(),
+                agent: None,
+            },
+        );
         Ok(id)
     }
 
@@ -86,14 +97,22 @@ impl Runtime for FakeRuntime {
         tokio::time::sleep(delay).await;
         let secret = {
             let containers = self.lock();
-            let container =
-                containers.get(container_id).ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
-            container.spec.env.get(SECRET_ENV).cloned().unwrap_or_default()
+            let container = containers
+                .get(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
+            container
+                .spec
+                .env
+                .get(SECRET_ENV)
+                .cloned()
+                .unwrap_or_default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let agent = tokio::spawn(async move {
             let _ = axum::serve(listener, berth_agent::router(secret)).await;
         });

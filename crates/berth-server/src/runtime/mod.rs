@@ -51,9 +51,7 @@ pub struct ManagedContainer {
 pub enum RuntimeError {
     #[error("the container engine is unreachable: {0}")]
     Unavailable(String),
-    #[error(
-        "image {0} is not on the engine; build the session images with `scripts/build-images`"
-    )]
+    #[error("image {0} is not on the engine; build the session images with `scripts/build-images`")]
     ImageMissing(String),
     #[error("container {0} not found")]
     NotFound(String),

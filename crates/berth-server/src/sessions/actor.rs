@@ -10,18 +10,12 @@ use std::{
     time::Instant,
 };
 
-use berth_proto::{
-    CreateSession, Session, SessionState,
-    agent::SECRET_ENV,
-};
+use berth_proto::{CreateSession, Session, SessionState, agent::SECRET_ENV};
 use chrono::{Duration as ChronoDuration, Utc};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{
-    Command, ManagerContext, ReconcileReport, SessionError,
-    command::Reply,
-    validate,
-};
+use super::{Command, ManagerContext, ReconcileReport, SessionError, command::Reply, validate};
 use crate::{
     auth::Principal,
     config::TemplateConfig,
@@ -29,6 +23,11 @@ use crate::{
     runtime::{ContainerSpec, ManagedContainer, RuntimeError},
     store::{SessionFilter, SessionRecord},
 };
+
+const INTERRUPTED: &str = "interrupted: the control plane stopped during create";
+
+/// How many containers reconcile removes at once.
+const REMOVAL_CONCURRENCY: usize = 16;
 
 /// A create whose container is being made.
 #[derive(Debug)]
@@ -56,7 +55,13 @@ impl Actor {
         commands: mpsc::WeakSender<Command>,
         inbox: mpsc::Receiver<Command>,
     ) -> Self {
-        Self { ctx, commands, inbox, creating: HashMap::new(), removing: HashMap::new() }
+        Self {
+            ctx,
+            commands,
+            inbox,
+            creating: HashMap::new(),
+            removing: HashMap::new(),
+        }
     }
 
     pub(super) async fn run(mut self) {
@@ -67,9 +72,18 @@ impl Actor {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Create { caller, request, reply } => self.create(caller, request, reply).await,
+            Command::Create {
+                caller,
+                request,
+                reply,
+            } => self.create(caller, request, reply).await,
             Command::Delete { caller, id, reply } => self.delete(&caller, &id, reply).await,
-            Command::Extend { caller, id, ttl_seconds, reply } => {
+            Command::Extend {
+                caller,
+                id,
+                ttl_seconds,
+                reply,
+            } => {
                 let _ = reply.send(self.extend(&caller, &id, ttl_seconds).await);
             }
             Command::CreateFinished { id, outcome } => self.create_finished(&id, outcome).await,
@@ -96,10 +110,19 @@ impl Actor {
     }
 
     fn template(&self, name: &str) -> Result<&TemplateConfig, SessionError> {
-        self.ctx.templates.get(name).ok_or_else(|| SessionError::UnknownTemplate {
-            name: name.to_owned(),
-            known: self.ctx.templates.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.ctx
+            .templates
+            .get(name)
+            .ok_or_else(|| SessionError::UnknownTemplate {
+                name: name.to_owned(),
+                known: self
+                    .ctx
+                    .templates
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     async fn find(&self, caller: &Principal, id: &str) -> Result<SessionRecord, SessionError> {
@@ -113,8 +136,14 @@ impl Actor {
         match self.admit(&caller, request).await {
             Ok((record, spec)) => {
                 let id = record.id.clone();
-                self.creating
-                    .insert(id.clone(), PendingCreate { reply, deleted_by: None, started: Instant::now() });
+                self.creating.insert(
+                    id.clone(),
+                    PendingCreate {
+                        reply,
+                        deleted_by: None,
+                        started: Instant::now(),
+                    },
+                );
                 let ctx = self.ctx.clone();
                 let secret = record.agent_secret;
                 self.spawn_reporting(async move {
@@ -146,7 +175,10 @@ impl Actor {
         validate::env(&request.env)?;
         validate::labels(&request.labels)?;
         if !caller.admin {
-            let live = SessionFilter { owner: Some(caller.name.clone()), ..SessionFilter::live() };
+            let live = SessionFilter {
+                owner: Some(caller.name.clone()),
+                ..SessionFilter::live()
+            };
             let held = self.ctx.store.list_sessions(&live).await?.len();
             if held >= self.ctx.sessions_per_user as usize {
                 return Err(SessionError::QuotaExceeded {
@@ -179,7 +211,8 @@ impl Actor {
             owner: record.owner.clone(),
             template: record.template.clone(),
             image: template.image.clone(),
-            memory_bytes: i64::try_from(template.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX),
+            memory_bytes: i64::try_from(template.memory_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(i64::MAX),
             nano_cpus: (template.cpus * 1e9) as i64,
             pids_limit: template.pids,
             env,
@@ -189,11 +222,15 @@ impl Actor {
     }
 
     async fn create_finished(&mut self, id: &str, outcome: Result<String, SessionError>) {
-        let Some(pending) = self.creating.remove(id) else { return };
+        let Some(pending) = self.creating.remove(id) else {
+            return;
+        };
         let record = match self.ctx.store.get_session(id).await {
             Ok(Some(record)) => record,
             Ok(None) => {
-                let _ = pending.reply.send(Err(SessionError::NotFound(id.to_owned())));
+                let _ = pending
+                    .reply
+                    .send(Err(SessionError::NotFound(id.to_owned())));
                 return;
             }
             Err(err) => {
@@ -213,8 +250,14 @@ impl Actor {
                         let _ = pending.reply.send(Ok(running.to_public()));
                     }
                     Err(err) => {
-                        // Without a durable `running` row the session cannot be handed out.
-                        self.fail(running, "store write failed after create").await;
+                        // Without a durable `running` row the session cannot be handed out. A
+                        // removal failing here is retried by reconcile: the row is `failed`.
+                        if let Some(container) =
+                            self.fail(running, "store write failed after create").await
+                        {
+                            let runtime = self.ctx.runtime.clone();
+                            tokio::spawn(async move { runtime.remove(&container).await });
+                        }
                         let _ = pending.reply.send(Err(err.into()));
                     }
                 }
@@ -222,7 +265,9 @@ impl Actor {
             (Ok(container_id), Some(deleters)) => {
                 let mut stopping = record;
                 stopping.container_id = Some(container_id);
-                let _ = pending.reply.send(Err(SessionError::DeletedDuringCreate(id.to_owned())));
+                let _ = pending
+                    .reply
+                    .send(Err(SessionError::DeletedDuringCreate(id.to_owned())));
                 self.begin_removal(stopping, deleters).await;
             }
             (Err(err), deleters) => {
@@ -298,7 +343,10 @@ impl Actor {
         let container_id = record.container_id;
         self.spawn_reporting(async move {
             let outcome = match container_id {
-                Some(container_id) => runtime.remove(&container_id).await.map_err(SessionError::from),
+                Some(container_id) => runtime
+                    .remove(&container_id)
+                    .await
+                    .map_err(SessionError::from),
                 None => Ok(()),
             };
             Command::RemoveFinished { id, outcome }
@@ -318,33 +366,40 @@ impl Actor {
     }
 
     async fn mark_stopped(&self, id: &str) -> Result<(), SessionError> {
-        let Some(mut record) = self.ctx.store.get_session(id).await? else { return Ok(()) };
+        let Some(mut record) = self.ctx.store.get_session(id).await? else {
+            return Ok(());
+        };
         record.state = SessionState::Stopped;
-        record.stop_reason.get_or_insert_with(|| "deleted".to_owned());
+        record
+            .stop_reason
+            .get_or_insert_with(|| "deleted".to_owned());
         self.ctx.store.update_session(&record).await?;
         Ok(())
     }
 
-    /// Marks a session failed with `reason` and removes its container in the background; a
-    /// removal that fails there is retried by reconcile, which removes containers of ended
-    /// sessions.
-    async fn fail(&self, mut record: SessionRecord, reason: &str) {
+    /// Marks a session failed with `reason`; returns its container, which the caller removes.
+    async fn fail(&self, mut record: SessionRecord, reason: &str) -> Option<String> {
         tracing::warn!(session = %record.id, reason, "session failed");
         record.state = SessionState::Failed;
         record.stop_reason = Some(reason.to_owned());
         if let Err(err) = self.ctx.store.update_session(&record).await {
             tracing::error!(session = %record.id, %err, "could not record the failure");
         }
-        if let Some(container_id) = record.container_id {
-            let runtime = self.ctx.runtime.clone();
-            tokio::spawn(async move { runtime.remove(&container_id).await });
-        }
+        record.container_id
     }
 
-    async fn extend(&self, caller: &Principal, id: &str, ttl_seconds: u64) -> Result<Session, SessionError> {
+    async fn extend(
+        &self,
+        caller: &Principal,
+        id: &str,
+        ttl_seconds: u64,
+    ) -> Result<Session, SessionError> {
         let mut record = self.find(caller, id).await?;
         if record.state != SessionState::Running {
-            return Err(SessionError::NotRunning { id: record.id, state: record.state });
+            return Err(SessionError::NotRunning {
+                id: record.id,
+                state: record.state,
+            });
         }
         let max_ttl = self.template(&record.template)?.max_ttl_seconds;
         let latest = record.created_at + seconds(max_ttl);
@@ -370,7 +425,10 @@ impl Actor {
             expired_at: Some(now),
             ..SessionFilter::default()
         };
-        let stuck = SessionFilter { states: Some(vec![SessionState::Stopping]), ..SessionFilter::default() };
+        let stuck = SessionFilter {
+            states: Some(vec![SessionState::Stopping]),
+            ..SessionFilter::default()
+        };
         for filter in [expired, stuck] {
             let records = match self.ctx.store.list_sessions(&filter).await {
                 Ok(records) => records,
@@ -380,7 +438,8 @@ impl Actor {
                 }
             };
             for mut record in records {
-                if self.creating.contains_key(&record.id) || self.removing.contains_key(&record.id) {
+                if self.creating.contains_key(&record.id) || self.removing.contains_key(&record.id)
+                {
                     continue;
                 }
                 if record.state == SessionState::Running {
@@ -405,9 +464,14 @@ impl Actor {
                 return report;
             }
         };
-        let mut live: HashMap<String, SessionRecord> =
-            live.into_iter().map(|record| (record.id.clone(), record)).collect();
+        let mut live: HashMap<String, SessionRecord> = live
+            .into_iter()
+            .map(|record| (record.id.clone(), record))
+            .collect();
         let mut seen = HashSet::new();
+        // Containers to remove, all at once at the end: concurrently, and before this pass
+        // reports, so a startup reconcile leaves a clean engine behind it.
+        let mut doomed = Vec::new();
 
         for container in observed {
             let in_flight = self.creating.contains_key(&container.session_id)
@@ -417,23 +481,24 @@ impl Actor {
                 // No live session claims it: left over from a crash or from a removal that failed.
                 report.orphans_removed += 1;
                 tracing::info!(container = %container.id, session = %container.session_id, "removing orphan container");
-                if let Err(err) = self.ctx.runtime.remove(&container.id).await {
-                    tracing::warn!(%err, container = %container.id, "could not remove orphan");
-                }
+                doomed.push(container.id);
                 continue;
             };
             if in_flight {
                 continue;
             }
-            let record = SessionRecord { container_id: Some(container.id.clone()), ..record };
+            let record = SessionRecord {
+                container_id: Some(container.id.clone()),
+                ..record
+            };
             match record.state {
                 SessionState::Creating => {
                     report.sessions_failed += 1;
-                    self.fail(record, "interrupted: the control plane stopped during create").await;
+                    doomed.extend(self.fail(record, INTERRUPTED).await);
                 }
                 SessionState::Running if !container.running => {
                     report.sessions_failed += 1;
-                    self.fail(record, "container_exited").await;
+                    doomed.extend(self.fail(record, "container_exited").await);
                 }
                 SessionState::Stopping => self.begin_removal(record, Vec::new()).await,
                 _ => {}
@@ -447,7 +512,7 @@ impl Actor {
             match record.state {
                 SessionState::Creating => {
                     report.sessions_failed += 1;
-                    self.fail(record, "interrupted: the control plane stopped during create").await;
+                    doomed.extend(self.fail(record, INTERRUPTED).await);
                 }
                 SessionState::Running => {
                     let container = match &record.container_id {
@@ -457,11 +522,11 @@ impl Actor {
                     match container {
                         Ok(None) => {
                             report.sessions_failed += 1;
-                            self.fail(record, "container_vanished").await;
+                            doomed.extend(self.fail(record, "container_vanished").await);
                         }
                         Ok(Some(container)) if !container.running => {
                             report.sessions_failed += 1;
-                            self.fail(record, "container_exited").await;
+                            doomed.extend(self.fail(record, "container_exited").await);
                         }
                         Ok(Some(_)) => {}
                         Err(err) => tracing::warn!(%err, "reconcile: engine unavailable"),
@@ -476,6 +541,14 @@ impl Actor {
                 SessionState::Stopped | SessionState::Failed => {}
             }
         }
+        let runtime = &self.ctx.runtime;
+        futures_util::stream::iter(doomed)
+            .for_each_concurrent(REMOVAL_CONCURRENCY, |container| async move {
+                if let Err(err) = runtime.remove(&container).await {
+                    tracing::warn!(%err, %container, "could not remove; the next reconcile retries");
+                }
+            })
+            .await;
         crate::metrics::reconciled(started.elapsed());
         report
     }
@@ -483,14 +556,21 @@ impl Actor {
 
 /// Makes, starts and waits for one session's container. On any failure it removes what it made,
 /// so a failed create leaves nothing on the engine.
-async fn make_container(ctx: &ManagerContext, spec: &ContainerSpec, secret: &str) -> Result<String, SessionError> {
+async fn make_container(
+    ctx: &ManagerContext,
+    spec: &ContainerSpec,
+    secret: &str,
+) -> Result<String, SessionError> {
     let container_id = ctx.runtime.create(spec).await?;
     let started = async {
         let addr = ctx.runtime.start(&container_id).await?;
         ctx.agent
             .wait_ready(addr, secret, ctx.agent_ready_timeout)
             .await
-            .map_err(|source| SessionError::AgentNotReady { id: spec.session_id.clone(), source })?;
+            .map_err(|source| SessionError::AgentNotReady {
+                id: spec.session_id.clone(),
+                source,
+            })?;
         Ok::<_, SessionError>(())
     }
     .await;
@@ -512,7 +592,9 @@ fn seconds(n: u64) -> ChronoDuration {
 /// Errors are not `Clone` (their sources are not); several waiters get one copy each.
 fn copy_session_error(err: &SessionError) -> SessionError {
     match err {
-        SessionError::Runtime(RuntimeError::Unavailable(msg)) => RuntimeError::Unavailable(msg.clone()).into(),
+        SessionError::Runtime(RuntimeError::Unavailable(msg)) => {
+            RuntimeError::Unavailable(msg.clone()).into()
+        }
         SessionError::Store(store) => copy_error(store),
         other => RuntimeError::Engine(other.to_string()).into(),
     }

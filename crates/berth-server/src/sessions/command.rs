@@ -12,21 +12,43 @@ pub type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 #[derive(Debug)]
 pub enum Command {
     /// Create a session owned by `caller`; replies once it is `running` (or has failed).
-    Create { caller: Principal, request: CreateSession, reply: Reply<Session> },
+    Create {
+        caller: Principal,
+        request: CreateSession,
+        reply: Reply<Session>,
+    },
     /// Stop and remove a session; replies once its container is gone. Idempotent.
-    Delete { caller: Principal, id: String, reply: Reply<()> },
+    Delete {
+        caller: Principal,
+        id: String,
+        reply: Reply<()>,
+    },
     /// Move the expiry to `ttl_seconds` from now, within the template's maximum lifetime.
-    Extend { caller: Principal, id: String, ttl_seconds: u64, reply: Reply<Session> },
+    Extend {
+        caller: Principal,
+        id: String,
+        ttl_seconds: u64,
+        reply: Reply<Session>,
+    },
 
     /// A create task finished: the container is up and its agent answered, or it failed and
     /// the task already removed whatever it had made.
-    CreateFinished { id: String, outcome: Result<String, SessionError> },
+    CreateFinished {
+        id: String,
+        outcome: Result<String, SessionError>,
+    },
     /// A removal task finished.
-    RemoveFinished { id: String, outcome: Result<(), SessionError> },
+    RemoveFinished {
+        id: String,
+        outcome: Result<(), SessionError>,
+    },
     /// Stop sessions past their expiry; retry removals that failed.
     Reap,
     /// Converge the store with the containers the engine reported.
-    Reconcile { observed: Vec<ManagedContainer>, reply: oneshot::Sender<ReconcileReport> },
+    Reconcile {
+        observed: Vec<ManagedContainer>,
+        reply: oneshot::Sender<ReconcileReport>,
+    },
 }
 
 /// What one reconcile pass changed.

@@ -16,7 +16,10 @@ pub enum SessionError {
     )]
     QuotaExceeded { owner: String, limit: u32 },
     #[error("session {id} is {state}; only running sessions can be extended")]
-    NotRunning { id: String, state: berth_proto::SessionState },
+    NotRunning {
+        id: String,
+        state: berth_proto::SessionState,
+    },
     #[error("session {0} was deleted while it was being created")]
     DeletedDuringCreate(String),
     #[error(transparent)]

@@ -45,23 +45,43 @@ impl SessionManager {
     /// Starts the actor. It runs until every handle is dropped.
     pub fn spawn(ctx: ManagerContext) -> Self {
         let (commands, inbox) = mpsc::channel(1024);
-        let manager = Self { commands: commands.clone(), store: ctx.store.clone(), runtime: ctx.runtime.clone() };
+        let manager = Self {
+            commands: commands.clone(),
+            store: ctx.store.clone(),
+            runtime: ctx.runtime.clone(),
+        };
         tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run());
         manager
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(command::Reply<T>) -> Command) -> Result<T, SessionError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(command::Reply<T>) -> Command,
+    ) -> Result<T, SessionError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(make(reply)).await.map_err(|_| SessionError::ManagerGone)?;
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| SessionError::ManagerGone)?;
         answer.await.map_err(|_| SessionError::ManagerGone)?
     }
 
-    pub async fn create(&self, caller: Principal, request: CreateSession) -> Result<Session, SessionError> {
-        self.ask(|reply| Command::Create { caller, request, reply }).await
+    pub async fn create(
+        &self,
+        caller: Principal,
+        request: CreateSession,
+    ) -> Result<Session, SessionError> {
+        self.ask(|reply| Command::Create {
+            caller,
+            request,
+            reply,
+        })
+        .await
     }
 
     pub async fn delete(&self, caller: Principal, id: String) -> Result<(), SessionError> {
-        self.ask(|reply| Command::Delete { caller, id, reply }).await
+        self.ask(|reply| Command::Delete { caller, id, reply })
+            .await
     }
 
     pub async fn extend(
@@ -70,7 +90,13 @@ impl SessionManager {
         id: String,
         ttl_seconds: u64,
     ) -> Result<Session, SessionError> {
-        self.ask(|reply| Command::Extend { caller, id, ttl_seconds, reply }).await
+        self.ask(|reply| Command::Extend {
+            caller,
+            id,
+            ttl_seconds,
+            reply,
+        })
+        .await
     }
 
     pub async fn get(&self, caller: &Principal, id: &str) -> Result<Session, SessionError> {
@@ -89,18 +115,31 @@ impl SessionManager {
         labels: Vec<(String, String)>,
         include_ended: bool,
     ) -> Result<Vec<Session>, SessionError> {
-        let base = if include_ended { SessionFilter::default() } else { SessionFilter::live() };
+        let base = if include_ended {
+            SessionFilter::default()
+        } else {
+            SessionFilter::live()
+        };
         let filter = SessionFilter {
             owner: (!caller.admin).then(|| caller.name.clone()),
             labels,
             ..base
         };
-        Ok(self.store.list_sessions(&filter).await?.iter().map(|r| r.to_public()).collect())
+        Ok(self
+            .store
+            .list_sessions(&filter)
+            .await?
+            .iter()
+            .map(|r| r.to_public())
+            .collect())
     }
 
     /// Asks the actor to stop expired sessions now.
     pub async fn reap(&self) -> Result<(), SessionError> {
-        self.commands.send(Command::Reap).await.map_err(|_| SessionError::ManagerGone)
+        self.commands
+            .send(Command::Reap)
+            .await
+            .map_err(|_| SessionError::ManagerGone)
     }
 
     /// Lists the engine's containers and has the actor converge the store with them.

@@ -15,11 +15,15 @@ const RESERVED_ENV_PREFIX: &str = "BERTH_";
 pub fn env(env: &BTreeMap<String, String>) -> Result<(), SessionError> {
     let invalid = |msg: String| Err(SessionError::InvalidRequest(msg));
     if env.len() > MAX_ENV {
-        return invalid(format!("at most {MAX_ENV} environment variables are allowed"));
+        return invalid(format!(
+            "at most {MAX_ENV} environment variables are allowed"
+        ));
     }
     for (name, value) in env {
         let mut chars = name.chars();
-        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let well_formed = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !well_formed {
             return invalid(format!(
@@ -27,10 +31,14 @@ pub fn env(env: &BTreeMap<String, String>) -> Result<(), SessionError> {
             ));
         }
         if name.starts_with(RESERVED_ENV_PREFIX) {
-            return invalid(format!("environment variable {name:?}: names starting with BERTH_ are reserved"));
+            return invalid(format!(
+                "environment variable {name:?}: names starting with BERTH_ are reserved"
+            ));
         }
         if value.len() > MAX_ENV_VALUE || value.contains('\0') {
-            return invalid(format!("environment variable {name:?}: value too long or contains NUL"));
+            return invalid(format!(
+                "environment variable {name:?}: value too long or contains NUL"
+            ));
         }
     }
     Ok(())
@@ -44,14 +52,18 @@ pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), SessionError> {
     for (key, value) in labels {
         let well_formed = (1..=63).contains(&key.len())
             && key.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
         if !well_formed {
             return invalid(format!(
                 "label key {key:?} is invalid: 1 to 63 of letters, digits, '.', '_', '-', '/', starting with a letter or digit"
             ));
         }
         if value.len() > MAX_LABEL_VALUE {
-            return invalid(format!("label {key:?}: value longer than {MAX_LABEL_VALUE} bytes"));
+            return invalid(format!(
+                "label {key:?}: value longer than {MAX_LABEL_VALUE} bytes"
+            ));
         }
     }
     Ok(())
@@ -62,7 +74,9 @@ pub fn label_filter(raw: &[String]) -> Result<Vec<(String, String)>, SessionErro
     raw.iter()
         .map(|pair| match pair.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => Err(SessionError::InvalidRequest(format!("label filter {pair:?} must look like key=value"))),
+            _ => Err(SessionError::InvalidRequest(format!(
+                "label filter {pair:?} must look like key=value"
+            ))),
         })
         .collect()
 }
@@ -72,7 +86,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -92,7 +109,10 @@ mod tests {
 
     #[test]
     fn label_filters_need_an_equals_sign() {
-        assert_eq!(label_filter(&["a=b=c".into()]).unwrap(), [("a".into(), "b=c".into())]);
+        assert_eq!(
+            label_filter(&["a=b=c".into()]).unwrap(),
+            [("a".into(), "b=c".into())]
+        );
         assert!(label_filter(&["novalue".into()]).is_err());
     }
 }

@@ -36,7 +36,10 @@ async fn sessions_round_trip(store: &dyn Store) {
     let mut s = session("s-contract-1", "alice", SessionState::Creating, 60);
     store.insert_session(&s).await.unwrap();
     assert_eq!(store.get_session(&s.id).await.unwrap(), Some(s.clone()));
-    assert!(matches!(store.insert_session(&s).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.insert_session(&s).await,
+        Err(StoreError::Conflict(_))
+    ));
 
     s.state = SessionState::Running;
     s.container_id = Some("c0ffee".to_owned());
@@ -45,7 +48,10 @@ async fn sessions_round_trip(store: &dyn Store) {
     assert_eq!(store.get_session(&s.id).await.unwrap(), Some(s.clone()));
 
     let missing = session("s-never-inserted", "alice", SessionState::Running, 60);
-    assert!(matches!(store.update_session(&missing).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.update_session(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(store.get_session("s-never-inserted").await.unwrap(), None);
 }
 
@@ -53,20 +59,38 @@ async fn filters_select_exactly_the_matching_sessions(store: &dyn Store) {
     let mut other_label = session("s-contract-2", "bob", SessionState::Running, 10);
     other_label.labels = BTreeMap::from([("course".to_owned(), "k8s".to_owned())]);
     store.insert_session(&other_label).await.unwrap();
-    store.insert_session(&session("s-contract-3", "bob", SessionState::Stopped, 5)).await.unwrap();
+    store
+        .insert_session(&session("s-contract-3", "bob", SessionState::Stopped, 5))
+        .await
+        .unwrap();
 
     let ids = |sessions: Vec<SessionRecord>| sessions.into_iter().map(|s| s.id).collect::<Vec<_>>();
-    let by_owner = SessionFilter { owner: Some("bob".into()), ..SessionFilter::default() };
-    assert_eq!(ids(store.list_sessions(&by_owner).await.unwrap()), ["s-contract-2", "s-contract-3"]);
+    let by_owner = SessionFilter {
+        owner: Some("bob".into()),
+        ..SessionFilter::default()
+    };
+    assert_eq!(
+        ids(store.list_sessions(&by_owner).await.unwrap()),
+        ["s-contract-2", "s-contract-3"]
+    );
 
-    let live_bob = SessionFilter { owner: Some("bob".into()), ..SessionFilter::live() };
-    assert_eq!(ids(store.list_sessions(&live_bob).await.unwrap()), ["s-contract-2"]);
+    let live_bob = SessionFilter {
+        owner: Some("bob".into()),
+        ..SessionFilter::live()
+    };
+    assert_eq!(
+        ids(store.list_sessions(&live_bob).await.unwrap()),
+        ["s-contract-2"]
+    );
 
     let by_label = SessionFilter {
         labels: vec![("course".into(), "docker-101".into())],
         ..SessionFilter::default()
     };
-    assert_eq!(ids(store.list_sessions(&by_label).await.unwrap()), ["s-contract-1", "s-contract-3"]);
+    assert_eq!(
+        ids(store.list_sessions(&by_label).await.unwrap()),
+        ["s-contract-1", "s-contract-3"]
+    );
 
     let base = session("x", "x", SessionState::Running, 0).created_at;
     let expired = SessionFilter {
@@ -74,11 +98,17 @@ async fn filters_select_exactly_the_matching_sessions(store: &dyn Store) {
         expired_at: Some(base + Duration::seconds(30)),
         ..SessionFilter::default()
     };
-    assert_eq!(ids(store.list_sessions(&expired).await.unwrap()), ["s-contract-2"]);
+    assert_eq!(
+        ids(store.list_sessions(&expired).await.unwrap()),
+        ["s-contract-2"]
+    );
 
     let mut counts = store.count_by_state().await.unwrap();
     counts.sort_by_key(|(state, _)| state.as_str());
-    assert_eq!(counts, [(SessionState::Running, 2), (SessionState::Stopped, 1)]);
+    assert_eq!(
+        counts,
+        [(SessionState::Running, 2), (SessionState::Stopped, 1)]
+    );
 }
 
 async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
@@ -89,8 +119,18 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         created_at: Utc.timestamp_millis_opt(1_700_000_000_000).unwrap(),
     };
     store.insert_user(&user).await.unwrap();
-    assert_eq!(store.user_by_token_hash("ab12").await.unwrap(), Some(user.clone()));
+    assert_eq!(
+        store.user_by_token_hash("ab12").await.unwrap(),
+        Some(user.clone())
+    );
     assert_eq!(store.user_by_token_hash("ab13").await.unwrap(), None);
-    let same_name = UserRecord { id: "u-other".into(), token_hash: "cd34".into(), ..user };
-    assert!(matches!(store.insert_user(&same_name).await, Err(StoreError::Conflict(_))));
+    let same_name = UserRecord {
+        id: "u-other".into(),
+        token_hash: "cd34".into(),
+        ..user
+    };
+    assert!(matches!(
+        store.insert_user(&same_name).await,
+        Err(StoreError::Conflict(_))
+    ));
 }

@@ -72,13 +72,29 @@ pub struct SessionFilter {
 
 impl SessionFilter {
     pub fn live() -> Self {
-        Self { states: Some(SessionState::ALL.into_iter().filter(|s| s.is_live()).collect()), ..Self::default() }
+        Self {
+            states: Some(
+                SessionState::ALL
+                    .into_iter()
+                    .filter(|s| s.is_live())
+                    .collect(),
+            ),
+            ..Self::default()
+        }
     }
 
     pub fn matches(&self, record: &SessionRecord) -> bool {
-        self.owner.as_ref().is_none_or(|owner| *owner == record.owner)
-            && self.states.as_ref().is_none_or(|states| states.contains(&record.state))
-            && self.labels.iter().all(|(k, v)| record.labels.get(k) == Some(v))
+        self.owner
+            .as_ref()
+            .is_none_or(|owner| *owner == record.owner)
+            && self
+                .states
+                .as_ref()
+                .is_none_or(|states| states.contains(&record.state))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| record.labels.get(k) == Some(v))
             && self.expired_at.is_none_or(|at| record.expires_at <= at)
     }
 }
@@ -109,7 +125,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Matching sessions, oldest first.
-    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn list_sessions(&self, filter: &SessionFilter)
+    -> Result<Vec<SessionRecord>, StoreError>;
 
     /// How many sessions are in each state; states with none are left out.
     async fn count_by_state(&self) -> Result<Vec<(SessionState, u64)>, StoreError>;

@@ -72,7 +72,8 @@ fn millis(at: DateTime<Utc>) -> i64 {
 }
 
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
 }
 
 fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
@@ -110,7 +111,10 @@ fn labels_json(session: &SessionRecord) -> String {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -177,7 +181,10 @@ impl Store for SqliteStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         // The indexed conditions go to SQL; labels are checked on the decoded rows.
         let mut sql = String::from("SELECT * FROM sessions WHERE 1 = 1");
         if filter.owner.is_some() {
@@ -221,7 +228,10 @@ impl Store for SqliteStore {
             .map(|row| {
                 let state: String = row.try_get("state").map_err(unavailable)?;
                 let n: i64 = row.try_get("n").map_err(unavailable)?;
-                Ok((state.parse().map_err(StoreError::Corrupt)?, n.unsigned_abs()))
+                Ok((
+                    state.parse().map_err(StoreError::Corrupt)?,
+                    n.unsigned_abs(),
+                ))
             })
             .collect()
     }
@@ -269,11 +279,17 @@ mod tests {
         let path = dir.path().join("berth.db");
         let store = SqliteStore::open(&path).await.unwrap();
         super::super::contract::run(&store).await;
-        let before = store.list_sessions(&SessionFilter::default()).await.unwrap();
+        let before = store
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
         drop(store);
 
         let reopened = SqliteStore::open(&path).await.unwrap();
-        let after = reopened.list_sessions(&SessionFilter::default()).await.unwrap();
+        let after = reopened
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
         assert_eq!(before, after);
         assert!(!after.is_empty());
     }

@@ -1,0 +1,373 @@
+//! `berth serve` as a real process against the real engine, and the CLI driving it: the paths
+//! a person and a crash take. Needs the images from `scripts/build-images` and the test-only
+//! `berth/test-noagent` (both built by `scripts/test`).
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const ADMIN: &str = "cli-test-admin";
+
+struct Serve {
+    child: Child,
+    port: u16,
+    data: PathBuf,
+    config: PathBuf,
+    instance: String,
+    with_admin_token: bool,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Serve {
+    fn start(dir: &Path, extra_config: &str, with_admin_token: bool) -> Self {
+        let instance = format!(
+            "test-cli-{}",
+            std::process::id() as u64 * 1000 + u64::from(free_port())
+        );
+        let config = dir.join("berth.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[docker]\ninstance = \"{instance}\"\nnetwork = \"berth-test\"\n\n\
+                 [templates.default]\nimage = \"berth/tiny:latest\"\nmemory_mb = 64\n\n{extra_config}"
+            ),
+        )
+        .unwrap();
+        let mut serve = Self {
+            child: spawn_dummy(),
+            port: 0,
+            data: dir.join("data"),
+            config,
+            instance,
+            with_admin_token,
+        };
+        serve.restart();
+        serve
+    }
+
+    /// Starts (again) on the same data dir and config, and waits until it answers.
+    fn restart(&mut self) {
+        self.port = free_port();
+        let log =
+            std::fs::File::create(self.data.with_extension(format!("{}.log", self.port))).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("BERTH_ADMIN_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if self.with_admin_token {
+            command.env("BERTH_ADMIN_TOKEN", ADMIN);
+        }
+        self.child = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(self.port, "/healthz").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "berth serve did not answer; log: {}",
+                self.log()
+            );
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("berth serve exited with {status}; log: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension(format!("{}.log", self.port)))
+            .unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    fn berth(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env("BERTH_URL", format!("http://127.0.0.1:{}", self.port))
+            .env("BERTH_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    fn containers(&self) -> Vec<String> {
+        let filter = format!("label=berth.instance={}", self.instance);
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--no-trunc", "--filter", &filter])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker ps failed; is the engine up? (scripts/test starts it)"
+        );
+        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn sessions(&self) -> Vec<Value> {
+        let out = self.berth(ADMIN, &["session", "ls", "--all", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let ids = self.containers();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(ids)
+                .output();
+        }
+    }
+}
+
+fn spawn_dummy() -> Child {
+    Command::new("true").spawn().unwrap()
+}
+
+/// A plain HTTP/1.0 GET, enough to poll `/healthz` without an async runtime.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer
+        .lines()
+        .next()
+        .is_some_and(|status| status.contains(" 200 "))
+        .then_some(answer)
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "berth failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_cli_drives_a_session_through_its_life() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), "", true);
+
+    let token = stdout(&serve.berth(ADMIN, &["user", "create", "alice"]));
+    assert!(token.starts_with("berth_"), "{token}");
+    let id = stdout(&serve.berth(
+        &token,
+        &["session", "create", "--label", "course=docker-101"],
+    ));
+    let listed = stdout(&serve.berth(&token, &["session", "ls"]));
+    assert!(listed.starts_with("ID"), "a table with a header: {listed}");
+    assert!(
+        listed.contains(&id) && listed.contains("running") && listed.contains("course=docker-101"),
+        "{listed}"
+    );
+    let filtered = stdout(&serve.berth(&token, &["session", "ls", "--label", "course=other"]));
+    assert!(!filtered.contains(&id));
+
+    let got: Value = serde_json::from_str(&stdout(
+        &serve.berth(&token, &["session", "get", &id, "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(got["owner"], "alice");
+    let extended = stdout(&serve.berth(&token, &["session", "extend", &id, "--ttl", "120"]));
+    assert!(extended.contains("now expires"), "{extended}");
+
+    let other = stdout(&serve.berth(ADMIN, &["user", "create", "bob"]));
+    let denied = serve.berth(&other, &["session", "rm", &id]);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("not found"));
+
+    assert_eq!(stdout(&serve.berth(&token, &["session", "rm", &id])), id);
+    assert!(serve.containers().is_empty());
+
+    let templates = stdout(&serve.berth(&token, &["template", "ls"]));
+    assert!(templates.contains("berth/tiny:latest"), "{templates}");
+
+    let bad = serve.berth("not-a-token", &["session", "ls"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Check BERTH_TOKEN"));
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["session", "ls"])
+        .env("BERTH_URL", format!("http://127.0.0.1:{}", free_port()))
+        .env("BERTH_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Is the control plane running?"), "{stderr}");
+
+    let help = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["session", "create", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--template",
+        "--ttl",
+        "--env",
+        "--label",
+        "--json",
+        "--url",
+        "--token",
+        "BERTH_URL",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}: {help}");
+    }
+}
+
+#[test]
+fn the_first_start_generates_and_prints_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), "", false);
+    let token = std::fs::read_to_string(serve.data.join("admin-token")).unwrap();
+    assert!(
+        serve.log().contains(token.trim()),
+        "the generated token is printed at first start"
+    );
+    let templates = serve.berth(token.trim(), &["template", "ls"]);
+    assert!(templates.status.success());
+}
+
+#[test]
+fn kill_9_mid_create_orphans_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let noagent = "[agent]\nready_timeout_ms = 60000\n\n[templates.noagent]\nimage = \"berth/test-noagent:latest\"\n";
+    let mut serve = Serve::start(dir.path(), noagent, true);
+
+    // Deterministic: the container exists but its agent never answers, so the create is
+    // certainly in flight when the control plane dies.
+    let url = format!("http://127.0.0.1:{}/api/v1/sessions", serve.port);
+    let create = std::thread::spawn(move || {
+        Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                "-H",
+                &format!("Authorization: Bearer {ADMIN}"),
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args(["-d", r#"{"template":"noagent"}"#, &url])
+            .output()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while serve.containers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the create never made its container; log: {}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serve.kill9();
+    let _ = create.join();
+    assert_eq!(
+        serve.containers().len(),
+        1,
+        "the half-made container is there before restart"
+    );
+
+    serve.restart();
+    assert!(
+        serve.containers().is_empty(),
+        "restart removed the half-made container"
+    );
+    let sessions = serve.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["state"], "failed");
+    assert!(
+        sessions[0]["stop_reason"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{}",
+        sessions[0]
+    );
+
+    // And at arbitrary moments of a normal create: after each restart every container belongs
+    // to a running session and every running session has its container.
+    for delay_ms in [0, 30, 80, 150, 300, 600] {
+        let port = serve.port;
+        let create = std::thread::spawn(move || {
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "-X",
+                    "POST",
+                    "-H",
+                    &format!("Authorization: Bearer {ADMIN}"),
+                    "-H",
+                    "Content-Type: application/json",
+                ])
+                .args([
+                    "-d",
+                    "{}",
+                    &format!("http://127.0.0.1:{port}/api/v1/sessions"),
+                ])
+                .output()
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        serve.kill9();
+        let _ = create.join();
+        serve.restart();
+
+        let sessions = serve.sessions();
+        assert!(
+            sessions
+                .iter()
+                .all(|s| s["state"] != "creating" && s["state"] != "stopping"),
+            "{sessions:?}"
+        );
+        let running = sessions.iter().filter(|s| s["state"] == "running").count();
+        assert_eq!(
+            serve.containers().len(),
+            running,
+            "after a kill at {delay_ms} ms: {sessions:?}"
+        );
+    }
+}
