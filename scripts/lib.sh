@@ -64,6 +64,16 @@ build_agent() {
     cargo build --quiet --manifest-path "$ROOT/Cargo.toml" --profile agent -p berth-agent --target "$AGENT_TARGET"
 }
 
+# Runs a command with its output held back, shown only if it fails (docker's legacy builder
+# prints a deprecation notice on every build).
+quietly() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+}
+
 image_label() {
   docker image inspect -f '{{ index .Config.Labels "berth.content-hash" }}' "$1" 2>/dev/null || true
 }
