@@ -1,43 +1,96 @@
-//! `berth-agent`: the process that runs as PID 1 in every session container.
+//! `berth-agent`: the process that serves one session from inside its container.
 //!
 //! The control plane talks to it over the container network, authenticating every request with
-//! the per-session secret it generated at create time. This crate is both the binary baked into
-//! session images and a library, so the control plane's fast tests can serve the very same
-//! router in-process instead of a hand-written imitation.
+//! the per-session secret generated at create. It runs as the session user (uid 1000), so every
+//! terminal, process and file operation has exactly the user's permissions, and it makes itself
+//! non-dumpable so the user's processes can neither read its memory nor its environment.
+//!
+//! This crate is both the binary baked into session images and a library, so the control
+//! plane's fast tests serve the very same router in-process.
 
-use std::sync::Arc;
+mod error;
+mod exec;
+mod files;
+pub mod init;
+mod terminal;
+mod user;
+
+use std::{path::PathBuf, sync::Arc};
 
 use axum::{
     Json, Router,
     extract::{Request, State},
-    http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use berth_proto::agent::{Health, PROTOCOL_VERSION, SECRET_HEADER};
 
+pub use error::AgentError;
+
+/// Environment variable with the largest file a single upload may write, in bytes.
+pub const MAX_FILE_BYTES_ENV: &str = "BERTH_AGENT_MAX_FILE_BYTES";
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub secret: String,
+    /// The session user's home: relative paths start here, processes start here.
+    pub home: PathBuf,
+    pub max_file_bytes: u64,
+}
+
+impl AgentConfig {
+    /// Home from `$HOME` (the image sets `/home/user`), limits from the environment.
+    pub fn from_env(secret: String) -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/home/user"), PathBuf::from);
+        let max_file_bytes = std::env::var(MAX_FILE_BYTES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4 * 1024 * 1024 * 1024);
+        Self { secret, home, max_file_bytes }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AgentState {
+    config: Arc<AgentConfig>,
+    terminals: terminal::Registry,
+}
+
 /// The agent's HTTP surface. Every route requires the session secret.
-pub fn router(secret: String) -> Router {
-    let secret = Arc::new(secret);
+pub fn router(config: AgentConfig) -> Router {
+    let state = AgentState { config: Arc::new(config), terminals: terminal::Registry::default() };
     Router::new()
         .route("/health", get(health))
-        .layer(middleware::from_fn_with_state(secret, require_secret))
+        .route("/exec", post(exec::run))
+        .route("/exec/stream", get(exec::stream))
+        .route("/terminal", get(terminal::attach))
+        .route("/files", get(files::list).delete(files::remove))
+        .route("/files/stat", get(files::stat))
+        .route("/files/content", get(files::read).put(files::write))
+        .route("/files/mkdir", post(files::mkdir))
+        .route("/files/move", post(files::rename))
+        .route("/files/archive", get(files::download_archive).put(files::upload_archive))
+        .fallback(|| async { AgentError::not_found("no such agent route") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_secret))
+        .with_state(state)
 }
 
 async fn health() -> Json<Health> {
-    Json(Health {
-        protocol: PROTOCOL_VERSION,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-    })
+    Json(Health { protocol: PROTOCOL_VERSION, version: env!("CARGO_PKG_VERSION").to_owned() })
 }
 
-async fn require_secret(State(secret): State<Arc<String>>, req: Request, next: Next) -> Response {
+async fn require_secret(State(state): State<AgentState>, req: Request, next: Next) -> Response {
     let presented = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
-    if presented.is_some_and(|p| constant_time_eq(p, secret.as_bytes())) {
+    if presented.is_some_and(|p| constant_time_eq(p, state.config.secret.as_bytes())) {
         next.run(req).await
     } else {
-        (StatusCode::UNAUTHORIZED, "missing or wrong agent secret").into_response()
+        AgentError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            berth_proto::ErrorCode::Unauthorized,
+            "missing or wrong agent secret",
+        )
+        .into_response()
     }
 }
 
@@ -47,45 +100,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    use super::*;
-
-    async fn get_health(secret: Option<&str>) -> (StatusCode, Vec<u8>) {
-        let mut req = Request::get("/health");
-        if let Some(secret) = secret {
-            req = req.header(SECRET_HEADER, secret);
-        }
-        let resp = router("s3cret".into())
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        (
-            status,
-            resp.into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-    }
-
-    #[tokio::test]
-    async fn health_answers_with_the_protocol_version() {
-        let (status, body) = get_health(Some("s3cret")).await;
-        assert_eq!(status, StatusCode::OK);
-        let health: Health = serde_json::from_slice(&body).unwrap();
-        assert_eq!(health.protocol, PROTOCOL_VERSION);
-    }
-
-    #[tokio::test]
-    async fn requests_without_the_secret_are_refused() {
-        assert_eq!(get_health(None).await.0, StatusCode::UNAUTHORIZED);
-        assert_eq!(get_health(Some("s3creT")).await.0, StatusCode::UNAUTHORIZED);
-    }
-}
+mod tests;

@@ -1,48 +1,55 @@
-//! Entry point of the agent: PID 1 of a session container.
+//! Entry point of the agent. As PID 1 of a session container it becomes the init process
+//! (`init.rs`), which re-executes this binary as the server; run any other way it serves
+//! directly, which is how it is run in development.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::{
+    io::Read,
+    net::{Ipv4Addr, SocketAddr},
+    process::ExitCode,
+};
 
+use berth_agent::{AgentConfig, init};
 use berth_proto::agent::{AGENT_PORT, SECRET_ENV};
 use tokio::signal::unix::{SignalKind, signal};
 
-fn main() -> std::process::ExitCode {
-    // Read the secret and drop it from our environment before any thread starts, so no process
-    // the agent spawns later inherits it.
-    let secret = std::env::var(SECRET_ENV).unwrap_or_default();
-    // SAFETY: no other thread exists yet, so nothing can read the environment concurrently.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::remove_var(SECRET_ENV);
+fn main() -> ExitCode {
+    init::protect_self();
+    let from_env = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
+    if init::is_init() {
+        let Some(secret) = from_env else { return refuse() };
+        return init::run(&secret);
     }
-    if secret.is_empty() {
-        eprintln!("berth-agent: {SECRET_ENV} is not set; refusing to serve without a secret");
-        return std::process::ExitCode::from(2);
-    }
+    // Started by init: the secret arrives on stdin. Started by hand: from the environment.
+    let secret = from_env.or_else(|| {
+        let mut secret = String::new();
+        std::io::stdin().read_to_string(&mut secret).ok().map(|_| secret.trim().to_owned()).filter(|s| !s.is_empty())
+    });
+    let Some(secret) = secret else { return refuse() };
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("berth-agent: cannot start the async runtime: {err}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(secret)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match runtime.block_on(serve(AgentConfig::from_env(secret))) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("berth-agent: {err}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(secret: String) -> std::io::Result<()> {
+fn refuse() -> ExitCode {
+    eprintln!("berth-agent: {SECRET_ENV} is not set; refusing to serve without a secret");
+    ExitCode::from(2)
+}
+
+async fn serve(config: AgentConfig) -> std::io::Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, AGENT_PORT));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    // As PID 1 the kernel ignores signals we have no handler for, so `docker stop` would wait
-    // out its grace period; handling SIGTERM and SIGINT makes stop immediate.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {
@@ -51,7 +58,5 @@ async fn serve(secret: String) -> std::io::Result<()> {
             _ = int.recv() => {},
         }
     };
-    axum::serve(listener, berth_agent::router(secret))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, berth_agent::router(config)).with_graceful_shutdown(shutdown).await
 }

@@ -6,6 +6,8 @@
 
 pub mod agent;
 pub mod error;
+pub mod files;
+pub mod process;
 pub mod session;
 pub mod template;
 pub mod user;

@@ -1,0 +1,74 @@
+//! Agent errors, in the same JSON shape as the control plane's, so the control plane can pass
+//! them through unchanged.
+
+use std::{io, path::Path};
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use berth_proto::{ErrorBody, ErrorCode};
+
+#[derive(Debug)]
+pub struct AgentError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AgentError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("the file is larger than the session's limit of {limit} bytes"),
+        )
+    }
+
+    /// An I/O error on `path`, with the status that says what happened.
+    pub fn io(err: &io::Error, path: &Path) -> Self {
+        let path = path.display();
+        match err.kind() {
+            io::ErrorKind::NotFound => Self::not_found(format!("{path}: no such file or directory")),
+            io::ErrorKind::PermissionDenied => {
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("{path}: permission denied"))
+            }
+            io::ErrorKind::AlreadyExists => Self::conflict(format!("{path}: already exists")),
+            io::ErrorKind::IsADirectory => Self::conflict(format!("{path}: is a directory")),
+            io::ErrorKind::NotADirectory => Self::conflict(format!("{path}: not a directory")),
+            io::ErrorKind::DirectoryNotEmpty => {
+                Self::conflict(format!("{path}: directory not empty; pass recursive=true to delete it"))
+            }
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidFilename => {
+                Self::bad_request(format!("{path}: {err}"))
+            }
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::PayloadTooLarge, format!("{path}: {err}"))
+            }
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, format!("{path}: {err}")),
+        }
+    }
+}
+
+impl IntoResponse for AgentError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
+    }
+}

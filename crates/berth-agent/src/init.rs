@@ -1,0 +1,91 @@
+//! PID 1 duties, like tini: the container's first process starts the agent server as its child,
+//! reaps every orphan the kernel hands it, forwards SIGTERM and SIGINT, and exits with the
+//! server's status.
+//!
+//! Reaping lives in a separate process because a server that calls `waitpid(-1)` would steal
+//! the exit statuses of the processes it runs for users.
+
+use std::{
+    io::Write,
+    process::{ExitCode, Stdio},
+};
+
+use berth_proto::agent::SECRET_ENV;
+use rustix::process::{DumpableBehavior, Pid, Signal, WaitOptions};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Tells the re-executed binary to be the server, not PID 1.
+const ROLE_ENV: &str = "BERTH_AGENT_ROLE";
+
+/// Makes this process's memory, `/proc/<pid>/environ` and ptrace off-limits to processes of the
+/// same uid: the session user's processes must not read the agent's secret.
+pub fn protect_self() {
+    if let Err(err) = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        eprintln!("berth-agent: cannot make the agent non-dumpable: {err}");
+    }
+}
+
+/// Whether this process should act as PID 1 (start the server, reap) rather than serve.
+pub fn is_init() -> bool {
+    std::process::id() == 1 && std::env::var_os(ROLE_ENV).is_none()
+}
+
+/// Runs PID 1: starts the server with the secret on its stdin (never in an environment) and
+/// reaps until the server exits.
+pub fn run(secret: &str) -> ExitCode {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/local/bin/berth-agent".into());
+    let mut server = match std::process::Command::new(exe)
+        .env(ROLE_ENV, "server")
+        .env_remove(SECRET_ENV)
+        .stdin(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("berth-agent: cannot start the server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(mut stdin) = server.stdin.take() {
+        let _ = stdin.write_all(secret.as_bytes());
+    }
+    let server_pid = Pid::from_raw(i32::try_from(server.id()).unwrap_or(i32::MAX));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("berth-agent: init runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(supervise(server_pid))
+}
+
+async fn supervise(server: Option<Pid>) -> ExitCode {
+    let (Ok(mut term), Ok(mut int), Ok(mut child)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::child()))
+    else {
+        eprintln!("berth-agent: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => forward(server, Signal::TERM),
+            _ = int.recv() => forward(server, Signal::INT),
+            _ = child.recv() => {
+                // Reap everything that has ended; several exits can share one SIGCHLD.
+                while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+                    if Some(pid) == server {
+                        let code = status.exit_status().unwrap_or(1);
+                        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forward(server: Option<Pid>, signal: Signal) {
+    if let Some(pid) = server {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}

@@ -1,0 +1,74 @@
+//! Running things inside a session: buffered exec, and the terminal's control messages.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST .../exec`: runs `cmd` (no shell unless you ask for one) and answers when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// Program and arguments, e.g. `["sh", "-c", "echo hi"]`.
+    pub cmd: Vec<String>,
+    /// Working directory; `/home/user` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Written to the process's standard input, which is then closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// The whole process group is killed after this long; the answer then says `timed_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecResult {
+    /// `None` when the process was ended by a signal.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the process, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Output beyond the cap (1 MiB per stream) was dropped.
+    pub truncated: bool,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+}
+
+/// Text frames a terminal client sends; binary frames are keystrokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TerminalClientMessage {
+    Resize { cols: u16, rows: u16 },
+}
+
+/// Text frames a terminal sends; binary frames are its output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TerminalServerMessage {
+    /// First message on every connection: which terminal this is (reattach with it).
+    Ready { terminal_id: String },
+    /// The terminal's shell ended; the connection closes after this.
+    Exit { code: Option<i32> },
+}
+
+/// Query of `GET .../terminal`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct TerminalQuery {
+    /// Reattach to this live terminal (its scrollback is replayed first); a new one otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal_id: Option<String>,
+    /// Watch without typing.
+    #[serde(default)]
+    pub readonly: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cols: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u16>,
+}
