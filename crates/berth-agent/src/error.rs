@@ -19,7 +19,11 @@ pub struct AgentError {
 
 impl AgentError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -46,23 +50,33 @@ impl AgentError {
     pub fn io(err: &io::Error, path: &Path) -> Self {
         let path = path.display();
         match err.kind() {
-            io::ErrorKind::NotFound => Self::not_found(format!("{path}: no such file or directory")),
-            io::ErrorKind::PermissionDenied => {
-                Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("{path}: permission denied"))
+            io::ErrorKind::NotFound => {
+                Self::not_found(format!("{path}: no such file or directory"))
             }
+            io::ErrorKind::PermissionDenied => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!("{path}: permission denied"),
+            ),
             io::ErrorKind::AlreadyExists => Self::conflict(format!("{path}: already exists")),
             io::ErrorKind::IsADirectory => Self::conflict(format!("{path}: is a directory")),
             io::ErrorKind::NotADirectory => Self::conflict(format!("{path}: not a directory")),
-            io::ErrorKind::DirectoryNotEmpty => {
-                Self::conflict(format!("{path}: directory not empty; pass recursive=true to delete it"))
-            }
+            io::ErrorKind::DirectoryNotEmpty => Self::conflict(format!(
+                "{path}: directory not empty; pass recursive=true to delete it"
+            )),
             io::ErrorKind::InvalidInput | io::ErrorKind::InvalidFilename => {
                 Self::bad_request(format!("{path}: {err}"))
             }
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-                Self::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::PayloadTooLarge, format!("{path}: {err}"))
-            }
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, format!("{path}: {err}")),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorCode::PayloadTooLarge,
+                format!("{path}: {err}"),
+            ),
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                format!("{path}: {err}"),
+            ),
         }
     }
 }
@@ -72,3 +86,29 @@ impl IntoResponse for AgentError {
         (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }
+
+impl From<axum::extract::rejection::QueryRejection> for AgentError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Self::bad_request(rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for AgentError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        let code = match rejection {
+            axum::extract::rejection::JsonRejection::JsonSyntaxError(_) => ErrorCode::InvalidJson,
+            _ => ErrorCode::InvalidRequest,
+        };
+        Self::new(StatusCode::BAD_REQUEST, code, rejection.body_text())
+    }
+}
+
+/// `axum::extract::Query` answering bad input with a JSON error.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AgentError))]
+pub struct AgentQuery<T>(pub T);
+
+/// `axum::Json` answering bad input with a JSON error.
+#[derive(Debug, axum::extract::FromRequest)]
+#[from_request(via(Json), rejection(AgentError))]
+pub struct AgentJson<T>(pub T);

@@ -28,7 +28,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::{AgentError, AgentState, user};
+use crate::{AgentError, AgentState, error::AgentJson, user};
 
 /// Output kept per stream by `POST /exec`; the rest is drained and dropped.
 const OUTPUT_CAP: usize = 1024 * 1024;
@@ -37,21 +37,31 @@ const OUTPUT_CAP: usize = 1024 * 1024;
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
 fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, AgentError> {
-    let (program, args) = req.cmd.split_first().ok_or_else(|| AgentError::bad_request("cmd must not be empty"))?;
+    let (program, args) = req
+        .cmd
+        .split_first()
+        .ok_or_else(|| AgentError::bad_request("cmd must not be empty"))?;
     let mut command = Command::new(program);
     command
         .args(args)
         .env_remove(SECRET_ENV)
         .envs(user::base_env(&state.config.home))
         .envs(&req.env)
-        .current_dir(req.cwd.as_deref().map_or_else(|| state.config.home.clone(), Into::into))
+        .current_dir(
+            req.cwd
+                .as_deref()
+                .map_or_else(|| state.config.home.clone(), Into::into),
+        )
         .process_group(0)
         .kill_on_drop(false);
     Ok(command)
 }
 
 fn spawn(mut command: Command, req: &ExecRequest) -> Result<Child, AgentError> {
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     command.spawn().map_err(|err| {
         let cwd = req.cwd.as_deref().unwrap_or("~");
         AgentError::bad_request(format!("cannot run {:?} in {cwd}: {err}", req.cmd[0]))
@@ -59,7 +69,10 @@ fn spawn(mut command: Command, req: &ExecRequest) -> Result<Child, AgentError> {
 }
 
 fn kill_group(child: &Child, signal: Signal) {
-    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(i32::try_from(id).ok()?)) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?))
+    {
         let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
@@ -86,7 +99,10 @@ async fn capture(mut stream: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
     }
 }
 
-pub async fn run(State(state): State<AgentState>, Json(req): Json<ExecRequest>) -> Result<Json<ExecResult>, AgentError> {
+pub async fn run(
+    State(state): State<AgentState>,
+    AgentJson(req): AgentJson<ExecRequest>,
+) -> Result<Json<ExecResult>, AgentError> {
     let started = Instant::now();
     let mut child = spawn(command(&state, &req)?, &req)?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -110,7 +126,8 @@ pub async fn run(State(state): State<AgentState>, Json(req): Json<ExecRequest>) 
         },
         None => (child.wait().await, false),
     };
-    let status = status.map_err(|e| AgentError::bad_request(format!("waiting for the process: {e}")))?;
+    let status =
+        status.map_err(|e| AgentError::bad_request(format!("waiting for the process: {e}")))?;
     let (out, out_cut) = join_within(stdout, DRAIN_GRACE).await;
     let (err, err_cut) = join_within(stderr, DRAIN_GRACE).await;
     let (exit_code, signal) = exit_parts(status);
@@ -125,7 +142,10 @@ pub async fn run(State(state): State<AgentState>, Json(req): Json<ExecRequest>) 
     }))
 }
 
-async fn join_within(task: tokio::task::JoinHandle<(Vec<u8>, bool)>, grace: Duration) -> (Vec<u8>, bool) {
+async fn join_within(
+    task: tokio::task::JoinHandle<(Vec<u8>, bool)>,
+    grace: Duration,
+) -> (Vec<u8>, bool) {
     let abort = task.abort_handle();
     match tokio::time::timeout(grace, task).await {
         Ok(Ok(result)) => result,
@@ -148,9 +168,17 @@ enum StreamInput {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum StreamEvent {
-    Start { pid: u32 },
-    End { exit_code: Option<i32>, signal: Option<i32>, timed_out: bool },
-    Error { message: String },
+    Start {
+        pid: u32,
+    },
+    End {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        timed_out: bool,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// First byte of every binary frame the agent sends: which stream the rest came from.
@@ -175,7 +203,13 @@ async fn stream_session(state: AgentState, mut socket: WebSocket) {
         Some(Ok(Message::Text(text))) => match serde_json::from_str::<ExecRequest>(&text) {
             Ok(req) => req,
             Err(err) => {
-                send_event(&mut socket, &StreamEvent::Error { message: format!("invalid exec request: {err}") }).await;
+                send_event(
+                    &mut socket,
+                    &StreamEvent::Error {
+                        message: format!("invalid exec request: {err}"),
+                    },
+                )
+                .await;
                 return;
             }
         },
@@ -184,11 +218,24 @@ async fn stream_session(state: AgentState, mut socket: WebSocket) {
     let mut child = match command(&state, &req).and_then(|c| spawn(c, &req)) {
         Ok(child) => child,
         Err(err) => {
-            send_event(&mut socket, &StreamEvent::Error { message: err.message }).await;
+            send_event(
+                &mut socket,
+                &StreamEvent::Error {
+                    message: err.message,
+                },
+            )
+            .await;
             return;
         }
     };
-    if !send_event(&mut socket, &StreamEvent::Start { pid: child.id().unwrap_or_default() }).await {
+    if !send_event(
+        &mut socket,
+        &StreamEvent::Start {
+            pid: child.id().unwrap_or_default(),
+        },
+    )
+    .await
+    {
         kill_group(&child, Signal::KILL);
         return;
     }
@@ -196,8 +243,20 @@ async fn stream_session(state: AgentState, mut socket: WebSocket) {
     // process blocks on a full pipe instead of the agent buffering without bound.
     let (output, mut outputs) = mpsc::channel::<Vec<u8>>(16);
     for (pipe, tag) in [
-        (child.stdout.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>), STDOUT_TAG),
-        (child.stderr.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>), STDERR_TAG),
+        (
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
+            STDOUT_TAG,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
+            STDERR_TAG,
+        ),
     ] {
         if let Some(mut pipe) = pipe {
             let output = output.clone();
@@ -213,13 +272,15 @@ async fn stream_session(state: AgentState, mut socket: WebSocket) {
         }
     }
     drop(output);
-    if let Some(stdin) = req.stdin.as_deref().filter(|s| !s.is_empty())
-        && let Some(pipe) = child.stdin.as_mut()
-    {
-        let _ = pipe.write_all(stdin.as_bytes()).await;
+    // Held here, not in `child`: `Child::wait` closes the stdin it still owns.
+    let mut stdin = child.stdin.take();
+    if let (Some(input), Some(pipe)) = (req.stdin.as_deref().filter(|s| !s.is_empty()), stdin.as_mut()) {
+        let _ = pipe.write_all(input.as_bytes()).await;
     }
 
-    let mut deadline = req.timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+    let mut deadline = req
+        .timeout_ms
+        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
     let mut timed_out = false;
     let mut outputs_open = true;
     let status = loop {
@@ -233,12 +294,12 @@ async fn stream_session(state: AgentState, mut socket: WebSocket) {
             },
             message = socket.recv() => match message {
                 Some(Ok(Message::Binary(bytes))) => {
-                    if let Some(pipe) = child.stdin.as_mut() {
+                    if let Some(pipe) = stdin.as_mut() {
                         let _ = pipe.write_all(&bytes).await;
                     }
                 }
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<StreamInput>(&text) {
-                    Ok(StreamInput::CloseStdin) => drop(child.stdin.take()),
+                    Ok(StreamInput::CloseStdin) => drop(stdin.take()),
                     Ok(StreamInput::Signal { signal }) => {
                         if let Some(signal) = Signal::from_named_raw(signal) {
                             kill_group(&child, signal);
@@ -268,7 +329,15 @@ async fn stream_session(state: AgentState, mut socket: WebSocket) {
         }
     }
     let (exit_code, signal) = status.map(exit_parts).unwrap_or((None, None));
-    send_event(&mut socket, &StreamEvent::End { exit_code, signal, timed_out }).await;
+    send_event(
+        &mut socket,
+        &StreamEvent::End {
+            exit_code,
+            signal,
+            timed_out,
+        },
+    )
+    .await;
     let _ = socket.send(Message::Close(None)).await;
 }
 

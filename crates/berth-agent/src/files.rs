@@ -11,7 +11,7 @@ use std::{
 use axum::{
     Json,
     body::Body,
-    extract::{Query, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -22,7 +22,10 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
-use crate::{AgentError, AgentState};
+use crate::{
+    AgentError, AgentState,
+    error::{AgentJson, AgentQuery},
+};
 
 #[derive(Debug, Deserialize)]
 pub struct PathQuery {
@@ -45,7 +48,11 @@ fn resolve(state: &AgentState, raw: &str) -> Result<PathBuf, AgentError> {
         return Err(AgentError::bad_request("path must not contain NUL"));
     }
     let path = Path::new(raw);
-    Ok(if path.is_absolute() { path.to_owned() } else { state.config.home.join(path) })
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        state.config.home.join(path)
+    })
 }
 
 fn entry(path: &Path, meta: &std::fs::Metadata) -> FileEntry {
@@ -59,7 +66,9 @@ fn entry(path: &Path, meta: &std::fs::Metadata) -> FileEntry {
         FileKind::Other
     };
     FileEntry {
-        name: path.file_name().map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned()),
+        name: path
+            .file_name()
+            .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned()),
         path: path.display().to_string(),
         kind,
         size: meta.len(),
@@ -67,118 +76,217 @@ fn entry(path: &Path, meta: &std::fs::Metadata) -> FileEntry {
         mtime: DateTime::<Utc>::from_timestamp(meta.mtime(), 0).unwrap_or_default(),
         target: meta
             .is_symlink()
-            .then(|| std::fs::read_link(path).ok().map(|t| t.display().to_string()))
+            .then(|| {
+                std::fs::read_link(path)
+                    .ok()
+                    .map(|t| t.display().to_string())
+            })
             .flatten(),
     }
 }
 
-pub async fn list(State(state): State<AgentState>, Query(q): Query<PathQuery>) -> Result<Json<FileList>, AgentError> {
+pub async fn list(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<PathQuery>,
+) -> Result<Json<FileList>, AgentError> {
     let dir = resolve(&state, &q.path)?;
-    let meta = tokio::fs::metadata(&dir).await.map_err(|e| AgentError::io(&e, &dir))?;
+    let meta = tokio::fs::metadata(&dir)
+        .await
+        .map_err(|e| AgentError::io(&e, &dir))?;
     if !meta.is_dir() {
-        return Err(AgentError::conflict(format!("{}: not a directory", dir.display())));
+        return Err(AgentError::conflict(format!(
+            "{}: not a directory",
+            dir.display()
+        )));
     }
-    let mut reader = tokio::fs::read_dir(&dir).await.map_err(|e| AgentError::io(&e, &dir))?;
+    let mut reader = tokio::fs::read_dir(&dir)
+        .await
+        .map_err(|e| AgentError::io(&e, &dir))?;
     let mut entries = Vec::new();
-    while let Some(item) = reader.next_entry().await.map_err(|e| AgentError::io(&e, &dir))? {
+    while let Some(item) = reader
+        .next_entry()
+        .await
+        .map_err(|e| AgentError::io(&e, &dir))?
+    {
         let path = item.path();
         if let Ok(meta) = tokio::fs::symlink_metadata(&path).await {
             entries.push(entry(&path, &meta));
         }
     }
     // Directories first, then by name: what a file tree shows.
-    entries.sort_by(|a, b| (a.kind != FileKind::Dir, &a.name).cmp(&(b.kind != FileKind::Dir, &b.name)));
-    Ok(Json(FileList { path: dir.display().to_string(), entries }))
+    entries.sort_by(|a, b| {
+        (a.kind != FileKind::Dir, &a.name).cmp(&(b.kind != FileKind::Dir, &b.name))
+    });
+    Ok(Json(FileList {
+        path: dir.display().to_string(),
+        entries,
+    }))
 }
 
-pub async fn stat(State(state): State<AgentState>, Query(q): Query<PathQuery>) -> Result<Json<FileEntry>, AgentError> {
+pub async fn stat(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<PathQuery>,
+) -> Result<Json<FileEntry>, AgentError> {
     let path = resolve(&state, &q.path)?;
-    let meta = tokio::fs::symlink_metadata(&path).await.map_err(|e| AgentError::io(&e, &path))?;
+    let meta = tokio::fs::symlink_metadata(&path)
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
     Ok(Json(entry(&path, &meta)))
 }
 
-pub async fn read(State(state): State<AgentState>, Query(q): Query<PathQuery>) -> Result<Response, AgentError> {
+pub async fn read(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<PathQuery>,
+) -> Result<Response, AgentError> {
     let path = resolve(&state, &q.path)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|e| AgentError::io(&e, &path))?;
-    let meta = file.metadata().await.map_err(|e| AgentError::io(&e, &path))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
     if meta.is_dir() {
-        return Err(AgentError::conflict(format!("{}: is a directory; download it with files/archive", path.display())));
+        return Err(AgentError::conflict(format!(
+            "{}: is a directory; download it with files/archive",
+            path.display()
+        )));
     }
     let body = Body::from_stream(ReaderStream::with_capacity(file, 256 * 1024));
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CONTENT_LENGTH, &meta.len().to_string())], body)
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CONTENT_LENGTH, &meta.len().to_string()),
+        ],
+        body,
+    )
         .into_response())
 }
 
 pub async fn write(
     State(state): State<AgentState>,
-    Query(q): Query<PathQuery>,
+    AgentQuery(q): AgentQuery<PathQuery>,
     body: Body,
 ) -> Result<Json<FileEntry>, AgentError> {
     let path = resolve(&state, &q.path)?;
     if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
-        return Err(AgentError::conflict(format!("{}: is a directory", path.display())));
+        return Err(AgentError::conflict(format!(
+            "{}: is a directory",
+            path.display()
+        )));
     }
-    let parent = path.parent().ok_or_else(|| AgentError::bad_request("cannot write to /"))?;
-    tokio::fs::create_dir_all(parent).await.map_err(|e| AgentError::io(&e, parent))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = path
+        .parent()
+        .ok_or_else(|| AgentError::bad_request("cannot write to /"))?;
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|e| AgentError::io(&e, parent))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // Unique per upload, so concurrent uploads of one file cannot interleave in one temp file.
     static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let serial = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let temp = parent.join(format!(".{name}.berth-upload-{}-{serial}", std::process::id()));
+    let temp = parent.join(format!(
+        ".{name}.berth-upload-{}-{serial}",
+        std::process::id()
+    ));
     let written = copy_limited(body, &temp, state.config.max_file_bytes).await;
     if let Err(err) = written {
         let _ = tokio::fs::remove_file(&temp).await;
         return Err(err);
     }
-    tokio::fs::rename(&temp, &path).await.map_err(|e| AgentError::io(&e, &path))?;
-    let meta = tokio::fs::symlink_metadata(&path).await.map_err(|e| AgentError::io(&e, &path))?;
+    tokio::fs::rename(&temp, &path)
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
+    let meta = tokio::fs::symlink_metadata(&path)
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
     Ok(Json(entry(&path, &meta)))
 }
 
 async fn copy_limited(body: Body, temp: &Path, limit: u64) -> Result<(), AgentError> {
-    let mut file = tokio::fs::File::create(temp).await.map_err(|e| AgentError::io(&e, temp))?;
+    let mut file = tokio::fs::File::create(temp)
+        .await
+        .map_err(|e| AgentError::io(&e, temp))?;
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| AgentError::bad_request(format!("upload interrupted: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| AgentError::bad_request(format!("upload interrupted: {e}")))?;
         total += chunk.len() as u64;
         if total > limit {
             return Err(AgentError::too_large(limit));
         }
-        file.write_all(&chunk).await.map_err(|e| AgentError::io(&e, temp))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| AgentError::io(&e, temp))?;
     }
     file.flush().await.map_err(|e| AgentError::io(&e, temp))?;
     Ok(())
 }
 
-pub async fn mkdir(State(state): State<AgentState>, Json(req): Json<MakeDir>) -> Result<Json<FileEntry>, AgentError> {
+pub async fn mkdir(
+    State(state): State<AgentState>,
+    AgentJson(req): AgentJson<MakeDir>,
+) -> Result<Json<FileEntry>, AgentError> {
     let path = resolve(&state, &req.path)?;
-    if tokio::fs::symlink_metadata(&path).await.is_ok_and(|m| !m.is_dir()) {
-        return Err(AgentError::conflict(format!("{}: exists and is not a directory", path.display())));
+    if tokio::fs::symlink_metadata(&path)
+        .await
+        .is_ok_and(|m| !m.is_dir())
+    {
+        return Err(AgentError::conflict(format!(
+            "{}: exists and is not a directory",
+            path.display()
+        )));
     }
-    tokio::fs::create_dir_all(&path).await.map_err(|e| AgentError::io(&e, &path))?;
-    let meta = tokio::fs::metadata(&path).await.map_err(|e| AgentError::io(&e, &path))?;
+    tokio::fs::create_dir_all(&path)
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
+    let meta = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
     Ok(Json(entry(&path, &meta)))
 }
 
-pub async fn rename(State(state): State<AgentState>, Json(req): Json<MoveFile>) -> Result<Json<FileEntry>, AgentError> {
+pub async fn rename(
+    State(state): State<AgentState>,
+    AgentJson(req): AgentJson<MoveFile>,
+) -> Result<Json<FileEntry>, AgentError> {
     let from = resolve(&state, &req.from)?;
     let to = resolve(&state, &req.to)?;
-    tokio::fs::symlink_metadata(&from).await.map_err(|e| AgentError::io(&e, &from))?;
+    tokio::fs::symlink_metadata(&from)
+        .await
+        .map_err(|e| AgentError::io(&e, &from))?;
     if tokio::fs::symlink_metadata(&to).await.is_ok() {
-        return Err(AgentError::conflict(format!("{}: already exists", to.display())));
+        return Err(AgentError::conflict(format!(
+            "{}: already exists",
+            to.display()
+        )));
     }
     if let Some(parent) = to.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|e| AgentError::io(&e, parent))?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| AgentError::io(&e, parent))?;
     }
-    tokio::fs::rename(&from, &to).await.map_err(|e| AgentError::io(&e, &from))?;
-    let meta = tokio::fs::symlink_metadata(&to).await.map_err(|e| AgentError::io(&e, &to))?;
+    tokio::fs::rename(&from, &to)
+        .await
+        .map_err(|e| AgentError::io(&e, &from))?;
+    let meta = tokio::fs::symlink_metadata(&to)
+        .await
+        .map_err(|e| AgentError::io(&e, &to))?;
     Ok(Json(entry(&to, &meta)))
 }
 
-pub async fn remove(State(state): State<AgentState>, Query(q): Query<RemoveQuery>) -> Result<StatusCode, AgentError> {
+pub async fn remove(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<RemoveQuery>,
+) -> Result<StatusCode, AgentError> {
     let path = resolve(&state, &q.path)?;
-    let meta = tokio::fs::symlink_metadata(&path).await.map_err(|e| AgentError::io(&e, &path))?;
+    let meta = tokio::fs::symlink_metadata(&path)
+        .await
+        .map_err(|e| AgentError::io(&e, &path))?;
     let removed = match (meta.is_dir(), q.recursive) {
         (true, true) => tokio::fs::remove_dir_all(&path).await,
         (true, false) => tokio::fs::remove_dir(&path).await,
@@ -191,11 +299,13 @@ pub async fn remove(State(state): State<AgentState>, Query(q): Query<RemoveQuery
 /// Unpacks an uploaded tar into a directory (created if missing), keeping modes and symlinks.
 pub async fn upload_archive(
     State(state): State<AgentState>,
-    Query(q): Query<PathQuery>,
+    AgentQuery(q): AgentQuery<PathQuery>,
     body: Body,
 ) -> Result<StatusCode, AgentError> {
     let dir = resolve(&state, &q.path)?;
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| AgentError::io(&e, &dir))?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| AgentError::io(&e, &dir))?;
     let reader = StreamReader::new(body.into_data_stream().map_err(io::Error::other));
     let target = dir.clone();
     tokio::task::spawn_blocking(move || {
@@ -215,11 +325,19 @@ pub async fn upload_archive(
 }
 
 /// Streams a directory as a tar: entries relative to it, symlinks kept as symlinks.
-pub async fn download_archive(State(state): State<AgentState>, Query(q): Query<PathQuery>) -> Result<Response, AgentError> {
+pub async fn download_archive(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<PathQuery>,
+) -> Result<Response, AgentError> {
     let dir = resolve(&state, &q.path)?;
-    let meta = tokio::fs::metadata(&dir).await.map_err(|e| AgentError::io(&e, &dir))?;
+    let meta = tokio::fs::metadata(&dir)
+        .await
+        .map_err(|e| AgentError::io(&e, &dir))?;
     if !meta.is_dir() {
-        return Err(AgentError::conflict(format!("{}: not a directory", dir.display())));
+        return Err(AgentError::conflict(format!(
+            "{}: not a directory",
+            dir.display()
+        )));
     }
     let (writer, reader) = tokio::io::duplex(256 * 1024);
     tokio::task::spawn_blocking(move || {

@@ -50,7 +50,10 @@ pub fn run(secret: &str) -> ExitCode {
         let _ = stdin.write_all(secret.as_bytes());
     }
     let server_pid = Pid::from_raw(i32::try_from(server.id()).unwrap_or(i32::MAX));
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("berth-agent: init runtime: {err}");
@@ -61,9 +64,11 @@ pub fn run(secret: &str) -> ExitCode {
 }
 
 async fn supervise(server: Option<Pid>) -> ExitCode {
-    let (Ok(mut term), Ok(mut int), Ok(mut child)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::child()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut child)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::child()),
+    ) else {
         eprintln!("berth-agent: cannot install signal handlers");
         return ExitCode::FAILURE;
     };
@@ -73,7 +78,7 @@ async fn supervise(server: Option<Pid>) -> ExitCode {
             _ = int.recv() => forward(server, Signal::INT),
             _ = child.recv() => {
                 // Reap everything that has ended; several exits can share one SIGCHLD.
-                while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+                while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
                     if Some(pid) == server {
                         let code = status.exit_status().unwrap_or(1);
                         return ExitCode::from(u8::try_from(code).unwrap_or(1));

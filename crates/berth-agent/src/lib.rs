@@ -28,9 +28,6 @@ use berth_proto::agent::{Health, PROTOCOL_VERSION, SECRET_HEADER};
 
 pub use error::AgentError;
 
-/// Environment variable with the largest file a single upload may write, in bytes.
-pub const MAX_FILE_BYTES_ENV: &str = "BERTH_AGENT_MAX_FILE_BYTES";
-
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub secret: String,
@@ -42,12 +39,17 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// Home from `$HOME` (the image sets `/home/user`), limits from the environment.
     pub fn from_env(secret: String) -> Self {
-        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/home/user"), PathBuf::from);
-        let max_file_bytes = std::env::var(MAX_FILE_BYTES_ENV)
+        let home =
+            std::env::var_os("HOME").map_or_else(|| PathBuf::from("/home/user"), PathBuf::from);
+        let max_file_bytes = std::env::var(berth_proto::agent::MAX_FILE_BYTES_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(4 * 1024 * 1024 * 1024);
-        Self { secret, home, max_file_bytes }
+        Self {
+            secret,
+            home,
+            max_file_bytes,
+        }
     }
 }
 
@@ -59,7 +61,10 @@ struct AgentState {
 
 /// The agent's HTTP surface. Every route requires the session secret.
 pub fn router(config: AgentConfig) -> Router {
-    let state = AgentState { config: Arc::new(config), terminals: terminal::Registry::default() };
+    let state = AgentState {
+        config: Arc::new(config),
+        terminals: terminal::Registry::default(),
+    };
     Router::new()
         .route("/health", get(health))
         .route("/exec", post(exec::run))
@@ -70,14 +75,23 @@ pub fn router(config: AgentConfig) -> Router {
         .route("/files/content", get(files::read).put(files::write))
         .route("/files/mkdir", post(files::mkdir))
         .route("/files/move", post(files::rename))
-        .route("/files/archive", get(files::download_archive).put(files::upload_archive))
+        .route(
+            "/files/archive",
+            get(files::download_archive).put(files::upload_archive),
+        )
         .fallback(|| async { AgentError::not_found("no such agent route") })
-        .layer(middleware::from_fn_with_state(state.clone(), require_secret))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_secret,
+        ))
         .with_state(state)
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { protocol: PROTOCOL_VERSION, version: env!("CARGO_PKG_VERSION").to_owned() })
+    Json(Health {
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 async fn require_secret(State(state): State<AgentState>, req: Request, next: Next) -> Response {

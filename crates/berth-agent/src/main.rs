@@ -16,17 +16,29 @@ fn main() -> ExitCode {
     init::protect_self();
     let from_env = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
     if init::is_init() {
-        let Some(secret) = from_env else { return refuse() };
+        let Some(secret) = from_env else {
+            return refuse();
+        };
         return init::run(&secret);
     }
     // Started by init: the secret arrives on stdin. Started by hand: from the environment.
     let secret = from_env.or_else(|| {
         let mut secret = String::new();
-        std::io::stdin().read_to_string(&mut secret).ok().map(|_| secret.trim().to_owned()).filter(|s| !s.is_empty())
+        std::io::stdin()
+            .read_to_string(&mut secret)
+            .ok()
+            .map(|_| secret.trim().to_owned())
+            .filter(|s| !s.is_empty())
     });
-    let Some(secret) = secret else { return refuse() };
+    let Some(secret) = secret else {
+        return refuse();
+    };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("berth-agent: cannot start the async runtime: {err}");
@@ -58,5 +70,7 @@ async fn serve(config: AgentConfig) -> std::io::Result<()> {
             _ = int.recv() => {},
         }
     };
-    axum::serve(listener, berth_agent::router(config)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, berth_agent::router(config))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

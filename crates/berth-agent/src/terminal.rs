@@ -15,7 +15,7 @@ use std::{
 
 use axum::{
     extract::{
-        Query, State, WebSocketUpgrade,
+        State, WebSocketUpgrade,
         ws::{Message, WebSocket},
     },
     response::{IntoResponse, Response},
@@ -29,7 +29,7 @@ use tokio::{
     sync::{broadcast, watch},
 };
 
-use crate::{AgentError, AgentState, user};
+use crate::{AgentError, AgentState, error::AgentQuery, user};
 
 /// Scrollback replayed on attach.
 const SCROLLBACK_BYTES: usize = 256 * 1024;
@@ -62,7 +62,9 @@ struct Output {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Registry {
@@ -72,11 +74,16 @@ impl Registry {
 
     fn spawn(&self, state: &AgentState, cols: u16, rows: u16) -> Result<Arc<Terminal>, AgentError> {
         if lock(&self.terminals).len() >= MAX_TERMINALS {
-            return Err(AgentError::conflict(format!("this session already has {MAX_TERMINALS} terminals; close one")));
+            return Err(AgentError::conflict(format!(
+                "this session already has {MAX_TERMINALS} terminals; close one"
+            )));
         }
-        let spawn_error = |e: pty_process::Error| AgentError::bad_request(format!("cannot start a terminal: {e}"));
+        let spawn_error = |e: pty_process::Error| {
+            AgentError::bad_request(format!("cannot start a terminal: {e}"))
+        };
         let (pty, pts) = pty_process::open().map_err(spawn_error)?;
-        pty.resize(pty_process::Size::new(rows, cols)).map_err(spawn_error)?;
+        pty.resize(pty_process::Size::new(rows, cols))
+            .map_err(spawn_error)?;
         let shell = user::shell();
         let mut child = pty_process::Command::new(shell)
             .arg("-l")
@@ -94,10 +101,13 @@ impl Registry {
         let terminal = Arc::new(Terminal {
             id: id.clone(),
             input: tokio::sync::Mutex::new(writer),
-            output: Mutex::new(Output { scrollback: VecDeque::new(), live }),
+            output: Mutex::new(Output {
+                scrollback: VecDeque::new(),
+                live,
+            }),
             exited,
         });
-        lock(&self.terminals).insert(id.clone(), terminal.clone());
+        lock(&self.terminals).insert(id, terminal.clone());
 
         let registry = self.clone();
         let pump = terminal.clone();
@@ -121,13 +131,25 @@ impl Registry {
 }
 
 /// `GET /terminal`: attach to a terminal over a WebSocket (see `TerminalQuery`).
-pub async fn attach(State(state): State<AgentState>, Query(q): Query<TerminalQuery>, ws: WebSocketUpgrade) -> Response {
+pub async fn attach(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<TerminalQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let terminal = match &q.terminal_id {
         Some(id) => match state.terminals.get(id) {
             Some(terminal) => terminal,
-            None => return AgentError::not_found(format!("terminal {id} not found; it may have exited")).into_response(),
+            None => {
+                return AgentError::not_found(format!(
+                    "terminal {id} not found; it may have exited"
+                ))
+                .into_response();
+            }
         },
-        None => match state.terminals.spawn(&state, q.cols.unwrap_or(80), q.rows.unwrap_or(24)) {
+        None => match state
+            .terminals
+            .spawn(&state, q.cols.unwrap_or(80), q.rows.unwrap_or(24))
+        {
             Ok(terminal) => terminal,
             Err(err) => return err.into_response(),
         },
@@ -143,9 +165,19 @@ async fn send_json(socket: &mut WebSocket, message: &TerminalServerMessage) -> b
 async fn serve(terminal: Arc<Terminal>, mut socket: WebSocket, readonly: bool) {
     let (replay, mut live) = {
         let output = lock(&terminal.output);
-        (output.scrollback.iter().copied().collect::<Vec<u8>>(), output.live.subscribe())
+        (
+            output.scrollback.iter().copied().collect::<Vec<u8>>(),
+            output.live.subscribe(),
+        )
     };
-    if !send_json(&mut socket, &TerminalServerMessage::Ready { terminal_id: terminal.id.clone() }).await {
+    if !send_json(
+        &mut socket,
+        &TerminalServerMessage::Ready {
+            terminal_id: terminal.id.clone(),
+        },
+    )
+    .await
+    {
         return;
     }
     if !replay.is_empty() && socket.send(Message::Binary(replay.into())).await.is_err() {

@@ -21,12 +21,24 @@ struct Agent {
 
 fn agent() -> Agent {
     let home = tempfile::tempdir().unwrap();
-    let config = AgentConfig { secret: "s3cret".into(), home: home.path().to_owned(), max_file_bytes: 1024 };
-    Agent { router: router(config), home }
+    let config = AgentConfig {
+        secret: "s3cret".into(),
+        home: home.path().to_owned(),
+        max_file_bytes: 1024,
+    };
+    Agent {
+        router: router(config),
+        home,
+    }
 }
 
 impl Agent {
-    async fn call(&self, method: Method, uri: &str, body: impl Into<Body>) -> (StatusCode, Vec<u8>) {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Vec<u8>) {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -36,7 +48,16 @@ impl Agent {
             .unwrap();
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
-        (status, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+        (
+            status,
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
     }
 
     async fn exec(&self, json: &str) -> ExecResult {
@@ -64,7 +85,12 @@ async fn health_needs_the_secret() {
         if let Some(secret) = secret {
             request = request.header(SECRET_HEADER, secret);
         }
-        let response = agent.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let response = agent
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
 }
@@ -72,29 +98,66 @@ async fn health_needs_the_secret() {
 #[tokio::test]
 async fn files_round_trip_and_list() {
     let agent = agent();
-    let (status, body) = agent.call(Method::PUT, "/files/content?path=src/a%20b.txt", "hello").await;
+    let (status, body) = agent
+        .call(Method::PUT, "/files/content?path=src/a%20b.txt", "hello")
+        .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let written: FileEntry = serde_json::from_slice(&body).unwrap();
     assert_eq!((written.kind, written.size), (FileKind::File, 5));
-    assert!(agent.home.path().join("src/a b.txt").exists(), "relative paths start at home; parents are created");
+    assert!(
+        agent.home.path().join("src/a b.txt").exists(),
+        "relative paths start at home; parents are created"
+    );
 
-    let (status, body) = agent.call(Method::GET, "/files/content?path=src/a%20b.txt", Body::empty()).await;
-    assert_eq!((status, body.as_slice()), (StatusCode::OK, b"hello".as_slice()));
+    let (status, body) = agent
+        .call(
+            Method::GET,
+            "/files/content?path=src/a%20b.txt",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, b"hello".as_slice())
+    );
 
-    agent.call(Method::POST, "/files/mkdir", r#"{"path":"src/z/deep"}"#).await;
-    let (_, body) = agent.call(Method::GET, "/files?path=src", Body::empty()).await;
+    agent
+        .call(Method::POST, "/files/mkdir", r#"{"path":"src/z/deep"}"#)
+        .await;
+    let (_, body) = agent
+        .call(Method::GET, "/files?path=src", Body::empty())
+        .await;
     let list: FileList = serde_json::from_slice(&body).unwrap();
     let names: Vec<&str> = list.entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["z", "a b.txt"], "directories first");
 
-    let (status, _) = agent.call(Method::POST, "/files/move", r#"{"from":"src/a b.txt","to":"moved.txt"}"#).await;
+    let (status, _) = agent
+        .call(
+            Method::POST,
+            "/files/move",
+            r#"{"from":"src/a b.txt","to":"moved.txt"}"#,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = agent.call(Method::GET, "/files/stat?path=moved.txt", Body::empty()).await;
+    let (status, body) = agent
+        .call(Method::GET, "/files/stat?path=moved.txt", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 
-    let (status, body) = agent.call(Method::DELETE, "/files?path=src", Body::empty()).await;
-    assert_eq!((status, code(&body).as_str()), (StatusCode::CONFLICT, "conflict"));
-    let (status, _) = agent.call(Method::DELETE, "/files?path=src&recursive=true", Body::empty()).await;
+    let (status, body) = agent
+        .call(Method::DELETE, "/files?path=src", Body::empty())
+        .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let (status, _) = agent
+        .call(
+            Method::DELETE,
+            "/files?path=src&recursive=true",
+            Body::empty(),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
@@ -104,12 +167,20 @@ async fn file_errors_have_their_statuses() {
     std::fs::create_dir(agent.home.path().join("dir")).unwrap();
     std::fs::write(agent.home.path().join("file"), "x").unwrap();
     let cases = [
-        (Method::GET, "/files/content?path=missing", StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            "/files/content?path=missing",
+            StatusCode::NOT_FOUND,
+        ),
         (Method::GET, "/files/content?path=dir", StatusCode::CONFLICT),
         (Method::GET, "/files?path=file", StatusCode::CONFLICT),
         (Method::PUT, "/files/content?path=dir", StatusCode::CONFLICT),
         (Method::GET, "/files/stat?path=", StatusCode::BAD_REQUEST),
-        (Method::GET, "/files?path=/proc/1/root", StatusCode::FORBIDDEN),
+        (
+            Method::GET,
+            "/files?path=/proc/1/root",
+            StatusCode::FORBIDDEN,
+        ),
     ];
     for (method, uri, expected) in cases {
         let (status, body) = agent.call(method.clone(), uri, Body::empty()).await;
@@ -117,12 +188,28 @@ async fn file_errors_have_their_statuses() {
         if uri.contains("/proc/1/root") && rustix::process::geteuid().is_root() {
             continue;
         }
-        assert_eq!(status, expected, "{method} {uri}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            expected,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
-    let (status, body) = agent.call(Method::PUT, "/files/content?path=big", vec![b'x'; 2048]).await;
-    assert_eq!((status, code(&body).as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
-    assert!(std::fs::read_dir(agent.home.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("big")),
-        "a refused upload leaves no file behind");
+    let (status, body) = agent
+        .call(Method::PUT, "/files/content?path=big", vec![b'x'; 2048])
+        .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    assert!(
+        std::fs::read_dir(agent.home.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("big")),
+        "a refused upload leaves no file behind"
+    );
 }
 
 #[tokio::test]
@@ -132,44 +219,102 @@ async fn archives_round_trip_symlinks_and_modes() {
     let tree = agent.home.path().join("tree");
     std::fs::create_dir_all(tree.join("bin")).unwrap();
     std::fs::write(tree.join("bin/run.sh"), "#!/bin/sh\necho run\n").unwrap();
-    std::fs::set_permissions(tree.join("bin/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        tree.join("bin/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("bin/run.sh", tree.join("link")).unwrap();
 
-    let (status, tar) = agent.call(Method::GET, "/files/archive?path=tree", Body::empty()).await;
+    let (status, tar) = agent
+        .call(Method::GET, "/files/archive?path=tree", Body::empty())
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = agent.call(Method::PUT, "/files/archive?path=copy", tar).await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = agent
+        .call(Method::PUT, "/files/archive?path=copy", tar)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 
     let copy = agent.home.path().join("copy");
-    assert_eq!(std::fs::read_to_string(copy.join("bin/run.sh")).unwrap(), "#!/bin/sh\necho run\n");
-    assert_eq!(std::fs::metadata(copy.join("bin/run.sh")).unwrap().permissions().mode() & 0o777, 0o755);
-    assert_eq!(std::fs::read_link(copy.join("link")).unwrap(), std::path::Path::new("bin/run.sh"));
+    assert_eq!(
+        std::fs::read_to_string(copy.join("bin/run.sh")).unwrap(),
+        "#!/bin/sh\necho run\n"
+    );
+    assert_eq!(
+        std::fs::metadata(copy.join("bin/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::read_link(copy.join("link")).unwrap(),
+        std::path::Path::new("bin/run.sh")
+    );
 
-    let (status, body) = agent.call(Method::PUT, "/files/archive?path=bad", "not a tar at all, clearly".repeat(40)).await;
-    assert_eq!((status, code(&body).as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (status, body) = agent
+        .call(
+            Method::PUT,
+            "/files/archive?path=bad",
+            "not a tar at all, clearly".repeat(40),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
 }
 
 #[tokio::test]
 async fn exec_reports_exit_codes_output_and_timeouts() {
     let agent = agent();
-    let ok = agent.exec(r#"{"cmd":["sh","-c","echo out; echo err >&2; exit 3"]}"#).await;
-    assert_eq!((ok.exit_code, ok.stdout.as_str(), ok.stderr.as_str()), (Some(3), "out\n", "err\n"));
+    let ok = agent
+        .exec(r#"{"cmd":["sh","-c","echo out; echo err >&2; exit 3"]}"#)
+        .await;
+    assert_eq!(
+        (ok.exit_code, ok.stdout.as_str(), ok.stderr.as_str()),
+        (Some(3), "out\n", "err\n")
+    );
     let input = agent.exec(r#"{"cmd":["cat"],"stdin":"piped in"}"#).await;
     assert_eq!(input.stdout, "piped in");
-    let env = agent.exec(r#"{"cmd":["sh","-c","echo $GREETING $HOME"],"env":{"GREETING":"hi"}}"#).await;
+    let env = agent
+        .exec(r#"{"cmd":["sh","-c","echo $GREETING $HOME"],"env":{"GREETING":"hi"}}"#)
+        .await;
     assert_eq!(env.stdout, format!("hi {}\n", agent.home.path().display()));
 
     // The grandchild `sleep` is in the same process group and dies with it.
     let started = std::time::Instant::now();
-    let slow = agent.exec(r#"{"cmd":["sh","-c","sleep 30 & sleep 30"],"timeout_ms":300}"#).await;
-    assert!(slow.timed_out && slow.exit_code.is_none() && slow.signal == Some(9), "{slow:?}");
+    let slow = agent
+        .exec(r#"{"cmd":["sh","-c","sleep 30 & sleep 30"],"timeout_ms":300}"#)
+        .await;
+    assert!(
+        slow.timed_out && slow.exit_code.is_none() && slow.signal == Some(9),
+        "{slow:?}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
-    let flood = agent.exec(r#"{"cmd":["sh","-c","head -c 3000000 /dev/zero"]}"#).await;
-    assert!(flood.truncated && flood.stdout.len() == 1024 * 1024, "{}", flood.stdout.len());
+    let flood = agent
+        .exec(r#"{"cmd":["sh","-c","head -c 3000000 /dev/zero"]}"#)
+        .await;
+    assert!(
+        flood.truncated && flood.stdout.len() == 1024 * 1024,
+        "{}",
+        flood.stdout.len()
+    );
 
-    let (status, body) = agent.call(Method::POST, "/exec", r#"{"cmd":["/no/such/program"]}"#).await;
-    assert_eq!((status, code(&body).as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (status, body) = agent
+        .call(Method::POST, "/exec", r#"{"cmd":["/no/such/program"]}"#)
+        .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
     let (status, _) = agent.call(Method::POST, "/exec", r#"{"cmd":[]}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -8,6 +8,11 @@
 //! # Ok(()) }
 //! ```
 
+mod files;
+mod process;
+
+pub use process::{ExecEvent, ExecStream, Terminal, TerminalEvent, TerminalInput, TerminalOutput};
+
 use berth_proto::{
     CreateSession, CreateUser, ErrorBody, ErrorCode, ExtendSession, Session, SessionList, Template,
     TemplateList, UserCreated,
@@ -29,6 +34,8 @@ pub enum ClientError {
     Transport { url: String, source: reqwest::Error },
     #[error("invalid server URL {0:?}: expected something like http://127.0.0.1:8080")]
     InvalidUrl(String),
+    #[error("WebSocket: {0}")]
+    WebSocket(String),
 }
 
 impl ClientError {
@@ -89,6 +96,41 @@ impl Client {
         &self.base
     }
 
+    /// A request to `path` with the token, for callers that stream bodies.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    fn transport(&self, path: &str) -> impl Fn(reqwest::Error) -> ClientError {
+        let url = format!("{}{path}", self.base);
+        move |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        }
+    }
+
+    /// Sends a request and turns an error status into `ClientError::Api`.
+    async fn checked(
+        &self,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = request.send().await.map_err(self.transport(path))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = response.bytes().await.map_err(self.transport(path))?;
+        Err(api_error(status, is_json, &bytes))
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -96,54 +138,23 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<Option<T>, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self
-            .http
-            .request(method, &url)
-            .query(query)
-            .bearer_auth(&self.token);
+        let mut request = self.request(method, path).query(query);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let transport = |source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        };
-        let response = request.send().await.map_err(transport)?;
+        let response = self.checked(path, request).await?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        let is_json = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        let bytes = response.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|err| ClientError::Api {
-                    status: status.as_u16(),
-                    code: ErrorCode::Unknown,
-                    message: format!("unexpected answer: {err}"),
-                });
-        }
-        let error = is_json
-            .then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok())
-            .flatten();
-        Err(match error {
-            Some(body) => ClientError::Api {
-                status: status.as_u16(),
-                code: body.error.code,
-                message: body.error.message,
-            },
-            None => ClientError::Api {
+        let bytes = response.bytes().await.map_err(self.transport(path))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| ClientError::Api {
                 status: status.as_u16(),
                 code: ErrorCode::Unknown,
-                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            },
-        })
+                message: format!("unexpected answer: {err}"),
+            })
     }
 
     async fn expect<T: DeserializeOwned>(
@@ -231,6 +242,24 @@ impl Client {
             }),
         )
         .await
+    }
+}
+
+fn api_error(status: StatusCode, is_json: bool, bytes: &[u8]) -> ClientError {
+    let error = is_json
+        .then(|| serde_json::from_slice::<ErrorBody>(bytes).ok())
+        .flatten();
+    match error {
+        Some(body) => ClientError::Api {
+            status: status.as_u16(),
+            code: body.error.code,
+            message: body.error.message,
+        },
+        None => ClientError::Api {
+            status: status.as_u16(),
+            code: ErrorCode::Unknown,
+            message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+        },
     }
 }
 

@@ -15,6 +15,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// from the environment it hands to user processes.
 pub const SECRET_ENV: &str = "BERTH_AGENT_SECRET";
 
+/// Environment variable with the largest file a single upload may write, in bytes.
+pub const MAX_FILE_BYTES_ENV: &str = "BERTH_AGENT_MAX_FILE_BYTES";
+
 /// Header carrying the per-session secret on every request to the agent.
 pub const SECRET_HEADER: &str = "x-berth-agent-secret";
 

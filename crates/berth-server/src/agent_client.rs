@@ -5,9 +5,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::body::Bytes;
+use axum::body::Body;
 use berth_proto::agent::{Health, PROTOCOL_VERSION, SECRET_HEADER};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -23,11 +23,13 @@ pub enum AgentError {
     Version { found: u32, expected: u32 },
     #[error("the agent refused the request: HTTP {0}")]
     Refused(u16),
+    #[error("the session's agent does not answer: {0}")]
+    Unreachable(String),
 }
 
 #[derive(Debug, Clone)]
 pub struct AgentClient {
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: Client<HttpConnector, Body>,
 }
 
 impl Default for AgentClient {
@@ -77,7 +79,7 @@ impl AgentClient {
     async fn health(&self, addr: SocketAddr, secret: &str) -> Result<Option<Health>, AgentError> {
         let request = hyper::Request::get(format!("http://{addr}/health"))
             .header(SECRET_HEADER, secret)
-            .body(Empty::new())
+            .body(Body::empty())
             .map_err(|_| AgentError::Refused(0))?;
         let Ok(Ok(response)) =
             tokio::time::timeout(Duration::from_secs(2), self.http.request(request)).await
@@ -91,5 +93,54 @@ impl AgentClient {
             return Ok(None);
         };
         Ok(serde_json::from_slice(&body.to_bytes()).ok())
+    }
+
+    /// Sends one request to the agent with the session secret and hands back its answer as it
+    /// streams, status and body untouched (the agent's errors are already Berth's JSON errors).
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+        mut request: hyper::Request<Body>,
+    ) -> Result<hyper::Response<Body>, AgentError> {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("http://{addr}{path}")
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| AgentError::Unreachable(e.to_string()))?;
+        *request.uri_mut() = uri;
+        request.headers_mut().insert(
+            SECRET_HEADER,
+            secret
+                .parse()
+                .map_err(|_| AgentError::Unreachable("invalid secret".into()))?,
+        );
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        Ok(response.map(Body::new))
+    }
+
+    /// Unpacks a tar into `dir` inside the session.
+    pub async fn upload_archive(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+        dir: &str,
+        tar: Vec<u8>,
+    ) -> Result<(), AgentError> {
+        let request = hyper::Request::put(format!(
+            "/files/archive?path={}",
+            crate::proxy::encode_query(dir)
+        ))
+        .body(Body::from(tar))
+        .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let response = self.send(addr, secret, request).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(AgentError::Refused(response.status().as_u16()))
+        }
     }
 }

@@ -67,6 +67,49 @@ impl Authenticator {
     }
 }
 
+/// Short-lived, single-use tickets that stand in for a bearer token where a header cannot be
+/// sent: a browser's WebSocket. A ticket is bound to one session and lives one minute, so it is
+/// harmless in a URL or a log.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    issued: std::sync::Mutex<std::collections::HashMap<String, Ticket>>,
+}
+
+#[derive(Debug)]
+struct Ticket {
+    principal: Principal,
+    session_id: String,
+    expires: std::time::Instant,
+}
+
+pub const TICKET_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Tickets {
+    pub fn issue(&self, principal: Principal, session_id: &str) -> String {
+        let ticket = crate::ids::agent_secret();
+        let now = std::time::Instant::now();
+        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+        issued.retain(|_, t| t.expires > now);
+        issued.insert(
+            ticket.clone(),
+            Ticket {
+                principal,
+                session_id: session_id.to_owned(),
+                expires: now + TICKET_LIFETIME,
+            },
+        );
+        ticket
+    }
+
+    /// The principal a ticket was issued to, once: redeeming consumes it.
+    pub fn redeem(&self, ticket: &str, session_id: &str) -> Option<Principal> {
+        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+        let found = issued.remove(ticket)?;
+        (found.session_id == session_id && found.expires > std::time::Instant::now())
+            .then_some(found.principal)
+    }
+}
+
 /// Where the generated admin token is kept, readable by its owner only.
 pub fn admin_token_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("admin-token")
@@ -108,6 +151,16 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tickets_are_single_use_and_bound_to_their_session() {
+        let tickets = Tickets::default();
+        let ticket = tickets.issue(Principal::admin(), "sone");
+        assert_eq!(tickets.redeem(&ticket, "stwo"), None);
+        let ticket = tickets.issue(Principal::admin(), "sone");
+        assert_eq!(tickets.redeem(&ticket, "sone"), Some(Principal::admin()));
+        assert_eq!(tickets.redeem(&ticket, "sone"), None);
+    }
 
     #[test]
     fn the_admin_token_is_generated_once_and_then_reused() {

@@ -61,6 +61,8 @@ pub struct DockerConfig {
 pub struct AgentConfig {
     /// How long a new container's agent has to answer before the session fails.
     pub ready_timeout_ms: u64,
+    /// Largest file one upload may write inside a session; larger ones get 413.
+    pub max_file_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,19 +118,9 @@ impl Default for DockerConfig {
             network: "berth".to_owned(),
             instance: "default".to_owned(),
             timeout_seconds: 5,
-            // The agent runs as root inside the container only to hand work to uid 1000: these
-            // are exactly what that needs (change owner, read the user's files, switch user,
-            // signal the user's processes).
-            cap_add: [
-                "CHOWN",
-                "DAC_OVERRIDE",
-                "FOWNER",
-                "KILL",
-                "SETGID",
-                "SETUID",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
+            // Sessions run as uid 1000 with no-new-privileges, so added capabilities could
+            // never be used; the list exists for images that need one.
+            cap_add: Vec::new(),
             log_max_size: "10m".to_owned(),
         }
     }
@@ -138,6 +130,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             ready_timeout_ms: 10_000,
+            max_file_mb: 4096,
         }
     }
 }

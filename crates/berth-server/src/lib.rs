@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod ids;
 pub mod metrics;
+pub mod proxy;
 pub mod runtime;
 pub mod sessions;
 pub mod store;
@@ -77,6 +78,7 @@ pub async fn app(
         templates: templates.clone(),
         sessions_per_user: config.quota.sessions_per_user,
         agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
+        max_file_bytes: config.agent.max_file_mb.saturating_mul(1024 * 1024),
     });
 
     if let Err(err) = runtime.prepare().await {
@@ -127,6 +129,8 @@ pub async fn app(
         store,
         runtime,
         templates,
+        tickets: Arc::new(auth::Tickets::default()),
+        agent: AgentClient::default(),
     };
     App {
         router: api::router(state),

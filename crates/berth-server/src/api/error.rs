@@ -69,13 +69,13 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidTtl(_) => (S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidTtl),
             SessionError::InvalidRequest(_) => (S::BAD_REQUEST, ErrorCode::InvalidRequest),
             SessionError::QuotaExceeded { .. } => (S::TOO_MANY_REQUESTS, ErrorCode::QuotaExceeded),
-            SessionError::NotRunning { .. } | SessionError::DeletedDuringCreate(_) => {
-                (S::CONFLICT, ErrorCode::Conflict)
-            }
+            SessionError::NotRunning { .. }
+            | SessionError::Unavailable { .. }
+            | SessionError::DeletedDuringCreate(_) => (S::CONFLICT, ErrorCode::Conflict),
             SessionError::Runtime(runtime) => return runtime_error(runtime, message),
-            SessionError::AgentNotReady { .. } => {
-                (S::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed)
-            }
+            SessionError::AgentNotReady { .. }
+            | SessionError::Seed { .. }
+            | SessionError::Agent { .. } => (S::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed),
             SessionError::Store(store) => return store.to_api_error(),
             SessionError::ManagerGone => (S::SERVICE_UNAVAILABLE, ErrorCode::Internal),
         };

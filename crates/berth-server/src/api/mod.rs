@@ -5,6 +5,8 @@
 
 mod error;
 mod extract;
+mod files;
+mod process;
 mod service;
 mod sessions;
 mod templates;
@@ -25,7 +27,11 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::ApiError;
 
 use crate::{
-    auth::Authenticator, config::TemplateConfig, runtime::Runtime, sessions::SessionManager,
+    agent_client::AgentClient,
+    auth::{Authenticator, Tickets},
+    config::TemplateConfig,
+    runtime::Runtime,
+    sessions::SessionManager,
     store::Store,
 };
 
@@ -37,6 +43,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub runtime: Arc<dyn Runtime>,
     pub templates: Arc<BTreeMap<String, TemplateConfig>>,
+    pub tickets: Arc<Tickets>,
+    pub agent: AgentClient,
 }
 
 #[derive(OpenApi)]
@@ -45,6 +53,8 @@ pub struct AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "sessions", description = "Session lifecycle"),
+        (name = "files", description = "Files inside a session"),
+        (name = "processes", description = "Commands and terminals inside a session"),
         (name = "templates", description = "What sessions can be made from"),
         (name = "users", description = "Users and their tokens (admin)"),
         (name = "service", description = "Health, readiness and metrics"),
@@ -70,6 +80,16 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::extend))
+        .routes(routes!(files::list, files::remove))
+        .routes(routes!(files::stat))
+        .routes(routes!(files::read, files::write))
+        .routes(routes!(files::mkdir))
+        .routes(routes!(files::rename))
+        .routes(routes!(files::download_archive, files::upload_archive))
+        .routes(routes!(process::exec))
+        .routes(routes!(process::exec_stream))
+        .routes(routes!(process::terminal))
+        .routes(routes!(process::ticket))
         .routes(routes!(templates::list))
         .routes(routes!(users::create))
         .routes(routes!(service::healthz))

@@ -24,6 +24,9 @@ use tokio::sync::OnceCell;
 use super::{ContainerSpec, ManagedContainer, Runtime, RuntimeError, labels};
 use crate::config::DockerConfig;
 
+/// uid:gid of the `user` account in every session image.
+const SESSION_USER: &str = "1000:1000";
+
 #[derive(Debug)]
 pub struct DockerRuntime {
     config: DockerConfig,
@@ -194,6 +197,8 @@ impl Runtime for DockerRuntime {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            // Everything in a session, the agent included, runs as the session user.
+            user: Some(SESSION_USER.to_owned()),
             hostname: Some(spec.session_id.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),

@@ -12,6 +12,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use berth_agent::AgentConfig;
 use berth_proto::agent::SECRET_ENV;
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,8 @@ use super::{ContainerSpec, ManagedContainer, Runtime, RuntimeError};
 struct FakeContainer {
     spec: ContainerSpec,
     agent: Option<JoinHandle<()>>,
+    /// The container's `/home/user`.
+    home: tempfile::TempDir,
 }
 
 #[derive(Debug, Default)]
@@ -81,11 +84,13 @@ impl Runtime for FakeRuntime {
             return Err(RuntimeError::ImageMissing(spec.image.clone()));
         }
         let id = format!("fake{}", self.next_id.fetch_add(1, Ordering::SeqCst));
+        let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
         self.lock().insert(
             id.clone(),
             FakeContainer {
                 spec: spec.clone(),
                 agent: None,
+                home,
             },
         );
         Ok(id)
@@ -95,17 +100,21 @@ impl Runtime for FakeRuntime {
         self.check_up()?;
         let delay = *self.start_delay.lock().unwrap_or_else(|p| p.into_inner());
         tokio::time::sleep(delay).await;
-        let secret = {
+        let config = {
             let containers = self.lock();
             let container = containers
                 .get(container_id)
                 .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
-            container
-                .spec
-                .env
-                .get(SECRET_ENV)
-                .cloned()
-                .unwrap_or_default()
+            AgentConfig {
+                secret: container
+                    .spec
+                    .env
+                    .get(SECRET_ENV)
+                    .cloned()
+                    .unwrap_or_default(),
+                home: container.home.path().to_owned(),
+                max_file_bytes: 1 << 30,
+            }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -114,7 +123,7 @@ impl Runtime for FakeRuntime {
             .local_addr()
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let agent = tokio::spawn(async move {
-            let _ = axum::serve(listener, berth_agent::router(secret)).await;
+            let _ = axum::serve(listener, berth_agent::router(config)).await;
         });
         match self.lock().get_mut(container_id) {
             Some(container) => container.agent = Some(agent),

@@ -15,7 +15,9 @@ use chrono::{Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{Command, ManagerContext, ReconcileReport, SessionError, command::Reply, validate};
+use super::{
+    Command, ManagerContext, ReconcileReport, SessionError, Started, command::Reply, validate,
+};
 use crate::{
     auth::Principal,
     config::TemplateConfig,
@@ -134,7 +136,7 @@ impl Actor {
 
     async fn create(&mut self, caller: Principal, request: CreateSession, reply: Reply<Session>) {
         match self.admit(&caller, request).await {
-            Ok((record, spec)) => {
+            Ok((record, spec, seed)) => {
                 let id = record.id.clone();
                 self.creating.insert(
                     id.clone(),
@@ -147,7 +149,7 @@ impl Actor {
                 let ctx = self.ctx.clone();
                 let secret = record.agent_secret;
                 self.spawn_reporting(async move {
-                    let outcome = make_container(&ctx, &spec, &secret).await;
+                    let outcome = make_container(&ctx, &spec, &secret, seed).await;
                     Command::CreateFinished { id, outcome }
                 });
             }
@@ -163,7 +165,7 @@ impl Actor {
         &self,
         caller: &Principal,
         request: CreateSession,
-    ) -> Result<(SessionRecord, ContainerSpec), SessionError> {
+    ) -> Result<(SessionRecord, ContainerSpec, Option<std::path::PathBuf>), SessionError> {
         let template = self.template(&request.template)?;
         let ttl = request.ttl_seconds.unwrap_or(template.ttl_seconds);
         if ttl == 0 || ttl > template.max_ttl_seconds {
@@ -199,6 +201,7 @@ impl Actor {
             expires_at: now + seconds(ttl),
             last_activity: now,
             container_id: None,
+            agent_addr: None,
             stop_reason: None,
             agent_secret: ids::agent_secret(),
         };
@@ -206,6 +209,10 @@ impl Actor {
         env.extend(request.env);
         env.insert(SECRET_ENV.to_owned(), record.agent_secret.clone());
         env.insert("BERTH_SESSION_ID".to_owned(), record.id.clone());
+        env.insert(
+            berth_proto::agent::MAX_FILE_BYTES_ENV.to_owned(),
+            self.ctx.max_file_bytes.to_string(),
+        );
         let spec = ContainerSpec {
             session_id: record.id.clone(),
             owner: record.owner.clone(),
@@ -218,10 +225,10 @@ impl Actor {
             env,
         };
         self.ctx.store.insert_session(&record).await?;
-        Ok((record, spec))
+        Ok((record, spec, template.workspace_seed.clone()))
     }
 
-    async fn create_finished(&mut self, id: &str, outcome: Result<String, SessionError>) {
+    async fn create_finished(&mut self, id: &str, outcome: Result<Started, SessionError>) {
         let Some(pending) = self.creating.remove(id) else {
             return;
         };
@@ -240,10 +247,11 @@ impl Actor {
         };
         crate::metrics::session_created(pending.started.elapsed(), outcome.is_ok());
         match (outcome, pending.deleted_by) {
-            (Ok(container_id), None) => {
+            (Ok(started), None) => {
                 let mut running = record;
                 running.state = SessionState::Running;
-                running.container_id = Some(container_id);
+                running.container_id = Some(started.container_id);
+                running.agent_addr = Some(started.agent_addr.to_string());
                 running.last_activity = Utc::now();
                 match self.ctx.store.update_session(&running).await {
                     Ok(()) => {
@@ -262,9 +270,9 @@ impl Actor {
                     }
                 }
             }
-            (Ok(container_id), Some(deleters)) => {
+            (Ok(started), Some(deleters)) => {
                 let mut stopping = record;
-                stopping.container_id = Some(container_id);
+                stopping.container_id = Some(started.container_id);
                 let _ = pending
                     .reply
                     .send(Err(SessionError::DeletedDuringCreate(id.to_owned())));
@@ -554,28 +562,47 @@ impl Actor {
     }
 }
 
-/// Makes, starts and waits for one session's container. On any failure it removes what it made,
-/// so a failed create leaves nothing on the engine.
+/// Makes, starts and waits for one session's container, then seeds its workspace. On any
+/// failure it removes what it made, so a failed create leaves nothing on the engine.
 async fn make_container(
     ctx: &ManagerContext,
     spec: &ContainerSpec,
     secret: &str,
-) -> Result<String, SessionError> {
+    seed: Option<std::path::PathBuf>,
+) -> Result<Started, SessionError> {
     let container_id = ctx.runtime.create(spec).await?;
     let started = async {
-        let addr = ctx.runtime.start(&container_id).await?;
+        let agent_addr = ctx.runtime.start(&container_id).await?;
+        let agent_error = |source| SessionError::AgentNotReady {
+            id: spec.session_id.clone(),
+            source,
+        };
         ctx.agent
-            .wait_ready(addr, secret, ctx.agent_ready_timeout)
+            .wait_ready(agent_addr, secret, ctx.agent_ready_timeout)
             .await
-            .map_err(|source| SessionError::AgentNotReady {
+            .map_err(agent_error)?;
+        if let Some(seed) = seed {
+            let seed_error = |message: String| SessionError::Seed {
                 id: spec.session_id.clone(),
-                source,
-            })?;
-        Ok::<_, SessionError>(())
+                message,
+            };
+            let tar = tokio::task::spawn_blocking(move || tar_directory(&seed))
+                .await
+                .map_err(|e| seed_error(e.to_string()))?
+                .map_err(|e| seed_error(e.to_string()))?;
+            ctx.agent
+                .upload_archive(agent_addr, secret, ".", tar)
+                .await
+                .map_err(|e| seed_error(e.to_string()))?;
+        }
+        Ok::<_, SessionError>(agent_addr)
     }
     .await;
     match started {
-        Ok(()) => Ok(container_id),
+        Ok(agent_addr) => Ok(Started {
+            container_id,
+            agent_addr,
+        }),
         Err(err) => {
             if let Err(cleanup) = ctx.runtime.remove(&container_id).await {
                 tracing::warn!(%cleanup, container = %container_id, "cleanup after failed create; reconcile will retry");
@@ -583,6 +610,15 @@ async fn make_container(
             Err(err)
         }
     }
+}
+
+/// A workspace seed as a tar: the directory's contents at the archive's root. Seeds are small
+/// (starter files), so the archive is built in memory.
+fn tar_directory(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir)?;
+    builder.into_inner()
 }
 
 fn seconds(n: u64) -> ChronoDuration {

@@ -31,11 +31,11 @@ pub enum Command {
         reply: Reply<Session>,
     },
 
-    /// A create task finished: the container is up and its agent answered, or it failed and
-    /// the task already removed whatever it had made.
+    /// A create task finished: the container is up, its agent answered and the workspace is
+    /// seeded, or it failed and the task already removed whatever it had made.
     CreateFinished {
         id: String,
-        outcome: Result<String, SessionError>,
+        outcome: Result<Started, SessionError>,
     },
     /// A removal task finished.
     RemoveFinished {
@@ -49,6 +49,13 @@ pub enum Command {
         observed: Vec<ManagedContainer>,
         reply: oneshot::Sender<ReconcileReport>,
     },
+}
+
+/// A container whose agent answered.
+#[derive(Debug)]
+pub struct Started {
+    pub container_id: String,
+    pub agent_addr: std::net::SocketAddr,
 }
 
 /// What one reconcile pass changed.

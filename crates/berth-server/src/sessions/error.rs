@@ -26,6 +26,15 @@ pub enum SessionError {
     Runtime(#[from] RuntimeError),
     #[error("session {id} failed to start: {source}")]
     AgentNotReady { id: String, source: AgentError },
+    #[error("session {id}: seeding the workspace failed: {message}")]
+    Seed { id: String, message: String },
+    #[error("session {id} is {state}; it must be running for this")]
+    Unavailable {
+        id: String,
+        state: berth_proto::SessionState,
+    },
+    #[error("session {id}: {source}")]
+    Agent { id: String, source: AgentError },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the session manager has stopped")]

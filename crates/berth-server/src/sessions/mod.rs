@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use berth_proto::{CreateSession, Session};
 use tokio::sync::{mpsc, oneshot};
 
-pub use command::{Command, ReconcileReport};
+pub use command::{Command, ReconcileReport, Started};
 pub use error::SessionError;
 pub use validate::label_filter as parse_label_filter;
 
@@ -32,6 +32,8 @@ pub struct ManagerContext {
     pub templates: Arc<BTreeMap<String, TemplateConfig>>,
     pub sessions_per_user: u32,
     pub agent_ready_timeout: Duration,
+    /// Largest file one upload may write inside a session.
+    pub max_file_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +134,26 @@ impl SessionManager {
             .iter()
             .map(|r| r.to_public())
             .collect())
+    }
+
+    /// Where a running session's agent listens and the secret it wants, for relaying work to it.
+    pub async fn agent_endpoint(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<(std::net::SocketAddr, String), SessionError> {
+        let record = match self.store.get_session(id).await? {
+            Some(record) if caller.may_access(&record.owner) => record,
+            _ => return Err(SessionError::NotFound(id.to_owned())),
+        };
+        let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
+        match (record.state, addr) {
+            (berth_proto::SessionState::Running, Some(addr)) => Ok((addr, record.agent_secret)),
+            (state, _) => Err(SessionError::Unavailable {
+                id: record.id,
+                state,
+            }),
+        }
     }
 
     /// Asks the actor to stop expired sessions now.

@@ -53,6 +53,7 @@ async fn harness() -> Harness {
         templates: Arc::new(templates),
         sessions_per_user: 3,
         agent_ready_timeout: Duration::from_secs(5),
+        max_file_bytes: 1 << 20,
     });
     Harness {
         sessions,
@@ -427,6 +428,7 @@ async fn reconcile_removes_orphans_and_fails_sessions_whose_container_vanished()
         expires_at: now,
         last_activity: now,
         container_id: None,
+        agent_addr: None,
         stop_reason: None,
         agent_secret: "x".into(),
     };

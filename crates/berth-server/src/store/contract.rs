@@ -20,6 +20,7 @@ fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> 
         expires_at: now + Duration::seconds(expires_in_secs),
         last_activity: now,
         container_id: None,
+        agent_addr: None,
         stop_reason: None,
         agent_secret: format!("secret-{id}"),
     }
@@ -43,6 +44,7 @@ async fn sessions_round_trip(store: &dyn Store) {
 
     s.state = SessionState::Running;
     s.container_id = Some("c0ffee".to_owned());
+    s.agent_addr = Some("172.18.0.5:7681".to_owned());
     s.labels.insert("team".to_owned(), "blue".to_owned());
     store.update_session(&s).await.unwrap();
     assert_eq!(store.get_session(&s.id).await.unwrap(), Some(s.clone()));

@@ -29,6 +29,8 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
     pub last_activity: DateTime<Utc>,
     pub container_id: Option<String>,
+    /// Where the session's agent listens (`ip:port`, or `host:port` on an overlay network).
+    pub agent_addr: Option<String>,
     pub stop_reason: Option<String>,
     /// Authenticates the control plane to this session's agent. Never leaves the control plane.
     pub agent_secret: String,

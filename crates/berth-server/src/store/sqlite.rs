@@ -89,6 +89,7 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         expires_at: from_millis(row.try_get("expires_at").map_err(unavailable)?)?,
         last_activity: from_millis(row.try_get("last_activity").map_err(unavailable)?)?,
         container_id: row.try_get("container_id").map_err(unavailable)?,
+        agent_addr: row.try_get("agent_addr").map_err(unavailable)?,
         stop_reason: row.try_get("stop_reason").map_err(unavailable)?,
         agent_secret: row.try_get("agent_secret").map_err(unavailable)?,
     })
@@ -121,8 +122,8 @@ impl Store for SqliteStore {
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, owner, template, state, labels, created_at, expires_at, \
-             last_activity, container_id, stop_reason, agent_secret) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             last_activity, container_id, agent_addr, stop_reason, agent_secret) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
         .bind(&s.owner)
@@ -133,6 +134,7 @@ impl Store for SqliteStore {
         .bind(millis(s.expires_at))
         .bind(millis(s.last_activity))
         .bind(&s.container_id)
+        .bind(&s.agent_addr)
         .bind(&s.stop_reason)
         .bind(&s.agent_secret)
         .execute(&self.pool)
@@ -149,7 +151,8 @@ impl Store for SqliteStore {
     async fn update_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, created_at = ?, \
-             expires_at = ?, last_activity = ?, container_id = ?, stop_reason = ?, agent_secret = ? \
+             expires_at = ?, last_activity = ?, container_id = ?, agent_addr = ?, stop_reason = ?, \
+             agent_secret = ? \
              WHERE id = ?",
         )
         .bind(&s.owner)
@@ -160,6 +163,7 @@ impl Store for SqliteStore {
         .bind(millis(s.expires_at))
         .bind(millis(s.last_activity))
         .bind(&s.container_id)
+        .bind(&s.agent_addr)
         .bind(&s.stop_reason)
         .bind(&s.agent_secret)
         .bind(&s.id)

@@ -1,0 +1,267 @@
+//! `/api/v1/sessions/{id}/files...`: relayed to the session's agent, bodies streaming.
+//! The path is always the `path` query parameter, so any file name works.
+
+use axum::{
+    body::Body,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, Method},
+    response::Response,
+};
+use berth_proto::{
+    ErrorBody,
+    files::{FileEntry, FileList, MakeDir, MoveFile},
+};
+
+use super::{AppState, error::ApiError};
+use crate::auth::Principal;
+
+/// Relays one request to `agent_path` on the session's agent, query and body untouched.
+pub(super) async fn relay(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+    agent_path: &str,
+    (method, query, headers, body): (Method, Option<String>, &HeaderMap, Body),
+) -> Result<Response, ApiError> {
+    let endpoint = state.sessions.agent_endpoint(caller, id).await?;
+    let target = match query {
+        Some(query) => format!("{agent_path}?{query}"),
+        None => agent_path.to_owned(),
+    };
+    crate::proxy::http(&state.agent, endpoint, method, &target, headers, body).await
+}
+
+/// List a directory: directories first, then by name.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/files", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query, description = "Directory; relative paths start at /home/user")),
+    responses(
+        (status = 200, body = FileList),
+        (status = 400, description = "Malformed path", body = ErrorBody),
+        (status = 403, description = "Permission denied", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not a directory, or the session is not running", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files",
+        (Method::GET, q, &h, Body::empty()),
+    )
+    .await
+}
+
+/// Delete a file, or a directory (non-empty ones only with `recursive=true`).
+#[utoipa::path(
+    delete, path = "/api/v1/sessions/{id}/files", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query), ("recursive" = Option<bool>, Query)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Directory not empty", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn remove(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files",
+        (Method::DELETE, q, &h, Body::empty()),
+    )
+    .await
+}
+
+/// One entry: type, size, mode, mtime (symlinks are not followed).
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/files/stat", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query)),
+    responses((status = 200, body = FileEntry), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn stat(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files/stat",
+        (Method::GET, q, &h, Body::empty()),
+    )
+    .await
+}
+
+/// Download a file's bytes, streamed.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/files/content", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query)),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "A directory", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn read(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files/content",
+        (Method::GET, q, &h, Body::empty()),
+    )
+    .await
+}
+
+/// Upload a file: the body is the bytes, streamed; missing parents are created; the old file
+/// is replaced only once the upload is complete.
+#[utoipa::path(
+    put, path = "/api/v1/sessions/{id}/files/content", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, body = FileEntry),
+        (status = 409, description = "A directory is in the way", body = ErrorBody),
+        (status = 413, description = "Over the configured size limit", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn write(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files/content",
+        (Method::PUT, q, &h, body),
+    )
+    .await
+}
+
+/// Create a directory and its missing parents.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/files/mkdir", tag = "files",
+    params(("id" = String, Path)), request_body = MakeDir,
+    responses((status = 200, body = FileEntry), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn mkdir(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files/mkdir",
+        (Method::POST, None, &h, body),
+    )
+    .await
+}
+
+/// Rename or move; refuses to replace an existing target.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/files/move", tag = "files",
+    params(("id" = String, Path)), request_body = MoveFile,
+    responses((status = 200, body = FileEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn rename(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files/move",
+        (Method::POST, None, &h, body),
+    )
+    .await
+}
+
+/// Download a directory as a tar (symlinks kept), streamed.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/files/archive", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query)),
+    responses((status = 200, content_type = "application/x-tar"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn download_archive(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files/archive",
+        (Method::GET, q, &h, Body::empty()),
+    )
+    .await
+}
+
+/// Upload a tar and unpack it into a directory (created if missing), keeping modes and symlinks.
+#[utoipa::path(
+    put, path = "/api/v1/sessions/{id}/files/archive", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query)),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 204), (status = 400, description = "Not a tar", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn upload_archive(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/files/archive",
+        (Method::PUT, q, &h, body),
+    )
+    .await
+}

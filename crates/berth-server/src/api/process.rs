@@ -1,0 +1,127 @@
+//! `/api/v1/sessions/{id}/exec`, `/exec/stream`, `/terminal` and `/tickets`: running things in
+//! a session.
+
+use axum::{
+    body::Body,
+    extract::{Path, RawQuery, State, WebSocketUpgrade},
+    http::{HeaderMap, Method, StatusCode},
+    response::{IntoResponse, Response},
+};
+use berth_proto::{
+    ErrorBody,
+    process::{ExecRequest, ExecResult, TerminalQuery},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{AppState, error::ApiError, extract::websocket_caller, files::relay};
+use crate::auth::{Principal, TICKET_LIFETIME};
+
+/// Run a command and answer when it ends, with its exit code and output (1 MiB per stream at
+/// most). On `timeout_ms` the whole process group is killed and `timed_out` is set.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/exec", tag = "processes",
+    params(("id" = String, Path)), request_body = ExecRequest,
+    responses(
+        (status = 200, body = ExecResult),
+        (status = 400, description = "Empty command, or it cannot be started", body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn exec(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(&s, &caller, &id, "/exec", (Method::POST, None, &h, body)).await
+}
+
+/// WebSocket carrying one process, E2B envd style. The first text frame is an `ExecRequest`.
+/// Then the client sends binary frames (stdin) and text frames `{"type":"close_stdin"}` or
+/// `{"type":"signal","signal":15}`; the server sends `{"type":"start","pid":..}`, binary frames
+/// whose first byte is 1 (stdout) or 2 (stderr), and `{"type":"end","exit_code":..}`.
+/// Authenticate with the `Authorization` header or a `ticket` query parameter.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/exec/stream", tag = "processes",
+    params(("id" = String, Path), ("ticket" = Option<String>, Query, description = "From POST .../tickets, for browsers")),
+    responses((status = 101, description = "Switching to WebSocket"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn exec_stream(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
+    crate::proxy::websocket(endpoint, "/exec/stream", upgrade).await
+}
+
+/// WebSocket terminal. Binary frames carry raw bytes both ways; text frames carry JSON control
+/// messages: `{"type":"resize","cols":..,"rows":..}` from the client, `{"type":"ready",
+/// "terminal_id":..}` first and `{"type":"exit","code":..}` last from the server. Reattach with
+/// `terminal_id` (the scrollback is replayed first); watch without typing with `readonly=true`.
+/// Authenticate with the `Authorization` header or a `ticket` query parameter.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/terminal", tag = "processes",
+    params(("id" = String, Path), TerminalQuery, ("ticket" = Option<String>, Query, description = "From POST .../tickets, for browsers")),
+    responses(
+        (status = 101, description = "Switching to WebSocket"),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "Unknown session or terminal", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn terminal(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (caller, query) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let query: TerminalQuery =
+        serde_urlencoded::from_str(&query).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
+    let target = format!(
+        "/terminal?{}",
+        serde_urlencoded::to_string(&query).unwrap_or_default()
+    );
+    crate::proxy::websocket(endpoint, &target, upgrade).await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketIssued {
+    /// Pass as `?ticket=` to a WebSocket route of this session; single use.
+    pub ticket: String,
+    pub expires_in_seconds: u64,
+}
+
+/// A short-lived, single-use ticket for this session's WebSockets, for clients (browsers) that
+/// cannot set an `Authorization` header on a WebSocket.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/tickets", tag = "processes",
+    params(("id" = String, Path)),
+    responses((status = 201, body = TicketIssued), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn ticket(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.sessions.get(&caller, &id).await?;
+    let ticket = s.tickets.issue(caller, &id);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(TicketIssued {
+            ticket,
+            expires_in_seconds: TICKET_LIFETIME.as_secs(),
+        }),
+    ))
+}

@@ -1,0 +1,175 @@
+//! Relays work to a session's agent over the container network: HTTP requests with their bodies
+//! streaming both ways, and WebSockets frame by frame. Nothing here buffers a whole body, so a
+//! 1 GB upload passes with bounded memory.
+
+use std::net::SocketAddr;
+
+use axum::{
+    body::Body,
+    extract::ws::{self, WebSocket, WebSocketUpgrade},
+    http::{HeaderMap, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use berth_proto::{ErrorBody, ErrorCode, agent::SECRET_HEADER};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+
+use crate::{agent_client::AgentClient, api::ApiError};
+
+/// Headers that describe a body and pass through the relay; everything else stays behind
+/// (above all the caller's `Authorization`).
+const BODY_HEADERS: [header::HeaderName; 3] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_DISPOSITION,
+];
+
+/// Percent-encodes a query value.
+pub fn encode_query(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)])
+        .map(|s| s[2..].to_owned())
+        .unwrap_or_default()
+}
+
+/// Sends `method path_and_query` with `body` to the agent and streams its answer back.
+pub async fn http(
+    agent: &AgentClient,
+    (addr, secret): (SocketAddr, String),
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut request = hyper::Request::builder().method(method).uri(path_and_query);
+    for name in BODY_HEADERS {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    let request = request
+        .body(body)
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let response = agent
+        .send(addr, &secret, request)
+        .await
+        .map_err(unreachable)?;
+    let (parts, body) = response.into_parts();
+    let mut relayed = Response::builder().status(parts.status);
+    for name in BODY_HEADERS {
+        if let Some(value) = parts.headers.get(&name) {
+            relayed = relayed.header(name, value);
+        }
+    }
+    relayed
+        .body(body)
+        .map_err(|e| ApiError::invalid_request(e.to_string()))
+}
+
+fn unreachable(err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::SessionFailed,
+        format!("the session's agent does not answer: {err}"),
+    )
+}
+
+/// Opens the WebSocket at `path_and_query` on the agent first, so that an agent refusal (an
+/// unknown terminal, say) reaches the client as a normal error; then upgrades the client and
+/// relays frames both ways until either side closes.
+pub async fn websocket(
+    (addr, secret): (SocketAddr, String),
+    path_and_query: &str,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let mut request = format!("ws://{addr}{path_and_query}")
+        .into_client_request()
+        .map_err(unreachable)?;
+    request.headers_mut().insert(
+        SECRET_HEADER,
+        secret.parse().map_err(|_| unreachable("invalid secret"))?,
+    );
+    let (agent, _) = match tokio_tungstenite::connect_async(request).await {
+        Ok(connected) => connected,
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status();
+            let body = response.body().as_deref().unwrap_or_default();
+            return Err(match serde_json::from_slice::<ErrorBody>(body) {
+                Ok(error) => ApiError::new(status, error.error.code, error.error.message),
+                Err(_) => unreachable(format!("HTTP {status}")),
+            });
+        }
+        Err(err) => return Err(unreachable(err)),
+    };
+    Ok(upgrade
+        .on_upgrade(move |client| relay(client, agent))
+        .into_response())
+}
+
+type AgentSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn relay(client: WebSocket, agent: AgentSocket) {
+    let (mut to_client, mut from_client) = client.split();
+    let (mut to_agent, mut from_agent) = agent.split();
+    let upstream = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            let Some(message) = to_tungstenite(message) else {
+                continue;
+            };
+            let closing = message.is_close();
+            if to_agent.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = to_agent.close().await;
+    };
+    let downstream = async {
+        while let Some(Ok(message)) = from_agent.next().await {
+            let Some(message) = to_axum(message) else {
+                continue;
+            };
+            let closing = matches!(message, ws::Message::Close(_));
+            if to_client.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = to_client.close().await;
+    };
+    // When either direction ends, the relay ends; dropping the other half closes its socket.
+    tokio::select! {
+        () = upstream => {},
+        () = downstream => {},
+    }
+}
+
+fn to_tungstenite(message: ws::Message) -> Option<tungstenite::Message> {
+    Some(match message {
+        ws::Message::Text(text) => tungstenite::Message::text(text.as_str()),
+        ws::Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
+        ws::Message::Ping(bytes) => tungstenite::Message::Ping(bytes),
+        ws::Message::Pong(bytes) => tungstenite::Message::Pong(bytes),
+        ws::Message::Close(_) => tungstenite::Message::Close(None),
+    })
+}
+
+fn to_axum(message: tungstenite::Message) -> Option<ws::Message> {
+    Some(match message {
+        tungstenite::Message::Text(text) => ws::Message::Text(text.as_str().into()),
+        tungstenite::Message::Binary(bytes) => ws::Message::Binary(bytes),
+        tungstenite::Message::Ping(bytes) => ws::Message::Ping(bytes),
+        tungstenite::Message::Pong(bytes) => ws::Message::Pong(bytes),
+        tungstenite::Message::Close(_) => ws::Message::Close(None),
+        tungstenite::Message::Frame(_) => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            super::encode_query("/home/user/a b&c.txt"),
+            "%2Fhome%2Fuser%2Fa+b%26c.txt"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! A control plane served on port 0 in the test process, against the real Docker engine.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::process::Command;
+
+use berth_client::Client;
+use berth_server::config::{Config, TemplateConfig};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const ADMIN: &str = "docker-test-admin";
+pub const TINY: &str = "berth/tiny:latest";
+pub const BASE: &str = "berth/base:latest";
+
+pub struct Server {
+    pub client: Client,
+    pub instance: String,
+    _data: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(customise: impl FnOnce(&mut Config)) -> Self {
+        assert!(
+            docker(&["info"]).is_ok(),
+            "no Docker engine answers; run the tests with scripts/test, which starts one"
+        );
+        let data = tempfile::tempdir().unwrap();
+        let instance = format!("test-{}", berth_server::ids::user_id());
+        let mut config = Config {
+            data_dir: data.path().to_owned(),
+            admin_token: Some(ADMIN.into()),
+            ..Config::default()
+        };
+        config.docker.instance = instance.clone();
+        config.docker.network = "berth-test".into();
+        config.lifecycle.reap_interval_ms = 200;
+        let tiny = TemplateConfig {
+            image: TINY.into(),
+            memory_mb: 64,
+            cpus: 0.5,
+            pids: 64,
+            ..TemplateConfig::default()
+        };
+        config.templates.insert("default".into(), tiny.clone());
+        config.templates.insert(
+            "short".into(),
+            TemplateConfig {
+                ttl_seconds: 1,
+                ..tiny
+            },
+        );
+        config.templates.insert(
+            "base".into(),
+            TemplateConfig {
+                image: BASE.into(),
+                ..TemplateConfig::default()
+            },
+        );
+        customise(&mut config);
+        let config = config.finish().unwrap();
+        let instance = config.docker.instance.clone();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            berth_server::run(config, listener, async { drop(stopped.await) })
+                .await
+                .unwrap();
+        });
+        let client = Client::new(&format!("http://{addr}"), ADMIN).unwrap();
+        Self {
+            client,
+            instance,
+            _data: data,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    pub fn containers(&self) -> Vec<String> {
+        let filter = format!("label=berth.instance={}", self.instance);
+        let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).unwrap();
+        out.lines().map(str::to_owned).collect()
+    }
+}
+
+pub fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+pub fn inspect(container: &str) -> Value {
+    let out = docker(&["inspect", container]).unwrap();
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+pub fn container_of(server: &Server, session_id: &str) -> String {
+    let filter = format!("label=berth.session={session_id}");
+    let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).unwrap();
+    let ids: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "exactly one container for {session_id} in {}",
+        server.instance
+    );
+    ids[0].to_owned()
+}
