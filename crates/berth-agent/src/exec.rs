@@ -274,7 +274,10 @@ async fn stream_session(state: AgentState, mut socket: WebSocket) {
     drop(output);
     // Held here, not in `child`: `Child::wait` closes the stdin it still owns.
     let mut stdin = child.stdin.take();
-    if let (Some(input), Some(pipe)) = (req.stdin.as_deref().filter(|s| !s.is_empty()), stdin.as_mut()) {
+    if let (Some(input), Some(pipe)) = (
+        req.stdin.as_deref().filter(|s| !s.is_empty()),
+        stdin.as_mut(),
+    ) {
         let _ = pipe.write_all(input.as_bytes()).await;
     }
 

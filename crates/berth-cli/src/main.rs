@@ -27,6 +27,15 @@ enum Command {
     /// List the templates sessions can be created from.
     #[command(subcommand)]
     Template(commands::template::TemplateCommand),
+    /// Run a command in a session, streaming its output; exits with its exit code.
+    Exec(commands::exec::ExecArgs),
+    /// Open an interactive terminal in a session (like `docker exec -it`).
+    Shell(commands::exec::ShellArgs),
+    /// Copy files or directories between this machine and a session (SESSION:PATH).
+    Cp(commands::cp::CpArgs),
+    /// Look at files inside a session.
+    #[command(subcommand)]
+    Files(commands::files::FilesCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,15 +48,22 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
         match cli.command {
-            Command::Serve(args) => commands::serve::run(args).await,
-            Command::Session(command) => commands::session::run(command).await,
-            Command::User(command) => commands::user::run(command).await,
-            Command::Template(command) => commands::template::run(command).await,
+            Command::Serve(args) => done(commands::serve::run(args).await),
+            Command::Session(command) => done(commands::session::run(command).await),
+            Command::User(command) => done(commands::user::run(command).await),
+            Command::Template(command) => done(commands::template::run(command).await),
+            Command::Exec(args) => commands::exec::exec(args).await,
+            Command::Shell(args) => commands::exec::shell(args).await,
+            Command::Cp(args) => done(commands::cp::run(args).await),
+            Command::Files(command) => done(commands::files::run(command).await),
         }
     });
+    // Leaving at once: stdin may still be held by a reader task that would block a clean exit.
+    runtime.shutdown_background();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("berth: {err:#}");
             ExitCode::FAILURE

@@ -371,3 +371,190 @@ fn kill_9_mid_create_orphans_nothing() {
         );
     }
 }
+
+fn berth_in(serve: &Serve, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .env("BERTH_URL", format!("http://127.0.0.1:{}", serve.port))
+        .env("BERTH_TOKEN", ADMIN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            return hex::encode(hasher.finalize());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+#[test]
+fn exec_cp_and_files_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), "", true);
+    let id = stdout(&serve.berth(ADMIN, &["session", "create"]));
+
+    let out = berth_in(
+        &serve,
+        &[
+            "exec",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "echo to-out; echo to-err >&2; exit 5",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
+    let piped = berth_in(
+        &serve,
+        &["exec", "-i", &id, "--", "wc", "-c"],
+        Some(b"12345"),
+    );
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "5");
+
+    // 100 MB of random bytes up and back, through the control plane process.
+    let original = dir.path().join("random.bin");
+    let mut random = std::fs::File::open("/dev/urandom").unwrap().take(100 << 20);
+    std::io::copy(&mut random, &mut std::fs::File::create(&original).unwrap()).unwrap();
+    let before = peak_rss_kib(serve.child.id());
+    let up = serve.berth(
+        ADMIN,
+        &[
+            "cp",
+            original.to_str().unwrap(),
+            &format!("{id}:big/random.bin"),
+        ],
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let back = dir.path().join("back.bin");
+    let down = serve.berth(
+        ADMIN,
+        &[
+            "cp",
+            &format!("{id}:big/random.bin"),
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(sha256_file(&original), sha256_file(&back));
+    let grown = peak_rss_kib(serve.child.id()).saturating_sub(before);
+    assert!(
+        grown < 48 * 1024,
+        "the control plane's peak RSS grew by {grown} KiB for a 100 MB transfer"
+    );
+
+    // A directory tree, with an executable and a symlink, both ways.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::write(tree.join("bin/tool"), "#!/bin/sh\necho tool-ran\n").unwrap();
+    std::fs::set_permissions(
+        tree.join("bin/tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("bin/tool", tree.join("tool")).unwrap();
+    assert!(
+        serve
+            .berth(
+                ADMIN,
+                &["cp", tree.to_str().unwrap(), &format!("{id}:project")]
+            )
+            .status
+            .success()
+    );
+    let ran = berth_in(
+        &serve,
+        &["exec", &id, "--", "sh", "-c", "cd project && ./tool"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "tool-ran\n");
+    let copy = dir.path().join("copy");
+    assert!(
+        serve
+            .berth(
+                ADMIN,
+                &["cp", &format!("{id}:project"), copy.to_str().unwrap()]
+            )
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read_link(copy.join("tool")).unwrap(),
+        Path::new("bin/tool")
+    );
+
+    let listing = stdout(&serve.berth(ADMIN, &["files", "ls", &id]));
+    assert!(
+        listing.contains("big") && listing.contains("project"),
+        "{listing}"
+    );
+    assert!(serve.berth(ADMIN, &["session", "rm", &id]).status.success());
+}
+
+#[test]
+fn shell_is_interactive_in_a_real_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), "", true);
+    let id = stdout(&serve.berth(ADMIN, &["session", "create"]));
+    // `script` gives `berth shell` a real terminal; the input arrives as typed keys.
+    let command = format!("{} shell {id}", env!("CARGO_BIN_EXE_berth"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("BERTH_URL", format!("http://127.0.0.1:{}", serve.port))
+        .env("BERTH_TOKEN", ADMIN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    keys.write_all(b"echo hi-$((6*7))\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    keys.write_all(b"exit 3\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(keys);
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("hi-42"), "{screen}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "berth shell exits with the shell's code: {screen}"
+    );
+    assert!(serve.berth(ADMIN, &["session", "rm", &id]).status.success());
+}

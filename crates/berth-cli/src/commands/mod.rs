@@ -1,3 +1,6 @@
+pub mod cp;
+pub mod exec;
+pub mod files;
 pub mod serve;
 pub mod session;
 pub mod template;
