@@ -1,4 +1,5 @@
-//! Processes: buffered (`POST /exec`) and streamed over a WebSocket (`GET /exec/stream`).
+//! Buffered processes: `POST /exec` answers when the command ends. Streamed and background
+//! processes live in `processes.rs`.
 //!
 //! Every process leads its own process group, so a timeout or a signal reaches everything it
 //! started, not just the first process.
@@ -8,24 +9,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    Json,
-    extract::{
-        State, WebSocketUpgrade,
-        ws::{Message, WebSocket},
-    },
-    response::Response,
-};
+use axum::{Json, extract::State};
 use berth_proto::{
     agent::SECRET_ENV,
     process::{ExecRequest, ExecResult},
 };
 use rustix::process::{Pid, Signal};
-use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     process::{Child, Command},
-    sync::mpsc,
 };
 
 use crate::{AgentError, AgentState, error::AgentJson, user};
@@ -36,7 +28,7 @@ const OUTPUT_CAP: usize = 1024 * 1024;
 /// children) before the answer is sent anyway.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
-fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, AgentError> {
+pub(crate) fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, AgentError> {
     let (program, args) = req
         .cmd
         .split_first()
@@ -57,7 +49,7 @@ fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, AgentError>
     Ok(command)
 }
 
-fn spawn(mut command: Command, req: &ExecRequest) -> Result<Child, AgentError> {
+pub(crate) fn spawn(mut command: Command, req: &ExecRequest) -> Result<Child, AgentError> {
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -68,7 +60,7 @@ fn spawn(mut command: Command, req: &ExecRequest) -> Result<Child, AgentError> {
     })
 }
 
-fn kill_group(child: &Child, signal: Signal) {
+pub(crate) fn kill_group_of(child: &Child, signal: Signal) {
     if let Some(pid) = child
         .id()
         .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?))
@@ -77,7 +69,7 @@ fn kill_group(child: &Child, signal: Signal) {
     }
 }
 
-fn exit_parts(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
+pub(crate) fn exit_parts(status: std::process::ExitStatus) -> (Option<i32>, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
     (status.code(), status.signal())
 }
@@ -120,7 +112,7 @@ pub async fn run(
         Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => (status, false),
             Err(_) => {
-                kill_group(&child, Signal::KILL);
+                kill_group_of(&child, Signal::KILL);
                 (child.wait().await, true)
             }
         },
@@ -153,200 +145,5 @@ async fn join_within(
             abort.abort();
             (Vec::new(), false)
         }
-    }
-}
-
-/// Text frames a streaming-exec client sends after the first (the `ExecRequest`).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StreamInput {
-    CloseStdin,
-    Signal { signal: i32 },
-}
-
-/// Text frames the agent sends: `start`, then (binary frames of output) `end`.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StreamEvent {
-    Start {
-        pid: u32,
-    },
-    End {
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        timed_out: bool,
-    },
-    Error {
-        message: String,
-    },
-}
-
-/// First byte of every binary frame the agent sends: which stream the rest came from.
-pub const STDOUT_TAG: u8 = 1;
-pub const STDERR_TAG: u8 = 2;
-
-/// `GET /exec/stream`: a WebSocket carrying one process, in the shape of E2B's envd: the client
-/// sends the `ExecRequest` as its first text frame, then binary frames for stdin and text frames
-/// `{"type":"close_stdin"}` / `{"type":"signal","signal":15}`; the agent answers `start`,
-/// binary output frames tagged 1 (stdout) or 2 (stderr), and `end`.
-pub async fn stream(State(state): State<AgentState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| stream_session(state, socket))
-}
-
-async fn send_event(socket: &mut WebSocket, event: &StreamEvent) -> bool {
-    let text = serde_json::to_string(event).unwrap_or_default();
-    socket.send(Message::Text(text.into())).await.is_ok()
-}
-
-async fn stream_session(state: AgentState, mut socket: WebSocket) {
-    let req = match socket.recv().await {
-        Some(Ok(Message::Text(text))) => match serde_json::from_str::<ExecRequest>(&text) {
-            Ok(req) => req,
-            Err(err) => {
-                send_event(
-                    &mut socket,
-                    &StreamEvent::Error {
-                        message: format!("invalid exec request: {err}"),
-                    },
-                )
-                .await;
-                return;
-            }
-        },
-        _ => return,
-    };
-    let mut child = match command(&state, &req).and_then(|c| spawn(c, &req)) {
-        Ok(child) => child,
-        Err(err) => {
-            send_event(
-                &mut socket,
-                &StreamEvent::Error {
-                    message: err.message,
-                },
-            )
-            .await;
-            return;
-        }
-    };
-    if !send_event(
-        &mut socket,
-        &StreamEvent::Start {
-            pid: child.id().unwrap_or_default(),
-        },
-    )
-    .await
-    {
-        kill_group(&child, Signal::KILL);
-        return;
-    }
-    // Both output pipes feed one bounded channel: a slow client slows the reads, and the
-    // process blocks on a full pipe instead of the agent buffering without bound.
-    let (output, mut outputs) = mpsc::channel::<Vec<u8>>(16);
-    for (pipe, tag) in [
-        (
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
-            STDOUT_TAG,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
-            STDERR_TAG,
-        ),
-    ] {
-        if let Some(mut pipe) = pipe {
-            let output = output.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 32 * 1024];
-                while let Ok(n @ 1..) = pipe.read(&mut buf[1..]).await {
-                    buf[0] = tag;
-                    if output.send(buf[..=n].to_vec()).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    }
-    drop(output);
-    // Held here, not in `child`: `Child::wait` closes the stdin it still owns.
-    let mut stdin = child.stdin.take();
-    if let (Some(input), Some(pipe)) = (
-        req.stdin.as_deref().filter(|s| !s.is_empty()),
-        stdin.as_mut(),
-    ) {
-        let _ = pipe.write_all(input.as_bytes()).await;
-    }
-
-    let mut deadline = req
-        .timeout_ms
-        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-    let mut timed_out = false;
-    let mut outputs_open = true;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            chunk = outputs.recv(), if outputs_open => match chunk {
-                Some(chunk) => if socket.send(Message::Binary(chunk.into())).await.is_err() {
-                    kill_group(&child, Signal::KILL);
-                },
-                None => outputs_open = false,
-            },
-            message = socket.recv() => match message {
-                Some(Ok(Message::Binary(bytes))) => {
-                    if let Some(pipe) = stdin.as_mut() {
-                        let _ = pipe.write_all(&bytes).await;
-                    }
-                }
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<StreamInput>(&text) {
-                    Ok(StreamInput::CloseStdin) => drop(stdin.take()),
-                    Ok(StreamInput::Signal { signal }) => {
-                        if let Some(signal) = Signal::from_named_raw(signal) {
-                            kill_group(&child, signal);
-                        }
-                    }
-                    Err(_) => {}
-                },
-                // The client went away: the process goes with it.
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => kill_group(&child, Signal::KILL),
-                Some(Ok(_)) => {}
-            },
-            () = sleep_until(deadline) => {
-                deadline = None;
-                timed_out = true;
-                kill_group(&child, Signal::KILL);
-            }
-        }
-    };
-    // Flush what the pipes still hold, within the grace period.
-    let flush_until = tokio::time::Instant::now() + DRAIN_GRACE;
-    while outputs_open {
-        match tokio::time::timeout_at(flush_until, outputs.recv()).await {
-            Ok(Some(chunk)) => {
-                let _ = socket.send(Message::Binary(chunk.into())).await;
-            }
-            _ => outputs_open = false,
-        }
-    }
-    let (exit_code, signal) = status.map(exit_parts).unwrap_or((None, None));
-    send_event(
-        &mut socket,
-        &StreamEvent::End {
-            exit_code,
-            signal,
-            timed_out,
-        },
-    )
-    .await;
-    let _ = socket.send(Message::Close(None)).await;
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod files;
 pub mod init;
+mod processes;
 mod terminal;
 mod user;
 
@@ -57,6 +58,7 @@ impl AgentConfig {
 struct AgentState {
     config: Arc<AgentConfig>,
     terminals: terminal::Registry,
+    processes: processes::Registry,
 }
 
 /// The agent's HTTP surface. Every route requires the session secret.
@@ -64,11 +66,17 @@ pub fn router(config: AgentConfig) -> Router {
     let state = AgentState {
         config: Arc::new(config),
         terminals: terminal::Registry::default(),
+        processes: processes::Registry::default(),
     };
     Router::new()
         .route("/health", get(health))
         .route("/exec", post(exec::run))
-        .route("/exec/stream", get(exec::stream))
+        .route("/exec/stream", get(processes::stream))
+        .route("/processes", get(processes::list).post(processes::start))
+        .route("/processes/{id}/attach", get(processes::attach))
+        .route("/processes/{id}/stdin", post(processes::write_stdin))
+        .route("/processes/{id}/stdin/close", post(processes::close_stdin))
+        .route("/processes/{id}/signal", post(processes::signal))
         .route("/terminal", get(terminal::attach))
         .route("/files", get(files::list).delete(files::remove))
         .route("/files/stat", get(files::stat))

@@ -10,8 +10,10 @@
 
 mod files;
 mod process;
+mod processes;
 
-pub use process::{ExecEvent, ExecStream, Terminal, TerminalEvent, TerminalInput, TerminalOutput};
+pub use process::{Terminal, TerminalEvent, TerminalInput, TerminalOutput};
+pub use processes::{ExecEvent, ExecStream};
 
 use berth_proto::{
     CreateSession, CreateUser, ErrorBody, ErrorCode, ExtendSession, Session, SessionList, Template,

@@ -1,4 +1,4 @@
-//! Commands and terminals inside a session.
+//! Buffered commands and terminals inside a session; streamed processes are in `processes.rs`.
 
 use berth_proto::process::{
     ExecRequest, ExecResult, TerminalClientMessage, TerminalQuery, TerminalServerMessage,
@@ -8,7 +8,6 @@ use futures_util::{
     stream::{SplitSink, SplitStream},
 };
 use reqwest::Method;
-use serde::Deserialize;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{self, Message, client::IntoClientRequest},
@@ -16,7 +15,7 @@ use tokio_tungstenite::{
 
 use crate::{Client, ClientError, api_error};
 
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What a terminal sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,97 +116,7 @@ where
     }
 }
 
-/// What a streamed process sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecEvent {
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
-    End {
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        timed_out: bool,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StreamControl {
-    Start {
-        pid: u32,
-    },
-    End {
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        timed_out: bool,
-    },
-    Error {
-        message: String,
-    },
-}
-
-/// A process whose output arrives as it is written.
-#[derive(Debug)]
-pub struct ExecStream {
-    pub pid: u32,
-    socket: Socket,
-}
-
-impl ExecStream {
-    pub async fn write_stdin(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.socket
-            .send(Message::binary(bytes.to_vec()))
-            .await
-            .map_err(ws_error)
-    }
-
-    pub async fn close_stdin(&mut self) -> Result<(), ClientError> {
-        self.socket
-            .send(Message::text(r#"{"type":"close_stdin"}"#))
-            .await
-            .map_err(ws_error)
-    }
-
-    /// Sends a signal (e.g. 15 for SIGTERM) to the process's whole group.
-    pub async fn signal(&mut self, signal: i32) -> Result<(), ClientError> {
-        self.socket
-            .send(Message::text(format!(
-                r#"{{"type":"signal","signal":{signal}}}"#
-            )))
-            .await
-            .map_err(ws_error)
-    }
-
-    /// The next output or the end; `None` once the connection is closed.
-    pub async fn next(&mut self) -> Option<ExecEvent> {
-        loop {
-            match self.socket.next().await? {
-                Ok(Message::Binary(bytes)) => match bytes.split_first() {
-                    Some((1, rest)) => return Some(ExecEvent::Stdout(rest.to_vec())),
-                    Some((2, rest)) => return Some(ExecEvent::Stderr(rest.to_vec())),
-                    _ => {}
-                },
-                Ok(Message::Text(text)) => {
-                    if let Ok(StreamControl::End {
-                        exit_code,
-                        signal,
-                        timed_out,
-                    }) = serde_json::from_str(&text)
-                    {
-                        return Some(ExecEvent::End {
-                            exit_code,
-                            signal,
-                            timed_out,
-                        });
-                    }
-                }
-                Ok(Message::Close(_)) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-}
-
-fn ws_error(err: tungstenite::Error) -> ClientError {
+pub(crate) fn ws_error(err: tungstenite::Error) -> ClientError {
     ClientError::WebSocket(err.to_string())
 }
 
@@ -236,7 +145,7 @@ impl Client {
         Ok(issued["ticket"].as_str().unwrap_or_default().to_owned())
     }
 
-    async fn websocket(&self, route: &str) -> Result<Socket, ClientError> {
+    pub(crate) async fn websocket(&self, route: &str) -> Result<Socket, ClientError> {
         let url = format!("{}{route}", self.base_url().replacen("http", "ws", 1));
         let mut request = url.as_str().into_client_request().map_err(ws_error)?;
         let auth = format!("Bearer {}", self.token)
@@ -274,37 +183,6 @@ impl Client {
         }
         Err(ClientError::WebSocket(
             "the terminal closed before it was ready".into(),
-        ))
-    }
-
-    /// Starts a process whose output streams back as it is written.
-    pub async fn exec_stream(
-        &self,
-        id: &str,
-        request: &ExecRequest,
-    ) -> Result<ExecStream, ClientError> {
-        let mut socket = self
-            .websocket(&Self::session_path(id, "exec/stream"))
-            .await?;
-        let first = serde_json::to_string(request).unwrap_or_default();
-        socket.send(Message::text(first)).await.map_err(ws_error)?;
-        while let Some(message) = socket.next().await {
-            if let Ok(Message::Text(text)) = message {
-                match serde_json::from_str(&text) {
-                    Ok(StreamControl::Start { pid }) => return Ok(ExecStream { pid, socket }),
-                    Ok(StreamControl::Error { message }) => {
-                        return Err(ClientError::Api {
-                            status: 400,
-                            code: berth_proto::ErrorCode::InvalidRequest,
-                            message,
-                        });
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Err(ClientError::WebSocket(
-            "the process stream closed before it started".into(),
         ))
     }
 }

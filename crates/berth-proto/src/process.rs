@@ -72,3 +72,63 @@ pub struct TerminalQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u16>,
 }
+
+/// First byte of every binary frame a process stream sends: which stream the rest came from.
+pub const STDOUT_TAG: u8 = 1;
+pub const STDERR_TAG: u8 = 2;
+
+/// Text frames a process stream sends: `start`, then binary output frames, then `end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProcessEvent {
+    Start {
+        id: String,
+        pid: u32,
+    },
+    End {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        timed_out: bool,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// Text frames a client sends on a process stream (binary frames are stdin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProcessInput {
+    CloseStdin,
+    Signal { signal: i32 },
+}
+
+/// `POST .../processes/{pid}/signal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    /// Signal number, e.g. 15 (SIGTERM), 9 (SIGKILL), 2 (SIGINT).
+    pub signal: i32,
+}
+
+/// A process started with `POST .../processes`, as `GET .../processes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProcessInfo {
+    /// Attach, write stdin and signal with this id.
+    pub id: String,
+    pub pid: u32,
+    pub cmd: Vec<String>,
+    pub running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProcessList {
+    pub processes: Vec<ProcessInfo>,
+}

@@ -9,7 +9,7 @@ use axum::{
 };
 use berth_proto::{
     ErrorBody,
-    process::{ExecRequest, ExecResult, TerminalQuery},
+    process::{ExecRequest, ExecResult, ProcessInfo, ProcessList, SignalRequest, TerminalQuery},
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -124,4 +124,154 @@ pub async fn ticket(
             expires_in_seconds: TICKET_LIFETIME.as_secs(),
         }),
     ))
+}
+
+/// The agent path of a process, refusing ids that could reach another agent route.
+fn process_route(pid: &str, rest: &str) -> Result<String, ApiError> {
+    if pid.is_empty() || !pid.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::not_found(format!("process {pid:?} not found")));
+    }
+    Ok(format!("/processes/{pid}{rest}"))
+}
+
+/// Start a background process. It keeps running without any client; attach to it, write its
+/// stdin and signal it by the returned id.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/processes", tag = "processes",
+    params(("id" = String, Path)), request_body = ExecRequest,
+    responses((status = 201, body = ProcessInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn start_process(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/processes",
+        (Method::POST, None, &h, body),
+    )
+    .await
+}
+
+/// Background processes: running ones and recently ended ones.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/processes", tag = "processes",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ProcessList), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_processes(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        "/processes",
+        (Method::GET, None, &h, Body::empty()),
+    )
+    .await
+}
+
+/// WebSocket attached to a process by id, in the `exec/stream` format: `start`, the recent
+/// output, live output, `end`. Any number of clients may attach; stdin and signals sent here
+/// reach the process.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/processes/{pid}/attach", tag = "processes",
+    params(("id" = String, Path), ("pid" = String, Path, description = "Process id from POST .../processes"),
+           ("ticket" = Option<String>, Query)),
+    responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn attach_process(
+    State(s): State<AppState>,
+    Path((id, pid)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
+    crate::proxy::websocket(endpoint, &process_route(&pid, "/attach")?, upgrade).await
+}
+
+/// Write the body to a process's standard input.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/processes/{pid}/stdin", tag = "processes",
+    params(("id" = String, Path), ("pid" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Stdin is closed", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn write_process_stdin(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path((id, pid)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        &process_route(&pid, "/stdin")?,
+        (Method::POST, None, &h, body),
+    )
+    .await
+}
+
+/// Close a process's standard input.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/processes/{pid}/stdin/close", tag = "processes",
+    params(("id" = String, Path), ("pid" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn close_process_stdin(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path((id, pid)): Path<(String, String)>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        &process_route(&pid, "/stdin/close")?,
+        (Method::POST, None, &h, Body::empty()),
+    )
+    .await
+}
+
+/// Send a signal to a process's whole group.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/processes/{pid}/signal", tag = "processes",
+    params(("id" = String, Path), ("pid" = String, Path)), request_body = SignalRequest,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Already ended", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn signal_process(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path((id, pid)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        &process_route(&pid, "/signal")?,
+        (Method::POST, None, &h, body),
+    )
+    .await
 }

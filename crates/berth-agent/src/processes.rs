@@ -1,0 +1,411 @@
+//! Processes with an identity, after E2B's envd: each has one event stream that any number of
+//! clients attach to by id, and separate calls for stdin, closing stdin and signals.
+//!
+//! `GET /exec/stream` starts a foreground process (killed when its last client leaves, like
+//! `docker exec`); `POST /processes` starts a background one that outlives its clients and is
+//! listed by `GET /processes` until it has ended and been collected.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{
+        Path, State, WebSocketUpgrade,
+        ws::{Message, WebSocket},
+    },
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use berth_proto::process::{
+    ExecRequest, ProcessEvent, ProcessInfo, ProcessInput, ProcessList, STDERR_TAG, STDOUT_TAG,
+    SignalRequest,
+};
+use futures_util::StreamExt;
+use rustix::process::{Pid, Signal};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    process::ChildStdin,
+    sync::{broadcast, watch},
+};
+
+use crate::{
+    AgentError, AgentState,
+    error::AgentJson,
+    exec::{command, exit_parts, spawn},
+};
+
+/// Output replayed to a client that attaches late.
+const BACKLOG_BYTES: usize = 256 * 1024;
+/// Chunks a client may lag behind before it loses the oldest.
+const BROADCAST_CHUNKS: usize = 256;
+/// Ended background processes kept for `GET /processes`.
+const KEPT_ENDED: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Exit {
+    code: Option<i32>,
+    signal: Option<i32>,
+    timed_out: bool,
+}
+
+#[derive(Debug)]
+struct Process {
+    id: String,
+    pid: u32,
+    cmd: Vec<String>,
+    foreground: bool,
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    /// Backlog and broadcast share a lock so an attaching client misses and doubles nothing.
+    output: Mutex<Output>,
+    exited: watch::Receiver<Option<Exit>>,
+    attached: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Output {
+    backlog: VecDeque<Arc<[u8]>>,
+    backlog_bytes: usize,
+    live: broadcast::Sender<Arc<[u8]>>,
+    /// Readers still open; the process's output is complete when this reaches zero.
+    open_readers: usize,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    processes: Arc<Mutex<HashMap<String, Arc<Process>>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Process {
+    fn info(&self) -> ProcessInfo {
+        let exit = *self.exited.borrow();
+        ProcessInfo {
+            id: self.id.clone(),
+            pid: self.pid,
+            cmd: self.cmd.clone(),
+            running: exit.is_none(),
+            exit_code: exit.and_then(|e| e.code),
+            signal: exit.and_then(|e| e.signal),
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pid, signal);
+        }
+    }
+}
+
+impl Registry {
+    fn get(&self, id: &str) -> Result<Arc<Process>, AgentError> {
+        lock(&self.processes)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AgentError::not_found(format!("process {id} not found")))
+    }
+
+    fn start(
+        &self,
+        state: &AgentState,
+        req: &ExecRequest,
+        foreground: bool,
+    ) -> Result<Arc<Process>, AgentError> {
+        let mut child = spawn(command(state, req)?, req)?;
+        let pid = child.id().unwrap_or_default();
+        let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let (exit_tx, exited) = watch::channel(None);
+        let process = Arc::new(Process {
+            id: id.clone(),
+            pid,
+            cmd: req.cmd.clone(),
+            foreground,
+            stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            output: Mutex::new(Output {
+                backlog: VecDeque::new(),
+                backlog_bytes: 0,
+                live: broadcast::channel(BROADCAST_CHUNKS).0,
+                open_readers: 2,
+            }),
+            exited,
+            attached: AtomicUsize::new(0),
+        });
+        let pipes: [(Option<Box<dyn AsyncRead + Send + Unpin>>, u8); 2] = [
+            (child.stdout.take().map(|p| Box::new(p) as _), STDOUT_TAG),
+            (child.stderr.take().map(|p| Box::new(p) as _), STDERR_TAG),
+        ];
+        for (pipe, tag) in pipes {
+            tokio::spawn(pump(process.clone(), pipe, tag));
+        }
+        if let Some(input) = req.stdin.clone().filter(|s| !s.is_empty()) {
+            let process = process.clone();
+            tokio::spawn(async move {
+                if let Some(stdin) = process.stdin.lock().await.as_mut() {
+                    let _ = stdin.write_all(input.as_bytes()).await;
+                }
+            });
+        }
+        let timeout = req.timeout_ms.map(Duration::from_millis);
+        let watcher = process.clone();
+        tokio::spawn(async move {
+            let (status, timed_out) = match timeout {
+                Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
+                    Ok(status) => (status, false),
+                    Err(_) => {
+                        watcher.signal(Signal::KILL);
+                        (child.wait().await, true)
+                    }
+                },
+                None => (child.wait().await, false),
+            };
+            let (code, signal) = status.map(exit_parts).unwrap_or((None, None));
+            let _ = exit_tx.send(Some(Exit {
+                code,
+                signal,
+                timed_out,
+            }));
+        });
+        let mut processes = lock(&self.processes);
+        let ended: Vec<String> = processes
+            .values()
+            .filter(|p| !p.info().running)
+            .map(|p| p.id.clone())
+            .collect();
+        for old in ended.iter().take(ended.len().saturating_sub(KEPT_ENDED)) {
+            processes.remove(old);
+        }
+        processes.insert(id, process.clone());
+        Ok(process)
+    }
+}
+
+/// Copies one output pipe into the process's backlog and broadcast, never blocking on clients.
+async fn pump(process: Arc<Process>, pipe: Option<Box<dyn AsyncRead + Send + Unpin>>, tag: u8) {
+    if let Some(mut pipe) = pipe {
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n @ 1..) = pipe.read(&mut buf[1..]).await {
+            buf[0] = tag;
+            let chunk: Arc<[u8]> = Arc::from(&buf[..=n]);
+            let mut output = lock(&process.output);
+            output.backlog_bytes += chunk.len();
+            output.backlog.push_back(chunk.clone());
+            while output.backlog_bytes > BACKLOG_BYTES {
+                let dropped = output.backlog.pop_front().map_or(0, |c| c.len());
+                output.backlog_bytes -= dropped;
+            }
+            let _ = output.live.send(chunk);
+        }
+    }
+    lock(&process.output).open_readers -= 1;
+}
+
+/// `GET /exec/stream`: the first text frame is the `ExecRequest`; the process is attached at
+/// once and killed when the connection ends.
+pub async fn stream(State(state): State<AgentState>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |mut socket| async move {
+        let req = match socket.recv().await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str::<ExecRequest>(&text)
+                .map_err(|e| AgentError::bad_request(format!("invalid exec request: {e}"))),
+            _ => return,
+        };
+        match req.and_then(|req| state.processes.start(&state, &req, true)) {
+            Ok(process) => attach_socket(process, socket).await,
+            Err(err) => {
+                send_event(
+                    &mut socket,
+                    &ProcessEvent::Error {
+                        message: err.message,
+                    },
+                )
+                .await;
+            }
+        }
+    })
+}
+
+/// `POST /processes`: starts a background process and answers with its id.
+pub async fn start(
+    State(state): State<AgentState>,
+    AgentJson(req): AgentJson<ExecRequest>,
+) -> Result<impl IntoResponse, AgentError> {
+    let process = state.processes.start(&state, &req, false)?;
+    Ok((StatusCode::CREATED, Json(process.info())))
+}
+
+/// `GET /processes`.
+pub async fn list(State(state): State<AgentState>) -> Json<ProcessList> {
+    let mut processes: Vec<ProcessInfo> = lock(&state.processes.processes)
+        .values()
+        .filter(|p| !p.foreground)
+        .map(|p| p.info())
+        .collect();
+    processes.sort_by_key(|p| p.id[1..].parse::<u64>().unwrap_or_default());
+    Json(ProcessList { processes })
+}
+
+/// `GET /processes/{id}/attach`: the backlog, then live output, then `end`.
+pub async fn attach(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AgentError> {
+    let process = state.processes.get(&id)?;
+    Ok(ws.on_upgrade(move |socket| attach_socket(process, socket)))
+}
+
+/// `POST /processes/{id}/stdin`: the body is written to the process's standard input.
+pub async fn write_stdin(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<StatusCode, AgentError> {
+    let process = state.processes.get(&id)?;
+    let mut stdin = process.stdin.lock().await;
+    let pipe = stdin
+        .as_mut()
+        .ok_or_else(|| AgentError::conflict(format!("the standard input of {id} is closed")))?;
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| AgentError::bad_request(e.to_string()))?;
+        pipe.write_all(&chunk)
+            .await
+            .map_err(|e| AgentError::conflict(format!("{id} no longer reads its input: {e}")))?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /processes/{id}/stdin/close`.
+pub async fn close_stdin(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AgentError> {
+    state.processes.get(&id)?.stdin.lock().await.take();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /processes/{id}/signal`: to the process's whole group.
+pub async fn signal(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+    AgentJson(req): AgentJson<SignalRequest>,
+) -> Result<StatusCode, AgentError> {
+    let process = state.processes.get(&id)?;
+    let signal = Signal::from_named_raw(req.signal)
+        .ok_or_else(|| AgentError::bad_request(format!("{} is not a signal number", req.signal)))?;
+    if !process.info().running {
+        return Err(AgentError::conflict(format!(
+            "process {id} has already ended"
+        )));
+    }
+    process.signal(signal);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn send_event(socket: &mut WebSocket, event: &ProcessEvent) -> bool {
+    let text = serde_json::to_string(event).unwrap_or_default();
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+async fn attach_socket(process: Arc<Process>, mut socket: WebSocket) {
+    process.attached.fetch_add(1, Ordering::SeqCst);
+    relay(&process, &mut socket).await;
+    let left = process.attached.fetch_sub(1, Ordering::SeqCst) - 1;
+    if process.foreground && left == 0 {
+        process.signal(Signal::KILL);
+    }
+}
+
+async fn relay(process: &Process, socket: &mut WebSocket) {
+    let (backlog, mut live) = {
+        let output = lock(&process.output);
+        (
+            output.backlog.iter().cloned().collect::<Vec<_>>(),
+            output.live.subscribe(),
+        )
+    };
+    if !send_event(
+        socket,
+        &ProcessEvent::Start {
+            id: process.id.clone(),
+            pid: process.pid,
+        },
+    )
+    .await
+    {
+        return;
+    }
+    for chunk in backlog {
+        if socket
+            .send(Message::Binary(chunk.to_vec().into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let mut exited = process.exited.clone();
+    loop {
+        let exit = *exited.borrow_and_update();
+        if let Some(exit) = exit {
+            // Output pipes may outlive the process by a moment: deliver what they still hold.
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+            while lock(&process.output).open_readers > 0 || !live.is_empty() {
+                match tokio::time::timeout_at(deadline, live.recv()).await {
+                    Ok(Ok(chunk)) => {
+                        let _ = socket.send(Message::Binary(chunk.to_vec().into())).await;
+                    }
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                    _ => break,
+                }
+            }
+            let end = ProcessEvent::End {
+                exit_code: exit.code,
+                signal: exit.signal,
+                timed_out: exit.timed_out,
+            };
+            send_event(socket, &end).await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+        tokio::select! {
+            chunk = live.recv() => match chunk {
+                Ok(chunk) => if socket.send(Message::Binary(chunk.to_vec().into())).await.is_err() { return },
+                // This client fell behind: the oldest output it missed is gone; carry on.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            changed = exited.changed() => if changed.is_err() { return },
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if let Some(stdin) = process.stdin.lock().await.as_mut() {
+                        let _ = stdin.write_all(&bytes).await;
+                    }
+                }
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<ProcessInput>(&text) {
+                    Ok(ProcessInput::CloseStdin) => drop(process.stdin.lock().await.take()),
+                    Ok(ProcessInput::Signal { signal }) => {
+                        if let Some(signal) = Signal::from_named_raw(signal) {
+                            process.signal(signal);
+                        }
+                    }
+                    Err(_) => {}
+                },
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
