@@ -40,7 +40,7 @@ pub struct RemoveQuery {
 }
 
 /// Absolute paths as given; relative ones from the home directory.
-fn resolve(state: &AgentState, raw: &str) -> Result<PathBuf, AgentError> {
+pub(crate) fn resolve(state: &AgentState, raw: &str) -> Result<PathBuf, AgentError> {
     if raw.is_empty() {
         return Err(AgentError::bad_request("path must not be empty"));
     }

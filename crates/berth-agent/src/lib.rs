@@ -15,6 +15,7 @@ pub mod init;
 mod processes;
 mod terminal;
 mod user;
+mod watch;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -87,6 +88,7 @@ pub fn router(config: AgentConfig) -> Router {
             "/files/archive",
             get(files::download_archive).put(files::upload_archive),
         )
+        .route("/files/watch", get(watch::watch))
         .fallback(|| async { AgentError::not_found("no such agent route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

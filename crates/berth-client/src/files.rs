@@ -1,9 +1,11 @@
 //! Files inside a session. Bodies stream: nothing here holds a whole file in memory.
 
-use berth_proto::files::{FileEntry, FileList, MakeDir, MoveFile};
+use berth_proto::files::{FileEntry, FileEvent, FileList, MakeDir, MoveFile};
+use futures_util::StreamExt;
 use reqwest::Method;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::{Client, ClientError, encode};
+use crate::{Client, ClientError, encode, process::Socket};
 
 impl Client {
     pub(crate) fn session_path(id: &str, rest: &str) -> String {
@@ -139,5 +141,35 @@ impl Client {
             self.request(Method::GET, &route).query(&[("path", dir)]),
         )
         .await
+    }
+}
+
+/// Change events under a watched directory.
+#[derive(Debug)]
+pub struct FileWatch(Socket);
+
+impl FileWatch {
+    /// The next change; `None` once the connection is closed.
+    pub async fn next(&mut self) -> Option<FileEvent> {
+        loop {
+            match self.0.next().await? {
+                Ok(Message::Text(text)) => {
+                    if let Ok(event) = serde_json::from_str(&text) {
+                        return Some(event);
+                    }
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Watches `dir` and its subdirectories for created, modified and removed files.
+    pub async fn watch_files(&self, id: &str, dir: &str) -> Result<FileWatch, ClientError> {
+        let query = format!("path={}", encode(dir));
+        let route = format!("{}?{query}", Self::session_path(id, "files/watch"));
+        Ok(FileWatch(self.websocket(&route).await?))
     }
 }

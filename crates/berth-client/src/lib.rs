@@ -12,6 +12,7 @@ mod files;
 mod process;
 mod processes;
 
+pub use files::FileWatch;
 pub use process::{Terminal, TerminalEvent, TerminalInput, TerminalOutput};
 pub use processes::{ExecEvent, ExecStream};
 

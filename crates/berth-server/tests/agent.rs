@@ -451,29 +451,133 @@ async fn websockets_accept_a_single_use_ticket_instead_of_a_header() {
 async fn background_processes_are_listed_reattached_fed_and_signalled() {
     let server = Server::start().await;
     let id = session(&server, "default").await;
-    let started = server.client.start_process(&id, &sh("read line; echo got-$line; sleep 30")).await.unwrap();
+    let started = server
+        .client
+        .start_process(&id, &sh("read line; echo got-$line; sleep 30"))
+        .await
+        .unwrap();
     assert!(started.running);
 
-    let mut first = server.client.attach_process(&id, &started.id).await.unwrap();
-    server.client.write_process_stdin(&id, &started.id, b"hello\n".to_vec()).await.unwrap();
-    assert_eq!(first.next().await, Some(ExecEvent::Stdout(b"got-hello\n".to_vec())));
+    let mut first = server
+        .client
+        .attach_process(&id, &started.id)
+        .await
+        .unwrap();
+    server
+        .client
+        .write_process_stdin(&id, &started.id, b"hello\n".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.next().await,
+        Some(ExecEvent::Stdout(b"got-hello\n".to_vec()))
+    );
     drop(first);
 
     // Nobody is attached, and the process runs on; a new client gets its output replayed.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let listed = server.client.list_processes(&id).await.unwrap();
-    assert_eq!(listed.iter().map(|p| (p.id.as_str(), p.running)).collect::<Vec<_>>(), [(started.id.as_str(), true)]);
-    let mut second = server.client.attach_process(&id, &started.id).await.unwrap();
-    assert_eq!(second.next().await, Some(ExecEvent::Stdout(b"got-hello\n".to_vec())));
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| (p.id.as_str(), p.running))
+            .collect::<Vec<_>>(),
+        [(started.id.as_str(), true)]
+    );
+    let mut second = server
+        .client
+        .attach_process(&id, &started.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.next().await,
+        Some(ExecEvent::Stdout(b"got-hello\n".to_vec()))
+    );
 
-    server.client.signal_process(&id, &started.id, 15).await.unwrap();
-    assert_eq!(second.next().await, Some(ExecEvent::End { exit_code: None, signal: Some(15), timed_out: false }));
+    server
+        .client
+        .signal_process(&id, &started.id, 15)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.next().await,
+        Some(ExecEvent::End {
+            exit_code: None,
+            signal: Some(15),
+            timed_out: false
+        })
+    );
     let listed = server.client.list_processes(&id).await.unwrap();
-    assert!(!listed[0].running && listed[0].signal == Some(15), "{listed:?}");
-    let again = server.client.signal_process(&id, &started.id, 15).await.unwrap_err();
+    assert!(
+        !listed[0].running && listed[0].signal == Some(15),
+        "{listed:?}"
+    );
+    let again = server
+        .client
+        .signal_process(&id, &started.id, 15)
+        .await
+        .unwrap_err();
     assert_eq!(again.status(), Some(409));
     let unknown = server.client.attach_process(&id, "p999").await.unwrap_err();
     assert_eq!(unknown.status(), Some(404));
+    server.client.delete_session(&id).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watching_a_directory_reports_changes_below_it() {
+    let server = Server::start().await;
+    let id = session(&server, "default").await;
+    server.client.make_dir(&id, "watched").await.unwrap();
+    let mut watch = server.client.watch_files(&id, "watched").await.unwrap();
+    let mut next = async || {
+        let event = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .unwrap()
+            .unwrap();
+        (event.change, event.path)
+    };
+    use berth_proto::files::FileChange::{Created, Modified, Removed};
+    server
+        .client
+        .upload(&id, "watched/a.txt", "one")
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        (Created, "/home/user/watched/a.txt".to_owned()),
+        "the upload lands by rename"
+    );
+    server
+        .client
+        .exec(&id, &sh("echo two >> watched/a.txt"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        (Modified, "/home/user/watched/a.txt".to_owned())
+    );
+    server.client.make_dir(&id, "watched/sub").await.unwrap();
+    assert_eq!(next().await, (Created, "/home/user/watched/sub".to_owned()));
+    server
+        .client
+        .upload(&id, "watched/sub/b.txt", "deep")
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        (Created, "/home/user/watched/sub/b.txt".to_owned()),
+        "new subdirectories are watched too"
+    );
+    server
+        .client
+        .remove_file(&id, "watched/a.txt", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        (Removed, "/home/user/watched/a.txt".to_owned())
+    );
     server.client.delete_session(&id).await.unwrap();
     server.stop().await;
 }

@@ -9,7 +9,7 @@ use axum::{
 };
 use berth_proto::{
     ErrorBody,
-    files::{FileEntry, FileList, MakeDir, MoveFile},
+    files::{FileEntry, FileEvent, FileList, MakeDir, MoveFile},
 };
 
 use super::{AppState, error::ApiError};
@@ -264,4 +264,31 @@ pub async fn upload_archive(
         (Method::PUT, q, &h, body),
     )
     .await
+}
+
+/// WebSocket of change events under a directory (subdirectories too unless `recursive=false`):
+/// text frames `{"change":"created"|"modified"|"removed","path":...}`. Authenticate with the
+/// `Authorization` header or a `ticket` query parameter.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/files/watch", tag = "files",
+    params(("id" = String, Path), ("path" = String, Query), ("recursive" = Option<bool>, Query),
+           ("ticket" = Option<String>, Query, description = "From POST .../tickets, for browsers")),
+    responses(
+        (status = 101, description = "Switching to WebSocket; frames are FileEvent", body = FileEvent),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not a directory", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn watch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (caller, rest) =
+        super::extract::websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
+    crate::proxy::websocket(endpoint, &format!("/files/watch?{rest}"), upgrade).await
 }

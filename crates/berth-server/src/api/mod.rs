@@ -86,6 +86,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(files::mkdir))
         .routes(routes!(files::rename))
         .routes(routes!(files::download_archive, files::upload_archive))
+        .routes(routes!(files::watch))
         .routes(routes!(process::exec))
         .routes(routes!(process::exec_stream))
         .routes(routes!(process::terminal))
