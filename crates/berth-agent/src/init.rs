@@ -1,6 +1,6 @@
 //! PID 1 duties, like tini: the container's first process starts the agent server as its child,
-//! reaps every orphan the kernel hands it, forwards SIGTERM and SIGINT, and exits with the
-//! server's status.
+//! reaps every orphan the kernel hands it, passes SIGTERM and SIGINT on to every process in the
+//! session so each can stop cleanly, and exits with the server's status.
 //!
 //! Reaping lives in a separate process because a server that calls `waitpid(-1)` would steal
 //! the exit statuses of the processes it runs for users.
@@ -74,13 +74,14 @@ async fn supervise(server: Option<Pid>) -> ExitCode {
     };
     loop {
         tokio::select! {
-            _ = term.recv() => forward(server, Signal::TERM),
-            _ = int.recv() => forward(server, Signal::INT),
+            _ = term.recv() => forward(Signal::TERM),
+            _ = int.recv() => forward(Signal::INT),
             _ = child.recv() => {
                 // Reap everything that has ended; several exits can share one SIGCHLD.
                 while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
                     if Some(pid) == server {
                         let code = status.exit_status().unwrap_or(1);
+                        drain_children(&mut child).await;
                         return ExitCode::from(u8::try_from(code).unwrap_or(1));
                     }
                 }
@@ -89,8 +90,38 @@ async fn supervise(server: Option<Pid>) -> ExitCode {
     }
 }
 
-fn forward(server: Option<Pid>, signal: Signal) {
-    if let Some(pid) = server {
-        let _ = rustix::process::kill_process(pid, signal);
+/// Signals every other process in the container (the PID namespace shows only ours).
+fn forward(signal: Signal) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let pid = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+            .and_then(Pid::from_raw);
+        if let Some(pid) = pid.filter(|pid| pid.as_raw_nonzero().get() != 1) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+}
+
+/// After the server has gone, gives the processes told to stop up to two seconds to do so, so
+/// they are not cut off mid-write when PID 1 exits and the kernel kills the rest.
+async fn drain_children(child_exits: &mut tokio::signal::unix::Signal) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Err(_) => return,
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+        }
+        if tokio::time::timeout_at(deadline, child_exits.recv())
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 }

@@ -255,3 +255,43 @@ async fn an_unreachable_engine_is_503_within_5_seconds() {
     assert!(listed.is_empty(), "a refused create leaves no live session");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn docker_stop_passes_sigterm_to_every_process_and_is_quick() {
+    let server = Server::start().await;
+    let session = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    let trap = "trap 'echo clean-stop > /home/user/stopped; exit 0' TERM; sleep 60 & wait";
+    let request = berth_proto::process::ExecRequest {
+        cmd: vec!["sh".into(), "-c".into(), trap.into()],
+        ..Default::default()
+    };
+    server
+        .client
+        .start_process(&session.id, &request)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let container = container_of(&server, &session.id);
+    let started = std::time::Instant::now();
+    docker(&["stop", "-t", "10", &container]).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop waited for the kill timeout: {:?}",
+        started.elapsed()
+    );
+    let copied = std::process::Command::new("docker")
+        .args(["cp", &format!("{container}:/home/user/stopped"), "-"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&copied.stdout).contains("clean-stop"),
+        "the process got SIGTERM and ran its trap"
+    );
+    server.client.delete_session(&session.id).await.unwrap();
+    server.stop().await;
+}
