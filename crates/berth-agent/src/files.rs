@@ -85,11 +85,20 @@ fn entry(path: &Path, meta: &std::fs::Metadata) -> FileEntry {
     }
 }
 
-pub async fn list(
-    State(state): State<AgentState>,
-    AgentQuery(q): AgentQuery<PathQuery>,
-) -> Result<Json<FileList>, AgentError> {
-    let dir = resolve(&state, &q.path)?;
+/// The entry at `path`, not following a final symlink.
+async fn lstat(path: &Path) -> Result<std::fs::Metadata, AgentError> {
+    tokio::fs::symlink_metadata(path)
+        .await
+        .map_err(|e| AgentError::io(&e, path))
+}
+
+async fn entry_at(path: &Path) -> Result<Json<FileEntry>, AgentError> {
+    Ok(Json(entry(path, &lstat(path).await?)))
+}
+
+/// Resolves `raw` and checks that it names a directory (404 if missing, 409 if not a directory).
+pub(crate) async fn existing_dir(state: &AgentState, raw: &str) -> Result<PathBuf, AgentError> {
+    let dir = resolve(state, raw)?;
     let meta = tokio::fs::metadata(&dir)
         .await
         .map_err(|e| AgentError::io(&e, &dir))?;
@@ -99,6 +108,14 @@ pub async fn list(
             dir.display()
         )));
     }
+    Ok(dir)
+}
+
+pub async fn list(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<PathQuery>,
+) -> Result<Json<FileList>, AgentError> {
+    let dir = existing_dir(&state, &q.path).await?;
     let mut reader = tokio::fs::read_dir(&dir)
         .await
         .map_err(|e| AgentError::io(&e, &dir))?;
@@ -127,11 +144,7 @@ pub async fn stat(
     State(state): State<AgentState>,
     AgentQuery(q): AgentQuery<PathQuery>,
 ) -> Result<Json<FileEntry>, AgentError> {
-    let path = resolve(&state, &q.path)?;
-    let meta = tokio::fs::symlink_metadata(&path)
-        .await
-        .map_err(|e| AgentError::io(&e, &path))?;
-    Ok(Json(entry(&path, &meta)))
+    entry_at(&resolve(&state, &q.path)?).await
 }
 
 pub async fn read(
@@ -200,10 +213,7 @@ pub async fn write(
     tokio::fs::rename(&temp, &path)
         .await
         .map_err(|e| AgentError::io(&e, &path))?;
-    let meta = tokio::fs::symlink_metadata(&path)
-        .await
-        .map_err(|e| AgentError::io(&e, &path))?;
-    Ok(Json(entry(&path, &meta)))
+    entry_at(&path).await
 }
 
 async fn copy_limited(body: Body, temp: &Path, limit: u64) -> Result<(), AgentError> {
@@ -256,9 +266,7 @@ pub async fn rename(
 ) -> Result<Json<FileEntry>, AgentError> {
     let from = resolve(&state, &req.from)?;
     let to = resolve(&state, &req.to)?;
-    tokio::fs::symlink_metadata(&from)
-        .await
-        .map_err(|e| AgentError::io(&e, &from))?;
+    lstat(&from).await?;
     if tokio::fs::symlink_metadata(&to).await.is_ok() {
         return Err(AgentError::conflict(format!(
             "{}: already exists",
@@ -273,10 +281,7 @@ pub async fn rename(
     tokio::fs::rename(&from, &to)
         .await
         .map_err(|e| AgentError::io(&e, &from))?;
-    let meta = tokio::fs::symlink_metadata(&to)
-        .await
-        .map_err(|e| AgentError::io(&e, &to))?;
-    Ok(Json(entry(&to, &meta)))
+    entry_at(&to).await
 }
 
 pub async fn remove(
@@ -284,9 +289,7 @@ pub async fn remove(
     AgentQuery(q): AgentQuery<RemoveQuery>,
 ) -> Result<StatusCode, AgentError> {
     let path = resolve(&state, &q.path)?;
-    let meta = tokio::fs::symlink_metadata(&path)
-        .await
-        .map_err(|e| AgentError::io(&e, &path))?;
+    let meta = lstat(&path).await?;
     let removed = match (meta.is_dir(), q.recursive) {
         (true, true) => tokio::fs::remove_dir_all(&path).await,
         (true, false) => tokio::fs::remove_dir(&path).await,
@@ -329,16 +332,7 @@ pub async fn download_archive(
     State(state): State<AgentState>,
     AgentQuery(q): AgentQuery<PathQuery>,
 ) -> Result<Response, AgentError> {
-    let dir = resolve(&state, &q.path)?;
-    let meta = tokio::fs::metadata(&dir)
-        .await
-        .map_err(|e| AgentError::io(&e, &dir))?;
-    if !meta.is_dir() {
-        return Err(AgentError::conflict(format!(
-            "{}: not a directory",
-            dir.display()
-        )));
-    }
+    let dir = existing_dir(&state, &q.path).await?;
     let (writer, reader) = tokio::io::duplex(256 * 1024);
     tokio::task::spawn_blocking(move || {
         let mut builder = tar::Builder::new(SyncIoBridge::new(writer));

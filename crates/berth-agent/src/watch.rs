@@ -20,7 +20,7 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::{AgentError, AgentState, error::AgentQuery, files::resolve};
+use crate::{AgentError, AgentState, error::AgentQuery, files::existing_dir};
 
 /// Directories watched at most per connection (each costs a kernel inotify watch).
 const MAX_WATCHED_DIRS: usize = 4096;
@@ -117,16 +117,7 @@ pub async fn watch(
     AgentQuery(q): AgentQuery<WatchQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AgentError> {
-    let dir = resolve(&state, &q.path)?;
-    let meta = tokio::fs::metadata(&dir)
-        .await
-        .map_err(|e| AgentError::io(&e, &dir))?;
-    if !meta.is_dir() {
-        return Err(AgentError::conflict(format!(
-            "{}: not a directory",
-            dir.display()
-        )));
-    }
+    let dir = existing_dir(&state, &q.path).await?;
     let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
         .map_err(|e| AgentError::io(&e.into(), &dir))?;
     let mut watcher = Watcher {

@@ -102,12 +102,24 @@ impl Serve {
     }
 
     fn berth(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
+        self.berth_with_input(token, args, b"")
+    }
+
+    /// Runs the CLI against this server with `input` on its standard input.
+    fn berth_with_input(&self, token: &str, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(args)
             .env("BERTH_URL", format!("http://127.0.0.1:{}", self.port))
             .env("BERTH_TOKEN", token)
-            .output()
-            .unwrap()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
     }
 
     fn containers(&self) -> Vec<String> {
@@ -272,6 +284,19 @@ fn the_first_start_generates_and_prints_the_admin_token() {
     assert!(templates.status.success());
 }
 
+/// `berth session create` on another thread, for killing the server while it runs.
+fn create_in_background(
+    port: u16,
+    template: &str,
+) -> std::thread::JoinHandle<std::io::Result<Output>> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args(["session", "create", "--template", template])
+        .env("BERTH_URL", format!("http://127.0.0.1:{port}"))
+        .env("BERTH_TOKEN", ADMIN);
+    std::thread::spawn(move || command.output())
+}
+
 #[test]
 fn kill_9_mid_create_orphans_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -280,21 +305,7 @@ fn kill_9_mid_create_orphans_nothing() {
 
     // Deterministic: the container exists but its agent never answers, so the create is
     // certainly in flight when the control plane dies.
-    let url = format!("http://127.0.0.1:{}/api/v1/sessions", serve.port);
-    let create = std::thread::spawn(move || {
-        Command::new("curl")
-            .args([
-                "-s",
-                "-X",
-                "POST",
-                "-H",
-                &format!("Authorization: Bearer {ADMIN}"),
-                "-H",
-                "Content-Type: application/json",
-            ])
-            .args(["-d", r#"{"template":"noagent"}"#, &url])
-            .output()
-    });
+    let create = create_in_background(serve.port, "noagent");
     let deadline = Instant::now() + Duration::from_secs(20);
     while serve.containers().is_empty() {
         assert!(
@@ -332,25 +343,7 @@ fn kill_9_mid_create_orphans_nothing() {
     // And at arbitrary moments of a normal create: after each restart every container belongs
     // to a running session and every running session has its container.
     for delay_ms in [0, 30, 80, 150, 300, 600] {
-        let port = serve.port;
-        let create = std::thread::spawn(move || {
-            Command::new("curl")
-                .args([
-                    "-s",
-                    "-X",
-                    "POST",
-                    "-H",
-                    &format!("Authorization: Bearer {ADMIN}"),
-                    "-H",
-                    "Content-Type: application/json",
-                ])
-                .args([
-                    "-d",
-                    "{}",
-                    &format!("http://127.0.0.1:{port}/api/v1/sessions"),
-                ])
-                .output()
-        });
+        let create = create_in_background(serve.port, "default");
         std::thread::sleep(Duration::from_millis(delay_ms));
         serve.kill9();
         let _ = create.join();
@@ -370,24 +363,6 @@ fn kill_9_mid_create_orphans_nothing() {
             "after a kill at {delay_ms} ms: {sessions:?}"
         );
     }
-}
-
-fn berth_in(serve: &Serve, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .env("BERTH_URL", format!("http://127.0.0.1:{}", serve.port))
-        .env("BERTH_TOKEN", ADMIN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    if let Some(input) = stdin {
-        pipe.write_all(input).unwrap();
-    }
-    drop(pipe);
-    child.wait_with_output().unwrap()
 }
 
 /// Peak resident memory of a process, from /proc.
@@ -417,8 +392,8 @@ fn exec_cp_and_files_from_the_cli() {
     let serve = Serve::start(dir.path(), "", true);
     let id = stdout(&serve.berth(ADMIN, &["session", "create"]));
 
-    let out = berth_in(
-        &serve,
+    let out = serve.berth(
+        ADMIN,
         &[
             "exec",
             &id,
@@ -427,16 +402,11 @@ fn exec_cp_and_files_from_the_cli() {
             "-c",
             "echo to-out; echo to-err >&2; exit 5",
         ],
-        None,
     );
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
-    let piped = berth_in(
-        &serve,
-        &["exec", "-i", &id, "--", "wc", "-c"],
-        Some(b"12345"),
-    );
+    let piped = serve.berth_with_input(ADMIN, &["exec", "-i", &id, "--", "wc", "-c"], b"12345");
     assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "5");
 
     // 100 MB of random bytes up and back, through the control plane process.
@@ -497,10 +467,9 @@ fn exec_cp_and_files_from_the_cli() {
             .status
             .success()
     );
-    let ran = berth_in(
-        &serve,
+    let ran = serve.berth(
+        ADMIN,
         &["exec", &id, "--", "sh", "-c", "cd project && ./tool"],
-        None,
     );
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "tool-ran\n");
     let copy = dir.path().join("copy");
