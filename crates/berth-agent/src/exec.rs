@@ -38,6 +38,7 @@ pub(crate) fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, 
         .args(args)
         .env_remove(SECRET_ENV)
         .envs(user::base_env(&state.config.home))
+        .envs(state.session_env())
         .envs(&req.env)
         .current_dir(
             req.cwd

@@ -60,6 +60,17 @@ struct AgentState {
     config: Arc<AgentConfig>,
     terminals: terminal::Registry,
     processes: processes::Registry,
+    /// Variables every process started from now on gets, set when a pooled session is claimed.
+    session_env: Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>,
+}
+
+impl AgentState {
+    fn session_env(&self) -> std::collections::BTreeMap<String, String> {
+        self.session_env
+            .read()
+            .map(|env| env.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// The agent's HTTP surface. Every route requires the session secret.
@@ -68,9 +79,11 @@ pub fn router(config: AgentConfig) -> Router {
         config: Arc::new(config),
         terminals: terminal::Registry::default(),
         processes: processes::Registry::default(),
+        session_env: Arc::default(),
     };
     Router::new()
         .route("/health", get(health))
+        .route("/env", axum::routing::put(set_env))
         .route("/exec", post(exec::run))
         .route("/exec/stream", get(processes::stream))
         .route("/processes", get(processes::list).post(processes::start))
@@ -102,6 +115,18 @@ async fn health() -> Json<Health> {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION").to_owned(),
     })
+}
+
+/// `PUT /env`: the environment every process started from now on gets, on top of the
+/// container's (what a claimed pooled session's owner asked for).
+async fn set_env(
+    State(state): State<AgentState>,
+    error::AgentJson(env): error::AgentJson<std::collections::BTreeMap<String, String>>,
+) -> axum::http::StatusCode {
+    if let Ok(mut current) = state.session_env.write() {
+        *current = env;
+    }
+    axum::http::StatusCode::NO_CONTENT
 }
 
 async fn require_secret(State(state): State<AgentState>, req: Request, next: Next) -> Response {

@@ -89,6 +89,7 @@ impl Registry {
             .arg("-l")
             .env_remove(SECRET_ENV)
             .envs(user::base_env(&state.config.home))
+            .envs(state.session_env())
             .env("TERM", "xterm-256color")
             .current_dir(&state.config.home)
             .spawn(pts)

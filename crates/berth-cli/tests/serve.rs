@@ -527,3 +527,37 @@ fn shell_is_interactive_in_a_real_terminal() {
     );
     assert!(serve.berth(ADMIN, &["session", "rm", &id]).status.success());
 }
+
+#[test]
+fn kill_9_while_warming_the_pool_orphans_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let warming = "[agent]\nready_timeout_ms = 60000\n\n[templates.noagent]\nimage = \"berth/test-noagent:latest\"\n\n\
+                   [templates.noagent.pool]\nmin_ready = 1\n";
+    let mut serve = Serve::start(dir.path(), warming, true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while serve.containers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the pool never started warming; log: {}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    serve.kill9();
+    // Restart without the pool: the half-made container must go, and nothing must replace it.
+    let config = std::fs::read_to_string(&serve.config).unwrap();
+    std::fs::write(
+        &serve.config,
+        config.replace("[templates.noagent.pool]\nmin_ready = 1\n", ""),
+    )
+    .unwrap();
+    serve.restart();
+    assert!(
+        serve.containers().is_empty(),
+        "restart removed the half-warmed container"
+    );
+    assert!(
+        serve.sessions().is_empty(),
+        "pool sessions are nobody's and are not listed"
+    );
+}

@@ -235,6 +235,14 @@ impl Client {
         Ok(list.templates)
     }
 
+    /// Every template's warm pool (admin only).
+    pub async fn pool(&self) -> Result<Vec<berth_proto::pool::PoolStatus>, ClientError> {
+        let list: berth_proto::pool::PoolList = self
+            .expect(Method::GET, "/api/v1/pool", &[], None::<&()>)
+            .await?;
+        Ok(list.pools)
+    }
+
     pub async fn create_user(&self, name: &str) -> Result<UserCreated, ClientError> {
         self.expect(
             Method::POST,

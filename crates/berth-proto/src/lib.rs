@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod error;
 pub mod files;
+pub mod pool;
 pub mod process;
 pub mod session;
 pub mod template;

@@ -9,15 +9,19 @@ use serde::{Deserialize, Serialize};
 /// between these states:
 ///
 /// ```text
-/// creating ──▶ running ──▶ stopping ──▶ stopped
-///     │           │
-///     └───────────┴──────▶ failed
+///            ┌──▶ pooled ──(claim)──┐
+/// creating ──┴──────────────────────┴──▶ running ──▶ stopping ──▶ stopped
+///     │                                     │
+///     └─────────────────────────────────────┴──────▶ failed
 /// ```
+///
+/// `pooled` sessions are warm and ready but belong to no one yet; users never see them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     Creating,
+    Pooled,
     Running,
     Stopping,
     Stopped,
@@ -25,8 +29,9 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    pub const ALL: [SessionState; 5] = [
+    pub const ALL: [SessionState; 6] = [
         Self::Creating,
+        Self::Pooled,
         Self::Running,
         Self::Stopping,
         Self::Stopped,
@@ -36,6 +41,7 @@ impl SessionState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Creating => "creating",
+            Self::Pooled => "pooled",
             Self::Running => "running",
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
@@ -43,9 +49,12 @@ impl SessionState {
         }
     }
 
-    /// A session that holds (or is about to hold) a container and counts against quotas.
+    /// A session that holds (or is about to hold) a container.
     pub fn is_live(self) -> bool {
-        matches!(self, Self::Creating | Self::Running | Self::Stopping)
+        matches!(
+            self,
+            Self::Creating | Self::Pooled | Self::Running | Self::Stopping
+        )
     }
 }
 

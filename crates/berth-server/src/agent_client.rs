@@ -143,4 +143,24 @@ impl AgentClient {
             Err(AgentError::Refused(response.status().as_u16()))
         }
     }
+
+    /// Sets the variables every process the agent starts from now on gets.
+    pub async fn set_env(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), AgentError> {
+        let body = serde_json::to_vec(env).map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let request = hyper::Request::put("/env")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let response = self.send(addr, secret, request).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(AgentError::Refused(response.status().as_u16()))
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub agent: AgentConfig,
     pub lifecycle: LifecycleConfig,
+    pub capacity: CapacityConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
 }
 
@@ -67,6 +68,22 @@ pub struct AgentConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// Containers created at once, at most; more wait their turn (50 parallel `docker run`s
+    /// make every one of them slow).
+    pub create_concurrency: u32,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        Self {
+            create_concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LifecycleConfig {
     /// How often sessions past their expiry are looked for.
     pub reap_interval_ms: u64,
@@ -86,6 +103,17 @@ pub struct TemplateConfig {
     pub env: BTreeMap<String, String>,
     /// Directory whose contents are placed in `/home/user` before the session is running.
     pub workspace_seed: Option<PathBuf>,
+    pub pool: PoolConfig,
+}
+
+/// Warm sessions kept ready for a template.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Ready sessions to keep; 0 turns the pool off.
+    pub min_ready: u32,
+    /// Most pooled sessions (ready and warming) at once.
+    pub max: Option<u32>,
 }
 
 impl Default for Config {
@@ -98,6 +126,7 @@ impl Default for Config {
             docker: DockerConfig::default(),
             agent: AgentConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            capacity: CapacityConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -155,6 +184,7 @@ impl Default for TemplateConfig {
             max_ttl_seconds: 8 * 3600,
             env: BTreeMap::new(),
             workspace_seed: None,
+            pool: PoolConfig::default(),
         }
     }
 }
@@ -213,6 +243,11 @@ impl Config {
                 .validate()
                 .map_err(|msg| ConfigError::Invalid(format!("template {name:?}: {msg}")))?;
         }
+        if self.capacity.create_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "capacity.create_concurrency must be at least 1".into(),
+            ));
+        }
         if self.quota.sessions_per_user == 0 {
             return Err(ConfigError::Invalid(
                 "quota.sessions_per_user must be at least 1".into(),
@@ -254,6 +289,9 @@ impl TemplateConfig {
         }
         if self.pids < 1 {
             return Err("pids must be at least 1".into());
+        }
+        if self.pool.max.is_some_and(|max| max < self.pool.min_ready) {
+            return Err("pool.max must be at least pool.min_ready".into());
         }
         if self.ttl_seconds == 0 || self.ttl_seconds > self.max_ttl_seconds {
             return Err("ttl_seconds must be between 1 and max_ttl_seconds".into());

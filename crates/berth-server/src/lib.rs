@@ -79,6 +79,9 @@ pub async fn app(
         sessions_per_user: config.quota.sessions_per_user,
         agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
         max_file_bytes: config.agent.max_file_mb.saturating_mul(1024 * 1024),
+        create_slots: Arc::new(tokio::sync::Semaphore::new(
+            config.capacity.create_concurrency as usize,
+        )),
     });
 
     if let Err(err) = runtime.prepare().await {

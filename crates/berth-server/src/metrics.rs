@@ -39,6 +39,17 @@ pub fn session_created(elapsed: Duration, ok: bool) {
         .record(elapsed.as_secs_f64());
 }
 
+/// A create served from the warm pool, and how long the claim took.
+pub fn pool_hit(template: &str, elapsed: Duration) {
+    metrics::counter!("berth_pool_hits_total", "template" => template.to_owned()).increment(1);
+    metrics::histogram!("berth_pool_claim_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// A create that found the pool of a pooled template empty.
+pub fn pool_miss(template: &str) {
+    metrics::counter!("berth_pool_misses_total", "template" => template.to_owned()).increment(1);
+}
+
 pub fn reconciled(elapsed: Duration) {
     metrics::histogram!("berth_reconcile_duration_seconds").record(elapsed.as_secs_f64());
 }

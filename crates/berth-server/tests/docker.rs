@@ -295,3 +295,79 @@ async fn docker_stop_passes_sigterm_to_every_process_and_is_quick() {
     server.client.delete_session(&session.id).await.unwrap();
     server.stop().await;
 }
+
+async fn wait_for_pool(client: &Client, template: &str, ready: usize) {
+    for _ in 0..200 {
+        let pools = client.pool().await.unwrap();
+        if pools
+            .iter()
+            .any(|p| p.template == template && p.ready >= ready)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "pool {template} never had {ready} ready: {:?}",
+        client.pool().await
+    );
+}
+
+#[tokio::test]
+async fn the_warm_pool_serves_claims_and_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_owned();
+    let pooled = |c: &mut berth_server::config::Config| {
+        c.data_dir = data_dir.clone();
+        let mut template = c.templates["default"].clone();
+        template.pool = berth_server::config::PoolConfig {
+            min_ready: 2,
+            max: Some(4),
+        };
+        c.templates.insert("pooled".into(), template);
+    };
+    let server = Server::start_with(pooled).await;
+    let instance = server.instance.clone();
+    wait_for_pool(&server.client, "pooled", 2).await;
+    let claimed = server
+        .client
+        .create_session(&CreateSession {
+            template: "pooled".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.state, SessionState::Running);
+    let echo = berth_proto::process::ExecRequest {
+        cmd: vec!["echo".into(), "from-pool".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        server.client.exec(&claimed.id, &echo).await.unwrap().stdout,
+        "from-pool\n"
+    );
+    wait_for_pool(&server.client, "pooled", 2).await;
+    let before: std::collections::BTreeSet<String> = server.containers().into_iter().collect();
+    assert_eq!(before.len(), 3);
+    server.stop().await;
+
+    // After a restart the ready containers are adopted, not replaced.
+    let server = Server::start_with(|c| {
+        pooled(c);
+        c.docker.instance = instance.clone();
+    })
+    .await;
+    wait_for_pool(&server.client, "pooled", 2).await;
+    let after: std::collections::BTreeSet<String> = server.containers().into_iter().collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        server.client.get_session(&claimed.id).await.unwrap().state,
+        SessionState::Running
+    );
+    server.client.delete_session(&claimed.id).await.unwrap();
+    server.stop().await;
+    // The pool's containers belong to this test's instance; leave the engine clean.
+    for container in after {
+        let _ = docker(&["rm", "-f", &container]);
+    }
+}

@@ -6,6 +6,7 @@
 mod error;
 mod extract;
 mod files;
+mod pool;
 mod process;
 mod service;
 mod sessions;
@@ -97,6 +98,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(process::close_process_stdin))
         .routes(routes!(process::signal_process))
         .routes(routes!(templates::list))
+        .routes(routes!(pool::status))
         .routes(routes!(users::create))
         .routes(routes!(service::healthz))
         .routes(routes!(service::readyz))

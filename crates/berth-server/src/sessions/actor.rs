@@ -10,13 +10,17 @@ use std::{
     time::Instant,
 };
 
-use berth_proto::{CreateSession, Session, SessionState, agent::SECRET_ENV};
+use berth_proto::{
+    CreateSession, Session, SessionState,
+    agent::{MAX_FILE_BYTES_ENV, SECRET_ENV},
+};
 use chrono::{Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{
-    Command, ManagerContext, ReconcileReport, SessionError, Started, command::Reply, validate,
+    Command, ManagerContext, ReconcileReport, SessionError, Started, command::Reply, pool::Pool,
+    validate,
 };
 use crate::{
     auth::Principal,
@@ -31,10 +35,11 @@ const INTERRUPTED: &str = "interrupted: the control plane stopped during create"
 /// How many containers reconcile removes at once.
 const REMOVAL_CONCURRENCY: usize = 16;
 
-/// A create whose container is being made.
+/// A create whose container is being made, or a claim whose agent is being configured.
 #[derive(Debug)]
 struct PendingCreate {
-    reply: Reply<Session>,
+    /// `None` for a pool warm-up: no one is waiting.
+    reply: Option<Reply<Session>>,
     /// Set when the session was deleted meanwhile; holds the deleters waiting for removal.
     deleted_by: Option<Vec<Reply<()>>>,
     started: Instant,
@@ -49,6 +54,7 @@ pub(super) struct Actor {
     creating: HashMap<String, PendingCreate>,
     /// Sessions whose container is being removed, with the callers waiting for it.
     removing: HashMap<String, Vec<Reply<()>>>,
+    pool: Pool,
 }
 
 impl Actor {
@@ -63,6 +69,7 @@ impl Actor {
             inbox,
             creating: HashMap::new(),
             removing: HashMap::new(),
+            pool: Pool::default(),
         }
     }
 
@@ -73,6 +80,15 @@ impl Actor {
     }
 
     async fn handle(&mut self, command: Command) {
+        // Anything but a read may have changed what the pools hold or may hold.
+        let refill = !matches!(command, Command::Extend { .. } | Command::PoolStatus { .. });
+        self.dispatch(command).await;
+        if refill {
+            self.refill().await;
+        }
+    }
+
+    async fn dispatch(&mut self, command: Command) {
         match command {
             Command::Create {
                 caller,
@@ -91,6 +107,9 @@ impl Actor {
             Command::CreateFinished { id, outcome } => self.create_finished(&id, outcome).await,
             Command::RemoveFinished { id, outcome } => self.remove_finished(&id, outcome).await,
             Command::Reap => self.reap().await,
+            Command::PoolStatus { reply } => {
+                let _ = reply.send(self.pool.status(&self.ctx.templates));
+            }
             Command::Reconcile { observed, reply } => {
                 let _ = reply.send(self.reconcile(observed).await);
             }
@@ -135,37 +154,34 @@ impl Actor {
     }
 
     async fn create(&mut self, caller: Principal, request: CreateSession, reply: Reply<Session>) {
-        match self.admit(&caller, request).await {
-            Ok((record, spec, seed)) => {
-                let id = record.id.clone();
-                self.creating.insert(
-                    id.clone(),
-                    PendingCreate {
-                        reply,
-                        deleted_by: None,
-                        started: Instant::now(),
-                    },
-                );
-                let ctx = self.ctx.clone();
-                let secret = record.agent_secret;
-                self.spawn_reporting(async move {
-                    let outcome = make_container(&ctx, &spec, &secret, seed).await;
-                    Command::CreateFinished { id, outcome }
-                });
-            }
+        let admitted = self.admit(&caller, &request).await;
+        let started = Instant::now();
+        match admitted {
+            Ok(ttl) => match self.pool.take(&request.template) {
+                Some(id) => self.claim(id, caller, request, ttl, reply, started).await,
+                None => {
+                    if self
+                        .template(&request.template)
+                        .is_ok_and(|t| t.pool.min_ready > 0)
+                    {
+                        crate::metrics::pool_miss(&request.template);
+                    }
+                    self.create_cold(caller, request, ttl, Some(reply)).await;
+                }
+            },
             Err(err) => {
                 let _ = reply.send(Err(err));
             }
         }
     }
 
-    /// Validates a create request and writes the `creating` row. Nothing exists on the engine
-    /// until this returns, so a refusal here leaves nothing behind.
+    /// Checks a create request: template, TTL, env, labels, quota. Returns the TTL to use.
+    /// Nothing is written before this passes, so a refusal leaves nothing behind.
     async fn admit(
         &self,
         caller: &Principal,
-        request: CreateSession,
-    ) -> Result<(SessionRecord, ContainerSpec, Option<std::path::PathBuf>), SessionError> {
+        request: &CreateSession,
+    ) -> Result<u64, SessionError> {
         let template = self.template(&request.template)?;
         let ttl = request.ttl_seconds.unwrap_or(template.ttl_seconds);
         if ttl == 0 || ttl > template.max_ttl_seconds {
@@ -189,12 +205,26 @@ impl Actor {
                 });
             }
         }
+        Ok(ttl)
+    }
 
+    /// Writes the `creating` row and starts a task that makes the container. With no `reply`,
+    /// the session is a pool warm-up owned by no one, and becomes `pooled` instead of `running`.
+    async fn create_cold(
+        &mut self,
+        caller: Principal,
+        request: CreateSession,
+        ttl: u64,
+        reply: Option<Reply<Session>>,
+    ) {
+        let Ok(template) = self.template(&request.template).cloned() else {
+            return;
+        };
         let now = Utc::now();
         let record = SessionRecord {
             id: ids::session_id(),
-            owner: caller.name.clone(),
-            template: request.template.clone(),
+            owner: caller.name,
+            template: request.template,
             state: SessionState::Creating,
             labels: request.labels,
             created_at: now,
@@ -210,7 +240,7 @@ impl Actor {
         env.insert(SECRET_ENV.to_owned(), record.agent_secret.clone());
         env.insert("BERTH_SESSION_ID".to_owned(), record.id.clone());
         env.insert(
-            berth_proto::agent::MAX_FILE_BYTES_ENV.to_owned(),
+            MAX_FILE_BYTES_ENV.to_owned(),
             self.ctx.max_file_bytes.to_string(),
         );
         let spec = ContainerSpec {
@@ -224,8 +254,138 @@ impl Actor {
             pids_limit: template.pids,
             env,
         };
-        self.ctx.store.insert_session(&record).await?;
-        Ok((record, spec, template.workspace_seed.clone()))
+        if let Err(err) = self.ctx.store.insert_session(&record).await {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(err.into()));
+            }
+            return;
+        }
+        // A pooled session gets its seed when it is claimed: the seed belongs to the claim.
+        let seed = if reply.is_some() {
+            template.workspace_seed.clone()
+        } else {
+            None
+        };
+        if reply.is_none() {
+            self.pool.warming_started(&record.template);
+        }
+        let id = record.id.clone();
+        self.creating.insert(
+            id.clone(),
+            PendingCreate {
+                reply,
+                deleted_by: None,
+                started: Instant::now(),
+            },
+        );
+        let ctx = self.ctx.clone();
+        let secret = record.agent_secret;
+        self.spawn_reporting(async move {
+            let outcome = make_container(&ctx, &spec, &secret, seed).await;
+            Command::CreateFinished { id, outcome }
+        });
+    }
+
+    /// Hands a pooled session to `caller`. With nothing to tell the agent this is one durable
+    /// store write; a per-claim env or seed goes to the agent first, through the `creating`
+    /// state like any create.
+    async fn claim(
+        &mut self,
+        id: String,
+        caller: Principal,
+        request: CreateSession,
+        ttl: u64,
+        reply: Reply<Session>,
+        started: Instant,
+    ) {
+        let record = match self.ctx.store.get_session(&id).await {
+            Ok(Some(record)) if record.state == SessionState::Pooled => record,
+            // Gone from under the pool (failed, deleted): make one the slow way.
+            _ => return self.create_cold(caller, request, ttl, Some(reply)).await,
+        };
+        let seed = self
+            .template(&record.template)
+            .ok()
+            .and_then(|t| t.workspace_seed.clone());
+        let now = Utc::now();
+        let mut claimed = SessionRecord {
+            owner: caller.name,
+            labels: request.labels,
+            created_at: now,
+            expires_at: now + seconds(ttl),
+            last_activity: now,
+            ..record
+        };
+        let agent_work = !request.env.is_empty() || seed.is_some();
+        claimed.state = if agent_work {
+            SessionState::Creating
+        } else {
+            SessionState::Running
+        };
+        if let Err(err) = self.ctx.store.update_session(&claimed).await {
+            self.pool.add_ready(&claimed.template, id);
+            let _ = reply.send(Err(err.into()));
+            return;
+        }
+        crate::metrics::pool_hit(&claimed.template, started.elapsed());
+        if !agent_work {
+            let _ = reply.send(Ok(claimed.to_public()));
+            return;
+        }
+        self.creating.insert(
+            id.clone(),
+            PendingCreate {
+                reply: Some(reply),
+                deleted_by: None,
+                started,
+            },
+        );
+        let agent = self.ctx.agent.clone();
+        let (container_id, addr) = (
+            claimed.container_id.clone().unwrap_or_default(),
+            claimed.agent_addr.clone(),
+        );
+        let secret = claimed.agent_secret;
+        let env = request.env;
+        self.spawn_reporting(async move {
+            let outcome = async {
+                let agent_addr: std::net::SocketAddr = addr
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| SessionError::Seed {
+                        id: id.clone(),
+                        message: "no agent address".into(),
+                    })?;
+                configure_agent(&agent, agent_addr, &secret, &id, env, seed).await?;
+                Ok(Started {
+                    container_id,
+                    agent_addr,
+                })
+            }
+            .await;
+            Command::CreateFinished { id, outcome }
+        });
+    }
+
+    /// Starts warming whatever the pools are short of.
+    async fn refill(&mut self) {
+        for (template, missing) in self.pool.shortfall(&self.ctx.templates) {
+            for _ in 0..missing {
+                let request = CreateSession {
+                    template: template.clone(),
+                    ..CreateSession::default()
+                };
+                let ttl = self
+                    .ctx
+                    .templates
+                    .get(&template)
+                    .map_or(1, |t| t.max_ttl_seconds);
+                let pool_owner = Principal {
+                    name: String::new(),
+                    admin: true,
+                };
+                self.create_cold(pool_owner, request, ttl, None).await;
+            }
+        }
     }
 
     async fn create_finished(&mut self, id: &str, outcome: Result<Started, SessionError>) {
@@ -234,52 +394,70 @@ impl Actor {
         };
         let record = match self.ctx.store.get_session(id).await {
             Ok(Some(record)) => record,
-            Ok(None) => {
-                let _ = pending
-                    .reply
-                    .send(Err(SessionError::NotFound(id.to_owned())));
-                return;
-            }
-            Err(err) => {
-                let _ = pending.reply.send(Err(err.into()));
+            other => {
+                let err = match other {
+                    Err(err) => err.into(),
+                    _ => SessionError::NotFound(id.to_owned()),
+                };
+                if let Some(reply) = pending.reply {
+                    let _ = reply.send(Err(err));
+                }
                 return;
             }
         };
-        crate::metrics::session_created(pending.started.elapsed(), outcome.is_ok());
+        let warming = pending.reply.is_none();
+        if warming {
+            self.pool.warming_ended(&record.template, outcome.is_ok());
+        } else {
+            crate::metrics::session_created(pending.started.elapsed(), outcome.is_ok());
+        }
+        let answer = |reply: Option<Reply<Session>>, result| {
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        };
         match (outcome, pending.deleted_by) {
             (Ok(started), None) => {
-                let mut running = record;
-                running.state = SessionState::Running;
-                running.container_id = Some(started.container_id);
-                running.agent_addr = Some(started.agent_addr.to_string());
-                running.last_activity = Utc::now();
-                match self.ctx.store.update_session(&running).await {
-                    Ok(()) => {
-                        let _ = pending.reply.send(Ok(running.to_public()));
-                    }
+                let mut ready = record;
+                ready.state = if warming {
+                    SessionState::Pooled
+                } else {
+                    SessionState::Running
+                };
+                ready.container_id = Some(started.container_id);
+                ready.agent_addr = Some(started.agent_addr.to_string());
+                ready.last_activity = Utc::now();
+                match self.ctx.store.update_session(&ready).await {
+                    Ok(()) if warming => self.pool.add_ready(&ready.template, ready.id.clone()),
+                    Ok(()) => answer(pending.reply, Ok(ready.to_public())),
                     Err(err) => {
-                        // Without a durable `running` row the session cannot be handed out. A
-                        // removal failing here is retried by reconcile: the row is `failed`.
+                        // Without a durable row the session cannot be handed out. A removal
+                        // failing here is retried by reconcile: the row is `failed`.
                         if let Some(container) =
-                            self.fail(running, "store write failed after create").await
+                            self.fail(ready, "store write failed after create").await
                         {
                             let runtime = self.ctx.runtime.clone();
                             tokio::spawn(async move { runtime.remove(&container).await });
                         }
-                        let _ = pending.reply.send(Err(err.into()));
+                        answer(pending.reply, Err(err.into()));
                     }
                 }
             }
             (Ok(started), Some(deleters)) => {
                 let mut stopping = record;
                 stopping.container_id = Some(started.container_id);
-                let _ = pending
-                    .reply
-                    .send(Err(SessionError::DeletedDuringCreate(id.to_owned())));
+                answer(
+                    pending.reply,
+                    Err(SessionError::DeletedDuringCreate(id.to_owned())),
+                );
                 self.begin_removal(stopping, deleters).await;
             }
             (Err(err), deleters) => {
-                // The create task already removed whatever container it had made.
+                if warming {
+                    tracing::warn!(template = %record.template, %err, "warming a pooled session failed");
+                }
+                // The create task already removed whatever container it had made (a claim's
+                // container is removed with the failed session by reconcile).
                 let mut ended = record;
                 match &deleters {
                     Some(_) => ended.state = SessionState::Stopped,
@@ -292,7 +470,7 @@ impl Actor {
                 for deleter in deleters.into_iter().flatten() {
                     let _ = deleter.send(saved.as_ref().map(|_| ()).map_err(copy_error));
                 }
-                let _ = pending.reply.send(Err(err));
+                answer(pending.reply, Err(err));
             }
         }
     }
@@ -320,7 +498,11 @@ impl Actor {
                     pending.deleted_by.get_or_insert_with(Vec::new).push(reply);
                 }
             }
-            SessionState::Creating | SessionState::Running | SessionState::Stopping => {
+            SessionState::Creating
+            | SessionState::Pooled
+            | SessionState::Running
+            | SessionState::Stopping => {
+                self.pool.forget(id);
                 if record.state != SessionState::Stopping {
                     record.stop_reason = Some("deleted".to_owned());
                 }
@@ -386,7 +568,8 @@ impl Actor {
     }
 
     /// Marks a session failed with `reason`; returns its container, which the caller removes.
-    async fn fail(&self, mut record: SessionRecord, reason: &str) -> Option<String> {
+    async fn fail(&mut self, mut record: SessionRecord, reason: &str) -> Option<String> {
+        self.pool.forget(&record.id);
         tracing::warn!(session = %record.id, reason, "session failed");
         record.state = SessionState::Failed;
         record.stop_reason = Some(reason.to_owned());
@@ -504,10 +687,12 @@ impl Actor {
                     report.sessions_failed += 1;
                     doomed.extend(self.fail(record, INTERRUPTED).await);
                 }
-                SessionState::Running if !container.running => {
+                SessionState::Running | SessionState::Pooled if !container.running => {
                     report.sessions_failed += 1;
                     doomed.extend(self.fail(record, "container_exited").await);
                 }
+                // Ready from before a restart: back into the pool.
+                SessionState::Pooled => self.pool.add_ready(&record.template, record.id),
                 SessionState::Stopping => self.begin_removal(record, Vec::new()).await,
                 _ => {}
             }
@@ -522,7 +707,7 @@ impl Actor {
                     report.sessions_failed += 1;
                     doomed.extend(self.fail(record, INTERRUPTED).await);
                 }
-                SessionState::Running => {
+                SessionState::Running | SessionState::Pooled => {
                     let container = match &record.container_id {
                         Some(container_id) => self.ctx.runtime.inspect(container_id).await,
                         None => Ok(None),
@@ -535,6 +720,9 @@ impl Actor {
                         Ok(Some(container)) if !container.running => {
                             report.sessions_failed += 1;
                             doomed.extend(self.fail(record, "container_exited").await);
+                        }
+                        Ok(Some(_)) if record.state == SessionState::Pooled => {
+                            self.pool.add_ready(&record.template, record.id);
                         }
                         Ok(Some(_)) => {}
                         Err(err) => tracing::warn!(%err, "reconcile: engine unavailable"),
@@ -570,6 +758,12 @@ async fn make_container(
     secret: &str,
     seed: Option<std::path::PathBuf>,
 ) -> Result<Started, SessionError> {
+    // Bounded, so a burst of creates queues here instead of overwhelming the engine.
+    let _slot = ctx
+        .create_slots
+        .acquire()
+        .await
+        .map_err(|_| SessionError::ManagerGone)?;
     let container_id = ctx.runtime.create(spec).await?;
     let started = async {
         let agent_addr = ctx.runtime.start(&container_id).await?;
@@ -581,20 +775,16 @@ async fn make_container(
             .wait_ready(agent_addr, secret, ctx.agent_ready_timeout)
             .await
             .map_err(agent_error)?;
-        if let Some(seed) = seed {
-            let seed_error = |message: String| SessionError::Seed {
-                id: spec.session_id.clone(),
-                message,
-            };
-            let tar = tokio::task::spawn_blocking(move || tar_directory(&seed))
-                .await
-                .map_err(|e| seed_error(e.to_string()))?
-                .map_err(|e| seed_error(e.to_string()))?;
-            ctx.agent
-                .upload_archive(agent_addr, secret, ".", tar)
-                .await
-                .map_err(|e| seed_error(e.to_string()))?;
-        }
+        let no_env = std::collections::BTreeMap::new();
+        configure_agent(
+            &ctx.agent,
+            agent_addr,
+            secret,
+            &spec.session_id,
+            no_env,
+            seed,
+        )
+        .await?;
         Ok::<_, SessionError>(agent_addr)
     }
     .await;
@@ -610,6 +800,39 @@ async fn make_container(
             Err(err)
         }
     }
+}
+
+/// Gives a session what its owner brings: variables for the processes it starts from now on,
+/// and the workspace seed unpacked into its home.
+async fn configure_agent(
+    agent: &crate::agent_client::AgentClient,
+    addr: std::net::SocketAddr,
+    secret: &str,
+    id: &str,
+    env: std::collections::BTreeMap<String, String>,
+    seed: Option<std::path::PathBuf>,
+) -> Result<(), SessionError> {
+    let seed_error = |message: String| SessionError::Seed {
+        id: id.to_owned(),
+        message,
+    };
+    if !env.is_empty() {
+        agent
+            .set_env(addr, secret, &env)
+            .await
+            .map_err(|e| seed_error(e.to_string()))?;
+    }
+    if let Some(seed) = seed {
+        let tar = tokio::task::spawn_blocking(move || tar_directory(&seed))
+            .await
+            .map_err(|e| seed_error(e.to_string()))?
+            .map_err(|e| seed_error(e.to_string()))?;
+        agent
+            .upload_archive(addr, secret, ".", tar)
+            .await
+            .map_err(|e| seed_error(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// A workspace seed as a tar: the directory's contents at the archive's root. Seeds are small

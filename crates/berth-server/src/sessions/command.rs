@@ -44,6 +44,10 @@ pub enum Command {
     },
     /// Stop sessions past their expiry; retry removals that failed.
     Reap,
+    /// How the warm pools stand.
+    PoolStatus {
+        reply: oneshot::Sender<Vec<berth_proto::pool::PoolStatus>>,
+    },
     /// Converge the store with the containers the engine reported.
     Reconcile {
         observed: Vec<ManagedContainer>,

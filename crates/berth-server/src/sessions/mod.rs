@@ -4,6 +4,7 @@
 mod actor;
 mod command;
 mod error;
+mod pool;
 mod validate;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -34,6 +35,8 @@ pub struct ManagerContext {
     pub agent_ready_timeout: Duration,
     /// Largest file one upload may write inside a session.
     pub max_file_bytes: u64,
+    /// Containers being created at once, at most.
+    pub create_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,11 +130,13 @@ impl SessionManager {
             labels,
             ..base
         };
+        // Pool sessions (ready or failed to warm) belong to no one; `GET /api/v1/pool` shows them.
         Ok(self
             .store
             .list_sessions(&filter)
             .await?
             .iter()
+            .filter(|r| !r.owner.is_empty())
             .map(|r| r.to_public())
             .collect())
     }
@@ -154,6 +159,16 @@ impl SessionManager {
                 state,
             }),
         }
+    }
+
+    /// Ready, warming and claimed counts of every template's warm pool.
+    pub async fn pool_status(&self) -> Result<Vec<berth_proto::pool::PoolStatus>, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::PoolStatus { reply })
+            .await
+            .map_err(|_| SessionError::ManagerGone)?;
+        answer.await.map_err(|_| SessionError::ManagerGone)
     }
 
     /// Asks the actor to stop expired sessions now.
