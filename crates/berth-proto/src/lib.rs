@@ -9,6 +9,7 @@ pub mod error;
 pub mod files;
 pub mod pool;
 pub mod process;
+pub mod queue;
 pub mod session;
 pub mod template;
 pub mod user;

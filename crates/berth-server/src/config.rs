@@ -72,12 +72,18 @@ pub struct CapacityConfig {
     /// Containers created at once, at most; more wait their turn (50 parallel `docker run`s
     /// make every one of them slow).
     pub create_concurrency: u32,
+    /// Live sessions (pooled ones included) the host holds at most; past it, creates queue.
+    pub max_sessions: u32,
+    /// Creates queue while the host has less memory available than this (0: no check).
+    pub min_free_memory_mb: u64,
 }
 
 impl Default for CapacityConfig {
     fn default() -> Self {
         Self {
             create_concurrency: 8,
+            max_sessions: 1000,
+            min_free_memory_mb: 512,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod agent_client;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod host;
 pub mod ids;
 pub mod metrics;
 pub mod proxy;
@@ -82,6 +83,8 @@ pub async fn app(
         create_slots: Arc::new(tokio::sync::Semaphore::new(
             config.capacity.create_concurrency as usize,
         )),
+        capacity: config.capacity.clone(),
+        tickets: sessions::QueueTickets::default(),
     });
 
     if let Err(err) = runtime.prepare().await {

@@ -8,7 +8,7 @@ use axum::{
 };
 use berth_proto::{ErrorBody, ErrorCode};
 
-use crate::{runtime::RuntimeError, sessions::SessionError, store::StoreError};
+use crate::{sessions::SessionError, store::StoreError};
 
 /// An error on its way to the client: a status, a stable code and a message for people.
 #[derive(Debug)]
@@ -57,68 +57,41 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<SessionError> for ApiError {
-    fn from(err: SessionError) -> Self {
-        use StatusCode as S;
-        let message = err.to_string();
-        let (status, code) = match &err {
-            SessionError::NotFound(_) => (S::NOT_FOUND, ErrorCode::NotFound),
-            SessionError::UnknownTemplate { .. } => {
-                (S::UNPROCESSABLE_ENTITY, ErrorCode::UnknownTemplate)
-            }
-            SessionError::InvalidTtl(_) => (S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidTtl),
-            SessionError::InvalidRequest(_) => (S::BAD_REQUEST, ErrorCode::InvalidRequest),
-            SessionError::QuotaExceeded { .. } => (S::TOO_MANY_REQUESTS, ErrorCode::QuotaExceeded),
-            SessionError::NotRunning { .. }
-            | SessionError::Unavailable { .. }
-            | SessionError::DeletedDuringCreate(_) => (S::CONFLICT, ErrorCode::Conflict),
-            SessionError::Runtime(runtime) => return runtime_error(runtime, message),
-            SessionError::AgentNotReady { .. }
-            | SessionError::Seed { .. }
-            | SessionError::Agent { .. } => (S::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed),
-            SessionError::Store(store) => return store.to_api_error(),
-            SessionError::ManagerGone => (S::SERVICE_UNAVAILABLE, ErrorCode::Internal),
-        };
-        Self::new(status, code, message)
+/// The status that goes with each error code: the one table of it.
+pub fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidJson | ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::UnknownTemplate | ErrorCode::InvalidTtl => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::EngineUnavailable | ErrorCode::StoreUnavailable | ErrorCode::SessionFailed => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn runtime_error(err: &RuntimeError, message: String) -> ApiError {
-    let (status, code) = match err {
-        RuntimeError::Unavailable(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::EngineUnavailable,
-        ),
-        RuntimeError::ImageMissing(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed)
-        }
-        RuntimeError::NotFound(_) | RuntimeError::Engine(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SessionFailed)
-        }
-    };
-    ApiError::new(status, code, message)
+impl ApiError {
+    /// An error with the status its code calls for.
+    pub fn coded(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(status_for(code), code, message)
+    }
 }
 
-impl StoreError {
-    fn to_api_error(&self) -> ApiError {
-        let message = self.to_string();
-        match self {
-            StoreError::Conflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
-            }
-            StoreError::NotFound(_) => ApiError::not_found(message),
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::StoreUnavailable,
-                message,
-            ),
-        }
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        Self::coded(err.code(), err.to_string())
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        err.to_api_error()
+        Self::coded(err.code(), err.to_string())
     }
 }
 

@@ -99,6 +99,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(process::signal_process))
         .routes(routes!(templates::list))
         .routes(routes!(pool::status))
+        .routes(routes!(sessions::queue_status, sessions::cancel_queued))
         .routes(routes!(users::create))
         .routes(routes!(service::healthz))
         .routes(routes!(service::readyz))

@@ -1,25 +1,47 @@
 //! `/api/v1/sessions`.
 
+use std::time::Duration;
+
 use axum::{
     extract::{Path, State},
     http::StatusCode,
-    response::IntoResponse,
+    response::{IntoResponse, Response},
 };
-use berth_proto::{CreateSession, ErrorBody, ExtendSession, Session, SessionList};
+use berth_proto::{
+    CreateSession, ErrorBody, ExtendSession, Session, SessionList,
+    queue::{QueueState, QueueStatus},
+};
+use serde::Deserialize;
 
 use super::{
     AppState,
     error::ApiError,
     extract::{ApiJson, ApiQuery},
 };
-use crate::{auth::Principal, sessions::SessionError};
+use crate::{
+    auth::Principal,
+    sessions::{Created, SessionError},
+};
 
-/// Create a session from a template. Answers once the session is `running`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuery {
+    /// When the host is at capacity, wait in the queue up to this many seconds (at most 300)
+    /// before answering 202 with a ticket.
+    #[serde(default)]
+    wait: u64,
+}
+
+/// Create a session from a template. Answers `201` once the session is `running`. At capacity
+/// the request joins a queue served fairly across users: it waits up to `?wait=` seconds, then
+/// answers `202` with its position, an estimated wait and a status URL to poll.
 #[utoipa::path(
     post, path = "/api/v1/sessions", tag = "sessions",
+    params(("wait" = Option<u64>, Query, description = "At capacity, seconds to wait in the queue (at most 300) before answering 202")),
     request_body = CreateSession,
     responses(
         (status = 201, description = "The session is running", body = Session),
+        (status = 202, description = "Queued for capacity; poll status_url", body = QueueStatus),
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 409, description = "Deleted while being created", body = ErrorBody),
@@ -32,10 +54,76 @@ use crate::{auth::Principal, sessions::SessionError};
 pub async fn create(
     State(state): State<AppState>,
     caller: Principal,
+    ApiQuery(query): ApiQuery<CreateQuery>,
     ApiJson(request): ApiJson<CreateSession>,
-) -> Result<impl IntoResponse, ApiError> {
-    let session = state.sessions.create(caller, request).await?;
-    Ok((StatusCode::CREATED, axum::Json(session)))
+) -> Result<Response, ApiError> {
+    let mut status = match state.sessions.create_or_queue(caller, request).await? {
+        Created::Running(session) => {
+            return Ok((StatusCode::CREATED, axum::Json(session)).into_response());
+        }
+        Created::Queued(status) => status,
+    };
+    let wait = Duration::from_secs(query.wait.min(MAX_WAIT_SECONDS));
+    let _ = tokio::time::timeout(wait, status.wait_for(|s| s.state != QueueState::Queued)).await;
+    let current = status.borrow().clone();
+    queue_answer(current)
+}
+
+const MAX_WAIT_SECONDS: u64 = 300;
+
+/// A queued request as HTTP: the session once admitted, the error if it failed, else `202`.
+fn queue_answer(status: QueueStatus) -> Result<Response, ApiError> {
+    match (status.state, status.session, status.error) {
+        (QueueState::Admitted, Some(session), _) => {
+            Ok((StatusCode::CREATED, axum::Json(session)).into_response())
+        }
+        (QueueState::Failed, _, Some(error)) => Err(ApiError::coded(error.code, error.message)),
+        (state, session, error) => {
+            let status = QueueStatus {
+                state,
+                session,
+                error,
+                ..status
+            };
+            Ok((StatusCode::ACCEPTED, axum::Json(status)).into_response())
+        }
+    }
+}
+
+/// Where a queued create stands: `202` while it waits, `201` with the session once admitted,
+/// its error if it failed.
+#[utoipa::path(
+    get, path = "/api/v1/queue/{ticket}", tag = "sessions",
+    params(("ticket" = String, Path)),
+    responses(
+        (status = 201, description = "Admitted", body = Session),
+        (status = 202, description = "Still queued", body = QueueStatus),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn queue_status(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(ticket): Path<String>,
+) -> Result<Response, ApiError> {
+    queue_answer(state.sessions.queue_status(&caller, &ticket)?)
+}
+
+/// Give up a queued create.
+#[utoipa::path(
+    delete, path = "/api/v1/queue/{ticket}", tag = "sessions",
+    params(("ticket" = String, Path)),
+    responses((status = 204), (status = 404, description = "Unknown, or no longer queued", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn cancel_queued(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(ticket): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.cancel_queued(caller, ticket).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// List the caller's sessions (every session for the admin).

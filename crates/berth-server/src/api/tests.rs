@@ -27,7 +27,12 @@ struct Api {
 }
 
 async fn api() -> Api {
+    api_with(|_| {}).await
+}
+
+async fn api_with(customise: impl FnOnce(&mut Config)) -> Api {
     let mut config = Config::default();
+    customise(&mut config);
     config.templates.insert(
         "default".into(),
         TemplateConfig {
@@ -455,4 +460,62 @@ async fn service_routes_openapi_and_metrics() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(templates["templates"][0]["name"], "default");
+}
+
+#[tokio::test]
+async fn at_capacity_a_create_answers_202_and_its_ticket_follows_it() {
+    let api = api_with(|c| c.capacity.max_sessions = 1).await;
+    let (status, first) = api
+        .call(Method::POST, "/api/v1/sessions", Some(ADMIN), Some("{}"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let alice = api.user("alice").await;
+    let (status, queued) = api
+        .call(
+            Method::POST,
+            "/api/v1/sessions?wait=1",
+            Some(&alice),
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(
+        (queued["state"].as_str(), queued["position"].as_u64()),
+        (Some("queued"), Some(1))
+    );
+    assert!(queued["estimated_wait_seconds"].is_u64());
+    let url = queued["status_url"].as_str().unwrap().to_owned();
+    let (status, _) = api.call(Method::GET, &url, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = api.call(Method::GET, &url, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "the admin sees every ticket");
+
+    let id = first["id"].as_str().unwrap();
+    api.call(
+        Method::DELETE,
+        &format!("/api/v1/sessions/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let mut answer = (StatusCode::ACCEPTED, Value::Null);
+    for _ in 0..100 {
+        answer = api.call(Method::GET, &url, Some(&alice), None).await;
+        if answer.0 != StatusCode::ACCEPTED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+    assert_eq!(
+        (answer.1["owner"].as_str(), answer.1["state"].as_str()),
+        (Some("alice"), Some("running"))
+    );
+    let (status, body) = api
+        .call(Method::GET, "/api/v1/queue/qnope", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
 }

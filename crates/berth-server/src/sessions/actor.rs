@@ -11,15 +11,19 @@ use std::{
 };
 
 use berth_proto::{
-    CreateSession, Session, SessionState,
+    CreateSession, ErrorCode, ErrorDetail, Session, SessionState,
     agent::{MAX_FILE_BYTES_ENV, SECRET_ENV},
+    queue::{QueueState, QueueStatus},
 };
 use chrono::{Duration as ChronoDuration, Utc};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{
-    Command, ManagerContext, ReconcileReport, SessionError, Started, command::Reply, pool::Pool,
+    Command, Created, ManagerContext, ReconcileReport, SessionError, Started,
+    command::Reply,
+    pool::Pool,
+    queue::{FairQueue, Waiting},
     validate,
 };
 use crate::{
@@ -35,11 +39,53 @@ const INTERRUPTED: &str = "interrupted: the control plane stopped during create"
 /// How many containers reconcile removes at once.
 const REMOVAL_CONCURRENCY: usize = 16;
 
+/// Who hears how a create ended.
+#[derive(Debug)]
+enum Responder {
+    /// The request that asked, waiting for the answer.
+    Caller(Reply<Created>),
+    /// A request that waited in the queue; it hears through its ticket.
+    Ticket(watch::Sender<QueueStatus>),
+    /// A pool warm-up: no one is waiting.
+    Pool,
+}
+
+impl Responder {
+    fn is_pool(&self) -> bool {
+        matches!(self, Self::Pool)
+    }
+
+    fn answer(self, result: Result<Session, SessionError>) {
+        match self {
+            Self::Caller(reply) => {
+                let _ = reply.send(result.map(Created::Running));
+            }
+            Self::Ticket(status) => status.send_modify(|status| {
+                status.position = None;
+                status.estimated_wait_seconds = None;
+                match result {
+                    Ok(session) => {
+                        status.state = QueueState::Admitted;
+                        status.session = Some(session);
+                    }
+                    Err(err) => {
+                        status.state = QueueState::Failed;
+                        status.error = Some(ErrorDetail {
+                            code: err.code(),
+                            message: err.to_string(),
+                        });
+                    }
+                }
+            }),
+            Self::Pool => {}
+        }
+    }
+}
+
 /// A create whose container is being made, or a claim whose agent is being configured.
 #[derive(Debug)]
 struct PendingCreate {
-    /// `None` for a pool warm-up: no one is waiting.
-    reply: Option<Reply<Session>>,
+    responder: Responder,
     /// Set when the session was deleted meanwhile; holds the deleters waiting for removal.
     deleted_by: Option<Vec<Reply<()>>>,
     started: Instant,
@@ -55,6 +101,11 @@ pub(super) struct Actor {
     /// Sessions whose container is being removed, with the callers waiting for it.
     removing: HashMap<String, Vec<Reply<()>>>,
     pool: Pool,
+    queue: FairQueue,
+    /// How many seconds apart sessions have been ending lately (moving average), for the
+    /// queue's wait estimates.
+    seconds_between_ends: f64,
+    last_end: Option<Instant>,
 }
 
 impl Actor {
@@ -70,6 +121,9 @@ impl Actor {
             creating: HashMap::new(),
             removing: HashMap::new(),
             pool: Pool::default(),
+            queue: FairQueue::default(),
+            seconds_between_ends: 30.0,
+            last_end: None,
         }
     }
 
@@ -82,8 +136,18 @@ impl Actor {
     async fn handle(&mut self, command: Command) {
         // Anything but a read may have changed what the pools hold or may hold.
         let refill = !matches!(command, Command::Extend { .. } | Command::PoolStatus { .. });
+        if matches!(
+            command,
+            Command::RemoveFinished {
+                outcome: Ok(()),
+                ..
+            }
+        ) {
+            self.session_ended();
+        }
         self.dispatch(command).await;
         if refill {
+            self.admit_waiting().await;
             self.refill().await;
         }
     }
@@ -107,6 +171,13 @@ impl Actor {
             Command::CreateFinished { id, outcome } => self.create_finished(&id, outcome).await,
             Command::RemoveFinished { id, outcome } => self.remove_finished(&id, outcome).await,
             Command::Reap => self.reap().await,
+            Command::CancelQueued {
+                caller,
+                ticket,
+                reply,
+            } => {
+                let _ = reply.send(self.cancel_queued(&caller, &ticket));
+            }
             Command::PoolStatus { reply } => {
                 let _ = reply.send(self.pool.status(&self.ctx.templates));
             }
@@ -153,26 +224,35 @@ impl Actor {
         }
     }
 
-    async fn create(&mut self, caller: Principal, request: CreateSession, reply: Reply<Session>) {
-        let admitted = self.admit(&caller, &request).await;
+    async fn create(&mut self, caller: Principal, request: CreateSession, reply: Reply<Created>) {
         let started = Instant::now();
-        match admitted {
-            Ok(ttl) => match self.pool.take(&request.template) {
-                Some(id) => self.claim(id, caller, request, ttl, reply, started).await,
-                None => {
-                    if self
-                        .template(&request.template)
-                        .is_ok_and(|t| t.pool.min_ready > 0)
-                    {
-                        crate::metrics::pool_miss(&request.template);
-                    }
-                    self.create_cold(caller, request, ttl, Some(reply)).await;
-                }
-            },
+        let ttl = match self.admit(&caller, &request).await {
+            Ok(ttl) => ttl,
             Err(err) => {
                 let _ = reply.send(Err(err));
+                return;
             }
+        };
+        // A pooled session is already counted against capacity: claiming it never waits.
+        if let Some(id) = self.pool.take(&request.template) {
+            return self
+                .claim(id, caller, request, ttl, Responder::Caller(reply), started)
+                .await;
         }
+        if self
+            .template(&request.template)
+            .is_ok_and(|t| t.pool.min_ready > 0)
+        {
+            crate::metrics::pool_miss(&request.template);
+        }
+        // Behind anyone already waiting, even if a slot just opened: first come, first served.
+        if !self.queue.is_empty() || self.at_capacity().await {
+            let status = self.enqueue(caller, request, ttl);
+            let _ = reply.send(Ok(Created::Queued(status)));
+            return;
+        }
+        self.create_cold(caller, request, ttl, Responder::Caller(reply))
+            .await;
     }
 
     /// Checks a create request: template, TTL, env, labels, quota. Returns the TTL to use.
@@ -198,6 +278,8 @@ impl Actor {
                 ..SessionFilter::live()
             };
             let held = self.ctx.store.list_sessions(&live).await?.len();
+            // Requests waiting in the queue count too: queuing is no way around the quota.
+            let held = held + self.queue.held_by(&caller.name);
             if held >= self.ctx.sessions_per_user as usize {
                 return Err(SessionError::QuotaExceeded {
                     owner: caller.name.clone(),
@@ -215,7 +297,7 @@ impl Actor {
         caller: Principal,
         request: CreateSession,
         ttl: u64,
-        reply: Option<Reply<Session>>,
+        responder: Responder,
     ) {
         let Ok(template) = self.template(&request.template).cloned() else {
             return;
@@ -255,25 +337,21 @@ impl Actor {
             env,
         };
         if let Err(err) = self.ctx.store.insert_session(&record).await {
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(err.into()));
-            }
+            responder.answer(Err(err.into()));
             return;
         }
         // A pooled session gets its seed when it is claimed: the seed belongs to the claim.
-        let seed = if reply.is_some() {
-            template.workspace_seed.clone()
-        } else {
-            None
-        };
-        if reply.is_none() {
+        let seed = if responder.is_pool() {
             self.pool.warming_started(&record.template);
-        }
+            None
+        } else {
+            template.workspace_seed.clone()
+        };
         let id = record.id.clone();
         self.creating.insert(
             id.clone(),
             PendingCreate {
-                reply,
+                responder,
                 deleted_by: None,
                 started: Instant::now(),
             },
@@ -295,13 +373,13 @@ impl Actor {
         caller: Principal,
         request: CreateSession,
         ttl: u64,
-        reply: Reply<Session>,
+        responder: Responder,
         started: Instant,
     ) {
         let record = match self.ctx.store.get_session(&id).await {
             Ok(Some(record)) if record.state == SessionState::Pooled => record,
             // Gone from under the pool (failed, deleted): make one the slow way.
-            _ => return self.create_cold(caller, request, ttl, Some(reply)).await,
+            _ => return self.create_cold(caller, request, ttl, responder).await,
         };
         let seed = self
             .template(&record.template)
@@ -324,18 +402,18 @@ impl Actor {
         };
         if let Err(err) = self.ctx.store.update_session(&claimed).await {
             self.pool.add_ready(&claimed.template, id);
-            let _ = reply.send(Err(err.into()));
+            responder.answer(Err(err.into()));
             return;
         }
         crate::metrics::pool_hit(&claimed.template, started.elapsed());
         if !agent_work {
-            let _ = reply.send(Ok(claimed.to_public()));
+            responder.answer(Ok(claimed.to_public()));
             return;
         }
         self.creating.insert(
             id.clone(),
             PendingCreate {
-                reply: Some(reply),
+                responder,
                 deleted_by: None,
                 started,
             },
@@ -366,8 +444,112 @@ impl Actor {
         });
     }
 
-    /// Starts warming whatever the pools are short of.
+    /// At capacity: as many live sessions as allowed, or too little free memory on the host.
+    async fn at_capacity(&self) -> bool {
+        let live: u64 = match self.ctx.store.count_by_state().await {
+            Ok(counts) => counts
+                .iter()
+                .filter(|(state, _)| state.is_live())
+                .map(|(_, n)| n)
+                .sum(),
+            Err(_) => return false,
+        };
+        if live >= u64::from(self.ctx.capacity.max_sessions) {
+            return true;
+        }
+        let floor = self.ctx.capacity.min_free_memory_mb;
+        floor > 0 && crate::host::available_memory_mb().is_some_and(|free| free < floor)
+    }
+
+    fn enqueue(
+        &mut self,
+        caller: Principal,
+        request: CreateSession,
+        ttl: u64,
+    ) -> watch::Receiver<QueueStatus> {
+        let ticket = format!("q{}", ids::agent_secret());
+        let (status, watcher) = watch::channel(QueueStatus {
+            ticket: ticket.clone(),
+            state: QueueState::Queued,
+            position: None,
+            estimated_wait_seconds: None,
+            status_url: format!("/api/v1/queue/{ticket}"),
+            session: None,
+            error: None,
+        });
+        self.ctx
+            .tickets
+            .insert(&ticket, &caller.name, watcher.clone());
+        self.queue.push(Waiting {
+            ticket,
+            caller,
+            request,
+            ttl,
+            status,
+        });
+        self.update_positions();
+        watcher
+    }
+
+    /// Tells every waiting request where it stands.
+    fn update_positions(&self) {
+        for (index, waiting) in self.queue.in_order().into_iter().enumerate() {
+            let position = index + 1;
+            let estimate = (position as f64 * self.seconds_between_ends).ceil() as u64;
+            waiting.status.send_modify(|status| {
+                status.position = Some(position);
+                status.estimated_wait_seconds = Some(estimate);
+            });
+        }
+    }
+
+    /// Admits waiting requests, fairly across owners, while capacity lasts.
+    async fn admit_waiting(&mut self) {
+        let mut admitted = false;
+        while !self.queue.is_empty() && !self.at_capacity().await {
+            let Some(waiting) = self.queue.pop() else {
+                break;
+            };
+            admitted = true;
+            let responder = Responder::Ticket(waiting.status);
+            self.create_cold(waiting.caller, waiting.request, waiting.ttl, responder)
+                .await;
+        }
+        if admitted {
+            self.update_positions();
+        }
+    }
+
+    fn cancel_queued(&mut self, caller: &Principal, ticket: &str) -> Result<(), SessionError> {
+        let owned = self
+            .queue
+            .in_order()
+            .iter()
+            .any(|w| w.ticket == ticket && caller.may_access(&w.caller.name));
+        let waiting = owned.then(|| self.queue.remove(ticket)).flatten();
+        let waiting =
+            waiting.ok_or_else(|| SessionError::NotFound(format!("queued request {ticket}")))?;
+        Responder::Ticket(waiting.status).answer(Err(SessionError::Queued {
+            code: ErrorCode::Conflict,
+            message: format!("queued request {ticket} was cancelled"),
+        }));
+        self.update_positions();
+        Ok(())
+    }
+
+    fn session_ended(&mut self) {
+        let now = Instant::now();
+        if let Some(last) = self.last_end.replace(now) {
+            let gap = now.duration_since(last).as_secs_f64();
+            self.seconds_between_ends = 0.8 * self.seconds_between_ends + 0.2 * gap;
+        }
+    }
+
+    /// Starts warming whatever the pools are short of, when nobody waits for capacity.
     async fn refill(&mut self) {
+        if !self.queue.is_empty() || self.at_capacity().await {
+            return;
+        }
         for (template, missing) in self.pool.shortfall(&self.ctx.templates) {
             for _ in 0..missing {
                 let request = CreateSession {
@@ -383,7 +565,8 @@ impl Actor {
                     name: String::new(),
                     admin: true,
                 };
-                self.create_cold(pool_owner, request, ttl, None).await;
+                self.create_cold(pool_owner, request, ttl, Responder::Pool)
+                    .await;
             }
         }
     }
@@ -399,23 +582,16 @@ impl Actor {
                     Err(err) => err.into(),
                     _ => SessionError::NotFound(id.to_owned()),
                 };
-                if let Some(reply) = pending.reply {
-                    let _ = reply.send(Err(err));
-                }
+                pending.responder.answer(Err(err));
                 return;
             }
         };
-        let warming = pending.reply.is_none();
+        let warming = pending.responder.is_pool();
         if warming {
             self.pool.warming_ended(&record.template, outcome.is_ok());
         } else {
             crate::metrics::session_created(pending.started.elapsed(), outcome.is_ok());
         }
-        let answer = |reply: Option<Reply<Session>>, result| {
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
-            }
-        };
         match (outcome, pending.deleted_by) {
             (Ok(started), None) => {
                 let mut ready = record;
@@ -429,7 +605,7 @@ impl Actor {
                 ready.last_activity = Utc::now();
                 match self.ctx.store.update_session(&ready).await {
                     Ok(()) if warming => self.pool.add_ready(&ready.template, ready.id.clone()),
-                    Ok(()) => answer(pending.reply, Ok(ready.to_public())),
+                    Ok(()) => pending.responder.answer(Ok(ready.to_public())),
                     Err(err) => {
                         // Without a durable row the session cannot be handed out. A removal
                         // failing here is retried by reconcile: the row is `failed`.
@@ -439,17 +615,16 @@ impl Actor {
                             let runtime = self.ctx.runtime.clone();
                             tokio::spawn(async move { runtime.remove(&container).await });
                         }
-                        answer(pending.reply, Err(err.into()));
+                        pending.responder.answer(Err(err.into()));
                     }
                 }
             }
             (Ok(started), Some(deleters)) => {
                 let mut stopping = record;
                 stopping.container_id = Some(started.container_id);
-                answer(
-                    pending.reply,
-                    Err(SessionError::DeletedDuringCreate(id.to_owned())),
-                );
+                pending
+                    .responder
+                    .answer(Err(SessionError::DeletedDuringCreate(id.to_owned())));
                 self.begin_removal(stopping, deleters).await;
             }
             (Err(err), deleters) => {
@@ -470,7 +645,7 @@ impl Actor {
                 for deleter in deleters.into_iter().flatten() {
                     let _ = deleter.send(saved.as_ref().map(|_| ()).map_err(copy_error));
                 }
-                answer(pending.reply, Err(err));
+                pending.responder.answer(Err(err));
             }
         }
     }

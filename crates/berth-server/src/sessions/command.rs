@@ -15,7 +15,13 @@ pub enum Command {
     Create {
         caller: Principal,
         request: CreateSession,
-        reply: Reply<Session>,
+        reply: Reply<Created>,
+    },
+    /// Give up a queued create.
+    CancelQueued {
+        caller: Principal,
+        ticket: String,
+        reply: Reply<()>,
     },
     /// Stop and remove a session; replies once its container is gone. Idempotent.
     Delete {
@@ -53,6 +59,14 @@ pub enum Command {
         observed: Vec<ManagedContainer>,
         reply: oneshot::Sender<ReconcileReport>,
     },
+}
+
+/// The answer to a create.
+#[derive(Debug)]
+pub enum Created {
+    Running(Session),
+    /// Waiting for capacity; the receiver follows the request to its end.
+    Queued(tokio::sync::watch::Receiver<berth_proto::queue::QueueStatus>),
 }
 
 /// A container whose agent answered.

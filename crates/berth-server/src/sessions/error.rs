@@ -1,3 +1,5 @@
+use berth_proto::ErrorCode;
+
 use crate::{agent_client::AgentError, runtime::RuntimeError, store::StoreError};
 
 /// Why a session operation failed. `api::error` maps each to an HTTP status, in one place.
@@ -39,4 +41,31 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("the session manager has stopped")]
     ManagerGone,
+    /// A queued create that ended without a session (failed, or cancelled).
+    #[error("{message}")]
+    Queued { code: ErrorCode, message: String },
+}
+
+impl SessionError {
+    /// The stable code clients see; `api::error` turns it into a status.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::UnknownTemplate { .. } => ErrorCode::UnknownTemplate,
+            Self::InvalidTtl(_) => ErrorCode::InvalidTtl,
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::NotRunning { .. } | Self::Unavailable { .. } | Self::DeletedDuringCreate(_) => {
+                ErrorCode::Conflict
+            }
+            Self::Runtime(RuntimeError::Unavailable(_)) => ErrorCode::EngineUnavailable,
+            Self::Runtime(_)
+            | Self::AgentNotReady { .. }
+            | Self::Seed { .. }
+            | Self::Agent { .. } => ErrorCode::SessionFailed,
+            Self::Store(store) => store.code(),
+            Self::ManagerGone => ErrorCode::Internal,
+            Self::Queued { code, .. } => *code,
+        }
+    }
 }

@@ -5,15 +5,20 @@ mod actor;
 mod command;
 mod error;
 mod pool;
+mod queue;
 mod validate;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use berth_proto::{CreateSession, Session};
+use berth_proto::{
+    CreateSession, ErrorDetail, Session,
+    queue::{QueueState, QueueStatus},
+};
 use tokio::sync::{mpsc, oneshot};
 
-pub use command::{Command, ReconcileReport, Started};
+pub use command::{Command, Created, ReconcileReport, Started};
 pub use error::SessionError;
+pub use queue::QueueTickets;
 pub use validate::label_filter as parse_label_filter;
 
 use crate::{
@@ -37,6 +42,8 @@ pub struct ManagerContext {
     pub max_file_bytes: u64,
     /// Containers being created at once, at most.
     pub create_slots: Arc<tokio::sync::Semaphore>,
+    pub capacity: crate::config::CapacityConfig,
+    pub tickets: QueueTickets,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +51,7 @@ pub struct SessionManager {
     commands: mpsc::Sender<Command>,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
+    tickets: QueueTickets,
 }
 
 impl SessionManager {
@@ -54,6 +62,7 @@ impl SessionManager {
             commands: commands.clone(),
             store: ctx.store.clone(),
             runtime: ctx.runtime.clone(),
+            tickets: ctx.tickets.clone(),
         };
         tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run());
         manager
@@ -71,14 +80,72 @@ impl SessionManager {
         answer.await.map_err(|_| SessionError::ManagerGone)?
     }
 
+    /// Creates a session, waiting in the queue as long as it takes when the host is full.
     pub async fn create(
         &self,
         caller: Principal,
         request: CreateSession,
     ) -> Result<Session, SessionError> {
+        match self.create_or_queue(caller, request).await? {
+            Created::Running(session) => Ok(session),
+            Created::Queued(mut status) => loop {
+                let current = status.borrow_and_update().clone();
+                match current.state {
+                    QueueState::Admitted => {
+                        return current.session.ok_or(SessionError::ManagerGone);
+                    }
+                    QueueState::Failed => {
+                        let error = current.error.unwrap_or(ErrorDetail {
+                            code: berth_proto::ErrorCode::Internal,
+                            message: "the queued create failed".into(),
+                        });
+                        return Err(SessionError::Queued {
+                            code: error.code,
+                            message: error.message,
+                        });
+                    }
+                    QueueState::Queued => status
+                        .changed()
+                        .await
+                        .map_err(|_| SessionError::ManagerGone)?,
+                }
+            },
+        }
+    }
+
+    /// Creates a session, or answers at once with a queue ticket when the host is full.
+    pub async fn create_or_queue(
+        &self,
+        caller: Principal,
+        request: CreateSession,
+    ) -> Result<Created, SessionError> {
         self.ask(|reply| Command::Create {
             caller,
             request,
+            reply,
+        })
+        .await
+    }
+
+    /// Where a queued create stands; someone else's ticket is not found.
+    pub fn queue_status(
+        &self,
+        caller: &Principal,
+        ticket: &str,
+    ) -> Result<QueueStatus, SessionError> {
+        self.tickets
+            .status(caller, ticket)
+            .ok_or_else(|| SessionError::NotFound(format!("queued request {ticket}")))
+    }
+
+    pub async fn cancel_queued(
+        &self,
+        caller: Principal,
+        ticket: String,
+    ) -> Result<(), SessionError> {
+        self.ask(|reply| Command::CancelQueued {
+            caller,
+            ticket,
             reply,
         })
         .await

@@ -113,6 +113,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    pub fn code(&self) -> berth_proto::ErrorCode {
+        match self {
+            Self::Conflict(_) => berth_proto::ErrorCode::Conflict,
+            Self::NotFound(_) => berth_proto::ErrorCode::NotFound,
+            Self::Unavailable(_) | Self::Corrupt(_) => berth_proto::ErrorCode::StoreUnavailable,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Succeeds when the store answers queries.
