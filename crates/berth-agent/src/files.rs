@@ -227,6 +227,9 @@ async fn copy_limited(body: Body, temp: &Path, limit: u64) -> Result<(), AgentEr
             chunk.map_err(|e| AgentError::bad_request(format!("upload interrupted: {e}")))?;
         total += chunk.len() as u64;
         if total > limit {
+            // Read the rest before answering: a client still sending would otherwise see the
+            // connection reset instead of the 413.
+            while stream.next().await.is_some() {}
             return Err(AgentError::too_large(limit));
         }
         file.write_all(&chunk)

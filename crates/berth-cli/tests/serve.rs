@@ -403,7 +403,12 @@ fn exec_cp_and_files_from_the_cli() {
             "echo to-out; echo to-err >&2; exit 5",
         ],
     );
-    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
     let piped = serve.berth_with_input(ADMIN, &["exec", "-i", &id, "--", "wc", "-c"], b"12345");

@@ -72,6 +72,7 @@ pub async fn app(
     // Installed before anything records, so no early measurement is lost.
     metrics::handle();
     let templates = Arc::new(config.templates.clone());
+    let max_file_bytes = config.agent.max_file_mb.saturating_mul(1024 * 1024);
     let sessions = SessionManager::spawn(ManagerContext {
         store: store.clone(),
         runtime: runtime.clone(),
@@ -79,7 +80,7 @@ pub async fn app(
         templates: templates.clone(),
         sessions_per_user: config.quota.sessions_per_user,
         agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
-        max_file_bytes: config.agent.max_file_mb.saturating_mul(1024 * 1024),
+        max_file_bytes,
         create_slots: Arc::new(tokio::sync::Semaphore::new(
             config.capacity.create_concurrency as usize,
         )),
@@ -137,6 +138,7 @@ pub async fn app(
         templates,
         tickets: Arc::new(auth::Tickets::default()),
         agent: AgentClient::default(),
+        max_file_bytes,
     };
     App {
         router: api::router(state),

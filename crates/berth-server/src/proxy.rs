@@ -135,12 +135,19 @@ async fn relay(client: WebSocket, agent: AgentSocket) {
         }
         let _ = to_client.close().await;
     };
-    // When either direction ends, the relay ends; dropping the other half closes its socket.
+    // When one direction ends, the other still gets to finish: a client's last frame may hit an
+    // agent that has just closed, while the agent's final frames (a process's `end`) are still
+    // on their way to the client. Each side has closed its peer by then, so the other ends soon;
+    // the grace period only bounds a peer that never answers the close.
+    tokio::pin!(upstream, downstream);
     tokio::select! {
-        () = upstream => {},
-        () = downstream => {},
+        () = &mut upstream => { let _ = tokio::time::timeout(CLOSE_GRACE, downstream).await; }
+        () = &mut downstream => { let _ = tokio::time::timeout(CLOSE_GRACE, upstream).await; }
     }
 }
+
+/// How long the second direction of a relay may take to finish once the first has.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn to_tungstenite(message: ws::Message) -> Option<tungstenite::Message> {
     Some(match message {

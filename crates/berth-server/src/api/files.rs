@@ -4,11 +4,11 @@
 use axum::{
     body::Body,
     extract::{Path, RawQuery, State},
-    http::{HeaderMap, Method},
+    http::{HeaderMap, Method, header},
     response::Response,
 };
 use berth_proto::{
-    ErrorBody,
+    ErrorBody, ErrorCode,
     files::{FileEntry, FileEvent, FileList, MakeDir, MoveFile},
 };
 
@@ -158,6 +158,19 @@ pub async fn write(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // A declared size over the limit is refused before a byte is sent on.
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|size| size > s.max_file_bytes) {
+        return Err(ApiError::coded(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the file is larger than the session's limit of {} bytes",
+                s.max_file_bytes
+            ),
+        ));
+    }
     relay(
         &s,
         &caller,

@@ -46,6 +46,8 @@ pub struct AppState {
     pub templates: Arc<BTreeMap<String, TemplateConfig>>,
     pub tickets: Arc<Tickets>,
     pub agent: AgentClient,
+    /// Largest file one upload may write inside a session.
+    pub max_file_bytes: u64,
 }
 
 #[derive(OpenApi)]
