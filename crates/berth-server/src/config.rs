@@ -241,9 +241,16 @@ impl Config {
     /// Adds the built-in `default` template when the file defines none, and checks every value,
     /// so a bad config stops the server at start instead of failing requests later.
     pub fn finish(mut self) -> Result<Self, ConfigError> {
+        // The built-in template keeps two sessions warm: creates are pool claims out of the box.
         self.templates
             .entry(DEFAULT_TEMPLATE.to_owned())
-            .or_default();
+            .or_insert_with(|| TemplateConfig {
+                pool: PoolConfig {
+                    min_ready: 2,
+                    max: None,
+                },
+                ..TemplateConfig::default()
+            });
         for (name, template) in &self.templates {
             template
                 .validate()
