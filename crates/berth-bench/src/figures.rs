@@ -105,7 +105,7 @@ pub fn write_report(path: &Path, args: &Args, table: &str) -> anyhow::Result<()>
     );
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo run --release -p berth-bench -- --sessions {} --claims {}` on {} \
-         (available memory at start), {}.\nEvery baseline was measured in the same run. Image: `{IMAGE}`.\n\n{table}\n",
+         (memory available when the report was written), {}.\nEvery baseline was measured in the same run. Image: `{IMAGE}`.\n\n{table}\n",
         args.sessions,
         args.claims,
         machine,
