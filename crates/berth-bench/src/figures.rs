@@ -313,16 +313,25 @@ async fn measure_terminal(mut send: Send, mut recv: Recv, n: usize) -> (Samples,
     (echoes, seen as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
-async fn terminal(bench: &Bench, keystrokes: usize, megabytes: usize) -> anyhow::Result<Vec<Row>> {
+/// A fresh session, with where its agent listens and its secret, for agent-direct baselines.
+async fn session_with_agent(
+    bench: &Bench,
+) -> anyhow::Result<(berth_proto::Session, std::net::SocketAddr, String)> {
     let session = bench
         .client
         .create_session(&CreateSession::default())
         .await?;
+    let admin = berth_server::auth::Principal::admin();
     let (addr, secret) = bench
         .app
         .sessions
-        .agent_endpoint(&berth_server::auth::Principal::admin(), &session.id)
+        .agent_endpoint(&admin, &session.id)
         .await?;
+    Ok((session, addr, secret))
+}
+
+async fn terminal(bench: &Bench, keystrokes: usize, megabytes: usize) -> anyhow::Result<Vec<Row>> {
+    let (session, addr, secret) = session_with_agent(bench).await?;
     let size = megabytes * 1_000_000;
     let make = ExecRequest {
         cmd: vec![
@@ -421,15 +430,7 @@ async fn terminal(bench: &Bench, keystrokes: usize, megabytes: usize) -> anyhow:
 }
 
 async fn transfer(bench: &Bench, megabytes: usize) -> anyhow::Result<Vec<Row>> {
-    let session = bench
-        .client
-        .create_session(&CreateSession::default())
-        .await?;
-    let (addr, secret) = bench
-        .app
-        .sessions
-        .agent_endpoint(&berth_server::auth::Principal::admin(), &session.id)
-        .await?;
+    let (session, addr, secret) = session_with_agent(bench).await?;
     let payload: Vec<u8> = (0..megabytes * 1_000_000)
         .map(|i| (i * 31 % 251) as u8)
         .collect();

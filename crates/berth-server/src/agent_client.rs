@@ -136,12 +136,7 @@ impl AgentClient {
         ))
         .body(Body::from(tar))
         .map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        let response = self.send(addr, secret, request).await?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(AgentError::Refused(response.status().as_u16()))
-        }
+        self.send_expecting_success(addr, secret, request).await
     }
 
     /// Sets the variables every process the agent starts from now on gets.
@@ -156,6 +151,15 @@ impl AgentClient {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Body::from(body))
             .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        self.send_expecting_success(addr, secret, request).await
+    }
+
+    async fn send_expecting_success(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+        request: hyper::Request<Body>,
+    ) -> Result<(), AgentError> {
         let response = self.send(addr, secret, request).await?;
         if response.status().is_success() {
             Ok(())

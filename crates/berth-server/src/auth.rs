@@ -86,7 +86,7 @@ pub const TICKET_LIFETIME: std::time::Duration = std::time::Duration::from_secs(
 
 impl Tickets {
     pub fn issue(&self, principal: Principal, session_id: &str) -> String {
-        let ticket = crate::ids::agent_secret();
+        let ticket = crate::ids::secret();
         let now = std::time::Instant::now();
         let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
         issued.retain(|_, t| t.expires > now);

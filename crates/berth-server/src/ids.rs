@@ -24,8 +24,8 @@ pub fn user_id() -> String {
     format!("u{}", random_base32(12))
 }
 
-/// 160 random bits, for the per-session agent secret.
-pub fn agent_secret() -> String {
+/// 160 random bits: agent secrets, WebSocket and queue tickets.
+pub fn secret() -> String {
     random_base32(32)
 }
 

@@ -315,7 +315,7 @@ impl Actor {
             container_id: None,
             agent_addr: None,
             stop_reason: None,
-            agent_secret: ids::agent_secret(),
+            agent_secret: ids::secret(),
         };
         let mut env = template.env.clone();
         env.extend(request.env);
@@ -467,7 +467,7 @@ impl Actor {
         request: CreateSession,
         ttl: u64,
     ) -> watch::Receiver<QueueStatus> {
-        let ticket = format!("q{}", ids::agent_secret());
+        let ticket = format!("q{}", ids::secret());
         let (status, watcher) = watch::channel(QueueStatus {
             ticket: ticket.clone(),
             state: QueueState::Queued,
