@@ -107,7 +107,8 @@ pub struct TemplateConfig {
     pub ttl_seconds: u64,
     pub max_ttl_seconds: u64,
     pub env: BTreeMap<String, String>,
-    /// Directory whose contents are placed in `/home/user` before the session is running.
+    /// Directory (or `.tar` file) whose contents are placed in `/home/user` before the session
+    /// is running.
     pub workspace_seed: Option<PathBuf>,
     pub pool: PoolConfig,
 }
@@ -310,10 +311,10 @@ impl TemplateConfig {
             return Err("ttl_seconds must be between 1 and max_ttl_seconds".into());
         }
         if let Some(seed) = &self.workspace_seed
-            && !seed.is_dir()
+            && !(seed.is_dir() || seed.is_file() && seed.extension().is_some_and(|e| e == "tar"))
         {
             return Err(format!(
-                "workspace_seed {} is not a directory",
+                "workspace_seed {} is neither a directory nor a .tar file",
                 seed.display()
             ));
         }

@@ -998,7 +998,7 @@ async fn configure_agent(
             .map_err(|e| seed_error(e.to_string()))?;
     }
     if let Some(seed) = seed {
-        let tar = tokio::task::spawn_blocking(move || tar_directory(&seed))
+        let tar = tokio::task::spawn_blocking(move || seed_archive(&seed))
             .await
             .map_err(|e| seed_error(e.to_string()))?
             .map_err(|e| seed_error(e.to_string()))?;
@@ -1010,9 +1010,13 @@ async fn configure_agent(
     Ok(())
 }
 
-/// A workspace seed as a tar: the directory's contents at the archive's root. Seeds are small
-/// (starter files), so the archive is built in memory.
-fn tar_directory(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+/// A workspace seed as a tar: a `.tar` file as it is, or a directory's contents at the
+/// archive's root. Seeds are small (starter files), so the archive is held in memory.
+fn seed_archive(seed: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    if seed.is_file() {
+        return std::fs::read(seed);
+    }
+    let dir = seed;
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
     builder.append_dir_all(".", dir)?;
@@ -1036,4 +1040,32 @@ fn copy_session_error(err: &SessionError) -> SessionError {
 
 fn copy_error(err: &crate::store::StoreError) -> SessionError {
     crate::store::StoreError::Unavailable(err.to_string()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::seed_archive;
+
+    #[test]
+    fn a_seed_is_a_directory_packed_or_a_tar_passed_through() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("case")).unwrap();
+        std::fs::write(dir.path().join("case/brief.txt"), "facts").unwrap();
+        let packed = seed_archive(dir.path()).unwrap();
+        let mut archive = tar::Archive::new(packed.as_slice());
+        let mut found = String::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().ends_with("case/brief.txt") {
+                entry.read_to_string(&mut found).unwrap();
+            }
+        }
+        assert_eq!(found, "facts");
+
+        let file = dir.path().join("seed.tar");
+        std::fs::write(&file, &packed).unwrap();
+        assert_eq!(seed_archive(&file).unwrap(), packed);
+    }
 }
