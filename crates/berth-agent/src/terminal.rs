@@ -158,6 +158,23 @@ pub async fn attach(
     ws.on_upgrade(move |socket| serve(terminal, socket, q.readonly))
 }
 
+/// Largest frame made by joining queued output.
+const MAX_FRAME: usize = 256 * 1024;
+
+/// `first` plus whatever output is already queued behind it, up to `MAX_FRAME`: when a terminal
+/// floods, one frame carries many PTY reads instead of one frame per 4 KiB read.
+fn coalesce(first: &[u8], live: &mut broadcast::Receiver<Arc<[u8]>>) -> Vec<u8> {
+    let mut frame = first.to_vec();
+    while frame.len() < MAX_FRAME {
+        match live.try_recv() {
+            Ok(more) => frame.extend_from_slice(&more),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    frame
+}
+
 async fn send_json(socket: &mut WebSocket, message: &TerminalServerMessage) -> bool {
     let text = serde_json::to_string(message).unwrap_or_default();
     socket.send(Message::Text(text.into())).await.is_ok()
@@ -188,7 +205,7 @@ async fn serve(terminal: Arc<Terminal>, mut socket: WebSocket, readonly: bool) {
     loop {
         tokio::select! {
             chunk = live.recv() => match chunk {
-                Ok(chunk) => if socket.send(Message::Binary(chunk.to_vec().into())).await.is_err() { return },
+                Ok(chunk) => if socket.send(Message::Binary(coalesce(&chunk, &mut live).into())).await.is_err() { return },
                 // This watcher fell behind: the oldest output it missed is gone; carry on.
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
