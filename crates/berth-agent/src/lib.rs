@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod files;
 pub mod init;
+mod output;
 mod processes;
 mod terminal;
 mod user;

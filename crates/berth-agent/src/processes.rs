@@ -6,7 +6,7 @@
 //! listed by `GET /processes` until it has ended and been collected.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -40,12 +40,11 @@ use crate::{
     AgentError, AgentState,
     error::AgentJson,
     exec::{command, exit_parts, spawn},
+    output::OutputLog,
 };
 
 /// Output replayed to a client that attaches late.
 const BACKLOG_BYTES: usize = 256 * 1024;
-/// Chunks a client may lag behind before it loses the oldest.
-const BROADCAST_CHUNKS: usize = 256;
 /// Ended background processes kept for `GET /processes`.
 const KEPT_ENDED: usize = 64;
 
@@ -63,19 +62,11 @@ struct Process {
     cmd: Vec<String>,
     foreground: bool,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
-    /// Backlog and broadcast share a lock so an attaching client misses and doubles nothing.
-    output: Mutex<Output>,
+    output: OutputLog,
+    /// Output pipes still open; the output is complete when this reaches zero.
+    open_readers: AtomicUsize,
     exited: watch::Receiver<Option<Exit>>,
     attached: AtomicUsize,
-}
-
-#[derive(Debug)]
-struct Output {
-    backlog: VecDeque<Arc<[u8]>>,
-    backlog_bytes: usize,
-    live: broadcast::Sender<Arc<[u8]>>,
-    /// Readers still open; the process's output is complete when this reaches zero.
-    open_readers: usize,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -134,12 +125,8 @@ impl Registry {
             cmd: req.cmd.clone(),
             foreground,
             stdin: tokio::sync::Mutex::new(child.stdin.take()),
-            output: Mutex::new(Output {
-                backlog: VecDeque::new(),
-                backlog_bytes: 0,
-                live: broadcast::channel(BROADCAST_CHUNKS).0,
-                open_readers: 2,
-            }),
+            output: OutputLog::new(BACKLOG_BYTES),
+            open_readers: AtomicUsize::new(2),
             exited,
             attached: AtomicUsize::new(0),
         });
@@ -198,18 +185,10 @@ async fn pump(process: Arc<Process>, pipe: Option<Box<dyn AsyncRead + Send + Unp
         let mut buf = vec![0u8; 32 * 1024];
         while let Ok(n @ 1..) = pipe.read(&mut buf[1..]).await {
             buf[0] = tag;
-            let chunk: Arc<[u8]> = Arc::from(&buf[..=n]);
-            let mut output = lock(&process.output);
-            output.backlog_bytes += chunk.len();
-            output.backlog.push_back(chunk.clone());
-            while output.backlog_bytes > BACKLOG_BYTES {
-                let dropped = output.backlog.pop_front().map_or(0, |c| c.len());
-                output.backlog_bytes -= dropped;
-            }
-            let _ = output.live.send(chunk);
+            process.output.push(Arc::from(&buf[..=n]));
         }
     }
-    lock(&process.output).open_readers -= 1;
+    process.open_readers.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// `GET /exec/stream`: the first text frame is the `ExecRequest`; the process is attached at
@@ -329,13 +308,7 @@ async fn attach_socket(process: Arc<Process>, mut socket: WebSocket) {
 }
 
 async fn relay(process: &Process, socket: &mut WebSocket) {
-    let (backlog, mut live) = {
-        let output = lock(&process.output);
-        (
-            output.backlog.iter().cloned().collect::<Vec<_>>(),
-            output.live.subscribe(),
-        )
-    };
+    let (backlog, mut live) = process.output.attach();
     if !send_event(
         socket,
         &ProcessEvent::Start {
@@ -362,7 +335,7 @@ async fn relay(process: &Process, socket: &mut WebSocket) {
         if let Some(exit) = exit {
             // Output pipes may outlive the process by a moment: deliver what they still hold.
             let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-            while lock(&process.output).open_readers > 0 || !live.is_empty() {
+            while process.open_readers.load(Ordering::SeqCst) > 0 || !live.is_empty() {
                 match tokio::time::timeout_at(deadline, live.recv()).await {
                     Ok(Ok(chunk)) => {
                         let _ = socket.send(Message::Binary(chunk.to_vec().into())).await;

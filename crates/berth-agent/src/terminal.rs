@@ -6,7 +6,7 @@
 //! grows neither the agent's memory nor the control plane's.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -29,12 +29,15 @@ use tokio::{
     sync::{broadcast, watch},
 };
 
-use crate::{AgentError, AgentState, error::AgentQuery, user};
+use crate::{
+    AgentError, AgentState,
+    error::AgentQuery,
+    output::{OutputLog, coalesce},
+    user,
+};
 
 /// Scrollback replayed on attach.
 const SCROLLBACK_BYTES: usize = 256 * 1024;
-/// Chunks a watcher may lag behind before it loses the oldest.
-const BROADCAST_CHUNKS: usize = 256;
 /// Live terminals per session.
 const MAX_TERMINALS: usize = 32;
 
@@ -48,17 +51,9 @@ pub struct Registry {
 struct Terminal {
     id: String,
     input: tokio::sync::Mutex<pty_process::OwnedWritePty>,
-    /// Scrollback and the broadcast sender share one lock, so an attaching client's snapshot
-    /// and subscription line up with no byte lost or doubled.
-    output: Mutex<Output>,
+    output: OutputLog,
     /// `None` while running; the exit code once the shell has ended.
     exited: watch::Receiver<Option<Option<i32>>>,
-}
-
-#[derive(Debug)]
-struct Output {
-    scrollback: VecDeque<u8>,
-    live: broadcast::Sender<Arc<[u8]>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,14 +93,10 @@ impl Registry {
 
         let id = format!("t{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let (exit_tx, exited) = watch::channel(None);
-        let (live, _) = broadcast::channel(BROADCAST_CHUNKS);
         let terminal = Arc::new(Terminal {
             id: id.clone(),
             input: tokio::sync::Mutex::new(writer),
-            output: Mutex::new(Output {
-                scrollback: VecDeque::new(),
-                live,
-            }),
+            output: OutputLog::new(SCROLLBACK_BYTES),
             exited,
         });
         lock(&self.terminals).insert(id, terminal.clone());
@@ -116,12 +107,7 @@ impl Registry {
             let mut buf = vec![0u8; 32 * 1024];
             // EIO from the PTY means every process holding the other side is gone.
             while let Ok(n @ 1..) = reader.read(&mut buf).await {
-                let chunk: Arc<[u8]> = Arc::from(&buf[..n]);
-                let mut output = lock(&pump.output);
-                output.scrollback.extend(chunk.iter());
-                let excess = output.scrollback.len().saturating_sub(SCROLLBACK_BYTES);
-                output.scrollback.drain(..excess);
-                let _ = output.live.send(chunk);
+                pump.output.push(Arc::from(&buf[..n]));
             }
             let code = child.wait().await.ok().and_then(|status| status.code());
             let _ = exit_tx.send(Some(code));
@@ -161,20 +147,6 @@ pub async fn attach(
 /// Largest frame made by joining queued output.
 const MAX_FRAME: usize = 256 * 1024;
 
-/// `first` plus whatever output is already queued behind it, up to `MAX_FRAME`: when a terminal
-/// floods, one frame carries many PTY reads instead of one frame per 4 KiB read.
-fn coalesce(first: &[u8], live: &mut broadcast::Receiver<Arc<[u8]>>) -> Vec<u8> {
-    let mut frame = first.to_vec();
-    while frame.len() < MAX_FRAME {
-        match live.try_recv() {
-            Ok(more) => frame.extend_from_slice(&more),
-            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-            Err(_) => break,
-        }
-    }
-    frame
-}
-
 async fn send_json(socket: &mut WebSocket, message: &TerminalServerMessage) -> bool {
     let text = serde_json::to_string(message).unwrap_or_default();
     socket.send(Message::Text(text.into())).await.is_ok()
@@ -182,11 +154,8 @@ async fn send_json(socket: &mut WebSocket, message: &TerminalServerMessage) -> b
 
 async fn serve(terminal: Arc<Terminal>, mut socket: WebSocket, readonly: bool) {
     let (replay, mut live) = {
-        let output = lock(&terminal.output);
-        (
-            output.scrollback.iter().copied().collect::<Vec<u8>>(),
-            output.live.subscribe(),
-        )
+        let (backlog, live) = terminal.output.attach();
+        (backlog.concat(), live)
     };
     if !send_json(
         &mut socket,
@@ -205,7 +174,7 @@ async fn serve(terminal: Arc<Terminal>, mut socket: WebSocket, readonly: bool) {
     loop {
         tokio::select! {
             chunk = live.recv() => match chunk {
-                Ok(chunk) => if socket.send(Message::Binary(coalesce(&chunk, &mut live).into())).await.is_err() { return },
+                Ok(chunk) => if socket.send(Message::Binary(coalesce(&chunk, &mut live, MAX_FRAME).into())).await.is_err() { return },
                 // This watcher fell behind: the oldest output it missed is gone; carry on.
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
