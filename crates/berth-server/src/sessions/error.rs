@@ -35,8 +35,6 @@ pub enum SessionError {
         id: String,
         state: berth_proto::SessionState,
     },
-    #[error("session {id}: {source}")]
-    Agent { id: String, source: AgentError },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the session manager has stopped")]
@@ -59,10 +57,9 @@ impl SessionError {
                 ErrorCode::Conflict
             }
             Self::Runtime(RuntimeError::Unavailable(_)) => ErrorCode::EngineUnavailable,
-            Self::Runtime(_)
-            | Self::AgentNotReady { .. }
-            | Self::Seed { .. }
-            | Self::Agent { .. } => ErrorCode::SessionFailed,
+            Self::Runtime(_) | Self::AgentNotReady { .. } | Self::Seed { .. } => {
+                ErrorCode::SessionFailed
+            }
             Self::Store(store) => store.code(),
             Self::ManagerGone => ErrorCode::Internal,
             Self::Queued { code, .. } => *code,
