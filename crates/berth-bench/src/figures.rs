@@ -38,7 +38,7 @@ struct Row {
 
 pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
     let mut rows = Vec::new();
-    let raw = raw_create_start(bench, args.creates).await?;
+    let raw = raw_create_start(args.creates).await?;
     let cold = cold_creates(bench, args.creates).await?;
     eprintln!("figure 1: pooled claims");
     rows.push(claims(bench, args.claims, &raw).await?);
@@ -115,7 +115,7 @@ pub fn write_report(path: &Path, args: &Args, table: &str) -> anyhow::Result<()>
 }
 
 /// Raw `docker create` + `start` of the image Berth uses, through the same engine API.
-async fn raw_create_start(bench: &Bench, n: usize) -> anyhow::Result<Samples> {
+async fn raw_create_start(n: usize) -> anyhow::Result<Samples> {
     let docker = bollard::Docker::connect_with_local_defaults()?
         .negotiate_version()
         .await?;
@@ -141,7 +141,6 @@ async fn raw_create_start(bench: &Bench, n: usize) -> anyhow::Result<Samples> {
         let options = RemoveContainerOptionsBuilder::new().force(true).build();
         docker.remove_container(&created.id, Some(options)).await?;
     }
-    let _ = bench;
     Ok(samples)
 }
 

@@ -547,11 +547,17 @@ impl Actor {
 
     /// Starts warming whatever the pools are short of, when nobody waits for capacity.
     async fn refill(&mut self) {
-        if !self.queue.is_empty() || self.at_capacity().await {
+        // The shortfall is in memory and almost always empty; the store is asked about
+        // capacity only when there is something to warm, and before each warm-up, so a pool
+        // never pushes the host past `max_sessions`.
+        if !self.queue.is_empty() {
             return;
         }
         for (template, missing) in self.pool.shortfall(&self.ctx.templates) {
             for _ in 0..missing {
+                if self.at_capacity().await {
+                    return;
+                }
                 let request = CreateSession {
                     template: template.clone(),
                     ..CreateSession::default()
