@@ -13,6 +13,7 @@ mod exec;
 mod files;
 pub mod init;
 mod output;
+mod ports;
 mod processes;
 mod terminal;
 mod user;
@@ -103,6 +104,8 @@ pub fn router(config: AgentConfig) -> Router {
             get(files::download_archive).put(files::upload_archive),
         )
         .route("/files/watch", get(watch::watch))
+        .route("/ports", get(ports::list))
+        .route("/ports/watch", get(ports::watch))
         .fallback(|| async { AgentError::not_found("no such agent route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

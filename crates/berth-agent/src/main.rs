@@ -8,6 +8,7 @@ use std::{
     process::ExitCode,
 };
 
+use axum::serve::ListenerExt;
 use berth_agent::{AgentConfig, init};
 use berth_proto::agent::{AGENT_PORT, SECRET_ENV};
 use tokio::signal::unix::{SignalKind, signal};
@@ -61,7 +62,10 @@ fn refuse() -> ExitCode {
 
 async fn serve(config: AgentConfig) -> std::io::Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, AGENT_PORT));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // A keystroke is one byte: with Nagle's algorithm it would wait for the peer's delayed ACK.
+    let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {

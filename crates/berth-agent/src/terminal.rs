@@ -24,6 +24,7 @@ use berth_proto::{
     agent::SECRET_ENV,
     process::{TerminalClientMessage, TerminalQuery, TerminalServerMessage},
 };
+use futures_util::FutureExt;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::{broadcast, watch},
@@ -40,6 +41,8 @@ use crate::{
 const SCROLLBACK_BYTES: usize = 256 * 1024;
 /// Live terminals per session.
 const MAX_TERMINALS: usize = 32;
+/// The most one chunk of terminal output holds.
+const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
@@ -104,10 +107,19 @@ impl Registry {
         let registry = self.clone();
         let pump = terminal.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 32 * 1024];
+            let mut buf = vec![0u8; READ_CHUNK];
             // EIO from the PTY means every process holding the other side is gone.
             while let Ok(n @ 1..) = reader.read(&mut buf).await {
-                pump.output.push(Arc::from(&buf[..n]));
+                // A PTY hands out about 4 KiB per read; under a flood, what is already waiting
+                // joins this chunk, so clients get few large frames instead of many small ones.
+                let mut len = n;
+                while len < buf.len() {
+                    match reader.read(&mut buf[len..]).now_or_never() {
+                        Some(Ok(n @ 1..)) => len += n,
+                        _ => break,
+                    }
+                }
+                pump.output.push(Arc::from(&buf[..len]));
             }
             let code = child.wait().await.ok().and_then(|status| status.code());
             let _ = exit_tx.send(Some(code));

@@ -4,12 +4,14 @@
 //!
 //! `cargo run --release -p berth-bench -- --help`
 
+mod control_plane;
 mod figures;
 mod stats;
 
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use berth_client::Client;
 use berth_server::{
     config::{Config, PoolConfig, TemplateConfig},
@@ -21,6 +23,8 @@ use clap::Parser;
 pub const TOKEN: &str = "bench-admin-token";
 pub const INSTANCE: &str = "bench";
 pub const NETWORK: &str = "berth-bench";
+/// The instance of the control plane that runs as a process of its own (figures 8 and 10).
+pub const SEPARATE_INSTANCE: &str = "bench-process";
 pub const IMAGE: &str = "berth/tiny:latest";
 
 #[derive(Debug, Clone, Parser)]
@@ -50,6 +54,18 @@ pub struct Args {
     /// Print the table only (for smoke runs).
     #[arg(long)]
     no_report: bool,
+    /// Measure only these figures (comma-separated numbers); implies `--no-report`.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
+    only: Vec<u8>,
+    /// Internal: serve a control plane with its data in DIR (figures 8 and 10 start one).
+    #[arg(long, hide = true, value_name = "DIR")]
+    control_plane: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn wants(&self, figure: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&figure)
+    }
 }
 
 /// The control plane under test and what the figures need to reach around it.
@@ -62,7 +78,7 @@ pub struct Bench {
     _data: tempfile::TempDir,
 }
 
-fn config(data: &std::path::Path, sessions: usize) -> anyhow::Result<Config> {
+fn config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
     let mut config = Config {
         data_dir: data.to_owned(),
         admin_token: Some(TOKEN.into()),
@@ -71,7 +87,7 @@ fn config(data: &std::path::Path, sessions: usize) -> anyhow::Result<Config> {
     config.docker.instance = INSTANCE.into();
     config.docker.network = NETWORK.into();
     config.lifecycle.reconcile_interval_seconds = 3600;
-    config.capacity.max_sessions = u32::try_from(sessions + 200).unwrap_or(u32::MAX);
+    config.capacity.max_sessions = u32::try_from(args.sessions + 200).unwrap_or(u32::MAX);
     config.capacity.min_free_memory_mb = 0;
     config.quota.sessions_per_user = 1;
     let tiny = TemplateConfig {
@@ -82,19 +98,41 @@ fn config(data: &std::path::Path, sessions: usize) -> anyhow::Result<Config> {
         ..TemplateConfig::default()
     };
     config.templates.insert("default".into(), tiny.clone());
-    let pool = PoolConfig {
-        min_ready: 4,
-        max: None,
+    // The terminal and file figures measure one session's throughput, so they run in a session
+    // with the default template's limits (one CPU), not the density figure's half CPU.
+    let standard = TemplateConfig {
+        image: IMAGE.into(),
+        ..TemplateConfig::default()
     };
-    config
-        .templates
-        .insert("pooled".into(), TemplateConfig { pool, ..tiny });
+    config.templates.insert("standard".into(), standard);
+    let pooled = |min_ready| TemplateConfig {
+        pool: PoolConfig {
+            min_ready,
+            max: None,
+        },
+        ..tiny.clone()
+    };
+    config.templates.insert("pooled".into(), pooled(4));
+    // Figure 4's burst is served the way Berth serves bursts: from a pool that large.
+    if args.wants(4) {
+        let size = u32::try_from(args.parallel).unwrap_or(u32::MAX);
+        config.templates.insert("burst".into(), pooled(size));
+    }
     Ok(config.finish()?)
 }
 
-async fn start(sessions: usize) -> anyhow::Result<Bench> {
+/// The configuration of the control plane that runs as its own process: its own instance,
+/// and no pools, so its memory is that of the sessions asked for.
+pub fn separate_process_config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
+    let mut config = config(data, args)?;
+    config.docker.instance = SEPARATE_INSTANCE.into();
+    config.templates.retain(|name, _| name == "default");
+    Ok(config)
+}
+
+async fn start(args: &Args) -> anyhow::Result<Bench> {
     let data = tempfile::tempdir()?;
-    let config = config(data.path(), sessions)?;
+    let config = config(data.path(), args)?;
     let store = Arc::new(SqliteStore::open(&data.path().join("berth.db")).await?);
     let runtime = Arc::new(DockerRuntime::new(config.docker.clone()));
     runtime
@@ -104,6 +142,9 @@ async fn start(sessions: usize) -> anyhow::Result<Bench> {
     let app = berth_server::app(&config, store, runtime.clone(), TOKEN).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let router = app.router.clone();
     tokio::spawn(async move { axum::serve(listener, router).await });
     let client = Client::new(&base_url, TOKEN)?;
@@ -129,10 +170,16 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(data_dir) = &args.control_plane {
+        return runtime.block_on(control_plane::serve(data_dir, &args));
+    }
     runtime.block_on(async {
-        let leftovers = DockerRuntime::new(config(std::path::Path::new("."), 0)?.docker);
+        let here = std::path::Path::new(".");
+        let separate = DockerRuntime::new(separate_process_config(here, &args)?.docker);
+        let leftovers = DockerRuntime::new(config(here, &args)?.docker);
         clean_up(&leftovers).await;
-        let bench = start(args.sessions).await?;
+        clean_up(&separate).await;
+        let bench = start(&args).await?;
         let cleaner = bench.runtime.clone();
         let run = figures::run_all(&bench, &args);
         let result = tokio::select! {
@@ -141,9 +188,10 @@ fn main() -> anyhow::Result<()> {
         };
         eprintln!("removing the bench's containers");
         clean_up(&cleaner).await;
+        clean_up(&separate).await;
         let table = result?;
         println!("{table}");
-        if !args.no_report {
+        if !args.no_report && args.only.is_empty() {
             figures::write_report(&args.output, &args, &table)?;
             eprintln!("wrote {}", args.output.display());
         }

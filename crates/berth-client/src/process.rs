@@ -154,7 +154,7 @@ impl Client {
         request
             .headers_mut()
             .insert(reqwest::header::AUTHORIZATION, auth);
-        match tokio_tungstenite::connect_async(request).await {
+        match tokio_tungstenite::connect_async_with_config(request, None, true).await {
             Ok((socket, _)) => Ok(socket),
             Err(tungstenite::Error::Http(response)) => {
                 let body = response.body().clone().unwrap_or_default();

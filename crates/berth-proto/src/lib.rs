@@ -8,6 +8,7 @@ pub mod agent;
 pub mod error;
 pub mod files;
 pub mod pool;
+pub mod ports;
 pub mod process;
 pub mod queue;
 pub mod session;

@@ -122,6 +122,27 @@ impl AgentClient {
         Ok(response.map(Body::new))
     }
 
+    /// The TCP ports servers in the session listen on.
+    pub async fn ports(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+    ) -> Result<berth_proto::ports::PortList, AgentError> {
+        let request = hyper::Request::get("/ports")
+            .body(Body::empty())
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let response = self.send(addr, secret, request).await?;
+        if !response.status().is_success() {
+            return Err(AgentError::Refused(response.status().as_u16()));
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        serde_json::from_slice(&body.to_bytes()).map_err(|e| AgentError::Unreachable(e.to_string()))
+    }
+
     /// Unpacks a tar into `dir` inside the session.
     pub async fn upload_archive(
         &self,

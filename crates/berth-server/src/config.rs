@@ -29,7 +29,19 @@ pub struct Config {
     pub agent: AgentConfig,
     pub lifecycle: LifecycleConfig,
     pub capacity: CapacityConfig,
+    pub preview: PreviewConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreviewConfig {
+    /// With a domain set, `{port}-{session}.{domain}` serves that port of that session (point a
+    /// wildcard DNS record and certificate at the control plane). Each preview then has an origin
+    /// of its own.
+    pub domain: Option<String>,
+    /// Scheme of host-based preview links: `http`, or `https` behind a TLS-terminating proxy.
+    pub https: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +146,7 @@ impl Default for Config {
             agent: AgentConfig::default(),
             lifecycle: LifecycleConfig::default(),
             capacity: CapacityConfig::default(),
+            preview: PreviewConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -256,6 +269,14 @@ impl Config {
             template
                 .validate()
                 .map_err(|msg| ConfigError::Invalid(format!("template {name:?}: {msg}")))?;
+        }
+        if let Some(domain) = &mut self.preview.domain {
+            *domain = domain.trim_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || domain.contains(['/', ':', ' ']) {
+                return Err(ConfigError::Invalid(format!(
+                    "preview.domain {domain:?} must be a bare domain such as \"preview.example.com\""
+                )));
+            }
         }
         if self.capacity.create_concurrency == 0 {
             return Err(ConfigError::Invalid(

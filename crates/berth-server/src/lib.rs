@@ -11,14 +11,16 @@ pub mod config;
 pub mod host;
 pub mod ids;
 pub mod metrics;
+pub mod preview;
 pub mod proxy;
 pub mod runtime;
 pub mod sessions;
+pub mod signing;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::Router;
+use axum::{Router, serve::ListenerExt};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
@@ -139,6 +141,9 @@ pub async fn app(
         tickets: Arc::new(auth::Tickets::default()),
         agent: AgentClient::default(),
         max_file_bytes,
+        signer: signing::Signer::from_secret(admin_token),
+        proxy: preview::PreviewProxy::default(),
+        preview: config.preview.clone(),
     };
     App {
         router: api::router(state),
@@ -180,6 +185,11 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "berth is serving; API docs at http://{addr}/docs");
     }
+    // Terminal keystrokes are single bytes: with Nagle's algorithm each would wait for the
+    // peer's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app.router.clone())
         .with_graceful_shutdown(shutdown)
         .await

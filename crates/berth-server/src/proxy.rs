@@ -88,7 +88,7 @@ pub async fn websocket(
         SECRET_HEADER,
         secret.parse().map_err(|_| unreachable("invalid secret"))?,
     );
-    let (agent, _) = match tokio_tungstenite::connect_async(request).await {
+    let (agent, _) = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok(connected) => connected,
         Err(tungstenite::Error::Http(response)) => {
             let status = response.status();

@@ -2,7 +2,11 @@
 
 use axum::{
     extract::{FromRequest, FromRequestParts},
-    http::{header::AUTHORIZATION, request::Parts},
+    http::{
+        HeaderMap, Method,
+        header::{AUTHORIZATION, COOKIE, HOST, ORIGIN},
+        request::Parts,
+    },
 };
 
 use super::{AppState, error::ApiError};
@@ -18,11 +22,77 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// The caller of a WebSocket route: from the `Authorization` header, or else from a `ticket`
-/// query parameter issued for this session. Returns the query without the ticket, to pass on.
+/// The cookie a browser login sets: the user's API token, `HttpOnly` and `SameSite=Strict`, so
+/// page scripts cannot read it and other sites cannot send it.
+pub const LOGIN_COOKIE: &str = "berth_token";
+
+/// The header a cookie-authenticated request that changes something must carry: the login's
+/// CSRF token, which only the control plane's own pages learn (from login and `/auth/me`).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The caller of an HTTP request: the `Authorization` header, or else the login cookie.
+pub async fn caller(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    if let Some(token) = bearer(headers) {
+        return authenticate(state, token).await;
+    }
+    let token = cookie(headers, LOGIN_COOKIE).ok_or_else(ApiError::unauthorized)?;
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let presented = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !state.signer.csrf_matches(token, presented) {
+            return Err(ApiError::forbidden(
+                "missing or wrong X-CSRF-Token header; reload the page to get a fresh one",
+            ));
+        }
+    }
+    authenticate(state, token).await
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    state
+        .auth
+        .authenticate(token)
+        .await?
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// The value of one cookie of the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether a browser's `Origin` is this server's own (no `Origin`: not a browser, or same-site
+/// navigation). Cookies ride along on cross-site WebSocket handshakes, so those are refused.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    origin_host.is_some() && origin_host == host
+}
+
+/// The caller of a WebSocket route: from the `Authorization` header, the login cookie (same
+/// origin only), or else a `ticket` query parameter issued for this session. Returns the query
+/// without the ticket, to pass on.
 pub async fn websocket_caller(
     state: &AppState,
-    headers: &axum::http::HeaderMap,
+    headers: &HeaderMap,
     session_id: &str,
     query: Option<&str>,
 ) -> Result<(Principal, String), ApiError> {
@@ -31,12 +101,15 @@ pub async fn websocket_caller(
     let (tickets, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "ticket");
     let rest = serde_urlencoded::to_string(&rest).unwrap_or_default();
     if let Some(token) = bearer(headers) {
-        let caller = state
-            .auth
-            .authenticate(token)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
-        return Ok((caller, rest));
+        return Ok((authenticate(state, token).await?, rest));
+    }
+    if let Some(token) = cookie(headers, LOGIN_COOKIE) {
+        if !same_origin(headers) {
+            return Err(ApiError::forbidden(
+                "WebSocket from another origin; open it from Berth's own pages",
+            ));
+        }
+        return Ok((authenticate(state, token).await?, rest));
     }
     let (_, ticket) = tickets
         .into_iter()
@@ -49,7 +122,7 @@ pub async fn websocket_caller(
     Ok((caller, rest))
 }
 
-fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -58,7 +131,8 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Taking a `Principal` is what makes a handler require a valid bearer token.
+/// Taking a `Principal` is what makes a handler require a caller: a bearer token, or a browser
+/// login (with its CSRF token on anything but reads).
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -66,11 +140,6 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        state
-            .auth
-            .authenticate(token)
-            .await?
-            .ok_or_else(ApiError::unauthorized)
+        caller(state, &parts.method, &parts.headers).await
     }
 }

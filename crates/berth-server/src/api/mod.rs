@@ -7,15 +7,23 @@ mod error;
 mod extract;
 mod files;
 mod pool;
+mod previews;
 mod process;
 mod service;
 mod sessions;
 mod templates;
 mod users;
+mod web;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use axum::{Router, http::StatusCode, response::IntoResponse};
+use axum::{
+    Router,
+    http::StatusCode,
+    middleware,
+    response::IntoResponse,
+    routing::{any, get},
+};
 use berth_proto::ErrorCode;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use utoipa::{
@@ -30,9 +38,11 @@ pub use error::ApiError;
 use crate::{
     agent_client::AgentClient,
     auth::{Authenticator, Tickets},
-    config::TemplateConfig,
+    config::{PreviewConfig, TemplateConfig},
+    preview::PreviewProxy,
     runtime::Runtime,
     sessions::SessionManager,
+    signing::Signer,
     store::Store,
 };
 
@@ -48,16 +58,22 @@ pub struct AppState {
     pub agent: AgentClient,
     /// Largest file one upload may write inside a session.
     pub max_file_bytes: u64,
+    pub signer: Signer,
+    pub proxy: PreviewProxy,
+    pub preview: PreviewConfig,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Berth", description = "Isolated per-user container sessions on Docker."),
     modifiers(&BearerAuth),
+    paths(previews::proxy_owner, previews::proxy_link),
     tags(
         (name = "sessions", description = "Session lifecycle"),
         (name = "files", description = "Files inside a session"),
         (name = "processes", description = "Commands and terminals inside a session"),
+        (name = "previews", description = "Servers running in a session, seen through the proxy"),
+        (name = "auth", description = "Browser login (an HttpOnly cookie and a CSRF token)"),
         (name = "templates", description = "What sessions can be made from"),
         (name = "users", description = "Users and their tokens (admin)"),
         (name = "service", description = "Health, readiness and metrics"),
@@ -99,6 +115,12 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(process::write_process_stdin))
         .routes(routes!(process::close_process_stdin))
         .routes(routes!(process::signal_process))
+        .routes(routes!(previews::list_ports))
+        .routes(routes!(previews::events))
+        .routes(routes!(previews::create_link))
+        .routes(routes!(web::login))
+        .routes(routes!(web::whoami))
+        .routes(routes!(web::logout))
         .routes(routes!(templates::list))
         .routes(routes!(pool::status))
         .routes(routes!(sessions::queue_status, sessions::cancel_queued))
@@ -111,7 +133,19 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 pub fn router(state: AppState) -> Router {
     let (routes, openapi) = router_and_openapi();
+    // The proxy routes take every method, so they are routed here; `paths(...)` above
+    // documents them.
+    let owner = "/api/v1/sessions/{id}/ports/{port}";
+    let link = "/api/v1/previews/{token}";
     routes
+        .route(owner, any(previews::add_slash))
+        .route(&format!("{owner}/"), any(previews::proxy_owner))
+        .route(&format!("{owner}/{{*rest}}"), any(previews::proxy_owner))
+        .route(link, any(previews::add_slash))
+        .route(&format!("{link}/"), any(previews::proxy_link))
+        .route(&format!("{link}/{{*rest}}"), any(previews::proxy_link))
+        .route("/", get(web::index))
+        .route("/assets/{file}", get(web::asset))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::not_found("no such route; see /docs for the API") })
         .method_not_allowed_fallback(|| async {
@@ -129,6 +163,10 @@ pub fn router(state: AppState) -> Router {
             )
             .into_response()
         }))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            previews::host_route,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -36,6 +36,9 @@ use crate::{
 
 const INTERRUPTED: &str = "interrupted: the control plane stopped during create";
 
+/// The longest a busy actor puts off refilling the pools.
+const REFILL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How many containers reconcile removes at once.
 const REMOVAL_CONCURRENCY: usize = 16;
 
@@ -106,6 +109,7 @@ pub(super) struct Actor {
     /// queue's wait estimates.
     seconds_between_ends: f64,
     last_end: Option<Instant>,
+    last_refill: Instant,
 }
 
 impl Actor {
@@ -124,6 +128,7 @@ impl Actor {
             queue: FairQueue::default(),
             seconds_between_ends: 30.0,
             last_end: None,
+            last_refill: Instant::now(),
         }
     }
 
@@ -148,7 +153,13 @@ impl Actor {
         self.dispatch(command).await;
         if refill {
             self.admit_waiting().await;
-            self.refill().await;
+            // Commands already waiting go first: a burst of claims is answered before the pool
+            // starts warming replacements, which costs engine calls and store writes per
+            // session. Under a steady stream of commands the pool still refills every so often.
+            if self.inbox.is_empty() || self.last_refill.elapsed() >= REFILL_AT_LEAST_EVERY {
+                self.last_refill = Instant::now();
+                self.refill().await;
+            }
         }
     }
 
