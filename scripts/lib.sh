@@ -85,3 +85,25 @@ image_id() {
 hash_of() {
   cat "$@" | sha256sum | cut -c1-16
 }
+
+# The web UI, which `cargo build` embeds from web/dist: the locked npm packages (installed
+# again only when package-lock.json changed), then the Vite build. Node.js 20.19+ is needed
+# (Vite 8); Debian's package is the fallback when there is none.
+ensure_web() {
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  local stamp="$ROOT/web/node_modules/.berth-lock-hash"
+  local want
+  want=$(hash_of "$ROOT/web/package-lock.json")
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing the web UI's npm packages (npm ci)"
+    (cd "$ROOT/web" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+  log "building the web UI (web/dist)"
+  (cd "$ROOT/web" && npm run --silent build >/dev/null)
+}
+
+# Debian's Chromium for the browser tests (playwright-core drives it; it downloads nothing).
+ensure_browser() {
+  apt_install chromium
+}

@@ -1,0 +1,144 @@
+// End-to-end: the seven steps a newcomer does by hand, in Debian's Chromium driven by
+// playwright-core, against a running `berth serve`. Every step leaves a screenshot in
+// SCREENSHOTS (default e2e/screenshots); a failing step leaves one named FAILED and prints the
+// page's text and console.
+//
+//   BERTH_URL=http://127.0.0.1:8080 BERTH_TOKEN=<user token> node e2e/workspace.mjs
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const url = process.env.BERTH_URL;
+const token = process.env.BERTH_TOKEN;
+const shots = process.env.SCREENSHOTS ?? new URL("./screenshots", import.meta.url).pathname;
+if (!url || !token) {
+  console.error("set BERTH_URL and BERTH_TOKEN (a user token: `berth user create NAME`)");
+  process.exit(2);
+}
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  // Root in a container has no user namespaces for Chromium's sandbox; the rest keeps
+  // Chromium off the network this machine does not have.
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+const consoleLines = [];
+page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+page.setDefaultTimeout(20_000);
+
+let number = 0;
+async function step(name, run) {
+  number += 1;
+  const label = `${String(number).padStart(2, "0")}-${name}`;
+  const started = Date.now();
+  try {
+    await run();
+    await page.screenshot({ path: join(shots, `${label}.png`) });
+    console.log(`ok   ${label} (${Date.now() - started} ms)`);
+  } catch (err) {
+    const file = join(shots, `${label}-FAILED.png`);
+    await page.screenshot({ path: file }).catch(() => {});
+    console.error(`FAIL ${label}: ${err.message}`);
+    console.error(`screenshot: ${file}`);
+    console.error("page text:\n" + (await page.locator("body").innerText().catch(() => "?")).slice(0, 3000));
+    console.error("console:\n" + consoleLines.slice(-30).join("\n"));
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+/** The terminal's visible lines (xterm's DOM renderer keeps one element per row). */
+async function terminalLines() {
+  return page.locator(".terminal:not(.hidden) .xterm-rows > div").allInnerTexts();
+}
+
+async function waitForTerminalLine(predicate, what) {
+  const deadline = Date.now() + 20_000;
+  let lines = [];
+  while (Date.now() < deadline) {
+    lines = (await terminalLines()).map((l) => l.replace(/\u00a0/g, " ").trimEnd());
+    if (lines.some(predicate)) return lines;
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`the terminal never showed ${what}; it shows:\n${lines.filter(Boolean).join("\n")}`);
+}
+
+async function typeInTerminal(text) {
+  await page.locator(".terminal:not(.hidden) .xterm").click();
+  await page.keyboard.type(text);
+}
+
+await step("log-in", async () => {
+  await page.goto(url);
+  await page.locator("input[name=token]").fill(token);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("button", { name: "New session" }).waitFor();
+});
+
+await step("create-session", async () => {
+  await page.getByRole("button", { name: "New session" }).click();
+  await page.waitForURL(/#\/s\/[a-z0-9]+/);
+  await page.locator(".workspace-bar .badge", { hasText: "running" }).waitFor();
+  await waitForTerminalLine((l) => /[$#] ?$/.test(l), "a shell prompt");
+});
+
+await step("terminal-echo", async () => {
+  await typeInTerminal("echo hello-berth\n");
+  await waitForTerminalLine((l) => l === "hello-berth", "the output line hello-berth");
+});
+
+await step("editor-save-and-run", async () => {
+  await page.getByRole("button", { name: "+ File" }).click();
+  await page.locator(".name-input").fill("hello.py");
+  await page.locator(".name-input").press("Enter");
+  await page.locator(".editor .tab.active", { hasText: "hello.py" }).waitFor();
+  await page.locator(".cm-content").click();
+  // insertText, not typing: the editor closes brackets and quotes as one types.
+  await page.keyboard.insertText('print("hello from " + "python")\n');
+  await page.locator(".editor .tab.active .dirty").waitFor();
+  await page.keyboard.press("Control+s");
+  await page.locator(".toast", { hasText: "Saved hello.py" }).waitFor();
+  await page.locator(".editor .tab.active .dirty").waitFor({ state: "detached" });
+  await page.locator('.tree-row[data-path="/home/user/hello.py"]').waitFor();
+  await typeInTerminal("python3 hello.py\n");
+  await waitForTerminalLine((l) => l === "hello from python", "the script's output");
+});
+
+await step("preview-http-server", async () => {
+  await typeInTerminal("python3 -m http.server 8000\n");
+  await page.locator(".preview .chip", { hasText: ":8000" }).waitFor();
+  const frame = page.frameLocator(".preview-frame");
+  await frame.getByText("Directory listing for /").waitFor();
+  await frame.getByRole("link", { name: "hello.py" }).waitFor();
+});
+
+await step("upload-file", async () => {
+  await page.locator("input[data-testid=upload-input]").setInputFiles({
+    name: "notes.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("uploaded through the browser\n"),
+  });
+  await page.locator(".toast", { hasText: "Uploaded notes.txt" }).waitFor();
+  await page.locator('.tree-row[data-path="/home/user/notes.txt"]').waitFor();
+});
+
+await step("reload-keeps-scrollback", async () => {
+  await page.reload();
+  await page.locator(".workspace-bar .badge", { hasText: "running" }).waitFor();
+  await waitForTerminalLine((l) => l === "hello-berth", "hello-berth from before the reload");
+  await waitForTerminalLine((l) => l.includes("Serving HTTP on"), "the server's banner from before the reload");
+});
+
+await browser.close();
+console.log(`all steps passed; screenshots in ${shots}`);

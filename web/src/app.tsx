@@ -1,0 +1,83 @@
+import { useEffect, useState } from "preact/hooks";
+import { api, type Me } from "./api";
+import { Login } from "./components/Login";
+import { Sessions } from "./components/Sessions";
+import { Workspace } from "./components/Workspace";
+import { Toasts, toastError } from "./toasts";
+
+export type Theme = "light" | "dark";
+
+function initialTheme(): Theme {
+  const saved = localStorage.getItem("berth.theme");
+  if (saved === "light" || saved === "dark") return saved;
+  return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+/** `#/s/<id>` opens a workspace; anything else is the sessions page. */
+function useRoute(): string {
+  const [hash, setHash] = useState(location.hash);
+  useEffect(() => {
+    const onChange = () => setHash(location.hash);
+    addEventListener("hashchange", onChange);
+    return () => removeEventListener("hashchange", onChange);
+  }, []);
+  return hash;
+}
+
+export function App() {
+  const [me, setMe] = useState<Me | null | undefined>(undefined);
+  const [theme, setTheme] = useState<Theme>(initialTheme);
+  const route = useRoute();
+
+  useEffect(() => {
+    api.me().then(setMe, () => setMe(null));
+  }, []);
+  useEffect(() => {
+    document.documentElement.dataset.theme = theme;
+    localStorage.setItem("berth.theme", theme);
+  }, [theme]);
+
+  const logout = async () => {
+    try {
+      await api.logout();
+    } catch (err) {
+      toastError("Logging out failed", err);
+    }
+    setMe(null);
+  };
+
+  const workspace = route.match(/^#\/s\/([a-z0-9]+)/)?.[1];
+  return (
+    <div class="app">
+      <header class="topbar">
+        <a class="brand" href="#/">
+          ⚓ Berth
+        </a>
+        <span class="spacer" />
+        <button class="ghost" title="Switch theme" onClick={() => setTheme(theme === "dark" ? "light" : "dark")}>
+          {theme === "dark" ? "☀ Light" : "☾ Dark"}
+        </button>
+        {me && (
+          <>
+            <span class="muted">{me.name}</span>
+            <button class="ghost" onClick={logout}>
+              Log out
+            </button>
+          </>
+        )}
+      </header>
+      <main class="content">
+        {me === undefined ? (
+          <p class="muted center">Loading…</p>
+        ) : me === null ? (
+          <Login onLogin={setMe} />
+        ) : workspace ? (
+          <Workspace id={workspace} theme={theme} />
+        ) : (
+          <Sessions />
+        )}
+      </main>
+      <Toasts />
+    </div>
+  );
+}

@@ -1,0 +1,142 @@
+// One terminal tab: xterm.js on the session's terminal WebSocket. It fits its box, sends
+// resizes, and after a dropped connection reattaches to the same terminal, whose scrollback the
+// server replays.
+import { useEffect, useRef, useState } from "preact/hooks";
+import { Terminal } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
+import { socketUrl } from "../api";
+import { backoff } from "../lib/format";
+import type { Theme } from "../app";
+
+const THEMES = {
+  dark: { background: "#16181d", foreground: "#d8dee9", cursor: "#d8dee9", selectionBackground: "#3b4252" },
+  light: { background: "#fbfbfc", foreground: "#1f2328", cursor: "#1f2328", selectionBackground: "#c8d7f0" },
+};
+
+interface Props {
+  sessionId: string;
+  /** Reattach to this terminal; a new one is opened when unset. */
+  terminalId?: string;
+  active: boolean;
+  theme: Theme;
+  onReady: (terminalId: string) => void;
+  /** The terminal is gone: its shell exited, or (`missing`) the server no longer has it. */
+  onGone: (missing: boolean) => void;
+}
+
+type Status = "connecting" | "open" | "reconnecting" | "exited";
+
+export function TerminalView({ sessionId, terminalId, active, theme, onReady, onGone }: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const term = useRef<Terminal | null>(null);
+  const fit = useRef<FitAddon | null>(null);
+  const [status, setStatus] = useState<Status>("connecting");
+
+  useEffect(() => {
+    const xterm = new Terminal({
+      fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
+      fontSize: 13,
+      scrollback: 5000,
+      theme: THEMES[theme],
+    });
+    const fitAddon = new FitAddon();
+    xterm.loadAddon(fitAddon);
+    xterm.open(box.current!);
+    term.current = xterm;
+    fit.current = fitAddon;
+    fitAddon.fit();
+
+    let id = terminalId;
+    let socket: WebSocket | null = null;
+    let attempt = 0;
+    let stopped = false;
+    let timer: number | undefined;
+    const encoder = new TextEncoder();
+
+    const sendResize = () => {
+      if (socket?.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({ type: "resize", cols: xterm.cols, rows: xterm.rows }));
+      }
+    };
+
+    const connect = () => {
+      const query = new URLSearchParams({ cols: String(xterm.cols), rows: String(xterm.rows) });
+      if (id) query.set("terminal_id", id);
+      const ws = new WebSocket(socketUrl(`/api/v1/sessions/${sessionId}/terminal?${query}`));
+      ws.binaryType = "arraybuffer";
+      socket = ws;
+      let ready = false;
+      ws.onmessage = (event) => {
+        if (typeof event.data === "string") {
+          const message = JSON.parse(event.data);
+          if (message.type === "ready") {
+            ready = true;
+            attempt = 0;
+            // The server replays the scrollback next: start from a clean screen.
+            if (id) xterm.reset();
+            id = message.terminal_id;
+            onReady(message.terminal_id);
+            setStatus("open");
+            sendResize();
+          } else if (message.type === "exit") {
+            stopped = true;
+            setStatus("exited");
+            xterm.write(`\r\n\x1b[2m[the shell exited with code ${message.code ?? "?"}]\x1b[0m\r\n`);
+            onGone(false);
+          }
+        } else {
+          xterm.write(new Uint8Array(event.data));
+        }
+      };
+      ws.onclose = () => {
+        if (stopped) return;
+        if (!ready && id && attempt >= 2) {
+          // Reattaching keeps failing: that terminal is gone (the session restarted).
+          stopped = true;
+          onGone(true);
+          return;
+        }
+        setStatus("reconnecting");
+        timer = window.setTimeout(connect, backoff(attempt++));
+      };
+    };
+    connect();
+
+    const input = xterm.onData((data) => {
+      if (socket?.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));
+    });
+    const resize = xterm.onResize(sendResize);
+    const observer = new ResizeObserver(() => {
+      if (box.current?.offsetParent) fitAddon.fit();
+    });
+    observer.observe(box.current!);
+
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      observer.disconnect();
+      input.dispose();
+      resize.dispose();
+      socket?.close();
+      xterm.dispose();
+    };
+    // One connection per mounted tab; the id is only read at mount.
+  }, [sessionId]);
+
+  useEffect(() => {
+    if (term.current) term.current.options.theme = THEMES[theme];
+  }, [theme]);
+  useEffect(() => {
+    if (active) {
+      fit.current?.fit();
+      term.current?.focus();
+    }
+  }, [active]);
+
+  return (
+    <div class={`terminal ${active ? "" : "hidden"}`}>
+      {status !== "open" && <div class="terminal-status">{status === "exited" ? "exited" : `${status}…`}</div>}
+      <div class="terminal-box" ref={box} />
+    </div>
+  );
+}

@@ -1,0 +1,175 @@
+// One session: files on the left, editor over terminals in the middle, previews on the right.
+import { useEffect, useState } from "preact/hooks";
+import { api, type Session } from "../api";
+import { baseName, countdown } from "../lib/format";
+import { savedTerminals, saveTerminals } from "../lib/terminals";
+import { toast, toastError } from "../toasts";
+import type { Theme } from "../app";
+import { Editor, type OpenFile } from "./Editor";
+import { FileTree } from "./FileTree";
+import { Preview } from "./Preview";
+import { useNow } from "./Sessions";
+import { TerminalView } from "./Terminal";
+
+interface Tab {
+  key: number;
+  terminalId?: string;
+}
+
+let nextTab = 1;
+
+export function Workspace({ id, theme }: { id: string; theme: Theme }) {
+  const [session, setSession] = useState<Session | null>(null);
+  const [files, setFiles] = useState<OpenFile[]>([]);
+  const [activeFile, setActiveFile] = useState<string | null>(null);
+  const [tabs, setTabs] = useState<Tab[]>(() => {
+    const saved = savedTerminals(id).map((terminalId) => ({ key: nextTab++, terminalId }));
+    return saved.length ? saved : [{ key: nextTab++ }];
+  });
+  const [activeTab, setActiveTab] = useState(tabs[0].key);
+  const now = useNow();
+
+  useEffect(() => {
+    const load = () =>
+      api.session(id).then(setSession, (err) => {
+        toastError(`Session ${id}`, err);
+        location.hash = "#/";
+      });
+    load();
+    const timer = setInterval(load, 15000);
+    return () => clearInterval(timer);
+  }, [id]);
+
+  useEffect(() => {
+    saveTerminals(
+      id,
+      tabs.flatMap((t) => (t.terminalId ? [t.terminalId] : [])),
+    );
+  }, [tabs]);
+
+  const openFile = async (path: string) => {
+    if (files.some((f) => f.path === path)) return setActiveFile(path);
+    try {
+      const text = await api.read(id, path);
+      setFiles((f) => (f.some((x) => x.path === path) ? f : [...f, { path, saved: text, text }]));
+      setActiveFile(path);
+    } catch (err) {
+      toastError(`Could not open ${baseName(path)}`, err);
+    }
+  };
+
+  const closeFile = (path: string) => {
+    const file = files.find((f) => f.path === path);
+    if (file && file.text !== file.saved && !confirm(`${baseName(path)} has unsaved changes. Close it anyway?`)) return;
+    const rest = files.filter((f) => f.path !== path);
+    setFiles(rest);
+    if (activeFile === path) setActiveFile(rest[rest.length - 1]?.path ?? null);
+  };
+
+  const saveFile = async (path: string) => {
+    const file = files.find((f) => f.path === path);
+    if (!file) return;
+    const text = file.text;
+    try {
+      await api.write(id, path, text);
+      setFiles((all) => all.map((f) => (f.path === path ? { ...f, saved: text } : f)));
+      toast(`Saved ${baseName(path)}`);
+    } catch (err) {
+      toastError(`Could not save ${baseName(path)}`, err);
+    }
+  };
+
+  const newTab = () => {
+    const tab = { key: nextTab++ };
+    setTabs((t) => [...t, tab]);
+    setActiveTab(tab.key);
+  };
+  const closeTab = (key: number) => {
+    setTabs((all) => {
+      const rest = all.filter((t) => t.key !== key);
+      if (rest.length === 0) rest.push({ key: nextTab++ });
+      if (key === activeTab) setActiveTab(rest[rest.length - 1].key);
+      return rest;
+    });
+  };
+
+  const extend = async () => {
+    try {
+      setSession(await api.extendSession(id, 3600));
+      toast("The session runs one more hour from now");
+    } catch (err) {
+      toastError("Could not extend", err);
+    }
+  };
+
+  return (
+    <div class="workspace">
+      <div class="workspace-bar">
+        <a href="#/">← Sessions</a>
+        <strong>{id}</strong>
+        {session && (
+          <>
+            <span class={`badge state-${session.state}`}>{session.state}</span>
+            <span class="muted" title={new Date(session.expires_at).toLocaleString()}>
+              expires in {countdown(session.expires_at, now)}
+            </span>
+            <button onClick={extend}>+1 h</button>
+          </>
+        )}
+      </div>
+      <div class="workspace-grid">
+        <FileTree sessionId={id} onOpen={openFile} onGone={(path) => setFiles((f) => f.filter((x) => x.path !== path))} />
+        <div class="middle">
+          <Editor
+            files={files}
+            active={activeFile}
+            theme={theme}
+            onSelect={setActiveFile}
+            onClose={closeFile}
+            onChange={(path, text) => setFiles((all) => all.map((f) => (f.path === path ? { ...f, text } : f)))}
+            onSave={saveFile}
+          />
+          <div class="terminals">
+            <div class="tabs">
+              {tabs.map((tab, i) => (
+                <div key={tab.key} class={`tab ${tab.key === activeTab ? "active" : ""}`} onClick={() => setActiveTab(tab.key)}>
+                  Terminal {i + 1}
+                  <button
+                    class="close"
+                    title="Close this tab (the terminal keeps running until its shell exits)"
+                    onClick={(e) => {
+                      e.stopPropagation();
+                      closeTab(tab.key);
+                    }}
+                  >
+                    ×
+                  </button>
+                </div>
+              ))}
+              <button class="ghost" title="New terminal" onClick={newTab}>
+                +
+              </button>
+            </div>
+            {tabs.map((tab) => (
+              <TerminalView
+                key={tab.key}
+                sessionId={id}
+                terminalId={tab.terminalId}
+                active={tab.key === activeTab}
+                theme={theme}
+                onReady={(terminalId) => setTabs((all) => all.map((t) => (t.key === tab.key ? { ...t, terminalId } : t)))}
+                onGone={(missing) => {
+                  // A terminal the server lost is replaced by a new one in the same tab.
+                  const replacement = { key: missing ? nextTab++ : tab.key };
+                  setTabs((all) => all.map((t) => (t.key === tab.key ? replacement : t)));
+                  if (missing && tab.key === activeTab) setActiveTab(replacement.key);
+                }}
+              />
+            ))}
+          </div>
+        </div>
+        <Preview sessionId={id} />
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,86 @@
+// Small pure helpers the pages share; unit-tested in test/format.test.ts.
+
+/** "1h 02m", "4m 05s", "12s", or "expired" for the time left until `expiresAt`. */
+export function countdown(expiresAt: string | Date, now: number = Date.now()): string {
+  const left = Math.floor((new Date(expiresAt).getTime() - now) / 1000);
+  if (!(left > 0)) return "expired";
+  const h = Math.floor(left / 3600);
+  const m = Math.floor((left % 3600) / 60);
+  const s = left % 60;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (h > 0) return `${h}h ${pad(m)}m`;
+  if (m > 0) return `${m}m ${pad(s)}s`;
+  return `${s}s`;
+}
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+/** Joins a directory and a name the user typed; a name starting with / is already absolute. */
+export function joinPath(dir: string, name: string): string {
+  if (name.startsWith("/")) return normalise(name);
+  return normalise(`${dir}/${name}`);
+}
+
+export function normalise(path: string): string {
+  const parts: string[] = [];
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return "/" + parts.join("/");
+}
+
+export function parentOf(path: string): string {
+  const normal = normalise(path);
+  return normal.slice(0, normal.lastIndexOf("/")) || "/";
+}
+
+export function baseName(path: string): string {
+  return normalise(path).split("/").pop() || "/";
+}
+
+export type Language = "python" | "javascript" | "typescript" | "json" | "html" | "css" | "markdown" | "plain";
+
+export function languageOf(path: string): Language {
+  const ext = baseName(path).split(".").pop()?.toLowerCase() ?? "";
+  switch (ext) {
+    case "py":
+      return "python";
+    case "js":
+    case "mjs":
+    case "cjs":
+    case "jsx":
+      return "javascript";
+    case "ts":
+    case "tsx":
+      return "typescript";
+    case "json":
+      return "json";
+    case "html":
+    case "htm":
+      return "html";
+    case "css":
+      return "css";
+    case "md":
+    case "markdown":
+      return "markdown";
+    default:
+      return "plain";
+  }
+}
+
+/** Wait before reconnect attempt `attempt` (0-based): 0.5 s doubling to at most 10 s. */
+export function backoff(attempt: number): number {
+  return Math.min(10_000, 500 * 2 ** Math.max(0, attempt));
+}

@@ -1,0 +1,54 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { api, ApiError, errorFrom } from "../src/api";
+import { savedTerminals, saveTerminals } from "../src/lib/terminals";
+
+afterEach(() => vi.unstubAllGlobals());
+
+describe("errors", () => {
+  it("carry the API's code and message", async () => {
+    const body = JSON.stringify({ error: { code: "quota_exceeded", message: "alice holds 3 sessions" } });
+    const err = await errorFrom(new Response(body, { status: 429 }));
+    expect(err).toBeInstanceOf(ApiError);
+    expect([err.status, err.code, err.message]).toEqual([429, "quota_exceeded", "alice holds 3 sessions"]);
+  });
+  it("say something useful when the body is not Berth's JSON", async () => {
+    const err = await errorFrom(new Response("<h1>Bad gateway</h1>", { status: 502 }));
+    expect(err.code).toBe("http_502");
+    expect(err.message).toContain("Bad gateway");
+  });
+});
+
+describe("requests", () => {
+  it("send the CSRF token from login on changes, not on reads", async () => {
+    const calls: { method: string; headers: Record<string, string> }[] = [];
+    vi.stubGlobal("fetch", async (path: string, init: RequestInit) => {
+      calls.push({ method: init.method!, headers: init.headers as Record<string, string> });
+      if (path === "/api/v1/auth/login") {
+        return new Response(JSON.stringify({ name: "alice", admin: false, csrf_token: "c5rf" }));
+      }
+      if (path === "/api/v1/sessions" && init.method === "GET") return new Response('{"sessions":[]}');
+      return new Response(JSON.stringify({ id: "s1" }), { status: 201 });
+    });
+    await api.login("token");
+    await api.sessions();
+    await api.createSession("default");
+    expect(calls[1].headers["x-csrf-token"]).toBeUndefined();
+    expect(calls[2].headers["x-csrf-token"]).toBe("c5rf");
+  });
+  it("turn a failed connection into a network error", async () => {
+    vi.stubGlobal("fetch", async () => {
+      throw new TypeError("Failed to fetch");
+    });
+    await expect(api.sessions()).rejects.toMatchObject({ code: "network" });
+  });
+});
+
+describe("saved terminals", () => {
+  it("round-trip per session and survive garbage", () => {
+    saveTerminals("s1", ["t1", "t2"]);
+    expect(savedTerminals("s1")).toEqual(["t1", "t2"]);
+    expect(savedTerminals("s2")).toEqual([]);
+    sessionStorage.setItem("berth.terminals.s3", "{not json");
+    expect(savedTerminals("s3")).toEqual([]);
+  });
+});

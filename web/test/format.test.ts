@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import { backoff, baseName, bytes, countdown, joinPath, languageOf, normalise, parentOf } from "../src/lib/format";
+
+describe("countdown", () => {
+  const now = Date.parse("2026-11-23T12:00:00Z");
+  it("shows hours and minutes, minutes and seconds, or seconds", () => {
+    expect(countdown("2026-11-23T13:02:30Z", now)).toBe("1h 02m");
+    expect(countdown("2026-11-23T12:04:05Z", now)).toBe("4m 05s");
+    expect(countdown("2026-11-23T12:00:12Z", now)).toBe("12s");
+  });
+  it("says expired at and past the end, and for nonsense", () => {
+    expect(countdown("2026-11-23T12:00:00Z", now)).toBe("expired");
+    expect(countdown("2026-11-23T11:00:00Z", now)).toBe("expired");
+    expect(countdown("not a date", now)).toBe("expired");
+  });
+});
+
+describe("paths", () => {
+  it("joins relative names and keeps absolute ones", () => {
+    expect(joinPath("/home/user", "hello.py")).toBe("/home/user/hello.py");
+    expect(joinPath("/home/user/src", "../notes.txt")).toBe("/home/user/notes.txt");
+    expect(joinPath("/home/user", "/tmp/x")).toBe("/tmp/x");
+  });
+  it("normalises, and never climbs above the root", () => {
+    expect(normalise("//a/./b/../c/")).toBe("/a/c");
+    expect(normalise("/../../etc")).toBe("/etc");
+  });
+  it("finds parents and base names", () => {
+    expect(parentOf("/home/user/a.txt")).toBe("/home/user");
+    expect(parentOf("/a")).toBe("/");
+    expect(baseName("/home/user/a.txt")).toBe("a.txt");
+  });
+});
+
+describe("languageOf", () => {
+  it("picks the highlighter from the extension", () => {
+    expect(languageOf("/x/hello.py")).toBe("python");
+    expect(languageOf("app.TSX")).toBe("typescript");
+    expect(languageOf("data.json")).toBe("json");
+    expect(languageOf("Makefile")).toBe("plain");
+  });
+});
+
+describe("bytes", () => {
+  it("uses binary units", () => {
+    expect(bytes(29)).toBe("29 B");
+    expect(bytes(1536)).toBe("1.5 KiB");
+    expect(bytes(100 * 1024 * 1024)).toBe("100 MiB");
+  });
+});
+
+describe("backoff", () => {
+  it("doubles from half a second up to ten", () => {
+    expect([0, 1, 2, 3, 10].map(backoff)).toEqual([500, 1000, 2000, 4000, 10000]);
+  });
+});
