@@ -300,6 +300,22 @@ async fn parallel_creates(bench: &Bench, n: usize, singles: usize) -> anyhow::Re
             Err(_) => failures += 1,
         }
     }
+    // The same burst of requests that do nothing: what `n` requests at once cost on this
+    // host before any session work.
+    let healthz = format!("{}/healthz", bench.base_url);
+    let pings = (0..n).map(|_| {
+        let (http, healthz) = (bench.http.clone(), healthz.clone());
+        async move {
+            let started = Instant::now();
+            let ok = http.get(&healthz).send().await.is_ok();
+            (started.elapsed(), ok)
+        }
+    });
+    let mut ping_burst = Samples::default();
+    for (elapsed, ok) in futures_util::future::join_all(pings).await {
+        anyhow::ensure!(ok, "GET /healthz failed");
+        ping_burst.push(elapsed);
+    }
     let docker = engine().await?;
     let docker = &docker;
     let raw =
@@ -318,9 +334,10 @@ async fn parallel_creates(bench: &Bench, n: usize, singles: usize) -> anyhow::Re
             ms(samples.p95())
         ),
         baseline: format!(
-            "one create alone p50 {} (p95 ratio {}); {n} raw docker create+start at once p95 {}",
+            "one create alone p50 {} (p95 ratio {}); {n} `GET /healthz` at once p95 {}; {n} raw docker create+start at once p95 {}",
             ms(single.p50()),
             ratio(samples.p95(), single.p50()),
+            ms(ping_burst.p95()),
             ms(raw_burst.p95())
         ),
         target: "0 failures, p95 ≤ 3× single".into(),

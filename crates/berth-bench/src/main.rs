@@ -72,6 +72,8 @@ impl Args {
 #[derive(Debug)]
 pub struct Bench {
     pub client: Client,
+    /// A plain HTTP client for baselines that bypass `client`'s typed calls.
+    pub http: reqwest::Client,
     pub app: berth_server::App,
     pub runtime: Arc<DockerRuntime>,
     pub base_url: String,
@@ -150,6 +152,7 @@ async fn start(args: &Args) -> anyhow::Result<Bench> {
     let client = Client::new(&base_url, TOKEN)?;
     Ok(Bench {
         client,
+        http: reqwest::Client::new(),
         app,
         runtime,
         base_url,

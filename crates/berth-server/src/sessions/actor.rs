@@ -110,6 +110,8 @@ pub(super) struct Actor {
     seconds_between_ends: f64,
     last_end: Option<Instant>,
     last_refill: Instant,
+    /// A command changed what the pools hold and their refill was put off.
+    refill_owed: bool,
 }
 
 impl Actor {
@@ -129,6 +131,7 @@ impl Actor {
             seconds_between_ends: 30.0,
             last_end: None,
             last_refill: Instant::now(),
+            refill_owed: false,
         }
     }
 
@@ -153,13 +156,18 @@ impl Actor {
         self.dispatch(command).await;
         if refill {
             self.admit_waiting().await;
-            // Commands already waiting go first: a burst of claims is answered before the pool
-            // starts warming replacements, which costs engine calls and store writes per
-            // session. Under a steady stream of commands the pool still refills every so often.
-            if self.inbox.is_empty() || self.last_refill.elapsed() >= REFILL_AT_LEAST_EVERY {
-                self.last_refill = Instant::now();
-                self.refill().await;
-            }
+            self.refill_owed = true;
+        }
+        // Commands already waiting go first: a burst of claims is answered before the pool
+        // starts warming replacements, which costs engine calls and store writes per session.
+        // The refill is owed, not dropped: the next command to find the inbox empty (there is
+        // one, since this one did not) pays it, and a steady stream still refills every so often.
+        if self.refill_owed
+            && (self.inbox.is_empty() || self.last_refill.elapsed() >= REFILL_AT_LEAST_EVERY)
+        {
+            self.refill_owed = false;
+            self.last_refill = Instant::now();
+            self.refill().await;
         }
     }
 
