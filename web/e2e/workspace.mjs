@@ -131,6 +131,15 @@ await step("upload-file", async () => {
   });
   await page.locator(".toast", { hasText: "Uploaded notes.txt" }).waitFor();
   await page.locator('.tree-row[data-path="/home/user/notes.txt"]').waitFor();
+  // And by drag and drop onto the tree, as a file from the desktop arrives.
+  const dropped = await page.evaluateHandle(() => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File(["dropped on the tree\n"], "dropped.txt", { type: "text/plain" }));
+    return transfer;
+  });
+  await page.dispatchEvent(".file-tree", "dragover", { dataTransfer: dropped });
+  await page.dispatchEvent(".file-tree", "drop", { dataTransfer: dropped });
+  await page.locator('.tree-row[data-path="/home/user/dropped.txt"]').waitFor();
 });
 
 await step("reload-keeps-scrollback", async () => {

@@ -204,19 +204,25 @@ async fn wait_for_full_pool(bench: &Bench) -> anyhow::Result<()> {
     anyhow::bail!("the pool did not refill")
 }
 
-async fn claims(bench: &Bench, n: usize, raw: &Samples) -> anyhow::Result<Row> {
-    let pooled = CreateSession {
-        template: "pooled".into(),
+/// `n` claims from `template`'s pool, one at a time, each from a full pool.
+async fn claims_one_by_one(bench: &Bench, template: &str, n: usize) -> anyhow::Result<Samples> {
+    let request = CreateSession {
+        template: template.into(),
         ..CreateSession::default()
     };
     let mut samples = Samples::default();
     for _ in 0..n {
         wait_for_full_pool(bench).await?;
         let started = Instant::now();
-        let session = bench.client.create_session(&pooled).await?;
+        let session = bench.client.create_session(&request).await?;
         samples.push(started.elapsed());
         bench.client.delete_session(&session.id).await?;
     }
+    Ok(samples)
+}
+
+async fn claims(bench: &Bench, n: usize, raw: &Samples) -> anyhow::Result<Row> {
+    let samples = claims_one_by_one(bench, "pooled", n).await?;
     Ok(Row {
         number: 1,
         figure: format!(
@@ -271,14 +277,7 @@ async fn parallel_creates(bench: &Bench, n: usize, singles: usize) -> anyhow::Re
         template: "burst".into(),
         ..CreateSession::default()
     };
-    let mut single = Samples::default();
-    for _ in 0..singles {
-        wait_for_full_pool(bench).await?;
-        let started = Instant::now();
-        let session = bench.client.create_session(&burst).await?;
-        single.push(started.elapsed());
-        bench.client.delete_session(&session.id).await?;
-    }
+    let single = claims_one_by_one(bench, &burst.template, singles).await?;
     wait_for_full_pool(bench).await?;
     let creates = (0..n).map(|_| {
         let (client, burst) = (bench.client.clone(), burst.clone());

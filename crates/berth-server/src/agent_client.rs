@@ -32,13 +32,19 @@ pub struct AgentClient {
     http: Client<HttpConnector, Body>,
 }
 
+/// A pooled HTTP/1 client for the container network: no Nagle delay (terminal keystrokes are
+/// single bytes), and a bound on connecting so a dead address fails fast.
+pub fn container_network_client(connect_timeout: Duration) -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 impl Default for AgentClient {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
         Self {
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: container_network_client(Duration::from_secs(1)),
         }
     }
 }

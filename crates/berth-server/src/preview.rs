@@ -13,7 +13,7 @@ use axum::{
 };
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
+    rt::TokioIo,
 };
 
 /// A server that accepted the connection but has not started its answer by then gets a 504.
@@ -63,11 +63,8 @@ pub struct PreviewProxy {
 
 impl Default for PreviewProxy {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
         Self {
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: crate::agent_client::container_network_client(Duration::from_secs(3)),
         }
     }
 }
@@ -111,8 +108,8 @@ impl PreviewProxy {
                         "Nothing is listening here yet",
                         &format!(
                             "No server in this session answers on port {port}. Start one that \
-                             listens on 0.0.0.0:{port} (for example `python3 -m http.server \
-                             {port}`), then reload."
+                             listens on 0.0.0.0:{port} (for example python3 -m http.server \
+                             {port}), then reload."
                         ),
                     );
                 }
@@ -223,7 +220,7 @@ pub fn page(status: StatusCode, title: &str, message: &str) -> Response {
          <body><h1>{title}</h1><p>{message}</p><p><small>Berth preview proxy · HTTP {code}\
          </small></p></body></html>",
         title = escape(title),
-        message = escape(message).replace('`', ""),
+        message = escape(message),
         code = status.as_u16(),
     );
     (

@@ -51,19 +51,43 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// What a GET carries besides its URL.
+#[derive(Debug, Default, Clone, Copy)]
+struct With<'a> {
+    host: Option<&'a str>,
+    token: Option<&'a str>,
+    cookie: Option<&'a str>,
+}
+
+async fn get(url: &str, with: With<'_>) -> reqwest::Response {
+    let mut request = http().get(url);
+    if let Some(host) = with.host {
+        request = request.header(header::HOST, host);
+    }
+    if let Some(token) = with.token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(cookie) = with.cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.send().await.unwrap()
+}
+
 async fn wait_for_port(server: &Server, id: &str, port: u16) -> PortList {
     let url = format!("{}/api/v1/sessions/{id}/ports", server.client.base_url());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let list: PortList = http()
-            .get(&url)
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: PortList = get(
+            &url,
+            With {
+                token: Some(ADMIN),
+                ..With::default()
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
         if list.ports.iter().any(|p| p.port == port) {
             return list;
         }
@@ -122,12 +146,14 @@ async fn http_sse_and_websockets_pass_through_with_port_events() {
     assert_eq!(echo["host"], "localhost:8000");
 
     // Without the trailing slash, a redirect to it (relative links need it).
-    let bare = http()
-        .get(format!("{base}/api/v1/sessions/{id}/ports/8000?a=b"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let bare = get(
+        &format!("{base}/api/v1/sessions/{id}/ports/8000?a=b"),
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(bare.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(
         bare.headers()[header::LOCATION],
@@ -136,12 +162,14 @@ async fn http_sse_and_websockets_pass_through_with_port_events() {
 
     // Server-sent events arrive as they are sent, not when the stream ends (3 events, 1 s apart).
     let started = Instant::now();
-    let mut sse = http()
-        .get(format!("{base}{path}sse"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let mut sse = get(
+        &format!("{base}{path}sse"),
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(sse.headers()[header::CONTENT_TYPE], "text/event-stream");
     let first = sse.chunk().await.unwrap().unwrap();
     let first_after = started.elapsed();
@@ -171,26 +199,30 @@ async fn http_sse_and_websockets_pass_through_with_port_events() {
     assert_eq!(echoed.to_text().unwrap(), "hello through");
 
     // Host-based: `{port}-{id}.{domain}` reaches the same server, whatever the path.
-    let by_host: Value = http()
-        .get(format!("{base}/any/path"))
-        .header(header::HOST, format!("8000-{id}.{DOMAIN}"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_host: Value = get(
+        &format!("{base}/any/path"),
+        With {
+            host: Some(&format!("8000-{id}.{DOMAIN}")),
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(by_host["path"], "/any/path");
 
     // A port nothing listens on: 502 with a page that says so, at once.
     let started = Instant::now();
-    let nothing = http()
-        .get(format!("{base}/api/v1/sessions/{id}/ports/8001/"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let nothing = get(
+        &format!("{base}/api/v1/sessions/{id}/ports/8001/"),
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(nothing.status(), StatusCode::BAD_GATEWAY);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
@@ -202,12 +234,14 @@ async fn http_sse_and_websockets_pass_through_with_port_events() {
     );
 
     // The agent's own port is not a preview.
-    let agent = http()
-        .get(format!("{base}/api/v1/sessions/{id}/ports/7681/health"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let agent = get(
+        &format!("{base}/api/v1/sessions/{id}/ports/7681/health"),
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(agent.status(), StatusCode::FORBIDDEN);
 
     // The port closes: the events stream says so.
@@ -237,18 +271,27 @@ async fn only_the_owner_or_a_live_link_opens_a_preview_and_host_tricks_fail() {
 
     // Another user: the session does not exist for them, by path or by host.
     let other = server.client.create_user("mallory").await.unwrap().token;
-    let theirs = http().get(&page).bearer_auth(&other).send().await.unwrap();
+    let theirs = get(
+        &page,
+        With {
+            token: Some(&other),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
-    let by_host = http()
-        .get(format!("{base}/"))
-        .header(header::HOST, format!("8000-{id}.{DOMAIN}"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+    let by_host = get(
+        &format!("{base}/"),
+        With {
+            host: Some(&format!("8000-{id}.{DOMAIN}")),
+            token: Some(&other),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(by_host.status(), StatusCode::NOT_FOUND);
     // No credentials at all.
-    let anonymous = http().get(&page).send().await.unwrap();
+    let anonymous = get(&page, With::default()).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
     // A `Host` that only looks like a preview is the API, and a preview `Host` on an API path
@@ -258,13 +301,15 @@ async fn only_the_owner_or_a_live_link_opens_a_preview_and_host_tricks_fail() {
         format!("x.8000-{id}.{DOMAIN}"),
         format!("8000-{id}.not{DOMAIN}"),
     ] {
-        let tricked = http()
-            .get(format!("{base}/nothing-here"))
-            .header(header::HOST, &host)
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let tricked = get(
+            &format!("{base}/nothing-here"),
+            With {
+                host: Some(&host),
+                token: Some(ADMIN),
+                ..With::default()
+            },
+        )
+        .await;
         assert_eq!(tricked.status(), StatusCode::NOT_FOUND, "{host}");
         let body: Value = tricked.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found", "{host}");
@@ -281,11 +326,7 @@ async fn only_the_owner_or_a_live_link_opens_a_preview_and_host_tricks_fail() {
         .json()
         .await
         .unwrap();
-    let opened = http()
-        .get(format!("{base}{}q?y=2", link.path))
-        .send()
-        .await
-        .unwrap();
+    let opened = get(&format!("{base}{}q?y=2", link.path), With::default()).await;
     assert_eq!(opened.status(), StatusCode::OK);
     assert!(
         opened.headers()[header::CONTENT_SECURITY_POLICY]
@@ -300,12 +341,14 @@ async fn only_the_owner_or_a_live_link_opens_a_preview_and_host_tricks_fail() {
     let host = format!("8000-{id}.{DOMAIN}");
     let url = link.url.clone().unwrap();
     let query = url.split_once('?').unwrap().1;
-    let first = http()
-        .get(format!("{base}/page?{query}&z=3"))
-        .header(header::HOST, &host)
-        .send()
-        .await
-        .unwrap();
+    let first = get(
+        &format!("{base}/page?{query}&z=3"),
+        With {
+            host: Some(&host),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(first.status(), StatusCode::OK);
     let cookie = first.headers()[header::SET_COOKIE]
         .to_str()
@@ -315,39 +358,35 @@ async fn only_the_owner_or_a_live_link_opens_a_preview_and_host_tricks_fail() {
     let echo: Value = first.json().await.unwrap();
     assert_eq!(echo["path"], "/page?z=3", "the token is not passed on");
     let token_cookie = cookie.split(';').next().unwrap().to_owned();
-    let again = http()
-        .get(format!("{base}/second"))
-        .header(header::HOST, &host)
-        .header(header::COOKIE, &token_cookie)
-        .send()
-        .await
-        .unwrap();
+    let again = get(
+        &format!("{base}/second"),
+        With {
+            host: Some(&host),
+            cookie: Some(&token_cookie),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(again.status(), StatusCode::OK);
     // The same token on another port's host is refused.
-    let elsewhere = http()
-        .get(format!("{base}/"))
-        .header(header::HOST, format!("8001-{id}.{DOMAIN}"))
-        .header(header::COOKIE, &token_cookie)
-        .send()
-        .await
-        .unwrap();
+    let elsewhere = get(
+        &format!("{base}/"),
+        With {
+            host: Some(&format!("8001-{id}.{DOMAIN}")),
+            cookie: Some(&token_cookie),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
 
     // A tampered link is refused too.
     let tampered = link.path.replacen(".8000.", ".8001.", 1);
-    let refused = http()
-        .get(format!("{base}{tampered}"))
-        .send()
-        .await
-        .unwrap();
+    let refused = get(&format!("{base}{tampered}"), With::default()).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let expired = http()
-        .get(format!("{base}{}", link.path))
-        .send()
-        .await
-        .unwrap();
+    let expired = get(&format!("{base}{}", link.path), With::default()).await;
     assert_eq!(expired.status(), StatusCode::FORBIDDEN);
     assert!(expired.text().await.unwrap().contains("expired"));
     server.stop().await;
@@ -385,12 +424,14 @@ async fn a_browser_login_is_a_cookie_and_changes_need_its_csrf_token() {
     let csrf = me["csrf_token"].as_str().unwrap().to_owned();
 
     // Reads need only the cookie.
-    let list = http()
-        .get(format!("{base}/api/v1/sessions"))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let list = get(
+        &format!("{base}/api/v1/sessions"),
+        With {
+            cookie: Some(&cookie),
+            ..With::default()
+        },
+    )
+    .await;
     assert_eq!(list.status(), StatusCode::OK);
     // Changes without the CSRF token are refused, and nothing is created.
     let forged = http()
