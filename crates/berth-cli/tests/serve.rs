@@ -300,7 +300,10 @@ fn create_in_background(
 #[test]
 fn kill_9_mid_create_orphans_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let noagent = "[agent]\nready_timeout_ms = 60000\n\n[templates.noagent]\nimage = \"berth/test-noagent:latest\"\n";
+    // A short reconcile period: a `docker create` the killed server had sent can finish on
+    // the engine after the restart's reconcile listed the containers; the next pass removes it.
+    let noagent = "[agent]\nready_timeout_ms = 60000\n\n[lifecycle]\nreconcile_interval_seconds = 1\n\n\
+                   [templates.noagent]\nimage = \"berth/test-noagent:latest\"\n";
     let mut serve = Serve::start(dir.path(), noagent, true);
 
     // Deterministic: the container exists but its agent never answers, so the create is
@@ -357,6 +360,10 @@ fn kill_9_mid_create_orphans_nothing() {
             "{sessions:?}"
         );
         let running = sessions.iter().filter(|s| s["state"] == "running").count();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while serve.containers().len() != running && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         assert_eq!(
             serve.containers().len(),
             running,

@@ -85,6 +85,22 @@ impl Responder {
     }
 }
 
+/// A claim from the pool whose row is not yet committed.
+#[derive(Debug)]
+struct PendingClaim {
+    record: SessionRecord,
+    responder: Responder,
+    started: Instant,
+    /// Env and seed for the agent, when the request or the template has any.
+    agent_work: Option<(
+        std::collections::BTreeMap<String, String>,
+        Option<std::path::PathBuf>,
+    )>,
+}
+
+/// The most claims one commit carries, so the first of a long burst is not kept waiting.
+const MAX_CLAIMS_PER_COMMIT: usize = 64;
+
 /// A create whose container is being made, or a claim whose agent is being configured.
 #[derive(Debug)]
 struct PendingCreate {
@@ -112,6 +128,7 @@ pub(super) struct Actor {
     last_refill: Instant,
     /// A command changed what the pools hold and their refill was put off.
     refill_owed: bool,
+    pending_claims: Vec<PendingClaim>,
 }
 
 impl Actor {
@@ -132,6 +149,7 @@ impl Actor {
             last_end: None,
             last_refill: Instant::now(),
             refill_owed: false,
+            pending_claims: Vec::new(),
         }
     }
 
@@ -142,6 +160,11 @@ impl Actor {
     }
 
     async fn handle(&mut self, command: Command) {
+        // Claims of a burst wait for one commit together; any other command sees them
+        // committed, so nothing reads or changes a claimed row before it is durable.
+        if !matches!(command, Command::Create { .. }) {
+            self.commit_claims().await;
+        }
         // Anything but a read may have changed what the pools hold or may hold.
         let refill = !matches!(command, Command::Extend { .. } | Command::PoolStatus { .. });
         if matches!(
@@ -154,6 +177,9 @@ impl Actor {
             self.session_ended();
         }
         self.dispatch(command).await;
+        if self.inbox.is_empty() || self.pending_claims.len() >= MAX_CLAIMS_PER_COMMIT {
+            self.commit_claims().await;
+        }
         if refill {
             self.admit_waiting().await;
             self.refill_owed = true;
@@ -297,8 +323,14 @@ impl Actor {
                 ..SessionFilter::live()
             };
             let held = self.ctx.store.list_sessions(&live).await?.len();
-            // Requests waiting in the queue count too: queuing is no way around the quota.
-            let held = held + self.queue.held_by(&caller.name);
+            // Requests waiting in the queue count too: queuing is no way around the quota. So
+            // do claims not yet committed.
+            let uncommitted = self
+                .pending_claims
+                .iter()
+                .filter(|claim| claim.record.owner == caller.name)
+                .count();
+            let held = held + self.queue.held_by(&caller.name) + uncommitted;
             if held >= self.ctx.sessions_per_user as usize {
                 return Err(SessionError::QuotaExceeded {
                     owner: caller.name.clone(),
@@ -386,6 +418,8 @@ impl Actor {
     /// Hands a pooled session to `caller`. With nothing to tell the agent this is one durable
     /// store write; a per-claim env or seed goes to the agent first, through the `creating`
     /// state like any create.
+    /// Takes pooled session `id` for the caller. The rewritten row joins the claims waiting to
+    /// be committed together (see `commit_claims`); the caller hears once it is durable.
     async fn claim(
         &mut self,
         id: String,
@@ -413,37 +447,74 @@ impl Actor {
             last_activity: now,
             ..record
         };
-        let agent_work = !request.env.is_empty() || seed.is_some();
-        claimed.state = if agent_work {
+        let agent_work = (!request.env.is_empty() || seed.is_some()).then_some((request.env, seed));
+        claimed.state = if agent_work.is_some() {
             SessionState::Creating
         } else {
             SessionState::Running
         };
-        if let Err(err) = self.ctx.store.update_session(&claimed).await {
-            self.pool.add_ready(&claimed.template, id);
-            responder.answer(Err(err.into()));
+        self.pending_claims.push(PendingClaim {
+            record: claimed,
+            responder,
+            started,
+            agent_work,
+        });
+    }
+
+    /// Writes the waiting claims in one commit (one fsync for a whole burst), then answers them,
+    /// or starts the agent work of those that have some. A failed write puts the sessions back
+    /// in the pool, untouched.
+    async fn commit_claims(&mut self) {
+        if self.pending_claims.is_empty() {
             return;
         }
-        crate::metrics::pool_hit(&claimed.template, started.elapsed());
-        if !agent_work {
-            responder.answer(Ok(claimed.to_public()));
+        let claims = std::mem::take(&mut self.pending_claims);
+        let records: Vec<SessionRecord> = claims.iter().map(|c| c.record.clone()).collect();
+        if let Err(err) = self.ctx.store.update_sessions(&records).await {
+            for claim in claims {
+                self.pool
+                    .add_ready(&claim.record.template, claim.record.id.clone());
+                claim.responder.answer(Err(copy_error(&err)));
+            }
             return;
         }
-        self.creating.insert(
-            id.clone(),
-            PendingCreate {
-                responder,
-                deleted_by: None,
-                started,
-            },
-        );
+        for PendingClaim {
+            record,
+            responder,
+            started,
+            agent_work,
+        } in claims
+        {
+            crate::metrics::pool_hit(&record.template, started.elapsed());
+            match agent_work {
+                None => responder.answer(Ok(record.to_public())),
+                Some((env, seed)) => {
+                    let pending = PendingCreate {
+                        responder,
+                        deleted_by: None,
+                        started,
+                    };
+                    self.configure_claimed(record, pending, env, seed);
+                }
+            }
+        }
+    }
+
+    /// Hands a claimed session's env and seed to its agent; the claim answers on
+    /// `CreateFinished`, like a cold create.
+    fn configure_claimed(
+        &mut self,
+        record: SessionRecord,
+        pending: PendingCreate,
+        env: std::collections::BTreeMap<String, String>,
+        seed: Option<std::path::PathBuf>,
+    ) {
+        let id = record.id.clone();
+        self.creating.insert(id.clone(), pending);
         let agent = self.ctx.agent.clone();
-        let (container_id, addr) = (
-            claimed.container_id.clone().unwrap_or_default(),
-            claimed.agent_addr.clone(),
-        );
-        let secret = claimed.agent_secret;
-        let env = request.env;
+        let container_id = record.container_id.unwrap_or_default();
+        let addr = record.agent_addr;
+        let secret = record.agent_secret;
         self.spawn_reporting(async move {
             let outcome = async {
                 let agent_addr: std::net::SocketAddr = addr

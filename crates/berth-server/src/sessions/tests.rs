@@ -675,6 +675,31 @@ async fn a_hundred_concurrent_claims_never_share_a_container() {
     );
 }
 
+#[tokio::test]
+async fn a_burst_of_claims_by_one_user_stops_at_the_quota() {
+    // Claims of a burst are committed together; the ones not yet committed count too.
+    let h = harness_with_pool(10).await;
+    h.sessions.reap().await.unwrap();
+    wait_for_ready_pool(&h, 10).await;
+    let claims = (0..10).map(|_| {
+        let sessions = h.sessions.clone();
+        tokio::spawn(async move { sessions.create(user("eve"), request("pooled")).await })
+    });
+    let results: Vec<_> = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let granted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(granted, 3, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, SessionError::QuotaExceeded { .. }))
+    );
+}
+
 /// The state of a queued create, waiting up to a second for it to leave `state`.
 async fn after(
     status: &mut tokio::sync::watch::Receiver<QueueStatus>,

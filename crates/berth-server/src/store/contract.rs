@@ -55,6 +55,26 @@ async fn sessions_round_trip(store: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.get_session("s-never-inserted").await.unwrap(), None);
+
+    // Several rows at once, all or none.
+    let mut t = session("s-contract-batch", "carol", SessionState::Pooled, 60);
+    t.labels.clear();
+    store.insert_session(&t).await.unwrap();
+    s.agent_addr = Some("172.18.0.6:7681".to_owned());
+    t.state = SessionState::Running;
+    store
+        .update_sessions(&[s.clone(), t.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.get_session(&s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.get_session(&t.id).await.unwrap(), Some(t.clone()));
+    let mut changed = t.clone();
+    changed.state = SessionState::Stopped;
+    assert!(matches!(
+        store.update_sessions(&[changed, missing]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.get_session(&t.id).await.unwrap(), Some(t));
 }
 
 async fn filters_select_exactly_the_matching_sessions(store: &dyn Store) {
@@ -109,7 +129,8 @@ async fn filters_select_exactly_the_matching_sessions(store: &dyn Store) {
     counts.sort_by_key(|(state, _)| state.as_str());
     assert_eq!(
         counts,
-        [(SessionState::Running, 2), (SessionState::Stopped, 1)]
+        // s-contract-1, s-contract-2 and s-contract-batch run.
+        [(SessionState::Running, 3), (SessionState::Stopped, 1)]
     );
 }
 

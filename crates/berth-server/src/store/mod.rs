@@ -132,7 +132,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
 
     /// Replaces the stored row; durable when it returns. Fails with `NotFound` when absent.
-    async fn update_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    async fn update_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.update_sessions(std::slice::from_ref(session)).await
+    }
+
+    /// Replaces every row, all or none, durable when it returns (one commit for the lot, which
+    /// is what a burst of pool claims needs). Fails with `NotFound`, changing nothing, when one
+    /// is absent.
+    async fn update_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError>;
 
     async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 

@@ -148,32 +148,36 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn update_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, created_at = ?, \
-             expires_at = ?, last_activity = ?, container_id = ?, agent_addr = ?, stop_reason = ?, \
-             agent_secret = ? \
-             WHERE id = ?",
-        )
-        .bind(&s.owner)
-        .bind(&s.template)
-        .bind(s.state.as_str())
-        .bind(labels_json(s))
-        .bind(millis(s.created_at))
-        .bind(millis(s.expires_at))
-        .bind(millis(s.last_activity))
-        .bind(&s.container_id)
-        .bind(&s.agent_addr)
-        .bind(&s.stop_reason)
-        .bind(&s.agent_secret)
-        .bind(&s.id)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("session {}", s.id)));
+    async fn update_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for s in sessions {
+            let done = sqlx::query(
+                "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, \
+                 created_at = ?, expires_at = ?, last_activity = ?, container_id = ?, \
+                 agent_addr = ?, stop_reason = ?, agent_secret = ? \
+                 WHERE id = ?",
+            )
+            .bind(&s.owner)
+            .bind(&s.template)
+            .bind(s.state.as_str())
+            .bind(labels_json(s))
+            .bind(millis(s.created_at))
+            .bind(millis(s.expires_at))
+            .bind(millis(s.last_activity))
+            .bind(&s.container_id)
+            .bind(&s.agent_addr)
+            .bind(&s.stop_reason)
+            .bind(&s.agent_secret)
+            .bind(&s.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            // Dropping the transaction rolls back what the batch did so far.
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("session {}", s.id)));
+            }
         }
-        Ok(())
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
