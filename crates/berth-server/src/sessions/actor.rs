@@ -177,12 +177,12 @@ impl Actor {
             self.session_ended();
         }
         self.dispatch(command).await;
-        if self.inbox.is_empty() || self.pending_claims.len() >= MAX_CLAIMS_PER_COMMIT {
-            self.commit_claims().await;
-        }
         if refill {
             self.admit_waiting().await;
             self.refill_owed = true;
+        }
+        if self.inbox.is_empty() || self.pending_claims.len() >= MAX_CLAIMS_PER_COMMIT {
+            self.commit_claims().await;
         }
         // Commands already waiting go first: a burst of claims is answered before the pool
         // starts warming replacements, which costs engine calls and store writes per session.
@@ -415,11 +415,9 @@ impl Actor {
         });
     }
 
-    /// Hands a pooled session to `caller`. With nothing to tell the agent this is one durable
-    /// store write; a per-claim env or seed goes to the agent first, through the `creating`
-    /// state like any create.
-    /// Takes pooled session `id` for the caller. The rewritten row joins the claims waiting to
-    /// be committed together (see `commit_claims`); the caller hears once it is durable.
+    /// Hands pooled session `id` to `caller`. The rewritten row joins the claims waiting to be
+    /// committed together (`commit_claims`); the caller hears once it is durable, or, with a
+    /// per-claim env or seed for the agent, after that, through `creating` like any create.
     async fn claim(
         &mut self,
         id: String,
