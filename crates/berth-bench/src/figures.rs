@@ -50,7 +50,7 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
         }
         if args.wants(3) {
             eprintln!("figure 3: cold creates");
-            let cold = cold_creates(bench, args.creates).await?;
+            let cold = creates_one_by_one(bench, "default", args.creates, None).await?;
             rows.push(Row {
                 number: 3,
                 figure: "cold create to running, p50".into(),
@@ -178,20 +178,6 @@ async fn raw_create_start(n: usize) -> anyhow::Result<Samples> {
     Ok(samples)
 }
 
-async fn cold_creates(bench: &Bench, n: usize) -> anyhow::Result<Samples> {
-    let mut samples = Samples::default();
-    for _ in 0..n {
-        let started = Instant::now();
-        let session = bench
-            .client
-            .create_session(&CreateSession::default())
-            .await?;
-        samples.push(started.elapsed());
-        bench.client.delete_session(&session.id).await?;
-    }
-    Ok(samples)
-}
-
 async fn wait_for_full_pool(bench: &Bench) -> anyhow::Result<()> {
     // Warming a pool of 50 takes 10-20 s on 2 cores.
     for _ in 0..3000 {
@@ -204,8 +190,14 @@ async fn wait_for_full_pool(bench: &Bench) -> anyhow::Result<()> {
     anyhow::bail!("the pool did not refill")
 }
 
-/// `n` claims from `template`'s pool, one at a time, each from a full pool.
-async fn claims_one_by_one(bench: &Bench, template: &str, n: usize) -> anyhow::Result<Samples> {
+/// `n` creates from `template`, one at a time, each with its pool (if any) full: timed until
+/// the session runs, or with `then`, until that command's output is back.
+async fn creates_one_by_one(
+    bench: &Bench,
+    template: &str,
+    n: usize,
+    then: Option<&ExecRequest>,
+) -> anyhow::Result<Samples> {
     let request = CreateSession {
         template: template.into(),
         ..CreateSession::default()
@@ -215,6 +207,9 @@ async fn claims_one_by_one(bench: &Bench, template: &str, n: usize) -> anyhow::R
         wait_for_full_pool(bench).await?;
         let started = Instant::now();
         let session = bench.client.create_session(&request).await?;
+        if let Some(exec) = then {
+            bench.client.exec(&session.id, exec).await?;
+        }
         samples.push(started.elapsed());
         bench.client.delete_session(&session.id).await?;
     }
@@ -222,7 +217,7 @@ async fn claims_one_by_one(bench: &Bench, template: &str, n: usize) -> anyhow::R
 }
 
 async fn claims(bench: &Bench, n: usize, raw: &Samples) -> anyhow::Result<Row> {
-    let samples = claims_one_by_one(bench, "pooled", n).await?;
+    let samples = creates_one_by_one(bench, "pooled", n, None).await?;
     Ok(Row {
         number: 1,
         figure: format!(
@@ -245,20 +240,7 @@ async fn first_output(bench: &Bench, n: usize) -> anyhow::Result<Vec<Row>> {
     };
     let mut results = Vec::new();
     for template in ["pooled", "default"] {
-        let request = CreateSession {
-            template: template.into(),
-            ..CreateSession::default()
-        };
-        let mut samples = Samples::default();
-        for _ in 0..n {
-            wait_for_full_pool(bench).await?;
-            let started = Instant::now();
-            let session = bench.client.create_session(&request).await?;
-            bench.client.exec(&session.id, &exec).await?;
-            samples.push(started.elapsed());
-            bench.client.delete_session(&session.id).await?;
-        }
-        results.push(samples);
+        results.push(creates_one_by_one(bench, template, n, Some(&exec)).await?);
     }
     Ok(vec![Row {
         number: 2,
@@ -277,7 +259,7 @@ async fn parallel_creates(bench: &Bench, n: usize, singles: usize) -> anyhow::Re
         template: "burst".into(),
         ..CreateSession::default()
     };
-    let single = claims_one_by_one(bench, &burst.template, singles).await?;
+    let single = creates_one_by_one(bench, &burst.template, singles, None).await?;
     wait_for_full_pool(bench).await?;
     let creates = (0..n).map(|_| {
         let (client, burst) = (bench.client.clone(), burst.clone());

@@ -162,7 +162,8 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
                   // A terminal the server lost is replaced by a new one in the same tab.
                   const replacement = { key: missing ? nextTab++ : tab.key };
                   setTabs((all) => all.map((t) => (t.key === tab.key ? replacement : t)));
-                  if (missing && tab.key === activeTab) setActiveTab(replacement.key);
+                  // The terminal keeps the callbacks of its first render: read the active tab now.
+                  if (missing) setActiveTab((active) => (active === tab.key ? replacement.key : active));
                 }}
               />
             ))}

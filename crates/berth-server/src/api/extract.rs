@@ -30,18 +30,36 @@ pub const LOGIN_COOKIE: &str = "berth_token";
 /// CSRF token, which only the control plane's own pages learn (from login and `/auth/me`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// Whether a cookie-authenticated request must carry the login's CSRF token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csrf {
+    /// An API call that changes something.
+    Required,
+    /// A read, or the preview proxy: a session's own pages post forms to it, and the
+    /// `SameSite=Strict` cookie already keeps other sites from sending it.
+    NotRequired,
+}
+
+impl Csrf {
+    pub fn for_method(method: &Method) -> Self {
+        match *method {
+            Method::GET | Method::HEAD | Method::OPTIONS => Self::NotRequired,
+            _ => Self::Required,
+        }
+    }
+}
+
 /// The caller of an HTTP request: the `Authorization` header, or else the login cookie.
 pub async fn caller(
     state: &AppState,
-    method: &Method,
     headers: &HeaderMap,
+    csrf: Csrf,
 ) -> Result<Principal, ApiError> {
     if let Some(token) = bearer(headers) {
         return authenticate(state, token).await;
     }
     let token = cookie(headers, LOGIN_COOKIE).ok_or_else(ApiError::unauthorized)?;
-    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
+    if csrf == Csrf::Required {
         let presented = headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -140,6 +158,6 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        caller(state, &parts.method, &parts.headers).await
+        caller(state, &parts.headers, Csrf::for_method(&parts.method)).await
     }
 }

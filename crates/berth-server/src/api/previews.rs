@@ -4,7 +4,7 @@
 
 use axum::{
     extract::{Path, RawPathParams, RawQuery, Request, State},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
@@ -18,7 +18,7 @@ use chrono::{TimeZone, Utc};
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiJson, bearer, caller, cookie},
+    extract::{ApiJson, Csrf, bearer, caller, cookie},
 };
 use crate::{
     auth::Principal,
@@ -181,9 +181,7 @@ pub async fn proxy_owner(
         .parse()
         .map_err(|_| ApiError::invalid_request("port must be between 1 and 65535"))
         .and_then(checked_port)?;
-    // No CSRF token here: the session's own pages post forms to it, and the login cookie is
-    // `SameSite=Strict`, so other sites cannot make a browser send it.
-    let caller = caller(&s, &Method::GET, request.headers()).await?;
+    let caller = caller(&s, request.headers(), Csrf::NotRequired).await?;
     let (addr, _) = s.sessions.agent_endpoint(&caller, id).await?;
     let prefix = owner_path(id, port);
     let target = Target {
@@ -331,7 +329,7 @@ pub async fn host_route(State(s): State<AppState>, request: Request, next: Next)
     let path_and_query = upstream_path(&request, "", Some(PREVIEW_PARAM));
     let grant = match (bearer(request.headers()), token) {
         (Some(_), _) => {
-            let caller = match caller(&s, &Method::GET, request.headers()).await {
+            let caller = match caller(&s, request.headers(), Csrf::NotRequired).await {
                 Ok(caller) => caller,
                 Err(err) => return err.into_response(),
             };

@@ -109,23 +109,13 @@ fn labels_json(session: &SessionRecord) -> String {
     serde_json::to_string(&session.labels).unwrap_or_else(|_| "{}".to_owned())
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (id, owner, template, state, labels, created_at, expires_at, \
-             last_activity, container_id, agent_addr, stop_reason, agent_secret) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id)
+/// Binds a session's columns in the order both `insert_session` and `update_sessions` name
+/// them: every column, `id` last.
+fn bind_session<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    s: &'q SessionRecord,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
         .bind(&s.owner)
         .bind(&s.template)
         .bind(s.state.as_str())
@@ -137,6 +127,28 @@ impl Store for SqliteStore {
         .bind(&s.agent_addr)
         .bind(&s.stop_reason)
         .bind(&s.agent_secret)
+        .bind(&s.id)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        bind_session(
+            sqlx::query(
+                "INSERT INTO sessions (owner, template, state, labels, created_at, expires_at, \
+                 last_activity, container_id, agent_addr, stop_reason, agent_secret, id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            s,
+        )
         .execute(&self.pool)
         .await
         .map_err(|err| match err {
@@ -151,24 +163,15 @@ impl Store for SqliteStore {
     async fn update_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for s in sessions {
-            let done = sqlx::query(
-                "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, \
-                 created_at = ?, expires_at = ?, last_activity = ?, container_id = ?, \
-                 agent_addr = ?, stop_reason = ?, agent_secret = ? \
-                 WHERE id = ?",
+            let done = bind_session(
+                sqlx::query(
+                    "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, \
+                     created_at = ?, expires_at = ?, last_activity = ?, container_id = ?, \
+                     agent_addr = ?, stop_reason = ?, agent_secret = ? \
+                     WHERE id = ?",
+                ),
+                s,
             )
-            .bind(&s.owner)
-            .bind(&s.template)
-            .bind(s.state.as_str())
-            .bind(labels_json(s))
-            .bind(millis(s.created_at))
-            .bind(millis(s.expires_at))
-            .bind(millis(s.last_activity))
-            .bind(&s.container_id)
-            .bind(&s.agent_addr)
-            .bind(&s.stop_reason)
-            .bind(&s.agent_secret)
-            .bind(&s.id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
