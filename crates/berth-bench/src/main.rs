@@ -20,7 +20,7 @@ use berth_server::{
 };
 use clap::Parser;
 
-pub const TOKEN: &str = "bench-admin-token";
+pub const TOKEN: &str = "bench-admin-token-at-least-32-characters";
 pub const INSTANCE: &str = "bench";
 pub const NETWORK: &str = "berth-bench";
 /// The instance of the control plane that runs as a process of its own (figures 8 and 10).

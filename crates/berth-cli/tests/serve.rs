@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-const ADMIN: &str = "cli-test-admin";
+const ADMIN: &str = "cli-test-admin-token-of-at-least-32-chars";
 
 struct Serve {
     child: Child,
@@ -272,14 +272,25 @@ fn errors_say_what_to_do() {
 }
 
 #[test]
-fn the_first_start_generates_and_prints_the_admin_token() {
+fn the_first_start_generates_the_admin_token_into_a_private_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), "", false);
-    let token = std::fs::read_to_string(serve.data.join("admin-token")).unwrap();
+    let token_file = serve.data.join("admin-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let log = serve.log();
     assert!(
-        serve.log().contains(token.trim()),
-        "the generated token is printed at first start"
+        !log.contains(token.trim()),
+        "the token stays out of the log: {log}"
     );
+    assert!(
+        log.contains(&token_file.display().to_string()),
+        "the log names the file that holds the token: {log}"
+    );
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&serve.data), 0o700, "the data dir");
+    assert_eq!(mode(&token_file), 0o600, "the admin token");
+    assert_eq!(mode(&serve.data.join("berth.db")), 0o600, "the database");
     let templates = serve.berth(token.trim(), &["template", "ls"]);
     assert!(templates.status.success());
 }

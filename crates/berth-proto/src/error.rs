@@ -21,6 +21,9 @@ pub enum ErrorCode {
     EngineUnavailable,
     StoreUnavailable,
     SessionFailed,
+    /// The server's configuration cannot serve this (a template's image is missing, say):
+    /// an operator must act, retrying does not help.
+    Misconfigured,
     Internal,
     /// A code this client version does not know yet.
     #[serde(other)]
@@ -44,6 +47,7 @@ impl ErrorCode {
             Self::EngineUnavailable => "engine_unavailable",
             Self::StoreUnavailable => "store_unavailable",
             Self::SessionFailed => "session_failed",
+            Self::Misconfigured => "misconfigured",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }

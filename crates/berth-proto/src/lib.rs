@@ -16,6 +16,8 @@ pub mod template;
 pub mod user;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
-pub use session::{CreateSession, ExtendSession, Session, SessionList, SessionState};
+pub use session::{
+    CreateSession, ExtendSession, Session, SessionList, SessionState, Timeline, TimelineEvent,
+};
 pub use template::{Template, TemplateList};
 pub use user::{CreateUser, UserCreated};

@@ -168,3 +168,21 @@ mod tests {
         assert!("paused".parse::<SessionState>().is_err());
     }
 }
+
+/// One entry of a session's timeline: something that happened to it that its user should know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimelineEvent {
+    pub at: DateTime<Utc>,
+    /// `restarted` (its container stopped and was started again: files intact, processes and
+    /// terminals lost), `failed` (with the reason), `oom` (a process ran out of memory).
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Timeline {
+    /// Oldest first.
+    pub events: Vec<TimelineEvent>,
+}

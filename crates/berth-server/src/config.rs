@@ -7,13 +7,19 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use serde::Deserialize;
 
 /// The name of the template used when a request names none.
 pub const DEFAULT_TEMPLATE: &str = "default";
+
+/// The longest lifetime a template may give its sessions: ten years. Anything longer is a
+/// mistake, and durations are added to dates, which cannot grow without bound.
+pub const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// The shortest admin token a config may set; generated ones are much longer.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -107,6 +113,9 @@ pub struct LifecycleConfig {
     pub reap_interval_ms: u64,
     /// How often engine and store are converged. Also done once at every start.
     pub reconcile_interval_seconds: u64,
+    /// How long a create may take from its container's creation until it is `running` (start,
+    /// agent, workspace seed); past it the create fails and its container is removed.
+    pub create_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -123,6 +132,10 @@ pub struct TemplateConfig {
     /// is running.
     pub workspace_seed: Option<PathBuf>,
     pub pool: PoolConfig,
+    /// When a session's container stops without Berth stopping it (an engine restart, say),
+    /// start it again: same container, files intact, processes lost. `false` fails the
+    /// session instead.
+    pub restart_after_engine_restart: bool,
 }
 
 /// Warm sessions kept ready for a template.
@@ -189,6 +202,7 @@ impl Default for LifecycleConfig {
         Self {
             reap_interval_ms: 5_000,
             reconcile_interval_seconds: 30,
+            create_timeout_seconds: 120,
         }
     }
 }
@@ -205,6 +219,7 @@ impl Default for TemplateConfig {
             env: BTreeMap::new(),
             workspace_seed: None,
             pool: PoolConfig::default(),
+            restart_after_engine_restart: true,
         }
     }
 }
@@ -298,16 +313,25 @@ impl Config {
                 "lifecycle intervals must be positive".into(),
             ));
         }
+        if !(1..=86_400).contains(&self.lifecycle.create_timeout_seconds) {
+            return Err(ConfigError::Invalid(
+                "lifecycle.create_timeout_seconds must be between 1 and 86400".into(),
+            ));
+        }
+        if let Some(token) = &self.admin_token
+            && token.len() < MIN_ADMIN_TOKEN_LEN
+        {
+            return Err(ConfigError::Invalid(format!(
+                "admin_token must be at least {MIN_ADMIN_TOKEN_LEN} characters (it opens everything); \
+                 leave it unset to have one generated"
+            )));
+        }
         if self.docker.instance.is_empty() || self.docker.network.is_empty() {
             return Err(ConfigError::Invalid(
                 "docker.instance and docker.network must be set".into(),
             ));
         }
         Ok(self)
-    }
-
-    pub fn docker_timeout(&self) -> Duration {
-        Duration::from_secs(self.docker.timeout_seconds)
     }
 }
 
@@ -328,8 +352,18 @@ impl TemplateConfig {
         if self.pool.max.is_some_and(|max| max < self.pool.min_ready) {
             return Err("pool.max must be at least pool.min_ready".into());
         }
+        if self.max_ttl_seconds > MAX_TTL_SECONDS {
+            return Err(format!(
+                "max_ttl_seconds must be at most {MAX_TTL_SECONDS} (ten years)"
+            ));
+        }
         if self.ttl_seconds == 0 || self.ttl_seconds > self.max_ttl_seconds {
             return Err("ttl_seconds must be between 1 and max_ttl_seconds".into());
+        }
+        if let Some(name) = self.env.keys().find(|name| name.starts_with("BERTH_")) {
+            return Err(format!(
+                "env {name:?}: names starting with BERTH_ are reserved for Berth itself"
+            ));
         }
         if let Some(seed) = &self.workspace_seed
             && !(seed.is_dir() || seed.is_file() && seed.extension().is_some_and(|e| e == "tar"))
@@ -373,6 +407,28 @@ mod tests {
     fn unknown_keys_are_refused_with_their_name() {
         let err = Config::from_toml("[quota]\nsesions_per_user = 3\n").unwrap_err();
         assert!(err.to_string().contains("sesions_per_user"), "{err}");
+    }
+
+    #[test]
+    fn values_that_could_break_the_server_later_are_refused_at_start() {
+        for (text, needle) in [
+            (
+                "[templates.t]\nmax_ttl_seconds = 10000000000000\n",
+                "max_ttl_seconds",
+            ),
+            (
+                "[templates.t.env]\nBERTH_AGENT_SECRET = \"x\"\n",
+                "BERTH_AGENT_SECRET",
+            ),
+            ("admin_token = \"short\"\n", "admin_token"),
+            (
+                "[lifecycle]\ncreate_timeout_seconds = 0\n",
+                "create_timeout_seconds",
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap().finish().unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

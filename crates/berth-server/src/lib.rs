@@ -88,6 +88,8 @@ pub async fn app(
         )),
         capacity: config.capacity.clone(),
         tickets: sessions::QueueTickets::default(),
+        create_timeout: Duration::from_secs(config.lifecycle.create_timeout_seconds),
+        engine: Default::default(),
     });
 
     if let Err(err) = runtime.prepare().await {
@@ -152,6 +154,17 @@ pub async fn app(
     }
 }
 
+/// Creates the data dir, or narrows an existing one, to its owner alone (0700): it holds the
+/// admin token and every session's agent secret.
+fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Serves the control plane on `listener` until `shutdown` resolves: SQLite in the data dir,
 /// the Docker engine from the config.
 pub async fn run(
@@ -160,7 +173,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir {
+    private_dir(&data_dir).map_err(|source| ServerError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
@@ -172,10 +185,10 @@ pub async fn run(
             },
         )?;
     if generated {
+        // The token itself stays out of the log: logs are shipped and kept where files are not.
         tracing::warn!(
-            token = %admin_token,
             file = %auth::admin_token_path(&data_dir).display(),
-            "generated the admin token; it is shown this once and kept in the file named here"
+            "generated the admin token; read it from the file named here"
         );
     }
 

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use axum::{
     body::Body,
-    extract::ws::{self, WebSocket, WebSocketUpgrade},
-    http::{HeaderMap, Method, StatusCode, header},
+    extract::ws::{self, WebSocket},
+    http::{HeaderMap, Method, header},
     response::{IntoResponse, Response},
 };
 use berth_proto::{ErrorBody, ErrorCode, agent::SECRET_HEADER};
@@ -46,9 +46,7 @@ pub async fn http(
             request = request.header(name, value);
         }
     }
-    let request = request
-        .body(body)
-        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let request = request.body(body).map_err(ApiError::internal)?;
     let response = agent
         .send(addr, &secret, request)
         .await
@@ -60,18 +58,21 @@ pub async fn http(
             relayed = relayed.header(name, value);
         }
     }
-    relayed
-        .body(body)
-        .map_err(|e| ApiError::invalid_request(e.to_string()))
+    relayed.body(body).map_err(ApiError::internal)
 }
 
 fn unreachable(err: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
+    ApiError::coded(
         ErrorCode::SessionFailed,
         format!("the session's agent does not answer: {err}"),
     )
 }
+
+/// A WebSocket route's upgrade, taken without judging it: the handler authenticates the caller
+/// first, so a request without a token hears 401 whatever else is wrong with it, and an
+/// upgrade that is not one becomes a JSON error only then ([`websocket`]).
+pub type WebSocketRequest =
+    Result<axum::extract::WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection>;
 
 /// Opens the WebSocket at `path_and_query` on the agent first, so that an agent refusal (an
 /// unknown terminal, say) reaches the client as a normal error; then upgrades the client and
@@ -79,8 +80,9 @@ fn unreachable(err: impl std::fmt::Display) -> ApiError {
 pub async fn websocket(
     (addr, secret): (SocketAddr, String),
     path_and_query: &str,
-    upgrade: WebSocketUpgrade,
+    upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade?;
     let mut request = format!("ws://{addr}{path_and_query}")
         .into_client_request()
         .map_err(unreachable)?;
@@ -94,7 +96,7 @@ pub async fn websocket(
             let status = response.status();
             let body = response.body().as_deref().unwrap_or_default();
             return Err(match serde_json::from_slice::<ErrorBody>(body) {
-                Ok(error) => ApiError::new(status, error.error.code, error.error.message),
+                Ok(error) => ApiError::coded(error.error.code, error.error.message),
                 Err(_) => unreachable(format!("HTTP {status}")),
             });
         }

@@ -257,6 +257,62 @@ async fn an_unreachable_engine_is_503_within_5_seconds() {
 }
 
 #[tokio::test]
+async fn an_engine_that_stops_answering_is_503_within_its_timeout() {
+    // A socket that accepts and then says nothing, as a hung engine does: the real Docker
+    // runtime's deadline must turn it into a quick, clear answer.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("hung-engine.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let hung = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    let server = Server::start_with(|c| {
+        c.docker.host = Some(format!("unix://{}", socket.display()));
+        c.docker.timeout_seconds = 2;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let err = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert_eq!(err.code(), Some(berth_proto::ErrorCode::EngineUnavailable));
+    assert!(
+        started.elapsed() < Duration::from_secs(2 + 3),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+    hung.abort();
+}
+
+#[tokio::test]
+async fn a_missing_image_is_a_configuration_error_that_names_the_image() {
+    let server = Server::start_with(|c| {
+        c.templates.get_mut("default").unwrap().image = "berth/no-such-image:latest".into();
+    })
+    .await;
+    let err = server
+        .client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(500), "{err}");
+    assert_eq!(err.code(), Some(berth_proto::ErrorCode::Misconfigured));
+    assert!(
+        err.to_string().contains("berth/no-such-image:latest"),
+        "{err}"
+    );
+    assert!(server.containers().is_empty(), "nothing left behind");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn docker_stop_passes_sigterm_to_every_process_and_is_quick() {
     let server = Server::start().await;
     let session = server

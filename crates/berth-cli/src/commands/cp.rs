@@ -148,13 +148,9 @@ async fn download(client: &Client, id: &str, src: &str, dst: &Path) -> anyhow::R
         let reader = StreamReader::new(stream.map_err(std::io::Error::other));
         tokio::fs::create_dir_all(&target).await?;
         let into = target.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut archive = tar::Archive::new(SyncIoBridge::new(reader));
-            archive.set_preserve_permissions(true);
-            archive.unpack(&into)
-        })
-        .await?
-        .with_context(|| format!("unpacking into {}", target.display()))?;
+        tokio::task::spawn_blocking(move || unpack(SyncIoBridge::new(reader), &into))
+            .await?
+            .with_context(|| format!("unpacking into {}", target.display()))?;
         bar.finish_and_clear();
     } else {
         let response = client.download(id, src).await.map_err(explain)?;
@@ -174,9 +170,46 @@ async fn download(client: &Client, id: &str, src: &str, dst: &Path) -> anyhow::R
     Ok(())
 }
 
+/// Unpacks a session's directory, keeping modes but never setuid, setgid or sticky bits: the
+/// archive comes from inside a session, and whoever runs `berth cp` (often root) must not end
+/// up with a setuid program of someone else's making.
+fn unpack(archive: impl std::io::Read, into: &Path) -> std::io::Result<()> {
+    let mut archive = tar::Archive::new(archive);
+    archive.set_preserve_permissions(true);
+    archive.set_mask(0o7000);
+    archive.unpack(into)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpacking_keeps_modes_but_drops_setuid_setgid_and_sticky() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, mode) in [("suid", 0o4755), ("sgid", 0o2750), ("plain", 0o640)] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(2);
+            header.set_mode(mode);
+            header.set_cksum();
+            builder.append_data(&mut header, name, &b"hi"[..]).unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        unpack(tar.as_slice(), dir.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(
+            (mode("suid"), mode("sgid"), mode("plain")),
+            (0o755, 0o750, 0o640)
+        );
+    }
 
     #[test]
     fn session_paths_and_local_paths_are_told_apart() {

@@ -2,7 +2,10 @@
 
 use axum::{
     Json,
-    extract::rejection::{JsonRejection, QueryRejection},
+    extract::{
+        rejection::{JsonRejection, QueryRejection},
+        ws::rejection::WebSocketUpgradeRejection,
+    },
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -19,7 +22,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    /// Private: a status comes from its code (`coded`), decided in this file alone.
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -45,6 +49,11 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    /// A failure of the server itself, never of the request: a 500.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Self::coded(ErrorCode::Internal, format!("internal error: {err}"))
     }
 }
 
@@ -72,7 +81,9 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::EngineUnavailable | ErrorCode::StoreUnavailable | ErrorCode::SessionFailed => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Misconfigured | ErrorCode::Internal | ErrorCode::Unknown => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
@@ -103,9 +114,21 @@ impl From<JsonRejection> for ApiError {
                 ErrorCode::InvalidRequest,
                 "send the body as JSON with `Content-Type: application/json`".to_owned(),
             ),
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                (ErrorCode::PayloadTooLarge, rejection.body_text())
+            }
             _ => (ErrorCode::InvalidRequest, rejection.body_text()),
         };
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+        Self::coded(code, message)
+    }
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        Self::invalid_request(format!(
+            "this route is a WebSocket: {}",
+            rejection.body_text()
+        ))
     }
 }
 

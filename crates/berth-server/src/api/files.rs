@@ -298,7 +298,7 @@ pub async fn watch(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    upgrade: axum::extract::WebSocketUpgrade,
+    upgrade: crate::proxy::WebSocketRequest,
 ) -> Result<Response, ApiError> {
     let (caller, rest) =
         super::extract::websocket_caller(&s, &headers, &id, query.as_deref()).await?;

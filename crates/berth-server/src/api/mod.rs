@@ -18,9 +18,7 @@ mod web;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
-    Router,
-    http::StatusCode,
-    middleware,
+    Router, middleware,
     response::IntoResponse,
     routing::{any, get},
 };
@@ -99,6 +97,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::extend))
+        .routes(routes!(sessions::timeline))
         .routes(routes!(files::list, files::remove))
         .routes(routes!(files::stat))
         .routes(routes!(files::read, files::write))
@@ -149,19 +148,14 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::not_found("no such route; see /docs for the API") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::coded(
                 ErrorCode::MethodNotAllowed,
                 "method not allowed on this route",
             )
         })
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "internal error; see the server log",
-            )
-            .into_response()
+            ApiError::coded(ErrorCode::Internal, "internal error; see the server log")
+                .into_response()
         }))
         .layer(middleware::from_fn_with_state(
             state.clone(),

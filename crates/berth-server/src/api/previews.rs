@@ -95,7 +95,7 @@ pub async fn events(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: axum::http::HeaderMap,
-    upgrade: axum::extract::WebSocketUpgrade,
+    upgrade: crate::proxy::WebSocketRequest,
 ) -> Result<Response, ApiError> {
     let (caller, _) = super::extract::websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;

@@ -3,7 +3,7 @@
 
 use axum::{
     body::Body,
-    extract::{Path, RawQuery, State, WebSocketUpgrade},
+    extract::{Path, RawQuery, State},
     http::{HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -15,7 +15,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{AppState, error::ApiError, extract::websocket_caller, files::relay};
-use crate::auth::{Principal, TICKET_LIFETIME};
+use crate::{
+    auth::{Principal, TICKET_LIFETIME},
+    proxy::WebSocketRequest,
+};
 
 /// Run a command and answer when it ends, with its exit code and output (1 MiB per stream at
 /// most). On `timeout_ms` the whole process group is killed and `timed_out` is set.
@@ -55,7 +58,7 @@ pub async fn exec_stream(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
     let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
@@ -82,7 +85,7 @@ pub async fn terminal(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
     let (caller, query) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let query: TerminalQuery =
@@ -197,7 +200,7 @@ pub async fn attach_process(
     Path((id, pid)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
     let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use berth_proto::{
-    CreateSession, ErrorBody, ExtendSession, Session, SessionList,
+    CreateSession, ErrorBody, ExtendSession, Session, SessionList, Timeline,
     queue::{QueueState, QueueStatus},
 };
 use serde::Deserialize;
@@ -180,6 +180,22 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Session>, ApiError> {
     Ok(axum::Json(state.sessions.get(&caller, &id).await?))
+}
+
+/// What happened to a session that its user should know, oldest first: restarts that lost its
+/// processes, its failure and why.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/timeline", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = Timeline), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn timeline(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Timeline>, ApiError> {
+    Ok(axum::Json(state.sessions.timeline(&caller, &id).await?))
 }
 
 /// Stop a session and remove its container. Answers once the container is gone; deleting an

@@ -44,8 +44,7 @@ pub async fn create(
         )));
     }
     if name == ADMIN_NAME {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::coded(
             berth_proto::ErrorCode::Conflict,
             "the name admin is reserved",
         ));

@@ -16,12 +16,17 @@ use bollard::{
         HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
     },
     query_parameters::{
-        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+        CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+        RemoveContainerOptionsBuilder,
     },
 };
+use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
-use super::{ContainerSpec, ManagedContainer, Runtime, RuntimeError, labels};
+use super::{
+    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer, Runtime,
+    RuntimeError, labels,
+};
 use crate::config::DockerConfig;
 
 /// uid:gid of the `user` account in every session image.
@@ -91,6 +96,22 @@ impl DockerRuntime {
         result
     }
 
+    /// Bounds one whole runtime operation, however many engine calls it makes (connecting
+    /// included), by the configured deadline: a hung engine costs a caller that long at most.
+    async fn within<T>(
+        &self,
+        operation: impl Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
+        tokio::time::timeout(self.timeout, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RuntimeError::Unavailable(format!(
+                    "the engine did not answer within {} s (docker.timeout_seconds)",
+                    self.timeout.as_secs()
+                )))
+            })
+    }
+
     async fn ensure_network(&self) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
         let network = &self.config.network;
@@ -154,8 +175,11 @@ fn map_error(err: BollardError) -> RuntimeError {
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn ping(&self) -> Result<(), RuntimeError> {
-        let docker = self.docker().await?;
-        self.call("ping", docker.ping()).await.map(drop)
+        self.within(async {
+            let docker = self.docker().await?;
+            self.call("ping", docker.ping()).await.map(drop)
+        })
+        .await
     }
 
     async fn prepare(&self) -> Result<(), RuntimeError> {
@@ -166,158 +190,211 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        self.prepare().await?;
-        let docker = self.docker().await?;
-        let labels = HashMap::from([
-            (labels::SESSION.to_owned(), spec.session_id.clone()),
-            (labels::OWNER.to_owned(), spec.owner.clone()),
-            (labels::TEMPLATE.to_owned(), spec.template.clone()),
-            (labels::INSTANCE.to_owned(), self.config.instance.clone()),
-        ]);
-        let host_config = HostConfig {
-            memory: Some(spec.memory_bytes),
-            // Equal to memory: no swap beyond the limit.
-            memory_swap: Some(spec.memory_bytes),
-            nano_cpus: Some(spec.nano_cpus),
-            pids_limit: Some(spec.pids_limit),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            cap_add: Some(self.config.cap_add.clone()),
-            // The engine's default seccomp profile applies because none is overridden here.
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            privileged: Some(false),
-            network_mode: Some(self.config.network.clone()),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), self.config.log_max_size.clone()),
-                    ("max-file".to_owned(), "1".to_owned()),
-                ])),
-            }),
-            ..HostConfig::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            // Everything in a session, the agent included, runs as the session user.
-            user: Some(SESSION_USER.to_owned()),
-            hostname: Some(spec.session_id.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(labels),
-            host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    self.config.network.clone(),
-                    EndpointSettings::default(),
-                )])),
-            }),
-            ..ContainerCreateBody::default()
-        };
-        let name = format!("berth-{}", spec.session_id);
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        match self
-            .call(
-                "create_container",
-                docker.create_container(Some(options), body),
-            )
-            .await
-        {
-            Ok(created) => Ok(created.id),
-            Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
-                Err(RuntimeError::ImageMissing(spec.image.clone()))
+        self.within(async {
+            self.prepare().await?;
+            let docker = self.docker().await?;
+            let labels = HashMap::from([
+                (labels::SESSION.to_owned(), spec.session_id.clone()),
+                (labels::OWNER.to_owned(), spec.owner.clone()),
+                (labels::TEMPLATE.to_owned(), spec.template.clone()),
+                (labels::INSTANCE.to_owned(), self.config.instance.clone()),
+            ]);
+            let host_config = HostConfig {
+                memory: Some(spec.memory_bytes),
+                // Equal to memory: no swap beyond the limit.
+                memory_swap: Some(spec.memory_bytes),
+                nano_cpus: Some(spec.nano_cpus),
+                pids_limit: Some(spec.pids_limit),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                cap_add: Some(self.config.cap_add.clone()),
+                // The engine's default seccomp profile applies because none is overridden here.
+                security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+                privileged: Some(false),
+                network_mode: Some(self.config.network.clone()),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".to_owned()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_owned(), self.config.log_max_size.clone()),
+                        ("max-file".to_owned(), "1".to_owned()),
+                    ])),
+                }),
+                ..HostConfig::default()
+            };
+            let body = ContainerCreateBody {
+                image: Some(spec.image.clone()),
+                // Everything in a session, the agent included, runs as the session user.
+                user: Some(SESSION_USER.to_owned()),
+                hostname: Some(spec.session_id.clone()),
+                env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                labels: Some(labels),
+                host_config: Some(host_config),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        self.config.network.clone(),
+                        EndpointSettings::default(),
+                    )])),
+                }),
+                ..ContainerCreateBody::default()
+            };
+            let name = format!("berth-{}", spec.session_id);
+            let options = CreateContainerOptionsBuilder::new().name(&name).build();
+            match self
+                .call(
+                    "create_container",
+                    docker.create_container(Some(options), body),
+                )
+                .await
+            {
+                Ok(created) => Ok(created.id),
+                Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
+                    Err(RuntimeError::ImageMissing(spec.image.clone()))
+                }
+                Err(err) => Err(err),
             }
-            Err(err) => Err(err),
-        }
+        })
+        .await
     }
 
     async fn start(&self, container_id: &str) -> Result<SocketAddr, RuntimeError> {
-        let docker = self.docker().await?;
-        self.call(
-            "start_container",
-            docker.start_container(container_id, None),
-        )
-        .await?;
-        let inspected = self
-            .call(
-                "inspect_container",
-                docker.inspect_container(container_id, None),
+        self.within(async {
+            let docker = self.docker().await?;
+            self.call(
+                "start_container",
+                docker.start_container(container_id, None),
             )
             .await?;
-        let ip = inspected
-            .network_settings
-            .and_then(|settings| settings.networks)
-            .and_then(|mut networks| networks.remove(&self.config.network))
-            .and_then(|endpoint| endpoint.ip_address)
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .ok_or_else(|| {
-                RuntimeError::Engine(format!(
-                    "container {container_id} has no address on network {}",
-                    self.config.network
-                ))
-            })?;
-        Ok(SocketAddr::new(ip, AGENT_PORT))
+            let inspected = self
+                .call(
+                    "inspect_container",
+                    docker.inspect_container(container_id, None),
+                )
+                .await?;
+            let ip = inspected
+                .network_settings
+                .and_then(|settings| settings.networks)
+                .and_then(|mut networks| networks.remove(&self.config.network))
+                .and_then(|endpoint| endpoint.ip_address)
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    RuntimeError::Engine(format!(
+                        "container {container_id} has no address on network {}",
+                        self.config.network
+                    ))
+                })?;
+            Ok(SocketAddr::new(ip, AGENT_PORT))
+        })
+        .await
     }
 
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
-        let docker = self.docker().await?;
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match self
-            .call(
-                "remove_container",
-                docker.remove_container(container_id, Some(options)),
-            )
-            .await
-        {
-            Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
-            // Removal already under way (e.g. a concurrent reconcile): it will finish by itself.
-            Err(RuntimeError::Engine(msg)) if msg.contains("already in progress") => Ok(()),
-            Err(err) => Err(err),
-        }
+        self.within(async {
+            let docker = self.docker().await?;
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            match self
+                .call(
+                    "remove_container",
+                    docker.remove_container(container_id, Some(options)),
+                )
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
+                // Removal already under way (e.g. a concurrent reconcile): it will finish by itself.
+                Err(RuntimeError::Engine(msg)) if msg.contains("already in progress") => Ok(()),
+                Err(err) => Err(err),
+            }
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
-        let docker = self.docker().await?;
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&self.instance_filter())
-            .build();
-        let summaries = self
-            .call("list_containers", docker.list_containers(Some(options)))
-            .await?;
-        Ok(summaries
-            .into_iter()
-            .filter_map(|summary| {
-                Some(ManagedContainer {
-                    id: summary.id?,
-                    session_id: summary.labels?.remove(labels::SESSION)?,
-                    running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+        self.within(async {
+            let docker = self.docker().await?;
+            let options = ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&self.instance_filter())
+                .build();
+            let summaries = self
+                .call("list_containers", docker.list_containers(Some(options)))
+                .await?;
+            Ok(summaries
+                .into_iter()
+                .filter_map(|summary| {
+                    Some(ManagedContainer {
+                        id: summary.id?,
+                        session_id: summary.labels?.remove(labels::SESSION)?,
+                        running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+                    })
                 })
-            })
-            .collect())
+                .collect())
+        })
+        .await
     }
 
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
-        let docker = self.docker().await?;
-        let inspected = match self
-            .call(
-                "inspect_container",
-                docker.inspect_container(container_id, None),
-            )
-            .await
-        {
-            Ok(inspected) => inspected,
-            Err(RuntimeError::NotFound(_)) => return Ok(None),
-            Err(err) => return Err(err),
-        };
-        let mut labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
-        if labels.get(labels::INSTANCE) != Some(&self.config.instance) {
-            return Ok(None);
-        }
-        Ok(Some(ManagedContainer {
-            id: inspected.id.unwrap_or_else(|| container_id.to_owned()),
-            session_id: labels.remove(labels::SESSION).unwrap_or_default(),
-            running: inspected.state.and_then(|s| s.running).unwrap_or(false),
-        }))
+        self.within(async {
+            let docker = self.docker().await?;
+            let inspected = match self
+                .call(
+                    "inspect_container",
+                    docker.inspect_container(container_id, None),
+                )
+                .await
+            {
+                Ok(inspected) => inspected,
+                Err(RuntimeError::NotFound(_)) => return Ok(None),
+                Err(err) => return Err(err),
+            };
+            let mut labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+            if labels.get(labels::INSTANCE) != Some(&self.config.instance) {
+                return Ok(None);
+            }
+            Ok(Some(ManagedContainer {
+                id: inspected.id.unwrap_or_else(|| container_id.to_owned()),
+                session_id: labels.remove(labels::SESSION).unwrap_or_default(),
+                running: inspected.state.and_then(|s| s.running).unwrap_or(false),
+            }))
+        })
+        .await
+    }
+
+    async fn events(&self) -> Result<EventStream, RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            // Answering a ping is what "connected" means: the events request itself only reports
+            // an unreachable engine once it is polled.
+            self.call("ping", docker.ping()).await?;
+            let mut filters = self.instance_filter();
+            filters.insert("type".to_owned(), vec!["container".to_owned()]);
+            filters.insert(
+                "event".to_owned(),
+                ["start", "die", "oom", "destroy"].map(str::to_owned).into(),
+            );
+            let options = EventsOptionsBuilder::new().filters(&filters).build();
+            let events = docker
+                .events(Some(options))
+                .take_while(|item| std::future::ready(item.is_ok()))
+                .filter_map(|item| {
+                    std::future::ready(item.ok().and_then(|message| {
+                        let kind = match message.action.as_deref()? {
+                            "start" => ContainerEventKind::Start,
+                            "die" => ContainerEventKind::Die,
+                            "oom" => ContainerEventKind::Oom,
+                            "destroy" => ContainerEventKind::Destroy,
+                            _ => return None,
+                        };
+                        let actor = message.actor?;
+                        Some(ContainerEvent {
+                            session_id: actor.attributes?.remove(labels::SESSION)?,
+                            container_id: actor.id?,
+                            kind,
+                        })
+                    }))
+                });
+            Ok(events.boxed())
+        })
+        .await
     }
 }

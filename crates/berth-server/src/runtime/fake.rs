@@ -14,9 +14,13 @@ use std::{
 use async_trait::async_trait;
 use berth_agent::AgentConfig;
 use berth_proto::agent::SECRET_ENV;
-use tokio::task::JoinHandle;
+use futures_util::StreamExt;
+use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{ContainerSpec, ManagedContainer, Runtime, RuntimeError};
+use super::{
+    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer, Runtime,
+    RuntimeError,
+};
 
 #[derive(Debug)]
 struct FakeContainer {
@@ -34,6 +38,8 @@ pub struct FakeRuntime {
     pub down: AtomicBool,
     /// Delay before `start` returns, to hold sessions in `creating`.
     pub start_delay: Mutex<Duration>,
+    /// Event streams handed out; dropped (ending the streams) when the engine "stops".
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<ContainerEvent>>>,
 }
 
 impl FakeRuntime {
@@ -51,6 +57,54 @@ impl FakeRuntime {
     /// Makes a container vanish behind the control plane's back.
     pub fn vanish(&self, session_id: &str) {
         self.lock().retain(|_, c| c.spec.session_id != session_id);
+    }
+
+    /// Ends a container's main process behind the control plane's back, as `docker kill` does.
+    pub fn kill(&self, session_id: &str) {
+        let killed: Vec<String> = self
+            .lock()
+            .iter_mut()
+            .filter(|(_, c)| c.spec.session_id == session_id)
+            .filter_map(|(id, c)| c.agent.take().map(|agent| (id, agent)))
+            .map(|(id, agent)| {
+                agent.abort();
+                id.clone()
+            })
+            .collect();
+        for id in killed {
+            self.emit(&id, session_id, ContainerEventKind::Die);
+        }
+    }
+
+    /// Stops the engine as a restart does: every container stops, every event stream ends,
+    /// and calls fail until [`FakeRuntime::start_engine`].
+    pub fn stop_engine(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for container in self.lock().values_mut() {
+            if let Some(agent) = container.agent.take() {
+                agent.abort();
+            }
+        }
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    pub fn start_engine(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    fn emit(&self, container_id: &str, session_id: &str, kind: ContainerEventKind) {
+        let event = ContainerEvent {
+            container_id: container_id.to_owned(),
+            session_id: session_id.to_owned(),
+            kind,
+        };
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|subscriber| subscriber.send(event.clone()).is_ok());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeContainer>> {
@@ -100,12 +154,12 @@ impl Runtime for FakeRuntime {
         self.check_up()?;
         let delay = *self.start_delay.lock().unwrap_or_else(|p| p.into_inner());
         tokio::time::sleep(delay).await;
-        let config = {
+        let (config, session_id) = {
             let containers = self.lock();
             let container = containers
                 .get(container_id)
                 .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
-            AgentConfig {
+            let config = AgentConfig {
                 secret: container
                     .spec
                     .env
@@ -114,7 +168,8 @@ impl Runtime for FakeRuntime {
                     .unwrap_or_default(),
                 home: container.home.path().to_owned(),
                 max_file_bytes: 1 << 30,
-            }
+            };
+            (config, container.spec.session_id.clone())
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -126,17 +181,30 @@ impl Runtime for FakeRuntime {
             let _ = axum::serve(listener, berth_agent::router(config)).await;
         });
         match self.lock().get_mut(container_id) {
-            Some(container) => container.agent = Some(agent),
+            Some(container) => {
+                if let Some(running) = container.agent.replace(agent) {
+                    running.abort();
+                }
+            }
             None => agent.abort(),
         }
+        self.emit(container_id, &session_id, ContainerEventKind::Start);
         Ok(addr)
     }
 
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.check_up()?;
-        if let Some(agent) = self.lock().remove(container_id).and_then(|c| c.agent) {
+        let Some(removed) = self.lock().remove(container_id) else {
+            return Ok(());
+        };
+        if let Some(agent) = removed.agent {
             agent.abort();
         }
+        self.emit(
+            container_id,
+            &removed.spec.session_id,
+            ContainerEventKind::Destroy,
+        );
         Ok(())
     }
 
@@ -160,5 +228,18 @@ impl Runtime for FakeRuntime {
             session_id: c.spec.session_id.clone(),
             running: c.agent.is_some(),
         }))
+    }
+
+    async fn events(&self) -> Result<EventStream, RuntimeError> {
+        self.check_up()?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sender);
+        let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|event| (event, receiver))
+        });
+        Ok(events.boxed())
     }
 }

@@ -47,7 +47,30 @@ pub struct ManagedContainer {
     pub running: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// A change in the life of one of this instance's containers, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub container_id: String,
+    pub session_id: String,
+    pub kind: ContainerEventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerEventKind {
+    /// Started, by anyone: its address may have changed.
+    Start,
+    /// Its main process ended (stopped, killed, or the engine shutting down).
+    Die,
+    /// The kernel killed a process in it for memory.
+    Oom,
+    /// Removed with its filesystem.
+    Destroy,
+}
+
+/// Events until the connection to the engine breaks; then the stream ends.
+pub type EventStream = futures_util::stream::BoxStream<'static, ContainerEvent>;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error("the container engine is unreachable: {0}")]
     Unavailable(String),
@@ -81,4 +104,9 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
 
     /// One container of this instance, or `None` when the engine no longer has it.
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError>;
+
+    /// Follows the engine's events for this instance's containers. Succeeds once the engine
+    /// answers; the stream ends when the connection to it breaks (an engine restart always
+    /// breaks it).
+    async fn events(&self) -> Result<EventStream, RuntimeError>;
 }

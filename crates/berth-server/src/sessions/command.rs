@@ -4,8 +4,8 @@
 use berth_proto::{CreateSession, Session};
 use tokio::sync::oneshot;
 
-use super::SessionError;
-use crate::{auth::Principal, runtime::ManagedContainer};
+use super::{SessionError, actor::Observed};
+use crate::{auth::Principal, runtime::ContainerEvent};
 
 pub type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 
@@ -54,11 +54,47 @@ pub enum Command {
     PoolStatus {
         reply: oneshot::Sender<Vec<berth_proto::pool::PoolStatus>>,
     },
-    /// Converge the store with the containers the engine reported.
+    /// Converge the store with what the engine holds; `reply`, if any, hears once done.
     Reconcile {
-        observed: Vec<ManagedContainer>,
-        reply: oneshot::Sender<ReconcileReport>,
+        observed: Observed,
+        reply: Option<oneshot::Sender<ReconcileReport>>,
     },
+
+    /// The engine's event stream is (again) connected: a new generation of the engine.
+    EngineConnected,
+    /// The connection to the engine broke: it stopped, is restarting, or cannot be reached.
+    EngineLost { reason: String },
+    /// One of this instance's containers changed behind the actor's back, or by its own hand.
+    ContainerChanged(ContainerEvent),
+    /// A session's stopped container was started again and its agent answered at this address
+    /// (read anew from the engine), or that failed.
+    RestartFinished {
+        id: String,
+        /// Whether the session's timeline tells of it (not for a start someone else made).
+        announce: bool,
+        outcome: Result<std::net::SocketAddr, SessionError>,
+    },
+}
+
+impl Command {
+    /// The command's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::CancelQueued { .. } => "cancel_queued",
+            Self::Delete { .. } => "delete",
+            Self::Extend { .. } => "extend",
+            Self::CreateFinished { .. } => "create_finished",
+            Self::RemoveFinished { .. } => "remove_finished",
+            Self::Reap => "reap",
+            Self::PoolStatus { .. } => "pool_status",
+            Self::Reconcile { .. } => "reconcile",
+            Self::EngineConnected => "engine_connected",
+            Self::EngineLost { .. } => "engine_lost",
+            Self::ContainerChanged(_) => "container_changed",
+            Self::RestartFinished { .. } => "restart_finished",
+        }
+    }
 }
 
 /// The answer to a create.

@@ -28,6 +28,10 @@ pub enum SessionError {
     Runtime(#[from] RuntimeError),
     #[error("session {id} failed to start: {source}")]
     AgentNotReady { id: String, source: AgentError },
+    #[error(
+        "session {id} was not ready within {seconds} s (lifecycle.create_timeout_seconds); try again"
+    )]
+    CreateTimedOut { id: String, seconds: u64 },
     #[error("session {id}: seeding the workspace failed: {message}")]
     Seed { id: String, message: String },
     #[error("session {id} is {state}; it must be running for this")]
@@ -39,9 +43,14 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("the session manager has stopped")]
     ManagerGone,
-    /// A queued create that ended without a session (failed, or cancelled).
+    /// Something that should not happen did (a panic in the manager or one of its tasks); the
+    /// request is answered with this and the manager goes on.
+    #[error("internal error: {0}; the server log has the details")]
+    Internal(String),
+    /// An error that reached this request second-hand, with the code of the original: a queued
+    /// create that failed or was cancelled, or a removal several deleters waited for.
     #[error("{message}")]
-    Queued { code: ErrorCode, message: String },
+    Reported { code: ErrorCode, message: String },
 }
 
 impl SessionError {
@@ -57,12 +66,14 @@ impl SessionError {
                 ErrorCode::Conflict
             }
             Self::Runtime(RuntimeError::Unavailable(_)) => ErrorCode::EngineUnavailable,
-            Self::Runtime(_) | Self::AgentNotReady { .. } | Self::Seed { .. } => {
-                ErrorCode::SessionFailed
-            }
+            Self::Runtime(RuntimeError::ImageMissing(_)) => ErrorCode::Misconfigured,
+            Self::Runtime(_)
+            | Self::AgentNotReady { .. }
+            | Self::CreateTimedOut { .. }
+            | Self::Seed { .. } => ErrorCode::SessionFailed,
             Self::Store(store) => store.code(),
-            Self::ManagerGone => ErrorCode::Internal,
-            Self::Queued { code, .. } => *code,
+            Self::ManagerGone | Self::Internal(_) => ErrorCode::Internal,
+            Self::Reported { code, .. } => *code,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod actor;
 mod command;
+mod engine;
 mod error;
 mod pool;
 mod queue;
@@ -17,6 +18,7 @@ use berth_proto::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use command::{Command, Created, ReconcileReport, Started};
+pub use engine::EngineState;
 pub use error::SessionError;
 pub use queue::QueueTickets;
 pub use validate::label_filter as parse_label_filter;
@@ -44,6 +46,9 @@ pub struct ManagerContext {
     pub create_slots: Arc<tokio::sync::Semaphore>,
     pub capacity: crate::config::CapacityConfig,
     pub tickets: QueueTickets,
+    /// How long a create or claim may take from its container's creation to `running`.
+    pub create_timeout: Duration,
+    pub engine: Arc<EngineState>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +57,7 @@ pub struct SessionManager {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     tickets: QueueTickets,
+    engine: Arc<EngineState>,
 }
 
 impl SessionManager {
@@ -63,9 +69,15 @@ impl SessionManager {
             store: ctx.store.clone(),
             runtime: ctx.runtime.clone(),
             tickets: ctx.tickets.clone(),
+            engine: ctx.engine.clone(),
         };
         tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run());
         manager
+    }
+
+    /// What the manager knows of the engine.
+    pub fn engine(&self) -> &EngineState {
+        &self.engine
     }
 
     async fn ask<T>(
@@ -77,7 +89,11 @@ impl SessionManager {
             .send(make(reply))
             .await
             .map_err(|_| SessionError::ManagerGone)?;
-        answer.await.map_err(|_| SessionError::ManagerGone)?
+        // A reply dropped unanswered means the command failed inside the actor (which logged
+        // it and went on), not that the manager stopped.
+        answer.await.map_err(|_| {
+            SessionError::Internal("the session manager could not finish this request".into())
+        })?
     }
 
     /// Creates a session, waiting in the queue as long as it takes when the host is full.
@@ -99,7 +115,7 @@ impl SessionManager {
                             code: berth_proto::ErrorCode::Internal,
                             message: "the queued create failed".into(),
                         });
-                        return Err(SessionError::Queued {
+                        return Err(SessionError::Reported {
                             code: error.code,
                             message: error.message,
                         });
@@ -179,6 +195,27 @@ impl SessionManager {
         }
     }
 
+    /// What happened to a session that its user should know, oldest first.
+    pub async fn timeline(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<berth_proto::Timeline, SessionError> {
+        self.get(caller, id).await?;
+        let events = self
+            .store
+            .events(id)
+            .await?
+            .into_iter()
+            .map(|event| berth_proto::TimelineEvent {
+                at: event.at,
+                kind: event.kind,
+                message: event.message,
+            })
+            .collect();
+        Ok(berth_proto::Timeline { events })
+    }
+
     /// The caller's sessions (all sessions for the admin) with every given label. Ended
     /// sessions are included only when `include_ended` is set.
     pub async fn list(
@@ -218,6 +255,8 @@ impl SessionManager {
             Some(record) if caller.may_access(&record.owner) => record,
             _ => return Err(SessionError::NotFound(id.to_owned())),
         };
+        // A session's container is down with its engine: say so, not that the session failed.
+        self.engine.check()?;
         let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
         match (record.state, addr) {
             (berth_proto::SessionState::Running, Some(addr)) => Ok((addr, record.agent_secret)),
@@ -235,7 +274,9 @@ impl SessionManager {
             .send(Command::PoolStatus { reply })
             .await
             .map_err(|_| SessionError::ManagerGone)?;
-        answer.await.map_err(|_| SessionError::ManagerGone)
+        answer
+            .await
+            .map_err(|_| SessionError::Internal("the pool status was not answered".into()))
     }
 
     /// Asks the actor to stop expired sessions now.
@@ -248,15 +289,18 @@ impl SessionManager {
 
     /// Lists the engine's containers and has the actor converge the store with them.
     pub async fn reconcile(&self) -> Result<ReconcileReport, SessionError> {
-        // Listing before the actor reads the store matters: every container in the listing
-        // had its session row written before it was created, so none is mistaken for an orphan.
-        let observed = self.runtime.list().await?;
+        let observed = actor::observe(self.runtime.as_ref(), self.store.as_ref()).await?;
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Reconcile { observed, reply })
+            .send(Command::Reconcile {
+                observed,
+                reply: Some(reply),
+            })
             .await
             .map_err(|_| SessionError::ManagerGone)?;
-        answer.await.map_err(|_| SessionError::ManagerGone)
+        answer
+            .await
+            .map_err(|_| SessionError::Internal("the reconcile was not answered".into()))
     }
 }
 

@@ -16,39 +16,46 @@ const BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 pub struct Pool {
-    ready: HashMap<String, VecDeque<String>>,
+    /// Ready sessions per template, each with the engine generation it was seen running in.
+    ready: HashMap<String, VecDeque<(String, u64)>>,
     warming: HashMap<String, usize>,
     claimed: HashMap<String, u64>,
     backoff_until: HashMap<String, Instant>,
 }
 
 impl Pool {
-    /// Takes a ready session of `template`, oldest first. Each pooled session is handed out once.
-    pub fn take(&mut self, template: &str) -> Option<String> {
-        let id = self.ready.get_mut(template)?.pop_front()?;
+    /// Takes a ready session of `template`, oldest first. Each pooled session is handed out
+    /// once. Entries seen under an earlier engine `generation` are dropped, never handed out:
+    /// an engine restart stopped their containers and may have given their addresses to
+    /// others (the engine watcher's sweep removes them and the pool warms new ones).
+    pub fn take(&mut self, template: &str, generation: u64) -> Option<String> {
+        let queue = self.ready.get_mut(template)?;
+        queue.retain(|(_, seen)| *seen == generation);
+        let (id, _) = queue.pop_front()?;
         *self.claimed.entry(template.to_owned()).or_default() += 1;
         Some(id)
     }
 
-    pub fn is_ready(&self, id: &str) -> bool {
+    /// Whether `take` would find a session of `template` now.
+    pub fn has_ready(&self, template: &str, generation: u64) -> bool {
         self.ready
-            .values()
-            .any(|queue| queue.iter().any(|ready| ready == id))
+            .get(template)
+            .is_some_and(|queue| queue.iter().any(|(_, seen)| *seen == generation))
     }
 
-    pub fn add_ready(&mut self, template: &str, id: String) {
-        if !self.is_ready(&id) {
-            self.ready
-                .entry(template.to_owned())
-                .or_default()
-                .push_back(id);
+    /// Adds a session seen ready under engine `generation`; one already there is seen anew.
+    pub fn add_ready(&mut self, template: &str, id: String, generation: u64) {
+        let queue = self.ready.entry(template.to_owned()).or_default();
+        match queue.iter_mut().find(|(ready, _)| *ready == id) {
+            Some((_, seen)) => *seen = generation,
+            None => queue.push_back((id, generation)),
         }
     }
 
     /// Forgets a session that can no longer be handed out (it failed or was deleted).
     pub fn forget(&mut self, id: &str) {
         for queue in self.ready.values_mut() {
-            queue.retain(|ready| ready != id);
+            queue.retain(|(ready, _)| ready != id);
         }
     }
 
@@ -127,7 +134,7 @@ mod tests {
     fn the_shortfall_counts_ready_and_warming_and_respects_max() {
         let mut pool = Pool::default();
         assert_eq!(pool.shortfall(&templates(3, None)), [("t".to_owned(), 3)]);
-        pool.add_ready("t", "s1".into());
+        pool.add_ready("t", "s1".into(), 1);
         pool.warming_started("t");
         assert_eq!(pool.shortfall(&templates(3, None)), [("t".to_owned(), 1)]);
         assert!(pool.shortfall(&templates(3, Some(2))).is_empty());
@@ -137,10 +144,10 @@ mod tests {
     #[test]
     fn a_session_is_taken_once_and_a_failure_backs_off() {
         let mut pool = Pool::default();
-        pool.add_ready("t", "s1".into());
-        pool.add_ready("t", "s1".into());
-        assert_eq!(pool.take("t").as_deref(), Some("s1"));
-        assert_eq!(pool.take("t"), None);
+        pool.add_ready("t", "s1".into(), 1);
+        pool.add_ready("t", "s1".into(), 1);
+        assert_eq!(pool.take("t", 1).as_deref(), Some("s1"));
+        assert_eq!(pool.take("t", 1), None);
         pool.warming_started("t");
         pool.warming_ended("t", false);
         assert!(
@@ -148,5 +155,24 @@ mod tests {
             "backing off after a failure"
         );
         assert_eq!(pool.status(&templates(2, None))[0].claimed, 1);
+    }
+
+    #[test]
+    fn entries_from_an_earlier_engine_generation_are_never_handed_out() {
+        let mut pool = Pool::default();
+        pool.add_ready("t", "old".into(), 1);
+        pool.add_ready("t", "new".into(), 2);
+        assert!(pool.has_ready("t", 2));
+        pool.add_ready("t", "seen-again".into(), 1);
+        pool.add_ready("t", "seen-again".into(), 2);
+        assert_eq!(pool.take("t", 2).as_deref(), Some("new"));
+        assert_eq!(pool.take("t", 2).as_deref(), Some("seen-again"));
+        assert!(!pool.has_ready("t", 2));
+        assert_eq!(
+            pool.take("t", 2),
+            None,
+            "the stale entry is dropped, not served"
+        );
+        assert_eq!(pool.status(&templates(1, None))[0].ready, 0);
     }
 }

@@ -75,6 +75,17 @@ impl FairQueue {
         removed
     }
 
+    /// Removes the first request, in serving order, that `wanted` accepts.
+    pub fn take_first(&mut self, wanted: impl Fn(&Waiting) -> bool) -> Option<Waiting> {
+        let ticket = self
+            .in_order()
+            .into_iter()
+            .find(|waiting| wanted(waiting))?
+            .ticket
+            .clone();
+        self.remove(&ticket)
+    }
+
     /// Requests `owner` has waiting.
     pub fn held_by(&self, owner: &str) -> usize {
         self.by_owner.get(owner).map_or(0, VecDeque::len)

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, TimeDelta, Utc};
+
 use super::SessionError;
 
 const MAX_LABELS: usize = 32;
@@ -69,6 +71,16 @@ pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// `seconds` after `from`, checked: a TTL nobody could mean (past what a date holds) is an
+/// error for the caller, never an overflow in the session manager.
+pub fn after(from: DateTime<Utc>, seconds: u64) -> Result<DateTime<Utc>, SessionError> {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .and_then(|delta| from.checked_add_signed(delta))
+        .ok_or_else(|| SessionError::InvalidTtl(format!("{seconds} seconds is out of range")))
+}
+
 /// Parses `k=v` label filters from query strings.
 pub fn label_filter(raw: &[String]) -> Result<Vec<(String, String)>, SessionError> {
     raw.iter()
@@ -105,6 +117,15 @@ mod tests {
         assert!(labels(&map(&[("course", "docker-101"), ("example.com/team", "a")])).is_ok());
         assert!(labels(&map(&[("", "x")])).is_err());
         assert!(labels(&map(&[("has space", "x")])).is_err());
+    }
+
+    #[test]
+    fn durations_past_what_a_date_holds_are_errors() {
+        let now = Utc::now();
+        assert_eq!(after(now, 60).unwrap(), now + TimeDelta::seconds(60));
+        for huge in [10_000_000_000_000, i64::MAX as u64, u64::MAX] {
+            assert!(matches!(after(now, huge), Err(SessionError::InvalidTtl(_))));
+        }
     }
 
     #[test]

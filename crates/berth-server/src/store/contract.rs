@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use berth_proto::SessionState;
 use chrono::{Duration, TimeZone, Utc};
 
-use super::{SessionFilter, SessionRecord, Store, StoreError, UserRecord};
+use super::{SessionEvent, SessionFilter, SessionRecord, Store, StoreError, UserRecord};
 
 fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> SessionRecord {
     // Whole milliseconds: every backend must round-trip these exactly.
@@ -31,6 +31,36 @@ pub async fn run(store: &dyn Store) {
     sessions_round_trip(store).await;
     filters_select_exactly_the_matching_sessions(store).await;
     users_are_found_by_token_hash_and_names_are_unique(store).await;
+    timelines_keep_their_order_per_session(store).await;
+}
+
+async fn timelines_keep_their_order_per_session(store: &dyn Store) {
+    let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+    let event = |id: &str, kind: &str, offset_ms: i64| SessionEvent {
+        session_id: id.to_owned(),
+        at: at + Duration::milliseconds(offset_ms),
+        kind: kind.to_owned(),
+        message: format!("{kind} of {id}"),
+    };
+    let events = [
+        event("s-timeline-a", "restarted", 5),
+        event("s-timeline-b", "failed", 1),
+        event("s-timeline-a", "oom", 0),
+        event("s-timeline-a", "failed", 5),
+    ];
+    for e in &events {
+        store.add_event(e).await.unwrap();
+    }
+    // Oldest first; equal times keep the order they were added in.
+    assert_eq!(
+        store.events("s-timeline-a").await.unwrap(),
+        [events[2].clone(), events[0].clone(), events[3].clone()]
+    );
+    assert_eq!(
+        store.events("s-timeline-b").await.unwrap(),
+        [events[1].clone()]
+    );
+    assert!(store.events("s-no-timeline").await.unwrap().is_empty());
 }
 
 async fn sessions_round_trip(store: &dyn Store) {

@@ -8,6 +8,8 @@ mod sqlite;
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+pub mod faulty;
 
 use std::collections::BTreeMap;
 
@@ -37,6 +39,13 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// Drops what reached the session's agent: an ended session's secret and address must
+    /// open nothing, even if its container (or its IP) lives on somewhere.
+    pub fn forget_agent(&mut self) {
+        self.agent_secret.clear();
+        self.agent_addr = None;
+    }
+
     pub fn to_public(&self) -> Session {
         Session {
             id: self.id.clone(),
@@ -60,6 +69,28 @@ pub struct UserRecord {
     /// as a slow one here and keeps per-request authentication cheap.
     pub token_hash: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// One entry of a session's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub session_id: String,
+    pub at: DateTime<Utc>,
+    /// Stable, for programs: `restarted`, `failed`, `oom`.
+    pub kind: String,
+    /// For people.
+    pub message: String,
+}
+
+impl SessionEvent {
+    pub fn now(session_id: &str, kind: &str, message: &str) -> Self {
+        Self {
+            session_id: session_id.to_owned(),
+            at: Utc::now(),
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+        }
+    }
 }
 
 /// Which sessions to list. Every condition set must hold.
@@ -101,7 +132,7 @@ impl SessionFilter {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -149,6 +180,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// How many sessions are in each state; states with none are left out.
     async fn count_by_state(&self) -> Result<Vec<(SessionState, u64)>, StoreError>;
+
+    /// Adds to a session's timeline; durable when it returns.
+    async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError>;
+
+    /// A session's timeline, oldest first.
+    async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
 
     /// Fails with `Conflict` when the name is taken.
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;

@@ -14,7 +14,7 @@ use sqlx::{
     },
 };
 
-use super::{SessionFilter, SessionRecord, Store, StoreError, UserRecord};
+use super::{SessionEvent, SessionFilter, SessionRecord, Store, StoreError, UserRecord};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -22,8 +22,13 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the database file and brings its schema up to date. The file
+    /// is readable by its owner only (it holds every session's agent secret); SQLite gives its
+    /// WAL and shared-memory files the database file's permissions.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        owner_only(path).map_err(|err| {
+            StoreError::Unavailable(format!("cannot create {}: {err}", path.display()))
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -61,6 +66,17 @@ impl SqliteStore {
             .map_err(|err| StoreError::Unavailable(format!("migrating the database: {err}")))?;
         Ok(Self { pool })
     }
+}
+
+/// Creates `path` with mode 0600, or narrows an existing file to it.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 fn unavailable(err: sqlx::Error) -> StoreError {
@@ -247,6 +263,39 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO session_events (session_id, at, kind, message) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&event.session_id)
+        .bind(millis(event.at))
+        .bind(&event.kind)
+        .bind(&event.message)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM session_events WHERE session_id = ? ORDER BY at, rowid")
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionEvent {
+                    session_id: row.try_get("session_id").map_err(unavailable)?,
+                    at: from_millis(row.try_get("at").map_err(unavailable)?)?,
+                    kind: row.try_get("kind").map_err(unavailable)?,
+                    message: row.try_get("message").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO users (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)")
             .bind(&user.id)
@@ -303,5 +352,17 @@ mod tests {
             .unwrap();
         assert_eq!(before, after);
         assert!(!after.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_database_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = SqliteStore::open(&path).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 }

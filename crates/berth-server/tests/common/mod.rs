@@ -8,7 +8,7 @@ use berth_server::config::{Config, TemplateConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-pub const ADMIN: &str = "docker-test-admin";
+pub const ADMIN: &str = "docker-test-admin-token-of-32-characters";
 pub const TINY: &str = "berth/tiny:latest";
 pub const BASE: &str = "berth/base:latest";
 

@@ -1,0 +1,217 @@
+//! The engine's side of a session's life: the engine going away and coming back, containers
+//! that stop, start or vanish behind the actor's back, and restarting a session whose
+//! container stopped with its files intact.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use berth_proto::SessionState;
+
+use super::Actor;
+use crate::{
+    runtime::{ContainerEvent, ContainerEventKind, RuntimeError},
+    sessions::{Command, SessionError},
+    store::{SessionEvent, SessionRecord},
+};
+
+/// A session whose container stops again this soon after a restart, under the same engine,
+/// is failed instead of restarted: something in it keeps killing it.
+const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
+
+/// What the timeline says of a restart, for people.
+const RESTARTED: &str = "the container stopped and was started again (an engine restart, or \
+                         everything in it ended): files are intact; running processes and \
+                         terminals were lost";
+
+impl Actor {
+    /// Fails with `engine_unavailable` while the engine is lost.
+    pub(super) fn engine_up(&self) -> Result<(), SessionError> {
+        self.ctx.engine.check()
+    }
+
+    pub(super) fn engine_generation(&self) -> u64 {
+        self.ctx.engine.generation()
+    }
+
+    /// Puts a pooled session whose container was seen running into its pool, under the
+    /// engine generation it was seen in.
+    pub(super) fn pool_ready(&mut self, template: &str, id: String) {
+        let generation = self.engine_generation();
+        self.pool.add_ready(template, id, generation);
+    }
+
+    pub(super) fn engine_connected(&mut self) {
+        let generation = self.ctx.engine.connected();
+        tracing::info!(generation, "following the container engine's events");
+        // Whatever happened while nobody watched (an engine restart stops every container
+        // and may hand their addresses to others): one reconcile restarts stopped sessions,
+        // pools running pooled ones under this generation and fails the vanished.
+        self.request_reconcile();
+    }
+
+    pub(super) fn engine_lost(&mut self, reason: &str) {
+        self.ctx.engine.lost();
+        tracing::warn!(
+            reason,
+            "lost the container engine; creates answer engine_unavailable until it is back"
+        );
+    }
+
+    pub(super) async fn container_changed(&mut self, event: ContainerEvent) {
+        let id = &event.session_id;
+        // The actor's own creates, removals and restarts make events too; those it already
+        // accounts for.
+        if self.in_flight(id) || self.restarting.contains(id) {
+            return;
+        }
+        let record = match self.ctx.store.get_session(id).await {
+            Ok(Some(record)) if record.state.is_live() => record,
+            _ => return,
+        };
+        // Only the session's current container speaks for it.
+        if record.container_id.as_deref() != Some(event.container_id.as_str()) {
+            return;
+        }
+        match (event.kind, record.state) {
+            (ContainerEventKind::Die, SessionState::Running | SessionState::Pooled) => {
+                self.recover(record).await;
+            }
+            // Started by someone else: its address may be new, and is read again before the
+            // next request reaches it.
+            (ContainerEventKind::Start, SessionState::Running) => self.restart(record, false),
+            (ContainerEventKind::Destroy, SessionState::Running | SessionState::Pooled) => {
+                self.fail(record, "container_vanished").await;
+            }
+            (ContainerEventKind::Oom, _) => {
+                tracing::warn!(session = %id, "a process in the session ran out of memory");
+                self.record_event(id, "oom", "a process ran out of memory and was killed")
+                    .await;
+            }
+            _ => {}
+        }
+    }
+
+    /// A live session's container stopped without Berth stopping it. A running session is
+    /// started again (same container, files intact) unless its template says otherwise or it
+    /// is crash-looping; a pooled one is dropped, and the pool warms another. Returns whether
+    /// the session lives on.
+    pub(super) async fn recover(&mut self, record: SessionRecord) -> bool {
+        if self.restarting.contains(&record.id) {
+            return true;
+        }
+        let restartable = record.state == SessionState::Running
+            && self
+                .template(&record.template)
+                .is_ok_and(|t| t.restart_after_engine_restart);
+        let generation = self.engine_generation();
+        let looping = self
+            .last_restart
+            .get(&record.id)
+            .is_some_and(|(seen, at)| *seen == generation && at.elapsed() < CRASH_LOOP_WINDOW);
+        if restartable && !looping {
+            self.restart(record, true);
+            return true;
+        }
+        if let Some(container) = self.fail(record, "container_exited").await {
+            self.remove_in_background(container);
+        }
+        false
+    }
+
+    /// Starts a session's container (a no-op when it runs), reads its address anew from the
+    /// engine and waits for its agent; reports with `RestartFinished`. `announce` puts the
+    /// restart on the session's timeline: not for a container someone else already started.
+    pub(super) fn restart(&mut self, record: SessionRecord, announce: bool) {
+        let Some(container_id) = record.container_id else {
+            return;
+        };
+        self.restarting.insert(record.id.clone());
+        let runtime = self.ctx.runtime.clone();
+        let agent = self.ctx.agent.clone();
+        let ready_timeout = self.ctx.agent_ready_timeout;
+        let id = record.id;
+        let failed_id = id.clone();
+        let secret = record.agent_secret;
+        self.spawn_reporting(
+            async move {
+                let outcome = async {
+                    let addr = runtime.start(&container_id).await?;
+                    agent
+                        .wait_ready(addr, &secret, ready_timeout)
+                        .await
+                        .map_err(|source| SessionError::AgentNotReady {
+                            id: id.clone(),
+                            source,
+                        })?;
+                    Ok(addr)
+                }
+                .await;
+                Command::RestartFinished {
+                    id,
+                    announce,
+                    outcome,
+                }
+            },
+            move |err| Command::RestartFinished {
+                id: failed_id,
+                announce,
+                outcome: Err(err),
+            },
+        );
+    }
+
+    pub(super) async fn restart_finished(
+        &mut self,
+        id: &str,
+        announce: bool,
+        outcome: Result<SocketAddr, SessionError>,
+    ) {
+        self.restarting.remove(id);
+        let mut record = match self.ctx.store.get_session(id).await {
+            // Deleted or failed meanwhile: whoever did that also handles its container.
+            Ok(Some(record)) if record.state == SessionState::Running => record,
+            _ => return,
+        };
+        match outcome {
+            Ok(addr) => {
+                let address_changed = record.agent_addr.as_deref() != Some(&addr.to_string());
+                record.agent_addr = Some(addr.to_string());
+                record.stop_reason = None;
+                if let Err(err) = self.ctx.store.update_session(&record).await {
+                    tracing::warn!(%err, session = id, "could not record the restart; reconcile retries");
+                    return;
+                }
+                tracing::info!(session = id, %addr, address_changed, announce, "session restarted");
+                if announce {
+                    self.last_restart
+                        .retain(|_, (_, at)| at.elapsed() < CRASH_LOOP_WINDOW);
+                    self.last_restart
+                        .insert(id.to_owned(), (self.engine_generation(), Instant::now()));
+                    self.record_event(id, "restarted", RESTARTED).await;
+                }
+            }
+            // The engine went away again: the reconcile after it returns tries once more.
+            Err(SessionError::Runtime(RuntimeError::Unavailable(_))) => {}
+            Err(_) if self.engine_up().is_err() => {}
+            Err(SessionError::Runtime(RuntimeError::NotFound(_))) => {
+                self.fail(record, "container_vanished").await;
+            }
+            Err(err) => {
+                let reason = format!("restart_failed: {err}");
+                if let Some(container) = self.fail(record, &reason).await {
+                    self.remove_in_background(container);
+                }
+            }
+        }
+    }
+
+    /// Adds to a session's timeline; a store that cannot take it costs only the entry.
+    pub(super) async fn record_event(&self, id: &str, kind: &str, message: &str) {
+        let event = SessionEvent::now(id, kind, message);
+        if let Err(err) = self.ctx.store.add_event(&event).await {
+            tracing::warn!(%err, session = id, kind, "could not add to the session's timeline");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Converging the store with the engine, whatever crashed in between.
+//!
+//! The engine is read off the actor ([`observe`]), the actor decides, and removals run in a
+//! task of their own: the actor never waits on the engine here.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
+
+use berth_proto::SessionState;
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::Actor;
+use crate::{
+    runtime::{ManagedContainer, Runtime},
+    sessions::{ReconcileReport, SessionError},
+    store::{SessionFilter, SessionRecord, Store},
+};
+
+const INTERRUPTED: &str = "interrupted: the control plane stopped during create";
+
+/// How many containers reconcile removes at once.
+const REMOVAL_CONCURRENCY: usize = 16;
+
+/// What the engine holds, as reconcile needs it.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Every container of this instance, listed before the store was read (so each one's row,
+    /// written before its container was created, is in the store when the actor reads it),
+    /// plus those the listing missed but an inspection found.
+    pub containers: Vec<ManagedContainer>,
+    /// Containers of live sessions that the listing lacked and an inspection confirmed gone.
+    pub vanished: HashSet<String>,
+}
+
+/// Reads the engine for a reconcile: the listing first, then the store, then an inspection of
+/// each live session's container the listing lacks, so an absence is confirmed before anyone
+/// is failed for it (the container may have been created after the listing).
+pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observed, SessionError> {
+    let mut containers = runtime.list().await?;
+    let listed: HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let live = store.list_sessions(&SessionFilter::live()).await?;
+    let mut vanished = HashSet::new();
+    for record in live {
+        let Some(container_id) = record.container_id else {
+            continue;
+        };
+        if listed.contains(&container_id) {
+            continue;
+        }
+        match runtime.inspect(&container_id).await? {
+            Some(container) => containers.push(container),
+            None => {
+                vanished.insert(container_id);
+            }
+        }
+    }
+    Ok(Observed {
+        containers,
+        vanished,
+    })
+}
+
+impl Actor {
+    /// Converges the store with what `observe` found. Containers to remove are removed in a
+    /// task, concurrently, and `reply` hears once they are gone, so a startup reconcile leaves
+    /// a clean engine behind it.
+    pub(super) async fn reconcile(
+        &mut self,
+        observed: Observed,
+        reply: Option<oneshot::Sender<ReconcileReport>>,
+    ) {
+        let started = Instant::now();
+        let mut report = ReconcileReport::default();
+        let live = match self.ctx.store.list_sessions(&SessionFilter::live()).await {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(%err, "reconcile: store unavailable");
+                return;
+            }
+        };
+        self.reconciled = true;
+        let mut live: HashMap<String, SessionRecord> = live
+            .into_iter()
+            .map(|record| (record.id.clone(), record))
+            .collect();
+        let mut seen = HashSet::new();
+        let mut doomed = Vec::new();
+
+        for container in observed.containers {
+            let in_flight = self.in_flight(&container.session_id);
+            seen.insert(container.session_id.clone());
+            let Some(record) = live.get(&container.session_id).cloned() else {
+                // No live session claims it: left over from a crash or from a removal that failed.
+                report.orphans_removed += 1;
+                tracing::info!(container = %container.id, session = %container.session_id, "removing orphan container");
+                doomed.push(container.id);
+                continue;
+            };
+            if in_flight {
+                continue;
+            }
+            let record = SessionRecord {
+                container_id: Some(container.id.clone()),
+                ..record
+            };
+            match record.state {
+                SessionState::Creating => {
+                    report.sessions_failed += 1;
+                    doomed.extend(self.fail(record, INTERRUPTED).await);
+                }
+                SessionState::Running | SessionState::Pooled if !container.running => {
+                    let lives_on = self.recover(record).await;
+                    report.sessions_failed += usize::from(!lives_on);
+                }
+                // Ready from before a restart: back into the pool.
+                SessionState::Pooled => self.pool_ready(&record.template, record.id),
+                SessionState::Stopping => self.begin_removal(record, Vec::new()).await,
+                _ => {}
+            }
+        }
+
+        live.retain(|id, _| !seen.contains(id) && !self.in_flight(id));
+        for record in live.into_values() {
+            match record.state {
+                SessionState::Creating => {
+                    report.sessions_failed += 1;
+                    doomed.extend(self.fail(record, INTERRUPTED).await);
+                }
+                SessionState::Running | SessionState::Pooled => {
+                    let gone = record
+                        .container_id
+                        .as_ref()
+                        .is_none_or(|id| observed.vanished.contains(id));
+                    // Not gone means its row appeared after `observe` read the store: the
+                    // next pass looks at it.
+                    if gone {
+                        report.sessions_failed += 1;
+                        doomed.extend(self.fail(record, "container_vanished").await);
+                    }
+                }
+                // Its container is already gone: the stop is complete.
+                SessionState::Stopping => {
+                    if let Err(err) = self.mark_stopped(&record.id).await {
+                        tracing::warn!(%err, session = %record.id, "could not mark stopped");
+                    }
+                }
+                SessionState::Stopped | SessionState::Failed => {}
+            }
+        }
+        let runtime = self.ctx.runtime.clone();
+        tokio::spawn(async move {
+            futures_util::stream::iter(doomed)
+                .for_each_concurrent(REMOVAL_CONCURRENCY, |container| {
+                    let runtime = runtime.clone();
+                    async move {
+                        if let Err(err) = runtime.remove(&container).await {
+                            tracing::warn!(%err, %container, "could not remove; the next reconcile retries");
+                        }
+                    }
+                })
+                .await;
+            crate::metrics::reconciled(started.elapsed());
+            if let Some(reply) = reply {
+                let _ = reply.send(report);
+            }
+        });
+    }
+
+    /// A create or a removal of this session is under way; reconcile leaves it alone.
+    pub(super) fn in_flight(&self, id: &str) -> bool {
+        self.creating.contains_key(id) || self.removing.contains_key(id)
+    }
+}

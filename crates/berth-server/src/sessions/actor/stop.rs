@@ -1,0 +1,200 @@
+//! Ending sessions: delete, expiry, failures, and the one change to a live one, extend.
+
+use berth_proto::{Session, SessionState};
+use chrono::Utc;
+
+use super::{Actor, copy_session_error};
+use crate::{
+    auth::Principal,
+    sessions::{Command, SessionError, command::Reply, validate},
+    store::{SessionFilter, SessionRecord},
+};
+
+impl Actor {
+    pub(super) async fn delete(&mut self, caller: &Principal, id: &str, reply: Reply<()>) {
+        let mut record = match self.find(caller, id).await {
+            Ok(record) => record,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        match record.state {
+            SessionState::Stopped | SessionState::Failed => {
+                let _ = reply.send(Ok(()));
+            }
+            SessionState::Creating | SessionState::Stopping if self.creating.contains_key(id) => {
+                record.state = SessionState::Stopping;
+                record.stop_reason = Some("deleted".to_owned());
+                if let Err(err) = self.ctx.store.update_session(&record).await {
+                    let _ = reply.send(Err(err.into()));
+                    return;
+                }
+                if let Some(pending) = self.creating.get_mut(id) {
+                    pending.deleted_by.get_or_insert_with(Vec::new).push(reply);
+                }
+            }
+            SessionState::Creating
+            | SessionState::Pooled
+            | SessionState::Running
+            | SessionState::Stopping => {
+                self.pool.forget(id);
+                if record.state != SessionState::Stopping {
+                    record.stop_reason = Some("deleted".to_owned());
+                }
+                self.begin_removal(record, vec![reply]).await;
+            }
+        }
+    }
+
+    /// Moves a session to `stopping` and removes its container; it becomes `stopped` when the
+    /// removal succeeds. A removal already under way just gains more waiters.
+    pub(super) async fn begin_removal(
+        &mut self,
+        mut record: SessionRecord,
+        waiters: Vec<Reply<()>>,
+    ) {
+        if let Some(existing) = self.removing.get_mut(&record.id) {
+            existing.extend(waiters);
+            return;
+        }
+        if record.state != SessionState::Stopping {
+            record.state = SessionState::Stopping;
+            if let Err(err) = self.ctx.store.update_session(&record).await {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(err.clone().into()));
+                }
+                return;
+            }
+        }
+        self.removing.insert(record.id.clone(), waiters);
+        let runtime = self.ctx.runtime.clone();
+        let id = record.id;
+        let failed_id = id.clone();
+        let container_id = record.container_id;
+        self.spawn_reporting(
+            async move {
+                let outcome = match container_id {
+                    Some(container_id) => runtime
+                        .remove(&container_id)
+                        .await
+                        .map_err(SessionError::from),
+                    None => Ok(()),
+                };
+                Command::RemoveFinished { id, outcome }
+            },
+            |err| Command::RemoveFinished {
+                id: failed_id,
+                outcome: Err(err),
+            },
+        );
+    }
+
+    pub(super) async fn remove_finished(&mut self, id: &str, outcome: Result<(), SessionError>) {
+        let waiters = self.removing.remove(id).unwrap_or_default();
+        let result = match outcome {
+            Ok(()) => self.mark_stopped(id).await,
+            // The row stays `stopping`; the next reap retries the removal.
+            Err(err) => Err(err),
+        };
+        for waiter in waiters {
+            let _ = waiter.send(result.as_ref().map(|_| ()).map_err(copy_session_error));
+        }
+    }
+
+    pub(super) async fn mark_stopped(&self, id: &str) -> Result<(), SessionError> {
+        let Some(mut record) = self.ctx.store.get_session(id).await? else {
+            return Ok(());
+        };
+        record.state = SessionState::Stopped;
+        record
+            .stop_reason
+            .get_or_insert_with(|| "deleted".to_owned());
+        record.forget_agent();
+        self.ctx.store.update_session(&record).await?;
+        Ok(())
+    }
+
+    /// Marks a session failed with `reason`; returns its container, which the caller removes.
+    pub(super) async fn fail(&mut self, mut record: SessionRecord, reason: &str) -> Option<String> {
+        self.pool.forget(&record.id);
+        tracing::warn!(session = %record.id, reason, "session failed");
+        record.state = SessionState::Failed;
+        record.stop_reason = Some(reason.to_owned());
+        record.forget_agent();
+        if let Err(err) = self.ctx.store.update_session(&record).await {
+            tracing::error!(session = %record.id, %err, "could not record the failure");
+        }
+        // Pooled sessions belong to no one: nobody reads their timeline.
+        if !record.owner.is_empty() {
+            self.record_event(&record.id, "failed", reason).await;
+        }
+        record.container_id
+    }
+
+    pub(super) async fn extend(
+        &self,
+        caller: &Principal,
+        id: &str,
+        ttl_seconds: u64,
+    ) -> Result<Session, SessionError> {
+        let mut record = self.find(caller, id).await?;
+        if record.state != SessionState::Running {
+            return Err(SessionError::NotRunning {
+                id: record.id,
+                state: record.state,
+            });
+        }
+        let max_ttl = self.template(&record.template)?.max_ttl_seconds;
+        // Checked before any arithmetic: a TTL can be anything a u64 holds.
+        let latest = validate::after(record.created_at, max_ttl)?;
+        let now = Utc::now();
+        let wanted = (ttl_seconds <= max_ttl)
+            .then(|| validate::after(now, ttl_seconds))
+            .transpose()?;
+        if ttl_seconds == 0 || wanted.is_none_or(|wanted| wanted > latest) {
+            let remaining = (latest - now).num_seconds().max(0);
+            return Err(SessionError::InvalidTtl(format!(
+                "sessions of template {:?} live at most {max_ttl} s; this one can be extended by at most {remaining} s",
+                record.template
+            )));
+        }
+        record.expires_at = wanted.unwrap_or(latest);
+        record.last_activity = now;
+        self.ctx.store.update_session(&record).await?;
+        Ok(record.to_public())
+    }
+
+    pub(super) async fn reap(&mut self) {
+        let now = Utc::now();
+        let expired = SessionFilter {
+            states: Some(vec![SessionState::Running]),
+            expired_at: Some(now),
+            ..SessionFilter::default()
+        };
+        let stuck = SessionFilter {
+            states: Some(vec![SessionState::Stopping]),
+            ..SessionFilter::default()
+        };
+        for filter in [expired, stuck] {
+            let records = match self.ctx.store.list_sessions(&filter).await {
+                Ok(records) => records,
+                Err(err) => {
+                    tracing::warn!(%err, "reap: store unavailable");
+                    return;
+                }
+            };
+            for mut record in records {
+                if self.creating.contains_key(&record.id) || self.removing.contains_key(&record.id)
+                {
+                    continue;
+                }
+                if record.state == SessionState::Running {
+                    tracing::info!(session = %record.id, "ttl expired");
+                    record.stop_reason = Some("ttl_expired".to_owned());
+                }
+                self.begin_removal(record, Vec::new()).await;
+            }
+        }
+    }
+}

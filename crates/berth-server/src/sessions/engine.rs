@@ -1,0 +1,103 @@
+//! Watching the container engine: its event stream, and whether it answers at all.
+//!
+//! The watcher runs off the actor and only reports: every change it sees becomes a
+//! [`Command`], so the actor stays the one author of session state. Reconcile remains the
+//! safety net for anything the stream misses.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{Command, SessionError};
+use crate::runtime::{Runtime, RuntimeError};
+
+/// How long the watcher waits before reconnecting, at first and at most.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
+/// What the control plane knows of its engine, shared by the actor (its only writer) and the
+/// handlers. A *generation* is one connection to the engine's event stream: an engine restart
+/// always breaks the stream, so anything learnt under an earlier generation (a pooled
+/// container's address, say) may be stale.
+#[derive(Debug, Default)]
+pub struct EngineState {
+    lost: AtomicBool,
+    generation: AtomicU64,
+}
+
+impl EngineState {
+    /// Fails with `engine_unavailable` while the engine is lost.
+    pub fn check(&self) -> Result<(), SessionError> {
+        if self.lost.load(Ordering::SeqCst) {
+            Err(RuntimeError::Unavailable(
+                "the container engine is not answering; Berth reconnects by itself, try again shortly"
+                    .into(),
+            )
+            .into())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A new connection: returns the generation it starts.
+    pub(super) fn connected(&self) -> u64 {
+        self.lost.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub(super) fn lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Follows the engine's events for as long as the actor lives, reconnecting with backoff.
+pub(super) async fn watch(runtime: Arc<dyn Runtime>, commands: mpsc::WeakSender<Command>) {
+    let mut retry = FIRST_RETRY;
+    let mut reported_lost = false;
+    loop {
+        let reason = match runtime.events().await {
+            Ok(mut events) => {
+                retry = FIRST_RETRY;
+                reported_lost = false;
+                if !send(&commands, Command::EngineConnected).await {
+                    return;
+                }
+                while let Some(event) = events.next().await {
+                    if !send(&commands, Command::ContainerChanged(event)).await {
+                        return;
+                    }
+                }
+                "the engine's event stream ended".to_owned()
+            }
+            Err(err) => err.to_string(),
+        };
+        // One report per outage: the actor needs to hear it once, not at every retry.
+        if !reported_lost {
+            reported_lost = true;
+            if !send(&commands, Command::EngineLost { reason }).await {
+                return;
+            }
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(LAST_RETRY);
+    }
+}
+
+/// Sends to the actor; false once it is gone.
+async fn send(commands: &mpsc::WeakSender<Command>, command: Command) -> bool {
+    match commands.upgrade() {
+        Some(commands) => commands.send(command).await.is_ok(),
+        None => false,
+    }
+}

@@ -1,0 +1,105 @@
+//! A [`Store`] that passes everything to a real one, except the faults a test switches on: for
+//! tests of what the session manager does when its store fails or one of its commands panics.
+
+use std::sync::{
+    Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use async_trait::async_trait;
+use berth_proto::SessionState;
+
+use super::{SessionEvent, SessionFilter, SessionRecord, Store, StoreError, UserRecord};
+
+#[derive(Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    /// While set, every session read and write fails as if the database were unreachable.
+    pub unreachable: AtomicBool,
+    /// Writing a session that carries this label panics, as a bug in a command would.
+    pub panic_on_label: Mutex<Option<(String, String)>>,
+}
+
+impl<S: Store> FaultyStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            unreachable: AtomicBool::new(false),
+            panic_on_label: Mutex::new(None),
+        }
+    }
+
+    fn check_write(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        let trigger = self
+            .panic_on_label
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((key, value)) = trigger
+            && sessions.iter().any(|s| s.labels.get(&key) == Some(&value))
+        {
+            panic!("injected fault: writing a session labelled {key}={value}");
+        }
+        self.check_reachable()
+    }
+
+    fn check_reachable(&self) -> Result<(), StoreError> {
+        if self.unreachable.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "injected fault: unreachable".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FaultyStore<S> {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.check_write(std::slice::from_ref(session))?;
+        self.inner.insert_session(session).await
+    }
+
+    async fn update_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        self.check_write(sessions)?;
+        self.inner.update_sessions(sessions).await
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.get_session(id).await
+    }
+
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_sessions(filter).await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, u64)>, StoreError> {
+        self.check_reachable()?;
+        self.inner.count_by_state().await
+    }
+
+    async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError> {
+        self.inner.add_event(event).await
+    }
+
+    async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
+        self.inner.events(session_id).await
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.inner.insert_user(user).await
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_token_hash(token_hash).await
+    }
+}
