@@ -25,6 +25,10 @@ pub enum AgentError {
     Refused(u16),
     #[error("the session's agent does not answer: {0}")]
     Unreachable(String),
+    #[error(
+        "the session is not reachable: its container has stopped, and its address answers for another session"
+    )]
+    NotThisSession,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +82,21 @@ impl AgentClient {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Confirms that the container at `addr` is still the session's: its agent answers with the
+    /// session's secret. A stopped container's address may be handed to another session, whose
+    /// agent refuses this secret, so whatever is forwarded to that address after this check
+    /// reaches the session it was meant for. On a kept-alive connection it costs one round trip.
+    pub async fn confirm(&self, addr: SocketAddr, secret: &str) -> Result<(), AgentError> {
+        match self.health(addr, secret).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(AgentError::Unreachable(
+                "no answer to its health check".into(),
+            )),
+            Err(AgentError::Refused(401)) => Err(AgentError::NotThisSession),
+            Err(err) => Err(err),
         }
     }
 

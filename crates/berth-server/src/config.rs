@@ -44,9 +44,11 @@ pub struct Config {
 pub struct PreviewConfig {
     /// With a domain set, `{port}-{session}.{domain}` serves that port of that session (point a
     /// wildcard DNS record and certificate at the control plane). Each preview then has an origin
-    /// of its own.
+    /// of its own. It must be a registrable domain of its own: under Berth's, a preview's scripts
+    /// could set cookies Berth's pages receive.
     pub domain: Option<String>,
-    /// Scheme of host-based preview links: `http`, or `https` behind a TLS-terminating proxy.
+    /// Berth is served over HTTPS (behind a TLS-terminating proxy): host-based preview links use
+    /// `https`, and Berth's cookies are `Secure`.
     pub https: bool,
 }
 

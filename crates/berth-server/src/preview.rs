@@ -19,7 +19,8 @@ use hyper_util::{
 /// A server that accepted the connection but has not started its answer by then gets a 504.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Cookies the control plane sets for itself; the session's server never sees them.
+/// Cookies the control plane sets for itself; the session's server never sees them, nor sets
+/// them.
 const OWN_COOKIE_PREFIX: &str = "berth_";
 
 /// Headers that belong to one hop, plus the caller's credentials.
@@ -35,12 +36,20 @@ const DROPPED_REQUEST_HEADERS: [HeaderName; 9] = [
     header::COOKIE,
 ];
 
-const DROPPED_RESPONSE_HEADERS: [HeaderName; 4] = [
+/// Hop-by-hop headers, plus `Clear-Site-Data`: it clears the whole site's cookies, so a preview
+/// on Berth's origin (or a host preview, for its registrable domain) could log the visitor out.
+const DROPPED_RESPONSE_HEADERS: [HeaderName; 5] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
     header::TRAILER,
     header::UPGRADE,
+    HeaderName::from_static("clear-site-data"),
 ];
+
+/// Scripts run, forms post and popups open, all in an opaque origin: without
+/// `allow-same-origin` the page is never Berth's origin, reads none of its cookies and storage,
+/// and its requests to Berth are cross-site.
+const SANDBOX: &str = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
 /// Where a request goes and how it was addressed, for the forwarding headers.
 #[derive(Debug)]
@@ -48,11 +57,12 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Path and query on the session's server.
     pub path_and_query: String,
-    /// The path prefix the control plane strips (`X-Forwarded-Prefix`).
+    /// The path prefix the control plane strips (`X-Forwarded-Prefix`), and below which the
+    /// server's cookies are kept; empty on a preview's own host.
     pub prefix: String,
     /// Serve the answer as an opaque origin (`Content-Security-Policy: sandbox`): for previews
-    /// opened on the control plane's own origin by someone other than the owner, so the
-    /// session's scripts cannot use the visitor's login.
+    /// on the control plane's own origin (the owner's route and links), so the session's
+    /// scripts never run as that origin with the visitor's login.
     pub sandbox: bool,
 }
 
@@ -139,23 +149,93 @@ impl PreviewProxy {
         let (parts, body) = response.into_parts();
         let mut relayed = Response::new(Body::new(body));
         *relayed.status_mut() = parts.status;
-        for (name, value) in &parts.headers {
-            let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
-                && (name == header::CONNECTION || name == header::UPGRADE);
-            if switching || !DROPPED_RESPONSE_HEADERS.contains(name) {
-                relayed.headers_mut().append(name, value.clone());
-            }
-        }
-        if target.sandbox {
-            relayed.headers_mut().append(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads",
-                ),
-            );
-        }
+        copy_response_headers(&parts.headers, parts.status, &target, relayed.headers_mut());
         relayed
     }
+}
+
+/// The server's answer headers as the browser gets them: hop-by-hop ones stay behind (except
+/// the upgrade of a 101), cookies go through `relayed_cookie`, and the answer is never sniffed
+/// into another type, and sandboxed when the target says so.
+fn copy_response_headers(
+    from: &HeaderMap,
+    status: StatusCode,
+    target: &Target,
+    to: &mut HeaderMap,
+) {
+    for (name, value) in from {
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS
+            && (name == header::CONNECTION || name == header::UPGRADE);
+        if !switching && DROPPED_RESPONSE_HEADERS.contains(name) {
+            continue;
+        }
+        if name == header::SET_COOKIE {
+            if let Some(cookie) = relayed_cookie(value, &target.prefix) {
+                to.append(name, cookie);
+            }
+            continue;
+        }
+        to.append(name, value.clone());
+    }
+    to.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if target.sandbox {
+        // Appended: a page's own policy still applies too.
+        to.append(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(SANDBOX),
+        );
+    }
+}
+
+/// A `Set-Cookie` of the session's server as the browser may get it, or `None` to drop it. The
+/// browser keeps a cookie for the host it asked, which for path-based previews is Berth's own.
+/// So Berth's own names are dropped (a forged login would be sent to Berth before the real one),
+/// and so is any `Domain` (it reaches every preview host, or Berth's); under a `prefix` the
+/// cookie's path moves below it, so each preview keeps its own cookies instead of sharing one
+/// jar with every other preview on Berth's origin. On its own host (no prefix) a preview's
+/// paths are its own.
+fn relayed_cookie(value: &HeaderValue, prefix: &str) -> Option<HeaderValue> {
+    let value = value.to_str().ok()?;
+    let mut attributes = value.split(';').map(str::trim);
+    let pair = attributes.next()?;
+    if is_own_cookie(pair) {
+        return None;
+    }
+    let mut kept = vec![pair];
+    let mut path = "/";
+    for attribute in attributes.filter(|a| !a.is_empty()) {
+        let (key, val) = attribute
+            .split_once('=')
+            .map_or((attribute, ""), |(key, val)| (key.trim(), val.trim()));
+        if key.eq_ignore_ascii_case("domain") {
+            return None;
+        }
+        if key.eq_ignore_ascii_case("path") && !prefix.is_empty() {
+            // The last one counts, as in browsers.
+            path = val;
+            continue;
+        }
+        kept.push(attribute);
+    }
+    let mut cookie = kept.join("; ");
+    if !prefix.is_empty() {
+        // A path not starting with `/` means the default path to browsers: the prefix here.
+        let below = path.strip_prefix('/').unwrap_or_default();
+        cookie = format!("{cookie}; Path={prefix}{below}");
+    }
+    HeaderValue::from_str(&cookie).ok()
+}
+
+/// Whether a cookie (its `name=value`) is one of the control plane's. A pair without a name
+/// (`=berth_token=x`, or no `=` at all) reaches servers as its bare value, so that is what
+/// is checked.
+fn is_own_cookie(pair: &str) -> bool {
+    let sent = pair.trim_start_matches(['=', ' ', '\t']);
+    sent.get(..OWN_COOKIE_PREFIX.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(OWN_COOKIE_PREFIX))
 }
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade: websocket`).
@@ -199,7 +279,7 @@ fn foreign_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|c| !c.is_empty() && !c.starts_with(OWN_COOKIE_PREFIX))
+        .filter(|c| !c.is_empty() && !is_own_cookie(c))
         .collect();
     (!kept.is_empty())
         .then(|| HeaderValue::from_str(&kept.join("; ")).ok())
@@ -254,6 +334,94 @@ mod tests {
         assert!(to.get(header::AUTHORIZATION).is_none());
         assert!(to.get("x-hop").is_none());
         assert_eq!(to.get(header::ACCEPT).unwrap(), "text/html");
+    }
+
+    fn relayed(cookie: &str, prefix: &str) -> Option<String> {
+        let cookie = HeaderValue::from_str(cookie).unwrap();
+        relayed_cookie(&cookie, prefix).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn a_server_sets_no_cookie_of_berths_nor_for_a_domain() {
+        for tossed in [
+            "berth_token=attacker; Path=/api/v1",
+            "BERTH_TOKEN=x",
+            "=berth_token=x",
+            " berth_preview",
+            "app=1; Domain=example.com",
+            "app=1; path=/; domain=.preview.test",
+        ] {
+            assert_eq!(relayed(tossed, "/api/v1/previews/t/"), None, "{tossed}");
+            assert_eq!(relayed(tossed, ""), None, "{tossed}");
+        }
+    }
+
+    #[test]
+    fn a_servers_cookies_stay_below_its_preview() {
+        let prefix = "/api/v1/sessions/s1/ports/8000/";
+        assert_eq!(
+            relayed("app=1; Path=/; HttpOnly", prefix).unwrap(),
+            "app=1; HttpOnly; Path=/api/v1/sessions/s1/ports/8000/"
+        );
+        assert_eq!(
+            relayed("app=1; path=/x; Path=/admin; SameSite=Lax", prefix).unwrap(),
+            "app=1; SameSite=Lax; Path=/api/v1/sessions/s1/ports/8000/admin"
+        );
+        for default_path in ["app=1", "app=1; Path=relative", "app=1; Path="] {
+            assert_eq!(
+                relayed(default_path, prefix).unwrap(),
+                "app=1; Path=/api/v1/sessions/s1/ports/8000/"
+            );
+        }
+        // On its own host a preview's paths are its own.
+        assert_eq!(
+            relayed("app=1; Path=/admin; Secure", "").unwrap(),
+            "app=1; Path=/admin; Secure"
+        );
+    }
+
+    #[test]
+    fn answers_are_not_sniffed_sandboxed_on_berths_origin_and_clear_no_cookies() {
+        let mut from = HeaderMap::new();
+        from.append(header::SET_COOKIE, "berth_token=x".parse().unwrap());
+        from.append(header::SET_COOKIE, "app=1".parse().unwrap());
+        from.insert("clear-site-data", "\"cookies\"".parse().unwrap());
+        from.insert(header::CONNECTION, "close".parse().unwrap());
+        from.insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
+        let target = |prefix: &str, sandbox| Target {
+            addr: "127.0.0.1:8000".parse().unwrap(),
+            path_and_query: "/".into(),
+            prefix: prefix.into(),
+            sandbox,
+        };
+        let relayed = |target: &Target| {
+            let mut to = HeaderMap::new();
+            copy_response_headers(&from, StatusCode::OK, target, &mut to);
+            to
+        };
+
+        let on_berths_origin = relayed(&target("/p/", true));
+        let cookies: Vec<_> = on_berths_origin
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .collect();
+        assert_eq!(cookies, ["app=1; Path=/p/"]);
+        assert!(on_berths_origin.get("clear-site-data").is_none());
+        assert!(on_berths_origin.get(header::CONNECTION).is_none());
+        assert_eq!(on_berths_origin[header::CONTENT_TYPE], "text/html");
+        assert_eq!(on_berths_origin[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(on_berths_origin[header::CONTENT_SECURITY_POLICY], SANDBOX);
+
+        let on_its_own_host = relayed(&target("", false));
+        let cookies: Vec<_> = on_its_own_host.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["app=1"]);
+        assert!(on_its_own_host.get("clear-site-data").is_none());
+        assert_eq!(on_its_own_host[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert!(
+            on_its_own_host
+                .get(header::CONTENT_SECURITY_POLICY)
+                .is_none()
+        );
     }
 
     #[test]

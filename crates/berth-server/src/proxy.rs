@@ -47,12 +47,13 @@ pub async fn http(
         }
     }
     let request = request.body(body).map_err(ApiError::internal)?;
-    let response = agent
-        .send(addr, &secret, request)
-        .await
-        .map_err(unreachable)?;
+    let response = agent.send(addr, &secret, request).await?;
     let (parts, body) = response.into_parts();
-    let mut relayed = Response::builder().status(parts.status);
+    // A session's files are served on Berth's own origin: the browser must take them as the
+    // type said (bytes, JSON), never sniff one into a page or a script that runs there.
+    let mut relayed = Response::builder()
+        .status(parts.status)
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     for name in BODY_HEADERS {
         if let Some(value) = parts.headers.get(&name) {
             relayed = relayed.header(name, value);

@@ -1,6 +1,7 @@
 //! The preview proxy against a real server in a real container: HTTP, server-sent events and
 //! WebSockets pass through; port events arrive; owners, link holders, other users, expired links
-//! and `Host` tricks each get what they should.
+//! and `Host` tricks each get what they should; a session's pages and cookies stay off Berth's
+//! origin, and a preview never reaches a container that is not its session's.
 
 mod common;
 
@@ -11,7 +12,7 @@ use berth_proto::{
     ports::{PortList, PreviewLink},
     process::ExecRequest,
 };
-use common::{ADMIN, Server};
+use common::{ADMIN, Server, container_of, docker, inspect};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{StatusCode, header};
 use serde_json::Value;
@@ -51,16 +52,23 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// What a GET carries besides its URL.
+/// What a request carries besides its URL.
 #[derive(Debug, Default, Clone, Copy)]
 struct With<'a> {
     host: Option<&'a str>,
     token: Option<&'a str>,
     cookie: Option<&'a str>,
+    headers: &'a [(&'a str, &'a str)],
 }
 
 async fn get(url: &str, with: With<'_>) -> reqwest::Response {
-    let mut request = http().get(url);
+    send(http().get(url), with).await
+}
+
+async fn send(mut request: reqwest::RequestBuilder, with: With<'_>) -> reqwest::Response {
+    for (name, value) in with.headers {
+        request = request.header(*name, *value);
+    }
     if let Some(host) = with.host {
         request = request.header(header::HOST, host);
     }
@@ -483,6 +491,347 @@ async fn a_browser_login_is_a_cookie_and_changes_need_its_csrf_token() {
     assert!(
         matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
         "{refused:?}"
+    );
+    server.stop().await;
+}
+
+/// Logs a browser in with `token`; the login cookie as `Set-Cookie` sends it.
+async fn login(base: &str, token: &str) -> String {
+    let login = http()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    login.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_owner_route_is_sandboxed_and_takes_a_login_only_from_berths_own_pages() {
+    let server = Server::start().await;
+    let base = server.client.base_url().to_owned();
+    let id = session_serving(&server).await;
+    wait_for_port(&server, &id, 8000).await;
+    let page = format!("{base}/api/v1/sessions/{id}/ports/8000/");
+
+    // Sandboxed like a link: the page's scripts get an opaque origin, not Berth's.
+    let opened = get(
+        &page,
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
+    assert_eq!(opened.status(), StatusCode::OK);
+    let policy = opened.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        policy.starts_with("sandbox") && !policy.contains("allow-same-origin"),
+        "{policy}"
+    );
+    assert_eq!(opened.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+
+    // The login cookie opens it from Berth's own pages or the address bar...
+    let set = login(&base, ADMIN).await;
+    let cookie = set.split(';').next().unwrap();
+    for headers in [
+        &[("sec-fetch-site", "same-origin"), ("origin", base.as_str())][..],
+        &[("sec-fetch-site", "none")],
+        &[],
+    ] {
+        let ours = get(
+            &page,
+            With {
+                cookie: Some(cookie),
+                headers,
+                ..With::default()
+            },
+        )
+        .await;
+        assert_eq!(ours.status(), StatusCode::OK, "{headers:?}");
+    }
+    // ...never from another site, nor from a sandboxed preview (whose origin is `null`), and
+    // nothing reaches the session's server then.
+    for headers in [
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("sec-fetch-site", "same-site")],
+        &[("origin", "null")],
+        &[("origin", "http://evil.example")],
+    ] {
+        let forged = send(
+            http().post(format!("{page}forged")).body("x"),
+            With {
+                cookie: Some(cookie),
+                headers,
+                ..With::default()
+            },
+        )
+        .await;
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        let body: Value = forged.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "forbidden", "{headers:?}");
+    }
+    let mut request = format!("{}ws", page.replace("http", "ws"))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(header::COOKIE, cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert(header::ORIGIN, "null".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
+        "{refused:?}"
+    );
+
+    // Files relayed from the agent are not sniffed into something a browser would run.
+    let file = get(
+        &format!("{base}/api/v1/sessions/{id}/files/content?path=server.py"),
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
+    assert_eq!(file.status(), StatusCode::OK);
+    assert_eq!(file.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    server.stop().await;
+}
+
+/// The cookies a response sets, as (name, `Path`), after checking that none names a domain.
+fn cookies_set(response: &reqwest::Response) -> Vec<(String, Option<String>)> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|value| {
+            let value = value.to_str().unwrap();
+            let mut parts = value.split(';').map(str::trim);
+            let name = parts.next().unwrap().split('=').next().unwrap().to_owned();
+            let mut path = None;
+            for attribute in parts {
+                let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
+                assert!(!key.eq_ignore_ascii_case("domain"), "{value}");
+                if key.eq_ignore_ascii_case("path") {
+                    path = Some(val.to_owned());
+                }
+            }
+            (name, path)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn cookies_from_a_session_stay_on_its_own_preview_and_berths_are_secure_over_https() {
+    let server = Server::start_with(|c| {
+        c.preview.domain = Some(DOMAIN.into());
+        c.preview.https = true;
+    })
+    .await;
+    let base = server.client.base_url().to_owned();
+    let id = session_serving(&server).await;
+    wait_for_port(&server, &id, 8000).await;
+    // The server tries `berth_token` and a `Domain`; the app's own three stay, under the
+    // preview's prefix, so previews of different sessions and links keep separate cookies.
+    let expected = |prefix: &str| {
+        vec![
+            ("app".to_owned(), Some(prefix.to_owned())),
+            ("scoped".to_owned(), Some(format!("{prefix}admin"))),
+            ("plain".to_owned(), Some(prefix.to_owned())),
+        ]
+    };
+
+    let owner = format!("/api/v1/sessions/{id}/ports/8000/");
+    let by_owner = get(
+        &format!("{base}{owner}cookies"),
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
+    assert_eq!(by_owner.status(), StatusCode::NO_CONTENT);
+    assert_eq!(cookies_set(&by_owner), expected(&owner));
+
+    let link: PreviewLink = http()
+        .post(format!("{base}/api/v1/sessions/{id}/preview-links"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"port": 8000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_link = get(&format!("{base}{}cookies", link.path), With::default()).await;
+    assert_eq!(by_link.status(), StatusCode::NO_CONTENT);
+    assert_eq!(cookies_set(&by_link), expected(&link.path));
+
+    // On its own host the app keeps its paths; it still cannot set Berth's cookies or a domain.
+    // Berth's own preview cookie follows, `Secure` since previews are served over HTTPS.
+    let url = link.url.clone().unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    let query = url.split_once('?').unwrap().1;
+    let by_host = get(
+        &format!("{base}/cookies?{query}"),
+        With {
+            host: Some(&format!("8000-{id}.{DOMAIN}")),
+            ..With::default()
+        },
+    )
+    .await;
+    assert_eq!(by_host.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        cookies_set(&by_host),
+        vec![
+            ("app".to_owned(), Some("/".to_owned())),
+            ("scoped".to_owned(), Some("/admin".to_owned())),
+            ("plain".to_owned(), None),
+            ("berth_preview".to_owned(), Some("/".to_owned())),
+        ]
+    );
+    let mut set = by_host.headers().get_all(header::SET_COOKIE).iter();
+    let preview_cookie = set.next_back().unwrap().to_str().unwrap();
+    assert!(preview_cookie.contains("; Secure"), "{preview_cookie}");
+
+    // So is the login cookie.
+    let set = login(&base, ADMIN).await;
+    assert!(set.contains("; Secure"), "{set}");
+    server.stop().await;
+}
+
+/// Removes a test's containers and then its network, even when an assertion failed.
+struct Cleanup {
+    instance: String,
+    network: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=berth.instance={}", self.instance);
+        let containers = docker(&["ps", "-aq", "--filter", &filter]).unwrap_or_default();
+        for container in containers.lines() {
+            let _ = docker(&["rm", "-f", container]);
+        }
+        let _ = docker(&["network", "rm", &self.network]);
+    }
+}
+
+fn session_ip(server: &Server, network: &str, id: &str) -> String {
+    inspect(&container_of(server, id))["NetworkSettings"]["Networks"][network]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_preview_never_reaches_a_container_that_is_not_its_sessions() {
+    // A network of its own, so that no other test's container takes the address this one
+    // waits for; and no reconcile, which would notice the stopped container and end the session.
+    let network = format!("berth-test-{}", berth_server::ids::user_id());
+    let server = Server::start_with(|c| {
+        c.docker.network = network.clone();
+        c.lifecycle.reconcile_interval_seconds = 3600;
+    })
+    .await;
+    let _cleanup = Cleanup {
+        instance: server.instance.clone(),
+        network: network.clone(),
+    };
+    let base = server.client.base_url().to_owned();
+    let alice_token = server.client.create_user("alice").await.unwrap().token;
+    let bob_token = server.client.create_user("bob").await.unwrap().token;
+    let alice = berth_client::Client::new(&base, &alice_token).unwrap();
+    let bob = berth_client::Client::new(&base, &bob_token).unwrap();
+
+    // Alice's container loses its address behind Berth's back. A stop or a kill would be seen
+    // at once in the engine's events (the session restarts or fails); leaving the network is
+    // not, so her row keeps an address that Docker is free to give to someone else: exactly
+    // the stale address a preview must never follow.
+    let theirs = alice
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap()
+        .id;
+    let address = session_ip(&server, &network, &theirs);
+    docker(&[
+        "network",
+        "disconnect",
+        &network,
+        &container_of(&server, &theirs),
+    ])
+    .unwrap();
+    let link: PreviewLink = http()
+        .post(format!("{base}/api/v1/sessions/{theirs}/preview-links"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"port": 8000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Docker hands the freed address to the next container: one of Bob's sessions.
+    let mut strangers = Vec::new();
+    let stranger = loop {
+        let id = bob
+            .create_session(&CreateSession::default())
+            .await
+            .unwrap()
+            .id;
+        if session_ip(&server, &network, &id) == address {
+            break id;
+        }
+        strangers.push(id);
+        assert!(strangers.len() < 3, "no session got {address} back");
+    };
+    let serve = ExecRequest {
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "mkdir -p www && echo bob-private > www/index.html && httpd -p 8000 -h www".into(),
+        ],
+        ..Default::default()
+    };
+    bob.exec(&stranger, &serve).await.unwrap();
+    wait_for_port(&server, &stranger, 8000).await;
+    let bobs = get(
+        &format!("{base}/api/v1/sessions/{stranger}/ports/8000/"),
+        With {
+            token: Some(ADMIN),
+            ..With::default()
+        },
+    )
+    .await;
+    assert!(bobs.text().await.unwrap().contains("bob-private"));
+
+    // Alice's previews refuse instead of showing Bob's server, by her route and by link.
+    let by_owner = get(
+        &format!("{base}/api/v1/sessions/{theirs}/ports/8000/"),
+        With {
+            token: Some(&alice_token),
+            ..With::default()
+        },
+    )
+    .await;
+    assert_eq!(by_owner.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = by_owner.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "session_failed", "{body}");
+    let by_link = get(&format!("{base}{}", link.path), With::default()).await;
+    assert_eq!(by_link.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = by_link.text().await.unwrap();
+    assert!(
+        page.contains("not reachable") && !page.contains("bob-private"),
+        "{page}"
     );
     server.stop().await;
 }

@@ -11,7 +11,7 @@ use axum::{
 };
 use berth_proto::{ErrorBody, ErrorCode};
 
-use crate::{sessions::SessionError, store::StoreError};
+use crate::{agent_client::AgentError, sessions::SessionError, store::StoreError};
 
 /// An error on its way to the client: a status, a stable code and a message for people.
 #[derive(Debug)]
@@ -103,6 +103,12 @@ impl From<SessionError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         Self::coded(err.code(), err.to_string())
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(err: AgentError) -> Self {
+        Self::coded(ErrorCode::SessionFailed, err.to_string())
     }
 }
 

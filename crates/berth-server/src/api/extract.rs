@@ -30,14 +30,19 @@ pub const LOGIN_COOKIE: &str = "berth_token";
 /// CSRF token, which only the control plane's own pages learn (from login and `/auth/me`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Whether a cookie-authenticated request must carry the login's CSRF token.
+/// How a cookie-authenticated request proves it comes from Berth's own pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Csrf {
-    /// An API call that changes something.
+    /// An API call that changes something: the login's CSRF token.
     Required,
-    /// A read, or the preview proxy: a session's own pages post forms to it, and the
-    /// `SameSite=Strict` cookie already keeps other sites from sending it.
+    /// A read: nothing beyond the `SameSite=Strict` cookie.
     NotRequired,
+    /// The owner's preview route: it is navigated to (the address bar, a link on Berth's
+    /// pages), and navigations carry no header of ours, so no token; instead the browser's own
+    /// account of where the request comes from (`Sec-Fetch-Site`, `Origin`) must be Berth or
+    /// the address bar. That refuses other sites and sandboxed previews, whose origin is
+    /// opaque, even in a browser that would send them the cookie.
+    SameOrigin,
 }
 
 impl Csrf {
@@ -59,16 +64,25 @@ pub async fn caller(
         return authenticate(state, token).await;
     }
     let token = cookie(headers, LOGIN_COOKIE).ok_or_else(ApiError::unauthorized)?;
-    if csrf == Csrf::Required {
-        let presented = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !state.signer.csrf_matches(token, presented) {
+    match csrf {
+        Csrf::Required => {
+            let presented = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !state.signer.csrf_matches(token, presented) {
+                return Err(ApiError::forbidden(
+                    "missing or wrong X-CSRF-Token header; reload the page to get a fresh one",
+                ));
+            }
+        }
+        Csrf::SameOrigin if from_another_site(headers) => {
             return Err(ApiError::forbidden(
-                "missing or wrong X-CSRF-Token header; reload the page to get a fresh one",
+                "the login cookie is not taken from another site or a preview's page; open \
+                 it from Berth, or use a bearer token or a preview link",
             ));
         }
+        Csrf::SameOrigin | Csrf::NotRequired => {}
     }
     authenticate(state, token).await
 }
@@ -94,15 +108,39 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-/// Whether a browser's `Origin` is this server's own (no `Origin`: not a browser, or same-site
-/// navigation). Cookies ride along on cross-site WebSocket handshakes, so those are refused.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin_host.is_some() && origin_host == host
+/// Whether a browser says the request comes from a page that is not Berth's: another site,
+/// another origin of the same site (`same-site`: a subdomain, another port), or a page with an
+/// opaque origin (a sandboxed preview sends `Origin: null`). `Sec-Fetch-Site` is `none` for the address bar and bookmarks; requests with
+/// neither header (curl, older browsers' plain navigations) are not a page acting for another
+/// site.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    let foreign_fetch = fetch_site.is_some_and(|site| site != b"same-origin" && site != b"none");
+    let foreign_origin = headers.get(ORIGIN).is_some_and(|origin| {
+        let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, rest)| rest);
+        origin_host.is_none() || origin_host != host
+    });
+    foreign_fetch || foreign_origin
+}
+
+/// `; Secure` for a cookie Berth sets when the browser reaches it over HTTPS: the deployment
+/// says so (`preview.https`), or the TLS proxy in front does (`X-Forwarded-Proto: https`).
+/// Either is enough, so a proxy that forgets the header does not leave the cookies travelling in
+/// the clear.
+pub fn secure(state: &AppState, headers: &HeaderMap) -> &'static str {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    if state.preview.https || forwarded_https {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 /// The caller of a WebSocket route: from the `Authorization` header, the login cookie (same
@@ -122,7 +160,9 @@ pub async fn websocket_caller(
         return Ok((authenticate(state, token).await?, rest));
     }
     if let Some(token) = cookie(headers, LOGIN_COOKIE) {
-        if !same_origin(headers) {
+        // `SameSite` keeps only other sites' handshakes from carrying the cookie; another
+        // origin of the same site (a port, a subdomain) would still send it.
+        if from_another_site(headers) {
             return Err(ApiError::forbidden(
                 "WebSocket from another origin; open it from Berth's own pages",
             ));

@@ -2,6 +2,8 @@
 //! and the proxy routes (path-based for the owner, path-based by signed link, host-based under
 //! the configured preview domain).
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::{
     extract::{Path, RawPathParams, RawQuery, Request, State},
     http::{HeaderValue, StatusCode, header},
@@ -18,7 +20,7 @@ use chrono::{TimeZone, Utc};
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiJson, Csrf, bearer, caller, cookie},
+    extract::{ApiJson, Csrf, bearer, caller, cookie, secure},
 };
 use crate::{
     auth::Principal,
@@ -62,11 +64,7 @@ pub async fn list_ports(
     Path(id): Path<String>,
 ) -> Result<axum::Json<PortList>, ApiError> {
     let (addr, secret) = s.sessions.agent_endpoint(&caller, &id).await?;
-    let found = s
-        .agent
-        .ports(addr, &secret)
-        .await
-        .map_err(|e| ApiError::coded(berth_proto::ErrorCode::SessionFailed, e.to_string()))?;
+    let found = s.agent.ports(addr, &secret).await?;
     let ports = found
         .ports
         .into_iter()
@@ -158,16 +156,19 @@ pub async fn add_slash(RawQuery(query): RawQuery, request: Request) -> Redirect 
 }
 
 /// The owner's path-based preview: any method, WebSocket upgrades included, relayed to the
-/// port inside the session. The owner's login cookie or bearer token authenticates it; the
-/// proxied server sees neither.
+/// port inside the session. The owner's bearer token authenticates it, or their login cookie
+/// from Berth's own pages or the address bar only; the proxied server sees neither. The answer
+/// is sandboxed like a link's, so the page never runs as Berth's origin with the login.
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/ports/{port}/{rest}", tag = "previews",
     params(("id" = String, Path), ("port" = u16, Path),
            ("rest" = String, Path, description = "Path on the session's server")),
     responses(
         (status = 200, description = "Whatever the session's server answers"),
+        (status = 403, body = ErrorBody, description = "The login cookie came from another site or a preview's page"),
         (status = 404, body = ErrorBody),
         (status = 502, description = "No server listens on that port (an HTML page)"),
+        (status = 503, body = ErrorBody, description = "The session's container does not answer as the session's"),
     ),
     security(("bearer" = []))
 )]
@@ -181,16 +182,26 @@ pub async fn proxy_owner(
         .parse()
         .map_err(|_| ApiError::invalid_request("port must be between 1 and 65535"))
         .and_then(checked_port)?;
-    let caller = caller(&s, request.headers(), Csrf::NotRequired).await?;
-    let (addr, _) = s.sessions.agent_endpoint(&caller, id).await?;
+    let caller = caller(&s, request.headers(), Csrf::SameOrigin).await?;
+    let ip = session_ip(&s, &caller, id).await?;
     let prefix = owner_path(id, port);
     let target = Target {
-        addr: std::net::SocketAddr::new(addr.ip(), port),
+        addr: SocketAddr::new(ip, port),
         path_and_query: upstream_path(&request, &prefix, None),
         prefix,
-        sandbox: false,
+        sandbox: true,
     };
     Ok(s.proxy.forward(target, request).await)
+}
+
+/// The running session's container IP, once the agent there has answered with the session's
+/// secret. Previews carry no secret of the session's, so without this a session whose container
+/// stopped (its row still `running` until the next reconcile) would have its previews reach
+/// whichever container Docker gives that address next: another user's.
+async fn session_ip(s: &AppState, caller: &Principal, id: &str) -> Result<IpAddr, ApiError> {
+    let (addr, secret) = s.sessions.agent_endpoint(caller, id).await?;
+    s.agent.confirm(addr, &secret).await?;
+    Ok(addr.ip())
 }
 
 /// A preview opened by signed link: `/api/v1/previews/{token}/...`. The token in the path
@@ -204,6 +215,7 @@ pub async fn proxy_owner(
         (status = 403, description = "The link expired or was changed (an HTML page)"),
         (status = 404, description = "The session is gone (an HTML page)"),
         (status = 502, description = "No server listens on that port (an HTML page)"),
+        (status = 503, description = "The session's container does not answer as the session's (an HTML page)"),
     )
 )]
 pub async fn proxy_link(
@@ -229,23 +241,22 @@ async fn forward_granted(
     sandbox: bool,
     request: Request,
 ) -> Response {
-    let addr = match checked_port(grant.port) {
-        Ok(_) => {
-            s.sessions
-                .agent_endpoint(&Principal::admin(), &grant.session_id)
-                .await
-        }
-        Err(err) => return err.into_response(),
-    };
-    match addr {
-        Ok((addr, _)) => {
+    if let Err(err) = checked_port(grant.port) {
+        return err.into_response();
+    }
+    match session_ip(s, &Principal::admin(), &grant.session_id).await {
+        Ok(ip) => {
             let target = Target {
-                addr: std::net::SocketAddr::new(addr.ip(), grant.port),
+                addr: SocketAddr::new(ip, grant.port),
                 path_and_query,
                 prefix,
                 sandbox,
             };
             s.proxy.forward(target, request).await
+        }
+        // The session is there but its container is not, or the store is down: say why.
+        Err(err) if err.status.is_server_error() => {
+            page(err.status, "This session is not reachable", &err.message)
         }
         Err(_) => page(
             StatusCode::NOT_FOUND,
@@ -359,11 +370,12 @@ pub async fn host_route(State(s): State<AppState>, request: Request, next: Next)
             );
         }
     };
+    let secure = secure(&s, request.headers());
     let mut response =
         forward_granted(&s, &grant, String::new(), path_and_query, false, request).await;
     if let Some(token) = from_query
         && let Ok(cookie) = HeaderValue::from_str(&format!(
-            "{PREVIEW_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax"
+            "{PREVIEW_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax{secure}"
         ))
     {
         response.headers_mut().append(header::SET_COOKIE, cookie);

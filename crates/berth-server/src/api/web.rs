@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiJson, LOGIN_COOKIE, bearer, cookie},
+    extract::{ApiJson, LOGIN_COOKIE, bearer, cookie, secure},
 };
 use crate::auth::Principal;
 
@@ -42,15 +42,6 @@ fn me(s: &AppState, caller: Principal, token: &str) -> axum::Json<Me> {
     })
 }
 
-/// The `Secure` attribute when the browser came over HTTPS (directly or through a proxy that
-/// says so), so a login cookie set over TLS never travels in the clear.
-fn secure(headers: &HeaderMap) -> &'static str {
-    let https = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    if https { "; Secure" } else { "" }
-}
-
 /// Logs a browser in: checks the token and sets it as an `HttpOnly`, `SameSite=Strict` cookie.
 #[utoipa::path(
     post, path = "/api/v1/auth/login", tag = "auth",
@@ -70,7 +61,7 @@ pub async fn login(
         .ok_or_else(ApiError::unauthorized)?;
     let cookie = format!(
         "{LOGIN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={LOGIN_SECONDS}{}",
-        secure(&headers)
+        secure(&s, &headers)
     );
     let cookie = HeaderValue::from_str(&cookie)
         .map_err(|_| ApiError::invalid_request("the token has characters a cookie cannot hold"))?;
