@@ -13,6 +13,13 @@ export interface Session {
   stop_reason?: string;
 }
 
+/** One entry of a session's timeline: a restart that lost its processes, a failure. */
+export interface TimelineEvent {
+  at: string;
+  kind: string;
+  message: string;
+}
+
 export interface QueueStatus {
   ticket: string;
   state: "queued" | "admitted" | "failed";
@@ -120,6 +127,8 @@ export const api = {
   templates: async () => (await json<{ templates: Template[] }>("GET", "/api/v1/templates")).templates,
   sessions: async () => (await json<{ sessions: Session[] }>("GET", "/api/v1/sessions")).sessions,
   session: (id: string) => json<Session>("GET", `/api/v1/sessions/${enc(id)}`),
+  timeline: async (id: string) =>
+    (await json<{ events: TimelineEvent[] }>("GET", `/api/v1/sessions/${enc(id)}/timeline`)).events,
   /** A running session, or a place in the queue when the host is full (HTTP 202). */
   createSession: async (template: string): Promise<Session | QueueStatus> =>
     json<Session | QueueStatus>("POST", "/api/v1/sessions", { template }),

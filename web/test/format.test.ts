@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { backoff, baseName, bytes, countdown, joinPath, languageOf, normalise, parentOf } from "../src/lib/format";
+import {
+  backoff,
+  baseName,
+  bytes,
+  countdown,
+  joinPath,
+  languageOf,
+  normalise,
+  parentOf,
+  restartNotice,
+} from "../src/lib/format";
 
 describe("countdown", () => {
   const now = Date.parse("2026-11-23T12:00:00Z");
@@ -52,5 +62,17 @@ describe("bytes", () => {
 describe("backoff", () => {
   it("doubles from half a second up to ten", () => {
     expect([0, 1, 2, 3, 10].map(backoff)).toEqual([500, 1000, 2000, 4000, 10000]);
+  });
+});
+
+describe("restartNotice", () => {
+  it("tells of the latest restart in words, and of none when there was none", () => {
+    expect(restartNotice([])).toBeNull();
+    expect(restartNotice([{ at: "2026-11-23T12:00:00Z", kind: "oom" }])).toBeNull();
+    const notice = restartNotice([
+      { at: "2026-11-23T10:00:00Z", kind: "restarted" },
+      { at: "2026-11-23T12:30:00Z", kind: "restarted" },
+    ]);
+    expect(notice).toMatch(/^Restarted at .*30.*files are intact.*terminals were lost/);
   });
 });

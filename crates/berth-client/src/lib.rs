@@ -206,6 +206,19 @@ impl Client {
         .await
     }
 
+    /// What happened to a session that its user should know, oldest first.
+    pub async fn timeline(&self, id: &str) -> Result<Vec<berth_proto::TimelineEvent>, ClientError> {
+        let timeline: berth_proto::Timeline = self
+            .expect(
+                Method::GET,
+                &format!("/api/v1/sessions/{}/timeline", encode(id)),
+                &[],
+                None::<&()>,
+            )
+            .await?;
+        Ok(timeline.events)
+    }
+
     pub async fn delete_session(&self, id: &str) -> Result<(), ClientError> {
         self.send::<serde_json::Value>(
             Method::DELETE,

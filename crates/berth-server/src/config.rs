@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The name of the template used when a request names none.
 pub const DEFAULT_TEMPLATE: &str = "default";
@@ -21,7 +21,7 @@ pub const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// The shortest admin token a config may set; generated ones are much longer.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the API listens on.
@@ -39,7 +39,7 @@ pub struct Config {
     pub templates: BTreeMap<String, TemplateConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PreviewConfig {
     /// With a domain set, `{port}-{session}.{domain}` serves that port of that session (point a
@@ -52,14 +52,14 @@ pub struct PreviewConfig {
     pub https: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaConfig {
     /// Live sessions (creating, running or stopping) one user may hold at once.
     pub sessions_per_user: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DockerConfig {
     /// Engine address: `unix:///var/run/docker.sock`, `tcp://host:2375`. `DOCKER_HOST` when unset.
@@ -77,7 +77,7 @@ pub struct DockerConfig {
     pub log_max_size: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// How long a new container's agent has to answer before the session fails.
@@ -86,7 +86,7 @@ pub struct AgentConfig {
     pub max_file_mb: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CapacityConfig {
     /// Containers created at once, at most; more wait their turn (50 parallel `docker run`s
@@ -108,7 +108,7 @@ impl Default for CapacityConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LifecycleConfig {
     /// How often sessions past their expiry are looked for.
@@ -120,7 +120,7 @@ pub struct LifecycleConfig {
     pub create_timeout_seconds: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TemplateConfig {
     pub image: String,
@@ -141,7 +141,7 @@ pub struct TemplateConfig {
 }
 
 /// Warm sessions kept ready for a template.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
     /// Ready sessions to keep; 0 turns the pool off.
@@ -430,6 +430,66 @@ mod tests {
         ] {
             let err = Config::from_toml(text).unwrap().finish().unwrap_err();
             assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    /// Every key the server reads is in docs/config.md, and every key documented there is one
+    /// the server reads: the config is serialised with every optional value set, its key paths
+    /// are compared with the first column of the reference's tables.
+    #[test]
+    fn the_reference_documents_exactly_the_keys_there_are() {
+        let mut config = Config::from_toml("").unwrap().finish().unwrap();
+        config.admin_token = Some("x".repeat(MIN_ADMIN_TOKEN_LEN));
+        config.docker.host = Some("unix:///var/run/docker.sock".into());
+        config.preview.domain = Some("preview.example".into());
+        let template = config.templates.get_mut(DEFAULT_TEMPLATE).unwrap();
+        template.workspace_seed = Some("seed".into());
+        template.pool.max = Some(4);
+        let value = toml::Value::try_from(&config).unwrap();
+        let mut in_code = std::collections::BTreeSet::new();
+        collect_keys(&value, "", &mut in_code);
+
+        let reference = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md"),
+        )
+        .unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        let mut section = String::new();
+        for line in reference.lines() {
+            if let Some(heading) = line.strip_prefix("## ") {
+                section = heading
+                    .trim_matches(|c| c == '`' || c == '[' || c == ']')
+                    .replace("Top level", "");
+            } else if let Some(rest) = line.strip_prefix("| `") {
+                let key = rest.split('`').next().unwrap();
+                documented.insert(if section.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{section}.{key}")
+                });
+            }
+        }
+        assert_eq!(in_code, documented, "docs/config.md and the code disagree");
+    }
+
+    /// Dotted paths of every leaf; the tables under `templates` are one `NAME`, and a template's
+    /// `env` is one key (its contents are the user's).
+    fn collect_keys(value: &toml::Value, prefix: &str, keys: &mut std::collections::BTreeSet<String>) {
+        match value {
+            toml::Value::Table(table) if !prefix.ends_with(".env") => {
+                for (key, value) in table {
+                    let key = if prefix == "templates" { "NAME" } else { key };
+                    let path = if prefix.is_empty() {
+                        key.to_owned()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    collect_keys(value, &path, keys);
+                }
+            }
+            _ => {
+                keys.insert(prefix.to_owned());
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 // One session: files on the left, editor over terminals in the middle, previews on the right.
 import { useEffect, useState } from "preact/hooks";
 import { api, type Session } from "../api";
-import { baseName, countdown } from "../lib/format";
+import { baseName, countdown, restartNotice } from "../lib/format";
 import { savedTerminals, saveTerminals } from "../lib/terminals";
 import { toast, toastError } from "../toasts";
 import type { Theme } from "../app";
@@ -20,6 +20,7 @@ let nextTab = 1;
 
 export function Workspace({ id, theme }: { id: string; theme: Theme }) {
   const [session, setSession] = useState<Session | null>(null);
+  const [restarted, setRestarted] = useState<string | null>(null);
   const [files, setFiles] = useState<OpenFile[]>([]);
   const [activeFile, setActiveFile] = useState<string | null>(null);
   const [tabs, setTabs] = useState<Tab[]>(() => {
@@ -30,11 +31,13 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
   const now = useNow();
 
   useEffect(() => {
-    const load = () =>
+    const load = () => {
       api.session(id).then(setSession, (err) => {
         toastError(`Session ${id}`, err);
         location.hash = "#/";
       });
+      api.timeline(id).then((events) => setRestarted(restartNotice(events)), () => {});
+    };
     load();
     const timer = setInterval(load, 15000);
     return () => clearInterval(timer);
@@ -116,6 +119,7 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
             <button onClick={extend}>+1 h</button>
           </>
         )}
+        {restarted && <span class="notice restarted">{restarted}</span>}
       </div>
       <div class="workspace-grid">
         <FileTree sessionId={id} onOpen={openFile} onGone={(path) => setFiles((f) => f.filter((x) => x.path !== path))} />

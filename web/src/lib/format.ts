@@ -84,3 +84,12 @@ export function languageOf(path: string): Language {
 export function backoff(attempt: number): number {
   return Math.min(10_000, 500 * 2 ** Math.max(0, attempt));
 }
+
+/** What the workspace says after the session's container was restarted under the user (the
+ *  latest `restarted` entry of its timeline), or null when it never was. */
+export function restartNotice(events: { at: string; kind: string }[]): string | null {
+  const last = events.filter((e) => e.kind === "restarted").pop();
+  if (!last) return null;
+  const at = new Date(last.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `Restarted at ${at}: your files are intact, but running programs and terminals were lost.`;
+}
