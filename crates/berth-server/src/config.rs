@@ -305,20 +305,35 @@ impl Config {
                 "quota.sessions_per_user must be at least 1".into(),
             ));
         }
-        if self.docker.timeout_seconds == 0 {
-            return Err(ConfigError::Invalid(
-                "docker.timeout_seconds must be at least 1".into(),
-            ));
-        }
-        if self.lifecycle.reap_interval_ms == 0 || self.lifecycle.reconcile_interval_seconds == 0 {
-            return Err(ConfigError::Invalid(
-                "lifecycle intervals must be positive".into(),
-            ));
-        }
-        if !(1..=86_400).contains(&self.lifecycle.create_timeout_seconds) {
-            return Err(ConfigError::Invalid(
-                "lifecycle.create_timeout_seconds must be between 1 and 86400".into(),
-            ));
+        // Durations are added to clocks: each is bounded to what anyone could mean.
+        for (key, value, max) in [
+            ("docker.timeout_seconds", self.docker.timeout_seconds, 3_600),
+            (
+                "agent.ready_timeout_ms",
+                self.agent.ready_timeout_ms,
+                600_000,
+            ),
+            (
+                "lifecycle.reap_interval_ms",
+                self.lifecycle.reap_interval_ms,
+                3_600_000,
+            ),
+            (
+                "lifecycle.reconcile_interval_seconds",
+                self.lifecycle.reconcile_interval_seconds,
+                86_400,
+            ),
+            (
+                "lifecycle.create_timeout_seconds",
+                self.lifecycle.create_timeout_seconds,
+                86_400,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be between 1 and {max}"
+                )));
+            }
         }
         if let Some(token) = &self.admin_token
             && token.len() < MIN_ADMIN_TOKEN_LEN
@@ -427,6 +442,14 @@ mod tests {
                 "[lifecycle]\ncreate_timeout_seconds = 0\n",
                 "create_timeout_seconds",
             ),
+            (
+                "[lifecycle]\nreconcile_interval_seconds = 9223372036854775807\n",
+                "reconcile_interval_seconds",
+            ),
+            (
+                "[agent]\nready_timeout_ms = 99999999999999\n",
+                "ready_timeout_ms",
+            ),
         ] {
             let err = Config::from_toml(text).unwrap().finish().unwrap_err();
             assert!(err.to_string().contains(needle), "{text}: {err}");
@@ -474,7 +497,11 @@ mod tests {
 
     /// Dotted paths of every leaf; the tables under `templates` are one `NAME`, and a template's
     /// `env` is one key (its contents are the user's).
-    fn collect_keys(value: &toml::Value, prefix: &str, keys: &mut std::collections::BTreeSet<String>) {
+    fn collect_keys(
+        value: &toml::Value,
+        prefix: &str,
+        keys: &mut std::collections::BTreeSet<String>,
+    ) {
         match value {
             toml::Value::Table(table) if !prefix.ends_with(".env") => {
                 for (key, value) in table {

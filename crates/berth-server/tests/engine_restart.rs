@@ -19,17 +19,15 @@ use common::{ADMIN, Server, TINY, container_of, docker};
 
 const DOCKERD_LOG: &str = "/var/log/berth-dockerd.log";
 
-fn dockerd_pid() -> Option<u32> {
-    let out = Command::new("pidof").arg("dockerd").output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
+/// Where dockerd keeps its pid by default.
+const DOCKERD_PIDFILE: &str = "/var/run/docker.pid";
 
 fn stop_dockerd() {
-    let pid = dockerd_pid().expect("a dockerd runs");
+    let pid: u32 = std::fs::read_to_string(DOCKERD_PIDFILE)
+        .expect("a dockerd runs, with its pid in /var/run/docker.pid")
+        .trim()
+        .parse()
+        .unwrap();
     Command::new("kill").arg(pid.to_string()).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Path::new(&format!("/proc/{pid}")).exists() {
@@ -50,7 +48,10 @@ fn start_dockerd() {
     assert!(started.success());
     let deadline = Instant::now() + Duration::from_secs(60);
     while docker(&["info"]).is_err() {
-        assert!(Instant::now() < deadline, "dockerd did not come back in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "dockerd did not come back in 60 s"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -92,7 +93,10 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
 
     let mut kept = Vec::new();
     for n in 0..2 {
-        let session = alice.create_session(&CreateSession::default()).await.unwrap();
+        let session = alice
+            .create_session(&CreateSession::default())
+            .await
+            .unwrap();
         let wrote = alice
             .exec(&session.id, &exec(&format!("echo kept-{n} > notes.txt")))
             .await
@@ -100,7 +104,11 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
         assert_eq!(wrote.exit_code, Some(0));
         kept.push(session.id);
     }
-    let doomed = alice.create_session(&CreateSession::default()).await.unwrap().id;
+    let doomed = alice
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap()
+        .id;
     let doomed_container = container_of(&server, &doomed);
     let pooled = CreateSession {
         template: "pooled".into(),
@@ -121,7 +129,11 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
         let started = Instant::now();
         let err = alice.create_session(request).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::EngineUnavailable), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
     let err = alice.exec(&kept[0], &exec("true")).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::EngineUnavailable), "{err}");
@@ -132,13 +144,18 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
     start_dockerd();
     let back = Instant::now();
     for (n, id) in kept.iter().enumerate() {
-        let answered = wait_for(Duration::from_secs(10), "the session to answer again", || async {
-            alice.exec(id, &exec("cat notes.txt")).await.ok()
-        })
+        let answered = wait_for(
+            Duration::from_secs(10),
+            "the session to answer again",
+            || async { alice.exec(id, &exec("cat notes.txt")).await.ok() },
+        )
         .await;
         assert_eq!(answered.stdout, format!("kept-{n}\n"), "files intact");
         let session = alice.get_session(id).await.unwrap();
-        assert_eq!((session.state, session.stop_reason), (SessionState::Running, None));
+        assert_eq!(
+            (session.state, session.stop_reason),
+            (SessionState::Running, None)
+        );
         let kinds: Vec<String> = alice
             .timeline(id)
             .await
@@ -148,11 +165,19 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
             .collect();
         assert_eq!(kinds, ["restarted"], "{id}");
     }
-    assert!(back.elapsed() < Duration::from_secs(10), "{:?}", back.elapsed());
-    let vanished = wait_for(Duration::from_secs(10), "the removed one to fail", || async {
-        let session = alice.get_session(&doomed).await.unwrap();
-        (session.state == SessionState::Failed).then_some(session)
-    })
+    assert!(
+        back.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        back.elapsed()
+    );
+    let vanished = wait_for(
+        Duration::from_secs(10),
+        "the removed one to fail",
+        || async {
+            let session = alice.get_session(&doomed).await.unwrap();
+            (session.state == SessionState::Failed).then_some(session)
+        },
+    )
     .await;
     assert_eq!(vanished.stop_reason.as_deref(), Some("container_vanished"));
 
@@ -169,29 +194,33 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
     }
 
     // Nothing orphaned, nothing stuck: the engine holds exactly the live sessions' containers.
-    wait_for(Duration::from_secs(30), "engine and store to agree", || async {
-        let admin = berth_client::Client::new(client.base_url(), ADMIN).unwrap();
-        let sessions = admin
-            .list_sessions(&berth_client::ListSessions {
-                all: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let stuck = sessions
-            .iter()
-            .any(|s| matches!(s.state, SessionState::Creating | SessionState::Stopping));
-        let live: BTreeSet<String> = sessions
-            .iter()
-            .filter(|s| s.state == SessionState::Running)
-            .map(|s| container_of(&server, &s.id))
-            .collect();
-        let pool = client.pool().await.unwrap();
-        let pooled_ready: usize = pool.iter().map(|p| p.ready).sum();
-        let containers: BTreeSet<String> = server.containers().into_iter().collect();
-        (!stuck && containers.len() == live.len() + pooled_ready && live.is_subset(&containers))
-            .then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "engine and store to agree",
+        || async {
+            let admin = berth_client::Client::new(client.base_url(), ADMIN).unwrap();
+            let sessions = admin
+                .list_sessions(&berth_client::ListSessions {
+                    all: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let stuck = sessions
+                .iter()
+                .any(|s| matches!(s.state, SessionState::Creating | SessionState::Stopping));
+            let live: BTreeSet<String> = sessions
+                .iter()
+                .filter(|s| s.state == SessionState::Running)
+                .map(|s| container_of(&server, &s.id))
+                .collect();
+            let pool = client.pool().await.unwrap();
+            let pooled_ready: usize = pool.iter().map(|p| p.ready).sum();
+            let containers: BTreeSet<String> = server.containers().into_iter().collect();
+            (!stuck && containers.len() == live.len() + pooled_ready && live.is_subset(&containers))
+                .then_some(())
+        },
+    )
     .await;
     server.stop().await;
 }

@@ -47,6 +47,10 @@ impl FakeRuntime {
         self.lock().len()
     }
 
+    fn spec_of(&self, container_id: &str) -> Option<ContainerSpec> {
+        self.lock().get(container_id).map(|c| c.spec.clone())
+    }
+
     pub fn spec_of_session(&self, session_id: &str) -> Option<ContainerSpec> {
         self.lock()
             .values()
@@ -154,6 +158,12 @@ impl Runtime for FakeRuntime {
         self.check_up()?;
         let delay = *self.start_delay.lock().unwrap_or_else(|p| p.into_inner());
         tokio::time::sleep(delay).await;
+        if self
+            .spec_of(container_id)
+            .is_some_and(|spec| spec.image.contains("panic"))
+        {
+            panic!("the fake engine panics on images named panic");
+        }
         let (config, session_id) = {
             let containers = self.lock();
             let container = containers

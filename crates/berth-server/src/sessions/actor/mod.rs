@@ -245,7 +245,8 @@ impl Actor {
 
     /// Runs `work` off the actor and feeds its result back in as a command. The result always
     /// comes back: should the work panic, `failed` turns the panic into the command to send,
-    /// so no session waits forever for a task that is gone.
+    /// so no session waits forever for a task that is gone, and a reconcile removes whatever
+    /// the task had made.
     fn spawn_reporting<F>(
         &self,
         work: F,
@@ -254,16 +255,18 @@ impl Actor {
         F: Future<Output = Command> + Send + 'static,
     {
         let commands = self.commands.clone();
+        let reconcile = self.reconciler();
         tokio::spawn(async move {
-            let command = match AssertUnwindSafe(work).catch_unwind().await {
-                Ok(command) => command,
-                Err(panic) => failed(SessionError::Internal(format!(
-                    "a background task failed: {}",
-                    panic_message(panic.as_ref())
-                ))),
-            };
-            if let Some(commands) = commands.upgrade() {
-                let _ = commands.send(command).await;
+            match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(command) => report(&commands, command).await,
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!(panic = message, "a session task failed unexpectedly");
+                    let err =
+                        SessionError::Internal(format!("a background task failed: {message}"));
+                    report(&commands, failed(err)).await;
+                    reconcile.await;
+                }
             }
         });
     }
@@ -271,24 +274,26 @@ impl Actor {
     /// Lists the engine off the actor and reconciles with what it finds, as the periodic loop
     /// does, without anyone waiting for the report.
     fn request_reconcile(&self) {
+        tokio::spawn(self.reconciler());
+    }
+
+    /// A reconcile to run off the actor: `observe`, then the command.
+    fn reconciler(&self) -> impl Future<Output = ()> + Send + 'static {
         let runtime = self.ctx.runtime.clone();
         let store = self.ctx.store.clone();
         let commands = self.commands.clone();
-        tokio::spawn(async move {
+        async move {
             match observe(runtime.as_ref(), store.as_ref()).await {
                 Ok(observed) => {
-                    if let Some(commands) = commands.upgrade() {
-                        let _ = commands
-                            .send(Command::Reconcile {
-                                observed,
-                                reply: None,
-                            })
-                            .await;
-                    }
+                    let reconcile = Command::Reconcile {
+                        observed,
+                        reply: None,
+                    };
+                    report(&commands, reconcile).await;
                 }
                 Err(err) => tracing::warn!(%err, "reconcile put off; the periodic one retries"),
             }
-        });
+        }
     }
 
     fn template(&self, name: &str) -> Result<&TemplateConfig, SessionError> {
@@ -316,6 +321,13 @@ impl Actor {
 }
 
 pub use reconcile::{Observed, observe};
+
+/// Sends a command to the actor, if it is still there.
+async fn report(commands: &mpsc::WeakSender<Command>, command: Command) {
+    if let Some(commands) = commands.upgrade() {
+        let _ = commands.send(command).await;
+    }
+}
 
 /// What a panic carried, when it was a message.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {

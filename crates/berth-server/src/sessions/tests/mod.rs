@@ -58,6 +58,15 @@ async fn harness_with(pool: u32, max_sessions: u32) -> Harness {
 
 /// The standard templates (`default`, `short`, `broken`) plus `extra`.
 async fn harness_on(extra: BTreeMap<String, TemplateConfig>, max_sessions: u32) -> Harness {
+    harness_tuned(extra, max_sessions, |_| {}).await
+}
+
+/// `harness_on`, with the manager's context changed by `tune` before it starts.
+async fn harness_tuned(
+    extra: BTreeMap<String, TemplateConfig>,
+    max_sessions: u32,
+    tune: impl FnOnce(&mut ManagerContext),
+) -> Harness {
     let runtime = Arc::new(FakeRuntime::default());
     let store = Arc::new(FaultyStore::new(SqliteStore::in_memory().await.unwrap()));
     let mut templates = BTreeMap::from([
@@ -86,7 +95,7 @@ async fn harness_on(extra: BTreeMap<String, TemplateConfig>, max_sessions: u32) 
         ),
     ]);
     templates.extend(extra);
-    let sessions = SessionManager::spawn(ManagerContext {
+    let mut ctx = ManagerContext {
         store: store.clone(),
         runtime: runtime.clone(),
         agent: AgentClient::default(),
@@ -102,7 +111,9 @@ async fn harness_on(extra: BTreeMap<String, TemplateConfig>, max_sessions: u32) 
         tickets: QueueTickets::default(),
         create_timeout: Duration::from_secs(10),
         engine: Default::default(),
-    });
+    };
+    tune(&mut ctx);
+    let sessions = SessionManager::spawn(ctx);
     Harness {
         sessions,
         runtime,

@@ -164,3 +164,66 @@ async fn a_queued_create_is_served_by_a_pooled_session_that_becomes_ready() {
     assert!(agent_answers(&h, "carol", &session.id).await);
     assert_eq!(pool_of(&h, "pooled").await.claimed, 2);
 }
+
+#[tokio::test]
+async fn a_create_task_that_panics_still_reports_and_leaves_no_row_creating() {
+    let panicking = TemplateConfig {
+        image: "berth/panic:latest".into(),
+        ..TemplateConfig::default()
+    };
+    let h = harness_on(BTreeMap::from([("panics".to_owned(), panicking)]), 1000).await;
+    let err = h
+        .sessions
+        .create(user("alice"), request("panics"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Internal, "{err}");
+    let sessions = h
+        .store
+        .list_sessions(&SessionFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].state, SessionState::Failed);
+    // What the task had made is removed by the reconcile its panic asked for.
+    wait_until("the half-made container to be removed", || async {
+        h.runtime.container_count() == 0
+    })
+    .await;
+    // The engine keeps serving everyone else.
+    h.sessions
+        .create(user("alice"), request("default"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_create_past_its_deadline_fails_and_removes_its_container() {
+    let h = harness_tuned(BTreeMap::new(), 1000, |ctx| {
+        ctx.create_timeout = Duration::from_millis(300);
+    })
+    .await;
+    *h.runtime.start_delay.lock().unwrap() = Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let err = h
+        .sessions
+        .create(user("alice"), request("default"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::CreateTimedOut { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let sessions = h
+        .store
+        .list_sessions(&SessionFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(sessions[0].state, SessionState::Failed);
+    wait_until("the container to be removed", || async {
+        h.runtime.container_count() == 0
+    })
+    .await;
+}
