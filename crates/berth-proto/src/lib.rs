@@ -17,5 +17,5 @@ pub mod user;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use session::{CreateSession, ExtendSession, Session, SessionList, SessionState};
-pub use template::{Template, TemplateList};
+pub use template::{Egress, Template, TemplateList, TemplateNetwork};
 pub use user::{CreateUser, UserCreated};
