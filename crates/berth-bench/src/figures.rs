@@ -12,7 +12,7 @@ use anyhow::Context;
 use berth_client::TerminalEvent;
 use berth_proto::SessionState;
 use berth_proto::{CreateSession, agent::SECRET_HEADER, process::ExecRequest};
-use berth_server::runtime::{DockerRuntime, Runtime};
+use berth_server::runtime::Runtime;
 use bollard::{
     models::{ContainerCreateBody, HostConfig},
     query_parameters::RemoveContainerOptionsBuilder,
@@ -155,7 +155,8 @@ async fn raw_create_start_one(docker: &bollard::Docker, name: &str) -> anyhow::R
             ("berth.session".to_owned(), name.to_owned()),
         ])),
         host_config: Some(HostConfig {
-            network_mode: Some(NETWORK.into()),
+            // The network the bench's sessions join (its templates' egress is open).
+            network_mode: Some(format!("{NETWORK}-open")),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -674,7 +675,7 @@ async fn density_and_reconcile(args: &Args) -> anyhow::Result<Vec<Row>> {
         .into_iter()
         .filter(|s| s.state == SessionState::Running)
         .count();
-    let engine = DockerRuntime::new(crate::separate_process_config(data.path(), args)?.docker);
+    let engine = crate::engine(&crate::separate_process_config(data.path(), args)?)?;
     let started = Instant::now();
     let containers = engine.list().await?.len();
     let list = started.elapsed();

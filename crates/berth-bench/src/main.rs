@@ -15,6 +15,7 @@ use axum::serve::ListenerExt;
 use berth_client::Client;
 use berth_server::{
     config::{Config, PoolConfig, TemplateConfig},
+    networks::SessionNetworks,
     runtime::{DockerRuntime, Runtime},
     store::SqliteStore,
 };
@@ -136,7 +137,7 @@ async fn start(args: &Args) -> anyhow::Result<Bench> {
     let data = tempfile::tempdir()?;
     let config = config(data.path(), args)?;
     let store = Arc::new(SqliteStore::open(&data.path().join("berth.db")).await?);
-    let runtime = Arc::new(DockerRuntime::new(config.docker.clone()));
+    let runtime = Arc::new(engine(&config)?);
     runtime
         .ping()
         .await
@@ -160,6 +161,14 @@ async fn start(args: &Args) -> anyhow::Result<Bench> {
     })
 }
 
+/// The engine as a configuration's control plane sees it.
+pub fn engine(config: &Config) -> anyhow::Result<DockerRuntime> {
+    Ok(DockerRuntime::new(
+        config.docker.clone(),
+        SessionNetworks::new(config)?,
+    ))
+}
+
 /// Removes every container of the bench instance.
 pub async fn clean_up(runtime: &DockerRuntime) {
     if let Ok(containers) = runtime.list().await {
@@ -178,8 +187,8 @@ fn main() -> anyhow::Result<()> {
     }
     runtime.block_on(async {
         let here = std::path::Path::new(".");
-        let separate = DockerRuntime::new(separate_process_config(here, &args)?.docker);
-        let leftovers = DockerRuntime::new(config(here, &args)?.docker);
+        let separate = engine(&separate_process_config(here, &args)?)?;
+        let leftovers = engine(&config(here, &args)?)?;
         clean_up(&leftovers).await;
         clean_up(&separate).await;
         let bench = start(&args).await?;

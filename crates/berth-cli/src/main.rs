@@ -36,6 +36,9 @@ enum Command {
     /// Look at files inside a session.
     #[command(subcommand)]
     Files(commands::files::FilesCommand),
+    /// Manage the packet-filter rules `berth serve` installs to isolate sessions.
+    #[command(subcommand)]
+    Firewall(commands::firewall::FirewallCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
             Command::Shell(args) => commands::exec::shell(args).await,
             Command::Cp(args) => done(commands::cp::run(args).await),
             Command::Files(command) => done(commands::files::run(command).await),
+            Command::Firewall(command) => done(commands::firewall::run(command)),
         }
     });
     // Leaving at once: stdin may still be held by a reader task that would block a clean exit.

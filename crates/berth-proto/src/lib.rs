@@ -19,5 +19,5 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use session::{
     CreateSession, ExtendSession, Session, SessionList, SessionState, Timeline, TimelineEvent,
 };
-pub use template::{Template, TemplateList};
+pub use template::{Egress, Template, TemplateList, TemplateNetwork};
 pub use user::{CreateUser, UserCreated};

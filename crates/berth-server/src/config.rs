@@ -9,7 +9,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use berth_proto::Egress;
 use serde::{Deserialize, Serialize};
+
+use crate::networks::EgressPolicy;
 
 /// The name of the template used when a request names none.
 pub const DEFAULT_TEMPLATE: &str = "default";
@@ -36,7 +39,29 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub capacity: CapacityConfig,
     pub preview: PreviewConfig,
+    pub firewall: FirewallConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// Berth's own packet-filter rules, which keep sessions off the host, link-local addresses and
+/// each other, and apply each template's egress policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirewallConfig {
+    /// Off only where the operator's own firewall does the same job: sessions then reach the
+    /// host, the metadata service and anything else the host can.
+    pub enabled: bool,
+    /// How often the rules are checked and put back when something removed them.
+    pub check_interval_seconds: u64,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            check_interval_seconds: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -64,7 +89,8 @@ pub struct QuotaConfig {
 pub struct DockerConfig {
     /// Engine address: `unix:///var/run/docker.sock`, `tcp://host:2375`. `DOCKER_HOST` when unset.
     pub host: Option<String>,
-    /// Bridge network sessions join. Created with inter-container traffic disabled.
+    /// Prefix of the bridge networks sessions join, one per egress policy: `{network}-open`,
+    /// `{network}-deny`, `{network}-allow-{hash}`. Created with inter-container traffic disabled.
     pub network: String,
     /// Value of the `berth.instance` label. Two Berth installations sharing one engine must use
     /// different instances, since each removes containers of its own instance that it does not know.
@@ -138,6 +164,17 @@ pub struct TemplateConfig {
     /// start it again: same container, files intact, processes lost. `false` fails the
     /// session instead.
     pub restart_after_engine_restart: bool,
+    pub network: TemplateNetworkConfig,
+}
+
+/// `[templates.NAME.network]`: what the template's sessions may reach, beyond what is always
+/// blocked (the host, link-local addresses, other sessions).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateNetworkConfig {
+    pub egress: Egress,
+    /// With `egress = "allow"`, the only destinations: `"CIDR"` or `"CIDR:port"`.
+    pub allow: Vec<String>,
 }
 
 /// Warm sessions kept ready for a template.
@@ -162,6 +199,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             capacity: CapacityConfig::default(),
             preview: PreviewConfig::default(),
+            firewall: FirewallConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -222,6 +260,7 @@ impl Default for TemplateConfig {
             workspace_seed: None,
             pool: PoolConfig::default(),
             restart_after_engine_restart: true,
+            network: TemplateNetworkConfig::default(),
         }
     }
 }
@@ -343,6 +382,11 @@ impl Config {
                  leave it unset to have one generated"
             )));
         }
+        if self.firewall.check_interval_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "firewall.check_interval_seconds must be at least 1".into(),
+            ));
+        }
         if self.docker.instance.is_empty() || self.docker.network.is_empty() {
             return Err(ConfigError::Invalid(
                 "docker.instance and docker.network must be set".into(),
@@ -390,6 +434,7 @@ impl TemplateConfig {
                 seed.display()
             ));
         }
+        EgressPolicy::from_config(&self.network)?;
         Ok(())
     }
 }
@@ -418,6 +463,31 @@ mod tests {
             config.templates.len() >= 2,
             "the example shows a second template"
         );
+        let modes: std::collections::BTreeSet<Egress> = config
+            .templates
+            .values()
+            .map(|t| t.network.egress)
+            .collect();
+        assert_eq!(modes.len(), 3, "the example shows every egress mode");
+        assert!(config.firewall.enabled);
+    }
+
+    #[test]
+    fn network_policies_are_checked_at_load_and_errors_name_the_template() {
+        let text = "[templates.locked.network]\negress = \"allow\"\nallow = [\"10.0.0.0/8:443\", \"10.1.2.3/8\"]\n";
+        let err = Config::from_toml(text).unwrap().finish().unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("\"locked\"") && err.contains("10.1.2.3/8"),
+            "{err}"
+        );
+        let err = Config::from_toml("[templates.x.network]\negress = \"closed\"\n").unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+        let err = Config::from_toml("[firewall]\ncheck_interval_seconds = 0\n")
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(err.to_string().contains("check_interval_seconds"), "{err}");
     }
 
     #[test]

@@ -8,9 +8,11 @@ pub mod agent_client;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod firewall;
 pub mod host;
 pub mod ids;
 pub mod metrics;
+pub mod networks;
 pub mod preview;
 pub mod proxy;
 pub mod runtime;
@@ -27,7 +29,9 @@ use crate::{
     agent_client::AgentClient,
     api::AppState,
     auth::Authenticator,
-    config::Config,
+    config::{Config, ConfigError},
+    firewall::{Firewall, FirewallError},
+    networks::SessionNetworks,
     runtime::{DockerRuntime, Runtime},
     sessions::{ManagerContext, SessionManager},
     store::{SqliteStore, Store},
@@ -42,6 +46,10 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("firewall: {0}")]
+    Firewall(#[from] FirewallError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -193,8 +201,17 @@ pub async fn run(
     }
 
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("berth.db")).await?);
-    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(config.docker.clone()));
-    let app = app(&config, store, runtime, &admin_token).await;
+    let networks = SessionNetworks::new(&config)?;
+    // Before `app`, which starts containers (warm pools): none runs without its rules.
+    let firewall = install_firewall(&config, &networks).await?;
+    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(config.docker.clone(), networks));
+    let mut app = app(&config, store, runtime, &admin_token).await;
+    if let Some(firewall) = &firewall {
+        let period = Duration::from_secs(config.firewall.check_interval_seconds);
+        let engine_generations = app.sessions.engine().generations();
+        app.background
+            .push(firewall.spawn_checks(period, engine_generations));
+    }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "berth is serving; API docs at http://{addr}/docs");
     }
@@ -207,4 +224,29 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)
+}
+
+/// Installs Berth's firewall rules, or says loudly that it runs without them.
+async fn install_firewall(
+    config: &Config,
+    networks: &SessionNetworks,
+) -> Result<Option<Firewall>, FirewallError> {
+    if !config.firewall.enabled {
+        tracing::warn!(
+            "FIREWALL DISABLED (firewall.enabled = false): sessions can reach this host, the cloud \
+             metadata service and whatever the host can, and templates' egress policies are not \
+             applied, unless the operator's own firewall does it"
+        );
+        return Ok(None);
+    }
+    let networks = networks.clone();
+    let firewall = tokio::task::spawn_blocking(move || {
+        let firewall = Firewall::detect(&networks)?;
+        let changes = firewall.ensure_blocking()?;
+        tracing::info!(changes = changes.0.len(), "firewall rules in place");
+        Ok::<_, FirewallError>(firewall)
+    })
+    .await
+    .map_err(|join| FirewallError::Task(join.to_string()))??;
+    Ok(Some(firewall))
 }

@@ -51,7 +51,8 @@ async fn a_session_is_a_hardened_limited_labelled_container() {
     );
     assert_eq!(host["LogConfig"]["Type"], "json-file");
     assert_eq!(host["LogConfig"]["Config"]["max-size"], "10m");
-    assert_eq!(host["NetworkMode"], "berth-test");
+    // The network of the template's egress policy (open).
+    assert_eq!(host["NetworkMode"], "berth-test-open");
     assert!(
         host["PortBindings"]
             .as_object()
@@ -64,9 +65,14 @@ async fn a_session_is_a_hardened_limited_labelled_container() {
             .is_none_or(|p| p.values().all(Value::is_null))
     );
 
-    let network = docker(&["network", "inspect", "berth-test"]).unwrap();
+    let network = docker(&["network", "inspect", "berth-test-open"]).unwrap();
     assert!(
         network.contains(r#""com.docker.network.bridge.enable_icc": "false""#),
+        "{network}"
+    );
+    // Named, so the firewall's rules (keyed by the bridge) are in place before it exists.
+    assert!(
+        network.contains(r#""com.docker.network.bridge.name": "berth-"#),
         "{network}"
     );
 
@@ -93,7 +99,7 @@ async fn sessions_cannot_reach_each_other() {
         .await
         .unwrap();
     let (ca, cb) = (container_of(&server, &a.id), container_of(&server, &b.id));
-    let ip_b = inspect(&cb)["NetworkSettings"]["Networks"]["berth-test"]["IPAddress"]
+    let ip_b = inspect(&cb)["NetworkSettings"]["Networks"]["berth-test-open"]["IPAddress"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -1,6 +1,7 @@
 pub mod cp;
 pub mod exec;
 pub mod files;
+pub mod firewall;
 pub mod serve;
 pub mod session;
 pub mod template;

@@ -35,11 +35,14 @@ pub async fn run(command: TemplateCommand) -> anyhow::Result<()> {
                         t.pids.to_string(),
                         format!("{}s", t.ttl_seconds),
                         format!("{}s", t.max_ttl_seconds),
+                        t.network.egress.to_string(),
                     ]
                 })
                 .collect();
             output::table(
-                &["NAME", "IMAGE", "MEMORY", "CPUS", "PIDS", "TTL", "MAX TTL"],
+                &[
+                    "NAME", "IMAGE", "MEMORY", "CPUS", "PIDS", "TTL", "MAX TTL", "EGRESS",
+                ],
                 &rows,
             );
             Ok(())

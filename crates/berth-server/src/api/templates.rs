@@ -1,7 +1,7 @@
 //! `/api/v1/templates`.
 
 use axum::extract::State;
-use berth_proto::{ErrorBody, Template, TemplateList};
+use berth_proto::{ErrorBody, Template, TemplateList, TemplateNetwork};
 
 use super::AppState;
 use crate::auth::Principal;
@@ -25,6 +25,10 @@ pub async fn list(State(state): State<AppState>, _caller: Principal) -> axum::Js
             ttl_seconds: t.ttl_seconds,
             max_ttl_seconds: t.max_ttl_seconds,
             env: t.env.clone(),
+            network: TemplateNetwork {
+                egress: t.network.egress,
+                allow: t.network.allow.clone(),
+            },
         })
         .collect();
     axum::Json(TemplateList { templates })

@@ -27,28 +27,37 @@ use super::{
     ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer, Runtime,
     RuntimeError, labels,
 };
-use crate::config::DockerConfig;
+use crate::{
+    config::DockerConfig,
+    networks::{SessionNetwork, SessionNetworks},
+};
 
 /// uid:gid of the `user` account in every session image.
 const SESSION_USER: &str = "1000:1000";
 
+/// The option that names a bridge network's interface; the firewall's rules are keyed by it.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+
 #[derive(Debug)]
 pub struct DockerRuntime {
     config: DockerConfig,
+    /// Which network each template's sessions join.
+    networks: SessionNetworks,
     timeout: Duration,
     /// Connected on first use, so the control plane starts (and answers 503) while the engine
     /// is down, and picks the engine up when it comes back.
     client: OnceCell<Docker>,
-    /// Set once the session network exists; checked before every create so a network deleted
+    /// Set once the session networks exist; checked before every create so a network deleted
     /// by hand, or an engine that was down at start, heals on the next create.
     prepared: OnceCell<()>,
 }
 
 impl DockerRuntime {
-    pub fn new(config: DockerConfig) -> Self {
+    pub fn new(config: DockerConfig, networks: SessionNetworks) -> Self {
         let timeout = Duration::from_secs(config.timeout_seconds);
         Self {
             config,
+            networks,
             timeout,
             client: OnceCell::new(),
             prepared: OnceCell::new(),
@@ -112,25 +121,51 @@ impl DockerRuntime {
             })
     }
 
-    async fn ensure_network(&self) -> Result<(), RuntimeError> {
+    async fn ensure_networks(&self) -> Result<(), RuntimeError> {
+        for network in self.networks.iter() {
+            self.ensure_network(network).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_network(&self, network: &SessionNetwork) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
-        let network = &self.config.network;
+        let name = &network.name;
         match self
-            .call("inspect_network", docker.inspect_network(network, None))
+            .call("inspect_network", docker.inspect_network(name, None))
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(existing) => {
+                // The firewall keys its rules by this bridge: on any other, sessions would go
+                // unguarded.
+                let bridge = existing
+                    .options
+                    .and_then(|mut options| options.remove(BRIDGE_NAME_OPTION));
+                if bridge.as_deref() == Some(network.bridge.as_str()) {
+                    return Ok(());
+                }
+                return Err(RuntimeError::Engine(format!(
+                    "network {name} exists with bridge {} instead of {}, so Berth's firewall \
+                     rules would not cover it; remove it (`docker network rm {name}`) once no \
+                     container uses it, and Berth makes it again",
+                    bridge.as_deref().unwrap_or("(engine-named)"),
+                    network.bridge
+                )));
+            }
             Err(RuntimeError::NotFound(_)) => {}
             Err(err) => return Err(err),
         }
         let request = NetworkCreateRequest {
-            name: network.clone(),
+            name: name.clone(),
             driver: Some("bridge".to_owned()),
-            // Sessions must not reach each other: no traffic between containers on this bridge.
-            options: Some(HashMap::from([(
-                "com.docker.network.bridge.enable_icc".to_owned(),
-                "false".to_owned(),
-            )])),
+            options: Some(HashMap::from([
+                // Sessions must not reach each other: no traffic between containers on this bridge.
+                (
+                    "com.docker.network.bridge.enable_icc".to_owned(),
+                    "false".to_owned(),
+                ),
+                (BRIDGE_NAME_OPTION.to_owned(), network.bridge.clone()),
+            ])),
             labels: Some(HashMap::from([(
                 labels::INSTANCE.to_owned(),
                 self.config.instance.clone(),
@@ -184,7 +219,7 @@ impl Runtime for DockerRuntime {
 
     async fn prepare(&self) -> Result<(), RuntimeError> {
         self.prepared
-            .get_or_try_init(|| self.ensure_network())
+            .get_or_try_init(|| self.ensure_networks())
             .await
             .map(drop)
     }
@@ -192,6 +227,17 @@ impl Runtime for DockerRuntime {
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         self.within(async {
             self.prepare().await?;
+            let network = self
+                .networks
+                .for_template(&spec.template)
+                .ok_or_else(|| {
+                    RuntimeError::Engine(format!(
+                        "no session network for template {}",
+                        spec.template
+                    ))
+                })?
+                .name
+                .clone();
             let docker = self.docker().await?;
             let labels = HashMap::from([
                 (labels::SESSION.to_owned(), spec.session_id.clone()),
@@ -210,7 +256,7 @@ impl Runtime for DockerRuntime {
                 // The engine's default seccomp profile applies because none is overridden here.
                 security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
                 privileged: Some(false),
-                network_mode: Some(self.config.network.clone()),
+                network_mode: Some(network.clone()),
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".to_owned()),
                     config: Some(HashMap::from([
@@ -229,10 +275,7 @@ impl Runtime for DockerRuntime {
                 labels: Some(labels),
                 host_config: Some(host_config),
                 networking_config: Some(NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(
-                        self.config.network.clone(),
-                        EndpointSettings::default(),
-                    )])),
+                    endpoints_config: Some(HashMap::from([(network, EndpointSettings::default())])),
                 }),
                 ..ContainerCreateBody::default()
             };
@@ -272,13 +315,16 @@ impl Runtime for DockerRuntime {
             let ip = inspected
                 .network_settings
                 .and_then(|settings| settings.networks)
-                .and_then(|mut networks| networks.remove(&self.config.network))
-                .and_then(|endpoint| endpoint.ip_address)
+                .and_then(|networks| {
+                    networks
+                        .into_iter()
+                        .find(|(name, _)| self.networks.is_session_network(name))
+                })
+                .and_then(|(_, endpoint)| endpoint.ip_address)
                 .and_then(|ip| ip.parse::<IpAddr>().ok())
                 .ok_or_else(|| {
                     RuntimeError::Engine(format!(
-                        "container {container_id} has no address on network {}",
-                        self.config.network
+                        "container {container_id} has no address on a session network"
                     ))
                 })?;
             Ok(SocketAddr::new(ip, AGENT_PORT))

@@ -87,7 +87,7 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// Succeeds when the engine answers.
     async fn ping(&self) -> Result<(), RuntimeError>;
 
-    /// Makes what every session needs on the engine (the session network). Idempotent.
+    /// Makes what every session needs on the engine (the session networks). Idempotent.
     async fn prepare(&self) -> Result<(), RuntimeError>;
 
     /// Creates the container without starting it; returns its id.

@@ -7,13 +7,13 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{Command, SessionError};
 use crate::runtime::{Runtime, RuntimeError};
@@ -26,10 +26,19 @@ const LAST_RETRY: Duration = Duration::from_secs(2);
 /// handlers. A *generation* is one connection to the engine's event stream: an engine restart
 /// always breaks the stream, so anything learnt under an earlier generation (a pooled
 /// container's address, say) may be stale.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EngineState {
     lost: AtomicBool,
-    generation: AtomicU64,
+    generation: watch::Sender<u64>,
+}
+
+impl Default for EngineState {
+    fn default() -> Self {
+        Self {
+            lost: AtomicBool::new(false),
+            generation: watch::Sender::new(0),
+        }
+    }
 }
 
 impl EngineState {
@@ -47,13 +56,20 @@ impl EngineState {
     }
 
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+        *self.generation.borrow()
+    }
+
+    /// Hears of every new generation: what the engine rebuilds when it starts (its network
+    /// rules, say), whoever depends on it can check again.
+    pub fn generations(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// A new connection: returns the generation it starts.
     pub(super) fn connected(&self) -> u64 {
         self.lost.store(false, Ordering::SeqCst);
-        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+        self.generation.send_modify(|generation| *generation += 1);
+        self.generation()
     }
 
     pub(super) fn lost(&self) {

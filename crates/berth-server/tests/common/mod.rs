@@ -15,6 +15,8 @@ pub const BASE: &str = "berth/base:latest";
 pub struct Server {
     pub client: Client,
     pub instance: String,
+    /// The configuration it runs with, defaults filled in.
+    pub config: Config,
     _data: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -65,12 +67,13 @@ impl Server {
         customise(&mut config);
         let config = config.finish().unwrap();
         let instance = config.docker.instance.clone();
+        let running = config.clone();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            berth_server::run(config, listener, async { drop(stopped.await) })
+            berth_server::run(running, listener, async { drop(stopped.await) })
                 .await
                 .unwrap();
         });
@@ -78,6 +81,7 @@ impl Server {
         Self {
             client,
             instance,
+            config,
             _data: data,
             stop: Some(stop),
             task,

@@ -1,0 +1,365 @@
+//! Session networks: which Docker network, and so which bridge interface, each template's
+//! sessions join.
+//!
+//! Templates with the same egress policy share a network; each policy has its own. The firewall
+//! tells policies apart by the bridge a packet comes from (`-i berth-…`), so no rule names a
+//! container and no rule changes when sessions come and go. A bridge's name is fixed when its
+//! network is created (`com.docker.network.bridge.name`) and derived from the network's name,
+//! so the rules can be in place before the network, or any container on it, exists.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
+
+use berth_proto::Egress;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, ConfigError, TemplateNetworkConfig};
+
+/// Every session bridge's name starts with this. The firewall drops whatever a session sends
+/// into an interface named so, which covers the sessions of every policy and installation.
+pub const BRIDGE_PREFIX: &str = "berth-";
+
+/// What a template's sessions may reach besides what is always blocked, parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EgressPolicy {
+    Open,
+    Deny,
+    /// Sorted and without duplicates, so equal lists written differently share a network.
+    Allow(Vec<AllowRule>),
+}
+
+impl EgressPolicy {
+    /// Checks a template's `[network]` table; the message names the offending entry.
+    pub fn from_config(network: &TemplateNetworkConfig) -> Result<Self, String> {
+        let mut rules = network
+            .allow
+            .iter()
+            .map(|entry| entry.parse::<AllowRule>())
+            .collect::<Result<Vec<_>, _>>()?;
+        match network.egress {
+            Egress::Open | Egress::Deny if !rules.is_empty() => Err(format!(
+                "network.allow is only used with egress = \"allow\", not {:?}",
+                network.egress.as_str()
+            )),
+            Egress::Open => Ok(Self::Open),
+            Egress::Deny => Ok(Self::Deny),
+            Egress::Allow if rules.is_empty() => Err(
+                "egress = \"allow\" needs at least one network.allow entry (egress = \"deny\" allows nothing)"
+                    .into(),
+            ),
+            Egress::Allow => {
+                rules.sort();
+                rules.dedup();
+                Ok(Self::Allow(rules))
+            }
+        }
+    }
+}
+
+/// One `allow` entry: a destination network, and a port (TCP and UDP) or every port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AllowRule {
+    pub net: Cidr,
+    pub port: Option<u16>,
+}
+
+impl FromStr for AllowRule {
+    type Err = String;
+
+    /// `"10.1.0.0/16"` or `"10.1.0.0/16:443"`; IPv6 the same (`"2001:db8::/32:443"`): the port
+    /// comes after the prefix length, so it never mixes with the address's colons.
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| {
+            format!(
+                "network.allow entry {entry:?}: {why}; expected \"CIDR\" or \"CIDR:port\", such as \"203.0.113.0/24\" or \"203.0.113.7/32:443\""
+            )
+        };
+        let (addr, rest) = entry
+            .split_once('/')
+            .ok_or_else(|| bad("no prefix length"))?;
+        let (prefix, port) = match rest.split_once(':') {
+            Some((prefix, port)) => (prefix, Some(port)),
+            None => (rest, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad("bad prefix length"))?;
+        let net = Cidr::new(addr, prefix).map_err(|why| bad(&why))?;
+        let port = match port {
+            None => None,
+            Some(port) => match port.parse::<u16>() {
+                Ok(port) if port > 0 => Some(port),
+                _ => return Err(bad("the port must be 1 to 65535")),
+            },
+        };
+        Ok(Self { net, port })
+    }
+}
+
+impl fmt::Display for AllowRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.net),
+            None => write!(f, "{}", self.net),
+        }
+    }
+}
+
+/// An address with a prefix length and no bits set past it: the way iptables prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, String> {
+        let (bits, max) = match addr {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
+        };
+        if prefix > max {
+            return Err(format!("the prefix length is more than {max}"));
+        }
+        let host_bits = if prefix == max {
+            0
+        } else {
+            (1u128 << (max - prefix)) - 1
+        };
+        if bits & host_bits != 0 {
+            let network = bits & !host_bits;
+            let network = match addr {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(network as u32)),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(network)),
+            };
+            return Err(format!(
+                "bits are set past the prefix length (did you mean {network}/{prefix}?)"
+            ));
+        }
+        Ok(Self { addr, prefix })
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// One Docker network sessions join, with the policy every session on it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionNetwork {
+    /// `{docker.network}-open`, `-deny` or `-allow-{hash of the list}`.
+    pub name: String,
+    /// Short hash of the name; the bridge and the network's firewall chains are named after it.
+    pub id: String,
+    /// The bridge interface: `berth-{id}`, at most 15 characters as Linux requires.
+    pub bridge: String,
+    pub policy: EgressPolicy,
+}
+
+impl SessionNetwork {
+    fn new(prefix: &str, policy: EgressPolicy) -> Self {
+        let name = match &policy {
+            EgressPolicy::Open => format!("{prefix}-open"),
+            EgressPolicy::Deny => format!("{prefix}-deny"),
+            EgressPolicy::Allow(rules) => {
+                let list: Vec<String> = rules.iter().map(ToString::to_string).collect();
+                format!("{prefix}-allow-{}", &short_hash(&list.join(","))[..8])
+            }
+        };
+        let id = short_hash(&name)[..9].to_owned();
+        Self {
+            bridge: format!("{BRIDGE_PREFIX}{id}"),
+            id,
+            name,
+            policy,
+        }
+    }
+}
+
+fn short_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The session networks of one configuration, and which template uses which.
+#[derive(Debug, Clone, Default)]
+pub struct SessionNetworks {
+    networks: Vec<SessionNetwork>,
+    by_template: BTreeMap<String, usize>,
+}
+
+impl SessionNetworks {
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let mut by_policy: BTreeMap<EgressPolicy, usize> = BTreeMap::new();
+        let mut networks = Vec::new();
+        let mut by_template = BTreeMap::new();
+        for (name, template) in &config.templates {
+            let policy = EgressPolicy::from_config(&template.network)
+                .map_err(|msg| ConfigError::Invalid(format!("template {name:?}: {msg}")))?;
+            let index = *by_policy.entry(policy.clone()).or_insert_with(|| {
+                networks.push(SessionNetwork::new(&config.docker.network, policy));
+                networks.len() - 1
+            });
+            by_template.insert(name.clone(), index);
+        }
+        Ok(Self {
+            networks,
+            by_template,
+        })
+    }
+
+    pub fn for_template(&self, template: &str) -> Option<&SessionNetwork> {
+        self.by_template.get(template).map(|&i| &self.networks[i])
+    }
+
+    /// Each network once, however many templates share it.
+    pub fn iter(&self) -> impl Iterator<Item = &SessionNetwork> {
+        self.networks.iter()
+    }
+
+    pub fn is_session_network(&self, name: &str) -> bool {
+        self.networks.iter().any(|n| n.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TemplateConfig;
+
+    fn allow(entries: &[&str]) -> TemplateNetworkConfig {
+        TemplateNetworkConfig {
+            egress: Egress::Allow,
+            allow: entries.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn allow_entries_parse_with_and_without_ports_in_both_families() {
+        let rule: AllowRule = "203.0.113.0/24".parse().unwrap();
+        assert_eq!(
+            (rule.net.to_string(), rule.port),
+            ("203.0.113.0/24".into(), None)
+        );
+        let rule: AllowRule = "203.0.113.7/32:443".parse().unwrap();
+        assert_eq!(
+            (rule.net.to_string(), rule.port),
+            ("203.0.113.7/32".into(), Some(443))
+        );
+        let rule: AllowRule = "2001:db8::/32:53".parse().unwrap();
+        assert_eq!(
+            (rule.net.to_string(), rule.port),
+            ("2001:db8::/32".into(), Some(53))
+        );
+        assert!(!rule.net.is_ipv4());
+        assert_eq!(
+            "0.0.0.0/0".parse::<AllowRule>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+    }
+
+    #[test]
+    fn bad_allow_entries_say_what_is_wrong() {
+        for (entry, why) in [
+            ("10.0.0.1", "no prefix length"),
+            ("10.0.0.300/32", "not an IP address"),
+            ("10.0.0.0/33", "more than 32"),
+            ("10.0.0.1/8", "did you mean 10.0.0.0/8"),
+            ("2001:db8::1/32", "did you mean 2001:db8::/32"),
+            ("10.0.0.0/8:0", "1 to 65535"),
+            ("10.0.0.0/8:http", "1 to 65535"),
+            ("10.0.0.0/x", "bad prefix length"),
+        ] {
+            let err = entry.parse::<AllowRule>().unwrap_err();
+            assert!(err.contains(why) && err.contains(entry), "{entry}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_mode_and_the_list_must_agree() {
+        let open_with_list = TemplateNetworkConfig {
+            egress: Egress::Open,
+            allow: vec!["10.0.0.0/8".into()],
+        };
+        assert!(EgressPolicy::from_config(&open_with_list).is_err());
+        assert!(EgressPolicy::from_config(&allow(&[])).is_err());
+        assert_eq!(
+            EgressPolicy::from_config(&TemplateNetworkConfig::default()),
+            Ok(EgressPolicy::Open)
+        );
+    }
+
+    #[test]
+    fn templates_share_a_network_exactly_when_their_policies_are_equal() {
+        let mut config = Config::default();
+        config.docker.network = "bn".into();
+        let with = |network| TemplateConfig {
+            network,
+            ..TemplateConfig::default()
+        };
+        config
+            .templates
+            .insert("a".into(), with(TemplateNetworkConfig::default()));
+        config
+            .templates
+            .insert("b".into(), with(TemplateNetworkConfig::default()));
+        config.templates.insert(
+            "c".into(),
+            with(TemplateNetworkConfig {
+                egress: Egress::Deny,
+                allow: vec![],
+            }),
+        );
+        config
+            .templates
+            .insert("d".into(), with(allow(&["10.0.0.0/8", "192.0.2.0/24:80"])));
+        // The same list in another order, with a duplicate.
+        config.templates.insert(
+            "e".into(),
+            with(allow(&["192.0.2.0/24:80", "10.0.0.0/8", "10.0.0.0/8"])),
+        );
+        config
+            .templates
+            .insert("f".into(), with(allow(&["10.0.0.0/8"])));
+        let networks = SessionNetworks::new(&config).unwrap();
+        let name = |t: &str| networks.for_template(t).unwrap().name.clone();
+        assert_eq!(name("a"), "bn-open");
+        assert_eq!(name("a"), name("b"));
+        assert_eq!(name("c"), "bn-deny");
+        assert!(name("d").starts_with("bn-allow-"), "{}", name("d"));
+        assert_eq!(name("d"), name("e"));
+        assert_ne!(name("d"), name("f"));
+        assert_eq!(networks.iter().count(), 4);
+        for network in networks.iter() {
+            assert!(network.bridge.len() <= 15, "{network:?}");
+            assert!(network.bridge.starts_with(BRIDGE_PREFIX));
+            assert!(networks.is_session_network(&network.name));
+        }
+        assert!(networks.for_template("nope").is_none());
+    }
+
+    #[test]
+    fn a_bad_entry_is_reported_with_its_template() {
+        let mut config = Config::default();
+        config.templates.insert(
+            "locked".into(),
+            TemplateConfig {
+                network: allow(&["10.0.0.1"]),
+                ..TemplateConfig::default()
+            },
+        );
+        let err = config.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("\"locked\"") && err.contains("10.0.0.1"),
+            "{err}"
+        );
+    }
+}
