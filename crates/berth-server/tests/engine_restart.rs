@@ -67,8 +67,9 @@ fn exec(cmd: &str) -> ExecRequest {
 #[ignore = "stops the machine's Docker engine: scripts/test runs it alone, after the other suites"]
 async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
     let server = Server::start_with(|c| {
-        // Recovery must come from the engine's events, not from the periodic reconcile.
+        // Recovery must come from the engine's events, not from the periodic checks.
         c.lifecycle.reconcile_interval_seconds = 3600;
+        c.firewall.check_interval_seconds = 3600;
         c.quota.sessions_per_user = 5;
         c.templates.insert(
             "pooled".into(),
@@ -140,6 +141,14 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
     assert_eq!(err.status(), Some(503));
     // A container removed while the engine is down: its state is gone from the engine's disk.
     std::fs::remove_dir_all(format!("{}/containers/{doomed_container}", root.trim())).unwrap();
+    // And Berth's firewall jumps gone, as when an engine (or anyone) rewrites the chains.
+    for (chain, jump) in [("INPUT", "BERTH-INPUT"), ("DOCKER-USER", "BERTH-FORWARD")] {
+        let removed = Command::new("iptables")
+            .args(["-w", "-D", chain, "-j", jump])
+            .status()
+            .unwrap();
+        assert!(removed.success(), "{chain} jumps to {jump}");
+    }
 
     start_dockerd();
     let back = Instant::now();
@@ -170,6 +179,17 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
         "{:?}",
         back.elapsed()
     );
+    for (chain, jump) in [("INPUT", "BERTH-INPUT"), ("DOCKER-USER", "BERTH-FORWARD")] {
+        let listed = Command::new("iptables")
+            .args(["-w", "-S", chain])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(
+            listed.contains(&format!("-j {jump}")),
+            "the firewall was checked as the engine came back: {listed}"
+        );
+    }
     let vanished = wait_for(
         Duration::from_secs(10),
         "the removed one to fail",

@@ -742,6 +742,8 @@ async fn a_preview_never_reaches_a_container_that_is_not_its_sessions() {
         c.lifecycle.reconcile_interval_seconds = 3600;
     })
     .await;
+    // The default template's egress is `open`: its sessions join `{network}-open`.
+    let network = format!("{network}-open");
     let _cleanup = Cleanup {
         instance: server.instance.clone(),
         network: network.clone(),
