@@ -475,24 +475,25 @@ async fn a_browser_login_is_a_cookie_and_changes_need_its_csrf_token() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut request = format!(
+    let terminal = format!(
         "{}/api/v1/sessions/{id}/terminal",
         base.replace("http", "ws")
-    )
-    .into_client_request()
-    .unwrap();
-    request
-        .headers_mut()
-        .insert(header::COOKIE, cookie.parse().unwrap());
-    request
-        .headers_mut()
-        .insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+    );
+    assert_websocket_refused(&terminal, &cookie, "http://evil.example").await;
+    server.stop().await;
+}
+
+/// A WebSocket upgrade with the login cookie, from `origin`, is refused with 403.
+async fn assert_websocket_refused(url: &str, cookie: &str, origin: &str) {
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert(header::COOKIE, cookie.parse().unwrap());
+    headers.insert(header::ORIGIN, origin.parse().unwrap());
     let refused = tokio_tungstenite::connect_async(request).await;
     assert!(
         matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
         "{refused:?}"
     );
-    server.stop().await;
 }
 
 /// Logs a browser in with `token`; the login cookie as `Set-Cookie` sends it.
@@ -577,20 +578,7 @@ async fn the_owner_route_is_sandboxed_and_takes_a_login_only_from_berths_own_pag
         let body: Value = forged.json().await.unwrap();
         assert_eq!(body["error"]["code"], "forbidden", "{headers:?}");
     }
-    let mut request = format!("{}ws", page.replace("http", "ws"))
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert(header::COOKIE, cookie.parse().unwrap());
-    request
-        .headers_mut()
-        .insert(header::ORIGIN, "null".parse().unwrap());
-    let refused = tokio_tungstenite::connect_async(request).await;
-    assert!(
-        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
-        "{refused:?}"
-    );
+    assert_websocket_refused(&format!("{}ws", page.replace("http", "ws")), cookie, "null").await;
 
     // Files relayed from the agent are not sniffed into something a browser would run.
     let file = get(

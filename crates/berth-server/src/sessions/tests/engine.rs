@@ -31,11 +31,7 @@ async fn timeline_kinds(h: &Harness, id: &str) -> Vec<String> {
 async fn while_the_engine_is_down_creates_and_work_answer_engine_unavailable_at_once() {
     let h = harness_with_pool(2).await;
     wait_for_ready_pool(&h, 2).await;
-    let running = h
-        .sessions
-        .create(user("alice"), request("default"))
-        .await
-        .unwrap();
+    let running = running(&h, "alice", "default").await;
 
     h.runtime.stop_engine();
     engine_lost(&h).await;
@@ -72,11 +68,7 @@ async fn while_the_engine_is_down_creates_and_work_answer_engine_unavailable_at_
 #[tokio::test]
 async fn after_an_engine_restart_sessions_run_again_with_their_files_and_a_restarted_event() {
     let h = harness().await;
-    let session = h
-        .sessions
-        .create(user("alice"), request("default"))
-        .await
-        .unwrap();
+    let session = running(&h, "alice", "default").await;
     let (status, _) = agent_request(
         &h,
         "alice",
@@ -157,11 +149,7 @@ async fn after_an_engine_restart_the_pool_hands_out_only_working_sessions() {
 #[tokio::test]
 async fn a_container_removed_while_the_engine_was_down_ends_failed() {
     let h = harness().await;
-    let session = h
-        .sessions
-        .create(user("alice"), request("default"))
-        .await
-        .unwrap();
+    let session = running(&h, "alice", "default").await;
     h.runtime.stop_engine();
     engine_lost(&h).await;
     h.runtime.vanish(&session.id);
@@ -181,11 +169,7 @@ async fn a_container_removed_while_the_engine_was_down_ends_failed() {
 #[tokio::test]
 async fn a_container_killed_behind_berths_back_restarts_once_then_fails_if_it_dies_again() {
     let h = harness().await;
-    let session = h
-        .sessions
-        .create(user("alice"), request("default"))
-        .await
-        .unwrap();
+    let session = running(&h, "alice", "default").await;
     h.runtime.kill(&session.id);
     wait_until("a restarted event", || async {
         timeline_kinds(&h, &session.id).await == ["restarted"]
@@ -219,11 +203,7 @@ async fn a_template_may_fail_its_sessions_instead_of_restarting_them() {
         ..TemplateConfig::default()
     };
     let h = harness_on(BTreeMap::from([("fragile".to_owned(), no_restart)]), 1000).await;
-    let session = h
-        .sessions
-        .create(user("alice"), request("fragile"))
-        .await
-        .unwrap();
+    let session = running(&h, "alice", "fragile").await;
     h.runtime.stop_engine();
     engine_lost(&h).await;
     h.runtime.start_engine();

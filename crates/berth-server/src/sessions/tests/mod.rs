@@ -128,6 +128,14 @@ fn user(name: &str) -> Principal {
     }
 }
 
+/// A session `owner` created from `template`, running.
+async fn running(h: &Harness, owner: &str, template: &str) -> Session {
+    h.sessions
+        .create(user(owner), request(template))
+        .await
+        .unwrap()
+}
+
 fn request(template: &str) -> CreateSession {
     CreateSession {
         template: template.to_owned(),

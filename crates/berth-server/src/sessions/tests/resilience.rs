@@ -7,11 +7,7 @@ use berth_proto::ErrorCode;
 #[tokio::test]
 async fn an_extend_past_what_a_date_holds_is_refused_and_management_goes_on() {
     let h = harness().await;
-    let session = h
-        .sessions
-        .create(user("alice"), request("default"))
-        .await
-        .unwrap();
+    let session = running(&h, "alice", "default").await;
     for ttl in [10_000_000_000_000, u64::MAX] {
         let err = h
             .sessions
@@ -21,11 +17,7 @@ async fn an_extend_past_what_a_date_holds_is_refused_and_management_goes_on() {
         assert_eq!(err.code(), ErrorCode::InvalidTtl, "{ttl}: {err}");
     }
     // Everything else still works: create, delete, the reaper.
-    let other = h
-        .sessions
-        .create(user("alice"), request("default"))
-        .await
-        .unwrap();
+    let other = running(&h, "alice", "default").await;
     h.sessions.delete(user("alice"), other.id).await.unwrap();
     h.sessions.reap().await.unwrap();
     h.sessions.delete(user("alice"), session.id).await.unwrap();
@@ -42,11 +34,7 @@ async fn a_command_that_panics_fails_its_request_only_and_leaves_nothing_behind(
     assert_eq!(err.code(), ErrorCode::Internal, "{err}");
     assert!(!matches!(err, SessionError::ManagerGone), "{err}");
 
-    let fine = h
-        .sessions
-        .create(user("bob"), request("default"))
-        .await
-        .unwrap();
+    let fine = running(&h, "bob", "default").await;
     assert!(agent_answers(&h, "bob", &fine.id).await);
     h.sessions.delete(user("bob"), fine.id).await.unwrap();
 
@@ -135,10 +123,7 @@ async fn a_queued_create_is_served_by_a_pooled_session_that_becomes_ready() {
     let h = harness_with(1, 2).await;
     wait_for_ready_pool(&h, 1).await;
     *h.runtime.start_delay.lock().unwrap() = Duration::from_millis(500);
-    h.sessions
-        .create(user("alice"), request("pooled"))
-        .await
-        .unwrap();
+    running(&h, "alice", "pooled").await;
     let mut queued = match h
         .sessions
         .create_or_queue(user("carol"), request("pooled"))
@@ -191,10 +176,7 @@ async fn a_create_task_that_panics_still_reports_and_leaves_no_row_creating() {
     })
     .await;
     // The engine keeps serving everyone else.
-    h.sessions
-        .create(user("alice"), request("default"))
-        .await
-        .unwrap();
+    running(&h, "alice", "default").await;
 }
 
 #[tokio::test]
