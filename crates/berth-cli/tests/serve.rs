@@ -340,7 +340,8 @@ fn kill_9_mid_create_orphans_nothing() {
     serve.restart();
     assert!(
         serve.containers().is_empty(),
-        "restart removed the half-made container"
+        "restart removed the half-made container; log: {}",
+        serve.log()
     );
     let sessions = serve.sessions();
     assert_eq!(sessions.len(), 1);

@@ -347,8 +347,22 @@ impl Runtime for DockerRuntime {
                 .await
             {
                 Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
-                // Removal already under way (e.g. a concurrent reconcile): it will finish by itself.
-                Err(RuntimeError::Engine(msg)) if msg.contains("already in progress") => Ok(()),
+                // Another removal is under way (a concurrent reconcile, say): done when it is,
+                // since callers rely on the container being gone when this returns.
+                Err(RuntimeError::Engine(msg)) if msg.contains("already in progress") => loop {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match self
+                        .call(
+                            "inspect_container",
+                            docker.inspect_container(container_id, None),
+                        )
+                        .await
+                    {
+                        Err(RuntimeError::NotFound(_)) => break Ok(()),
+                        Err(err) => break Err(err),
+                        Ok(_) => {}
+                    }
+                },
                 Err(err) => Err(err),
             }
         })

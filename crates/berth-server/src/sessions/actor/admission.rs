@@ -120,6 +120,10 @@ impl Actor {
 
     /// Admits waiting requests, fairly across owners, while capacity lasts.
     pub(super) async fn admit_waiting(&mut self) {
+        // Without an engine an admitted request could only fail: it keeps its place instead.
+        if self.engine_up().is_err() {
+            return;
+        }
         let mut admitted = false;
         // A request whose template has a ready pooled session takes it at once: it is already
         // counted against capacity, so claiming it never waits for a slot.

@@ -305,12 +305,13 @@ impl Actor {
         );
     }
 
-    /// Starts warming whatever the pools are short of, when nobody waits for capacity.
+    /// Starts warming whatever the pools are short of, when nobody waits for capacity and the
+    /// engine answers.
     pub(super) async fn refill(&mut self) {
         // The shortfall is in memory and almost always empty; the store is asked about
         // capacity only when there is something to warm, and before each warm-up, so a pool
         // never pushes the host past `max_sessions`.
-        if !self.queue.is_empty() {
+        if !self.queue.is_empty() || self.engine_up().is_err() {
             return;
         }
         for (template, missing) in self.pool.shortfall(&self.ctx.templates) {
