@@ -5,12 +5,22 @@ export interface Session {
   id: string;
   owner: string;
   template: string;
-  state: "creating" | "pooled" | "running" | "stopping" | "stopped" | "failed";
+  state:
+    | "creating"
+    | "pooled"
+    | "running"
+    | "stopping"
+    | "stopped"
+    | "failed"
+    | "hibernating"
+    | "hibernated"
+    | "restoring";
   labels: Record<string, string>;
   created_at: string;
   expires_at: string;
   last_activity: string;
   stop_reason?: string;
+  hibernated_at?: string;
 }
 
 /** One entry of a session's timeline: a restart that lost its processes, a failure. */
@@ -134,6 +144,8 @@ export const api = {
     json<Session | QueueStatus>("POST", "/api/v1/sessions", { template }),
   queue: (statusUrl: string) => json<QueueStatus>("GET", statusUrl),
   deleteSession: (id: string) => request("DELETE", `/api/v1/sessions/${enc(id)}`),
+  hibernateSession: (id: string) => json<Session>("POST", `/api/v1/sessions/${enc(id)}/hibernate`),
+  resumeSession: (id: string) => json<Session>("POST", `/api/v1/sessions/${enc(id)}/resume`),
   extendSession: (id: string, ttl_seconds: number) =>
     json<Session>("POST", `/api/v1/sessions/${enc(id)}/extend`, { ttl_seconds }),
   list: async (id: string, path: string) =>

@@ -9,6 +9,7 @@ import {
   normalise,
   parentOf,
   restartNotice,
+  stateInWords,
 } from "../src/lib/format";
 
 describe("countdown", () => {
@@ -74,5 +75,14 @@ describe("restartNotice", () => {
       { at: "2026-11-23T12:30:00Z", kind: "restarted" },
     ]);
     expect(notice).toMatch(/^Restarted at .*30.*files are intact.*terminals were lost/);
+  });
+});
+
+describe("stateInWords", () => {
+  it("says what a sleeping or waking session is, and why one ended", () => {
+    expect(stateInWords("hibernated")).toBe("hibernated (opens on access)");
+    expect(stateInWords("restoring")).toBe("waking up");
+    expect(stateInWords("running", "ignored")).toBe("running");
+    expect(stateInWords("failed", "restore_failed: image gone")).toBe("failed: restore_failed: image gone");
   });
 });

@@ -241,6 +241,18 @@ impl Client {
         .await
     }
 
+    /// Puts a running session to sleep; answers once it is hibernated.
+    pub async fn hibernate_session(&self, id: &str) -> Result<Session, ClientError> {
+        let path = format!("/api/v1/sessions/{}/hibernate", encode(id));
+        self.expect(Method::POST, &path, &[], None::<&()>).await
+    }
+
+    /// Wakes a hibernated session; answers once it is running.
+    pub async fn resume_session(&self, id: &str) -> Result<Session, ClientError> {
+        let path = format!("/api/v1/sessions/{}/resume", encode(id));
+        self.expect(Method::POST, &path, &[], None::<&()>).await
+    }
+
     pub async fn templates(&self) -> Result<Vec<Template>, ClientError> {
         let list: TemplateList = self
             .expect(Method::GET, "/api/v1/templates", &[], None::<&()>)

@@ -11,11 +11,16 @@ use serde::{Deserialize, Serialize};
 /// ```text
 ///            ┌──▶ pooled ──(claim)──┐
 /// creating ──┴──────────────────────┴──▶ running ──▶ stopping ──▶ stopped
-///     │                                     │
+///     │                                  │   ▲
+///     │                      hibernating │   │ restoring
+///     │                                  ▼   │
+///     │                                hibernated ──(expiry, delete)──▶ stopping
 ///     └─────────────────────────────────────┴──────▶ failed
 /// ```
 ///
 /// `pooled` sessions are warm and ready but belong to no one yet; users never see them.
+/// `hibernated` sessions hold no container: their files wait in a snapshot image, and any
+/// access wakes them (`restoring`, then `running`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -26,16 +31,22 @@ pub enum SessionState {
     Stopping,
     Stopped,
     Failed,
+    Hibernating,
+    Hibernated,
+    Restoring,
 }
 
 impl SessionState {
-    pub const ALL: [SessionState; 6] = [
+    pub const ALL: [SessionState; 9] = [
         Self::Creating,
         Self::Pooled,
         Self::Running,
         Self::Stopping,
         Self::Stopped,
         Self::Failed,
+        Self::Hibernating,
+        Self::Hibernated,
+        Self::Restoring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +57,9 @@ impl SessionState {
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Hibernating => "hibernating",
+            Self::Hibernated => "hibernated",
+            Self::Restoring => "restoring",
         }
     }
 
@@ -53,8 +67,18 @@ impl SessionState {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            Self::Creating | Self::Pooled | Self::Running | Self::Stopping
+            Self::Creating
+                | Self::Pooled
+                | Self::Running
+                | Self::Stopping
+                | Self::Hibernating
+                | Self::Restoring
         )
+    }
+
+    /// A session that has not ended: live, or hibernated and waiting for its owner.
+    pub fn is_kept(self) -> bool {
+        self.is_live() || self == Self::Hibernated
     }
 }
 
@@ -88,9 +112,13 @@ pub struct Session {
     /// The session is stopped and removed at this time unless extended.
     pub expires_at: DateTime<Utc>,
     pub last_activity: DateTime<Utc>,
-    /// Why the session stopped or failed: `deleted`, `ttl_expired`, `container_vanished`, ...
+    /// Why the session stopped, failed or hibernated: `deleted`, `ttl_expired`, `requested`,
+    /// `container_vanished`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// When it last went to sleep; set while `hibernated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernated_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /api/v1/sessions`.

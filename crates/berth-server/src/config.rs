@@ -82,6 +82,8 @@ pub struct PreviewConfig {
 pub struct QuotaConfig {
     /// Live sessions (creating, running or stopping) one user may hold at once.
     pub sessions_per_user: u32,
+    /// Hibernated sessions one user may keep (they hold an image, not a container).
+    pub max_hibernated: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -209,6 +211,7 @@ impl Default for QuotaConfig {
     fn default() -> Self {
         Self {
             sessions_per_user: 3,
+            max_hibernated: 10,
         }
     }
 }

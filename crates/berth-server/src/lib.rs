@@ -89,6 +89,7 @@ pub async fn app(
         agent: AgentClient::default(),
         templates: templates.clone(),
         sessions_per_user: config.quota.sessions_per_user,
+        max_hibernated: config.quota.max_hibernated,
         agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
         max_file_bytes,
         create_slots: Arc::new(tokio::sync::Semaphore::new(

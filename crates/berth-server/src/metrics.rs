@@ -50,6 +50,14 @@ pub fn pool_miss(template: &str) {
     metrics::counter!("berth_pool_misses_total", "template" => template.to_owned()).increment(1);
 }
 
+pub fn session_hibernated() {
+    metrics::counter!("berth_hibernations_total").increment(1);
+}
+
+pub fn session_restored() {
+    metrics::counter!("berth_restores_total").increment(1);
+}
+
 /// A session command that panicked and was contained; each is a bug to fix.
 pub fn actor_panic(command: &'static str) {
     metrics::counter!("berth_session_command_panics_total", "command" => command).increment(1);

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, type QueueStatus, type Session, type Template } from "../api";
-import { countdown } from "../lib/format";
+import { countdown, stateInWords } from "../lib/format";
 import { toast, toastError } from "../toasts";
 
 function isQueued(value: Session | QueueStatus): value is QueueStatus {
@@ -93,6 +93,17 @@ export function Sessions() {
     }
   };
 
+  const sleepOrWake = async (session: Session, action: "hibernate" | "resume") => {
+    try {
+      toast(action === "hibernate" ? `${session.id} is going to sleep…` : `Waking ${session.id}…`);
+      await (action === "hibernate" ? api.hibernateSession(session.id) : api.resumeSession(session.id));
+      toast(action === "hibernate" ? `${session.id} is hibernated; opening it wakes it` : `${session.id} is running`);
+      refresh();
+    } catch (err) {
+      toastError(`Could not ${action} ${session.id}`, err);
+    }
+  };
+
   const extend = async (session: Session) => {
     try {
       await api.extendSession(session.id, 3600);
@@ -154,7 +165,7 @@ export function Sessions() {
                 </td>
                 <td>{s.template}</td>
                 <td>
-                  <span class={`badge state-${s.state}`}>{s.state}</span>
+                  <span class={`badge state-${s.state}`}>{stateInWords(s.state, s.stop_reason)}</span>
                 </td>
                 <td title={new Date(s.expires_at).toLocaleString()}>{countdown(s.expires_at, now)}</td>
                 <td class="actions">
@@ -162,6 +173,8 @@ export function Sessions() {
                     Open
                   </a>
                   <button onClick={() => extend(s)}>+1 h</button>
+                  {s.state === "running" && <button onClick={() => sleepOrWake(s, "hibernate")}>Hibernate</button>}
+                  {s.state === "hibernated" && <button onClick={() => sleepOrWake(s, "resume")}>Resume</button>}
                   <button class="danger" onClick={() => remove(s)}>
                     Delete
                   </button>

@@ -1,7 +1,7 @@
 // One session: files on the left, editor over terminals in the middle, previews on the right.
 import { useEffect, useState } from "preact/hooks";
 import { api, type Session } from "../api";
-import { baseName, countdown, restartNotice } from "../lib/format";
+import { baseName, countdown, restartNotice, stateInWords } from "../lib/format";
 import { savedTerminals, saveTerminals } from "../lib/terminals";
 import { toast, toastError } from "../toasts";
 import type { Theme } from "../app";
@@ -112,7 +112,7 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
         <strong>{id}</strong>
         {session && (
           <>
-            <span class={`badge state-${session.state}`}>{session.state}</span>
+            <span class={`badge state-${session.state}`}>{stateInWords(session.state, session.stop_reason)}</span>
             <span class="muted" title={new Date(session.expires_at).toLocaleString()}>
               expires in {countdown(session.expires_at, now)}
             </span>

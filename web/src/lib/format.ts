@@ -93,3 +93,14 @@ export function restartNotice(events: { at: string; kind: string }[]): string | 
   const at = new Date(last.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   return `Restarted at ${at}: your files are intact, but running programs and terminals were lost.`;
 }
+
+/** A session's state in words, as the sessions list and the workspace show it. */
+export function stateInWords(state: string, stopReason?: string): string {
+  const words: Record<string, string> = {
+    hibernating: "going to sleep",
+    hibernated: "hibernated (opens on access)",
+    restoring: "waking up",
+  };
+  const said = words[state] ?? state;
+  return stopReason && (state === "stopped" || state === "failed") ? `${said}: ${stopReason}` : said;
+}

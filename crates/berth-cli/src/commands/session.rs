@@ -72,6 +72,23 @@ pub enum SessionCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Put a running session to sleep: its files are kept in a snapshot, its container goes.
+    /// Any access (shell, exec, files, previews, `resume`) wakes it.
+    Hibernate {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Wake a hibernated session; waits until it runs again.
+    Resume {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
@@ -171,6 +188,26 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
                 session.expires_at.to_rfc3339(),
                 output::relative(session.expires_at)
             );
+            Ok(())
+        }
+        SessionCommand::Hibernate { id, json, conn } => {
+            let session = conn
+                .client()?
+                .hibernate_session(&id)
+                .await
+                .map_err(explain)?;
+            if json {
+                return output::json(&session);
+            }
+            println!("{} is hibernated; any access wakes it", session.id);
+            Ok(())
+        }
+        SessionCommand::Resume { id, json, conn } => {
+            let session = conn.client()?.resume_session(&id).await.map_err(explain)?;
+            if json {
+                return output::json(&session);
+            }
+            println!("{} is {}", session.id, session.state);
             Ok(())
         }
     }

@@ -98,6 +98,8 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::extend))
         .routes(routes!(sessions::timeline))
+        .routes(routes!(sessions::hibernate))
+        .routes(routes!(sessions::resume))
         .routes(routes!(files::list, files::remove))
         .routes(routes!(files::stat))
         .routes(routes!(files::read, files::write))

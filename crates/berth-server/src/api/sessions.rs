@@ -244,3 +244,46 @@ pub async fn extend(
         state.sessions.extend(caller, id, request.ttl_seconds).await;
     Ok(axum::Json(session?))
 }
+
+/// Put a running session to sleep: its files go into a snapshot image and its container away,
+/// so it holds no memory or CPU. Answers once it is `hibernated`. Any later access (terminal,
+/// files, exec, previews, `resume`) wakes it.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/hibernate", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "Hibernated", body = Session),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 429, description = "Too many hibernated sessions (`quota.max_hibernated`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn hibernate(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Session>, ApiError> {
+    Ok(axum::Json(state.sessions.hibernate(caller, id).await?))
+}
+
+/// Wake a hibernated session: a new container from its snapshot, with its files. Answers once
+/// it is `running` (at once when it already is); concurrent wakes share one restore.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/resume", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "Running", body = Session),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The session has ended", body = ErrorBody),
+        (status = 503, description = "The restore failed or the engine is down", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Session>, ApiError> {
+    Ok(axum::Json(state.sessions.resume(caller, id).await?))
+}

@@ -12,25 +12,30 @@ use bollard::{
     Docker,
     errors::Error as BollardError,
     models::{
-        ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
-        HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
+        ContainerConfig, ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings,
+        HostConfig, HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
     },
     query_parameters::{
-        CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-        RemoveContainerOptionsBuilder,
+        CommitContainerOptions, CreateContainerOptionsBuilder, EventsOptionsBuilder,
+        ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+        RemoveImageOptionsBuilder, StopContainerOptions,
     },
 };
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
 use super::{
-    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer, Runtime,
-    RuntimeError, labels,
+    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
+    ManagedSnapshot, Runtime, RuntimeError, labels,
 };
 use crate::{
     config::DockerConfig,
     networks::{SessionNetwork, SessionNetworks},
 };
+
+/// A commit copies every byte the session changed: its time grows with them, not with the
+/// engine's responsiveness, so it gets a bound of its own.
+const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
 
 /// uid:gid of the `user` account in every session image.
 const SESSION_USER: &str = "1000:1000";
@@ -454,6 +459,106 @@ impl Runtime for DockerRuntime {
                     }))
                 });
             Ok(events.boxed())
+        })
+        .await
+    }
+
+    async fn stop(&self, container_id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let deadline = grace + self.timeout;
+        let stopped = tokio::time::timeout(deadline, async {
+            let docker = self.docker().await?;
+            let options = StopContainerOptions {
+                t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
+                signal: None,
+            };
+            // 304 (already stopped) is a success for bollard.
+            self.call(
+                "stop_container",
+                docker.stop_container(container_id, Some(options)),
+            )
+            .await
+        });
+        stopped.await.unwrap_or_else(|_| {
+            Err(RuntimeError::Unavailable(format!(
+                "stopping {container_id} took longer than {} s",
+                deadline.as_secs()
+            )))
+        })
+    }
+
+    async fn commit(&self, container_id: &str, image: &str) -> Result<(), RuntimeError> {
+        let (repository, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+        let committed = tokio::time::timeout(COMMIT_DEADLINE, async {
+            let docker = self.docker().await?;
+            let options = CommitContainerOptions {
+                container: Some(container_id.to_owned()),
+                repo: Some(repository.to_owned()),
+                tag: Some(tag.to_owned()),
+                // It is stopped already.
+                pause: false,
+                ..CommitContainerOptions::default()
+            };
+            // The engine keeps the container's environment in the image unless the commit
+            // names the variable: the agent's secret is blanked, a restore brings a fresh one.
+            // The container's labels (session, instance) go into the image, which is how
+            // `snapshots` finds it.
+            let config = ContainerConfig {
+                env: Some(vec![format!("{}=", berth_proto::agent::SECRET_ENV)]),
+                ..ContainerConfig::default()
+            };
+            self.call("commit_container", docker.commit_container(options, config))
+                .await
+                .map(drop)
+        });
+        committed.await.unwrap_or_else(|_| {
+            Err(RuntimeError::Unavailable(format!(
+                "committing {container_id} took longer than {} s",
+                COMMIT_DEADLINE.as_secs()
+            )))
+        })
+    }
+
+    async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            let options = RemoveImageOptionsBuilder::new().force(true).build();
+            match self
+                .call(
+                    "remove_image",
+                    docker.remove_image(image, Some(options), None),
+                )
+                .await
+            {
+                Ok(_) | Err(RuntimeError::NotFound(_)) => Ok(()),
+                Err(err) => Err(err),
+            }
+        })
+        .await
+    }
+
+    async fn snapshots(&self) -> Result<Vec<ManagedSnapshot>, RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            let options = ListImagesOptionsBuilder::new()
+                .filters(&self.instance_filter())
+                .build();
+            let images = self
+                .call("list_images", docker.list_images(Some(options)))
+                .await?;
+            Ok(images
+                .into_iter()
+                .filter_map(|mut image| {
+                    let session_id = image.labels.remove(labels::SESSION)?;
+                    image
+                        .repo_tags
+                        .into_iter()
+                        .map(move |image| ManagedSnapshot {
+                            image,
+                            session_id: session_id.clone(),
+                        })
+                        .next()
+                })
+                .collect())
         })
         .await
     }

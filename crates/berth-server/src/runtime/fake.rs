@@ -18,8 +18,8 @@ use futures_util::StreamExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer, Runtime,
-    RuntimeError,
+    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
+    ManagedSnapshot, Runtime, RuntimeError,
 };
 
 #[derive(Debug)]
@@ -40,6 +40,14 @@ pub struct FakeRuntime {
     pub start_delay: Mutex<Duration>,
     /// Event streams handed out; dropped (ending the streams) when the engine "stops".
     subscribers: Mutex<Vec<mpsc::UnboundedSender<ContainerEvent>>>,
+    /// Snapshot images: a copy of the committed container's home, by image reference.
+    images: Mutex<HashMap<String, FakeImage>>,
+}
+
+#[derive(Debug)]
+struct FakeImage {
+    session_id: String,
+    home: tempfile::TempDir,
 }
 
 impl FakeRuntime {
@@ -99,6 +107,20 @@ impl FakeRuntime {
         self.down.store(false, Ordering::SeqCst);
     }
 
+    /// How many snapshot images there are.
+    pub fn snapshot_count(&self) -> usize {
+        self.images().len()
+    }
+
+    /// Makes a snapshot image vanish behind the control plane's back.
+    pub fn drop_snapshot(&self, image: &str) {
+        self.images().remove(image);
+    }
+
+    fn images(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeImage>> {
+        self.images.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn emit(&self, container_id: &str, session_id: &str, kind: ContainerEventKind) {
         let event = ContainerEvent {
             container_id: container_id.to_owned(),
@@ -143,6 +165,13 @@ impl Runtime for FakeRuntime {
         }
         let id = format!("fake{}", self.next_id.fetch_add(1, Ordering::SeqCst));
         let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        // From a snapshot: its files, as Docker's image layer gives them.
+        if let Some(image) = self.images().get(&spec.image) {
+            copy_tree(image.home.path(), home.path())
+                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        } else if spec.image.starts_with("berth-snapshot/") {
+            return Err(RuntimeError::ImageMissing(spec.image.clone()));
+        }
         self.lock().insert(
             id.clone(),
             FakeContainer {
@@ -252,4 +281,71 @@ impl Runtime for FakeRuntime {
         });
         Ok(events.boxed())
     }
+
+    async fn stop(&self, container_id: &str, _grace: Duration) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        let session_id = {
+            let mut containers = self.lock();
+            let container = containers
+                .get_mut(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
+            let Some(agent) = container.agent.take() else {
+                return Ok(());
+            };
+            agent.abort();
+            container.spec.session_id.clone()
+        };
+        self.emit(container_id, &session_id, ContainerEventKind::Die);
+        Ok(())
+    }
+
+    async fn commit(&self, container_id: &str, image: &str) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let session_id = {
+            let containers = self.lock();
+            let container = containers
+                .get(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
+            copy_tree(container.home.path(), home.path())
+                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            container.spec.session_id.clone()
+        };
+        self.images()
+            .insert(image.to_owned(), FakeImage { session_id, home });
+        Ok(())
+    }
+
+    async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.images().remove(image);
+        Ok(())
+    }
+
+    async fn snapshots(&self) -> Result<Vec<ManagedSnapshot>, RuntimeError> {
+        self.check_up()?;
+        Ok(self
+            .images()
+            .iter()
+            .map(|(image, fake)| ManagedSnapshot {
+                image: image.clone(),
+                session_id: fake.session_id.clone(),
+            })
+            .collect())
+    }
+}
+
+/// Copies a directory tree, files and directories only (what the fake's homes hold).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }

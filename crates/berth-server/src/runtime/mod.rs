@@ -47,6 +47,14 @@ pub struct ManagedContainer {
     pub running: bool,
 }
 
+/// A snapshot image of this instance, as the engine lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedSnapshot {
+    /// The image's reference (`repository:tag`), which `remove_snapshot` takes.
+    pub image: String,
+    pub session_id: String,
+}
+
 /// A change in the life of one of this instance's containers, as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEvent {
@@ -98,6 +106,25 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
 
     /// Kills and removes a container with its filesystem. Succeeds when it is already gone.
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    /// Stops a container: SIGTERM to its init (the agent saves its terminals), SIGKILL after
+    /// `grace`. Succeeds when it is already stopped.
+    async fn stop(
+        &self,
+        container_id: &str,
+        grace: std::time::Duration,
+    ) -> Result<(), RuntimeError>;
+
+    /// Makes `image` (a `repository:tag` reference) of a stopped container's filesystem,
+    /// labelled with its session and this instance so reconcile can find it. The agent's secret
+    /// is not kept in the image's configuration.
+    async fn commit(&self, container_id: &str, image: &str) -> Result<(), RuntimeError>;
+
+    /// Removes a snapshot image. Succeeds when it is already gone.
+    async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError>;
+
+    /// Every snapshot image of this instance.
+    async fn snapshots(&self) -> Result<Vec<ManagedSnapshot>, RuntimeError>;
 
     /// Every container of this Berth instance, running or not.
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError>;

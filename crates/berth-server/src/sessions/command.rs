@@ -29,6 +29,20 @@ pub enum Command {
         id: String,
         reply: Reply<()>,
     },
+    /// Put a running session to sleep: its files into a snapshot image, its container removed.
+    /// Replies once it is `hibernated`.
+    Hibernate {
+        caller: Principal,
+        id: String,
+        reply: Reply<Session>,
+    },
+    /// Wake a hibernated session (or one hibernating, once it has slept); replies once it is
+    /// `running`. Many callers, one restore.
+    Resume {
+        caller: Principal,
+        id: String,
+        reply: Reply<Session>,
+    },
     /// Move the expiry to `ttl_seconds` from now, within the template's maximum lifetime.
     Extend {
         caller: Principal,
@@ -47,6 +61,18 @@ pub enum Command {
     RemoveFinished {
         id: String,
         outcome: Result<(), SessionError>,
+    },
+    /// A hibernation's engine work finished: the snapshot image it made, or why it failed
+    /// (the container is then still there, stopped).
+    HibernateFinished {
+        id: String,
+        outcome: Result<String, SessionError>,
+    },
+    /// A restore's container is up and its agent answered, or the restore failed (and removed
+    /// whatever container it had made).
+    RestoreFinished {
+        id: String,
+        outcome: Result<Started, SessionError>,
     },
     /// Stop sessions past their expiry; retry removals that failed.
     Reap,
@@ -83,9 +109,13 @@ impl Command {
             Self::Create { .. } => "create",
             Self::CancelQueued { .. } => "cancel_queued",
             Self::Delete { .. } => "delete",
+            Self::Hibernate { .. } => "hibernate",
+            Self::Resume { .. } => "resume",
             Self::Extend { .. } => "extend",
             Self::CreateFinished { .. } => "create_finished",
             Self::RemoveFinished { .. } => "remove_finished",
+            Self::HibernateFinished { .. } => "hibernate_finished",
+            Self::RestoreFinished { .. } => "restore_finished",
             Self::Reap => "reap",
             Self::PoolStatus { .. } => "pool_status",
             Self::Reconcile { .. } => "reconcile",

@@ -17,10 +17,15 @@ pub enum SessionError {
         "{owner} already holds {limit} live sessions, the most allowed; delete one (berth session rm ID) and try again"
     )]
     QuotaExceeded { owner: String, limit: u32 },
-    #[error("session {id} is {state}; only running sessions can be extended")]
+    #[error(
+        "{owner} already holds {limit} hibernated sessions, the most allowed; delete one (berth session rm ID) and try again"
+    )]
+    HibernatedQuotaExceeded { owner: String, limit: u32 },
+    #[error("session {id} is {state}; only running sessions can be {action}")]
     NotRunning {
         id: String,
         state: berth_proto::SessionState,
+        action: &'static str,
     },
     #[error("session {0} was deleted while it was being created")]
     DeletedDuringCreate(String),
@@ -32,6 +37,10 @@ pub enum SessionError {
         "session {id} was not ready within {seconds} s (lifecycle.create_timeout_seconds); try again"
     )]
     CreateTimedOut { id: String, seconds: u64 },
+    #[error(
+        "session {id} is waking up and was not ready within {seconds} s; try again in a moment"
+    )]
+    WakeTimedOut { id: String, seconds: u64 },
     #[error("session {id}: seeding the workspace failed: {message}")]
     Seed { id: String, message: String },
     #[error("session {id} is {state}; it must be running for this")]
@@ -61,7 +70,9 @@ impl SessionError {
             Self::UnknownTemplate { .. } => ErrorCode::UnknownTemplate,
             Self::InvalidTtl(_) => ErrorCode::InvalidTtl,
             Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::QuotaExceeded { .. } | Self::HibernatedQuotaExceeded { .. } => {
+                ErrorCode::QuotaExceeded
+            }
             Self::NotRunning { .. } | Self::Unavailable { .. } | Self::DeletedDuringCreate(_) => {
                 ErrorCode::Conflict
             }
@@ -70,6 +81,7 @@ impl SessionError {
             Self::Runtime(_)
             | Self::AgentNotReady { .. }
             | Self::CreateTimedOut { .. }
+            | Self::WakeTimedOut { .. }
             | Self::Seed { .. } => ErrorCode::SessionFailed,
             Self::Store(store) => store.code(),
             Self::ManagerGone | Self::Internal(_) => ErrorCode::Internal,

@@ -12,7 +12,7 @@ mod validate;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use berth_proto::{
-    CreateSession, ErrorDetail, Session,
+    CreateSession, ErrorDetail, Session, SessionState,
     queue::{QueueState, QueueStatus},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +31,9 @@ use crate::{
     store::{SessionFilter, Store},
 };
 
+/// The longest a request waits for a sleeping session to wake before it answers 503.
+const WAKE_WAIT: Duration = Duration::from_secs(60);
+
 /// What the session manager needs to do its work.
 #[derive(Debug, Clone)]
 pub struct ManagerContext {
@@ -39,6 +42,8 @@ pub struct ManagerContext {
     pub agent: AgentClient,
     pub templates: Arc<BTreeMap<String, TemplateConfig>>,
     pub sessions_per_user: u32,
+    /// Hibernated sessions one user may keep.
+    pub max_hibernated: u32,
     pub agent_ready_timeout: Duration,
     /// Largest file one upload may write inside a session.
     pub max_file_bytes: u64,
@@ -187,6 +192,18 @@ impl SessionManager {
         .await
     }
 
+    /// Puts a running session to sleep; answers once it is `hibernated`.
+    pub async fn hibernate(&self, caller: Principal, id: String) -> Result<Session, SessionError> {
+        self.ask(|reply| Command::Hibernate { caller, id, reply })
+            .await
+    }
+
+    /// Wakes a hibernated session; answers once it is `running` (at once if it is).
+    pub async fn resume(&self, caller: Principal, id: String) -> Result<Session, SessionError> {
+        self.ask(|reply| Command::Resume { caller, id, reply })
+            .await
+    }
+
     pub async fn get(&self, caller: &Principal, id: &str) -> Result<Session, SessionError> {
         match self.store.get_session(id).await? {
             Some(record) if caller.may_access(&record.owner) => Ok(record.to_public()),
@@ -251,15 +268,33 @@ impl SessionManager {
         caller: &Principal,
         id: &str,
     ) -> Result<(std::net::SocketAddr, String), SessionError> {
-        let record = match self.store.get_session(id).await? {
+        let mut record = match self.store.get_session(id).await? {
             Some(record) if caller.may_access(&record.owner) => record,
             _ => return Err(SessionError::NotFound(id.to_owned())),
         };
         // A session's container is down with its engine: say so, not that the session failed.
         self.engine.check()?;
+        // Any access wakes a sleeping session; the request then goes on as if it never slept.
+        if matches!(
+            record.state,
+            SessionState::Hibernated | SessionState::Hibernating | SessionState::Restoring
+        ) {
+            let woken = self.resume(caller.clone(), id.to_owned());
+            tokio::time::timeout(WAKE_WAIT, woken).await.map_err(|_| {
+                SessionError::WakeTimedOut {
+                    id: id.to_owned(),
+                    seconds: WAKE_WAIT.as_secs(),
+                }
+            })??;
+            record = self
+                .store
+                .get_session(id)
+                .await?
+                .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+        }
         let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
         match (record.state, addr) {
-            (berth_proto::SessionState::Running, Some(addr)) => Ok((addr, record.agent_secret)),
+            (SessionState::Running, Some(addr)) => Ok((addr, record.agent_secret)),
             (state, _) => Err(SessionError::Unavailable {
                 id: record.id,
                 state,

@@ -36,6 +36,10 @@ pub struct SessionRecord {
     pub stop_reason: Option<String>,
     /// Authenticates the control plane to this session's agent. Never leaves the control plane.
     pub agent_secret: String,
+    /// The image holding the session's files while it hibernates (and after, until the next
+    /// hibernation replaces it).
+    pub snapshot: Option<String>,
+    pub hibernated_at: Option<DateTime<Utc>>,
 }
 
 impl SessionRecord {
@@ -57,6 +61,7 @@ impl SessionRecord {
             expires_at: self.expires_at,
             last_activity: self.last_activity,
             stop_reason: self.stop_reason.clone(),
+            hibernated_at: self.hibernated_at,
         }
     }
 }

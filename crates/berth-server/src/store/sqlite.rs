@@ -108,6 +108,12 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         agent_addr: row.try_get("agent_addr").map_err(unavailable)?,
         stop_reason: row.try_get("stop_reason").map_err(unavailable)?,
         agent_secret: row.try_get("agent_secret").map_err(unavailable)?,
+        snapshot: row.try_get("snapshot").map_err(unavailable)?,
+        hibernated_at: row
+            .try_get::<Option<i64>, _>("hibernated_at")
+            .map_err(unavailable)?
+            .map(from_millis)
+            .transpose()?,
     })
 }
 
@@ -143,6 +149,8 @@ fn bind_session<'q>(
         .bind(&s.agent_addr)
         .bind(&s.stop_reason)
         .bind(&s.agent_secret)
+        .bind(&s.snapshot)
+        .bind(s.hibernated_at.map(millis))
         .bind(&s.id)
 }
 
@@ -160,8 +168,9 @@ impl Store for SqliteStore {
         bind_session(
             sqlx::query(
                 "INSERT INTO sessions (owner, template, state, labels, created_at, expires_at, \
-                 last_activity, container_id, agent_addr, stop_reason, agent_secret, id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 last_activity, container_id, agent_addr, stop_reason, agent_secret, snapshot, \
+                 hibernated_at, id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             s,
         )
@@ -183,7 +192,8 @@ impl Store for SqliteStore {
                 sqlx::query(
                     "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, \
                      created_at = ?, expires_at = ?, last_activity = ?, container_id = ?, \
-                     agent_addr = ?, stop_reason = ?, agent_secret = ? \
+                     agent_addr = ?, stop_reason = ?, agent_secret = ?, snapshot = ?, \
+                     hibernated_at = ? \
                      WHERE id = ?",
                 ),
                 s,

@@ -11,6 +11,7 @@ use chrono::Utc;
 use super::{Actor, PendingCreate, Responder};
 use crate::{
     auth::Principal,
+    config::TemplateConfig,
     ids,
     runtime::ContainerSpec,
     sessions::{Command, Created, ManagerContext, SessionError, Started, command::Reply, validate},
@@ -107,26 +108,10 @@ impl Actor {
             agent_addr: None,
             stop_reason: None,
             agent_secret: ids::secret(),
+            snapshot: None,
+            hibernated_at: None,
         };
-        let mut env = template.env.clone();
-        env.extend(request.env);
-        env.insert(SECRET_ENV.to_owned(), record.agent_secret.clone());
-        env.insert("BERTH_SESSION_ID".to_owned(), record.id.clone());
-        env.insert(
-            MAX_FILE_BYTES_ENV.to_owned(),
-            self.ctx.max_file_bytes.to_string(),
-        );
-        let spec = ContainerSpec {
-            session_id: record.id.clone(),
-            owner: record.owner.clone(),
-            template: record.template.clone(),
-            image: template.image.clone(),
-            memory_bytes: i64::try_from(template.memory_mb.saturating_mul(1024 * 1024))
-                .unwrap_or(i64::MAX),
-            nano_cpus: (template.cpus * 1e9) as i64,
-            pids_limit: template.pids,
-            env,
-        };
+        let spec = self.container_spec(&record, &template, &template.image, request.env);
         if let Err(err) = self.ctx.store.insert_session(&record).await {
             responder.answer(Err(err.into()));
             return;
@@ -430,6 +415,37 @@ impl Actor {
         }
     }
 
+    /// What the engine needs to make `record`'s container from `image`: the template's limits
+    /// and environment, `env` on top, and the session's id and agent secret, fresh from the
+    /// store every time (a snapshot image carries none of them).
+    pub(super) fn container_spec(
+        &self,
+        record: &SessionRecord,
+        template: &TemplateConfig,
+        image: &str,
+        env: BTreeMap<String, String>,
+    ) -> ContainerSpec {
+        let mut full_env = template.env.clone();
+        full_env.extend(env);
+        full_env.insert(SECRET_ENV.to_owned(), record.agent_secret.clone());
+        full_env.insert("BERTH_SESSION_ID".to_owned(), record.id.clone());
+        full_env.insert(
+            MAX_FILE_BYTES_ENV.to_owned(),
+            self.ctx.max_file_bytes.to_string(),
+        );
+        ContainerSpec {
+            session_id: record.id.clone(),
+            owner: record.owner.clone(),
+            template: record.template.clone(),
+            image: image.to_owned(),
+            memory_bytes: i64::try_from(template.memory_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(i64::MAX),
+            nano_cpus: (template.cpus * 1e9) as i64,
+            pids_limit: template.pids,
+            env: full_env,
+        }
+    }
+
     /// Removes a container without waiting for it. A removal that fails is retried by
     /// reconcile, since no live session claims the container any more.
     pub(super) fn remove_in_background(&self, container: String) {
@@ -444,7 +460,7 @@ impl Actor {
 
 /// Makes, starts and waits for one session's container, then seeds its workspace. On any
 /// failure it removes what it made, so a failed create leaves nothing on the engine.
-async fn make_container(
+pub(super) async fn make_container(
     ctx: &ManagerContext,
     spec: &ContainerSpec,
     secret: &str,

@@ -13,6 +13,7 @@ mod admission;
 mod create;
 mod engine;
 mod reconcile;
+mod snapshot;
 mod stop;
 
 use std::{
@@ -108,6 +109,10 @@ pub(super) struct Actor {
     pending_claims: Vec<create::PendingClaim>,
     /// Sessions whose container is being started again.
     restarting: HashSet<String>,
+    /// Sessions going to sleep, with the callers waiting for it.
+    hibernating: HashMap<String, Vec<Reply<Session>>>,
+    /// Sessions being woken (or to be woken once asleep), with the callers waiting for it.
+    waking: HashMap<String, Vec<Reply<Session>>>,
     /// When each session was last restarted, and under which engine generation.
     last_restart: HashMap<String, (u64, Instant)>,
 }
@@ -133,6 +138,8 @@ impl Actor {
             reconciled: false,
             pending_claims: Vec::new(),
             restarting: HashSet::new(),
+            hibernating: HashMap::new(),
+            waking: HashMap::new(),
             last_restart: HashMap::new(),
         }
     }
@@ -210,6 +217,12 @@ impl Actor {
                 reply,
             } => self.create(caller, request, reply).await,
             Command::Delete { caller, id, reply } => self.delete(&caller, &id, reply).await,
+            Command::Hibernate { caller, id, reply } => self.hibernate(&caller, &id, reply).await,
+            Command::Resume { caller, id, reply } => self.resume(&caller, &id, reply).await,
+            Command::HibernateFinished { id, outcome } => {
+                self.hibernate_finished(&id, outcome).await
+            }
+            Command::RestoreFinished { id, outcome } => self.restore_finished(&id, outcome).await,
             Command::Extend {
                 caller,
                 id,

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::Actor;
 use crate::{
-    runtime::{ManagedContainer, Runtime},
+    runtime::{ManagedContainer, ManagedSnapshot, Runtime},
     sessions::{ReconcileReport, SessionError},
     store::{SessionFilter, SessionRecord, Store},
 };
@@ -33,6 +33,8 @@ pub struct Observed {
     pub containers: Vec<ManagedContainer>,
     /// Containers of live sessions that the listing lacked and an inspection confirmed gone.
     pub vanished: HashSet<String>,
+    /// Every snapshot image of this instance, listed before the store was read.
+    pub snapshots: Vec<ManagedSnapshot>,
 }
 
 /// Reads the engine for a reconcile: the listing first, then the store, then an inspection of
@@ -40,6 +42,7 @@ pub struct Observed {
 /// is failed for it (the container may have been created after the listing).
 pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observed, SessionError> {
     let mut containers = runtime.list().await?;
+    let snapshots = runtime.snapshots().await?;
     let listed: HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
     let live = store.list_sessions(&SessionFilter::live()).await?;
     let mut vanished = HashSet::new();
@@ -60,6 +63,7 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
     Ok(Observed {
         containers,
         vanished,
+        snapshots,
     })
 }
 
@@ -74,7 +78,16 @@ impl Actor {
     ) {
         let started = Instant::now();
         let mut report = ReconcileReport::default();
-        let live = match self.ctx.store.list_sessions(&SessionFilter::live()).await {
+        let kept = SessionFilter {
+            states: Some(
+                SessionState::ALL
+                    .into_iter()
+                    .filter(|s| s.is_kept())
+                    .collect(),
+            ),
+            ..SessionFilter::default()
+        };
+        let kept = match self.ctx.store.list_sessions(&kept).await {
             Ok(records) => records,
             Err(err) => {
                 tracing::warn!(%err, "reconcile: store unavailable");
@@ -82,10 +95,13 @@ impl Actor {
             }
         };
         self.reconciled = true;
-        let mut live: HashMap<String, SessionRecord> = live
+        let kept: HashMap<String, SessionRecord> = kept
             .into_iter()
             .map(|record| (record.id.clone(), record))
             .collect();
+        let doomed_snapshots = self.unclaimed_snapshots(&observed.snapshots, &kept);
+        let mut live = kept;
+        live.retain(|_, record| record.state.is_live());
         let mut seen = HashSet::new();
         let mut doomed = Vec::new();
 
@@ -115,6 +131,22 @@ impl Actor {
                     let lives_on = self.recover(record).await;
                     report.sessions_failed += usize::from(!lives_on);
                 }
+                // A hibernation the control plane died in, with the container still there:
+                // awake again, as if it had never started.
+                SessionState::Hibernating => {
+                    let mut awake = record;
+                    awake.state = SessionState::Running;
+                    awake.stop_reason = None;
+                    if self.ctx.store.update_session(&awake).await.is_ok() && !container.running {
+                        self.recover(awake).await;
+                    }
+                }
+                // A restore the control plane died in: its half-made container goes, the
+                // snapshot is intact, the next access wakes it again.
+                SessionState::Restoring => {
+                    doomed.extend(record.container_id.clone());
+                    self.back_to_sleep(record).await;
+                }
                 // Ready from before a restart: back into the pool.
                 SessionState::Pooled => self.pool_ready(&record.template, record.id),
                 SessionState::Stopping => self.begin_removal(record, Vec::new()).await,
@@ -141,13 +173,32 @@ impl Actor {
                         doomed.extend(self.fail(record, "container_vanished").await);
                     }
                 }
+                SessionState::Hibernating => {
+                    // The newest image of a hibernation that finished on the engine, else the
+                    // previous one: the container is gone either way.
+                    let newest = newest_snapshot(&observed.snapshots, &record.id)
+                        .or_else(|| record.snapshot.clone());
+                    match newest {
+                        Some(image) => {
+                            let mut asleep = record;
+                            asleep.snapshot = Some(image);
+                            asleep.hibernated_at = Some(chrono::Utc::now());
+                            self.back_to_sleep(asleep).await;
+                        }
+                        None => {
+                            report.sessions_failed += 1;
+                            self.fail(record, "container_vanished").await;
+                        }
+                    }
+                }
+                SessionState::Restoring => self.back_to_sleep(record).await,
                 // Its container is already gone: the stop is complete.
                 SessionState::Stopping => {
                     if let Err(err) = self.mark_stopped(&record.id).await {
                         tracing::warn!(%err, session = %record.id, "could not mark stopped");
                     }
                 }
-                SessionState::Stopped | SessionState::Failed => {}
+                SessionState::Stopped | SessionState::Failed | SessionState::Hibernated => {}
             }
         }
         let runtime = self.ctx.runtime.clone();
@@ -162,6 +213,11 @@ impl Actor {
                     }
                 })
                 .await;
+            for image in doomed_snapshots {
+                if let Err(err) = runtime.remove_snapshot(&image).await {
+                    tracing::warn!(%err, %image, "could not remove; the next reconcile retries");
+                }
+            }
             crate::metrics::reconciled(started.elapsed());
             if let Some(reply) = reply {
                 let _ = reply.send(report);
@@ -169,8 +225,49 @@ impl Actor {
         });
     }
 
-    /// A create or a removal of this session is under way; reconcile leaves it alone.
-    pub(super) fn in_flight(&self, id: &str) -> bool {
-        self.creating.contains_key(id) || self.removing.contains_key(id)
+    /// Snapshot images no session needs: of a session that ended, or an older one of a
+    /// session whose row names a newer. A hibernation's image may be newer than its row says
+    /// (the control plane died between commit and write): that one is kept for the session.
+    fn unclaimed_snapshots(
+        &self,
+        snapshots: &[ManagedSnapshot],
+        kept: &HashMap<String, SessionRecord>,
+    ) -> Vec<String> {
+        snapshots
+            .iter()
+            .filter(|snapshot| match kept.get(&snapshot.session_id) {
+                None => true,
+                Some(_) if self.in_flight(&snapshot.session_id) => false,
+                Some(record) if record.state == SessionState::Hibernating => {
+                    newest_snapshot(snapshots, &record.id).as_ref() != Some(&snapshot.image)
+                        && record.snapshot.as_ref() != Some(&snapshot.image)
+                }
+                Some(record) => record.snapshot.as_ref() != Some(&snapshot.image),
+            })
+            .map(|snapshot| snapshot.image.clone())
+            .collect()
     }
+
+    /// A create, removal, hibernation or restore of this session is under way; reconcile
+    /// and the engine's events leave it alone.
+    pub(super) fn in_flight(&self, id: &str) -> bool {
+        self.creating.contains_key(id)
+            || self.removing.contains_key(id)
+            || self.hibernating.contains_key(id)
+            || self.waking.contains_key(id)
+    }
+}
+
+/// The newest snapshot image of a session: tags are the commit's time in milliseconds.
+fn newest_snapshot(snapshots: &[ManagedSnapshot], session_id: &str) -> Option<String> {
+    snapshots
+        .iter()
+        .filter(|snapshot| snapshot.session_id == session_id)
+        .max_by_key(|snapshot| {
+            snapshot
+                .image
+                .rsplit_once(':')
+                .and_then(|(_, tag)| tag.parse::<i64>().ok())
+        })
+        .map(|snapshot| snapshot.image.clone())
 }

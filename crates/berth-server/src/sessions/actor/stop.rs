@@ -34,9 +34,18 @@ impl Actor {
                     pending.deleted_by.get_or_insert_with(Vec::new).push(reply);
                 }
             }
+            // Its engine work must finish first: that decides whether a container or an
+            // image is left to remove.
+            SessionState::Hibernating | SessionState::Restoring => {
+                let _ = reply.send(Err(SessionError::Unavailable {
+                    id: record.id,
+                    state: record.state,
+                }));
+            }
             SessionState::Creating
             | SessionState::Pooled
             | SessionState::Running
+            | SessionState::Hibernated
             | SessionState::Stopping => {
                 self.pool.forget(id);
                 if record.state != SessionState::Stopping {
@@ -72,15 +81,20 @@ impl Actor {
         let id = record.id;
         let failed_id = id.clone();
         let container_id = record.container_id;
+        let snapshot = record.snapshot;
         self.spawn_reporting(
             async move {
-                let outcome = match container_id {
-                    Some(container_id) => runtime
-                        .remove(&container_id)
-                        .await
-                        .map_err(SessionError::from),
-                    None => Ok(()),
-                };
+                // Deleting a session deletes its files, wherever they are.
+                let outcome = async {
+                    if let Some(container_id) = container_id {
+                        runtime.remove(&container_id).await?;
+                    }
+                    if let Some(snapshot) = snapshot {
+                        runtime.remove_snapshot(&snapshot).await?;
+                    }
+                    Ok(())
+                }
+                .await;
                 Command::RemoveFinished { id, outcome }
             },
             |err| Command::RemoveFinished {
@@ -111,6 +125,7 @@ impl Actor {
             .stop_reason
             .get_or_insert_with(|| "deleted".to_owned());
         record.forget_agent();
+        record.snapshot = None;
         self.ctx.store.update_session(&record).await?;
         Ok(())
     }
@@ -143,6 +158,7 @@ impl Actor {
             return Err(SessionError::NotRunning {
                 id: record.id,
                 state: record.state,
+                action: "extended",
             });
         }
         let max_ttl = self.template(&record.template)?.max_ttl_seconds;
@@ -168,7 +184,7 @@ impl Actor {
     pub(super) async fn reap(&mut self) {
         let now = Utc::now();
         let expired = SessionFilter {
-            states: Some(vec![SessionState::Running]),
+            states: Some(vec![SessionState::Running, SessionState::Hibernated]),
             expired_at: Some(now),
             ..SessionFilter::default()
         };
@@ -185,11 +201,10 @@ impl Actor {
                 }
             };
             for mut record in records {
-                if self.creating.contains_key(&record.id) || self.removing.contains_key(&record.id)
-                {
+                if self.in_flight(&record.id) {
                     continue;
                 }
-                if record.state == SessionState::Running {
+                if record.state != SessionState::Stopping {
                     tracing::info!(session = %record.id, "ttl expired");
                     record.stop_reason = Some("ttl_expired".to_owned());
                 }

@@ -7,6 +7,7 @@ mod pool;
 mod queue;
 mod reconcile;
 mod resilience;
+mod snapshots;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -101,6 +102,7 @@ async fn harness_tuned(
         agent: AgentClient::default(),
         templates: Arc::new(templates),
         sessions_per_user: 3,
+        max_hibernated: 2,
         agent_ready_timeout: Duration::from_secs(5),
         max_file_bytes: 1 << 20,
         create_slots: Arc::new(tokio::sync::Semaphore::new(4)),

@@ -42,6 +42,8 @@ async fn reconcile_removes_orphans_and_fails_sessions_whose_container_vanished()
         agent_addr: None,
         stop_reason: None,
         agent_secret: "x".into(),
+        snapshot: None,
+        hibernated_at: None,
     };
     h.store.insert_session(&stale).await.unwrap();
 

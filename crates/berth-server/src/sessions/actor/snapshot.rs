@@ -1,0 +1,340 @@
+//! Hibernation and restore: a running session's files go into a snapshot image and its
+//! container away; any access brings it back in a new container from that image.
+//!
+//! ```text
+//! running ──hibernate──▶ hibernating ──(stop, commit, remove)──▶ hibernated
+//!    ▲                        │ failure: the same container is started again
+//!    └──────── restoring ◀────┴──── resume, or any access (agent_endpoint) ◀──┘
+//! ```
+
+use std::time::Duration;
+
+use berth_proto::{Session, SessionState};
+use chrono::Utc;
+
+use super::{Actor, copy_session_error, create::make_container};
+use crate::{
+    auth::Principal,
+    ids,
+    runtime::RuntimeError,
+    sessions::{Command, SessionError, Started, command::Reply},
+    store::{SessionFilter, SessionRecord},
+};
+
+/// How long the agent has after SIGTERM to save its terminals before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where a session's snapshot images live in the engine's image store.
+const SNAPSHOT_REPOSITORY: &str = "berth-snapshot";
+
+impl Actor {
+    pub(super) async fn hibernate(&mut self, caller: &Principal, id: &str, reply: Reply<Session>) {
+        let mut record = match self.find(caller, id).await {
+            Ok(record) => record,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        match record.state {
+            SessionState::Hibernated => {
+                let _ = reply.send(Ok(record.to_public()));
+                return;
+            }
+            SessionState::Hibernating => {
+                self.hibernating.entry(record.id).or_default().push(reply);
+                return;
+            }
+            SessionState::Running if !self.in_flight(id) => {}
+            state => {
+                let _ = reply.send(Err(SessionError::NotRunning {
+                    id: record.id,
+                    state,
+                    action: "hibernated",
+                }));
+                return;
+            }
+        }
+        if let Err(err) = self.check_hibernated_quota(caller, &record.owner).await {
+            let _ = reply.send(Err(err));
+            return;
+        }
+        let Some(container_id) = record.container_id.clone() else {
+            let _ = reply.send(Err(SessionError::Internal(format!(
+                "running session {id} has no container"
+            ))));
+            return;
+        };
+        record.state = SessionState::Hibernating;
+        record.stop_reason = Some("requested".to_owned());
+        if let Err(err) = self.ctx.store.update_session(&record).await {
+            let _ = reply.send(Err(err.into()));
+            return;
+        }
+        self.hibernating.insert(record.id.clone(), vec![reply]);
+        // A new name per hibernation: the previous snapshot stays whole until this one is.
+        let image = format!(
+            "{SNAPSHOT_REPOSITORY}/{}:{}",
+            record.id,
+            Utc::now().timestamp_millis()
+        );
+        let runtime = self.ctx.runtime.clone();
+        let id = record.id;
+        let failed_id = id.clone();
+        self.spawn_reporting(
+            async move {
+                let outcome = async {
+                    runtime.stop(&container_id, STOP_GRACE).await?;
+                    runtime.commit(&container_id, &image).await?;
+                    // The image holds the files now; a container that will not go is an
+                    // orphan for reconcile, not a reason to undo the hibernation.
+                    if let Err(err) = runtime.remove(&container_id).await {
+                        tracing::warn!(%err, container = %container_id, "left for reconcile");
+                    }
+                    Ok::<_, SessionError>(image)
+                }
+                .await;
+                Command::HibernateFinished { id, outcome }
+            },
+            |err| Command::HibernateFinished {
+                id: failed_id,
+                outcome: Err(err),
+            },
+        );
+    }
+
+    /// Hibernated sessions hold no container but keep an image: `quota.max_hibernated` per user.
+    async fn check_hibernated_quota(
+        &self,
+        caller: &Principal,
+        owner: &str,
+    ) -> Result<(), SessionError> {
+        if caller.admin {
+            return Ok(());
+        }
+        let hibernated = SessionFilter {
+            owner: Some(owner.to_owned()),
+            states: Some(vec![SessionState::Hibernated, SessionState::Hibernating]),
+            ..SessionFilter::default()
+        };
+        let held = self.ctx.store.list_sessions(&hibernated).await?.len();
+        if held >= self.ctx.max_hibernated as usize {
+            return Err(SessionError::HibernatedQuotaExceeded {
+                owner: owner.to_owned(),
+                limit: self.ctx.max_hibernated,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn hibernate_finished(
+        &mut self,
+        id: &str,
+        outcome: Result<String, SessionError>,
+    ) {
+        let waiters = self.hibernating.remove(id).unwrap_or_default();
+        let mut record = match self.ctx.store.get_session(id).await {
+            Ok(Some(record)) if record.state == SessionState::Hibernating => record,
+            other => {
+                let err = match other {
+                    Err(err) => err.into(),
+                    _ => SessionError::NotFound(id.to_owned()),
+                };
+                for waiter in waiters {
+                    let _ = waiter.send(Err(copy_session_error(&err)));
+                }
+                return;
+            }
+        };
+        match outcome {
+            Ok(image) => {
+                let previous = record.snapshot.replace(image);
+                record.state = SessionState::Hibernated;
+                record.hibernated_at = Some(Utc::now());
+                record.container_id = None;
+                record.forget_agent();
+                if let Err(err) = self.ctx.store.update_session(&record).await {
+                    // The row still says `hibernating`: reconcile finds the image and finishes.
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(err.clone().into()));
+                    }
+                    return;
+                }
+                if let Some(previous) = previous {
+                    self.remove_snapshot_in_background(previous);
+                }
+                crate::metrics::session_hibernated();
+                tracing::info!(session = id, "hibernated");
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(record.to_public()));
+                }
+                // Someone touched it while it went to sleep: wake it at once.
+                if self.waking.contains_key(id) {
+                    self.begin_restore(record).await;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(session = id, %err, "hibernation failed; starting the session again");
+                record.state = SessionState::Running;
+                record.stop_reason = None;
+                let saved = self.ctx.store.update_session(&record).await;
+                for waiter in waiters {
+                    let _ = waiter.send(Err(copy_session_error(&err)));
+                }
+                self.record_event(id, "hibernate_failed", &err.to_string())
+                    .await;
+                if saved.is_ok() {
+                    // Same container, started again; its address is read anew.
+                    self.restart(record, false);
+                }
+                self.answer_waking(id, Err(err));
+            }
+        }
+    }
+
+    pub(super) async fn resume(&mut self, caller: &Principal, id: &str, reply: Reply<Session>) {
+        let record = match self.find(caller, id).await {
+            Ok(record) => record,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        match record.state {
+            SessionState::Running => {
+                let _ = reply.send(Ok(record.to_public()));
+            }
+            // Restored once asleep, or once the restore under way ends.
+            SessionState::Hibernating | SessionState::Restoring => {
+                self.waking.entry(record.id).or_default().push(reply);
+            }
+            SessionState::Hibernated => {
+                self.waking.insert(record.id.clone(), vec![reply]);
+                self.begin_restore(record).await;
+            }
+            state => {
+                let _ = reply.send(Err(SessionError::Unavailable {
+                    id: record.id,
+                    state,
+                }));
+            }
+        }
+    }
+
+    /// Makes a new container from the session's snapshot with a fresh configuration (limits
+    /// and environment from the template, a new agent secret) and waits for its agent.
+    async fn begin_restore(&mut self, mut record: SessionRecord) {
+        let id = record.id.clone();
+        if let Err(err) = self.engine_up() {
+            return self.answer_waking(&id, Err(err));
+        }
+        let (template, image) = match (self.template(&record.template), &record.snapshot) {
+            (Ok(template), Some(image)) => (template.clone(), image.clone()),
+            (Err(err), _) => return self.answer_waking(&id, Err(err)),
+            (_, None) => {
+                let err =
+                    SessionError::Internal(format!("hibernated session {id} has no snapshot"));
+                return self.answer_waking(&id, Err(err));
+            }
+        };
+        record.state = SessionState::Restoring;
+        record.agent_secret = ids::secret();
+        if let Err(err) = self.ctx.store.update_session(&record).await {
+            return self.answer_waking(&id, Err(err.into()));
+        }
+        let spec = self.container_spec(&record, &template, &image, Default::default());
+        let ctx = self.ctx.clone();
+        let secret = record.agent_secret;
+        let failed_id = id.clone();
+        self.spawn_reporting(
+            async move {
+                let outcome = make_container(&ctx, &spec, &secret, None).await;
+                Command::RestoreFinished { id, outcome }
+            },
+            |err| Command::RestoreFinished {
+                id: failed_id,
+                outcome: Err(err),
+            },
+        );
+    }
+
+    pub(super) async fn restore_finished(
+        &mut self,
+        id: &str,
+        outcome: Result<Started, SessionError>,
+    ) {
+        let mut record = match self.ctx.store.get_session(id).await {
+            Ok(Some(record)) if record.state == SessionState::Restoring => record,
+            other => {
+                let err = match other {
+                    Err(err) => err.into(),
+                    _ => SessionError::NotFound(id.to_owned()),
+                };
+                if let Ok(started) = outcome {
+                    self.remove_in_background(started.container_id);
+                }
+                return self.answer_waking(id, Err(err));
+            }
+        };
+        match outcome {
+            Ok(started) => {
+                record.state = SessionState::Running;
+                record.container_id = Some(started.container_id.clone());
+                record.agent_addr = Some(started.agent_addr.to_string());
+                record.hibernated_at = None;
+                record.stop_reason = None;
+                record.last_activity = Utc::now();
+                if let Err(err) = self.ctx.store.update_session(&record).await {
+                    // Back to sleep: the snapshot is intact, the next access tries again.
+                    self.remove_in_background(started.container_id);
+                    self.back_to_sleep(record).await;
+                    return self.answer_waking(id, Err(err.into()));
+                }
+                crate::metrics::session_restored();
+                tracing::info!(session = id, "restored");
+                self.answer_waking(id, Ok(record.to_public()));
+            }
+            // Its image is gone: nothing can bring the session back. Say so, never hang.
+            Err(err @ SessionError::Runtime(RuntimeError::ImageMissing(_))) => {
+                let reason = format!("restore_failed: {err}");
+                self.fail(record, &reason).await;
+                self.answer_waking(id, Err(err));
+            }
+            Err(err) => {
+                tracing::warn!(session = id, %err, "restore failed; the session sleeps on");
+                self.back_to_sleep(record).await;
+                self.answer_waking(id, Err(err));
+            }
+        }
+    }
+
+    /// A restore that did not finish: the session is `hibernated` again, its snapshot intact.
+    pub(super) async fn back_to_sleep(&mut self, mut record: SessionRecord) {
+        record.state = SessionState::Hibernated;
+        record.container_id = None;
+        record.forget_agent();
+        if let Err(err) = self.ctx.store.update_session(&record).await {
+            tracing::warn!(%err, session = %record.id, "could not record; reconcile retries");
+        }
+    }
+
+    /// Answers everyone waiting for the session to wake.
+    fn answer_waking(&mut self, id: &str, result: Result<Session, SessionError>) {
+        for waiter in self.waking.remove(id).unwrap_or_default() {
+            let _ = waiter.send(match &result {
+                Ok(session) => Ok(session.clone()),
+                Err(err) => Err(copy_session_error(err)),
+            });
+        }
+    }
+
+    /// Removes a snapshot image without waiting for it; reconcile retries a failure.
+    pub(super) fn remove_snapshot_in_background(&self, image: String) {
+        let runtime = self.ctx.runtime.clone();
+        tokio::spawn(async move {
+            if let Err(err) = runtime.remove_snapshot(&image).await {
+                tracing::warn!(%err, %image, "could not remove a snapshot; reconcile retries");
+            }
+        });
+    }
+}

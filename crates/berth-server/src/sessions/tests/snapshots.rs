@@ -1,0 +1,218 @@
+//! Hibernation and restore: files kept, any access wakes, one restore for many callers,
+//! crashes at each step repaired by reconcile, images never left behind.
+
+use super::*;
+use berth_proto::ErrorCode;
+
+async fn write(h: &Harness, owner: &str, id: &str, name: &str, text: &str) {
+    let path = format!("/files/content?path={name}");
+    assert_eq!(agent_request(h, owner, id, "PUT", &path, text).await.0, 200);
+}
+
+async fn read(h: &Harness, owner: &str, id: &str, name: &str) -> String {
+    let path = format!("/files/content?path={name}");
+    let (status, body) = agent_request(h, owner, id, "GET", &path, "").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn record(h: &Harness, id: &str) -> SessionRecord {
+    h.store.get_session(id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_hibernated_session_holds_no_container_and_wakes_with_its_files_on_any_access() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    write(&h, "alice", &session.id, "notes.txt", "kept while asleep").await;
+    let before = record(&h, &session.id).await;
+
+    let asleep = h
+        .sessions
+        .hibernate(user("alice"), session.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(asleep.state, SessionState::Hibernated);
+    assert!(asleep.hibernated_at.is_some());
+    assert_eq!(h.runtime.container_count(), 0, "no container while asleep");
+    assert_eq!(h.runtime.snapshot_count(), 1);
+    let slept = record(&h, &session.id).await;
+    assert!(slept.agent_secret.is_empty() && slept.container_id.is_none());
+
+    // Reading a file is an access like any other: it wakes the session first.
+    assert_eq!(
+        read(&h, "alice", &session.id, "notes.txt").await,
+        "kept while asleep"
+    );
+    let awake = record(&h, &session.id).await;
+    assert_eq!(awake.state, SessionState::Running);
+    assert_ne!(awake.agent_secret, before.agent_secret, "a fresh secret");
+    assert_ne!(awake.container_id, before.container_id, "a new container");
+    assert_eq!(h.runtime.container_count(), 1);
+}
+
+#[tokio::test]
+async fn many_wakes_at_once_share_one_restore() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    h.sessions
+        .hibernate(user("alice"), session.id.clone())
+        .await
+        .unwrap();
+    let alice = user("alice");
+    let wakes = (0..20).map(|_| h.sessions.agent_endpoint(&alice, &session.id));
+    let endpoints = futures_util::future::join_all(wakes).await;
+    let endpoints: HashSet<_> = endpoints.into_iter().map(Result::unwrap).collect();
+    assert_eq!(endpoints.len(), 1, "every caller reaches the same agent");
+    assert_eq!(h.runtime.container_count(), 1, "one restore, one container");
+}
+
+#[tokio::test]
+async fn what_cannot_be_hibernated_or_woken_says_why() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    // Someone else's session does not exist for them.
+    let err = h
+        .sessions
+        .hibernate(user("bob"), session.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    h.sessions
+        .delete(user("alice"), session.id.clone())
+        .await
+        .unwrap();
+    let err = h
+        .sessions
+        .hibernate(user("alice"), session.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict, "{err}");
+    let err = h
+        .sessions
+        .resume(user("alice"), session.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict, "{err}");
+}
+
+#[tokio::test]
+async fn hibernated_sessions_have_a_quota_of_their_own_and_free_the_running_one() {
+    let h = harness().await; // 3 live sessions, 2 hibernated per user
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(running(&h, "alice", "default").await.id);
+    }
+    for id in &ids[..2] {
+        h.sessions
+            .hibernate(user("alice"), id.clone())
+            .await
+            .unwrap();
+    }
+    let err = h
+        .sessions
+        .hibernate(user("alice"), ids[2].clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::QuotaExceeded, "{err}");
+    // Asleep, they no longer count toward the running quota.
+    running(&h, "alice", "default").await;
+}
+
+#[tokio::test]
+async fn deleting_or_expiring_a_hibernated_session_removes_its_image() {
+    let h = harness().await;
+    let deleted = running(&h, "alice", "default").await;
+    let expiring = running(&h, "alice", "short").await;
+    for id in [&deleted.id, &expiring.id] {
+        h.sessions
+            .hibernate(user("alice"), id.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.runtime.snapshot_count(), 2);
+    h.sessions
+        .delete(user("alice"), deleted.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(state_of(&h, &deleted.id).await, SessionState::Stopped);
+    // `short` lives one second; the reaper ends it asleep too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sessions.reap().await.unwrap();
+    wait_until("the expired one to stop", || async {
+        state_of(&h, &expiring.id).await == SessionState::Stopped
+    })
+    .await;
+    assert_eq!(
+        record(&h, &expiring.id).await.stop_reason.as_deref(),
+        Some("ttl_expired")
+    );
+    assert_eq!(h.runtime.snapshot_count(), 0);
+}
+
+#[tokio::test]
+async fn a_restore_whose_image_is_gone_fails_the_session_and_answers_at_once() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    h.sessions
+        .hibernate(user("alice"), session.id.clone())
+        .await
+        .unwrap();
+    let image = record(&h, &session.id).await.snapshot.unwrap();
+    h.runtime.drop_snapshot(&image);
+    let err = h
+        .sessions
+        .agent_endpoint(&user("alice"), &session.id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&image), "{err}");
+    let failed = record(&h, &session.id).await;
+    assert_eq!(failed.state, SessionState::Failed);
+    assert!(failed.stop_reason.unwrap().starts_with("restore_failed"));
+}
+
+#[tokio::test]
+async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() {
+    let h = harness().await;
+    // Died before the commit: the container is there, so the session is simply awake.
+    let early = running(&h, "alice", "default").await;
+    let mut row = record(&h, &early.id).await;
+    row.state = SessionState::Hibernating;
+    h.store.update_session(&row).await.unwrap();
+
+    // Died after the commit and the removal, before writing `hibernated`.
+    let late = running(&h, "alice", "default").await;
+    write(&h, "alice", &late.id, "late.txt", "committed").await;
+    let mut row = record(&h, &late.id).await;
+    row.state = SessionState::Hibernating;
+    h.store.update_session(&row).await.unwrap();
+    let container = row.container_id.clone().unwrap();
+    h.runtime
+        .commit(&container, "berth-snapshot/late:5")
+        .await
+        .unwrap();
+    h.runtime.remove(&container).await.unwrap();
+
+    // An image whose session ended: an orphan.
+    let ended = running(&h, "bob", "default").await;
+    let container = record(&h, &ended.id).await.container_id.unwrap();
+    h.runtime
+        .commit(&container, "berth-snapshot/gone:1")
+        .await
+        .unwrap();
+    h.sessions.delete(user("bob"), ended.id).await.unwrap();
+
+    h.sessions.reconcile().await.unwrap();
+    wait_until("the hibernations to be settled", || async {
+        state_of(&h, &early.id).await == SessionState::Running
+            && state_of(&h, &late.id).await == SessionState::Hibernated
+            && h.runtime.snapshot_count() == 1
+    })
+    .await;
+    assert!(agent_answers(&h, "alice", &early.id).await);
+    assert_eq!(
+        record(&h, &late.id).await.snapshot.as_deref(),
+        Some("berth-snapshot/late:5")
+    );
+    assert_eq!(read(&h, "alice", &late.id, "late.txt").await, "committed");
+}

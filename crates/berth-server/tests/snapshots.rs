@@ -1,0 +1,111 @@
+//! Hibernation on the real engine: `docker commit` of the session's writable layer, the
+//! container removed, any access restoring it with every byte, mode and link in place.
+
+mod common;
+
+use berth_proto::{CreateSession, SessionState, process::ExecRequest};
+use common::{Server, docker};
+
+/// What the session's home holds, in enough detail that any loss shows: names, types,
+/// modes, owners, link targets and contents.
+const MANIFEST: &str = r#"cd /home/user && find . -path ./.berth -prune -o -print | sort | while read -r f; do
+  stat -c '%n %F %a %u' "$f"
+  if [ -L "$f" ]; then readlink "$f"; elif [ -f "$f" ]; then sha256sum "$f"; fi
+done"#;
+
+/// Files of every kind a user makes: a large random one, an executable, a symlink, an empty
+/// directory, a name with spaces and non-ASCII letters.
+const POPULATE: &str = r#"cd /home/user && mkdir -p work/empty 'odd dir' &&
+  head -c 10485760 /dev/urandom > work/big.bin &&
+  printf '#!/bin/sh\necho hi\n' > work/run.sh && chmod 750 work/run.sh &&
+  ln -s work/run.sh link-to-run && echo 'ünïcödé' > 'odd dir/naïve file.txt' &&
+  chmod 600 'odd dir/naïve file.txt'"#;
+
+fn sh(script: &str) -> ExecRequest {
+    ExecRequest {
+        cmd: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+fn snapshot_images(session_id: &str) -> Vec<String> {
+    docker(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        &format!("berth-snapshot/{session_id}"),
+    ])
+    .unwrap()
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[tokio::test]
+async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_image() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let session = client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    let populated = client.exec(&session.id, &sh(POPULATE)).await.unwrap();
+    assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
+    let manifest = client
+        .exec(&session.id, &sh(MANIFEST))
+        .await
+        .unwrap()
+        .stdout;
+    assert!(
+        manifest.contains("big.bin") && manifest.contains("naïve"),
+        "{manifest}"
+    );
+
+    let asleep = client.hibernate_session(&session.id).await.unwrap();
+    assert_eq!(asleep.state, SessionState::Hibernated);
+    assert!(server.containers().is_empty(), "no container while asleep");
+    let images = snapshot_images(&session.id);
+    assert_eq!(images.len(), 1, "{images:?}");
+    let env = docker(&["image", "inspect", "-f", "{{json .Config.Env}}", &images[0]]).unwrap();
+    assert!(
+        env.contains("\"BERTH_AGENT_SECRET=\"") && !env.contains("BERTH_AGENT_SECRET=b"),
+        "the agent's secret is not kept in the image: {env}"
+    );
+
+    // An exec wakes it, and then finds every file as it was.
+    let woken = client
+        .exec(&session.id, &sh(MANIFEST))
+        .await
+        .unwrap()
+        .stdout;
+    assert_eq!(woken, manifest);
+    assert_eq!(
+        client.get_session(&session.id).await.unwrap().state,
+        SessionState::Running
+    );
+
+    // Twice more, through `resume`: each hibernation replaces the previous image.
+    for _ in 0..2 {
+        client.hibernate_session(&session.id).await.unwrap();
+        let resumed = client.resume_session(&session.id).await.unwrap();
+        assert_eq!(resumed.state, SessionState::Running);
+        let again = client
+            .exec(&session.id, &sh(MANIFEST))
+            .await
+            .unwrap()
+            .stdout;
+        assert_eq!(again, manifest);
+    }
+    assert_eq!(snapshot_images(&session.id).len(), 1);
+
+    // Hibernating what is not running says so; deleting removes the image with the session.
+    client.hibernate_session(&session.id).await.unwrap();
+    client.delete_session(&session.id).await.unwrap();
+    assert!(
+        snapshot_images(&session.id).is_empty(),
+        "the image went with the session"
+    );
+    let err = client.hibernate_session(&session.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    server.stop().await;
+}
