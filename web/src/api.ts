@@ -146,6 +146,9 @@ export const api = {
   deleteSession: (id: string) => request("DELETE", `/api/v1/sessions/${enc(id)}`),
   hibernateSession: (id: string) => json<Session>("POST", `/api/v1/sessions/${enc(id)}/hibernate`),
   resumeSession: (id: string) => json<Session>("POST", `/api/v1/sessions/${enc(id)}/resume`),
+  keepalive: (id: string, seconds: number) =>
+    json<Session>("POST", `/api/v1/sessions/${enc(id)}/keepalive`, { seconds }),
+  beacon: (id: string) => request("POST", `/api/v1/sessions/${enc(id)}/activity`),
   extendSession: (id: string, ttl_seconds: number) =>
     json<Session>("POST", `/api/v1/sessions/${enc(id)}/extend`, { ttl_seconds }),
   list: async (id: string, path: string) =>

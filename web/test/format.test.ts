@@ -10,6 +10,8 @@ import {
   parentOf,
   restartNotice,
   stateInWords,
+  idleNotice,
+  beaconDue,
 } from "../src/lib/format";
 
 describe("countdown", () => {
@@ -84,5 +86,20 @@ describe("stateInWords", () => {
     expect(stateInWords("restoring")).toBe("waking up");
     expect(stateInWords("running", "ignored")).toBe("running");
     expect(stateInWords("failed", "restore_failed: image gone")).toBe("failed: restore_failed: image gone");
+  });
+});
+
+describe("idle notices and the presence beacon", () => {
+  it("reads warnings and cancellations, and nothing else", () => {
+    expect(idleNotice('{"type":"idle-warning","at":"2026-11-23T12:00:00Z"}')).toEqual({
+      sleepsAt: new Date("2026-11-23T12:00:00Z"),
+    });
+    expect(idleNotice('{"type":"idle-cancelled"}')).toBe("cancelled");
+    expect(idleNotice('{"type":"port-open","port":80}')).toBeNull();
+    expect(idleNotice("not json")).toBeNull();
+  });
+  it("sends a beacon at most once a minute", () => {
+    expect(beaconDue(0, 59_999)).toBe(false);
+    expect(beaconDue(0, 60_000)).toBe(true);
   });
 });

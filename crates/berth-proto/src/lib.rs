@@ -17,7 +17,8 @@ pub mod user;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use session::{
-    CreateSession, ExtendSession, Session, SessionList, SessionState, Timeline, TimelineEvent,
+    CreateSession, ExtendSession, Keepalive, Session, SessionList, SessionState, Timeline,
+    TimelineEvent,
 };
 pub use template::{Egress, Template, TemplateList, TemplateNetwork};
 pub use user::{CreateUser, UserCreated};

@@ -26,8 +26,19 @@ pub struct PortList {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum SessionEvent {
-    PortOpen { port: u16 },
-    PortClosed { port: u16 },
+    PortOpen {
+        port: u16,
+    },
+    PortClosed {
+        port: u16,
+    },
+    /// Nobody has worked in the session for a while: at `at` it hibernates (or stops, as its
+    /// template says) unless someone does. Also sent as a text frame on its terminals.
+    IdleWarning {
+        at: DateTime<Utc>,
+    },
+    /// Activity came after a warning: the session stays.
+    IdleCancelled,
 }
 
 /// `POST /api/v1/sessions/{id}/preview-links`: a signed link to one port that works without

@@ -119,6 +119,17 @@ pub struct Session {
     /// When it last went to sleep; set while `hibernated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hibernated_at: Option<DateTime<Utc>>,
+    /// Kept awake until then by `POST .../keepalive`, whatever its idle policy says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_until: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/sessions/{id}/keepalive`: stay awake `seconds` from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    pub seconds: u64,
 }
 
 /// `POST /api/v1/sessions`.

@@ -167,6 +167,52 @@ pub struct TemplateConfig {
     /// session instead.
     pub restart_after_engine_restart: bool,
     pub network: TemplateNetworkConfig,
+    pub idle: IdleConfig,
+    /// What reaching `expires_at` does: `delete` the session, or `hibernate` it (it then
+    /// sleeps until `max_ttl_seconds` from its creation, and any access wakes it).
+    pub on_expiry: ExpiryAction,
+}
+
+/// `[templates.NAME.idle]`: when a session nobody works in goes to sleep.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdleConfig {
+    /// Seconds without counted activity before `action`; 0 never acts.
+    pub timeout_seconds: u64,
+    /// The warning comes this long before acting; any counted activity cancels it.
+    pub warning_seconds: u64,
+    pub action: IdleAction,
+    /// The session's processes using more CPU than this (percent of one core, over the last
+    /// minute) count as activity; 0 ignores CPU.
+    pub busy_cpu_percent: u32,
+}
+
+impl Default for IdleConfig {
+    fn default() -> Self {
+        Self {
+            // Seed 002's 120 minutes.
+            timeout_seconds: 7200,
+            warning_seconds: 120,
+            action: IdleAction::Hibernate,
+            busy_cpu_percent: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleAction {
+    #[default]
+    Hibernate,
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryAction {
+    #[default]
+    Delete,
+    Hibernate,
 }
 
 /// `[templates.NAME.network]`: what the template's sessions may reach, beyond what is always
@@ -263,6 +309,8 @@ impl Default for TemplateConfig {
             workspace_seed: None,
             pool: PoolConfig::default(),
             restart_after_engine_restart: true,
+            idle: IdleConfig::default(),
+            on_expiry: ExpiryAction::default(),
             network: TemplateNetworkConfig::default(),
         }
     }
@@ -403,6 +451,18 @@ impl TemplateConfig {
     fn validate(&self) -> Result<(), String> {
         if self.image.trim().is_empty() {
             return Err("image must be set".into());
+        }
+        if self.idle.timeout_seconds > MAX_TTL_SECONDS
+            || self.idle.timeout_seconds > 0
+                && self.idle.warning_seconds >= self.idle.timeout_seconds
+        {
+            return Err(
+                "idle.timeout_seconds must be at most ten years, and idle.warning_seconds shorter than it"
+                    .into(),
+            );
+        }
+        if self.idle.busy_cpu_percent > 100 * 1024 {
+            return Err("idle.busy_cpu_percent is a percentage of one core".into());
         }
         if self.memory_mb < 6 {
             return Err("memory_mb must be at least 6 (Docker's minimum)".into());

@@ -99,6 +99,7 @@ pub async fn app(
         tickets: sessions::QueueTickets::default(),
         create_timeout: Duration::from_secs(config.lifecycle.create_timeout_seconds),
         engine: Default::default(),
+        activity: Default::default(),
     });
 
     if let Err(err) = runtime.prepare().await {

@@ -14,7 +14,7 @@ use berth_proto::{ErrorBody, ErrorCode, agent::SECRET_HEADER};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
-use crate::{agent_client::AgentClient, api::ApiError};
+use crate::{agent_client::AgentClient, api::ApiError, sessions::Tap};
 
 /// Headers that describe a body and pass through the relay; everything else stays behind
 /// (above all the caller's `Authorization`).
@@ -82,6 +82,7 @@ pub async fn websocket(
     (addr, secret): (SocketAddr, String),
     path_and_query: &str,
     upgrade: WebSocketRequest,
+    tap: Tap,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade?;
     let mut request = format!("ws://{addr}{path_and_query}")
@@ -104,18 +105,23 @@ pub async fn websocket(
         Err(err) => return Err(unreachable(err)),
     };
     Ok(upgrade
-        .on_upgrade(move |client| relay(client, agent))
+        .on_upgrade(move |client| relay(client, agent, tap))
         .into_response())
 }
 
 type AgentSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn relay(client: WebSocket, agent: AgentSocket) {
+async fn relay(client: WebSocket, agent: AgentSocket, tap: Tap) {
     let (mut to_client, mut from_client) = client.split();
     let (mut to_agent, mut from_agent) = agent.split();
+    let Tap { input, mut notices } = tap;
     let upstream = async {
         while let Some(Ok(message)) = from_client.next().await {
+            // Pings and closes are the connection's, not the user's.
+            if matches!(message, ws::Message::Text(_) | ws::Message::Binary(_)) {
+                input.seen();
+            }
             let Some(message) = to_tungstenite(message) else {
                 continue;
             };
@@ -127,7 +133,17 @@ async fn relay(client: WebSocket, agent: AgentSocket) {
         let _ = to_agent.close().await;
     };
     let downstream = async {
-        while let Some(Ok(message)) = from_agent.next().await {
+        loop {
+            let message = tokio::select! {
+                message = from_agent.next() => match message {
+                    Some(Ok(message)) => message,
+                    _ => break,
+                },
+                notice = notices.next() => {
+                    let text = serde_json::to_string(&notice).unwrap_or_default();
+                    tungstenite::Message::text(text)
+                }
+            };
             let Some(message) = to_axum(message) else {
                 continue;
             };

@@ -1,7 +1,7 @@
 // One session: files on the left, editor over terminals in the middle, previews on the right.
 import { useEffect, useState } from "preact/hooks";
-import { api, type Session } from "../api";
-import { baseName, countdown, restartNotice, stateInWords } from "../lib/format";
+import { api, socketUrl, type Session } from "../api";
+import { beaconDue, baseName, countdown, idleNotice, restartNotice, stateInWords } from "../lib/format";
 import { savedTerminals, saveTerminals } from "../lib/terminals";
 import { toast, toastError } from "../toasts";
 import type { Theme } from "../app";
@@ -21,6 +21,7 @@ let nextTab = 1;
 export function Workspace({ id, theme }: { id: string; theme: Theme }) {
   const [session, setSession] = useState<Session | null>(null);
   const [restarted, setRestarted] = useState<string | null>(null);
+  const [sleepsAt, setSleepsAt] = useState<Date | null>(null);
   const [files, setFiles] = useState<OpenFile[]>([]);
   const [activeFile, setActiveFile] = useState<string | null>(null);
   const [tabs, setTabs] = useState<Tab[]>(() => {
@@ -42,6 +43,40 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
     const timer = setInterval(load, 15000);
     return () => clearInterval(timer);
   }, [id]);
+
+  // The idle policy's warnings, and a presence beacon while someone uses the keyboard or mouse
+  // (an open tab alone keeps nothing awake).
+  useEffect(() => {
+    const events = new WebSocket(socketUrl(`/api/v1/sessions/${id}/events`));
+    events.onmessage = (event) => {
+      const notice = typeof event.data === "string" ? idleNotice(event.data) : null;
+      if (notice === "cancelled") setSleepsAt(null);
+      else if (notice) setSleepsAt(notice.sleepsAt);
+    };
+    let lastBeacon = 0;
+    const present = () => {
+      const now = Date.now();
+      if (!beaconDue(lastBeacon, now)) return;
+      lastBeacon = now;
+      api.beacon(id).catch(() => {});
+    };
+    const kinds = ["keydown", "mousedown", "focus"] as const;
+    kinds.forEach((kind) => window.addEventListener(kind, present));
+    return () => {
+      events.close();
+      kinds.forEach((kind) => window.removeEventListener(kind, present));
+    };
+  }, [id]);
+
+  const keepWorking = async () => {
+    try {
+      setSession(await api.keepalive(id, 3600));
+      setSleepsAt(null);
+      toast("The session stays awake for the next hour");
+    } catch (err) {
+      toastError("Could not keep the session awake", err);
+    }
+  };
 
   useEffect(() => {
     saveTerminals(
@@ -120,6 +155,12 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
           </>
         )}
         {restarted && <span class="notice restarted">{restarted}</span>}
+        {sleepsAt && (
+          <span class="notice idle-warning">
+            Nobody has worked here for a while: this session goes to sleep at {sleepsAt.toLocaleTimeString()} (your files
+            are kept). <button onClick={keepWorking}>Keep working</button>
+          </span>
+        )}
       </div>
       <div class="workspace-grid">
         <FileTree sessionId={id} onOpen={openFile} onGone={(path) => setFiles((f) => f.filter((x) => x.path !== path))} />

@@ -104,3 +104,20 @@ export function stateInWords(state: string, stopReason?: string): string {
   const said = words[state] ?? state;
   return stopReason && (state === "stopped" || state === "failed") ? `${said}: ${stopReason}` : said;
 }
+
+/** The idle policy's notice in a session's event stream: when it will sleep, or that it won't. */
+export function idleNotice(text: string): { sleepsAt: Date } | "cancelled" | null {
+  try {
+    const value = JSON.parse(text);
+    if (value?.type === "idle-warning" && typeof value.at === "string") return { sleepsAt: new Date(value.at) };
+    if (value?.type === "idle-cancelled") return "cancelled";
+  } catch {
+    // not a notice
+  }
+  return null;
+}
+
+/** Whether a presence beacon is due: at most one a minute. */
+export function beaconDue(lastSent: number, now: number): boolean {
+  return now - lastSent >= 60_000;
+}

@@ -24,6 +24,7 @@ pub(super) async fn relay(
     (method, query, headers, body): (Method, Option<String>, &HeaderMap, Body),
 ) -> Result<Response, ApiError> {
     let endpoint = state.sessions.agent_endpoint(caller, id).await?;
+    state.sessions.touch(id);
     let target = match query {
         Some(query) => format!("{agent_path}?{query}"),
         None => agent_path.to_owned(),
@@ -303,5 +304,6 @@ pub async fn watch(
     let (caller, rest) =
         super::extract::websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
-    crate::proxy::websocket(endpoint, &format!("/files/watch?{rest}"), upgrade).await
+    let tap = s.sessions.tap(&id, false);
+    crate::proxy::websocket(endpoint, &format!("/files/watch?{rest}"), upgrade, tap).await
 }

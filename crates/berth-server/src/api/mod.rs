@@ -100,6 +100,8 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::timeline))
         .routes(routes!(sessions::hibernate))
         .routes(routes!(sessions::resume))
+        .routes(routes!(sessions::keepalive))
+        .routes(routes!(sessions::activity))
         .routes(routes!(files::list, files::remove))
         .routes(routes!(files::stat))
         .routes(routes!(files::read, files::write))

@@ -97,7 +97,8 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let (caller, _) = super::extract::websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
-    crate::proxy::websocket(endpoint, "/ports/watch", upgrade).await
+    let tap = s.sessions.tap(&id, true);
+    crate::proxy::websocket(endpoint, "/ports/watch", upgrade, tap).await
 }
 
 /// A signed link to one port of the session that works without logging in until it expires.
@@ -201,6 +202,7 @@ pub async fn proxy_owner(
 async fn session_ip(s: &AppState, caller: &Principal, id: &str) -> Result<IpAddr, ApiError> {
     let (addr, secret) = s.sessions.agent_endpoint(caller, id).await?;
     s.agent.confirm(addr, &secret).await?;
+    s.sessions.touch(id);
     Ok(addr.ip())
 }
 

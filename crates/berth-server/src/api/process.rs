@@ -62,7 +62,8 @@ pub async fn exec_stream(
 ) -> Result<Response, ApiError> {
     let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
-    crate::proxy::websocket(endpoint, "/exec/stream", upgrade).await
+    let tap = s.sessions.tap(&id, false);
+    crate::proxy::websocket(endpoint, "/exec/stream", upgrade, tap).await
 }
 
 /// WebSocket terminal. Binary frames carry raw bytes both ways; text frames carry JSON control
@@ -95,7 +96,8 @@ pub async fn terminal(
         "/terminal?{}",
         serde_urlencoded::to_string(&query).unwrap_or_default()
     );
-    crate::proxy::websocket(endpoint, &target, upgrade).await
+    let tap = s.sessions.tap(&id, true);
+    crate::proxy::websocket(endpoint, &target, upgrade, tap).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -204,7 +206,8 @@ pub async fn attach_process(
 ) -> Result<Response, ApiError> {
     let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
-    crate::proxy::websocket(endpoint, &process_route(&pid, "/attach")?, upgrade).await
+    let tap = s.sessions.tap(&id, false);
+    crate::proxy::websocket(endpoint, &process_route(&pid, "/attach")?, upgrade, tap).await
 }
 
 /// Write the body to a process's standard input.

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use berth_proto::{
-    CreateSession, ErrorBody, ExtendSession, Session, SessionList, Timeline,
+    CreateSession, ErrorBody, ExtendSession, Keepalive, Session, SessionList, Timeline,
     queue::{QueueState, QueueStatus},
 };
 use serde::Deserialize;
@@ -286,4 +286,50 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Session>, ApiError> {
     Ok(axum::Json(state.sessions.resume(caller, id).await?))
+}
+
+/// Keep a running session awake `seconds` from now (at most the template's
+/// `max_ttl_seconds`), whatever its idle policy says. The session shows `keepalive_until`.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/keepalive", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = Keepalive,
+    responses(
+        (status = 200, body = Session),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 422, description = "Longer than the template's maximum lifetime", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn keepalive(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<Keepalive>,
+) -> Result<axum::Json<Session>, ApiError> {
+    Ok(axum::Json(
+        state
+            .sessions
+            .keepalive(caller, id, request.seconds)
+            .await?,
+    ))
+}
+
+/// The browser workspace's presence beacon: someone is at the keyboard or mouse (sent at
+/// most once a minute). It counts as activity; an open tab alone sends nothing.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/activity", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn activity(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.get(&caller, &id).await?;
+    state.sessions.touch(&id);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -25,7 +25,9 @@ use super::{
 #[derive(Debug)]
 struct FakeContainer {
     spec: ContainerSpec,
+    /// The agent serving it while it "runs", and where.
     agent: Option<JoinHandle<()>>,
+    addr: Option<SocketAddr>,
     /// The container's `/home/user`.
     home: tempfile::TempDir,
 }
@@ -177,6 +179,7 @@ impl Runtime for FakeRuntime {
             FakeContainer {
                 spec: spec.clone(),
                 agent: None,
+                addr: None,
                 home,
             },
         );
@@ -192,6 +195,15 @@ impl Runtime for FakeRuntime {
             .is_some_and(|spec| spec.image.contains("panic"))
         {
             panic!("the fake engine panics on images named panic");
+        }
+        // Like Docker: starting a running container changes nothing.
+        if let Some(addr) = self
+            .lock()
+            .get(container_id)
+            .filter(|c| c.agent.is_some())
+            .and_then(|c| c.addr)
+        {
+            return Ok(addr);
         }
         let (config, session_id) = {
             let containers = self.lock();
@@ -224,6 +236,7 @@ impl Runtime for FakeRuntime {
                 if let Some(running) = container.agent.replace(agent) {
                     running.abort();
                 }
+                container.addr = Some(addr);
             }
             None => agent.abort(),
         }

@@ -43,6 +43,13 @@ pub enum Command {
         id: String,
         reply: Reply<Session>,
     },
+    /// Keep a running session awake `seconds` from now, whatever its idle policy says.
+    Keepalive {
+        caller: Principal,
+        id: String,
+        seconds: u64,
+        reply: Reply<Session>,
+    },
     /// Move the expiry to `ttl_seconds` from now, within the template's maximum lifetime.
     Extend {
         caller: Principal,
@@ -112,6 +119,7 @@ impl Command {
             Self::Hibernate { .. } => "hibernate",
             Self::Resume { .. } => "resume",
             Self::Extend { .. } => "extend",
+            Self::Keepalive { .. } => "keepalive",
             Self::CreateFinished { .. } => "create_finished",
             Self::RemoveFinished { .. } => "remove_finished",
             Self::HibernateFinished { .. } => "hibernate_finished",

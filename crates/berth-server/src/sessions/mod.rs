@@ -1,6 +1,7 @@
 //! The session lifecycle. [`SessionManager`] is the handle the API uses; behind it one task,
 //! the actor in `actor.rs`, owns every state transition. Reads go straight to the store.
 
+mod activity;
 mod actor;
 mod command;
 mod engine;
@@ -17,6 +18,7 @@ use berth_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+pub use activity::{Activity, Tap};
 pub use command::{Command, Created, ReconcileReport, Started};
 pub use engine::EngineState;
 pub use error::SessionError;
@@ -54,6 +56,7 @@ pub struct ManagerContext {
     /// How long a create or claim may take from its container's creation to `running`.
     pub create_timeout: Duration,
     pub engine: Arc<EngineState>,
+    pub activity: Arc<Activity>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +66,7 @@ pub struct SessionManager {
     runtime: Arc<dyn Runtime>,
     tickets: QueueTickets,
     engine: Arc<EngineState>,
+    activity: Arc<Activity>,
 }
 
 impl SessionManager {
@@ -75,9 +79,37 @@ impl SessionManager {
             runtime: ctx.runtime.clone(),
             tickets: ctx.tickets.clone(),
             engine: ctx.engine.clone(),
+            activity: ctx.activity.clone(),
         };
         tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run());
         manager
+    }
+
+    /// Someone worked in the session just now (a file, an exec, a preview, the UI's beacon).
+    pub fn touch(&self, id: &str) {
+        self.activity.touch(id);
+    }
+
+    /// For relaying one of the session's WebSockets: its input counts as activity, and with
+    /// `notices` the client also hears the control plane's idle warnings.
+    pub fn tap(&self, id: &str, notices: bool) -> Tap {
+        Tap::new(self.activity.clone(), id, notices)
+    }
+
+    /// Keeps a session awake `seconds` from now, whatever its idle policy says.
+    pub async fn keepalive(
+        &self,
+        caller: Principal,
+        id: String,
+        seconds: u64,
+    ) -> Result<Session, SessionError> {
+        self.ask(|reply| Command::Keepalive {
+            caller,
+            id,
+            seconds,
+            reply,
+        })
+        .await
     }
 
     /// What the manager knows of the engine.

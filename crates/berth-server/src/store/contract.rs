@@ -25,6 +25,7 @@ fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> 
         agent_secret: format!("secret-{id}"),
         snapshot: None,
         hibernated_at: None,
+        keepalive_until: None,
     }
 }
 
@@ -79,6 +80,7 @@ async fn sessions_round_trip(store: &dyn Store) {
     s.agent_addr = Some("172.18.0.5:7681".to_owned());
     s.snapshot = Some("berth-snapshot/s-contract-1:1".to_owned());
     s.hibernated_at = Some(s.created_at + Duration::seconds(5));
+    s.keepalive_until = Some(s.created_at + Duration::seconds(7));
     s.labels.insert("team".to_owned(), "blue".to_owned());
     store.update_session(&s).await.unwrap();
     assert_eq!(store.get_session(&s.id).await.unwrap(), Some(s.clone()));

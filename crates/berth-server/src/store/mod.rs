@@ -40,6 +40,8 @@ pub struct SessionRecord {
     /// hibernation replaces it).
     pub snapshot: Option<String>,
     pub hibernated_at: Option<DateTime<Utc>>,
+    /// Its owner asked it to stay awake until then, whatever the idle policy says.
+    pub keepalive_until: Option<DateTime<Utc>>,
 }
 
 impl SessionRecord {
@@ -62,6 +64,7 @@ impl SessionRecord {
             last_activity: self.last_activity,
             stop_reason: self.stop_reason.clone(),
             hibernated_at: self.hibernated_at,
+            keepalive_until: self.keepalive_until,
         }
     }
 }

@@ -109,12 +109,16 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         stop_reason: row.try_get("stop_reason").map_err(unavailable)?,
         agent_secret: row.try_get("agent_secret").map_err(unavailable)?,
         snapshot: row.try_get("snapshot").map_err(unavailable)?,
-        hibernated_at: row
-            .try_get::<Option<i64>, _>("hibernated_at")
-            .map_err(unavailable)?
-            .map(from_millis)
-            .transpose()?,
+        hibernated_at: optional_time(row, "hibernated_at")?,
+        keepalive_until: optional_time(row, "keepalive_until")?,
     })
+}
+
+fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(unavailable)?
+        .map(from_millis)
+        .transpose()
 }
 
 fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
@@ -151,6 +155,7 @@ fn bind_session<'q>(
         .bind(&s.agent_secret)
         .bind(&s.snapshot)
         .bind(s.hibernated_at.map(millis))
+        .bind(s.keepalive_until.map(millis))
         .bind(&s.id)
 }
 
@@ -169,8 +174,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO sessions (owner, template, state, labels, created_at, expires_at, \
                  last_activity, container_id, agent_addr, stop_reason, agent_secret, snapshot, \
-                 hibernated_at, id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 hibernated_at, keepalive_until, id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             s,
         )
@@ -193,7 +198,7 @@ impl Store for SqliteStore {
                     "UPDATE sessions SET owner = ?, template = ?, state = ?, labels = ?, \
                      created_at = ?, expires_at = ?, last_activity = ?, container_id = ?, \
                      agent_addr = ?, stop_reason = ?, agent_secret = ?, snapshot = ?, \
-                     hibernated_at = ? \
+                     hibernated_at = ?, keepalive_until = ? \
                      WHERE id = ?",
                 ),
                 s,

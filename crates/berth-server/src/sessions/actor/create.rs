@@ -110,6 +110,7 @@ impl Actor {
             agent_secret: ids::secret(),
             snapshot: None,
             hibernated_at: None,
+            keepalive_until: None,
         };
         let spec = self.container_spec(&record, &template, &template.image, request.env);
         if let Err(err) = self.ctx.store.insert_session(&record).await {

@@ -12,6 +12,7 @@
 mod admission;
 mod create;
 mod engine;
+mod idle;
 mod reconcile;
 mod snapshot;
 mod stop;
@@ -113,6 +114,10 @@ pub(super) struct Actor {
     hibernating: HashMap<String, Vec<Reply<Session>>>,
     /// Sessions being woken (or to be woken once asleep), with the callers waiting for it.
     waking: HashMap<String, Vec<Reply<Session>>>,
+    /// Sessions warned that they will be idle-stopped, and when.
+    idle_warned: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// A CPU-time sample of each container, about a minute old, for the idle policy.
+    cpu_samples: HashMap<String, (Instant, std::time::Duration)>,
     /// When each session was last restarted, and under which engine generation.
     last_restart: HashMap<String, (u64, Instant)>,
 }
@@ -140,6 +145,8 @@ impl Actor {
             restarting: HashSet::new(),
             hibernating: HashMap::new(),
             waking: HashMap::new(),
+            idle_warned: HashMap::new(),
+            cpu_samples: HashMap::new(),
             last_restart: HashMap::new(),
         }
     }
@@ -233,7 +240,18 @@ impl Actor {
             }
             Command::CreateFinished { id, outcome } => self.create_finished(&id, outcome).await,
             Command::RemoveFinished { id, outcome } => self.remove_finished(&id, outcome).await,
-            Command::Reap => self.reap().await,
+            Command::Reap => {
+                self.reap().await;
+                self.check_idle().await;
+            }
+            Command::Keepalive {
+                caller,
+                id,
+                seconds,
+                reply,
+            } => {
+                let _ = reply.send(self.keepalive(&caller, &id, seconds).await);
+            }
             Command::CancelQueued {
                 caller,
                 ticket,

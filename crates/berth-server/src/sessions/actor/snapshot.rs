@@ -24,6 +24,9 @@ use crate::{
 /// How long the agent has after SIGTERM to save its terminals before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// After a restore, the idle policy waits at least this long before it acts again.
+const RESTORE_GRACE_SECONDS: i64 = 300;
+
 /// Where a session's snapshot images live in the engine's image store.
 const SNAPSHOT_REPOSITORY: &str = "berth-snapshot";
 
@@ -59,19 +62,34 @@ impl Actor {
             let _ = reply.send(Err(err));
             return;
         }
+        record.stop_reason = Some("requested".to_owned());
+        self.begin_hibernate(record, vec![reply]).await;
+    }
+
+    /// Moves a running session to `hibernating` and starts the engine work: stop, commit,
+    /// remove. `record.stop_reason` says why (`requested`, `idle`, `ttl_expired`).
+    pub(super) async fn begin_hibernate(
+        &mut self,
+        mut record: SessionRecord,
+        waiters: Vec<Reply<Session>>,
+    ) {
+        let id = record.id.clone();
         let Some(container_id) = record.container_id.clone() else {
-            let _ = reply.send(Err(SessionError::Internal(format!(
-                "running session {id} has no container"
-            ))));
+            for waiter in waiters {
+                let _ = waiter.send(Err(SessionError::Internal(format!(
+                    "running session {id} has no container"
+                ))));
+            }
             return;
         };
         record.state = SessionState::Hibernating;
-        record.stop_reason = Some("requested".to_owned());
         if let Err(err) = self.ctx.store.update_session(&record).await {
-            let _ = reply.send(Err(err.into()));
+            for waiter in waiters {
+                let _ = waiter.send(Err(err.clone().into()));
+            }
             return;
         }
-        self.hibernating.insert(record.id.clone(), vec![reply]);
+        self.hibernating.insert(record.id.clone(), waiters);
         // A new name per hibernation: the previous snapshot stays whole until this one is.
         let image = format!(
             "{SNAPSHOT_REPOSITORY}/{}:{}",
@@ -283,7 +301,12 @@ impl Actor {
                 record.agent_addr = Some(started.agent_addr.to_string());
                 record.hibernated_at = None;
                 record.stop_reason = None;
-                record.last_activity = Utc::now();
+                // Woken by someone: the idle policy leaves it alone a while whatever follows.
+                let now = Utc::now();
+                record.last_activity = now;
+                let grace = now + chrono::TimeDelta::seconds(RESTORE_GRACE_SECONDS);
+                record.keepalive_until =
+                    Some(record.keepalive_until.map_or(grace, |k| k.max(grace)));
                 if let Err(err) = self.ctx.store.update_session(&record).await {
                     // Back to sleep: the snapshot is intact, the next access tries again.
                     self.remove_in_background(started.container_id);

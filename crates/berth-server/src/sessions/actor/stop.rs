@@ -1,11 +1,12 @@
 //! Ending sessions: delete, expiry, failures, and the one change to a live one, extend.
 
 use berth_proto::{Session, SessionState};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{Actor, copy_session_error};
 use crate::{
     auth::Principal,
+    config::ExpiryAction,
     sessions::{Command, SessionError, command::Reply, validate},
     store::{SessionFilter, SessionRecord},
 };
@@ -126,6 +127,7 @@ impl Actor {
             .get_or_insert_with(|| "deleted".to_owned());
         record.forget_agent();
         record.snapshot = None;
+        self.ctx.activity.forget(id);
         self.ctx.store.update_session(&record).await?;
         Ok(())
     }
@@ -137,6 +139,7 @@ impl Actor {
         record.state = SessionState::Failed;
         record.stop_reason = Some(reason.to_owned());
         record.forget_agent();
+        self.ctx.activity.forget(&record.id);
         if let Err(err) = self.ctx.store.update_session(&record).await {
             tracing::error!(session = %record.id, %err, "could not record the failure");
         }
@@ -181,6 +184,22 @@ impl Actor {
         Ok(record.to_public())
     }
 
+    /// For a running session past its expiry whose template says `on_expiry = "hibernate"`,
+    /// the end of its maximum lifetime, when that is still ahead.
+    fn sleeps_on_expiry(
+        &self,
+        record: &SessionRecord,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let template = self.template(&record.template).ok()?;
+        if record.state != SessionState::Running || template.on_expiry != ExpiryAction::Hibernate {
+            return None;
+        }
+        validate::after(record.created_at, template.max_ttl_seconds)
+            .ok()
+            .filter(|latest| *latest > now)
+    }
+
     pub(super) async fn reap(&mut self) {
         let now = Utc::now();
         let expired = SessionFilter {
@@ -207,6 +226,12 @@ impl Actor {
                 if record.state != SessionState::Stopping {
                     tracing::info!(session = %record.id, "ttl expired");
                     record.stop_reason = Some("ttl_expired".to_owned());
+                }
+                if let Some(latest) = self.sleeps_on_expiry(&record, now) {
+                    // It sleeps until its maximum lifetime instead, and wakes on access.
+                    record.expires_at = latest;
+                    self.begin_hibernate(record, Vec::new()).await;
+                    continue;
                 }
                 self.begin_removal(record, Vec::new()).await;
             }

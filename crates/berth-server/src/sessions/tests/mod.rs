@@ -2,6 +2,7 @@
 //! per topic. The same behaviours run against the real engine in `tests/docker.rs`.
 
 mod engine;
+mod idle;
 mod lifecycle;
 mod pool;
 mod queue;
@@ -113,6 +114,7 @@ async fn harness_tuned(
         tickets: QueueTickets::default(),
         create_timeout: Duration::from_secs(10),
         engine: Default::default(),
+        activity: Default::default(),
     };
     tune(&mut ctx);
     let sessions = SessionManager::spawn(ctx);

@@ -44,6 +44,7 @@ async fn reconcile_removes_orphans_and_fails_sessions_whose_container_vanished()
         agent_secret: "x".into(),
         snapshot: None,
         hibernated_at: None,
+        keepalive_until: None,
     };
     h.store.insert_session(&stale).await.unwrap();
 
