@@ -2,12 +2,16 @@
 //! reaps every orphan the kernel hands it, passes SIGTERM and SIGINT on to every process in the
 //! session so each can stop cleanly, and exits with the server's status.
 //!
+//! The server hears a stop first and the rest only once it has exited (or after
+//! `SERVER_FIRST`): it saves the terminals, and needs their shells as they were.
+//!
 //! Reaping lives in a separate process because a server that calls `waitpid(-1)` would steal
 //! the exit statuses of the processes it runs for users.
 
 use std::{
     io::Write,
     process::{ExitCode, Stdio},
+    time::Duration,
 };
 
 use berth_proto::agent::SECRET_ENV;
@@ -16,6 +20,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Tells the re-executed binary to be the server, not PID 1.
 const ROLE_ENV: &str = "BERTH_AGENT_ROLE";
+
+/// The longest the server may take to save the terminals before every other process is told
+/// to stop too. Saving takes milliseconds; this keeps a stuck server from costing more than a
+/// second of the stop's grace (`docker stop` kills after ten).
+const SERVER_FIRST: Duration = Duration::from_secs(1);
 
 /// Makes this process's memory, `/proc/<pid>/environ` and ptrace off-limits to processes of the
 /// same uid: the session user's processes must not read the agent's secret.
@@ -72,15 +81,31 @@ async fn supervise(server: Option<Pid>) -> ExitCode {
         eprintln!("berth-agent: cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    // A stop signal the other processes have not been sent yet, and when they get it anyway.
+    let mut held: Option<(Signal, tokio::time::Instant)> = None;
     loop {
+        let pass_on = async {
+            match held {
+                Some((_, at)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = term.recv() => forward(Signal::TERM),
-            _ = int.recv() => forward(Signal::INT),
+            _ = term.recv() => stop(server, Signal::TERM, &mut held),
+            _ = int.recv() => stop(server, Signal::INT, &mut held),
+            () = pass_on => {
+                if let Some((signal, _)) = held.take() {
+                    forward(signal);
+                }
+            }
             _ = child.recv() => {
                 // Reap everything that has ended; several exits can share one SIGCHLD.
                 while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
                     if Some(pid) == server {
                         let code = status.exit_status().unwrap_or(1);
+                        if let Some((signal, _)) = held.take() {
+                            forward(signal);
+                        }
                         drain_children(&mut child).await;
                         return ExitCode::from(u8::try_from(code).unwrap_or(1));
                     }
@@ -88,6 +113,16 @@ async fn supervise(server: Option<Pid>) -> ExitCode {
             }
         }
     }
+}
+
+/// Passes a stop signal to the server, and holds it back from the others until the server has
+/// exited or `SERVER_FIRST` has passed.
+fn stop(server: Option<Pid>, signal: Signal, held: &mut Option<(Signal, tokio::time::Instant)>) {
+    let Some(server) = server else {
+        return forward(signal);
+    };
+    let _ = rustix::process::kill_process(server, signal);
+    held.get_or_insert((signal, tokio::time::Instant::now() + SERVER_FIRST));
 }
 
 /// Signals every other process in the container (the PID namespace shows only ours).
@@ -110,7 +145,7 @@ fn forward(signal: Signal) {
 /// After the server has gone, gives the processes told to stop up to two seconds to do so, so
 /// they are not cut off mid-write when PID 1 exits and the kernel kills the rest.
 async fn drain_children(child_exits: &mut tokio::signal::unix::Signal) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
         match rustix::process::wait(WaitOptions::NOHANG) {
             Err(_) => return,

@@ -75,43 +75,71 @@ impl AgentState {
     }
 }
 
-/// The agent's HTTP surface. Every route requires the session secret.
+/// One agent: what it serves, and what it saves before it stops.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    state: AgentState,
+}
+
+impl Agent {
+    /// An agent for `config`; terminals a predecessor saved in the same home are restored when
+    /// first attached to.
+    pub fn new(config: AgentConfig) -> Self {
+        Self {
+            state: AgentState {
+                terminals: terminal::Registry::new(&config.home),
+                config: Arc::new(config),
+                processes: processes::Registry::default(),
+                session_env: Arc::default(),
+            },
+        }
+    }
+
+    /// The agent's HTTP surface. Every route requires the session secret.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        Router::new()
+            .route("/health", get(health))
+            .route("/env", axum::routing::put(set_env))
+            .route("/exec", post(exec::run))
+            .route("/exec/stream", get(processes::stream))
+            .route("/processes", get(processes::list).post(processes::start))
+            .route("/processes/{id}/attach", get(processes::attach))
+            .route("/processes/{id}/stdin", post(processes::write_stdin))
+            .route("/processes/{id}/stdin/close", post(processes::close_stdin))
+            .route("/processes/{id}/signal", post(processes::signal))
+            .route("/terminal", get(terminal::attach))
+            .route("/files", get(files::list).delete(files::remove))
+            .route("/files/stat", get(files::stat))
+            .route("/files/content", get(files::read).put(files::write))
+            .route("/files/mkdir", post(files::mkdir))
+            .route("/files/move", post(files::rename))
+            .route(
+                "/files/archive",
+                get(files::download_archive).put(files::upload_archive),
+            )
+            .route("/files/watch", get(watch::watch))
+            .route("/ports", get(ports::list))
+            .route("/ports/watch", get(ports::watch))
+            .fallback(|| async { AgentError::not_found("no such agent route") })
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_secret,
+            ))
+            .with_state(state)
+    }
+
+    /// Saves every running terminal in the home, for the agent that serves it next (after the
+    /// container is started again, or restored from a commit of it). The server does this when
+    /// told to stop, before init tells the shells.
+    pub async fn save_terminals(&self) {
+        self.state.terminals.save().await;
+    }
+}
+
+/// The HTTP surface of a new agent that is never told to stop (as in the fake runtime).
 pub fn router(config: AgentConfig) -> Router {
-    let state = AgentState {
-        config: Arc::new(config),
-        terminals: terminal::Registry::default(),
-        processes: processes::Registry::default(),
-        session_env: Arc::default(),
-    };
-    Router::new()
-        .route("/health", get(health))
-        .route("/env", axum::routing::put(set_env))
-        .route("/exec", post(exec::run))
-        .route("/exec/stream", get(processes::stream))
-        .route("/processes", get(processes::list).post(processes::start))
-        .route("/processes/{id}/attach", get(processes::attach))
-        .route("/processes/{id}/stdin", post(processes::write_stdin))
-        .route("/processes/{id}/stdin/close", post(processes::close_stdin))
-        .route("/processes/{id}/signal", post(processes::signal))
-        .route("/terminal", get(terminal::attach))
-        .route("/files", get(files::list).delete(files::remove))
-        .route("/files/stat", get(files::stat))
-        .route("/files/content", get(files::read).put(files::write))
-        .route("/files/mkdir", post(files::mkdir))
-        .route("/files/move", post(files::rename))
-        .route(
-            "/files/archive",
-            get(files::download_archive).put(files::upload_archive),
-        )
-        .route("/files/watch", get(watch::watch))
-        .route("/ports", get(ports::list))
-        .route("/ports/watch", get(ports::watch))
-        .fallback(|| async { AgentError::not_found("no such agent route") })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_secret,
-        ))
-        .with_state(state)
+    Agent::new(config).router()
 }
 
 async fn health() -> Json<Health> {

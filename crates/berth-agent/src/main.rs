@@ -9,7 +9,7 @@ use std::{
 };
 
 use axum::serve::ListenerExt;
-use berth_agent::{AgentConfig, init};
+use berth_agent::{Agent, AgentConfig, init};
 use berth_proto::agent::{AGENT_PORT, SECRET_ENV};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -66,6 +66,8 @@ async fn serve(config: AgentConfig) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let agent = Agent::new(config);
+    let router = agent.router();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {
@@ -73,8 +75,11 @@ async fn serve(config: AgentConfig) -> std::io::Result<()> {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
+        // Init tells the shells to stop only once this process has exited, so all are still
+        // there to be saved.
+        agent.save_terminals().await;
     };
-    axum::serve(listener, berth_agent::router(config))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -4,9 +4,15 @@
 //! to whoever watches. A watcher that falls behind loses the oldest output it missed (the
 //! broadcast channel is bounded) while the terminal keeps running, so a flood such as `yes`
 //! grows neither the agent's memory nor the control plane's.
+//!
+//! A terminal also outlives its container's stop: the stopping agent saves each one (`saved`)
+//! and the next agent in that home starts it again, under the same id, on the first attach.
+
+mod saved;
 
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -44,10 +50,16 @@ const MAX_TERMINALS: usize = 32;
 /// The most one chunk of terminal output holds.
 const READ_CHUNK: usize = 64 * 1024;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Registry {
     terminals: Arc<Mutex<HashMap<String, Arc<Terminal>>>>,
     next_id: Arc<AtomicU64>,
+    /// Where a stopping agent saves its terminals and the next one finds them.
+    saved: Arc<Path>,
+    /// Whether the terminals have been saved: the agent is stopping. Restores and the save
+    /// hold it, so two attaches to one saved terminal start one shell, no restore consumes what
+    /// the save has just written (or what no save will write again), and nothing is saved twice.
+    saved_all: Arc<tokio::sync::Mutex<bool>>,
 }
 
 #[derive(Debug)]
@@ -57,6 +69,32 @@ struct Terminal {
     output: OutputLog,
     /// `None` while running; the exit code once the shell has ended.
     exited: watch::Receiver<Option<Option<i32>>>,
+    /// The shell's pid, for its working directory when the terminal is saved.
+    shell: Option<u32>,
+    /// (cols, rows) as last set, saved with the terminal: a PTY's size cannot be read back
+    /// through its write half.
+    size: Mutex<(u16, u16)>,
+}
+
+/// How a shell starts: a new terminal, or a saved one again.
+struct Start<'a> {
+    id: String,
+    cols: u16,
+    rows: u16,
+    cwd: &'a Path,
+    /// Output replayed before the shell's own: a restored terminal's scrollback.
+    replay: Vec<u8>,
+}
+
+/// The number in a terminal id (`t7`), for the ids this agent makes only: a saved terminal's
+/// directory is named by its id, so nothing else may name one.
+fn id_number(id: &str) -> Option<u64> {
+    let digits = id.strip_prefix('t')?;
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,11 +104,123 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
+    /// The terminals of an agent serving `home`, where its predecessor may have saved some.
+    pub fn new(home: &Path) -> Self {
+        let saved = saved::dir(home);
+        // A saved terminal keeps its id until it is restored, so new ones are numbered above.
+        let highest = saved::ids(&saved)
+            .filter_map(|id| id_number(&id))
+            .max()
+            .unwrap_or(0);
+        Self {
+            terminals: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(highest)),
+            saved: saved.into(),
+            saved_all: Arc::default(),
+        }
+    }
+
     fn get(&self, id: &str) -> Option<Arc<Terminal>> {
         lock(&self.terminals).get(id).cloned()
     }
 
-    fn spawn(&self, state: &AgentState, cols: u16, rows: u16) -> Result<Arc<Terminal>, AgentError> {
+    fn create(
+        &self,
+        state: &AgentState,
+        cols: u16,
+        rows: u16,
+    ) -> Result<Arc<Terminal>, AgentError> {
+        let id = format!("t{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        self.spawn(
+            state,
+            Start {
+                id,
+                cols,
+                rows,
+                cwd: &state.config.home,
+                replay: Vec::new(),
+            },
+        )
+    }
+
+    /// Starts terminal `id` again from what a stopped agent saved of it, and consumes that;
+    /// `None` when nothing (usable) was saved under `id`.
+    async fn restore(
+        &self,
+        state: &AgentState,
+        id: &str,
+    ) -> Result<Option<Arc<Terminal>>, AgentError> {
+        if id_number(id).is_none() {
+            return Ok(None);
+        }
+        let saved_all = self.saved_all.lock().await;
+        if *saved_all {
+            return Err(AgentError::conflict(
+                "the session is stopping; attach again once it is back",
+            ));
+        }
+        // Restored by another attach while this one waited.
+        if let Some(terminal) = self.get(id) {
+            return Ok(Some(terminal));
+        }
+        let (dir, owned_id) = (self.saved.clone(), id.to_owned());
+        let read = tokio::task::spawn_blocking(move || {
+            saved::read(&dir, &owned_id).map(|mut saved| {
+                // Deleted since, or never there (a restore into another image).
+                saved.cwd = saved.cwd.filter(|cwd| cwd.is_dir());
+                saved
+            })
+        });
+        let Some(saved) = read.await.ok().flatten() else {
+            return Ok(None);
+        };
+        let mut replay = saved.scrollback;
+        replay.extend_from_slice(
+            format!(
+                "\r\n[berth: session restored at {}; programs that were running were stopped]\r\n",
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+            .as_bytes(),
+        );
+        let terminal = self.spawn(
+            state,
+            Start {
+                id: id.to_owned(),
+                cols: saved.cols,
+                rows: saved.rows,
+                cwd: saved.cwd.as_deref().unwrap_or(&state.config.home),
+                replay,
+            },
+        )?;
+        let (dir, owned_id) = (self.saved.clone(), id.to_owned());
+        let _ = tokio::task::spawn_blocking(move || saved::remove(&dir, &owned_id)).await;
+        Ok(Some(terminal))
+    }
+
+    /// Saves every running terminal for the next agent in this home, once: what the server does
+    /// when told to stop, while init holds the signal back from the shells.
+    pub async fn save(&self) {
+        let mut saved_all = self.saved_all.lock().await;
+        if *saved_all {
+            return;
+        }
+        *saved_all = true;
+        let terminals: Vec<Arc<Terminal>> = lock(&self.terminals).values().cloned().collect();
+        let dir = self.saved.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for terminal in terminals {
+                if terminal.exited.borrow().is_some() {
+                    continue;
+                }
+                if let Err(err) = saved::write(&dir, &terminal.id, &terminal.snapshot()) {
+                    eprintln!("berth-agent: cannot save terminal {}: {err}", terminal.id);
+                }
+            }
+        })
+        .await;
+    }
+
+    fn spawn(&self, state: &AgentState, start: Start<'_>) -> Result<Arc<Terminal>, AgentError> {
         if lock(&self.terminals).len() >= MAX_TERMINALS {
             return Err(AgentError::conflict(format!(
                 "this session already has {MAX_TERMINALS} terminals; close one"
@@ -80,7 +230,7 @@ impl Registry {
             AgentError::bad_request(format!("cannot start a terminal: {e}"))
         };
         let (pty, pts) = pty_process::open().map_err(spawn_error)?;
-        pty.resize(pty_process::Size::new(rows, cols))
+        pty.resize(pty_process::Size::new(start.rows, start.cols))
             .map_err(spawn_error)?;
         let shell = user::shell();
         let mut child = pty_process::Command::new(shell)
@@ -89,20 +239,25 @@ impl Registry {
             .envs(user::base_env(&state.config.home))
             .envs(state.session_env())
             .env("TERM", "xterm-256color")
-            .current_dir(&state.config.home)
+            .current_dir(start.cwd)
             .spawn(pts)
             .map_err(spawn_error)?;
         let (mut reader, writer) = pty.into_split();
 
-        let id = format!("t{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let (exit_tx, exited) = watch::channel(None);
         let terminal = Arc::new(Terminal {
-            id: id.clone(),
+            id: start.id.clone(),
             input: tokio::sync::Mutex::new(writer),
             output: OutputLog::new(SCROLLBACK_BYTES),
             exited,
+            shell: child.id(),
+            size: Mutex::new((start.cols, start.rows)),
         });
-        lock(&self.terminals).insert(id, terminal.clone());
+        // Before the pump starts, so the replay comes first.
+        if !start.replay.is_empty() {
+            terminal.output.push(Arc::from(start.replay));
+        }
+        lock(&self.terminals).insert(start.id, terminal.clone());
 
         let registry = self.clone();
         let pump = terminal.clone();
@@ -129,6 +284,37 @@ impl Registry {
     }
 }
 
+impl Terminal {
+    /// What a save writes: the scrollback as the ring holds it (its last `SCROLLBACK_BYTES`), the
+    /// shell's working directory, the size.
+    fn snapshot(&self) -> saved::SavedTerminal {
+        let (backlog, _) = self.output.attach();
+        let mut scrollback = backlog.concat();
+        scrollback.drain(..scrollback.len().saturating_sub(SCROLLBACK_BYTES));
+        let (cols, rows) = *lock(&self.size);
+        saved::SavedTerminal {
+            cwd: self
+                .shell
+                .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok()),
+            cols,
+            rows,
+            scrollback,
+        }
+    }
+
+    async fn resize(&self, cols: u16, rows: u16) {
+        let (cols, rows) = (cols.max(1), rows.max(1));
+        let resized = self
+            .input
+            .lock()
+            .await
+            .resize(pty_process::Size::new(rows, cols));
+        if resized.is_ok() {
+            *lock(&self.size) = (cols, rows);
+        }
+    }
+}
+
 /// `GET /terminal`: attach to a terminal over a WebSocket (see `TerminalQuery`).
 pub async fn attach(
     State(state): State<AgentState>,
@@ -136,18 +322,25 @@ pub async fn attach(
     ws: WebSocketUpgrade,
 ) -> Response {
     let terminal = match &q.terminal_id {
-        Some(id) => match state.terminals.get(id) {
-            Some(terminal) => terminal,
-            None => {
-                return AgentError::not_found(format!(
-                    "terminal {id} not found; it may have exited"
-                ))
-                .into_response();
+        Some(id) => {
+            let found = match state.terminals.get(id) {
+                Some(terminal) => Ok(Some(terminal)),
+                None => state.terminals.restore(&state, id).await,
+            };
+            match found {
+                Ok(Some(terminal)) => terminal,
+                Ok(None) => {
+                    return AgentError::not_found(format!(
+                        "terminal {id} not found; it may have exited"
+                    ))
+                    .into_response();
+                }
+                Err(err) => return err.into_response(),
             }
-        },
+        }
         None => match state
             .terminals
-            .spawn(&state, q.cols.unwrap_or(80), q.rows.unwrap_or(24))
+            .create(&state, q.cols.unwrap_or(80), q.rows.unwrap_or(24))
         {
             Ok(terminal) => terminal,
             Err(err) => return err.into_response(),
@@ -210,7 +403,7 @@ async fn serve(terminal: Arc<Terminal>, mut socket: WebSocket, readonly: bool) {
                 }
                 Some(Ok(Message::Text(text))) if !readonly => {
                     if let Ok(TerminalClientMessage::Resize { cols, rows }) = serde_json::from_str(&text) {
-                        let _ = terminal.input.lock().await.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+                        terminal.resize(cols, rows).await;
                     }
                 }
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,

@@ -14,25 +14,31 @@ use tower::ServiceExt;
 
 use super::*;
 
-struct Agent {
+struct TestAgent {
+    agent: Agent,
     router: Router,
     home: tempfile::TempDir,
 }
 
-fn agent() -> Agent {
-    let home = tempfile::tempdir().unwrap();
-    let config = AgentConfig {
+fn config(home: &std::path::Path) -> AgentConfig {
+    AgentConfig {
         secret: "s3cret".into(),
-        home: home.path().to_owned(),
+        home: home.to_owned(),
         max_file_bytes: 1024,
-    };
-    Agent {
-        router: router(config),
+    }
+}
+
+fn agent() -> TestAgent {
+    let home = tempfile::tempdir().unwrap();
+    let agent = Agent::new(config(home.path()));
+    TestAgent {
+        router: agent.router(),
+        agent,
         home,
     }
 }
 
-impl Agent {
+impl TestAgent {
     async fn call(
         &self,
         method: Method,
@@ -317,4 +323,157 @@ async fn exec_reports_exit_codes_output_and_timeouts() {
     );
     let (status, _) = agent.call(Method::POST, "/exec", r#"{"cmd":[]}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A terminal WebSocket on an agent served on a local port.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Serves `agent`'s router on a local port, as the container network would.
+async fn serve(agent: &Agent) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = agent.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// Opens `/terminal?query`: the terminal's id from its `ready` frame, or the refusal's status.
+async fn terminal(addr: std::net::SocketAddr, query: &str) -> Result<(String, Socket), StatusCode> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+    let mut request = format!("ws://{addr}/terminal?{query}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(SECRET_HEADER, "s3cret".parse().unwrap());
+    let mut socket = match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => socket,
+        Err(tungstenite::Error::Http(response)) => return Err(response.status()),
+        Err(err) => panic!("{err}"),
+    };
+    let ready = socket.next().await.unwrap().unwrap();
+    match serde_json::from_str(ready.to_text().unwrap()).unwrap() {
+        berth_proto::process::TerminalServerMessage::Ready { terminal_id } => {
+            Ok((terminal_id, socket))
+        }
+        other => panic!("{other:?} before ready"),
+    }
+}
+
+async fn type_in(socket: &mut Socket, keys: &str) {
+    use futures_util::SinkExt;
+    let keys = tokio_tungstenite::tungstenite::Message::Binary(keys.as_bytes().to_vec().into());
+    socket.send(keys).await.unwrap();
+}
+
+/// Reads terminal output until `needle` shows up, returning everything read.
+async fn read_until(socket: &mut Socket, needle: &str) -> String {
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(bytes)))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes));
+            }
+            other => panic!("no {needle:?} in the terminal ({other:?}); got {seen:?}"),
+        }
+    }
+    seen
+}
+
+const RESTORED: &str = "programs that were running were stopped]\r\n";
+
+#[tokio::test]
+async fn a_saved_terminal_comes_back_in_the_next_agent_with_its_output_cwd_and_size() {
+    let first = agent();
+    let home = first.home.path().to_owned();
+    let addr = serve(&first.agent).await;
+    let (id, mut socket) = terminal(addr, "cols=100&rows=30").await.unwrap();
+    std::fs::create_dir_all(home.join("work/deep")).unwrap();
+    type_in(&mut socket, "cd work/deep && echo before-$((6*7))\n").await;
+    read_until(&mut socket, "before-42").await;
+
+    // What SIGTERM does, then a new agent in the same home: a restarted container.
+    first.agent.save_terminals().await;
+    let saved = home.join(".berth/terminals").join(&id);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for file in ["meta.json", "scrollback"] {
+        let bytes = std::fs::read(saved.join(file)).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cret"),
+            "{file}"
+        );
+    }
+    let second = Agent::new(config(&home));
+    let addr = serve(&second).await;
+    let (restored_id, mut restored) = terminal(addr, &format!("terminal_id={id}")).await.unwrap();
+    assert_eq!(restored_id, id);
+    let replay = read_until(&mut restored, RESTORED).await;
+    let before = replay
+        .find("before-42")
+        .expect("the scrollback is replayed");
+    let line = replay.find("\r\n[berth: session restored at ").unwrap();
+    assert!(before < line, "{replay:?}");
+    assert!(
+        !saved.exists(),
+        "a restored terminal's saved state is consumed"
+    );
+
+    type_in(&mut restored, "echo cwd=$(pwd) size=$(stty size)\n").await;
+    read_until(
+        &mut restored,
+        &format!("cwd={} size=30 100", home.join("work/deep").display()),
+    )
+    .await;
+    let (fresh, _) = terminal(addr, "").await.unwrap();
+    assert_ne!(fresh, id, "new terminals do not take a saved one's id");
+}
+
+#[tokio::test]
+async fn saved_terminals_restore_once_and_bad_saved_state_is_ignored() {
+    let home = tempfile::tempdir().unwrap();
+    let saved = home.path().join(".berth/terminals");
+    let write = |id: &str, meta: Option<&str>| {
+        std::fs::create_dir_all(saved.join(id)).unwrap();
+        if let Some(meta) = meta {
+            std::fs::write(saved.join(id).join("meta.json"), meta).unwrap();
+        }
+    };
+    let meta = |id: &str| format!(r#"{{"id":"{id}","cwd":"/no/such/dir","cols":80,"rows":24}}"#);
+    write("t3", Some(&meta("t3")));
+    write("t9", Some("{not json"));
+    write("t4", Some(&meta("t7")));
+    write("t5", None);
+    // Outside the saved directory: only ids the agent makes may name a saved terminal.
+    std::fs::create_dir_all(home.path().join(".berth/evil")).unwrap();
+    std::fs::write(home.path().join(".berth/evil/meta.json"), meta("../evil")).unwrap();
+
+    let agent = Agent::new(config(home.path()));
+    let addr = serve(&agent).await;
+    for id in ["t9", "t4", "t5", "..%2Fevil", "t77"] {
+        let refused = terminal(addr, &format!("terminal_id={id}")).await.err();
+        assert_eq!(refused, Some(StatusCode::NOT_FOUND), "{id}");
+    }
+
+    // No scrollback and a working directory that is gone: back in home, with only the line.
+    let (id, mut socket) = terminal(addr, "terminal_id=t3").await.unwrap();
+    assert_eq!(id, "t3");
+    let replay = read_until(&mut socket, RESTORED).await;
+    assert!(
+        replay.starts_with("\r\n[berth: session restored at "),
+        "{replay:?}"
+    );
+    type_in(&mut socket, "echo cwd=$(pwd)\n").await;
+    read_until(&mut socket, &format!("cwd={}\r\n", home.path().display())).await;
+    let (again, _) = terminal(addr, "terminal_id=t3").await.unwrap();
+    assert_eq!(again, "t3", "the live terminal, not a second restore");
+    let (fresh, _) = terminal(addr, "").await.unwrap();
+    assert_eq!(fresh, "t10", "numbered above every saved id, usable or not");
 }

@@ -10,7 +10,7 @@ use berth_proto::{
     CreateSession, ErrorCode,
     process::{ExecRequest, TerminalQuery},
 };
-use common::Server;
+use common::{Server, container_of, docker};
 
 async fn session(server: &Server, template: &str) -> String {
     let request = CreateSession {
@@ -95,6 +95,61 @@ async fn terminals_echo_resize_reattach_and_watch_read_only() {
     assert_eq!(exit, Some(Some(7)));
     let gone = server.client.terminal(&id, &again).await.unwrap_err();
     assert_eq!(gone.status(), Some(404));
+    server.client.delete_session(&id).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_terminal_comes_back_after_its_container_restarts() {
+    let server = Server::start().await;
+    let id = session(&server, "default").await;
+    let query = TerminalQuery {
+        cols: Some(90),
+        rows: Some(20),
+        ..Default::default()
+    };
+    let mut terminal = server.client.terminal(&id, &query).await.unwrap();
+    terminal
+        .send(b"mkdir -p work/deep && cd work/deep && echo before-$((6*7))\n")
+        .await
+        .unwrap();
+    read_until(&mut terminal, "before-42").await;
+
+    // `docker restart` stops the container as an engine restart would: SIGTERM to init.
+    docker(&["restart", &container_of(&server, &id)]).unwrap();
+    // The control plane reads the restarted container's address from the engine's events.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.client.exec(&id, &sh("true")).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session did not answer again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let again = TerminalQuery {
+        terminal_id: Some(terminal.id.clone()),
+        ..Default::default()
+    };
+    let mut restored = server.client.terminal(&id, &again).await.unwrap();
+    assert_eq!(restored.id, terminal.id);
+    let replay = read_until(&mut restored, "programs that were running were stopped]").await;
+    let before = replay
+        .find("before-42")
+        .expect("the scrollback is replayed");
+    let line = replay.find("[berth: session restored at ").unwrap();
+    assert!(before < line, "{replay:?}");
+    restored
+        .send(b"echo cwd=$(pwd) size=$(stty size)\n")
+        .await
+        .unwrap();
+    read_until(&mut restored, "cwd=/home/user/work/deep size=20 90").await;
+    let fresh = server
+        .client
+        .terminal(&id, &TerminalQuery::default())
+        .await
+        .unwrap();
+    assert_ne!(fresh.id, terminal.id, "a new terminal takes a new id");
     server.client.delete_session(&id).await.unwrap();
     server.stop().await;
 }
