@@ -76,7 +76,7 @@ describe("restartNotice", () => {
       { at: "2026-11-23T10:00:00Z", kind: "restarted" },
       { at: "2026-11-23T12:30:00Z", kind: "restarted" },
     ]);
-    expect(notice).toMatch(/^Restarted at .*30.*files are intact.*terminals were lost/);
+    expect(notice).toMatch(/^Restarted at .*30.*files are intact.*programs that were running were stopped/);
   });
 });
 

@@ -4,7 +4,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import { socketUrl } from "../api";
+import { api, socketUrl } from "../api";
 import { backoff } from "../lib/format";
 import type { Theme } from "../app";
 
@@ -88,10 +88,10 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
           xterm.write(new Uint8Array(event.data));
         }
       };
-      ws.onclose = () => {
+      ws.onclose = async () => {
         if (stopped) return;
-        if (!ready && id && attempt >= 2) {
-          // Reattaching keeps failing: that terminal is gone (the session restarted).
+        if (!ready && id && attempt >= 2 && !(await mayComeBack(sessionId))) {
+          // Reattaching keeps failing while Berth and the session are fine: that terminal is gone.
           stopped = true;
           onGone(true);
           return;
@@ -139,4 +139,17 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
       <div class="terminal-box" ref={box} />
     </div>
   );
+}
+
+/** Whether a terminal that cannot be reattached now may be later: the engine is restarting, or
+ *  the session is asleep or waking (its terminals come back with their scrollback). */
+async function mayComeBack(sessionId: string): Promise<boolean> {
+  try {
+    const ready = await fetch("/readyz");
+    if (!ready.ok) return true;
+    const session = await api.session(sessionId);
+    return ["hibernating", "hibernated", "restoring"].includes(session.state);
+  } catch {
+    return true;
+  }
 }

@@ -91,7 +91,7 @@ export function restartNotice(events: { at: string; kind: string }[]): string | 
   const last = events.filter((e) => e.kind === "restarted").pop();
   if (!last) return null;
   const at = new Date(last.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  return `Restarted at ${at}: your files are intact, but running programs and terminals were lost.`;
+  return `Restarted at ${at}: your files are intact, but programs that were running were stopped.`;
 }
 
 /** A session's state in words, as the sessions list and the workspace show it. */

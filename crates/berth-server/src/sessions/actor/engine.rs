@@ -22,8 +22,9 @@ const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 
 /// What the timeline says of a restart, for people.
 const RESTARTED: &str = "the container stopped and was started again (an engine restart, or \
-                         everything in it ended): files are intact; running processes and \
-                         terminals were lost";
+                         everything in it ended): files are intact; programs that were running \
+                         were stopped (terminals stopped gracefully reopen in their directory \
+                         with their scrollback)";
 
 impl Actor {
     /// Fails with `engine_unavailable` while the engine is lost.
