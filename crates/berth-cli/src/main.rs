@@ -24,6 +24,9 @@ enum Command {
     /// Manage users (admin token required).
     #[command(subcommand)]
     User(commands::user::UserCommand),
+    /// Named snapshots of sessions, to fork new sessions from.
+    #[command(subcommand)]
+    Snapshot(commands::snapshot::SnapshotCommand),
     /// List the templates sessions can be created from.
     #[command(subcommand)]
     Template(commands::template::TemplateCommand),
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             Command::Session(command) => done(commands::session::run(command).await),
             Command::User(command) => done(commands::user::run(command).await),
             Command::Template(command) => done(commands::template::run(command).await),
+            Command::Snapshot(command) => done(commands::snapshot::run(command).await),
             Command::Exec(args) => commands::exec::exec(args).await,
             Command::Shell(args) => commands::exec::shell(args).await,
             Command::Cp(args) => done(commands::cp::run(args).await),

@@ -253,6 +253,36 @@ impl Client {
         self.expect(Method::POST, &path, &[], None::<&()>).await
     }
 
+    /// Copies a running session's files into a named snapshot.
+    pub async fn create_snapshot(
+        &self,
+        session_id: &str,
+        name: &str,
+    ) -> Result<berth_proto::snapshot::Snapshot, ClientError> {
+        let path = format!("/api/v1/sessions/{}/snapshots", encode(session_id));
+        let request = berth_proto::snapshot::CreateSnapshot {
+            name: name.to_owned(),
+        };
+        self.expect(Method::POST, &path, &[], Some(&request)).await
+    }
+
+    pub async fn list_snapshots(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<berth_proto::snapshot::Snapshot>, ClientError> {
+        let path = format!("/api/v1/sessions/{}/snapshots", encode(session_id));
+        let list: berth_proto::snapshot::SnapshotList =
+            self.expect(Method::GET, &path, &[], None::<&()>).await?;
+        Ok(list.snapshots)
+    }
+
+    pub async fn delete_snapshot(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/snapshots/{}", encode(id));
+        self.send::<serde_json::Value>(Method::DELETE, &path, &[], None::<&()>)
+            .await
+            .map(drop)
+    }
+
     pub async fn templates(&self) -> Result<Vec<Template>, ClientError> {
         let list: TemplateList = self
             .expect(Method::GET, "/api/v1/templates", &[], None::<&()>)

@@ -12,6 +12,7 @@ pub mod ports;
 pub mod process;
 pub mod queue;
 pub mod session;
+pub mod snapshot;
 pub mod template;
 pub mod user;
 

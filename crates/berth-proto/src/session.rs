@@ -149,6 +149,10 @@ pub struct CreateSession {
     /// Free-form labels to find sessions by (`GET /api/v1/sessions?label=k=v`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Fork: start from this named snapshot's files (yours; any for the admin) instead of the
+    /// template's image. The template still gives limits and environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_snapshot: Option<String>,
 }
 
 impl Default for CreateSession {
@@ -158,6 +162,7 @@ impl Default for CreateSession {
             ttl_seconds: None,
             env: BTreeMap::new(),
             labels: BTreeMap::new(),
+            from_snapshot: None,
         }
     }
 }

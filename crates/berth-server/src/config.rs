@@ -39,8 +39,25 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub capacity: CapacityConfig,
     pub preview: PreviewConfig,
+    pub snapshots: SnapshotsConfig,
     pub firewall: FirewallConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// `[snapshots]`: where sleeping sessions' files go, and for how long.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// A session hibernated this long is deleted with its snapshot (seed 002's seven days).
+    pub hibernated_ttl_seconds: u64,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        Self {
+            hibernated_ttl_seconds: 7 * 24 * 3600,
+        }
+    }
 }
 
 /// Berth's own packet-filter rules, which keep sessions off the host, link-local addresses and
@@ -247,6 +264,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             capacity: CapacityConfig::default(),
             preview: PreviewConfig::default(),
+            snapshots: SnapshotsConfig::default(),
             firewall: FirewallConfig::default(),
             templates: BTreeMap::new(),
         }
@@ -417,6 +435,11 @@ impl Config {
                 "lifecycle.create_timeout_seconds",
                 self.lifecycle.create_timeout_seconds,
                 86_400,
+            ),
+            (
+                "snapshots.hibernated_ttl_seconds",
+                self.snapshots.hibernated_ttl_seconds,
+                MAX_TTL_SECONDS,
             ),
         ] {
             if !(1..=max).contains(&value) {

@@ -20,6 +20,11 @@ pub fn session_id() -> String {
     format!("s{}", random_base32(12))
 }
 
+/// A named snapshot: `k` + 12 characters, usable as an image tag.
+pub fn snapshot_id() -> String {
+    format!("k{}", random_base32(12))
+}
+
 pub fn user_id() -> String {
     format!("u{}", random_base32(12))
 }

@@ -90,6 +90,7 @@ pub async fn app(
         templates: templates.clone(),
         sessions_per_user: config.quota.sessions_per_user,
         max_hibernated: config.quota.max_hibernated,
+        hibernated_ttl: Duration::from_secs(config.snapshots.hibernated_ttl_seconds),
         agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
         max_file_bytes,
         create_slots: Arc::new(tokio::sync::Semaphore::new(

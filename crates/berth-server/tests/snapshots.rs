@@ -109,3 +109,60 @@ async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_i
     assert_eq!(err.status(), Some(409), "{err}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let session = client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    client.exec(&session.id, &sh(POPULATE)).await.unwrap();
+    let manifest = client
+        .exec(&session.id, &sh(MANIFEST))
+        .await
+        .unwrap()
+        .stdout;
+
+    let snapshot = client
+        .create_snapshot(&session.id, "before-refactor")
+        .await
+        .unwrap();
+    assert!(snapshot.pause_ms.is_some());
+    // Later changes to the original are not in the fork.
+    client
+        .exec(
+            &session.id,
+            &sh("rm -r /home/user/work && echo later > /home/user/late.txt"),
+        )
+        .await
+        .unwrap();
+    let fork = CreateSession {
+        from_snapshot: Some(snapshot.id.clone()),
+        ..CreateSession::default()
+    };
+    let forked = client.create_session(&fork).await.unwrap();
+    let forked_manifest = client.exec(&forked.id, &sh(MANIFEST)).await.unwrap().stdout;
+    assert_eq!(forked_manifest, manifest);
+
+    let listed = client.list_snapshots(&session.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    client.delete_snapshot(&snapshot.id).await.unwrap();
+    assert!(client.list_snapshots(&session.id).await.unwrap().is_empty());
+    assert_eq!(
+        docker(&[
+            "images",
+            "-q",
+            &format!("berth-snapshot/{}:{}", session.id, snapshot.id)
+        ])
+        .unwrap()
+        .trim(),
+        "",
+        "the image went with the snapshot"
+    );
+    // The fork still has its files.
+    let again = client.exec(&forked.id, &sh(MANIFEST)).await.unwrap().stdout;
+    assert_eq!(again, manifest);
+    server.stop().await;
+}

@@ -4,6 +4,7 @@ pub mod files;
 pub mod firewall;
 pub mod serve;
 pub mod session;
+pub mod snapshot;
 pub mod template;
 pub mod user;
 

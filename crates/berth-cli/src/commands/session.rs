@@ -25,6 +25,9 @@ pub enum SessionCommand {
         /// Label, KEY=VALUE; repeatable.
         #[arg(long, short, value_parser = key_value)]
         label: Vec<(String, String)>,
+        /// Fork: start from this named snapshot's files (`berth snapshot ls`).
+        #[arg(long)]
+        from_snapshot: Option<String>,
         /// Print the whole session as JSON.
         #[arg(long)]
         json: bool,
@@ -98,6 +101,7 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
             ttl,
             env,
             label,
+            from_snapshot,
             json,
             conn,
         } => {
@@ -106,6 +110,7 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
                 ttl_seconds: ttl,
                 env: env.into_iter().collect(),
                 labels: label.into_iter().collect(),
+                from_snapshot,
             };
             let session = conn
                 .client()?

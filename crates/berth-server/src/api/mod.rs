@@ -11,6 +11,7 @@ mod previews;
 mod process;
 mod service;
 mod sessions;
+mod snapshots;
 mod templates;
 mod users;
 mod web;
@@ -102,6 +103,8 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::resume))
         .routes(routes!(sessions::keepalive))
         .routes(routes!(sessions::activity))
+        .routes(routes!(snapshots::create, snapshots::list))
+        .routes(routes!(snapshots::delete))
         .routes(routes!(files::list, files::remove))
         .routes(routes!(files::stat))
         .routes(routes!(files::read, files::write))

@@ -486,7 +486,12 @@ impl Runtime for DockerRuntime {
         })
     }
 
-    async fn commit(&self, container_id: &str, image: &str) -> Result<(), RuntimeError> {
+    async fn commit(
+        &self,
+        container_id: &str,
+        image: &str,
+        pause: bool,
+    ) -> Result<(), RuntimeError> {
         let (repository, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
         let committed = tokio::time::timeout(COMMIT_DEADLINE, async {
             let docker = self.docker().await?;
@@ -494,8 +499,7 @@ impl Runtime for DockerRuntime {
                 container: Some(container_id.to_owned()),
                 repo: Some(repository.to_owned()),
                 tag: Some(tag.to_owned()),
-                // It is stopped already.
-                pause: false,
+                pause,
                 ..CommitContainerOptions::default()
             };
             // The engine keeps the container's environment in the image unless the commit

@@ -312,7 +312,12 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn commit(&self, container_id: &str, image: &str) -> Result<(), RuntimeError> {
+    async fn commit(
+        &self,
+        container_id: &str,
+        image: &str,
+        _pause: bool,
+    ) -> Result<(), RuntimeError> {
         self.check_up()?;
         let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let session_id = {

@@ -115,10 +115,15 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         grace: std::time::Duration,
     ) -> Result<(), RuntimeError>;
 
-    /// Makes `image` (a `repository:tag` reference) of a stopped container's filesystem,
-    /// labelled with its session and this instance so reconcile can find it. The agent's secret
-    /// is not kept in the image's configuration.
-    async fn commit(&self, container_id: &str, image: &str) -> Result<(), RuntimeError>;
+    /// Makes `image` (a `repository:tag` reference) of a container's filesystem, labelled with
+    /// its session and this instance so reconcile can find it; a running one is paused for the
+    /// copy with `pause`. The agent's secret is not kept in the image's configuration.
+    async fn commit(
+        &self,
+        container_id: &str,
+        image: &str,
+        pause: bool,
+    ) -> Result<(), RuntimeError>;
 
     /// Removes a snapshot image. Succeeds when it is already gone.
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError>;

@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod pool;
 mod queue;
+mod snapshots;
 mod validate;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -46,6 +47,8 @@ pub struct ManagerContext {
     pub sessions_per_user: u32,
     /// Hibernated sessions one user may keep.
     pub max_hibernated: u32,
+    /// How long a session may stay hibernated before it is deleted.
+    pub hibernated_ttl: Duration,
     pub agent_ready_timeout: Duration,
     /// Largest file one upload may write inside a session.
     pub max_file_bytes: u64,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use berth_proto::SessionState;
 use chrono::{Duration, TimeZone, Utc};
 
-use super::{SessionEvent, SessionFilter, SessionRecord, Store, StoreError, UserRecord};
+use super::{
+    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+};
 
 fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> SessionRecord {
     // Whole milliseconds: every backend must round-trip these exactly.
@@ -35,6 +37,42 @@ pub async fn run(store: &dyn Store) {
     filters_select_exactly_the_matching_sessions(store).await;
     users_are_found_by_token_hash_and_names_are_unique(store).await;
     timelines_keep_their_order_per_session(store).await;
+    snapshots_are_kept_listed_and_deleted(store).await;
+}
+
+async fn snapshots_are_kept_listed_and_deleted(store: &dyn Store) {
+    let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+    let snapshot = |id: &str, session: &str, offset: i64| SnapshotRecord {
+        id: id.to_owned(),
+        session_id: session.to_owned(),
+        owner: "alice".to_owned(),
+        name: format!("before {id}"),
+        image: format!("berth-snapshot/{session}:{id}"),
+        created_at: at + Duration::seconds(offset),
+    };
+    let (a1, a2, b1) = (
+        snapshot("k2", "sa", 2),
+        snapshot("k1", "sa", 1),
+        snapshot("k3", "sb", 0),
+    );
+    for s in [&a1, &a2, &b1] {
+        store.insert_snapshot(s).await.unwrap();
+    }
+    assert!(matches!(
+        store.insert_snapshot(&a1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_snapshot("k2").await.unwrap(), Some(a1.clone()));
+    assert_eq!(
+        store.list_snapshots(Some("sa")).await.unwrap(),
+        [a2.clone(), a1.clone()],
+        "oldest first"
+    );
+    assert_eq!(store.list_snapshots(None).await.unwrap().len(), 3);
+    store.delete_snapshot("k1").await.unwrap();
+    store.delete_snapshot("k1").await.unwrap();
+    assert_eq!(store.get_snapshot("k1").await.unwrap(), None);
+    assert_eq!(store.list_snapshots(Some("sa")).await.unwrap(), [a1]);
 }
 
 async fn timelines_keep_their_order_per_session(store: &dyn Store) {

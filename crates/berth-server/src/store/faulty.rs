@@ -9,7 +9,9 @@ use std::sync::{
 use async_trait::async_trait;
 use berth_proto::SessionState;
 
-use super::{SessionEvent, SessionFilter, SessionRecord, Store, StoreError, UserRecord};
+use super::{
+    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+};
 
 #[derive(Debug)]
 pub struct FaultyStore<S> {
@@ -93,6 +95,29 @@ impl<S: Store> Store for FaultyStore<S> {
 
     async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
         self.inner.events(session_id).await
+    }
+
+    async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.insert_snapshot(snapshot).await
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.get_snapshot(id).await
+    }
+
+    async fn list_snapshots(
+        &self,
+        session_id: Option<&str>,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_snapshots(session_id).await
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.delete_snapshot(id).await
     }
 
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {

@@ -101,6 +101,31 @@ impl SessionEvent {
     }
 }
 
+/// A named snapshot of a session's files, to fork new sessions from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub session_id: String,
+    pub owner: String,
+    pub name: String,
+    /// The engine's image (`repository:tag`).
+    pub image: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl SnapshotRecord {
+    pub fn to_public(&self) -> berth_proto::snapshot::Snapshot {
+        berth_proto::snapshot::Snapshot {
+            id: self.id.clone(),
+            session_id: self.session_id.clone(),
+            owner: self.owner.clone(),
+            name: self.name.clone(),
+            created_at: self.created_at,
+            pause_ms: None,
+        }
+    }
+}
+
 /// Which sessions to list. Every condition set must hold.
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
@@ -194,6 +219,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// A session's timeline, oldest first.
     async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
+
+    /// Fails with `Conflict` when the id exists.
+    async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError>;
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError>;
+
+    /// The snapshots of one session, or every one with `None`; oldest first.
+    async fn list_snapshots(
+        &self,
+        session_id: Option<&str>,
+    ) -> Result<Vec<SnapshotRecord>, StoreError>;
+
+    /// Succeeds when it is already gone.
+    async fn delete_snapshot(&self, id: &str) -> Result<(), StoreError>;
 
     /// Fails with `Conflict` when the name is taken.
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;

@@ -14,7 +14,9 @@ use sqlx::{
     },
 };
 
-use super::{SessionEvent, SessionFilter, SessionRecord, Store, StoreError, UserRecord};
+use super::{
+    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -119,6 +121,17 @@ fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>,
         .map_err(unavailable)?
         .map(from_millis)
         .transpose()
+}
+
+fn snapshot_from_row(row: &SqliteRow) -> Result<SnapshotRecord, StoreError> {
+    Ok(SnapshotRecord {
+        id: row.try_get("id").map_err(unavailable)?,
+        session_id: row.try_get("session_id").map_err(unavailable)?,
+        owner: row.try_get("owner").map_err(unavailable)?,
+        name: row.try_get("name").map_err(unavailable)?,
+        image: row.try_get("image").map_err(unavailable)?,
+        created_at: from_millis(row.try_get("created_at").map_err(unavailable)?)?,
+    })
 }
 
 fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
@@ -309,6 +322,67 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn insert_snapshot(&self, s: &SnapshotRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (id, session_id, owner, name, image, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.session_id)
+        .bind(&s.owner)
+        .bind(&s.name)
+        .bind(&s.image)
+        .bind(millis(s.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("snapshot {} already exists", s.id))
+            }
+            other => unavailable(other),
+        })?;
+        Ok(())
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM snapshots WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(snapshot_from_row).transpose()
+    }
+
+    async fn list_snapshots(
+        &self,
+        session_id: Option<&str>,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let rows = match session_id {
+            Some(id) => {
+                sqlx::query("SELECT * FROM snapshots WHERE session_id = ? ORDER BY created_at, id")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM snapshots ORDER BY created_at, id")
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(unavailable)?;
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM snapshots WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {

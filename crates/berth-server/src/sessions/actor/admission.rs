@@ -35,6 +35,13 @@ impl Actor {
         }
         validate::env(&request.env)?;
         validate::labels(&request.labels)?;
+        if let Some(snapshot) = &request.from_snapshot {
+            match self.ctx.store.get_snapshot(snapshot).await? {
+                Some(found) if caller.may_access(&found.owner) => {}
+                // Someone else's snapshot does not exist for them.
+                _ => return Err(SessionError::NotFound(format!("snapshot {snapshot}"))),
+            }
+        }
         if !caller.admin {
             let live = SessionFilter {
                 owner: Some(caller.name.clone()),

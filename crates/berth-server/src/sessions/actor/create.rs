@@ -55,8 +55,11 @@ impl Actor {
             let _ = reply.send(Err(err));
             return;
         }
-        // A pooled session is already counted against capacity: claiming it never waits.
-        if let Some(id) = self.pool.take(&request.template, self.engine_generation()) {
+        // A pooled session is already counted against capacity: claiming it never waits. A
+        // fork starts from its snapshot's files, which no pooled session has.
+        if request.from_snapshot.is_none()
+            && let Some(id) = self.pool.take(&request.template, self.engine_generation())
+        {
             return self
                 .claim(id, caller, request, ttl, Responder::Caller(reply), started)
                 .await;
@@ -90,6 +93,18 @@ impl Actor {
             Ok(template) => template.clone(),
             Err(err) => return responder.answer(Err(err)),
         };
+        // A fork's image is its snapshot's; admission checked that the caller may use it.
+        let image = match &request.from_snapshot {
+            Some(snapshot) => match self.ctx.store.get_snapshot(snapshot).await {
+                Ok(Some(snapshot)) => snapshot.image,
+                Ok(None) => {
+                    let err = SessionError::NotFound(format!("snapshot {snapshot}"));
+                    return responder.answer(Err(err));
+                }
+                Err(err) => return responder.answer(Err(err.into())),
+            },
+            None => template.image.clone(),
+        };
         let now = Utc::now();
         let expires_at = match validate::after(now, ttl) {
             Ok(at) => at,
@@ -112,7 +127,7 @@ impl Actor {
             hibernated_at: None,
             keepalive_until: None,
         };
-        let spec = self.container_spec(&record, &template, &template.image, request.env);
+        let spec = self.container_spec(&record, &template, &image, request.env);
         if let Err(err) = self.ctx.store.insert_session(&record).await {
             responder.answer(Err(err.into()));
             return;

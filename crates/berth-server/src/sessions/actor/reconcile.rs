@@ -35,6 +35,8 @@ pub struct Observed {
     pub vanished: HashSet<String>,
     /// Every snapshot image of this instance, listed before the store was read.
     pub snapshots: Vec<ManagedSnapshot>,
+    /// Images of named snapshots, which are kept whatever their session does.
+    pub named: HashSet<String>,
 }
 
 /// Reads the engine for a reconcile: the listing first, then the store, then an inspection of
@@ -44,6 +46,12 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
     let mut containers = runtime.list().await?;
     let snapshots = runtime.snapshots().await?;
     let listed: HashSet<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let named = store
+        .list_snapshots(None)
+        .await?
+        .into_iter()
+        .map(|snapshot| snapshot.image)
+        .collect();
     let live = store.list_sessions(&SessionFilter::live()).await?;
     let mut vanished = HashSet::new();
     for record in live {
@@ -64,6 +72,7 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
         containers,
         vanished,
         snapshots,
+        named,
     })
 }
 
@@ -99,7 +108,7 @@ impl Actor {
             .into_iter()
             .map(|record| (record.id.clone(), record))
             .collect();
-        let doomed_snapshots = self.unclaimed_snapshots(&observed.snapshots, &kept);
+        let doomed_snapshots = self.unclaimed_snapshots(&observed, &kept);
         let mut live = kept;
         live.retain(|_, record| record.state.is_live());
         let mut seen = HashSet::new();
@@ -226,15 +235,17 @@ impl Actor {
     }
 
     /// Snapshot images no session needs: of a session that ended, or an older one of a
-    /// session whose row names a newer. A hibernation's image may be newer than its row says
+    /// session whose row names a newer; never a named snapshot's. A hibernation's image may be newer than its row says
     /// (the control plane died between commit and write): that one is kept for the session.
     fn unclaimed_snapshots(
         &self,
-        snapshots: &[ManagedSnapshot],
+        observed: &Observed,
         kept: &HashMap<String, SessionRecord>,
     ) -> Vec<String> {
+        let snapshots = &observed.snapshots;
         snapshots
             .iter()
+            .filter(|snapshot| !observed.named.contains(&snapshot.image))
             .filter(|snapshot| match kept.get(&snapshot.session_id) {
                 None => true,
                 Some(_) if self.in_flight(&snapshot.session_id) => false,

@@ -103,7 +103,7 @@ impl Actor {
             async move {
                 let outcome = async {
                     runtime.stop(&container_id, STOP_GRACE).await?;
-                    runtime.commit(&container_id, &image).await?;
+                    runtime.commit(&container_id, &image, false).await?;
                     // The image holds the files now; a container that will not go is an
                     // orphan for reconcile, not a reason to undo the hibernation.
                     if let Err(err) = runtime.remove(&container_id).await {

@@ -81,11 +81,13 @@ impl Actor {
         let runtime = self.ctx.runtime.clone();
         let id = record.id;
         let failed_id = id.clone();
+        let store = self.ctx.store.clone();
         let container_id = record.container_id;
         let snapshot = record.snapshot;
         self.spawn_reporting(
             async move {
-                // Deleting a session deletes its files, wherever they are.
+                // Deleting a session deletes its files, wherever they are: its container, its
+                // hibernation image and its named snapshots.
                 let outcome = async {
                     if let Some(container_id) = container_id {
                         runtime.remove(&container_id).await?;
@@ -93,7 +95,11 @@ impl Actor {
                     if let Some(snapshot) = snapshot {
                         runtime.remove_snapshot(&snapshot).await?;
                     }
-                    Ok(())
+                    for named in store.list_snapshots(Some(&id)).await? {
+                        runtime.remove_snapshot(&named.image).await?;
+                        store.delete_snapshot(&named.id).await?;
+                    }
+                    Ok::<_, SessionError>(())
                 }
                 .await;
                 Command::RemoveFinished { id, outcome }
@@ -200,8 +206,32 @@ impl Actor {
             .filter(|latest| *latest > now)
     }
 
+    /// Hibernated sessions asleep longer than `snapshots.hibernated_ttl_seconds` are deleted.
+    async fn reap_long_asleep(&mut self, now: DateTime<Utc>) {
+        let asleep = SessionFilter {
+            states: Some(vec![SessionState::Hibernated]),
+            ..SessionFilter::default()
+        };
+        let Ok(records) = self.ctx.store.list_sessions(&asleep).await else {
+            return;
+        };
+        let ttl =
+            chrono::TimeDelta::from_std(self.ctx.hibernated_ttl).unwrap_or(chrono::TimeDelta::MAX);
+        for mut record in records {
+            let too_long = record
+                .hibernated_at
+                .is_some_and(|at| at.checked_add_signed(ttl).is_some_and(|end| end <= now));
+            if too_long && !self.in_flight(&record.id) {
+                tracing::info!(session = %record.id, "hibernated too long");
+                record.stop_reason = Some("hibernated_ttl_expired".to_owned());
+                self.begin_removal(record, Vec::new()).await;
+            }
+        }
+    }
+
     pub(super) async fn reap(&mut self) {
         let now = Utc::now();
+        self.reap_long_asleep(now).await;
         let expired = SessionFilter {
             states: Some(vec![SessionState::Running, SessionState::Hibernated]),
             expired_at: Some(now),

@@ -104,6 +104,7 @@ async fn harness_tuned(
         templates: Arc::new(templates),
         sessions_per_user: 3,
         max_hibernated: 2,
+        hibernated_ttl: Duration::from_secs(3600),
         agent_ready_timeout: Duration::from_secs(5),
         max_file_bytes: 1 << 20,
         create_slots: Arc::new(tokio::sync::Semaphore::new(4)),

@@ -188,7 +188,7 @@ async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() 
     h.store.update_session(&row).await.unwrap();
     let container = row.container_id.clone().unwrap();
     h.runtime
-        .commit(&container, "berth-snapshot/late:5")
+        .commit(&container, "berth-snapshot/late:5", false)
         .await
         .unwrap();
     h.runtime.remove(&container).await.unwrap();
@@ -197,7 +197,7 @@ async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() 
     let ended = running(&h, "bob", "default").await;
     let container = record(&h, &ended.id).await.container_id.unwrap();
     h.runtime
-        .commit(&container, "berth-snapshot/gone:1")
+        .commit(&container, "berth-snapshot/gone:1", false)
         .await
         .unwrap();
     h.sessions.delete(user("bob"), ended.id).await.unwrap();
@@ -215,4 +215,121 @@ async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() 
         Some("berth-snapshot/late:5")
     );
     assert_eq!(read(&h, "alice", &late.id, "late.txt").await, "committed");
+}
+
+#[tokio::test]
+async fn a_named_snapshot_forks_new_sessions_for_its_owner_only_and_goes_with_its_session() {
+    let h = harness().await;
+    let original = running(&h, "alice", "default").await;
+    write(&h, "alice", &original.id, "plan.txt", "before the refactor").await;
+    let snapshot = h
+        .sessions
+        .create_snapshot(&user("alice"), &original.id, "before-refactor")
+        .await
+        .unwrap();
+    assert!(snapshot.pause_ms.is_some());
+    write(&h, "alice", &original.id, "plan.txt", "after").await;
+
+    let fork = CreateSession {
+        from_snapshot: Some(snapshot.id.clone()),
+        ..request("default")
+    };
+    let forked = h
+        .sessions
+        .create(user("alice"), fork.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        read(&h, "alice", &forked.id, "plan.txt").await,
+        "before the refactor"
+    );
+    // Someone else's snapshot does not exist for them.
+    let err = h.sessions.create(user("bob"), fork).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+
+    // Reconcile keeps a named snapshot whatever; deleting its session deletes it.
+    h.sessions.reconcile().await.unwrap();
+    assert_eq!(h.runtime.snapshot_count(), 1);
+    let listed = h
+        .sessions
+        .list_snapshots(&user("alice"), &original.id)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "before-refactor");
+    h.sessions
+        .delete(user("alice"), original.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(h.runtime.snapshot_count(), 0);
+    assert!(h.store.get_snapshot(&snapshot.id).await.unwrap().is_none());
+    // The fork keeps its files.
+    assert_eq!(
+        read(&h, "alice", &forked.id, "plan.txt").await,
+        "before the refactor"
+    );
+}
+
+#[tokio::test]
+async fn snapshots_refuse_bad_names_and_sessions_that_do_not_run_and_delete_cleanly() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    for bad in ["", &"x".repeat(65), "tab\there"] {
+        let err = h
+            .sessions
+            .create_snapshot(&user("alice"), &session.id, bad)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidRequest, "{bad:?}");
+    }
+    let kept = h
+        .sessions
+        .create_snapshot(&user("alice"), &session.id, "keep")
+        .await
+        .unwrap();
+    let err = h
+        .sessions
+        .delete_snapshot(&user("bob"), &kept.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    h.sessions
+        .delete_snapshot(&user("alice"), &kept.id)
+        .await
+        .unwrap();
+    assert_eq!(h.runtime.snapshot_count(), 0);
+    h.sessions
+        .hibernate(user("alice"), session.id.clone())
+        .await
+        .unwrap();
+    let err = h
+        .sessions
+        .create_snapshot(&user("alice"), &session.id, "asleep")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict, "{err}");
+}
+
+#[tokio::test]
+async fn a_session_hibernated_past_the_limit_is_deleted_with_its_image() {
+    let h = harness_tuned(BTreeMap::new(), 1000, |ctx| {
+        ctx.hibernated_ttl = Duration::from_millis(500);
+    })
+    .await;
+    let session = running(&h, "alice", "default").await;
+    h.sessions
+        .hibernate(user("alice"), session.id.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    h.sessions.reap().await.unwrap();
+    wait_until("the long-asleep session to be deleted", || async {
+        state_of(&h, &session.id).await == SessionState::Stopped
+    })
+    .await;
+    assert_eq!(
+        record(&h, &session.id).await.stop_reason.as_deref(),
+        Some("hibernated_ttl_expired")
+    );
+    assert_eq!(h.runtime.snapshot_count(), 0);
 }
