@@ -185,6 +185,12 @@ pub struct TemplateConfig {
     pub restart_after_engine_restart: bool,
     pub network: TemplateNetworkConfig,
     pub idle: IdleConfig,
+    /// A running session whose container is gone (removed by hand, lost with its node) is
+    /// recreated from its newest snapshot; `false` fails it.
+    pub recover: bool,
+    /// Every this many seconds a running session that was worked in is snapshotted (paused
+    /// for the copy), the newest snapshot kept: what `recover` restores. 0 turns it off.
+    pub checkpoint_interval_seconds: u64,
     /// What reaching `expires_at` does: `delete` the session, or `hibernate` it (it then
     /// sleeps until `max_ttl_seconds` from its creation, and any access wakes it).
     pub on_expiry: ExpiryAction,
@@ -328,6 +334,8 @@ impl Default for TemplateConfig {
             pool: PoolConfig::default(),
             restart_after_engine_restart: true,
             idle: IdleConfig::default(),
+            recover: true,
+            checkpoint_interval_seconds: 300,
             on_expiry: ExpiryAction::default(),
             network: TemplateNetworkConfig::default(),
         }
@@ -483,6 +491,9 @@ impl TemplateConfig {
                 "idle.timeout_seconds must be at most ten years, and idle.warning_seconds shorter than it"
                     .into(),
             );
+        }
+        if self.checkpoint_interval_seconds > MAX_TTL_SECONDS {
+            return Err("checkpoint_interval_seconds must be at most ten years".into());
         }
         if self.idle.busy_cpu_percent > 100 * 1024 {
             return Err("idle.busy_cpu_percent is a percentage of one core".into());

@@ -166,3 +166,51 @@ async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() 
     assert_eq!(again, manifest);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_container_removed_by_hand_comes_back_from_its_last_checkpoint() {
+    let server = Server::start_with(|c| {
+        c.templates
+            .get_mut("default")
+            .unwrap()
+            .checkpoint_interval_seconds = 1;
+    })
+    .await;
+    let client = &server.client;
+    let session = client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    client
+        .exec(&session.id, &sh("echo checkpointed > /home/user/kept.txt"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while snapshot_images(&session.id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was taken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    docker(&["rm", "-f", &common::container_of(&server, &session.id)]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let kept = loop {
+        if let Ok(out) = client
+            .exec(&session.id, &sh("cat /home/user/kept.txt"))
+            .await
+        {
+            break out.stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session was not recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(kept, "checkpointed\n");
+    let timeline = client.timeline(&session.id).await.unwrap();
+    assert_eq!(timeline.last().unwrap().kind, "recovered", "{timeline:?}");
+    server.stop().await;
+}

@@ -75,6 +75,11 @@ pub enum Command {
         id: String,
         outcome: Result<String, SessionError>,
     },
+    /// A periodic checkpoint's commit finished: its image, or why not.
+    CheckpointFinished {
+        id: String,
+        outcome: Result<String, SessionError>,
+    },
     /// A restore's container is up and its agent answered, or the restore failed (and removed
     /// whatever container it had made).
     RestoreFinished {
@@ -124,6 +129,7 @@ impl Command {
             Self::RemoveFinished { .. } => "remove_finished",
             Self::HibernateFinished { .. } => "hibernate_finished",
             Self::RestoreFinished { .. } => "restore_finished",
+            Self::CheckpointFinished { .. } => "checkpoint_finished",
             Self::Reap => "reap",
             Self::PoolStatus { .. } => "pool_status",
             Self::Reconcile { .. } => "reconcile",

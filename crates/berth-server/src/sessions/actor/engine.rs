@@ -82,7 +82,11 @@ impl Actor {
             // Started by someone else: its address may be new, and is read again before the
             // next request reaches it.
             (ContainerEventKind::Start, SessionState::Running) => self.restart(record, false),
-            (ContainerEventKind::Destroy, SessionState::Running | SessionState::Pooled) => {
+            (ContainerEventKind::Destroy, SessionState::Running) => {
+                self.recover_from_snapshot(record, "container_vanished")
+                    .await;
+            }
+            (ContainerEventKind::Destroy, SessionState::Pooled) => {
                 self.fail(record, "container_vanished").await;
             }
             (ContainerEventKind::Oom, _) => {
@@ -196,8 +200,10 @@ impl Actor {
             // The engine went away again: the reconcile after it returns tries once more.
             Err(SessionError::Runtime(RuntimeError::Unavailable(_))) => {}
             Err(_) if self.engine_up().is_err() => {}
+            // Gone while it was being started again (`docker rm -f` sends die, then destroy).
             Err(SessionError::Runtime(RuntimeError::NotFound(_))) => {
-                self.fail(record, "container_vanished").await;
+                self.recover_from_snapshot(record, "container_vanished")
+                    .await;
             }
             Err(err) => {
                 let reason = format!("restart_failed: {err}");

@@ -19,7 +19,7 @@ use crate::{
 const CPU_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Actor {
-    /// Runs with every reap: persists activity, warns, acts.
+    /// Runs with every reap: persists activity, takes due checkpoints, warns, acts.
     pub(super) async fn check_idle(&mut self) {
         let running = SessionFilter {
             states: Some(vec![SessionState::Running]),
@@ -52,6 +52,10 @@ impl Actor {
             {
                 record.last_activity = seen;
                 seen_since.push(record.clone());
+            }
+            if self.checkpoint_due(&record, now) {
+                self.begin_checkpoint(&record);
+                continue;
             }
             if idle.timeout_seconds == 0 {
                 continue;

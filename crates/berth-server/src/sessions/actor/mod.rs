@@ -114,6 +114,10 @@ pub(super) struct Actor {
     hibernating: HashMap<String, Vec<Reply<Session>>>,
     /// Sessions being woken (or to be woken once asleep), with the callers waiting for it.
     waking: HashMap<String, Vec<Reply<Session>>>,
+    /// Sessions being made again from their snapshot after their container vanished.
+    recovering: HashSet<String>,
+    /// Sessions whose periodic checkpoint is being committed.
+    checkpointing: HashSet<String>,
     /// Sessions warned that they will be idle-stopped, and when.
     idle_warned: HashMap<String, chrono::DateTime<chrono::Utc>>,
     /// A CPU-time sample of each container, about a minute old, for the idle policy.
@@ -145,6 +149,8 @@ impl Actor {
             restarting: HashSet::new(),
             hibernating: HashMap::new(),
             waking: HashMap::new(),
+            recovering: HashSet::new(),
+            checkpointing: HashSet::new(),
             idle_warned: HashMap::new(),
             cpu_samples: HashMap::new(),
             last_restart: HashMap::new(),
@@ -230,6 +236,9 @@ impl Actor {
                 self.hibernate_finished(&id, outcome).await
             }
             Command::RestoreFinished { id, outcome } => self.restore_finished(&id, outcome).await,
+            Command::CheckpointFinished { id, outcome } => {
+                self.checkpoint_finished(&id, outcome).await
+            }
             Command::Extend {
                 caller,
                 id,

@@ -177,7 +177,12 @@ impl Actor {
                         .is_none_or(|id| observed.vanished.contains(id));
                     // Not gone means its row appeared after `observe` read the store: the
                     // next pass looks at it.
-                    if gone {
+                    if gone && record.state == SessionState::Running {
+                        let lives_on = self
+                            .recover_from_snapshot(record, "container_vanished")
+                            .await;
+                        report.sessions_failed += usize::from(!lives_on);
+                    } else if gone {
                         report.sessions_failed += 1;
                         doomed.extend(self.fail(record, "container_vanished").await);
                     }
@@ -266,6 +271,7 @@ impl Actor {
             || self.removing.contains_key(id)
             || self.hibernating.contains_key(id)
             || self.waking.contains_key(id)
+            || self.checkpointing.contains(id)
     }
 }
 

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use berth_proto::{Session, SessionState};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{Actor, copy_session_error, create::make_container};
 use crate::{
@@ -91,11 +91,7 @@ impl Actor {
         }
         self.hibernating.insert(record.id.clone(), waiters);
         // A new name per hibernation: the previous snapshot stays whole until this one is.
-        let image = format!(
-            "{SNAPSHOT_REPOSITORY}/{}:{}",
-            record.id,
-            Utc::now().timestamp_millis()
-        );
+        let image = snapshot_name(&record.id);
         let runtime = self.ctx.runtime.clone();
         let id = record.id;
         let failed_id = id.clone();
@@ -239,10 +235,31 @@ impl Actor {
         }
     }
 
+    /// A running session whose container is gone: made again from its newest snapshot when
+    /// its template says `recover` and it has one (the timeline says what window was lost),
+    /// else failed with `reason`. Returns whether it lives on.
+    pub(super) async fn recover_from_snapshot(
+        &mut self,
+        record: SessionRecord,
+        reason: &str,
+    ) -> bool {
+        let recover = self.template(&record.template).is_ok_and(|t| t.recover);
+        if !(recover && record.snapshot.is_some()) {
+            self.fail(record, reason).await;
+            return false;
+        }
+        tracing::warn!(session = %record.id, reason, "recovering from the newest snapshot");
+        self.recovering.insert(record.id.clone());
+        self.begin_restore(record).await;
+        true
+    }
+
     /// Makes a new container from the session's snapshot with a fresh configuration (limits
     /// and environment from the template, a new agent secret) and waits for its agent.
     async fn begin_restore(&mut self, mut record: SessionRecord) {
         let id = record.id.clone();
+        // Counted as in flight from here: reconcile and the engine's events leave it alone.
+        self.waking.entry(id.clone()).or_default();
         if let Err(err) = self.engine_up() {
             return self.answer_waking(&id, Err(err));
         }
@@ -315,16 +332,30 @@ impl Actor {
                 }
                 crate::metrics::session_restored();
                 tracing::info!(session = id, "restored");
+                if self.recovering.remove(id) {
+                    let taken = record
+                        .snapshot
+                        .as_deref()
+                        .and_then(snapshot_time)
+                        .map_or_else(|| "an unknown time".to_owned(), |at| at.to_rfc3339());
+                    let message = format!(
+                        "its container was gone; it was made again from its snapshot of {taken}: \
+                         changes since then were lost"
+                    );
+                    self.record_event(id, "recovered", &message).await;
+                }
                 self.answer_waking(id, Ok(record.to_public()));
             }
             // Its image is gone: nothing can bring the session back. Say so, never hang.
             Err(err @ SessionError::Runtime(RuntimeError::ImageMissing(_))) => {
+                self.recovering.remove(id);
                 let reason = format!("restore_failed: {err}");
                 self.fail(record, &reason).await;
                 self.answer_waking(id, Err(err));
             }
             Err(err) => {
                 tracing::warn!(session = id, %err, "restore failed; the session sleeps on");
+                self.recovering.remove(id);
                 self.back_to_sleep(record).await;
                 self.answer_waking(id, Err(err));
             }
@@ -351,6 +382,91 @@ impl Actor {
         }
     }
 
+    /// Whether `record` is due a periodic checkpoint: its template asks for them, the last
+    /// snapshot is older than the interval, and someone worked in it since.
+    pub(super) fn checkpoint_due(&self, record: &SessionRecord, now: DateTime<Utc>) -> bool {
+        let Ok(interval) = self
+            .template(&record.template)
+            .map(|t| t.checkpoint_interval_seconds)
+        else {
+            return false;
+        };
+        let last = record
+            .snapshot
+            .as_deref()
+            .and_then(snapshot_time)
+            .unwrap_or(record.created_at);
+        let worked = [
+            Some(record.last_activity),
+            self.ctx.activity.last(&record.id),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .is_some_and(|at| at > last);
+        interval > 0
+            && worked
+            && i64::try_from(interval).is_ok_and(|interval| (now - last).num_seconds() >= interval)
+    }
+
+    /// Commits a running session's files, pausing it for the copy, as its newest snapshot.
+    pub(super) fn begin_checkpoint(&mut self, record: &SessionRecord) {
+        let Some(container_id) = record.container_id.clone() else {
+            return;
+        };
+        let id = record.id.clone();
+        self.checkpointing.insert(id.clone());
+        let image = snapshot_name(&id);
+        let runtime = self.ctx.runtime.clone();
+        let failed_id = id.clone();
+        self.spawn_reporting(
+            async move {
+                let outcome = runtime
+                    .commit(&container_id, &image, true)
+                    .await
+                    .map(|()| image)
+                    .map_err(SessionError::from);
+                Command::CheckpointFinished { id, outcome }
+            },
+            |err| Command::CheckpointFinished {
+                id: failed_id,
+                outcome: Err(err),
+            },
+        );
+    }
+
+    pub(super) async fn checkpoint_finished(
+        &mut self,
+        id: &str,
+        outcome: Result<String, SessionError>,
+    ) {
+        self.checkpointing.remove(id);
+        let image = match outcome {
+            Ok(image) => image,
+            Err(err) => {
+                tracing::warn!(session = id, %err, "checkpoint failed; the next one retries");
+                return;
+            }
+        };
+        let mut record = match self.ctx.store.get_session(id).await {
+            Ok(Some(record)) if record.state == SessionState::Running => record,
+            // Ended or asleep meanwhile: this image is not needed.
+            _ => return self.remove_snapshot_in_background(image),
+        };
+        let previous = record.snapshot.replace(image.clone());
+        match self.ctx.store.update_session(&record).await {
+            Ok(()) => {
+                if let Some(previous) = previous {
+                    self.remove_snapshot_in_background(previous);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(session = id, %err, "could not record the checkpoint");
+                self.remove_snapshot_in_background(image);
+            }
+        }
+    }
+
     /// Removes a snapshot image without waiting for it; reconcile retries a failure.
     pub(super) fn remove_snapshot_in_background(&self, image: String) {
         let runtime = self.ctx.runtime.clone();
@@ -360,4 +476,18 @@ impl Actor {
             }
         });
     }
+}
+
+/// When a snapshot image was taken: its tag is the commit's time in milliseconds.
+pub(super) fn snapshot_time(image: &str) -> Option<DateTime<Utc>> {
+    let (_, tag) = image.rsplit_once(':')?;
+    DateTime::from_timestamp_millis(tag.parse().ok()?)
+}
+
+/// A new snapshot image's name: tagged with the time, so the newest is known without the store.
+fn snapshot_name(session_id: &str) -> String {
+    format!(
+        "{SNAPSHOT_REPOSITORY}/{session_id}:{}",
+        Utc::now().timestamp_millis()
+    )
 }

@@ -333,3 +333,96 @@ async fn a_session_hibernated_past_the_limit_is_deleted_with_its_image() {
     );
     assert_eq!(h.runtime.snapshot_count(), 0);
 }
+
+/// A template whose running sessions are checkpointed every second they are worked in.
+fn checkpointed() -> BTreeMap<String, TemplateConfig> {
+    BTreeMap::from([(
+        "checkpointed".to_owned(),
+        TemplateConfig {
+            image: "berth/tiny:latest".into(),
+            checkpoint_interval_seconds: 1,
+            ..TemplateConfig::default()
+        },
+    )])
+}
+
+#[tokio::test]
+async fn worked_in_sessions_are_checkpointed_keeping_the_newest_only() {
+    let h = harness_on(checkpointed(), 1000).await;
+    let session = running(&h, "alice", "checkpointed").await;
+    let mut images = Vec::new();
+    for round in 0..2 {
+        write(&h, "alice", &session.id, "round.txt", &round.to_string()).await;
+        // What the API's file relay records for that write.
+        h.sessions.touch(&session.id);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        h.sessions.reap().await.unwrap();
+        let previous = images.last().cloned();
+        wait_until("a checkpoint", || async {
+            let snapshot = record(&h, &session.id).await.snapshot;
+            snapshot.is_some() && snapshot != previous
+        })
+        .await;
+        images.push(record(&h, &session.id).await.snapshot.unwrap());
+    }
+    wait_until("the older checkpoint to be removed", || async {
+        h.runtime.snapshot_count() == 1
+    })
+    .await;
+    // Nobody works: no new checkpoint.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sessions.reap().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        record(&h, &session.id).await.snapshot.as_ref(),
+        images.last()
+    );
+}
+
+#[tokio::test]
+async fn a_session_whose_container_vanishes_is_recovered_from_its_newest_snapshot() {
+    let h = harness_on(checkpointed(), 1000).await;
+    let session = running(&h, "alice", "checkpointed").await;
+    write(&h, "alice", &session.id, "saved.txt", "in the checkpoint").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sessions.reap().await.unwrap();
+    wait_until("a checkpoint", || async {
+        record(&h, &session.id).await.snapshot.is_some()
+    })
+    .await;
+
+    // Removed by hand: the engine says so, and the session comes back from its snapshot.
+    let container = record(&h, &session.id).await.container_id.unwrap();
+    h.runtime.remove(&container).await.unwrap();
+    wait_until("the session to be recovered", || async {
+        let now = record(&h, &session.id).await;
+        now.state == SessionState::Running && now.container_id.as_ref() != Some(&container)
+    })
+    .await;
+    assert_eq!(
+        read(&h, "alice", &session.id, "saved.txt").await,
+        "in the checkpoint"
+    );
+    let events = h.store.events(&session.id).await.unwrap();
+    assert_eq!(events.last().unwrap().kind, "recovered", "{events:?}");
+    assert!(
+        events
+            .last()
+            .unwrap()
+            .message
+            .contains("changes since then were lost")
+    );
+
+    // Without a snapshot there is nothing to recover from: it fails, saying why.
+    let bare = running(&h, "alice", "default").await;
+    let container = record(&h, &bare.id).await.container_id.unwrap();
+    h.runtime.remove(&container).await.unwrap();
+    wait_until("the bare session to fail", || async {
+        state_of(&h, &bare.id).await == SessionState::Failed
+    })
+    .await;
+    assert_eq!(
+        record(&h, &bare.id).await.stop_reason.as_deref(),
+        Some("container_vanished")
+    );
+}
