@@ -585,3 +585,103 @@ fn kill_9_while_warming_the_pool_orphans_nothing() {
         "pool sessions are nobody's and are not listed"
     );
 }
+
+/// `berth session hibernate` or an exec (which wakes) on another thread, for killing the
+/// server while it runs.
+fn berth_in_background(
+    port: u16,
+    args: &[&str],
+) -> std::thread::JoinHandle<std::io::Result<Output>> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args(args)
+        .env("BERTH_URL", format!("http://127.0.0.1:{port}"))
+        .env("BERTH_TOKEN", ADMIN);
+    std::thread::spawn(move || command.output())
+}
+
+fn state_of(serve: &Serve, id: &str) -> String {
+    serve
+        .sessions()
+        .iter()
+        .find(|s| s["id"] == id)
+        .map(|s| s["state"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+#[test]
+fn kill_9_during_hibernation_or_restore_loses_no_file_and_leaves_no_row_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(dir.path(), "", true);
+    let created = serve.berth(ADMIN, &["session", "create"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let hash = |serve: &Serve| {
+        let out = serve.berth(ADMIN, &["exec", &id, "--", "sha256sum", "big.bin"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wrote = serve.berth(
+        ADMIN,
+        &[
+            "exec",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "head -c 52428800 /dev/urandom > big.bin",
+        ],
+    );
+    assert!(wrote.status.success());
+    let original = hash(&serve);
+
+    // The control plane dies at several moments of a hibernation (stop, commit, removal,
+    // the final write) and, after a hibernation, of the restore an exec starts.
+    for (delay_ms, hibernate_first) in [(50, false), (400, false), (1200, false), (150, true)] {
+        if hibernate_first {
+            let slept = serve.berth(ADMIN, &["session", "hibernate", &id]);
+            assert!(
+                slept.status.success(),
+                "{}",
+                String::from_utf8_lossy(&slept.stderr)
+            );
+        }
+        let args: &[&str] = if hibernate_first {
+            &["exec", &id, "--", "true"]
+        } else {
+            &["session", "hibernate", &id]
+        };
+        let background = berth_in_background(serve.port, args);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        serve.kill9();
+        let _ = background.join();
+        serve.restart();
+        // The startup reconcile settled it before the server answered: never stuck between.
+        let state = state_of(&serve, &id);
+        assert!(
+            state == "running" || state == "hibernated",
+            "after a kill at {delay_ms} ms: {state}; log: {}",
+            serve.log()
+        );
+        // Wherever the files are, an exec finds them (waking it if need be).
+        assert_eq!(hash(&serve), original, "after a kill at {delay_ms} ms");
+    }
+    let removed = serve.berth(ADMIN, &["session", "rm", &id]);
+    assert!(removed.status.success());
+    let images = Command::new("docker")
+        .args(["images", "-q", &format!("berth-snapshot/{id}")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&images.stdout).trim().is_empty(),
+        "deleting the session removed its snapshots"
+    );
+}
