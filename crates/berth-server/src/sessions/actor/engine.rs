@@ -20,6 +20,9 @@ use crate::{
 /// is failed instead of restarted: something in it keeps killing it.
 const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 
+/// A restart the engine was too busy for is tried again after this.
+const RETRY_RESTART_AFTER: Duration = Duration::from_secs(2);
+
 /// What the timeline says of a restart, for people.
 const RESTARTED: &str = "the container stopped and was started again (an engine restart, or \
                          everything in it ended): files are intact; programs that were running \
@@ -198,8 +201,13 @@ impl Actor {
                 }
             }
             // The engine went away again: the reconcile after it returns tries once more.
-            Err(SessionError::Runtime(RuntimeError::Unavailable(_))) => {}
             Err(_) if self.engine_up().is_err() => {}
+            // The engine is there but did not answer in time (busy with this container: a
+            // commit a dead control plane started, say): try again shortly.
+            Err(SessionError::Runtime(RuntimeError::Unavailable(err))) => {
+                tracing::warn!(session = id, %err, "restart timed out; trying again shortly");
+                self.request_reconcile_after(RETRY_RESTART_AFTER);
+            }
             // Gone while it was being started again (`docker rm -f` sends die, then destroy).
             Err(SessionError::Runtime(RuntimeError::NotFound(_))) => {
                 self.recover_from_snapshot(record, "container_vanished")

@@ -317,6 +317,15 @@ impl Actor {
         tokio::spawn(self.reconciler());
     }
 
+    /// `request_reconcile`, after `delay`.
+    fn request_reconcile_after(&self, delay: std::time::Duration) {
+        let reconcile = self.reconciler();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            reconcile.await;
+        });
+    }
+
     /// A reconcile to run off the actor: `observe`, then the command.
     fn reconciler(&self) -> impl Future<Output = ()> + Send + 'static {
         let runtime = self.ctx.runtime.clone();
