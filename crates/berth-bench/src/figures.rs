@@ -22,20 +22,21 @@ use tokio::{io::AsyncWriteExt, sync::Mutex};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::{
-    Args, Bench, IMAGE, NETWORK,
+    Args, BASE_IMAGE, Bench, IMAGE, NETWORK,
     control_plane::ChildPlane,
+    snapshots,
     stats::{Samples, ms, ratio},
 };
 
 /// One row of the results table.
 #[derive(Debug)]
-struct Row {
-    number: u8,
-    figure: String,
-    berth: String,
-    baseline: String,
-    target: String,
-    met: Option<bool>,
+pub struct Row {
+    pub number: u8,
+    pub figure: String,
+    pub berth: String,
+    pub baseline: String,
+    pub target: String,
+    pub met: Option<bool>,
 }
 
 pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
@@ -92,6 +93,19 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
         );
         rows.extend(density_and_reconcile(args).await?);
     }
+    if args.wants(11) || args.wants(12) {
+        eprintln!(
+            "figures 11 and 12: hibernate and restore, {} MB changed",
+            args.megabytes
+        );
+        rows.extend(snapshots::hibernate_and_restore(bench, args.megabytes).await?);
+    }
+    if args.wants(13) {
+        eprintln!("figure 13: {} hibernate/resume cycles", args.cycles);
+        rows.push(snapshots::cycles(bench, args.cycles, args.megabytes).await?);
+    }
+    // Some figures are measured in pairs; `--only` shows just the ones asked for.
+    rows.retain(|row| args.wants(row.number));
     rows.sort_by_key(|row| row.number);
     Ok(render(&rows))
 }
@@ -128,27 +142,30 @@ pub fn write_report(path: &Path, args: &Args, table: &str) -> anyhow::Result<()>
             .unwrap_or_default()
     );
     let report = format!(
-        "# Benchmarks\n\nMeasured by `cargo run --release -p berth-bench -- --sessions {} --claims {}` on {} \
-         (memory available when the report was written), {}.\nEvery baseline was measured in the same run. Image: `{IMAGE}`.\n\n{table}\n",
+        "# Benchmarks\n\nMeasured by `cargo run --release -p berth-bench -- --sessions {} --claims {} --cycles {}` on {} \
+         (memory available when the report was written), {}.\nEvery baseline was measured in the same run. Image: `{IMAGE}`; \
+         `{BASE_IMAGE}` for figures 11-13.\n\n{table}\n",
         args.sessions,
         args.claims,
+        args.cycles,
         machine,
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );
     std::fs::write(path, report).with_context(|| format!("writing {}", path.display()))
 }
 
-async fn engine() -> anyhow::Result<bollard::Docker> {
+pub async fn engine() -> anyhow::Result<bollard::Docker> {
     Ok(bollard::Docker::connect_with_local_defaults()?
         .negotiate_version()
         .await?)
 }
 
-/// Raw `docker create` + `start` of the image Berth uses, through the same engine API, then
-/// its removal (not timed).
-async fn raw_create_start_one(docker: &bollard::Docker, name: &str) -> anyhow::Result<Duration> {
-    let body = ContainerCreateBody {
-        image: Some(IMAGE.into()),
+/// A container of `image` made without Berth, for the raw baselines. It carries the bench
+/// instance's labels, so the bench's clean-up finds it (and, committed, its image) if a figure
+/// fails half-way.
+pub fn raw_container(image: &str, name: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.into()),
         env: Some(vec!["BERTH_AGENT_SECRET=raw".into()]),
         labels: Some(HashMap::from([
             ("berth.instance".to_owned(), crate::INSTANCE.to_owned()),
@@ -160,7 +177,13 @@ async fn raw_create_start_one(docker: &bollard::Docker, name: &str) -> anyhow::R
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
-    };
+    }
+}
+
+/// Raw `docker create` + `start` of the image Berth uses, through the same engine API, then
+/// its removal (not timed).
+async fn raw_create_start_one(docker: &bollard::Docker, name: &str) -> anyhow::Result<Duration> {
+    let body = raw_container(IMAGE, name);
     let started = Instant::now();
     let created = docker.create_container(None, body).await?;
     docker.start_container(&created.id, None).await?;
@@ -507,17 +530,11 @@ async fn terminal(bench: &Bench, keystrokes: usize, megabytes: usize) -> anyhow:
 /// A shell in the session's container through the engine's exec API with a TTY, as
 /// `docker exec -it <container> sh` opens it.
 async fn docker_exec_terminal(bench: &Bench, session: &str) -> anyhow::Result<(Send, Recv)> {
-    let container = bench
-        .runtime
-        .list()
-        .await?
-        .into_iter()
-        .find(|c| c.session_id == session)
-        .context("the session's container is not on the engine")?;
+    let container = session_container(bench, session).await?;
     let docker = engine().await?;
     let exec = docker
         .create_exec(
-            &container.id,
+            &container,
             bollard::exec::CreateExecOptions {
                 attach_stdin: Some(true),
                 attach_stdout: Some(true),
@@ -551,6 +568,18 @@ async fn docker_exec_terminal(bench: &Bench, session: &str) -> anyhow::Result<(S
         })
     });
     Ok((send, recv))
+}
+
+/// The id of a session's container, as the engine lists it.
+pub async fn session_container(bench: &Bench, session: &str) -> anyhow::Result<String> {
+    Ok(bench
+        .runtime
+        .list()
+        .await?
+        .into_iter()
+        .find(|c| c.session_id == session)
+        .context("the session's container is not on the engine")?
+        .id)
 }
 
 async fn transfer(bench: &Bench, megabytes: usize) -> anyhow::Result<Vec<Row>> {

@@ -6,6 +6,7 @@
 
 mod control_plane;
 mod figures;
+mod snapshots;
 mod stats;
 
 use std::{path::PathBuf, sync::Arc};
@@ -27,6 +28,8 @@ pub const NETWORK: &str = "berth-bench";
 /// The instance of the control plane that runs as a process of its own (figures 8 and 10).
 pub const SEPARATE_INSTANCE: &str = "bench-process";
 pub const IMAGE: &str = "berth/tiny:latest";
+/// The image of the hibernation figures (11-13), whose targets were set with Debian sessions.
+pub const BASE_IMAGE: &str = "berth/base:latest";
 
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Benchmark Berth against raw Docker and its own agent, in one run")]
@@ -49,6 +52,11 @@ pub struct Args {
     /// Keystroke round trips to time (figure 5).
     #[arg(long, default_value_t = 200)]
     keystrokes: usize,
+    /// Hibernate/resume cycles of one session (figure 13). Each adds an image layer and the
+    /// engine refuses more than 125, so from `berth/base` (2 layers) 124 and more meet that
+    /// limit.
+    #[arg(long, default_value_t = 20)]
+    cycles: usize,
     /// Where to write the results.
     #[arg(long, default_value = "BENCHMARKS.md")]
     output: PathBuf,
@@ -56,7 +64,7 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=13))]
     only: Vec<u8>,
     /// Internal: serve a control plane with its data in DIR (figures 8 and 10 start one).
     #[arg(long, hide = true, value_name = "DIR")]
@@ -108,6 +116,11 @@ fn config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
         ..TemplateConfig::default()
     };
     config.templates.insert("standard".into(), standard);
+    let base = TemplateConfig {
+        image: BASE_IMAGE.into(),
+        ..TemplateConfig::default()
+    };
+    config.templates.insert(snapshots::TEMPLATE.into(), base);
     let pooled = |min_ready| TemplateConfig {
         pool: PoolConfig {
             min_ready,
@@ -169,11 +182,17 @@ pub fn engine(config: &Config) -> anyhow::Result<DockerRuntime> {
     ))
 }
 
-/// Removes every container of the bench instance.
+/// Removes every container of the bench instance, then its images: sessions' snapshots and
+/// the raw baselines' commits, which carry the same labels.
 pub async fn clean_up(runtime: &DockerRuntime) {
     if let Ok(containers) = runtime.list().await {
         let removals = containers.iter().map(|c| runtime.remove(&c.id));
         futures_util::future::join_all(removals).await;
+    }
+    // One at a time: a snapshot's parent, removed alongside its child, could be left behind
+    // untagged, which nothing here would find again.
+    for snapshot in runtime.snapshots().await.unwrap_or_default() {
+        let _ = runtime.remove_snapshot(&snapshot.image).await;
     }
 }
 
@@ -198,7 +217,7 @@ fn main() -> anyhow::Result<()> {
             result = run => result,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         };
-        eprintln!("removing the bench's containers");
+        eprintln!("removing the bench's containers and images");
         clean_up(&cleaner).await;
         clean_up(&separate).await;
         let table = result?;

@@ -14,6 +14,11 @@ impl Samples {
         self.0.len()
     }
 
+    /// The samples in the order they were taken.
+    pub fn in_order(&self) -> &[Duration] {
+        &self.0
+    }
+
     /// The `p`th percentile (0..=100), nearest rank.
     pub fn percentile(&self, p: f64) -> Duration {
         if self.0.is_empty() {
@@ -35,6 +40,12 @@ impl Samples {
 
     pub fn p99(&self) -> Duration {
         self.percentile(99.0)
+    }
+}
+
+impl FromIterator<Duration> for Samples {
+    fn from_iter<I: IntoIterator<Item = Duration>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
     }
 }
 
