@@ -144,14 +144,7 @@ impl Actor {
         id: &str,
         seconds_awake: u64,
     ) -> Result<Session, SessionError> {
-        let mut record = self.find(caller, id).await?;
-        if record.state != SessionState::Running {
-            return Err(SessionError::NotRunning {
-                id: record.id,
-                state: record.state,
-                action: "kept awake",
-            });
-        }
+        let mut record = self.find_running(caller, id, "kept awake").await?;
         let max = self.template(&record.template)?.max_ttl_seconds;
         if seconds_awake == 0 || seconds_awake > max {
             return Err(SessionError::InvalidTtl(format!(

@@ -361,6 +361,24 @@ impl Actor {
             })
     }
 
+    /// `find`, for what only a running session can do (`action`, for the error).
+    async fn find_running(
+        &self,
+        caller: &Principal,
+        id: &str,
+        action: &'static str,
+    ) -> Result<SessionRecord, SessionError> {
+        let record = self.find(caller, id).await?;
+        if record.state != berth_proto::SessionState::Running {
+            return Err(SessionError::NotRunning {
+                id: record.id,
+                state: record.state,
+                action,
+            });
+        }
+        Ok(record)
+    }
+
     async fn find(&self, caller: &Principal, id: &str) -> Result<SessionRecord, SessionError> {
         match self.ctx.store.get_session(id).await? {
             Some(record) if caller.may_access(&record.owner) => Ok(record),

@@ -162,14 +162,7 @@ impl Actor {
         id: &str,
         ttl_seconds: u64,
     ) -> Result<Session, SessionError> {
-        let mut record = self.find(caller, id).await?;
-        if record.state != SessionState::Running {
-            return Err(SessionError::NotRunning {
-                id: record.id,
-                state: record.state,
-                action: "extended",
-            });
-        }
+        let mut record = self.find_running(caller, id, "extended").await?;
         let max_ttl = self.template(&record.template)?.max_ttl_seconds;
         // Checked before any arithmetic: a TTL can be anything a u64 holds.
         let latest = validate::after(record.created_at, max_ttl)?;
