@@ -40,6 +40,8 @@ pub struct FakeRuntime {
     pub down: AtomicBool,
     /// Delay before `start` returns, to hold sessions in `creating`.
     pub start_delay: Mutex<Duration>,
+    /// While set, commits fail as an engine refusing one would (too many layers, say).
+    pub refuse_commits: AtomicBool,
     /// Event streams handed out; dropped (ending the streams) when the engine "stops".
     subscribers: Mutex<Vec<mpsc::UnboundedSender<ContainerEvent>>>,
     /// Snapshot images: a copy of the committed container's home, by image reference.
@@ -319,6 +321,9 @@ impl Runtime for FakeRuntime {
         _pause: bool,
     ) -> Result<(), RuntimeError> {
         self.check_up()?;
+        if self.refuse_commits.load(Ordering::SeqCst) {
+            return Err(RuntimeError::Engine("max depth exceeded".into()));
+        }
         let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let session_id = {
             let containers = self.lock();

@@ -116,6 +116,8 @@ pub(super) struct Actor {
     waking: HashMap<String, Vec<Reply<Session>>>,
     /// Sessions being made again from their snapshot after their container vanished.
     recovering: HashSet<String>,
+    /// Sessions whose hibernation failed, being started again in their own container.
+    reviving: HashSet<String>,
     /// Sessions whose periodic checkpoint is being committed.
     checkpointing: HashSet<String>,
     /// Sessions warned that they will be idle-stopped, and when.
@@ -150,6 +152,7 @@ impl Actor {
             hibernating: HashMap::new(),
             waking: HashMap::new(),
             recovering: HashSet::new(),
+            reviving: HashSet::new(),
             checkpointing: HashSet::new(),
             idle_warned: HashMap::new(),
             cpu_samples: HashMap::new(),

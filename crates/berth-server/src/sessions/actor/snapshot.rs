@@ -189,21 +189,61 @@ impl Actor {
             }
             Err(err) => {
                 tracing::warn!(session = id, %err, "hibernation failed; starting the session again");
-                record.state = SessionState::Running;
-                record.stop_reason = None;
-                let saved = self.ctx.store.update_session(&record).await;
                 for waiter in waiters {
                     let _ = waiter.send(Err(copy_session_error(&err)));
                 }
                 self.record_event(id, "hibernate_failed", &err.to_string())
                     .await;
-                if saved.is_ok() {
-                    // Same container, started again; its address is read anew.
-                    self.restart(record, false);
-                }
-                self.answer_waking(id, Err(err));
+                self.revive(record).await;
             }
         }
+    }
+
+    /// Starts the container of a hibernation that failed again, as a restore: requests wait
+    /// for its agent (`restoring`) instead of meeting a stopped container.
+    async fn revive(&mut self, mut record: SessionRecord) {
+        let id = record.id.clone();
+        let Some(container_id) = record.container_id.clone() else {
+            self.fail(record, "hibernate_failed: no container").await;
+            return;
+        };
+        record.state = SessionState::Restoring;
+        record.stop_reason = None;
+        if let Err(err) = self.ctx.store.update_session(&record).await {
+            // Still `hibernating` in the store: reconcile finds the container and wakes it.
+            return self.answer_waking(&id, Err(err.into()));
+        }
+        self.waking.entry(id.clone()).or_default();
+        self.reviving.insert(id.clone());
+        let runtime = self.ctx.runtime.clone();
+        let agent = self.ctx.agent.clone();
+        let ready_timeout = self.ctx.agent_ready_timeout;
+        let secret = record.agent_secret;
+        let failed_id = id.clone();
+        self.spawn_reporting(
+            async move {
+                let outcome = async {
+                    let agent_addr = runtime.start(&container_id).await?;
+                    agent
+                        .wait_ready(agent_addr, &secret, ready_timeout)
+                        .await
+                        .map_err(|source| SessionError::AgentNotReady {
+                            id: id.clone(),
+                            source,
+                        })?;
+                    Ok(Started {
+                        container_id,
+                        agent_addr,
+                    })
+                }
+                .await;
+                Command::RestoreFinished { id, outcome }
+            },
+            |err| Command::RestoreFinished {
+                id: failed_id,
+                outcome: Err(err),
+            },
+        );
     }
 
     pub(super) async fn resume(&mut self, caller: &Principal, id: &str, reply: Reply<Session>) {
@@ -313,6 +353,7 @@ impl Actor {
         };
         match outcome {
             Ok(started) => {
+                self.reviving.remove(id);
                 record.state = SessionState::Running;
                 record.container_id = Some(started.container_id.clone());
                 record.agent_addr = Some(started.agent_addr.to_string());
@@ -351,6 +392,16 @@ impl Actor {
                 self.recovering.remove(id);
                 let reason = format!("restore_failed: {err}");
                 self.fail(record, &reason).await;
+                self.answer_waking(id, Err(err));
+            }
+            // A revived container that will not start: running in name, for reconcile (which
+            // restarts or recovers it) to act on; its files are in that container, not asleep.
+            Err(err) if self.reviving.remove(id) => {
+                record.state = SessionState::Running;
+                if let Err(err) = self.ctx.store.update_session(&record).await {
+                    tracing::warn!(session = id, %err, "could not record; reconcile retries");
+                }
+                self.request_reconcile_after(Duration::from_secs(2));
                 self.answer_waking(id, Err(err));
             }
             Err(err) => {

@@ -426,3 +426,25 @@ async fn a_session_whose_container_vanishes_is_recovered_from_its_newest_snapsho
         Some("container_vanished")
     );
 }
+
+#[tokio::test]
+async fn a_hibernation_the_engine_refuses_leaves_the_session_working_with_its_files() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    write(&h, "alice", &session.id, "notes.txt", "still here").await;
+    h.runtime.refuse_commits.store(true, Ordering::SeqCst);
+    let err = h
+        .sessions
+        .hibernate(user("alice"), session.id.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("max depth exceeded"), "{err}");
+    // The next request waits for the same container to be started again, then works.
+    assert_eq!(
+        read(&h, "alice", &session.id, "notes.txt").await,
+        "still here"
+    );
+    assert_eq!(state_of(&h, &session.id).await, SessionState::Running);
+    let events = h.store.events(&session.id).await.unwrap();
+    assert_eq!(events[0].kind, "hibernate_failed");
+}
