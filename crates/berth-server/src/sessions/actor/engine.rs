@@ -144,7 +144,15 @@ impl Actor {
         let secret = record.agent_secret;
         self.spawn_reporting(
             async move {
+                // A reconcile that saw the container stopped may come after someone (another
+                // reconcile, its events) started it again: then there is nothing to announce.
+                let mut announce = announce;
                 let outcome = async {
+                    let was_running = runtime
+                        .inspect(&container_id)
+                        .await?
+                        .is_some_and(|container| container.running);
+                    announce &= !was_running;
                     let addr = runtime.start(&container_id).await?;
                     agent
                         .wait_ready(addr, &secret, ready_timeout)
