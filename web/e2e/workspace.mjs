@@ -149,5 +149,29 @@ await step("reload-keeps-scrollback", async () => {
   await waitForTerminalLine((l) => l.includes("Serving HTTP on"), "the server's banner from before the reload");
 });
 
+await step("hibernate-and-wake", async () => {
+  const id = new URL(page.url()).hash.replace("#/s/", "");
+  await page.goto(new URL("#/", page.url()).toString());
+  const row = page.locator(`tr[data-session="${id}"]`);
+  await row.getByRole("button", { name: "Hibernate" }).click();
+  await row.locator(".badge", { hasText: "hibernated" }).waitFor({ timeout: 30000 });
+  // Opening it is an access like any other: it wakes, and the terminal comes back.
+  await row.getByRole("link", { name: "Open" }).click();
+  await waitForTerminalLine((l) => l.includes("session restored"), "the restored terminal's notice");
+  await waitForTerminalLine((l) => l === "hello-berth", "hello-berth from before the hibernation");
+  await page.locator(".workspace-bar .badge", { hasText: "running" }).waitFor();
+});
+
+await step("snapshot-and-fork", async () => {
+  page.once("dialog", (dialog) => dialog.accept("e2e snapshot"));
+  await page.getByRole("button", { name: "Snapshots" }).click();
+  await page.getByRole("button", { name: "Take a snapshot" }).click();
+  await page.locator(".toast", { hasText: 'Snapshot "e2e snapshot" taken' }).waitFor();
+  const before = page.url();
+  await page.locator(".snapshots-panel li", { hasText: "e2e snapshot" }).getByRole("button", { name: "Fork" }).click();
+  await page.waitForURL((url) => url.toString() !== before);
+  await page.locator('.tree-row[data-path="/home/user/hello.py"]').waitFor();
+});
+
 await browser.close();
 console.log(`all steps passed; screenshots in ${shots}`);

@@ -23,6 +23,16 @@ export interface Session {
   hibernated_at?: string;
 }
 
+/** A named snapshot of a session's files, to fork new sessions from. */
+export interface Snapshot {
+  id: string;
+  session_id: string;
+  owner: string;
+  name: string;
+  created_at: string;
+  pause_ms?: number;
+}
+
 /** One entry of a session's timeline: a restart that lost its processes, a failure. */
 export interface TimelineEvent {
   at: string;
@@ -146,6 +156,12 @@ export const api = {
   deleteSession: (id: string) => request("DELETE", `/api/v1/sessions/${enc(id)}`),
   hibernateSession: (id: string) => json<Session>("POST", `/api/v1/sessions/${enc(id)}/hibernate`),
   resumeSession: (id: string) => json<Session>("POST", `/api/v1/sessions/${enc(id)}/resume`),
+  snapshots: async (id: string) =>
+    (await json<{ snapshots: Snapshot[] }>("GET", `/api/v1/sessions/${enc(id)}/snapshots`)).snapshots,
+  createSnapshot: (id: string, name: string) => json<Snapshot>("POST", `/api/v1/sessions/${enc(id)}/snapshots`, { name }),
+  deleteSnapshot: (id: string) => request("DELETE", `/api/v1/snapshots/${enc(id)}`),
+  forkSnapshot: (snapshot: string, template: string) =>
+    json<Session>("POST", "/api/v1/sessions", { template, from_snapshot: snapshot }),
   keepalive: (id: string, seconds: number) =>
     json<Session>("POST", `/api/v1/sessions/${enc(id)}/keepalive`, { seconds }),
   beacon: (id: string) => request("POST", `/api/v1/sessions/${enc(id)}/activity`),

@@ -8,6 +8,7 @@ import type { Theme } from "../app";
 import { Editor, type OpenFile } from "./Editor";
 import { FileTree } from "./FileTree";
 import { Preview } from "./Preview";
+import { Snapshots } from "./Snapshots";
 import { useNow } from "./Sessions";
 import { TerminalView } from "./Terminal";
 
@@ -43,6 +44,14 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
     const timer = setInterval(load, 15000);
     return () => clearInterval(timer);
   }, [id]);
+
+  // A session asleep or waking is looked at again soon: its badge says "running" as soon as
+  // it is.
+  useEffect(() => {
+    if (!session || !["hibernating", "hibernated", "restoring"].includes(session.state)) return;
+    const timer = setTimeout(() => api.session(id).then(setSession, () => {}), 1500);
+    return () => clearTimeout(timer);
+  }, [session]);
 
   // The idle policy's warnings, and a presence beacon while someone uses the keyboard or mouse
   // (an open tab alone keeps nothing awake).
@@ -152,6 +161,7 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
               expires in {countdown(session.expires_at, now)}
             </span>
             <button onClick={extend}>+1 h</button>
+            <Snapshots sessionId={id} template={session.template} />
           </>
         )}
         {restarted && <span class="notice restarted">{restarted}</span>}

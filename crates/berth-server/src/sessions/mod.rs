@@ -279,7 +279,7 @@ impl SessionManager {
         let base = if include_ended {
             SessionFilter::default()
         } else {
-            SessionFilter::live()
+            SessionFilter::kept()
         };
         let filter = SessionFilter {
             owner: (!caller.admin).then(|| caller.name.clone()),

@@ -138,13 +138,17 @@ pub struct SessionFilter {
 
 impl SessionFilter {
     pub fn live() -> Self {
+        Self::states_where(SessionState::is_live)
+    }
+
+    /// Sessions that have not ended: live ones and hibernated ones.
+    pub fn kept() -> Self {
+        Self::states_where(SessionState::is_kept)
+    }
+
+    fn states_where(keep: fn(SessionState) -> bool) -> Self {
         Self {
-            states: Some(
-                SessionState::ALL
-                    .into_iter()
-                    .filter(|s| s.is_live())
-                    .collect(),
-            ),
+            states: Some(SessionState::ALL.into_iter().filter(|s| keep(*s)).collect()),
             ..Self::default()
         }
     }

@@ -87,16 +87,7 @@ impl Actor {
     ) {
         let started = Instant::now();
         let mut report = ReconcileReport::default();
-        let kept = SessionFilter {
-            states: Some(
-                SessionState::ALL
-                    .into_iter()
-                    .filter(|s| s.is_kept())
-                    .collect(),
-            ),
-            ..SessionFilter::default()
-        };
-        let kept = match self.ctx.store.list_sessions(&kept).await {
+        let kept = match self.ctx.store.list_sessions(&SessionFilter::kept()).await {
             Ok(records) => records,
             Err(err) => {
                 tracing::warn!(%err, "reconcile: store unavailable");

@@ -35,6 +35,16 @@ async fn a_hibernated_session_holds_no_container_and_wakes_with_its_files_on_any
     assert_eq!(asleep.state, SessionState::Hibernated);
     assert!(asleep.hibernated_at.is_some());
     assert_eq!(h.runtime.container_count(), 0, "no container while asleep");
+    let listed = h
+        .sessions
+        .list(&user("alice"), Vec::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "a sleeping session is listed like a running one"
+    );
     assert_eq!(h.runtime.snapshot_count(), 1);
     let slept = record(&h, &session.id).await;
     assert!(slept.agent_secret.is_empty() && slept.container_id.is_none());
