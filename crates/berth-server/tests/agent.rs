@@ -7,25 +7,10 @@ use std::{io::Read, time::Duration};
 
 use berth_client::{Client, ExecEvent, TerminalEvent};
 use berth_proto::{
-    CreateSession, ErrorCode,
+    ErrorCode,
     process::{ExecRequest, TerminalQuery},
 };
-use common::{Server, container_of, docker};
-
-async fn session(server: &Server, template: &str) -> String {
-    let request = CreateSession {
-        template: template.into(),
-        ..Default::default()
-    };
-    server.client.create_session(&request).await.unwrap().id
-}
-
-fn sh(script: &str) -> ExecRequest {
-    ExecRequest {
-        cmd: vec!["sh".into(), "-c".into(), script.into()],
-        ..Default::default()
-    }
-}
+use common::{Server, container_of, docker, session, sh};
 
 /// Reads terminal output until `needle` shows up, returning everything read.
 async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) -> String {

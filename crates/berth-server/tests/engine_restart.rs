@@ -13,9 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use berth_proto::{CreateSession, ErrorCode, SessionState, process::ExecRequest};
+use berth_proto::{CreateSession, ErrorCode, SessionState};
 use berth_server::config::{PoolConfig, TemplateConfig};
-use common::{ADMIN, Server, TINY, container_of, docker};
+use common::{ADMIN, Server, TINY, container_of, docker, sh};
 
 const DOCKERD_LOG: &str = "/var/log/berth-dockerd.log";
 
@@ -56,13 +56,6 @@ fn start_dockerd() {
     }
 }
 
-fn exec(cmd: &str) -> ExecRequest {
-    ExecRequest {
-        cmd: vec!["sh".into(), "-c".into(), cmd.into()],
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 #[ignore = "stops the machine's Docker engine: scripts/test runs it alone, after the other suites"]
 async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
@@ -99,7 +92,7 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
             .await
             .unwrap();
         let wrote = alice
-            .exec(&session.id, &exec(&format!("echo kept-{n} > notes.txt")))
+            .exec(&session.id, &sh(&format!("echo kept-{n} > notes.txt")))
             .await
             .unwrap();
         assert_eq!(wrote.exit_code, Some(0));
@@ -136,7 +129,7 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
             started.elapsed()
         );
     }
-    let err = alice.exec(&kept[0], &exec("true")).await.unwrap_err();
+    let err = alice.exec(&kept[0], &sh("true")).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::EngineUnavailable), "{err}");
     assert_eq!(err.status(), Some(503));
     // A container removed while the engine is down: its state is gone from the engine's disk.
@@ -156,7 +149,7 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
         let answered = wait_for(
             Duration::from_secs(10),
             "the session to answer again",
-            || async { alice.exec(id, &exec("cat notes.txt")).await.ok() },
+            || async { alice.exec(id, &sh("cat notes.txt")).await.ok() },
         )
         .await;
         assert_eq!(answered.stdout, format!("kept-{n}\n"), "files intact");
@@ -209,7 +202,7 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
     .unwrap();
     for _ in 0..3 {
         let session = bob.create_session(&pooled).await.unwrap();
-        let echoed = bob.exec(&session.id, &exec("echo works")).await.unwrap();
+        let echoed = bob.exec(&session.id, &sh("echo works")).await.unwrap();
         assert_eq!(echoed.stdout, "works\n", "{}", session.id);
     }
 

@@ -13,16 +13,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use berth_proto::{
-    CreateSession, Egress,
-    process::{ExecRequest, TerminalQuery},
-};
+use berth_proto::{Egress, process::TerminalQuery};
 use berth_server::{
     config::{Config, TemplateConfig, TemplateNetworkConfig},
     firewall::{Firewall, Scope},
     networks::SessionNetworks,
 };
-use common::{ADMIN, BASE, Server, docker};
+use common::{ADMIN, BASE, Server, docker, session, sh};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -224,21 +221,6 @@ async fn start(customise: impl FnOnce(&mut Config)) -> (Server, Cleanup) {
         config: server.config.clone(),
     };
     (server, cleanup)
-}
-
-async fn session(server: &Server, template: &str) -> String {
-    let request = CreateSession {
-        template: template.into(),
-        ..Default::default()
-    };
-    server.client.create_session(&request).await.unwrap().id
-}
-
-fn sh(script: &str) -> ExecRequest {
-    ExecRequest {
-        cmd: vec!["sh".into(), "-c".into(), script.into()],
-        ..Default::default()
-    }
 }
 
 /// Fetches `http://{target}/` for every target at once from inside the session: curl's exit

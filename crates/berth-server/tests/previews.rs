@@ -483,6 +483,20 @@ async fn a_browser_login_is_a_cookie_and_changes_need_its_csrf_token() {
     server.stop().await;
 }
 
+/// A signed link to port 8000 of session `id`, made by the admin.
+async fn preview_link(base: &str, id: &str) -> PreviewLink {
+    http()
+        .post(format!("{base}/api/v1/sessions/{id}/preview-links"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"port": 8000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A WebSocket upgrade with the login cookie, from `origin`, is refused with 403.
 async fn assert_websocket_refused(url: &str, cookie: &str, origin: &str) {
     let mut request = url.into_client_request().unwrap();
@@ -649,16 +663,7 @@ async fn cookies_from_a_session_stay_on_its_own_preview_and_berths_are_secure_ov
     assert_eq!(by_owner.status(), StatusCode::NO_CONTENT);
     assert_eq!(cookies_set(&by_owner), expected(&owner));
 
-    let link: PreviewLink = http()
-        .post(format!("{base}/api/v1/sessions/{id}/preview-links"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"port": 8000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link = preview_link(&base, &id).await;
     let by_link = get(&format!("{base}{}cookies", link.path), With::default()).await;
     assert_eq!(by_link.status(), StatusCode::NO_CONTENT);
     assert_eq!(cookies_set(&by_link), expected(&link.path));
@@ -759,16 +764,7 @@ async fn a_preview_never_reaches_a_container_that_is_not_its_sessions() {
         &container_of(&server, &theirs),
     ])
     .unwrap();
-    let link: PreviewLink = http()
-        .post(format!("{base}/api/v1/sessions/{theirs}/preview-links"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"port": 8000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link = preview_link(&base, &theirs).await;
 
     // Docker hands the freed address to the next container: one of Bob's sessions.
     let mut strangers = Vec::new();

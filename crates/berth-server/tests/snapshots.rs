@@ -3,8 +3,8 @@
 
 mod common;
 
-use berth_proto::{CreateSession, SessionState, process::ExecRequest};
-use common::{Server, docker};
+use berth_proto::{CreateSession, SessionState};
+use common::{Server, docker, sh};
 
 /// What the session's home holds, in enough detail that any loss shows: names, types,
 /// modes, owners, link targets and contents.
@@ -20,13 +20,6 @@ const POPULATE: &str = r#"cd /home/user && mkdir -p work/empty 'odd dir' &&
   printf '#!/bin/sh\necho hi\n' > work/run.sh && chmod 750 work/run.sh &&
   ln -s work/run.sh link-to-run && echo 'ünïcödé' > 'odd dir/naïve file.txt' &&
   chmod 600 'odd dir/naïve file.txt'"#;
-
-fn sh(script: &str) -> ExecRequest {
-    ExecRequest {
-        cmd: vec!["sh".into(), "-c".into(), script.into()],
-        ..Default::default()
-    }
-}
 
 fn snapshot_images(session_id: &str) -> Vec<String> {
     docker(&[

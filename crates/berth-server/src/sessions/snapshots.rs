@@ -11,8 +11,9 @@ use chrono::Utc;
 use super::{SessionError, SessionManager};
 use crate::{auth::Principal, ids, store::SnapshotRecord};
 
-/// Named snapshots live beside hibernation images, tagged by their own id.
-const REPOSITORY: &str = "berth-snapshot";
+/// Where every snapshot image lives in the engine's image store: hibernations and checkpoints
+/// tagged with their commit time, named snapshots with their own id.
+pub(super) const SNAPSHOT_REPOSITORY: &str = "berth-snapshot";
 const MAX_NAME: usize = 64;
 
 impl SessionManager {
@@ -43,7 +44,7 @@ impl SessionManager {
         self.engine.check()?;
         let id = ids::snapshot_id();
         let snapshot = SnapshotRecord {
-            image: format!("{REPOSITORY}/{session_id}:{id}"),
+            image: format!("{SNAPSHOT_REPOSITORY}/{session_id}:{id}"),
             id,
             session_id: record.id.clone(),
             owner: record.owner.clone(),

@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use berth_client::Client;
+use berth_proto::{CreateSession, process::ExecRequest};
 use berth_server::config::{Config, TemplateConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -130,4 +131,21 @@ pub fn container_of(server: &Server, session_id: &str) -> String {
         server.instance
     );
     ids[0].to_owned()
+}
+
+/// A running session of `template`; its id.
+pub async fn session(server: &Server, template: &str) -> String {
+    let request = CreateSession {
+        template: template.into(),
+        ..Default::default()
+    };
+    server.client.create_session(&request).await.unwrap().id
+}
+
+/// `sh -c script`, as an exec request.
+pub fn sh(script: &str) -> ExecRequest {
+    ExecRequest {
+        cmd: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
 }

@@ -17,7 +17,7 @@ use crate::{
     auth::Principal,
     ids,
     runtime::RuntimeError,
-    sessions::{Command, SessionError, Started, command::Reply},
+    sessions::{Command, SessionError, Started, command::Reply, snapshots::SNAPSHOT_REPOSITORY},
     store::{SessionFilter, SessionRecord},
 };
 
@@ -26,9 +26,6 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// After a restore, the idle policy waits at least this long before it acts again.
 const RESTORE_GRACE_SECONDS: i64 = 300;
-
-/// Where a session's snapshot images live in the engine's image store.
-const SNAPSHOT_REPOSITORY: &str = "berth-snapshot";
 
 impl Actor {
     pub(super) async fn hibernate(&mut self, caller: &Principal, id: &str, reply: Reply<Session>) {
