@@ -65,6 +65,12 @@ impl Actor {
 
     pub(super) async fn container_changed(&mut self, event: ContainerEvent) {
         let id = &event.session_id;
+        // A death during a restart may come after the restart looked at the container: the
+        // restart's outcome must hear of it (it then announces, and has reconcile look again).
+        if self.restarting.contains(id) && event.kind == ContainerEventKind::Die {
+            self.died_while_restarting.insert(id.clone());
+            return;
+        }
         // The actor's own creates, removals and restarts make events too; those it already
         // accounts for.
         if self.in_flight(id) || self.restarting.contains(id) {
@@ -185,6 +191,13 @@ impl Actor {
         outcome: Result<SocketAddr, SessionError>,
     ) {
         self.restarting.remove(id);
+        let died_meanwhile = self.died_while_restarting.remove(id);
+        if died_meanwhile {
+            // Whether it died before this restart's start (which revived it) or after, a
+            // fresh look settles it.
+            self.request_reconcile_after(RETRY_RESTART_AFTER);
+        }
+        let announce = announce || died_meanwhile;
         let mut record = match self.ctx.store.get_session(id).await {
             // Deleted or failed meanwhile: whoever did that also handles its container.
             Ok(Some(record)) if record.state == SessionState::Running => record,

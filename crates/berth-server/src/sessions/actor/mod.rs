@@ -110,6 +110,8 @@ pub(super) struct Actor {
     pending_claims: Vec<create::PendingClaim>,
     /// Sessions whose container is being started again.
     restarting: HashSet<String>,
+    /// Of those, the ones whose container died while the restart was under way.
+    died_while_restarting: HashSet<String>,
     /// Sessions going to sleep, with the callers waiting for it.
     hibernating: HashMap<String, Vec<Reply<Session>>>,
     /// Sessions being woken (or to be woken once asleep), with the callers waiting for it.
@@ -149,6 +151,7 @@ impl Actor {
             reconciled: false,
             pending_claims: Vec::new(),
             restarting: HashSet::new(),
+            died_while_restarting: HashSet::new(),
             hibernating: HashMap::new(),
             waking: HashMap::new(),
             recovering: HashSet::new(),
