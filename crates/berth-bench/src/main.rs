@@ -52,9 +52,8 @@ pub struct Args {
     /// Keystroke round trips to time (figure 5).
     #[arg(long, default_value_t = 200)]
     keystrokes: usize,
-    /// Hibernate/resume cycles of one session (figure 13). Each adds an image layer and the
-    /// engine refuses more than 125, so from `berth/base` (2 layers) 124 and more meet that
-    /// limit.
+    /// Hibernate/resume cycles of one session (figure 13). Each adds an image layer; the
+    /// engine refuses more than 125, so more than that many show compaction at work.
     #[arg(long, default_value_t = 20)]
     cycles: usize,
     /// Where to write the results.

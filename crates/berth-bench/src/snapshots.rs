@@ -154,9 +154,9 @@ pub async fn hibernate_and_restore(bench: &Bench, megabytes: usize) -> anyhow::R
 }
 
 /// Figure 13: `cycles` hibernate/resume cycles of one session, with a file written before the
-/// first checked after the last, and a line written before each. Berth does not compact a
-/// snapshot's layers yet, so each cycle adds one to the image the session runs from; a failure
-/// is reported, not hidden.
+/// first checked after the last, and a line written before each. Each cycle adds a layer to
+/// the image the session runs from until a hibernation compacts them
+/// (`snapshots.compact_after_layers`); a failure is reported, not hidden.
 pub async fn cycles(bench: &Bench, cycles: usize, megabytes: usize) -> anyhow::Result<Row> {
     let docker = engine().await?;
     let write = format!("head -c {} /dev/urandom > kept.bin", megabytes * 1_000_000);

@@ -219,7 +219,9 @@ mod tests {
 pub struct TimelineEvent {
     pub at: DateTime<Utc>,
     /// `restarted` (its container stopped and was started again: files intact, processes and
-    /// terminals lost), `failed` (with the reason), `oom` (a process ran out of memory).
+    /// terminals lost), `failed` (with the reason), `oom` (a process ran out of memory),
+    /// `recovered` (made again from its newest snapshot), `hibernate_failed` (awake again, with
+    /// why), `compacted` (its snapshot's layers folded into one).
     pub kind: String,
     pub message: String,
 }

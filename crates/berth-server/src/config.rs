@@ -50,12 +50,16 @@ pub struct Config {
 pub struct SnapshotsConfig {
     /// A session hibernated this long is deleted with its snapshot (seed 002's seven days).
     pub hibernated_ttl_seconds: u64,
+    /// The hibernation that gives a snapshot more layers of its own than this folds them into
+    /// one (the engine refuses an image deeper than 125).
+    pub compact_after_layers: u64,
 }
 
 impl Default for SnapshotsConfig {
     fn default() -> Self {
         Self {
             hibernated_ttl_seconds: 7 * 24 * 3600,
+            compact_after_layers: 32,
         }
     }
 }
@@ -448,6 +452,12 @@ impl Config {
                 "snapshots.hibernated_ttl_seconds",
                 self.snapshots.hibernated_ttl_seconds,
                 MAX_TTL_SECONDS,
+            ),
+            // Below the engine's 125 with room for the template's own layers.
+            (
+                "snapshots.compact_after_layers",
+                self.snapshots.compact_after_layers,
+                100,
             ),
         ] {
             if !(1..=max).contains(&value) {

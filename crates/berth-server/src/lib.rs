@@ -91,6 +91,8 @@ pub async fn app(
         sessions_per_user: config.quota.sessions_per_user,
         max_hibernated: config.quota.max_hibernated,
         hibernated_ttl: Duration::from_secs(config.snapshots.hibernated_ttl_seconds),
+        // Validated to at most 100.
+        compact_after_layers: config.snapshots.compact_after_layers as u32,
         agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
         max_file_bytes,
         create_slots: Arc::new(tokio::sync::Semaphore::new(

@@ -207,3 +207,95 @@ async fn a_container_removed_by_hand_comes_back_from_its_last_checkpoint() {
     assert_eq!(timeline.last().unwrap().kind, "recovered", "{timeline:?}");
     server.stop().await;
 }
+
+/// Past `compact_after_layers` a snapshot's own layers become one on the template's image:
+/// the same files (deletions across layers included), the template's layers still shared.
+#[tokio::test]
+async fn compaction_folds_a_deep_snapshot_into_one_layer_with_every_file_intact() {
+    let server = Server::start_with(|config| config.snapshots.compact_after_layers = 3).await;
+    let client = &server.client;
+    let session = client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    let populated = client.exec(&session.id, &sh(POPULATE)).await.unwrap();
+    assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
+    // Each cycle changes what another layer holds: a file rewritten, a file and a directory of
+    // earlier layers deleted, a directory replaced by a file and that file by a directory.
+    let changes = [
+        "echo 1 > /home/user/cycle && mkdir -p /home/user/dir && echo a > /home/user/dir/a",
+        "echo 2 > /home/user/cycle && rm -r /home/user/work/empty && rm /home/user/dir/a",
+        "echo 3 > /home/user/cycle && rm -r /home/user/dir && echo file > /home/user/dir",
+        "echo 4 > /home/user/cycle && rm /home/user/dir && mkdir /home/user/dir && echo b > /home/user/dir/b",
+    ];
+    for change in changes {
+        let changed = client.exec(&session.id, &sh(change)).await.unwrap();
+        assert_eq!(changed.exit_code, Some(0), "{}", changed.stderr);
+        client.hibernate_session(&session.id).await.unwrap();
+        client.resume_session(&session.id).await.unwrap();
+    }
+    let manifest = client
+        .exec(&session.id, &sh(MANIFEST))
+        .await
+        .unwrap()
+        .stdout;
+    let template = client.get_session(&session.id).await.unwrap().template;
+    let base = server.config.templates[&template].image.clone();
+    let layers_of = |image: &str| {
+        docker(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", image])
+            .unwrap()
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let base_layers = layers_of(&base);
+
+    // The fifth hibernation makes a fifth layer, past the threshold: compacted while asleep.
+    client.hibernate_session(&session.id).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let compacted = loop {
+        let images = snapshot_images(&session.id);
+        if let [image] = images.as_slice()
+            && layers_of(image) == base_layers + 1
+        {
+            break image.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never compacted: {images:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let shared = docker(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", &base]).unwrap();
+    let own = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .RootFS.Layers}}",
+        &compacted,
+    ])
+    .unwrap();
+    assert!(
+        own.starts_with(shared.trim().trim_end_matches(']')),
+        "the template's layers are shared: {shared} / {own}"
+    );
+    let woken = client
+        .exec(&session.id, &sh(MANIFEST))
+        .await
+        .unwrap()
+        .stdout;
+    assert_eq!(woken, manifest);
+    for gone in ["/home/user/work/empty", "/home/user/dir/a"] {
+        let test = client
+            .exec(&session.id, &sh(&format!("test ! -e {gone}")))
+            .await
+            .unwrap();
+        assert_eq!(test.exit_code, Some(0), "{gone} stays deleted");
+    }
+    let timeline = client.timeline(&session.id).await.unwrap();
+    assert!(
+        timeline.iter().any(|event| event.kind == "compacted"),
+        "{timeline:?}"
+    );
+    server.stop().await;
+}

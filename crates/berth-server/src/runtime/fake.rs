@@ -8,7 +8,7 @@ use std::{
         Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use async_trait::async_trait;
@@ -52,6 +52,8 @@ pub struct FakeRuntime {
 struct FakeImage {
     session_id: String,
     home: tempfile::TempDir,
+    /// One per commit since the template's image, as the engine's history counts them.
+    layers: u32,
 }
 
 impl FakeRuntime {
@@ -284,7 +286,8 @@ impl Runtime for FakeRuntime {
         }))
     }
 
-    async fn events(&self) -> Result<EventStream, RuntimeError> {
+    /// Delivers from the subscription on: the fake keeps no history to replay.
+    async fn events(&self, _since: SystemTime) -> Result<EventStream, RuntimeError> {
         self.check_up()?;
         let (sender, receiver) = mpsc::unbounded_channel();
         self.subscribers
@@ -325,17 +328,59 @@ impl Runtime for FakeRuntime {
             return Err(RuntimeError::Engine("max depth exceeded".into()));
         }
         let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let session_id = {
+        let (session_id, from) = {
             let containers = self.lock();
             let container = containers
                 .get(container_id)
                 .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
             copy_tree(container.home.path(), home.path())
                 .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-            container.spec.session_id.clone()
+            (
+                container.spec.session_id.clone(),
+                container.spec.image.clone(),
+            )
         };
+        let mut images = self.images();
+        let layers = images.get(&from).map_or(0, |image| image.layers) + 1;
+        images.insert(
+            image.to_owned(),
+            FakeImage {
+                session_id,
+                home,
+                layers,
+            },
+        );
+        Ok(())
+    }
+
+    async fn snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError> {
+        self.check_up()?;
         self.images()
-            .insert(image.to_owned(), FakeImage { session_id, home });
+            .get(image)
+            .map(|image| image.layers)
+            .ok_or_else(|| RuntimeError::NotFound(image.into()))
+    }
+
+    async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let mut images = self.images();
+        let session_id = {
+            let source = images
+                .get(image)
+                .ok_or_else(|| RuntimeError::NotFound(image.into()))?;
+            copy_tree(source.home.path(), home.path())
+                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            source.session_id.clone()
+        };
+        images.insert(
+            target.to_owned(),
+            FakeImage {
+                session_id,
+                home,
+                layers: 1,
+            },
+        );
         Ok(())
     }
 

@@ -9,7 +9,7 @@ mod docker;
 #[cfg(test)]
 pub mod fake;
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{collections::BTreeMap, net::SocketAddr, time::SystemTime};
 
 use async_trait::async_trait;
 
@@ -125,6 +125,14 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         pause: bool,
     ) -> Result<(), RuntimeError>;
 
+    /// How many of `image`'s layers are snapshots' (one per commit since the template's
+    /// image; one after a compaction).
+    async fn snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError>;
+
+    /// Makes `target` of the template image `image` sits on and one layer holding everything
+    /// `image`'s own layers hold, labelled as `image` is. `image` stays.
+    async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError>;
+
     /// Removes a snapshot image. Succeeds when it is already gone.
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError>;
 
@@ -137,8 +145,9 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// One container of this instance, or `None` when the engine no longer has it.
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError>;
 
-    /// Follows the engine's events for this instance's containers. Succeeds once the engine
-    /// answers; the stream ends when the connection to it breaks (an engine restart always
-    /// breaks it).
-    async fn events(&self) -> Result<EventStream, RuntimeError>;
+    /// Follows the engine's events for this instance's containers, starting with those it
+    /// still holds from `since` on (so a container that changed between a look at the engine
+    /// and the subscription is still heard of). Succeeds once the engine answers; the stream
+    /// ends when the connection to it breaks (an engine restart always breaks it).
+    async fn events(&self, since: SystemTime) -> Result<EventStream, RuntimeError>;
 }

@@ -4,7 +4,10 @@
 use berth_proto::{CreateSession, Session};
 use tokio::sync::oneshot;
 
-use super::{SessionError, actor::Observed};
+use super::{
+    SessionError,
+    actor::{Observed, Slept},
+};
 use crate::{auth::Principal, runtime::ContainerEvent};
 
 pub type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
@@ -73,7 +76,7 @@ pub enum Command {
     /// (the container is then still there, stopped).
     HibernateFinished {
         id: String,
-        outcome: Result<String, SessionError>,
+        outcome: Result<Slept, SessionError>,
     },
     /// A periodic checkpoint's commit finished: its image, or why not.
     CheckpointFinished {

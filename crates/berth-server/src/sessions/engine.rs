@@ -9,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use futures_util::StreamExt;
@@ -78,11 +78,22 @@ impl EngineState {
 }
 
 /// Follows the engine's events for as long as the actor lives, reconnecting with backoff.
-pub(super) async fn watch(runtime: Arc<dyn Runtime>, commands: mpsc::WeakSender<Command>) {
+///
+/// The first subscription replays what the engine still holds from `since` (the manager's
+/// start) on: the startup reconcile looked at the engine before the watcher subscribed, and the
+/// engine's listing lags its events (a container is listed running until its cleanup ends,
+/// after its `die` went out), so a container that stopped meanwhile, say one a dead control
+/// plane was stopping, is heard of here or nowhere. A reconnection replays from the moment the
+/// stream broke.
+pub(super) async fn watch(
+    runtime: Arc<dyn Runtime>,
+    commands: mpsc::WeakSender<Command>,
+    mut since: SystemTime,
+) {
     let mut retry = FIRST_RETRY;
     let mut reported_lost = false;
     loop {
-        let reason = match runtime.events().await {
+        let reason = match runtime.events(since).await {
             Ok(mut events) => {
                 retry = FIRST_RETRY;
                 reported_lost = false;
@@ -94,6 +105,7 @@ pub(super) async fn watch(runtime: Arc<dyn Runtime>, commands: mpsc::WeakSender<
                         return;
                     }
                 }
+                since = SystemTime::now();
                 "the engine's event stream ended".to_owned()
             }
             Err(err) => err.to_string(),

@@ -49,6 +49,8 @@ pub struct ManagerContext {
     pub max_hibernated: u32,
     /// How long a session may stay hibernated before it is deleted.
     pub hibernated_ttl: Duration,
+    /// A hibernation that gives a snapshot more layers of its own folds them into one.
+    pub compact_after_layers: u32,
     pub agent_ready_timeout: Duration,
     /// Largest file one upload may write inside a session.
     pub max_file_bytes: u64,
@@ -84,7 +86,9 @@ impl SessionManager {
             engine: ctx.engine.clone(),
             activity: ctx.activity.clone(),
         };
-        tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run());
+        // Before anyone looks at the engine: the watcher replays what happened from here on.
+        let started = std::time::SystemTime::now();
+        tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run(started));
         manager
     }
 

@@ -98,6 +98,18 @@ impl Actor {
             (ContainerEventKind::Destroy, SessionState::Pooled) => {
                 self.fail(record, "container_vanished").await;
             }
+            // A hibernation a dead control plane left behind (none of this one's is in
+            // flight), whose stop finished only now: awake, and started again. Not left to a
+            // reconcile: the engine lists a container as running until its cleanup ends.
+            (ContainerEventKind::Die, SessionState::Hibernating) => {
+                self.undo_interrupted_hibernation(record, true).await;
+            }
+            // A restore or stop a dead control plane left behind: reconcile removes its
+            // container whether it runs or not.
+            (
+                ContainerEventKind::Die | ContainerEventKind::Destroy,
+                SessionState::Restoring | SessionState::Stopping,
+            ) => self.request_reconcile(),
             (ContainerEventKind::Oom, _) => {
                 tracing::warn!(session = %id, "a process in the session ran out of memory");
                 self.record_event(id, "oom", "a process ran out of memory and was killed")
@@ -132,6 +144,20 @@ impl Actor {
             self.remove_in_background(container);
         }
         false
+    }
+
+    /// A hibernation a dead control plane left with the container still there: the session is
+    /// awake again, as if it had never started, and its container started if it has `stopped`.
+    pub(super) async fn undo_interrupted_hibernation(
+        &mut self,
+        mut record: SessionRecord,
+        stopped: bool,
+    ) {
+        record.state = SessionState::Running;
+        record.stop_reason = None;
+        if self.ctx.store.update_session(&record).await.is_ok() && stopped {
+            self.recover(record).await;
+        }
     }
 
     /// Starts a session's container (a no-op when it runs), reads its address anew from the

@@ -10,6 +10,7 @@
 //! claims and refills), `stop.rs` (delete, extend, expiry, failures) and `reconcile.rs`.
 
 mod admission;
+mod compact;
 mod create;
 mod engine;
 mod idle;
@@ -168,10 +169,12 @@ impl Actor {
     /// the actor goes on, because every other session's management must not stop with it. What
     /// the command may have left half-done in memory or on the engine, the reconcile asked for
     /// here repairs from the store and the engine's labels.
-    pub(super) async fn run(mut self) {
+    /// The engine's events are followed from `started` on.
+    pub(super) async fn run(mut self, started: std::time::SystemTime) {
         let watcher = tokio::spawn(super::engine::watch(
             self.ctx.runtime.clone(),
             self.commands.clone(),
+            started,
         ));
         while let Some(command) = self.inbox.recv().await {
             let kind = command.kind();
@@ -393,6 +396,7 @@ impl Actor {
     }
 }
 
+pub use compact::Slept;
 pub use reconcile::{Observed, observe};
 
 /// Sends a command to the actor, if it is still there.

@@ -106,18 +106,28 @@ impl Actor {
         let mut doomed = Vec::new();
 
         for container in observed.containers {
-            let in_flight = self.in_flight(&container.session_id);
-            seen.insert(container.session_id.clone());
-            let Some(record) = live.get(&container.session_id).cloned() else {
+            // Its create, removal, hibernation (compaction included) or restore is under way,
+            // and will account for its containers.
+            if self.in_flight(&container.session_id) {
+                seen.insert(container.session_id.clone());
+                continue;
+            }
+            // The session's container, or one a crash left beside it (a compaction's, a
+            // create's that never wrote its id back is the row's as long as it has none).
+            let record = live.get(&container.session_id).filter(|record| {
+                record
+                    .container_id
+                    .as_ref()
+                    .is_none_or(|id| *id == container.id)
+            });
+            let Some(record) = record.cloned() else {
                 // No live session claims it: left over from a crash or from a removal that failed.
                 report.orphans_removed += 1;
                 tracing::info!(container = %container.id, session = %container.session_id, "removing orphan container");
                 doomed.push(container.id);
                 continue;
             };
-            if in_flight {
-                continue;
-            }
+            seen.insert(container.session_id.clone());
             let record = SessionRecord {
                 container_id: Some(container.id.clone()),
                 ..record
@@ -131,15 +141,9 @@ impl Actor {
                     let lives_on = self.recover(record).await;
                     report.sessions_failed += usize::from(!lives_on);
                 }
-                // A hibernation the control plane died in, with the container still there:
-                // awake again, as if it had never started.
                 SessionState::Hibernating => {
-                    let mut awake = record;
-                    awake.state = SessionState::Running;
-                    awake.stop_reason = None;
-                    if self.ctx.store.update_session(&awake).await.is_ok() && !container.running {
-                        self.recover(awake).await;
-                    }
+                    self.undo_interrupted_hibernation(record, !container.running)
+                        .await;
                 }
                 // A restore the control plane died in: its half-made container goes, the
                 // snapshot is intact, the next access wakes it again.

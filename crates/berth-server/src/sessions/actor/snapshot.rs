@@ -12,7 +12,12 @@ use std::time::Duration;
 use berth_proto::{Session, SessionState};
 use chrono::{DateTime, Utc};
 
-use super::{Actor, copy_session_error, create::make_container};
+use super::{
+    Actor,
+    compact::{Slept, compact_if_deep},
+    copy_session_error,
+    create::make_container,
+};
 use crate::{
     auth::Principal,
     ids,
@@ -90,6 +95,7 @@ impl Actor {
         // A new name per hibernation: the previous snapshot stays whole until this one is.
         let image = snapshot_name(&record.id);
         let runtime = self.ctx.runtime.clone();
+        let compact_after = self.ctx.compact_after_layers;
         let id = record.id;
         let failed_id = id.clone();
         self.spawn_reporting(
@@ -97,12 +103,13 @@ impl Actor {
                 let outcome = async {
                     runtime.stop(&container_id, STOP_GRACE).await?;
                     runtime.commit(&container_id, &image, false).await?;
+                    let slept = compact_if_deep(runtime.as_ref(), image, compact_after).await?;
                     // The image holds the files now; a container that will not go is an
                     // orphan for reconcile, not a reason to undo the hibernation.
                     if let Err(err) = runtime.remove(&container_id).await {
                         tracing::warn!(%err, container = %container_id, "left for reconcile");
                     }
-                    Ok::<_, SessionError>(image)
+                    Ok::<_, SessionError>(slept)
                 }
                 .await;
                 Command::HibernateFinished { id, outcome }
@@ -141,7 +148,7 @@ impl Actor {
     pub(super) async fn hibernate_finished(
         &mut self,
         id: &str,
-        outcome: Result<String, SessionError>,
+        outcome: Result<Slept, SessionError>,
     ) {
         let waiters = self.hibernating.remove(id).unwrap_or_default();
         let mut record = match self.ctx.store.get_session(id).await {
@@ -158,7 +165,7 @@ impl Actor {
             }
         };
         match outcome {
-            Ok(image) => {
+            Ok(Slept { image, compacted }) => {
                 let previous = record.snapshot.replace(image);
                 record.state = SessionState::Hibernated;
                 record.hibernated_at = Some(Utc::now());
@@ -175,7 +182,11 @@ impl Actor {
                     self.remove_snapshot_in_background(previous);
                 }
                 crate::metrics::session_hibernated();
-                tracing::info!(session = id, "hibernated");
+                tracing::info!(session = id, compacted, "hibernated");
+                if let Some(layers) = compacted {
+                    let message = format!("the snapshot's {layers} layers were folded into one");
+                    self.record_event(id, "compacted", &message).await;
+                }
                 for waiter in waiters {
                     let _ = waiter.send(Ok(record.to_public()));
                 }

@@ -105,6 +105,7 @@ async fn harness_tuned(
         sessions_per_user: 3,
         max_hibernated: 2,
         hibernated_ttl: Duration::from_secs(3600),
+        compact_after_layers: 3,
         agent_ready_timeout: Duration::from_secs(5),
         max_file_bytes: 1 << 20,
         create_slots: Arc::new(tokio::sync::Semaphore::new(4)),

@@ -227,6 +227,24 @@ async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() 
     assert_eq!(read(&h, "alice", &late.id, "late.txt").await, "committed");
 }
 
+/// The stop a dead control plane asked for may finish after the restart's reconcile saw the
+/// container running and woke the session: the container's death, heard while the row still
+/// said `hibernating`, must not be lost.
+#[tokio::test]
+async fn a_container_that_stops_after_its_interrupted_hibernation_was_seen_is_started_again() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    let mut row = record(&h, &session.id).await;
+    row.state = SessionState::Hibernating;
+    h.store.update_session(&row).await.unwrap();
+    h.runtime.kill(&session.id);
+    wait_until("the session to be awake again", || async {
+        state_of(&h, &session.id).await == SessionState::Running
+            && agent_answers(&h, "alice", &session.id).await
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_named_snapshot_forks_new_sessions_for_its_owner_only_and_goes_with_its_session() {
     let h = harness().await;
@@ -457,4 +475,43 @@ async fn a_hibernation_the_engine_refuses_leaves_the_session_working_with_its_fi
     assert_eq!(state_of(&h, &session.id).await, SessionState::Running);
     let events = h.store.events(&session.id).await.unwrap();
     assert_eq!(events[0].kind, "hibernate_failed");
+}
+
+/// The harness compacts past 3 layers of a snapshot's own: the fourth hibernation folds them.
+#[tokio::test]
+async fn the_hibernation_that_passes_the_threshold_compacts_the_snapshot() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    for cycle in 1..=4 {
+        write(&h, "alice", &session.id, "cycle.txt", &cycle.to_string()).await;
+        h.sessions
+            .hibernate(user("alice"), session.id.clone())
+            .await
+            .unwrap();
+        let image = record(&h, &session.id).await.snapshot.unwrap();
+        let layers = h.runtime.snapshot_layers(&image).await.unwrap();
+        assert_eq!(layers, if cycle < 4 { cycle } else { 1 }, "cycle {cycle}");
+        // Woken at once, as a user who comes back right away: it must not matter.
+        h.sessions
+            .resume(user("alice"), session.id.clone())
+            .await
+            .unwrap();
+    }
+    wait_until("the deep snapshots to go", || async {
+        h.runtime.snapshot_count() == 1
+    })
+    .await;
+    let timeline = h
+        .sessions
+        .timeline(&user("alice"), &session.id)
+        .await
+        .unwrap();
+    assert!(
+        timeline
+            .events
+            .iter()
+            .any(|event| event.kind == "compacted" && event.message.contains("4 layers")),
+        "{timeline:?}"
+    );
+    assert_eq!(read(&h, "alice", &session.id, "cycle.txt").await, "4");
 }

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_trait::async_trait;
@@ -23,6 +23,9 @@ use bollard::{
 };
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
+
+mod compact;
+mod overlay;
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
@@ -425,7 +428,7 @@ impl Runtime for DockerRuntime {
         .await
     }
 
-    async fn events(&self) -> Result<EventStream, RuntimeError> {
+    async fn events(&self, since: SystemTime) -> Result<EventStream, RuntimeError> {
         self.within(async {
             let docker = self.docker().await?;
             // Answering a ping is what "connected" means: the events request itself only reports
@@ -437,7 +440,14 @@ impl Runtime for DockerRuntime {
                 "event".to_owned(),
                 ["start", "die", "oom", "destroy"].map(str::to_owned).into(),
             );
-            let options = EventsOptionsBuilder::new().filters(&filters).build();
+            let since = since
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
+            let options = EventsOptionsBuilder::new()
+                .since(&since)
+                .filters(&filters)
+                .build();
             let events = docker
                 .events(Some(options))
                 .take_while(|item| std::future::ready(item.is_ok()))
@@ -499,6 +509,7 @@ impl Runtime for DockerRuntime {
                 container: Some(container_id.to_owned()),
                 repo: Some(repository.to_owned()),
                 tag: Some(tag.to_owned()),
+                comment: Some(compact::SNAPSHOT_COMMENT.to_owned()),
                 pause,
                 ..CommitContainerOptions::default()
             };
@@ -520,6 +531,14 @@ impl Runtime for DockerRuntime {
                 COMMIT_DEADLINE.as_secs()
             )))
         })
+    }
+
+    async fn snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError> {
+        self.count_snapshot_layers(image).await
+    }
+
+    async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
+        self.compact(image, target).await
     }
 
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {

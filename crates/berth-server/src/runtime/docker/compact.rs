@@ -1,0 +1,181 @@
+//! Compacting a snapshot: its own layers (one per hibernation) folded into one, on top of the
+//! same template image, whose layers every session keeps sharing.
+//!
+//! The engine offers no such operation, so it is made of three it does offer: a container of
+//! the template image that is never started takes, in its upper directory, the snapshot's own
+//! overlay layers merged ([`super::overlay`]); committing it makes the image. That needs the
+//! engine's `overlay2` storage on this host (the control plane runs beside its engine); where
+//! it is not, compaction answers an error saying so and the snapshot stays as deep as it is.
+
+use std::{collections::HashMap, path::PathBuf};
+
+use bollard::{
+    models::{ContainerConfig, ContainerCreateBody, HostConfig},
+    query_parameters::{
+        CommitContainerOptions, CreateContainerOptions, RemoveContainerOptionsBuilder,
+    },
+};
+
+use super::{COMMIT_DEADLINE, DockerRuntime, overlay};
+use crate::runtime::RuntimeError;
+
+/// The comment of every snapshot commit: the image's history tells its own layers from its
+/// template's by it.
+pub(super) const SNAPSHOT_COMMENT: &str = "berth snapshot";
+
+impl DockerRuntime {
+    /// The history of `image`, newest first: how many of its layers are snapshots', and the
+    /// id of the image below them.
+    async fn snapshot_lineage(&self, image: &str) -> Result<(u32, String), RuntimeError> {
+        let docker = self.docker().await?;
+        let history = self
+            .call("image_history", docker.image_history(image))
+            .await?;
+        let own = history
+            .iter()
+            .take_while(|entry| entry.comment.starts_with(SNAPSHOT_COMMENT))
+            .count();
+        let base = history
+            .get(own)
+            .map(|entry| entry.id.clone())
+            .unwrap_or_default();
+        Ok((own as u32, base))
+    }
+
+    pub(super) async fn count_snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError> {
+        self.within(async { Ok(self.snapshot_lineage(image).await?.0) })
+            .await
+    }
+
+    pub(super) async fn compact(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
+        let compacted = tokio::time::timeout(COMMIT_DEADLINE, async {
+            let (own, base) = self.snapshot_lineage(image).await?;
+            if base.is_empty() || base == "<missing>" {
+                return Err(RuntimeError::Engine(format!(
+                    "{image} does not sit on an image of this engine's: it cannot be compacted"
+                )));
+            }
+            let (layers, labels) = self.own_layers(image, own as usize).await?;
+            let docker = self.docker().await?;
+            // Never started: it only lends its upper directory and its commit.
+            let body = ContainerCreateBody {
+                image: Some(base),
+                labels,
+                host_config: Some(HostConfig {
+                    network_mode: Some("none".to_owned()),
+                    ..HostConfig::default()
+                }),
+                ..ContainerCreateBody::default()
+            };
+            let container = self
+                .call(
+                    "create_container",
+                    docker.create_container(None::<CreateContainerOptions>, body),
+                )
+                .await?
+                .id;
+            let made = self.fill_and_commit(&container, layers, target).await;
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            if let Err(err) = self
+                .call(
+                    "remove_container",
+                    docker.remove_container(&container, Some(options)),
+                )
+                .await
+            {
+                tracing::warn!(%err, %container, "compaction container left for reconcile");
+            }
+            made
+        });
+        compacted.await.unwrap_or_else(|_| {
+            Err(RuntimeError::Unavailable(format!(
+                "compacting {image} took longer than {} s",
+                COMMIT_DEADLINE.as_secs()
+            )))
+        })
+    }
+
+    /// The directories of `image`'s top `own` layers, lowest first, as its storage keeps
+    /// them, and its labels.
+    async fn own_layers(
+        &self,
+        image: &str,
+        own: usize,
+    ) -> Result<(Vec<PathBuf>, Option<HashMap<String, String>>), RuntimeError> {
+        let docker = self.docker().await?;
+        let inspected = self
+            .call("inspect_image", docker.inspect_image(image))
+            .await?;
+        let labels = inspected.config.and_then(|config| config.labels);
+        let driver = inspected.graph_driver.unwrap_or_default();
+        let unsupported = |why: &str| {
+            RuntimeError::Engine(format!(
+                "compacting snapshots needs the engine's overlay2 storage on this host: {why}"
+            ))
+        };
+        if driver.name != "overlay2" {
+            return Err(unsupported(&format!("the engine uses {}", driver.name)));
+        }
+        // Top first: the image's own upper directory, then its lower ones.
+        let mut dirs: Vec<PathBuf> = driver
+            .data
+            .get("UpperDir")
+            .into_iter()
+            .chain(driver.data.get("LowerDir"))
+            .flat_map(|dirs| dirs.split(':'))
+            .map(PathBuf::from)
+            .collect();
+        if dirs.len() < own {
+            return Err(unsupported("the image has fewer layers than its history"));
+        }
+        dirs.truncate(own);
+        if let Some(missing) = dirs.iter().find(|dir| !dir.is_dir()) {
+            return Err(unsupported(&format!("{} is not here", missing.display())));
+        }
+        dirs.reverse();
+        Ok((dirs, labels))
+    }
+
+    async fn fill_and_commit(
+        &self,
+        container: &str,
+        layers: Vec<PathBuf>,
+        target: &str,
+    ) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let inspected = self
+            .call(
+                "inspect_container",
+                docker.inspect_container(container, None),
+            )
+            .await?;
+        let upper = inspected
+            .graph_driver
+            .and_then(|mut driver| driver.data.remove("UpperDir"))
+            .map(PathBuf::from)
+            .ok_or_else(|| RuntimeError::Engine(format!("{container} has no upper directory")))?;
+        tokio::task::spawn_blocking(move || overlay::merge_layers(&layers, &upper))
+            .await
+            .map_err(|err| err.to_string())
+            .and_then(|merged| merged.map_err(|err| err.to_string()))
+            .map_err(|err| RuntimeError::Engine(format!("merging layers: {err}")))?;
+        let (repository, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+        let options = CommitContainerOptions {
+            container: Some(container.to_owned()),
+            repo: Some(repository.to_owned()),
+            tag: Some(tag.to_owned()),
+            comment: Some(format!("{SNAPSHOT_COMMENT} (compacted)")),
+            pause: false,
+            ..CommitContainerOptions::default()
+        };
+        self.call(
+            "commit_container",
+            docker.commit_container(options, ContainerConfig::default()),
+        )
+        .await
+        .map(drop)
+    }
+}
