@@ -53,6 +53,11 @@ pub struct SnapshotsConfig {
     /// The hibernation that gives a snapshot more layers of its own than this folds them into
     /// one (the engine refuses an image deeper than 125).
     pub compact_after_layers: u64,
+    /// A registry (`host:port`) every hibernation's and checkpoint's image is pushed to after
+    /// its commit; a restore pulls what the engine lacks.
+    pub registry: Option<String>,
+    /// With a registry: keep the engine's copy after a push (a restore then needs no pull).
+    pub keep_local: bool,
 }
 
 impl Default for SnapshotsConfig {
@@ -60,6 +65,8 @@ impl Default for SnapshotsConfig {
         Self {
             hibernated_ttl_seconds: 7 * 24 * 3600,
             compact_after_layers: 32,
+            registry: None,
+            keep_local: true,
         }
     }
 }
@@ -466,6 +473,16 @@ impl Config {
                 )));
             }
         }
+        if let Some(registry) = &self.snapshots.registry
+            && (registry.is_empty()
+                || registry.contains("://")
+                || registry.contains('/')
+                || registry.chars().any(char::is_whitespace))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "snapshots.registry must be a registry's host[:port], like 127.0.0.1:5000, not {registry:?}"
+            )));
+        }
         if let Some(token) = &self.admin_token
             && token.len() < MIN_ADMIN_TOKEN_LEN
         {
@@ -627,6 +644,14 @@ mod tests {
                 "[agent]\nready_timeout_ms = 99999999999999\n",
                 "ready_timeout_ms",
             ),
+            (
+                "[snapshots]\ncompact_after_layers = 0\n",
+                "compact_after_layers",
+            ),
+            (
+                "[snapshots]\nregistry = \"http://127.0.0.1:5000\"\n",
+                "snapshots.registry",
+            ),
         ] {
             let err = Config::from_toml(text).unwrap().finish().unwrap_err();
             assert!(err.to_string().contains(needle), "{text}: {err}");
@@ -642,6 +667,7 @@ mod tests {
         config.admin_token = Some("x".repeat(MIN_ADMIN_TOKEN_LEN));
         config.docker.host = Some("unix:///var/run/docker.sock".into());
         config.preview.domain = Some("preview.example".into());
+        config.snapshots.registry = Some("127.0.0.1:5000".into());
         let template = config.templates.get_mut(DEFAULT_TEMPLATE).unwrap();
         template.workspace_seed = Some("seed".into());
         template.pool.max = Some(4);

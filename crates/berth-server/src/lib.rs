@@ -93,6 +93,8 @@ pub async fn app(
         hibernated_ttl: Duration::from_secs(config.snapshots.hibernated_ttl_seconds),
         // Validated to at most 100.
         compact_after_layers: config.snapshots.compact_after_layers as u32,
+        snapshot_repository: sessions::snapshot_repository(config.snapshots.registry.as_deref()),
+        keep_local_snapshots: config.snapshots.keep_local,
         agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
         max_file_bytes,
         create_slots: Arc::new(tokio::sync::Semaphore::new(

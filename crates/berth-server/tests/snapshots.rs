@@ -299,3 +299,141 @@ async fn compaction_folds_a_deep_snapshot_into_one_layer_with_every_file_intact(
     );
     server.stop().await;
 }
+
+/// A real registry (Debian's `docker-registry`) on a free loopback port, its data in a temp
+/// dir, deletes enabled; stopped when dropped.
+struct Registry {
+    address: String,
+    process: std::process::Child,
+    _data: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Listening once this returns; HTTP to it needs a Berth client made first (it installs
+    /// the TLS provider `reqwest` wants).
+    async fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = data.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+                data.path().join("store").display()
+            ),
+        )
+        .unwrap();
+        let process = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian's package; scripts/test installs it)");
+        let registry = Self {
+            address,
+            process,
+            _data: data,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry never listened"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        registry
+    }
+
+    async fn get(&self, path: &str) -> Option<u16> {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}{path}", self.address))
+            .header(
+                "accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .send()
+            .await
+            .ok()?;
+        Some(response.status().as_u16())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// With `keep_local = false` a sleeping session's files are only in the registry: the restore
+/// pulls them, every byte intact, and deleting the session deletes them there too.
+#[tokio::test]
+async fn snapshots_go_to_a_registry_and_come_back_from_it() {
+    let registry = Registry::start().await;
+    let address = registry.address.clone();
+    let server = Server::start_with(|config| {
+        config.snapshots.registry = Some(address);
+        config.snapshots.keep_local = false;
+    })
+    .await;
+    let client = &server.client;
+    let session = client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    let populated = client.exec(&session.id, &sh(POPULATE)).await.unwrap();
+    assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
+    let manifest = client
+        .exec(&session.id, &sh(MANIFEST))
+        .await
+        .unwrap()
+        .stdout;
+    client.hibernate_session(&session.id).await.unwrap();
+
+    // Pushed in the background, then the engine's copy dropped.
+    let repository = format!("{}/berth-snapshot/{}", registry.address, session.id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let tag = loop {
+        let local = docker(&["images", "-q", &repository]).unwrap();
+        let tags = reqwest::get(format!(
+            "http://{}/v2/berth-snapshot/{}/tags/list",
+            registry.address, session.id
+        ))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_or_default();
+        if let (true, Some(tag)) = (local.trim().is_empty(), tags["tags"][0].as_str()) {
+            break tag.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never pushed and dropped: local {local:?}, registry {tags}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+
+    let woken = client
+        .exec(&session.id, &sh(MANIFEST))
+        .await
+        .unwrap()
+        .stdout;
+    assert_eq!(woken, manifest, "the restore pulled every byte back");
+
+    client.delete_session(&session.id).await.unwrap();
+    let path = format!("/v2/berth-snapshot/{}/manifests/{tag}", session.id);
+    assert_eq!(
+        registry.get(&path).await,
+        Some(404),
+        "deleting the session deleted its manifest"
+    );
+    server.stop().await;
+}

@@ -384,6 +384,15 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    /// The fake has no registry: its images are always "local".
+    async fn push_snapshot(&self, _image: &str) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
+    async fn drop_local_snapshot(&self, _image: &str) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
         self.check_up()?;
         self.images().remove(image);

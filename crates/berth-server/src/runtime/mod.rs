@@ -90,6 +90,22 @@ pub enum RuntimeError {
     Engine(String),
 }
 
+/// The registry an image reference names, as the engine reads one: a first path component
+/// with a dot or a port, or `localhost`.
+pub fn registry_of(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
+/// An image reference's repository and tag (`latest` when it names none); a registry's port
+/// is not a tag.
+pub fn split_tag(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => (image, "latest"),
+    }
+}
+
 #[async_trait]
 pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// Succeeds when the engine answers.
@@ -133,8 +149,16 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// `image`'s own layers hold, labelled as `image` is. `image` stays.
     async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError>;
 
-    /// Removes a snapshot image. Succeeds when it is already gone.
+    /// Removes a snapshot image, and its manifest from the registry its reference names.
+    /// Succeeds when it is already gone.
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError>;
+
+    /// Pushes a snapshot image to the registry its reference names.
+    async fn push_snapshot(&self, image: &str) -> Result<(), RuntimeError>;
+
+    /// Removes the engine's copy of a pushed snapshot image; the registry keeps it, and a
+    /// create from it pulls it again.
+    async fn drop_local_snapshot(&self, image: &str) -> Result<(), RuntimeError>;
 
     /// Every snapshot image of this instance.
     async fn snapshots(&self) -> Result<Vec<ManagedSnapshot>, RuntimeError>;

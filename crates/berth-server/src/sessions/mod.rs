@@ -24,6 +24,7 @@ pub use command::{Command, Created, ReconcileReport, Started};
 pub use engine::EngineState;
 pub use error::SessionError;
 pub use queue::QueueTickets;
+pub use snapshots::snapshot_repository;
 pub use validate::label_filter as parse_label_filter;
 
 use crate::{
@@ -51,6 +52,11 @@ pub struct ManagerContext {
     pub hibernated_ttl: Duration,
     /// A hibernation that gives a snapshot more layers of its own folds them into one.
     pub compact_after_layers: u32,
+    /// Where hibernations' and checkpoints' images go: `berth-snapshot`, or
+    /// `<registry>/berth-snapshot` with `snapshots.registry`, whose images are pushed.
+    pub snapshot_repository: String,
+    /// With a registry: keep the engine's copy of a pushed image.
+    pub keep_local_snapshots: bool,
     pub agent_ready_timeout: Duration,
     /// Largest file one upload may write inside a session.
     pub max_file_bytes: u64,

@@ -14,6 +14,14 @@ use crate::{auth::Principal, ids, store::SnapshotRecord};
 /// Where every snapshot image lives in the engine's image store: hibernations and checkpoints
 /// tagged with their commit time, named snapshots with their own id.
 pub(super) const SNAPSHOT_REPOSITORY: &str = "berth-snapshot";
+
+/// The repository of hibernations' and checkpoints' images: in `registry` when there is one.
+pub fn snapshot_repository(registry: Option<&str>) -> String {
+    match registry {
+        Some(registry) => format!("{registry}/{SNAPSHOT_REPOSITORY}"),
+        None => SNAPSHOT_REPOSITORY.to_owned(),
+    }
+}
 const MAX_NAME: usize = 64;
 
 impl SessionManager {

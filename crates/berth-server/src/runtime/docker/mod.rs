@@ -26,6 +26,7 @@ use tokio::sync::OnceCell;
 
 mod compact;
 mod overlay;
+mod registry;
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
@@ -127,6 +128,81 @@ impl DockerRuntime {
                     self.timeout.as_secs()
                 )))
             })
+    }
+
+    /// Creates a session's container from an image the engine holds.
+    async fn create_from_local(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        self.within(async {
+            self.prepare().await?;
+            let network = self
+                .networks
+                .for_template(&spec.template)
+                .ok_or_else(|| {
+                    RuntimeError::Engine(format!(
+                        "no session network for template {}",
+                        spec.template
+                    ))
+                })?
+                .name
+                .clone();
+            let docker = self.docker().await?;
+            let labels = HashMap::from([
+                (labels::SESSION.to_owned(), spec.session_id.clone()),
+                (labels::OWNER.to_owned(), spec.owner.clone()),
+                (labels::TEMPLATE.to_owned(), spec.template.clone()),
+                (labels::INSTANCE.to_owned(), self.config.instance.clone()),
+            ]);
+            let host_config = HostConfig {
+                memory: Some(spec.memory_bytes),
+                // Equal to memory: no swap beyond the limit.
+                memory_swap: Some(spec.memory_bytes),
+                nano_cpus: Some(spec.nano_cpus),
+                pids_limit: Some(spec.pids_limit),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                cap_add: Some(self.config.cap_add.clone()),
+                // The engine's default seccomp profile applies because none is overridden here.
+                security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+                privileged: Some(false),
+                network_mode: Some(network.clone()),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".to_owned()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_owned(), self.config.log_max_size.clone()),
+                        ("max-file".to_owned(), "1".to_owned()),
+                    ])),
+                }),
+                ..HostConfig::default()
+            };
+            let body = ContainerCreateBody {
+                image: Some(spec.image.clone()),
+                // Everything in a session, the agent included, runs as the session user.
+                user: Some(SESSION_USER.to_owned()),
+                hostname: Some(spec.session_id.clone()),
+                env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                labels: Some(labels),
+                host_config: Some(host_config),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(network, EndpointSettings::default())])),
+                }),
+                ..ContainerCreateBody::default()
+            };
+            let name = format!("berth-{}", spec.session_id);
+            let options = CreateContainerOptionsBuilder::new().name(&name).build();
+            match self
+                .call(
+                    "create_container",
+                    docker.create_container(Some(options), body),
+                )
+                .await
+            {
+                Ok(created) => Ok(created.id),
+                Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
+                    Err(RuntimeError::ImageMissing(spec.image.clone()))
+                }
+                Err(err) => Err(err),
+            }
+        })
+        .await
     }
 
     async fn ensure_networks(&self) -> Result<(), RuntimeError> {
@@ -232,78 +308,16 @@ impl Runtime for DockerRuntime {
             .map(drop)
     }
 
+    /// An image a registry holds (a snapshot whose local copy was dropped, a template's image
+    /// on the operator's registry) is pulled when the engine lacks it.
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        self.within(async {
-            self.prepare().await?;
-            let network = self
-                .networks
-                .for_template(&spec.template)
-                .ok_or_else(|| {
-                    RuntimeError::Engine(format!(
-                        "no session network for template {}",
-                        spec.template
-                    ))
-                })?
-                .name
-                .clone();
-            let docker = self.docker().await?;
-            let labels = HashMap::from([
-                (labels::SESSION.to_owned(), spec.session_id.clone()),
-                (labels::OWNER.to_owned(), spec.owner.clone()),
-                (labels::TEMPLATE.to_owned(), spec.template.clone()),
-                (labels::INSTANCE.to_owned(), self.config.instance.clone()),
-            ]);
-            let host_config = HostConfig {
-                memory: Some(spec.memory_bytes),
-                // Equal to memory: no swap beyond the limit.
-                memory_swap: Some(spec.memory_bytes),
-                nano_cpus: Some(spec.nano_cpus),
-                pids_limit: Some(spec.pids_limit),
-                cap_drop: Some(vec!["ALL".to_owned()]),
-                cap_add: Some(self.config.cap_add.clone()),
-                // The engine's default seccomp profile applies because none is overridden here.
-                security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-                privileged: Some(false),
-                network_mode: Some(network.clone()),
-                log_config: Some(HostConfigLogConfig {
-                    typ: Some("json-file".to_owned()),
-                    config: Some(HashMap::from([
-                        ("max-size".to_owned(), self.config.log_max_size.clone()),
-                        ("max-file".to_owned(), "1".to_owned()),
-                    ])),
-                }),
-                ..HostConfig::default()
-            };
-            let body = ContainerCreateBody {
-                image: Some(spec.image.clone()),
-                // Everything in a session, the agent included, runs as the session user.
-                user: Some(SESSION_USER.to_owned()),
-                hostname: Some(spec.session_id.clone()),
-                env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                labels: Some(labels),
-                host_config: Some(host_config),
-                networking_config: Some(NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(network, EndpointSettings::default())])),
-                }),
-                ..ContainerCreateBody::default()
-            };
-            let name = format!("berth-{}", spec.session_id);
-            let options = CreateContainerOptionsBuilder::new().name(&name).build();
-            match self
-                .call(
-                    "create_container",
-                    docker.create_container(Some(options), body),
-                )
-                .await
-            {
-                Ok(created) => Ok(created.id),
-                Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
-                    Err(RuntimeError::ImageMissing(spec.image.clone()))
-                }
-                Err(err) => Err(err),
+        match self.create_from_local(spec).await {
+            Err(RuntimeError::ImageMissing(image)) if super::registry_of(&image).is_some() => {
+                self.pull(&image).await?;
+                self.create_from_local(spec).await
             }
-        })
-        .await
+            created => created,
+        }
     }
 
     async fn start(&self, container_id: &str) -> Result<SocketAddr, RuntimeError> {
@@ -502,7 +516,7 @@ impl Runtime for DockerRuntime {
         image: &str,
         pause: bool,
     ) -> Result<(), RuntimeError> {
-        let (repository, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+        let (repository, tag) = super::split_tag(image);
         let committed = tokio::time::timeout(COMMIT_DEADLINE, async {
             let docker = self.docker().await?;
             let options = CommitContainerOptions {
@@ -542,6 +556,15 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
+        self.drop_local_snapshot(image).await?;
+        self.delete_manifest(image).await
+    }
+
+    async fn push_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
+        self.push(image).await
+    }
+
+    async fn drop_local_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
         self.within(async {
             let docker = self.docker().await?;
             let options = RemoveImageOptionsBuilder::new().force(true).build();

@@ -21,8 +21,8 @@ use super::{
 use crate::{
     auth::Principal,
     ids,
-    runtime::RuntimeError,
-    sessions::{Command, SessionError, Started, command::Reply, snapshots::SNAPSHOT_REPOSITORY},
+    runtime::{RuntimeError, registry_of},
+    sessions::{Command, SessionError, Started, command::Reply},
     store::{SessionFilter, SessionRecord},
 };
 
@@ -93,7 +93,7 @@ impl Actor {
         }
         self.hibernating.insert(record.id.clone(), waiters);
         // A new name per hibernation: the previous snapshot stays whole until this one is.
-        let image = snapshot_name(&record.id);
+        let image = self.snapshot_name(&record.id);
         let runtime = self.ctx.runtime.clone();
         let compact_after = self.ctx.compact_after_layers;
         let id = record.id;
@@ -181,6 +181,7 @@ impl Actor {
                 if let Some(previous) = previous {
                     self.remove_snapshot_in_background(previous);
                 }
+                self.push_in_background(record.snapshot.clone());
                 crate::metrics::session_hibernated();
                 tracing::info!(session = id, compacted, "hibernated");
                 if let Some(layers) = compacted {
@@ -475,7 +476,7 @@ impl Actor {
         };
         let id = record.id.clone();
         self.checkpointing.insert(id.clone());
-        let image = snapshot_name(&id);
+        let image = self.snapshot_name(&id);
         let runtime = self.ctx.runtime.clone();
         let failed_id = id.clone();
         self.spawn_reporting(
@@ -518,12 +519,45 @@ impl Actor {
                 if let Some(previous) = previous {
                     self.remove_snapshot_in_background(previous);
                 }
+                self.push_in_background(Some(image));
             }
             Err(err) => {
                 tracing::warn!(session = id, %err, "could not record the checkpoint");
                 self.remove_snapshot_in_background(image);
             }
         }
+    }
+
+    /// A new snapshot image's name: tagged with the time, so the newest is known without the
+    /// store; in the registry's repository when there is one.
+    fn snapshot_name(&self, session_id: &str) -> String {
+        format!(
+            "{}/{session_id}:{}",
+            self.ctx.snapshot_repository,
+            Utc::now().timestamp_millis()
+        )
+    }
+
+    /// Pushes a snapshot image that names a registry, after its commit and outside anyone's
+    /// wait, and drops the engine's copy once pushed unless `snapshots.keep_local`. A failed
+    /// push leaves the image local: nothing is lost, the next snapshot is pushed anew.
+    fn push_in_background(&self, image: Option<String>) {
+        let Some(image) = image.filter(|image| registry_of(image).is_some()) else {
+            return;
+        };
+        let runtime = self.ctx.runtime.clone();
+        let keep_local = self.ctx.keep_local_snapshots;
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            if let Err(err) = runtime.push_snapshot(&image).await {
+                tracing::warn!(%err, %image, "could not push the snapshot; it stays local");
+                return;
+            }
+            tracing::info!(%image, elapsed = ?started.elapsed(), "snapshot pushed");
+            if !keep_local && let Err(err) = runtime.drop_local_snapshot(&image).await {
+                tracing::warn!(%err, %image, "could not drop the local copy of a pushed snapshot");
+            }
+        });
     }
 
     /// Removes a snapshot image without waiting for it; reconcile retries a failure.
@@ -541,12 +575,4 @@ impl Actor {
 pub(super) fn snapshot_time(image: &str) -> Option<DateTime<Utc>> {
     let (_, tag) = image.rsplit_once(':')?;
     DateTime::from_timestamp_millis(tag.parse().ok()?)
-}
-
-/// A new snapshot image's name: tagged with the time, so the newest is known without the store.
-fn snapshot_name(session_id: &str) -> String {
-    format!(
-        "{SNAPSHOT_REPOSITORY}/{session_id}:{}",
-        Utc::now().timestamp_millis()
-    )
 }

@@ -106,6 +106,8 @@ async fn harness_tuned(
         max_hibernated: 2,
         hibernated_ttl: Duration::from_secs(3600),
         compact_after_layers: 3,
+        snapshot_repository: snapshot_repository(None),
+        keep_local_snapshots: true,
         agent_ready_timeout: Duration::from_secs(5),
         max_file_bytes: 1 << 20,
         create_slots: Arc::new(tokio::sync::Semaphore::new(4)),

@@ -1,0 +1,129 @@
+//! Snapshots in a registry (`snapshots.registry`): pushed after they are committed, pulled by
+//! a create that misses them locally, their manifests deleted with them.
+//!
+//! The registry is named in the image reference itself (`127.0.0.1:5000/berth-snapshot/...`),
+//! so nothing else needs to know where an image lives.
+
+use axum::body::Body;
+use bollard::query_parameters::{CreateImageOptions, PushImageOptions};
+use futures_util::StreamExt;
+use hyper::{Method, Request, StatusCode};
+
+use super::{COMMIT_DEADLINE, DockerRuntime, map_error};
+use crate::{
+    agent_client::container_network_client,
+    runtime::{RuntimeError, registry_of, split_tag},
+};
+
+/// What a registry answers a manifest request with, for the digest a deletion needs.
+const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+impl DockerRuntime {
+    pub(super) async fn push(&self, image: &str) -> Result<(), RuntimeError> {
+        let (repository, tag) = split_tag(image);
+        let docker = self.docker().await?;
+        let options = PushImageOptions {
+            tag: Some(tag.to_owned()),
+            ..PushImageOptions::default()
+        };
+        let mut progress = docker.push_image(repository, Some(options), None);
+        self.follow(image, "pushing", async move {
+            while let Some(step) = progress.next().await {
+                if let Some(detail) = step.map_err(map_error)?.error_detail {
+                    return Err(RuntimeError::Engine(detail.message.unwrap_or_default()));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        let (repository, tag) = split_tag(image);
+        let docker = self.docker().await?;
+        let options = CreateImageOptions {
+            from_image: Some(repository.to_owned()),
+            tag: Some(tag.to_owned()),
+            ..CreateImageOptions::default()
+        };
+        let mut progress = docker.create_image(Some(options), None, None);
+        self.follow(image, "pulling", async move {
+            while let Some(step) = progress.next().await {
+                if let Some(detail) = step.map_err(map_error)?.error_detail {
+                    return Err(RuntimeError::Engine(detail.message.unwrap_or_default()));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// A transfer's time grows with the image, as a commit's does.
+    async fn follow(
+        &self,
+        image: &str,
+        doing: &str,
+        transfer: impl Future<Output = Result<(), RuntimeError>>,
+    ) -> Result<(), RuntimeError> {
+        tokio::time::timeout(COMMIT_DEADLINE, transfer)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RuntimeError::Unavailable(format!(
+                    "{doing} {image} took longer than {} s",
+                    COMMIT_DEADLINE.as_secs()
+                )))
+            })
+    }
+
+    /// Deletes the image's manifest from its registry (over plain HTTP, as the engine talks to
+    /// a registry on a loopback address). Succeeds when it is already gone.
+    pub(super) async fn delete_manifest(&self, image: &str) -> Result<(), RuntimeError> {
+        let Some(registry) = registry_of(image) else {
+            return Ok(());
+        };
+        let (repository, tag) = split_tag(image);
+        let name = &repository[registry.len() + 1..];
+        let client = container_network_client(self.timeout);
+        let manifest = format!("http://{registry}/v2/{name}/manifests/{tag}");
+        let unreachable =
+            |err: &dyn std::fmt::Display| RuntimeError::Unavailable(format!("{registry}: {err}"));
+        let head = Request::builder()
+            .method(Method::HEAD)
+            .uri(&manifest)
+            .header("accept", MANIFEST_V2)
+            .body(Body::empty())
+            .map_err(|err| unreachable(&err))?;
+        let found = tokio::time::timeout(self.timeout, client.request(head))
+            .await
+            .map_err(|_| unreachable(&"no answer"))?
+            .map_err(|err| unreachable(&err))?;
+        if found.status() == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        let digest = found
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|digest| digest.to_str().ok())
+            .ok_or_else(|| {
+                RuntimeError::Engine(format!(
+                    "{registry} answered {} without a digest for {image}",
+                    found.status()
+                ))
+            })?;
+        let delete = Request::builder()
+            .method(Method::DELETE)
+            .uri(format!("http://{registry}/v2/{name}/manifests/{digest}"))
+            .body(Body::empty())
+            .map_err(|err| unreachable(&err))?;
+        let deleted = tokio::time::timeout(self.timeout, client.request(delete))
+            .await
+            .map_err(|_| unreachable(&"no answer"))?
+            .map_err(|err| unreachable(&err))?;
+        match deleted.status() {
+            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+            status => Err(RuntimeError::Engine(format!(
+                "{registry} refused to delete {image}: HTTP {status} (is deletion enabled in its config?)"
+            ))),
+        }
+    }
+}
