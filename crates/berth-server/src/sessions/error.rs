@@ -38,7 +38,7 @@ pub enum SessionError {
     )]
     CreateTimedOut { id: String, seconds: u64 },
     #[error(
-        "session {id} is waking up and was not ready within {seconds} s; try again in a moment"
+        "session {id} is waking up (or waiting for room on the host to wake) and was not ready within {seconds} s; try again in a moment"
     )]
     WakeTimedOut { id: String, seconds: u64 },
     #[error("session {id}: seeding the workspace failed: {message}")]

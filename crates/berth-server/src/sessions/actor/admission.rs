@@ -131,7 +131,8 @@ impl Actor {
         if self.engine_up().is_err() {
             return;
         }
-        let mut admitted = false;
+        // Restores go first: their sessions were admitted once, and a restore is quick.
+        let mut admitted = self.admit_waiting_restores().await;
         // A request whose template has a ready pooled session takes it at once: it is already
         // counted against capacity, so claiming it never waits for a slot.
         let generation = self.engine_generation();

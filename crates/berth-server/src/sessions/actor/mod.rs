@@ -19,7 +19,7 @@ mod snapshot;
 mod stop;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     panic::AssertUnwindSafe,
     time::Instant,
 };
@@ -123,6 +123,8 @@ pub(super) struct Actor {
     reviving: HashSet<String>,
     /// Sessions whose periodic checkpoint is being committed.
     checkpointing: HashSet<String>,
+    /// Hibernated sessions whose restore waits for capacity, oldest first (they are `waking`).
+    restores_waiting: VecDeque<String>,
     /// Sessions warned that they will be idle-stopped, and when.
     idle_warned: HashMap<String, chrono::DateTime<chrono::Utc>>,
     /// A CPU-time sample of each container, about a minute old, for the idle policy.
@@ -158,6 +160,7 @@ impl Actor {
             recovering: HashSet::new(),
             reviving: HashSet::new(),
             checkpointing: HashSet::new(),
+            restores_waiting: VecDeque::new(),
             idle_warned: HashMap::new(),
             cpu_samples: HashMap::new(),
             last_restart: HashMap::new(),

@@ -312,6 +312,16 @@ impl Actor {
         if let Err(err) = self.engine_up() {
             return self.answer_waking(&id, Err(err));
         }
+        // Awake, it counts toward capacity again: at capacity it waits, its waiters with it.
+        // (A running session recovered from its snapshot is counted already.)
+        if record.state == SessionState::Hibernated && self.at_capacity().await {
+            if !self.restores_waiting.contains(&id) {
+                tracing::info!(session = %id, "at capacity: the restore waits for room");
+                self.restores_waiting.push_back(id);
+            }
+            return;
+        }
+        self.restores_waiting.retain(|waiting| *waiting != id);
         let (template, image) = match (self.template(&record.template), &record.snapshot) {
             (Ok(template), Some(image)) => (template.clone(), image.clone()),
             (Err(err), _) => return self.answer_waking(&id, Err(err)),
@@ -433,6 +443,32 @@ impl Actor {
     }
 
     /// Answers everyone waiting for the session to wake.
+    /// Starts the restores that waited for capacity, oldest first, while there is room.
+    /// Returns whether it started any.
+    pub(super) async fn admit_waiting_restores(&mut self) -> bool {
+        let mut started = false;
+        while let Some(id) = self.restores_waiting.front().cloned() {
+            if self.at_capacity().await {
+                break;
+            }
+            self.restores_waiting.pop_front();
+            match self.ctx.store.get_session(&id).await {
+                Ok(Some(record)) if record.state == SessionState::Hibernated => {
+                    started = true;
+                    self.begin_restore(record).await;
+                }
+                // Deleted or expired while it waited.
+                Ok(_) => self.answer_waking(&id, Err(SessionError::NotFound(id.clone()))),
+                Err(err) => {
+                    tracing::warn!(%err, session = %id, "store unavailable; the restore waits on");
+                    self.restores_waiting.push_front(id);
+                    break;
+                }
+            }
+        }
+        started
+    }
+
     fn answer_waking(&mut self, id: &str, result: Result<Session, SessionError>) {
         for waiter in self.waking.remove(id).unwrap_or_default() {
             let _ = waiter.send(match &result {

@@ -515,3 +515,34 @@ async fn the_hibernation_that_passes_the_threshold_compacts_the_snapshot() {
     );
     assert_eq!(read(&h, "alice", &session.id, "cycle.txt").await, "4");
 }
+
+/// A sleeping session counts toward capacity again once awake: at capacity its restore waits,
+/// and starts as soon as a session ends.
+#[tokio::test]
+async fn a_restore_at_capacity_waits_for_room_then_wakes() {
+    let h = harness_with(0, 1).await;
+    let sleeper = running(&h, "alice", "default").await;
+    write(&h, "alice", &sleeper.id, "kept.txt", "asleep").await;
+    h.sessions
+        .hibernate(user("alice"), sleeper.id.clone())
+        .await
+        .unwrap();
+    // Asleep, it leaves room for another session, which fills the host.
+    let other = running(&h, "bob", "default").await;
+
+    let sessions = h.sessions.clone();
+    let id = sleeper.id.clone();
+    let resumed = tokio::spawn(async move { sessions.resume(user("alice"), id).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!resumed.is_finished(), "no room: the restore waits");
+    assert_eq!(state_of(&h, &sleeper.id).await, SessionState::Hibernated);
+
+    h.sessions.delete(user("bob"), other.id).await.unwrap();
+    let awake = tokio::time::timeout(Duration::from_secs(10), resumed)
+        .await
+        .expect("the restore started once there was room")
+        .unwrap()
+        .unwrap();
+    assert_eq!(awake.state, SessionState::Running);
+    assert_eq!(read(&h, "alice", &sleeper.id, "kept.txt").await, "asleep");
+}
