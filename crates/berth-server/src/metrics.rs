@@ -50,12 +50,25 @@ pub fn pool_miss(template: &str) {
     metrics::counter!("berth_pool_misses_total", "template" => template.to_owned()).increment(1);
 }
 
-pub fn session_hibernated() {
-    metrics::counter!("berth_hibernations_total").increment(1);
+/// A hibernation's engine work (stop, commit, compaction, removal), done or failed.
+pub fn hibernation(elapsed: Duration, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!("berth_hibernations_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("berth_hibernate_duration_seconds", "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
 }
 
-pub fn session_restored() {
-    metrics::counter!("berth_restores_total").increment(1);
+/// A restore, from its start to the agent answering, done or failed.
+pub fn restore(elapsed: Duration, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!("berth_restores_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("berth_restore_duration_seconds", "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+/// What a hibernation's snapshot holds of its own, above the template's image.
+pub fn snapshot_committed(bytes: u64) {
+    metrics::histogram!("berth_snapshot_bytes").record(bytes as f64);
 }
 
 /// A session command that panicked and was contained; each is a bug to fix.

@@ -19,7 +19,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
-    ManagedSnapshot, Runtime, RuntimeError,
+    ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth,
 };
 
 #[derive(Debug)]
@@ -353,12 +353,18 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError> {
+    async fn snapshot_depth(&self, image: &str) -> Result<SnapshotDepth, RuntimeError> {
         self.check_up()?;
-        self.images()
+        let images = self.images();
+        let image = images
             .get(image)
-            .map(|image| image.layers)
-            .ok_or_else(|| RuntimeError::NotFound(image.into()))
+            .ok_or_else(|| RuntimeError::NotFound(image.into()))?;
+        let bytes =
+            tree_bytes(image.home.path()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        Ok(SnapshotDepth {
+            layers: image.layers,
+            bytes,
+        })
     }
 
     async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
@@ -410,6 +416,20 @@ impl Runtime for FakeRuntime {
             })
             .collect())
     }
+}
+
+/// What the files of a directory tree hold.
+fn tree_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        bytes += if entry.file_type()?.is_dir() {
+            tree_bytes(&entry.path())?
+        } else {
+            entry.metadata()?.len()
+        };
+    }
+    Ok(bytes)
 }
 
 /// Copies a directory tree, files and directories only (what the fake's homes hold).

@@ -90,6 +90,15 @@ pub enum RuntimeError {
     Engine(String),
 }
 
+/// A snapshot image's own part, above its template's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotDepth {
+    /// One per commit since the template's image; one after a compaction.
+    pub layers: u32,
+    /// What those layers hold.
+    pub bytes: u64,
+}
+
 /// The registry an image reference names, as the engine reads one: a first path component
 /// with a dot or a port, or `localhost`.
 pub fn registry_of(image: &str) -> Option<&str> {
@@ -141,9 +150,8 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         pause: bool,
     ) -> Result<(), RuntimeError>;
 
-    /// How many of `image`'s layers are snapshots' (one per commit since the template's
-    /// image; one after a compaction).
-    async fn snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError>;
+    /// What of `image` is snapshots' own, above the template's image.
+    async fn snapshot_depth(&self, image: &str) -> Result<SnapshotDepth, RuntimeError>;
 
     /// Makes `target` of the template image `image` sits on and one layer holding everything
     /// `image`'s own layers hold, labelled as `image` is. `image` stays.

@@ -17,34 +17,36 @@ use bollard::{
 };
 
 use super::{COMMIT_DEADLINE, DockerRuntime, overlay};
-use crate::runtime::RuntimeError;
+use crate::runtime::{RuntimeError, SnapshotDepth};
 
 /// The comment of every snapshot commit: the image's history tells its own layers from its
 /// template's by it.
 pub(super) const SNAPSHOT_COMMENT: &str = "berth snapshot";
 
 impl DockerRuntime {
-    /// The history of `image`, newest first: how many of its layers are snapshots', and the
-    /// id of the image below them.
-    async fn snapshot_lineage(&self, image: &str) -> Result<(u32, String), RuntimeError> {
+    /// The history of `image`, newest first: what of it is snapshots' own, and the id of the
+    /// image below.
+    pub(super) async fn snapshot_lineage(
+        &self,
+        image: &str,
+    ) -> Result<(SnapshotDepth, String), RuntimeError> {
         let docker = self.docker().await?;
         let history = self
             .call("image_history", docker.image_history(image))
             .await?;
-        let own = history
+        let own: Vec<_> = history
             .iter()
             .take_while(|entry| entry.comment.starts_with(SNAPSHOT_COMMENT))
-            .count();
+            .collect();
+        let depth = SnapshotDepth {
+            layers: own.len() as u32,
+            bytes: own.iter().map(|entry| entry.size.max(0) as u64).sum(),
+        };
         let base = history
-            .get(own)
+            .get(own.len())
             .map(|entry| entry.id.clone())
             .unwrap_or_default();
-        Ok((own as u32, base))
-    }
-
-    pub(super) async fn count_snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError> {
-        self.within(async { Ok(self.snapshot_lineage(image).await?.0) })
-            .await
+        Ok((depth, base))
     }
 
     pub(super) async fn compact(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
@@ -55,7 +57,7 @@ impl DockerRuntime {
                     "{image} does not sit on an image of this engine's: it cannot be compacted"
                 )));
             }
-            let (layers, labels) = self.own_layers(image, own as usize).await?;
+            let (layers, labels) = self.own_layers(image, own.layers as usize).await?;
             let docker = self.docker().await?;
             // Never started: it only lends its upper directory and its commit.
             let body = ContainerCreateBody {

@@ -30,7 +30,7 @@ mod registry;
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
-    ManagedSnapshot, Runtime, RuntimeError, labels,
+    ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth, labels,
 };
 use crate::{
     config::DockerConfig,
@@ -547,8 +547,9 @@ impl Runtime for DockerRuntime {
         })
     }
 
-    async fn snapshot_layers(&self, image: &str) -> Result<u32, RuntimeError> {
-        self.count_snapshot_layers(image).await
+    async fn snapshot_depth(&self, image: &str) -> Result<SnapshotDepth, RuntimeError> {
+        self.within(async { Ok(self.snapshot_lineage(image).await?.0) })
+            .await
     }
 
     async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError> {

@@ -26,7 +26,9 @@ pub(super) async fn compact_if_deep(
     image: String,
     threshold: u32,
 ) -> Result<Slept, SessionError> {
-    let layers = runtime.snapshot_layers(&image).await?;
+    let depth = runtime.snapshot_depth(&image).await?;
+    crate::metrics::snapshot_committed(depth.bytes);
+    let layers = depth.layers;
     if layers <= threshold {
         return Ok(Slept {
             image,

@@ -100,6 +100,7 @@ impl Actor {
         let failed_id = id.clone();
         self.spawn_reporting(
             async move {
+                let started = std::time::Instant::now();
                 let outcome = async {
                     runtime.stop(&container_id, STOP_GRACE).await?;
                     runtime.commit(&container_id, &image, false).await?;
@@ -112,6 +113,7 @@ impl Actor {
                     Ok::<_, SessionError>(slept)
                 }
                 .await;
+                crate::metrics::hibernation(started.elapsed(), outcome.is_ok());
                 Command::HibernateFinished { id, outcome }
             },
             |err| Command::HibernateFinished {
@@ -182,7 +184,6 @@ impl Actor {
                     self.remove_snapshot_in_background(previous);
                 }
                 self.push_in_background(record.snapshot.clone());
-                crate::metrics::session_hibernated();
                 tracing::info!(session = id, compacted, "hibernated");
                 if let Some(layers) = compacted {
                     let message = format!("the snapshot's {layers} layers were folded into one");
@@ -342,7 +343,9 @@ impl Actor {
         let failed_id = id.clone();
         self.spawn_reporting(
             async move {
+                let started = std::time::Instant::now();
                 let outcome = make_container(&ctx, &spec, &secret, None).await;
+                crate::metrics::restore(started.elapsed(), outcome.is_ok());
                 Command::RestoreFinished { id, outcome }
             },
             |err| Command::RestoreFinished {
@@ -390,7 +393,6 @@ impl Actor {
                     self.back_to_sleep(record).await;
                     return self.answer_waking(id, Err(err.into()));
                 }
-                crate::metrics::session_restored();
                 tracing::info!(session = id, "restored");
                 if self.recovering.remove(id) {
                     let taken = record
