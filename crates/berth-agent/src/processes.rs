@@ -61,6 +61,7 @@ struct Process {
     pid: u32,
     cmd: Vec<String>,
     foreground: bool,
+    keepalive: bool,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     output: OutputLog,
     /// Output pipes still open; the output is complete when this reaches zero.
@@ -89,6 +90,7 @@ impl Process {
             pid: self.pid,
             cmd: self.cmd.clone(),
             running: exit.is_none(),
+            keepalive: self.keepalive,
             exit_code: exit.and_then(|e| e.code),
             signal: exit.and_then(|e| e.signal),
         }
@@ -124,6 +126,7 @@ impl Registry {
             pid,
             cmd: req.cmd.clone(),
             foreground,
+            keepalive: req.keepalive,
             stdin: tokio::sync::Mutex::new(child.stdin.take()),
             output: OutputLog::new(BACKLOG_BYTES),
             open_readers: AtomicUsize::new(2),

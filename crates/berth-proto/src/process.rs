@@ -22,6 +22,10 @@ pub struct ExecRequest {
     /// The whole process group is killed after this long; the answer then says `timed_out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// A background process (`POST .../processes`) started with this keeps its session awake
+    /// while it runs: the idle policy counts it as work (a long build, a server).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keepalive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +125,9 @@ pub struct ProcessInfo {
     pub pid: u32,
     pub cmd: Vec<String>,
     pub running: bool,
+    /// Started with `keepalive`: the session stays awake while it runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keepalive: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

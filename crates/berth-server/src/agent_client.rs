@@ -6,7 +6,10 @@ use std::{
 };
 
 use axum::body::Body;
-use berth_proto::agent::{Health, PROTOCOL_VERSION, SECRET_HEADER};
+use berth_proto::{
+    agent::{Health, PROTOCOL_VERSION, SECRET_HEADER},
+    process::ProcessList,
+};
 use http_body_util::BodyExt;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -98,6 +101,36 @@ impl AgentClient {
             Err(AgentError::Refused(401)) => Err(AgentError::NotThisSession),
             Err(err) => Err(err),
         }
+    }
+
+    /// Whether a background process started with `keepalive` still runs in the session.
+    pub async fn runs_keepalive_process(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+    ) -> Result<bool, AgentError> {
+        let request = hyper::Request::get("/processes")
+            .body(Body::empty())
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let response =
+            tokio::time::timeout(Duration::from_secs(2), self.send(addr, secret, request))
+                .await
+                .map_err(|_| AgentError::Unreachable("no answer within 2 s".into()))??;
+        if !response.status().is_success() {
+            return Err(AgentError::Refused(response.status().as_u16()));
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?
+            .to_bytes();
+        let list: ProcessList = serde_json::from_slice(&body)
+            .map_err(|e| AgentError::Unreachable(format!("an unreadable process list: {e}")))?;
+        Ok(list
+            .processes
+            .iter()
+            .any(|process| process.keepalive && process.running))
     }
 
     /// `Ok(None)` while the agent cannot be reached yet.

@@ -43,6 +43,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
         env: args.env.into_iter().collect(),
         stdin: None,
         timeout_ms: args.timeout.map(|s| s.saturating_mul(1000)),
+        keepalive: false,
     };
     let mut stream = client
         .exec_stream(&args.session, &request)

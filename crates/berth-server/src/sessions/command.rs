@@ -89,6 +89,12 @@ pub enum Command {
         id: String,
         outcome: Result<Started, SessionError>,
     },
+    /// A session near its idle deadline was asked whether it runs `keepalive` processes.
+    KeepaliveProbed {
+        id: String,
+        deadline: chrono::DateTime<chrono::Utc>,
+        busy: bool,
+    },
     /// Stop sessions past their expiry; retry removals that failed.
     Reap,
     /// How the warm pools stand.
@@ -133,6 +139,7 @@ impl Command {
             Self::HibernateFinished { .. } => "hibernate_finished",
             Self::RestoreFinished { .. } => "restore_finished",
             Self::CheckpointFinished { .. } => "checkpoint_finished",
+            Self::KeepaliveProbed { .. } => "keepalive_probed",
             Self::Reap => "reap",
             Self::PoolStatus { .. } => "pool_status",
             Self::Reconcile { .. } => "reconcile",

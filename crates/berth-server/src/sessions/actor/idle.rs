@@ -11,12 +11,21 @@ use super::Actor;
 use crate::{
     auth::Principal,
     config::{IdleAction, IdleConfig},
+    sessions::Command,
     sessions::{SessionError, activity::PERSIST_EVERY, validate},
     store::{SessionFilter, SessionRecord},
 };
 
 /// CPU use is measured over roughly this window.
 const CPU_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a session runs `keepalive` processes is asked of its agent once per idle deadline,
+/// before the warning: the only moment it matters, so a quiet host asks nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepaliveProbe {
+    Asked(DateTime<Utc>),
+    Answered(DateTime<Utc>),
+}
 
 impl Actor {
     /// Runs with every reap: persists activity, takes due checkpoints, warns, acts.
@@ -30,12 +39,14 @@ impl Actor {
         };
         let now = Utc::now();
         let mut seen_since = Vec::new();
-        // Samples of containers that are no longer running go.
+        // Samples of containers that are no longer running go, and probes of their sessions.
         self.cpu_samples.retain(|container, _| {
             sessions
                 .iter()
                 .any(|s| s.container_id.as_deref() == Some(container.as_str()))
         });
+        self.keepalive_probes
+            .retain(|id, _| sessions.iter().any(|s| s.id == *id));
         for mut record in sessions {
             if self.in_flight(&record.id) || self.restarting.contains(&record.id) {
                 continue;
@@ -62,6 +73,9 @@ impl Actor {
             }
             let acts_at = self.idle_deadline(&record, &idle);
             let warns_at = acts_at - TimeDelta::seconds(seconds(idle.warning_seconds));
+            if now >= warns_at && !self.runs_no_keepalive_process(&record, acts_at) {
+                continue;
+            }
             if now >= acts_at {
                 self.idle_warned.remove(&record.id);
                 self.act_on_idle(record, idle.action).await;
@@ -99,6 +113,61 @@ impl Actor {
         .max()
         .unwrap_or(record.last_activity);
         seen + TimeDelta::seconds(seconds(idle.timeout_seconds))
+    }
+
+    /// Whether the session's agent said it runs no `keepalive` process for this `deadline`;
+    /// asks it (off the actor) when it has not yet. An agent that cannot answer counts as
+    /// running none: a session must not stay awake for ever because it is unreachable.
+    fn runs_no_keepalive_process(
+        &mut self,
+        record: &SessionRecord,
+        deadline: DateTime<Utc>,
+    ) -> bool {
+        match self.keepalive_probes.get(&record.id) {
+            Some(KeepaliveProbe::Answered(at)) if *at == deadline => return true,
+            Some(KeepaliveProbe::Asked(at)) if *at == deadline => return false,
+            _ => {}
+        }
+        let Some(addr) = record.agent_addr.as_deref().and_then(|a| a.parse().ok()) else {
+            return true;
+        };
+        self.keepalive_probes
+            .insert(record.id.clone(), KeepaliveProbe::Asked(deadline));
+        let agent = self.ctx.agent.clone();
+        let secret = record.agent_secret.clone();
+        let id = record.id.clone();
+        let failed_id = id.clone();
+        self.spawn_reporting(
+            async move {
+                let busy = agent
+                    .runs_keepalive_process(addr, &secret)
+                    .await
+                    .unwrap_or(false);
+                Command::KeepaliveProbed { id, deadline, busy }
+            },
+            move |_| Command::KeepaliveProbed {
+                id: failed_id,
+                deadline,
+                busy: false,
+            },
+        );
+        false
+    }
+
+    /// A `keepalive` process is work: the session's deadline moves on, and the next one is
+    /// asked about again. Without one, the policy goes on at once (warns, or acts).
+    pub(super) async fn keepalive_probed(&mut self, id: &str, deadline: DateTime<Utc>, busy: bool) {
+        if busy {
+            self.keepalive_probes.remove(id);
+            self.ctx.activity.touch(id);
+            if self.idle_warned.remove(id).is_some() {
+                self.ctx.activity.notify(id, SessionEvent::IdleCancelled);
+            }
+        } else {
+            self.keepalive_probes
+                .insert(id.to_owned(), KeepaliveProbe::Answered(deadline));
+            self.check_idle().await;
+        }
     }
 
     async fn act_on_idle(&mut self, mut record: SessionRecord, action: IdleAction) {

@@ -123,6 +123,9 @@ pub(super) struct Actor {
     reviving: HashSet<String>,
     /// Sessions whose periodic checkpoint is being committed.
     checkpointing: HashSet<String>,
+    /// Sessions near their idle deadline, asked (or answered) whether they run `keepalive`
+    /// processes, with the deadline the question was for.
+    keepalive_probes: HashMap<String, KeepaliveProbe>,
     /// Hibernated sessions whose restore waits for capacity, oldest first (they are `waking`).
     restores_waiting: VecDeque<String>,
     /// Sessions warned that they will be idle-stopped, and when.
@@ -161,6 +164,7 @@ impl Actor {
             reviving: HashSet::new(),
             checkpointing: HashSet::new(),
             restores_waiting: VecDeque::new(),
+            keepalive_probes: HashMap::new(),
             idle_warned: HashMap::new(),
             cpu_samples: HashMap::new(),
             last_restart: HashMap::new(),
@@ -250,6 +254,9 @@ impl Actor {
             Command::RestoreFinished { id, outcome } => self.restore_finished(&id, outcome).await,
             Command::CheckpointFinished { id, outcome } => {
                 self.checkpoint_finished(&id, outcome).await
+            }
+            Command::KeepaliveProbed { id, deadline, busy } => {
+                self.keepalive_probed(&id, deadline, busy).await
             }
             Command::Extend {
                 caller,
@@ -400,6 +407,7 @@ impl Actor {
 }
 
 pub use compact::Slept;
+use idle::KeepaliveProbe;
 pub use reconcile::{Observed, observe};
 
 /// Sends a command to the actor, if it is still there.

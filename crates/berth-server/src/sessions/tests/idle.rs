@@ -134,3 +134,58 @@ async fn a_template_may_hibernate_its_sessions_at_expiry_until_their_maximum_lif
         session.created_at + chrono::TimeDelta::seconds(60)
     );
 }
+
+/// A background process started with `keepalive` is work while it runs: no warning, no
+/// hibernation; once it ends, the idle policy acts as usual.
+#[tokio::test]
+async fn a_keepalive_process_keeps_its_session_awake_while_it_runs() {
+    use http_body_util::BodyExt;
+    let h = drowsy_harness().await;
+    let session = running(&h, "alice", "drowsy").await;
+    let (addr, secret) = h
+        .sessions
+        .agent_endpoint(&user("alice"), &session.id)
+        .await
+        .unwrap();
+    let start = hyper::Request::post("/processes")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            r#"{"cmd": ["sleep", "30"], "keepalive": true}"#,
+        ))
+        .unwrap();
+    let started = AgentClient::default()
+        .send(addr, &secret, start)
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    let body = started.into_body().collect().await.unwrap().to_bytes();
+    let process: berth_proto::process::ProcessInfo = serde_json::from_slice(&body).unwrap();
+    assert!(process.keepalive);
+
+    let mut notices = h.sessions.tap(&session.id, false).notices;
+    // Twice the idle timeout, the policy checking all along.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        h.sessions.reap().await.unwrap();
+    }
+    assert_eq!(state_of(&h, &session.id).await, SessionState::Running);
+    assert!(
+        futures_util::FutureExt::now_or_never(notices.next()).is_none(),
+        "no warning while the keepalive process runs"
+    );
+
+    let stop = hyper::Request::post(format!("/processes/{}/signal", process.id))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"signal": 9}"#))
+        .unwrap();
+    let stopped = AgentClient::default()
+        .send(addr, &secret, stop)
+        .await
+        .unwrap();
+    assert!(stopped.status().is_success(), "{}", stopped.status());
+    wait_until("the idle policy to act once it ended", || async {
+        h.sessions.reap().await.unwrap();
+        state_of(&h, &session.id).await == SessionState::Hibernated
+    })
+    .await;
+}
