@@ -21,6 +21,20 @@ const POPULATE: &str = r#"cd /home/user && mkdir -p work/empty 'odd dir' &&
   ln -s work/run.sh link-to-run && echo 'ünïcödé' > 'odd dir/naïve file.txt' &&
   chmod 600 'odd dir/naïve file.txt'"#;
 
+/// A session of the `base` template (whose image has files in the home) with `POPULATE`'s
+/// files, and one of the template's own files deleted: a deletion a snapshot must keep.
+async fn populated_base_session(client: &berth_client::Client) -> berth_proto::Session {
+    let request = CreateSession {
+        template: "base".into(),
+        ..CreateSession::default()
+    };
+    let session = client.create_session(&request).await.unwrap();
+    let script = format!("{POPULATE} && rm /home/user/.bash_logout");
+    let populated = client.exec(&session.id, &sh(&script)).await.unwrap();
+    assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
+    session
+}
+
 fn snapshot_images(session_id: &str) -> Vec<String> {
     docker(&[
         "images",
@@ -214,12 +228,7 @@ async fn a_container_removed_by_hand_comes_back_from_its_last_checkpoint() {
 async fn compaction_folds_a_deep_snapshot_into_one_layer_with_every_file_intact() {
     let server = Server::start_with(|config| config.snapshots.compact_after_layers = 3).await;
     let client = &server.client;
-    let session = client
-        .create_session(&CreateSession::default())
-        .await
-        .unwrap();
-    let populated = client.exec(&session.id, &sh(POPULATE)).await.unwrap();
-    assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
+    let session = populated_base_session(client).await;
     // Each cycle changes what another layer holds: a file rewritten, a file and a directory of
     // earlier layers deleted, a directory replaced by a file and that file by a directory.
     let changes = [
@@ -285,7 +294,11 @@ async fn compaction_folds_a_deep_snapshot_into_one_layer_with_every_file_intact(
         .unwrap()
         .stdout;
     assert_eq!(woken, manifest);
-    for gone in ["/home/user/work/empty", "/home/user/dir/a"] {
+    for gone in [
+        "/home/user/work/empty",
+        "/home/user/dir/a",
+        "/home/user/.bash_logout",
+    ] {
         let test = client
             .exec(&session.id, &sh(&format!("test ! -e {gone}")))
             .await
@@ -384,12 +397,7 @@ async fn snapshots_go_to_a_registry_and_come_back_from_it() {
     })
     .await;
     let client = &server.client;
-    let session = client
-        .create_session(&CreateSession::default())
-        .await
-        .unwrap();
-    let populated = client.exec(&session.id, &sh(POPULATE)).await.unwrap();
-    assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
+    let session = populated_base_session(client).await;
     let manifest = client
         .exec(&session.id, &sh(MANIFEST))
         .await
@@ -427,6 +435,10 @@ async fn snapshots_go_to_a_registry_and_come_back_from_it() {
         .unwrap()
         .stdout;
     assert_eq!(woken, manifest, "the restore pulled every byte back");
+    assert!(
+        !manifest.contains(".bash_logout") && manifest.contains(".bashrc"),
+        "the template's deleted file stays deleted: {manifest}"
+    );
 
     client.delete_session(&session.id).await.unwrap();
     let path = format!("/v2/berth-snapshot/{}/manifests/{tag}", session.id);
