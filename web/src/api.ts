@@ -21,6 +21,8 @@ export interface Session {
   last_activity: string;
   stop_reason?: string;
   hibernated_at?: string;
+  /** While asleep or waking: how long a restore takes here lately, in milliseconds. */
+  wake_estimate_ms?: number;
 }
 
 /** A named snapshot of a session's files, to fork new sessions from. */

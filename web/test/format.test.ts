@@ -10,6 +10,7 @@ import {
   parentOf,
   restartNotice,
   stateInWords,
+  wakeNotice,
   idleNotice,
   beaconDue,
 } from "../src/lib/format";
@@ -86,6 +87,18 @@ describe("stateInWords", () => {
     expect(stateInWords("restoring")).toBe("waking up");
     expect(stateInWords("running", "ignored")).toBe("running");
     expect(stateInWords("failed", "restore_failed: image gone")).toBe("failed: restore_failed: image gone");
+  });
+});
+
+describe("wakeNotice", () => {
+  it("says what happens while a session sleeps or wakes, with the usual wait when known", () => {
+    expect(wakeNotice("running")).toBeNull();
+    expect(wakeNotice("hibernating")).toBe("Going to sleep: your files are being saved.");
+    expect(wakeNotice("hibernated")).toBe("Asleep: it wakes when you open a terminal or a file.");
+    expect(wakeNotice("restoring", 1400)).toBe(
+      "Waking up (usually about 1 s): your files are back in a moment; programs that were running are not.",
+    );
+    expect(wakeNotice("hibernated", 200)).toContain("usually about 1 s");
   });
 });
 

@@ -122,6 +122,11 @@ pub struct Session {
     /// Kept awake until then by `POST .../keepalive`, whatever its idle policy says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_until: Option<DateTime<Utc>>,
+    /// While asleep or waking (`GET .../sessions/{id}` only): how long a restore takes on this
+    /// control plane lately (the median of the last twenty), for a "waking up" view. Absent
+    /// before the first restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_estimate_ms: Option<u64>,
 }
 
 /// `POST /api/v1/sessions/{id}/keepalive`: stay awake `seconds` from now.

@@ -105,6 +105,7 @@ pub async fn app(
         create_timeout: Duration::from_secs(config.lifecycle.create_timeout_seconds),
         engine: Default::default(),
         activity: Default::default(),
+        restore_times: Default::default(),
     });
 
     if let Err(err) = runtime.prepare().await {

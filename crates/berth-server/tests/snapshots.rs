@@ -106,7 +106,13 @@ async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_i
     assert_eq!(snapshot_images(&session.id).len(), 1);
 
     // Hibernating what is not running says so; deleting removes the image with the session.
+    // Asleep after restores, it says how long waking takes here.
     client.hibernate_session(&session.id).await.unwrap();
+    let asleep = client.get_session(&session.id).await.unwrap();
+    let estimate = asleep
+        .wake_estimate_ms
+        .expect("an estimate after three restores");
+    assert!((1..60_000).contains(&estimate), "{estimate} ms");
     client.delete_session(&session.id).await.unwrap();
     assert!(
         snapshot_images(&session.id).is_empty(),

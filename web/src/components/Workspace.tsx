@@ -1,7 +1,7 @@
 // One session: files on the left, editor over terminals in the middle, previews on the right.
 import { useEffect, useState } from "preact/hooks";
 import { api, socketUrl, type Session } from "../api";
-import { beaconDue, baseName, countdown, idleNotice, restartNotice, stateInWords } from "../lib/format";
+import { beaconDue, baseName, countdown, idleNotice, restartNotice, stateInWords, wakeNotice } from "../lib/format";
 import { savedTerminals, saveTerminals } from "../lib/terminals";
 import { toast, toastError } from "../toasts";
 import type { Theme } from "../app";
@@ -163,6 +163,9 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
             <button onClick={extend}>+1 h</button>
             <Snapshots sessionId={id} template={session.template} />
           </>
+        )}
+        {session && wakeNotice(session.state, session.wake_estimate_ms) && (
+          <span class="notice waking">{wakeNotice(session.state, session.wake_estimate_ms)}</span>
         )}
         {restarted && <span class="notice restarted">{restarted}</span>}
         {sleepsAt && (

@@ -105,6 +105,15 @@ export function stateInWords(state: string, stopReason?: string): string {
   return stopReason && (state === "stopped" || state === "failed") ? `${said}: ${stopReason}` : said;
 }
 
+/** What a sleeping or waking session's workspace says while it waits for it, in words. */
+export function wakeNotice(state: string, estimateMs?: number): string | null {
+  const usually = estimateMs === undefined ? "" : ` (usually about ${Math.max(1, Math.round(estimateMs / 1000))} s)`;
+  if (state === "hibernating") return "Going to sleep: your files are being saved.";
+  if (state === "hibernated") return `Asleep: it wakes when you open a terminal or a file${usually}.`;
+  if (state === "restoring") return `Waking up${usually}: your files are back in a moment; programs that were running are not.`;
+  return null;
+}
+
 /** The idle policy's notice in a session's event stream: when it will sleep, or that it won't. */
 export function idleNotice(text: string): { sleepsAt: Date } | "cancelled" | null {
   try {

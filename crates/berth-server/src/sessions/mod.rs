@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod pool;
 mod queue;
+mod restore_times;
 mod snapshots;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use command::{Command, Created, ReconcileReport, Started};
 pub use engine::EngineState;
 pub use error::SessionError;
 pub use queue::QueueTickets;
+pub use restore_times::RestoreTimes;
 pub use snapshots::snapshot_repository;
 pub use validate::label_filter as parse_label_filter;
 
@@ -68,6 +70,8 @@ pub struct ManagerContext {
     pub create_timeout: Duration,
     pub engine: Arc<EngineState>,
     pub activity: Arc<Activity>,
+    /// How long restores take lately, recorded by the actor's restores.
+    pub restore_times: Arc<RestoreTimes>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +82,7 @@ pub struct SessionManager {
     tickets: QueueTickets,
     engine: Arc<EngineState>,
     activity: Arc<Activity>,
+    restore_times: Arc<RestoreTimes>,
 }
 
 impl SessionManager {
@@ -91,6 +96,7 @@ impl SessionManager {
             tickets: ctx.tickets.clone(),
             engine: ctx.engine.clone(),
             activity: ctx.activity.clone(),
+            restore_times: ctx.restore_times.clone(),
         };
         // Before anyone looks at the engine: the watcher replays what happened from here on.
         let started = std::time::SystemTime::now();
@@ -251,7 +257,19 @@ impl SessionManager {
 
     pub async fn get(&self, caller: &Principal, id: &str) -> Result<Session, SessionError> {
         match self.store.get_session(id).await? {
-            Some(record) if caller.may_access(&record.owner) => Ok(record.to_public()),
+            Some(record) if caller.may_access(&record.owner) => {
+                let mut session = record.to_public();
+                if matches!(
+                    session.state,
+                    SessionState::Hibernating | SessionState::Hibernated | SessionState::Restoring
+                ) {
+                    session.wake_estimate_ms = self
+                        .restore_times
+                        .typical()
+                        .map(|typical| typical.as_millis() as u64);
+                }
+                Ok(session)
+            }
             // Someone else's session is reported exactly like a missing one.
             _ => Err(SessionError::NotFound(id.to_owned())),
         }

@@ -65,6 +65,7 @@ impl SessionRecord {
             stop_reason: self.stop_reason.clone(),
             hibernated_at: self.hibernated_at,
             keepalive_until: self.keepalive_until,
+            wake_estimate_ms: None,
         }
     }
 }

@@ -346,6 +346,9 @@ impl Actor {
                 let started = std::time::Instant::now();
                 let outcome = make_container(&ctx, &spec, &secret, None).await;
                 crate::metrics::restore(started.elapsed(), outcome.is_ok());
+                if outcome.is_ok() {
+                    ctx.restore_times.record(started.elapsed());
+                }
                 Command::RestoreFinished { id, outcome }
             },
             |err| Command::RestoreFinished {
