@@ -3,7 +3,7 @@
 //! Handlers translate HTTP into calls on the session manager and back; they hold no lifecycle
 //! logic. Errors become responses only in `error.rs`.
 
-mod error;
+pub(crate) mod error;
 mod extract;
 mod files;
 mod pool;

@@ -55,6 +55,8 @@ pub struct DockerRuntime {
     /// Set once the session networks exist; checked before every create so a network deleted
     /// by hand, or an engine that was down at start, heals on the next create.
     prepared: OnceCell<()>,
+    /// Where each session's Docker API socket directory is made (`crate::docker_api`).
+    docker_api_dir: Option<std::path::PathBuf>,
 }
 
 impl DockerRuntime {
@@ -66,7 +68,45 @@ impl DockerRuntime {
             timeout,
             client: OnceCell::new(),
             prepared: OnceCell::new(),
+            docker_api_dir: None,
         }
+    }
+
+    /// Lets templates with `docker.enabled` run: their containers get their session's
+    /// directory under `dir` mounted where `DOCKER_HOST` points.
+    pub fn with_docker_api_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.docker_api_dir = Some(dir);
+        self
+    }
+
+    /// The bind that puts the session's socket directory in its container. The directory, not
+    /// the socket: a control plane that restarts binds a new socket, which a mounted file
+    /// would not follow. Read-only, so the session can neither remove the socket nor leave
+    /// files on the host.
+    fn docker_api_bind(&self, session_id: &str) -> Result<String, RuntimeError> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = self.docker_api_dir.as_ref().ok_or_else(|| {
+            RuntimeError::Engine("this control plane serves no Docker API to sessions".into())
+        })?;
+        let dir = crate::docker_api::session_dir(root, session_id);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
+            .map_err(|e| RuntimeError::Engine(format!("cannot make {}: {e}", dir.display())))?;
+        Ok(format!(
+            "{}:{}:ro",
+            dir.display(),
+            crate::docker_api::SOCKET_DIR_IN_SESSION
+        ))
+    }
+
+    fn children_filter(&self, session_id: Option<&str>) -> HashMap<String, Vec<String>> {
+        let mut labels = vec![format!(
+            "{}={}",
+            labels::PARENT_INSTANCE,
+            self.config.instance
+        )];
+        labels.extend(session_id.map(|id| format!("{}={id}", labels::PARENT)));
+        HashMap::from([("label".to_owned(), labels)])
     }
 
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
@@ -262,6 +302,11 @@ impl Runtime for DockerRuntime {
                 security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
                 privileged: Some(false),
                 network_mode: Some(network.clone()),
+                binds: if spec.docker_api {
+                    Some(vec![self.docker_api_bind(&spec.session_id)?])
+                } else {
+                    None
+                },
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".to_owned()),
                     config: Some(HashMap::from([
@@ -421,6 +466,80 @@ impl Runtime for DockerRuntime {
                 session_id: labels.remove(labels::SESSION).unwrap_or_default(),
                 running: inspected.state.and_then(|s| s.running).unwrap_or(false),
             }))
+        })
+        .await
+    }
+
+    async fn remove_children(&self, session_id: &str) -> Result<(), RuntimeError> {
+        // Not `within`: a session may hold many children, each removal one call under the
+        // deadline.
+        let docker = self.docker().await?;
+        let filters = self.children_filter(Some(session_id));
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .call("list_containers", docker.list_containers(Some(options)))
+            .await?;
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            match self
+                .call(
+                    "remove_container",
+                    docker.remove_container(&id, Some(options)),
+                )
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+        let images = self
+            .call("list_images", docker.list_images(Some(options)))
+            .await?;
+        for image in images {
+            let options = RemoveImageOptionsBuilder::new().force(true).build();
+            match self
+                .call(
+                    "remove_image",
+                    docker.remove_image(&image.id, Some(options), None),
+                )
+                .await
+            {
+                Ok(_) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    async fn child_owners(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            let filters = self.children_filter(None);
+            let options = ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build();
+            let containers = self
+                .call("list_containers", docker.list_containers(Some(options)))
+                .await?;
+            let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+            let images = self
+                .call("list_images", docker.list_images(Some(options)))
+                .await?;
+            let from_containers = containers
+                .into_iter()
+                .filter_map(|c| c.labels?.remove(labels::PARENT));
+            let from_images = images
+                .into_iter()
+                .filter_map(|mut i| i.labels.remove(labels::PARENT));
+            Ok(from_containers.chain(from_images).collect())
         })
         .await
     }

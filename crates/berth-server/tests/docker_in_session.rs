@@ -1,0 +1,271 @@
+//! Docker inside a session: the real `docker` CLI in a real session (`berth/docker`), talking to
+//! the session's Docker API, which forwards to the real engine. Needs the engine and the session
+//! images (`scripts/build-images` makes `berth/docker` and `berth/busybox`).
+
+mod common;
+
+use berth_proto::process::ExecResult;
+use berth_server::config::{TemplateConfig, TemplateDockerConfig};
+use common::{Server, docker, inspect, session, sh};
+
+const DOCKER_IMAGE: &str = "berth/docker:latest";
+
+async fn docker_server() -> Server {
+    Server::start_with(|config| {
+        config.templates.insert(
+            "docker".into(),
+            TemplateConfig {
+                image: DOCKER_IMAGE.into(),
+                memory_mb: 256,
+                cpus: 1.0,
+                pids: 256,
+                docker: TemplateDockerConfig {
+                    enabled: true,
+                    base_images: vec!["berth/busybox:latest".into()],
+                    max_containers: 3,
+                    max_images: 5,
+                },
+                ..TemplateConfig::default()
+            },
+        );
+    })
+    .await
+}
+
+/// Runs a shell script in the session; its result.
+async fn run(server: &Server, id: &str, script: &str) -> ExecResult {
+    let mut request = sh(script);
+    request.timeout_ms = Some(120_000);
+    server.client.exec(id, &request).await.unwrap()
+}
+
+/// Runs a script that must succeed; its stdout.
+async fn ok(server: &Server, id: &str, script: &str) -> String {
+    let result = run(server, id, script).await;
+    assert_eq!(
+        result.exit_code,
+        Some(0),
+        "{script}\nstdout: {}\nstderr: {}",
+        result.stdout,
+        result.stderr
+    );
+    result.stdout
+}
+
+/// Runs a script that must fail; its stderr.
+async fn fails(server: &Server, id: &str, script: &str) -> String {
+    let result = run(server, id, script).await;
+    assert_ne!(
+        result.exit_code,
+        Some(0),
+        "{script} succeeded: {}",
+        result.stdout
+    );
+    result.stderr
+}
+
+fn children(label: &str, session_id: &str) -> (String, String) {
+    let filter = format!("label={label}={session_id}");
+    (
+        docker(&["ps", "-aq", "--filter", &filter]).unwrap(),
+        docker(&["images", "-q", "--filter", &filter]).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+
+    let version = ok(
+        &server,
+        &id,
+        "docker version --format '{{.Server.APIVersion}}'",
+    )
+    .await;
+    assert!(version.trim().starts_with("1."), "{version}");
+
+    // A build on the base image, with a RUN step (run on the session's network and limits).
+    ok(
+        &server,
+        &id,
+        "mkdir -p app && cd app && \
+         printf 'FROM berth/busybox\\nRUN echo built-in-a-session > /built\\nCMD [\"cat\", \"/built\"]\\n' > Dockerfile && \
+         docker build -t hello .",
+    )
+    .await;
+    let out = ok(&server, &id, "docker run --rm hello").await;
+    assert_eq!(out.trim(), "built-in-a-session");
+    let images = ok(&server, &id, "docker images --format '{{.Repository}}'").await;
+    assert_eq!(
+        images.trim(),
+        format!("{id}/hello"),
+        "tags live in the session's namespace"
+    );
+
+    let name = format!("web-{id}");
+    ok(
+        &server,
+        &id,
+        &format!("docker run -d --name {name} berth/busybox sh -c 'echo started; sleep 300'"),
+    )
+    .await;
+    let listed = ok(&server, &id, "docker ps --format '{{.Names}}'").await;
+    assert_eq!(
+        listed.trim(),
+        name,
+        "the session sees its own container only"
+    );
+    let logs = ok(&server, &id, &format!("docker logs {name}")).await;
+    assert!(logs.contains("started"), "{logs}");
+    let exec = ok(&server, &id, &format!("docker exec {name} echo from-exec")).await;
+    assert_eq!(exec.trim(), "from-exec");
+
+    // What the engine made of it: the session's, on its network, within its limits, hardened.
+    let child = inspect(&name);
+    let labels = &child["Config"]["Labels"];
+    assert_eq!(labels["berth.parent"], id.as_str());
+    assert_eq!(labels["berth.parent-instance"], server.instance.as_str());
+    assert!(
+        labels.get("berth.session").is_none(),
+        "not taken for a session"
+    );
+    let host = &child["HostConfig"];
+    assert_eq!(host["NetworkMode"], "berth-test-open");
+    assert_eq!(host["Memory"], 256 * 1024 * 1024);
+    assert_eq!(host["Privileged"], false);
+    assert!(
+        host["SecurityOpt"]
+            .to_string()
+            .contains("no-new-privileges")
+    );
+    assert!(host["Binds"].is_null(), "{}", host["Binds"]);
+
+    ok(&server, &id, &format!("docker rm -f {name}")).await;
+    let listed = ok(&server, &id, "docker ps -a --format '{{.Names}}'").await;
+    assert_eq!(listed.trim(), "");
+
+    // Limits count against the session: three containers at most here.
+    for n in 0..3 {
+        ok(
+            &server,
+            &id,
+            &format!("docker create --name c{n}-{id} berth/busybox true"),
+        )
+        .await;
+    }
+    let err = fails(&server, &id, "docker create berth/busybox true").await;
+    assert!(err.contains("docker.max_containers"), "{err}");
+
+    // Deleting the session removes what it made.
+    let (containers, images) = children("berth.parent", &id);
+    assert_eq!(containers.lines().count(), 3, "{containers}");
+    assert_eq!(images.lines().count(), 1, "{images}");
+    server.client.delete_session(&id).await.unwrap();
+    assert_eq!(
+        children("berth.parent", &id),
+        (String::new(), String::new())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_escape_is_refused_with_the_rule_it_breaks() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    for (args, rule) in [
+        ("--privileged", "privileged"),
+        ("-v /:/host", "mounts"),
+        ("--mount type=bind,source=/etc,target=/h", "mounts"),
+        ("--network host", "network"),
+        ("--pid host", "namespaces"),
+        ("--ipc host", "namespaces"),
+        ("--cap-add SYS_ADMIN", "capabilities"),
+        ("--security-opt seccomp=unconfined", "security_opt"),
+        ("--device /dev/null", "devices"),
+        ("--sysctl net.ipv4.ip_forward=1", "sysctls"),
+        ("-p 8080:80", "ports"),
+        ("--cgroup-parent /", "runtime"),
+        ("--label berth.parent=someone", "labels"),
+    ] {
+        let err = fails(
+            &server,
+            &id,
+            &format!("docker run --rm {args} berth/busybox true"),
+        )
+        .await;
+        assert!(
+            err.contains(&format!("refused by Berth's Docker policy (rule `{rule}`)")),
+            "{args}: {err}"
+        );
+    }
+    for (script, rule) in [
+        ("docker pull busybox", "pull"),
+        ("docker network create mine", "networks_volumes"),
+        ("docker volume create mine", "networks_volumes"),
+        ("docker system df", "scope"),
+    ] {
+        let err = fails(&server, &id, script).await;
+        assert!(err.contains(&format!("(rule `{rule}`)")), "{script}: {err}");
+    }
+    // An image that is neither the session's nor a base image does not exist for it.
+    let err = fails(&server, &id, "docker run --rm berth/tiny:latest true").await;
+    assert!(err.contains("(rule `pull`)"), "{err}");
+    assert!(
+        server.containers().len() == 1,
+        "nothing refused left a container"
+    );
+    let (containers, _) = children("berth.parent", &id);
+    assert_eq!(containers, "", "nothing refused left a child");
+    server.client.delete_session(&id).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_cannot_see_or_touch_another_sessions_containers_or_images() {
+    let server = docker_server().await;
+    let a = session(&server, "docker").await;
+    let b = session(&server, "docker").await;
+    let container = ok(
+        &server,
+        &a,
+        &format!("docker run -d --name secret-{a} berth/busybox sleep 300"),
+    )
+    .await;
+    let container = container.trim();
+    ok(
+        &server,
+        &a,
+        "printf 'FROM berth/busybox\\nCMD [\"true\"]\\n' > Dockerfile && docker build -q -t mine .",
+    )
+    .await;
+
+    assert_eq!(ok(&server, &b, "docker ps -aq").await.trim(), "");
+    assert_eq!(ok(&server, &b, "docker images -q").await.trim(), "");
+    for (script, says) in [
+        (format!("docker logs {container}"), "No such container"),
+        (format!("docker logs secret-{a}"), "No such container"),
+        (format!("docker inspect {container}"), "No such object"),
+        (format!("docker exec {container} true"), "No such container"),
+        (format!("docker stop {container}"), "No such container"),
+        (format!("docker rm secret-{a}"), "No such container"),
+    ] {
+        let err = fails(&server, &b, &script).await;
+        assert!(err.contains(says), "{script}: {err}");
+    }
+    for script in [
+        format!("docker rmi {a}/mine"),
+        format!("docker image inspect {a}/mine"),
+        format!("docker tag {a}/mine stolen"),
+    ] {
+        let err = fails(&server, &b, &script).await;
+        assert!(err.contains("No such image"), "{script}: {err}");
+    }
+    // A's container still runs, untouched.
+    assert_eq!(inspect(container)["State"]["Running"], true);
+    for id in [&a, &b] {
+        server.client.delete_session(id).await.unwrap();
+    }
+    assert!(docker(&["inspect", container]).is_err(), "removed with A");
+    server.stop().await;
+}
