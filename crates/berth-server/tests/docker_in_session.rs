@@ -85,12 +85,14 @@ async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
     .await;
     assert!(version.trim().starts_with("1."), "{version}");
 
-    // A build on the base image, with a RUN step (run on the session's network and limits).
+    // A two-stage build on the base image, with RUN steps (run on the session's network and
+    // within its limits).
     ok(
         &server,
         &id,
-        "mkdir -p app && cd app && \
-         printf 'FROM berth/busybox\\nRUN echo built-in-a-session > /built\\nCMD [\"cat\", \"/built\"]\\n' > Dockerfile && \
+        "mkdir -p app && cd app && echo built-in-a-session > message && \
+         printf 'FROM berth/busybox AS build\\nCOPY message /m\\nRUN cp /m /built\\n\
+         FROM berth/busybox\\nCOPY --from=build /built /built\\nCMD [\"cat\", \"/built\"]\\n' > Dockerfile && \
          docker build -t hello .",
     )
     .await;
@@ -208,6 +210,28 @@ async fn every_escape_is_refused_with_the_rule_it_breaks() {
         let err = fails(&server, &id, script).await;
         assert!(err.contains(&format!("(rule `{rule}`)")), "{script}: {err}");
     }
+    // Builds use base images and the session's own, and fetch nothing from the host.
+    for (dockerfile, rule) in [
+        ("FROM berth/tiny:latest", "images"),
+        (
+            "FROM berth/busybox\\nCOPY --from=berth/base:latest /etc/passwd /p",
+            "images",
+        ),
+        ("FROM berth/busybox\\nADD http://127.0.0.1:1/x /x", "remote"),
+    ] {
+        let err = fails(
+            &server,
+            &id,
+            &format!(
+                "mkdir -p b && cd b && printf '{dockerfile}\\n' > Dockerfile && docker build ."
+            ),
+        )
+        .await;
+        assert!(
+            err.contains(&format!("(rule `{rule}`)")),
+            "{dockerfile}: {err}"
+        );
+    }
     // An image that is neither the session's nor a base image does not exist for it.
     let err = fails(&server, &id, "docker run --rm berth/tiny:latest true").await;
     assert!(err.contains("(rule `pull`)"), "{err}");
@@ -242,6 +266,13 @@ async fn a_session_cannot_see_or_touch_another_sessions_containers_or_images() {
 
     assert_eq!(ok(&server, &b, "docker ps -aq").await.trim(), "");
     assert_eq!(ok(&server, &b, "docker images -q").await.trim(), "");
+    let err = fails(
+        &server,
+        &b,
+        &format!("printf 'FROM {a}/mine\\n' > Dockerfile && docker build ."),
+    )
+    .await;
+    assert!(err.contains("(rule `images`)"), "{err}");
     for (script, says) in [
         (format!("docker logs {container}"), "No such container"),
         (format!("docker logs secret-{a}"), "No such container"),

@@ -9,6 +9,7 @@
 //! sessions that have ended left on the engine (their removal does it too; this catches a crash
 //! in between). See docs/docker-in-session.md.
 
+mod context;
 mod engine;
 pub mod policy;
 mod serve;
@@ -188,6 +189,8 @@ impl DockerApi {
                 log_max_size: self.log_max_size.clone(),
             },
             engine: self.engine.clone(),
+            // Beside the sessions' directories, never in one: each is mounted in a session.
+            spool_dir: self.dir.join(".contexts"),
         });
         let router = axum::Router::new().fallback(serve::handle).with_state(api);
         let session = session_id.to_owned();

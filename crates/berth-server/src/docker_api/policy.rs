@@ -697,6 +697,128 @@ pub fn check_build(
     Ok((query, tags))
 }
 
+/// The images a Dockerfile builds on (`FROM`, `COPY --from`), which the caller checks are the
+/// session's or base images: the engine would use any image it has, other sessions' and their
+/// snapshots included. `ADD` from a URL is refused: the engine, not the session, would fetch
+/// it, from the host's network.
+pub fn dockerfile_images(text: &str) -> Result<Vec<String>, DockerApiError> {
+    let mut images = Vec::new();
+    let mut stages: Vec<String> = Vec::new();
+    for instruction in instructions(text) {
+        let mut words = instruction.split_whitespace();
+        let Some(keyword) = words.next() else {
+            continue;
+        };
+        let mut keyword = keyword.to_ascii_uppercase();
+        let mut args: Vec<&str> = words.collect();
+        let onbuild = keyword == "ONBUILD";
+        if onbuild {
+            keyword = args
+                .first()
+                .map(|k| k.to_ascii_uppercase())
+                .unwrap_or_default();
+            args.remove(0);
+        }
+        match keyword.as_str() {
+            "FROM" => {
+                let mut plain = args.iter().filter(|a| !a.starts_with("--"));
+                let image = plain.next().copied().unwrap_or_default();
+                if image.contains('$') {
+                    return Err(refused(
+                        "images",
+                        format!("FROM {image}: name the image; variables in FROM are refused"),
+                    ));
+                }
+                if !image.eq_ignore_ascii_case("scratch")
+                    && !stages.iter().any(|s| s.eq_ignore_ascii_case(image))
+                {
+                    images.push(image.to_owned());
+                }
+                if let (Some(as_), Some(name)) = (plain.next(), plain.next())
+                    && as_.eq_ignore_ascii_case("as")
+                {
+                    stages.push((*name).to_owned());
+                }
+            }
+            "COPY" | "ADD" => {
+                for arg in &args {
+                    let Some(from) = arg.strip_prefix("--from=") else {
+                        continue;
+                    };
+                    if onbuild {
+                        return Err(refused(
+                            "images",
+                            "ONBUILD COPY --from is refused; copy from a stage of the same build",
+                        ));
+                    }
+                    if from.contains('$') {
+                        return Err(refused(
+                            "images",
+                            format!(
+                                "--from={from}: name the stage or image; variables are refused"
+                            ),
+                        ));
+                    }
+                    let is_stage = from.parse::<usize>().is_ok()
+                        || stages.iter().any(|s| s.eq_ignore_ascii_case(from));
+                    if !is_stage {
+                        images.push(from.to_owned());
+                    }
+                }
+                let fetches = args.iter().any(|arg| {
+                    let arg = arg.trim_matches(|c| matches!(c, '[' | ']' | '"' | ','));
+                    arg.contains("://") || arg.starts_with("git@")
+                });
+                if keyword == "ADD" && fetches {
+                    return Err(refused(
+                        "remote",
+                        "ADD from a URL is refused (the engine would fetch it from the host); \
+                         download it in a RUN step (wget, curl), which runs on the session's network",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(images)
+}
+
+/// A Dockerfile's instructions, each on one line: comments and blank lines dropped, lines
+/// continued with the escape character (`\\`, or a backtick after `# escape=`) joined.
+fn instructions(text: &str) -> Vec<String> {
+    let mut escape = '\\';
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut directives = true;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if directives {
+            if let Some(value) = trimmed
+                .strip_prefix('#')
+                .and_then(|d| d.trim().strip_prefix("escape="))
+            {
+                escape = value.trim().chars().next().unwrap_or('\\');
+                continue;
+            }
+            directives = trimmed.starts_with('#') && trimmed.contains('=');
+        }
+        if trimmed.starts_with('#') || trimmed.is_empty() && current.is_empty() {
+            continue;
+        }
+        if let Some(continued) = trimmed.strip_suffix(escape) {
+            current.push_str(continued);
+            current.push(' ');
+        } else {
+            current.push_str(trimmed);
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -925,5 +1047,44 @@ mod tests {
         assert!(!scope.is_base_image("berth/base"));
         assert_eq!(scope.namespaced("app"), "sabc/app");
         assert_eq!(scope.namespaced("sabc/app"), "sabc/app");
+    }
+
+    #[test]
+    fn a_dockerfile_names_the_images_it_builds_on() {
+        let text = "# syntax comment\nFROM berth/busybox AS build\nRUN echo \\\n  hi\n\
+                    FROM --platform=linux/amd64 sabc/app:1\nCOPY --from=build /a /a\n\
+                    COPY --from=0 /b /b\nCOPY --from=berth-snapshot/other:1 /home /h\n\
+                    FROM build\nFROM scratch\n";
+        assert_eq!(
+            dockerfile_images(text).unwrap(),
+            ["berth/busybox", "sabc/app:1", "berth-snapshot/other:1"]
+        );
+        for (text, expected) in [
+            (
+                "FROM busybox\nADD https://169.254.169.254/latest /x\n",
+                "remote",
+            ),
+            (
+                "FROM busybox\nADD [\"http://127.0.0.1:8080/\", \"/x\"]\n",
+                "remote",
+            ),
+            ("ARG B=x\nFROM $B\n", "images"),
+            ("FROM busybox\nONBUILD COPY --from=other /a /a\n", "images"),
+            (
+                "FROM busybox\nONBUILD ADD http://example.com/x /x\n",
+                "remote",
+            ),
+        ] {
+            assert_eq!(
+                rule(dockerfile_images(text).unwrap_err()),
+                expected,
+                "{text}"
+            );
+        }
+        // A continued line is one instruction, whatever escape character the file chose.
+        let text = "# escape=`\nFROM busybox\nADD `\n  http://example.com/x /x\n";
+        assert_eq!(rule(dockerfile_images(text).unwrap_err()), "remote");
+        // ADD from the context is fine.
+        assert!(dockerfile_images("FROM busybox\nADD app.tar /app\n").is_ok());
     }
 }

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::{
+    context,
     engine::Engine,
     policy::{self, DockerApiError, Route, Scope},
 };
@@ -28,6 +29,8 @@ const MAX_JSON_BODY: usize = 1 << 20;
 pub struct SessionApi {
     pub scope: Scope,
     pub engine: Engine,
+    /// Where build contexts wait while their Dockerfile is checked; not in any session's view.
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// Every path of the session's socket.
@@ -130,6 +133,10 @@ impl SessionApi {
                     })?;
             }
             Route::Build => {
+                let dockerfile = query_pairs(request.uri())?
+                    .into_iter()
+                    .find(|(k, v)| k == "dockerfile" && !v.is_empty())
+                    .map(|(_, v)| v);
                 let (query, _tags) = policy::check_build(request.uri().query(), &self.scope)?;
                 let count = self.count("images", false).await?;
                 if count >= self.scope.max_images as usize {
@@ -138,6 +145,18 @@ impl SessionApi {
                          remove one with `docker rmi` first"
                     )));
                 }
+                let context = self.spool(std::mem::take(request.body_mut())).await?;
+                let (context, text) = tokio::task::spawn_blocking(move || {
+                    let text = context::dockerfile(&context, dockerfile.as_deref());
+                    (context, text)
+                })
+                .await
+                .map_err(|e| DockerApiError::Engine(e.to_string()))?;
+                for image in policy::dockerfile_images(&text?)? {
+                    self.check_build_image(&image).await?;
+                }
+                *request.body_mut() = context::stream(context);
+                request.headers_mut().remove(header::CONTENT_LENGTH);
                 *request.uri_mut() = uri(&format!("{path}?{query}"))?;
             }
             Route::ReadImage { name } => {
@@ -199,6 +218,65 @@ impl SessionApi {
             });
         }
         Ok(response.map(Body::new))
+    }
+
+    /// Writes a build context to a file, to read its Dockerfile before the engine sees any of
+    /// it; the file is unlinked at once, the open handle keeping it until the build has read it.
+    async fn spool(&self, body: Body) -> Result<std::fs::File, DockerApiError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let failed =
+            |e: std::io::Error| DockerApiError::Engine(format!("spooling the context: {e}"));
+        std::fs::create_dir_all(&self.spool_dir).map_err(failed)?;
+        let path = self.spool_dir.join(crate::ids::secret());
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(failed)?;
+        let _ = tokio::fs::remove_file(&path).await;
+        let mut written: u64 = 0;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| DockerApiError::Invalid(format!("context: {e}")))?;
+            written += chunk.len() as u64;
+            if written > context::MAX_BYTES {
+                return Err(DockerApiError::Invalid(format!(
+                    "the build context is larger than {} GiB; leave files out with .dockerignore",
+                    context::MAX_BYTES >> 30
+                )));
+            }
+            file.write_all(&chunk).await.map_err(failed)?;
+        }
+        file.flush().await.map_err(failed)?;
+        let mut file = file.into_std().await;
+        std::io::Seek::rewind(&mut file).map_err(failed)?;
+        Ok(file)
+    }
+
+    /// An image a Dockerfile builds on must be a base image or the session's own, named as the
+    /// engine knows it (the build cannot be rewritten, so `FROM app` is not `SESSION/app`).
+    async fn check_build_image(&self, image: &str) -> Result<(), DockerApiError> {
+        if self.scope.is_base_image(image) {
+            return Ok(());
+        }
+        match self.resolve_image(image).await {
+            Ok((resolved, _)) if resolved == image => Ok(()),
+            Ok((resolved, _)) => Err(DockerApiError::Refused {
+                rule: "images",
+                message: format!("{image} is this session's {resolved}: write that name"),
+            }),
+            Err(_) => Err(DockerApiError::Refused {
+                rule: "images",
+                message: format!(
+                    "{image} is neither a base image ({}) nor one of this session's; \
+                     nothing is pulled here",
+                    self.scope.base_images.join(", ")
+                ),
+            }),
+        }
     }
 
     async fn own_container(&self, id: &str) -> Result<(), DockerApiError> {
