@@ -6,12 +6,19 @@ mod common;
 
 use berth_proto::process::ExecResult;
 use berth_server::config::{TemplateConfig, TemplateDockerConfig};
+use std::time::Duration;
+
 use common::{Server, docker, inspect, session, sh};
 
 const DOCKER_IMAGE: &str = "berth/docker:latest";
 
 async fn docker_server() -> Server {
+    docker_server_with(|_| {}).await
+}
+
+async fn docker_server_with(customise: impl FnOnce(&mut berth_server::config::Config)) -> Server {
     Server::start_with(|config| {
+        customise(config);
         config.templates.insert(
             "docker".into(),
             TemplateConfig {
@@ -298,5 +305,42 @@ async fn a_session_cannot_see_or_touch_another_sessions_containers_or_images() {
         server.client.delete_session(id).await.unwrap();
     }
     assert!(docker(&["inspect", container]).is_err(), "removed with A");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn children_of_sessions_that_ended_are_removed_after_a_crash() {
+    let instance = format!("test-{}", berth_server::ids::user_id());
+    // What a control plane that died between a session's end and its children's removal
+    // leaves: a child whose session the store no longer keeps.
+    let orphan = docker(&[
+        "run",
+        "-d",
+        "--label",
+        "berth.parent=sgone",
+        "--label",
+        &format!("berth.parent-instance={instance}"),
+        "berth/busybox:latest",
+        "sleep",
+        "300",
+    ])
+    .unwrap();
+    let orphan = orphan.trim();
+    let server = docker_server_with(|config| config.docker.instance = instance.clone()).await;
+    let mut gone = false;
+    for _ in 0..100 {
+        if docker(&["inspect", orphan]).is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !gone {
+        let _ = docker(&["rm", "-f", orphan]);
+    }
+    assert!(
+        gone,
+        "the startup sweep removes an ended session's children"
+    );
     server.stop().await;
 }
