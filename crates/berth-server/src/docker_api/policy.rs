@@ -144,7 +144,22 @@ pub enum Route {
 /// engine's API grows, and a new endpoint must be looked at before sessions get it.
 pub fn route(method: &str, path: &str) -> Result<Route, DockerApiError> {
     let path = strip_version(path);
+    // Names as the engine writes them: nothing escaped, so the engine reads the same name in
+    // the ownership check and in the call itself.
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_.-:@".contains(*c)))
+    {
+        return Err(DockerApiError::Invalid(format!(
+            "{c:?} in the path: container, exec and image names use letters, digits and /_.-:@"
+        )));
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segments.iter().any(|s| matches!(*s, "." | "..")) {
+        return Err(DockerApiError::Invalid(
+            "no . or .. segments in the path".into(),
+        ));
+    }
     let route = match (method, segments.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) | ("GET", ["version"]) => Route::Plain,
         ("GET", ["info"]) => Route::Info,
@@ -315,6 +330,72 @@ pub fn scoped_filters(filters: Option<&str>, scope: &Scope) -> Result<String, Do
     Ok(value.to_string())
 }
 
+/// The keys of a container create's body, spelt exactly. The engine matches JSON keys without
+/// regard to case, and of two spellings takes the later: `hostconfig` after a checked
+/// `HostConfig` would be the one obeyed. So every object the policy reads has its keys listed,
+/// and any other spelling is refused.
+const CREATE_KEYS: &[&str] = &[
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "NetworkDisabled",
+    "MacAddress",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+    "HostConfig",
+    "NetworkingConfig",
+];
+
+const EXEC_KEYS: &[&str] = &[
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ConsoleSize",
+    "Detach",
+    "DetachKeys",
+    "Tty",
+    "Env",
+    "Cmd",
+    "Privileged",
+    "User",
+    "WorkingDir",
+];
+
+const MOUNT_KEYS: &[&str] = &["Type", "Target", "ReadOnly", "TmpfsOptions", "Consistency"];
+
+/// Refuses any key of `object` not in `known`, exactly as spelt there.
+fn only_keys(
+    object: &Map<String, Value>,
+    known: &[&str],
+    within: &str,
+) -> Result<(), DockerApiError> {
+    match object.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => Err(refused(
+            "unknown_option",
+            format!("{within}{key} is not one Berth knows to be safe; leave it out"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `HostConfig` keys that only ever concern the container itself.
 const HARMLESS_HOST_CONFIG: &[&str] = &[
     "AutoRemove",
@@ -380,13 +461,14 @@ pub fn check_create(body: &mut Value, scope: &Scope) -> Result<(), DockerApiErro
     let config = body
         .as_object_mut()
         .ok_or_else(|| DockerApiError::Invalid("the body must be a JSON object".into()))?;
+    only_keys(config, CREATE_KEYS, "")?;
     check_labels(config.get("Labels"))?;
     let host = config
         .entry("HostConfig")
         .or_insert_with(|| Value::Object(Map::new()))
         .as_object_mut()
         .ok_or_else(|| DockerApiError::Invalid("HostConfig must be an object".into()))?;
-    check_host_config(host)?;
+    check_host_config(&mut *host)?;
     force_host_config(host, scope);
 
     let mut labels = match config.remove("Labels") {
@@ -415,8 +497,43 @@ fn check_labels(labels: Option<&Value>) -> Result<(), DockerApiError> {
     Ok(())
 }
 
-fn check_host_config(host: &Map<String, Value>) -> Result<(), DockerApiError> {
-    for (key, value) in host {
+/// `HostConfig` keys the policy checks one by one below.
+const CHECKED_HOST_CONFIG: &[&str] = &[
+    "CapAdd",
+    "Binds",
+    "Mounts",
+    "VolumeDriver",
+    "VolumesFrom",
+    "PidMode",
+    "IpcMode",
+    "UTSMode",
+    "UsernsMode",
+    "CgroupnsMode",
+    "Cgroup",
+    "PortBindings",
+    "PublishAllPorts",
+    "Devices",
+    "DeviceRequests",
+    "DeviceCgroupRules",
+    "Sysctls",
+    "CgroupParent",
+    "Runtime",
+    "Links",
+    "OomKillDisable",
+    "OomScoreAdj",
+];
+
+fn check_host_config(host: &mut Map<String, Value>) -> Result<(), DockerApiError> {
+    // Keys the policy does not know, spelt exactly, never reach the engine: dropped when empty
+    // (a newer CLI sends every key it has), refused otherwise. Of `NetworkMode` and an empty
+    // `networkmode`, the engine would obey the latter.
+    let known = |key: &str| {
+        HARMLESS_HOST_CONFIG.contains(&key)
+            || FORCED_HOST_CONFIG.contains(&key)
+            || CHECKED_HOST_CONFIG.contains(&key)
+    };
+    host.retain(|key, value| known(key) || !is_empty(value));
+    for (key, value) in host.iter() {
         if is_empty(value) || HARMLESS_HOST_CONFIG.contains(&key.as_str()) {
             continue;
         }
@@ -530,6 +647,9 @@ fn check_mounts(value: &Value) -> Result<(), DockerApiError> {
                 ),
             ));
         }
+        if let Some(mount) = mount.as_object() {
+            only_keys(mount, MOUNT_KEYS, "HostConfig.Mounts.")?;
+        }
     }
     Ok(())
 }
@@ -587,6 +707,10 @@ fn force_host_config(host: &mut Map<String, Value>, scope: &Scope) {
 
 /// Checks an exec's body: no privileged exec (its container's own capabilities apply).
 pub fn check_exec(body: &Value) -> Result<(), DockerApiError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| DockerApiError::Invalid("the body must be a JSON object".into()))?;
+    only_keys(object, EXEC_KEYS, "")?;
     if body["Privileged"] == true {
         return Err(refused(
             "privileged",
@@ -605,7 +729,6 @@ const HARMLESS_BUILD: &[&str] = &[
     "forcerm",
     "buildargs",
     "target",
-    "cachefrom",
     "extrahosts",
     "shmsize",
     "ulimits",
@@ -864,6 +987,16 @@ mod tests {
                 name: "sabc/app:1".into()
             }
         );
+        for path in [
+            "/v1.41/containers/..%2Fother/json",
+            "/v1.41/containers/../images/x/json",
+            "/v1.41/containers/a b/json",
+        ] {
+            assert!(
+                matches!(route("GET", path), Err(DockerApiError::Invalid(_))),
+                "{path}"
+            );
+        }
         assert_eq!(
             route("DELETE", "/images/sabc/app").unwrap(),
             Route::DeleteImage {
@@ -971,6 +1104,38 @@ mod tests {
             rule(check_create(&mut body, &scope()).unwrap_err()),
             "labels"
         );
+        // The engine reads keys whatever their case, the later spelling winning: only the
+        // exact ones pass.
+        for mut body in [
+            json!({"HostConfig": {}, "hostconfig": {"Privileged": true}}),
+            json!({"HostConfig": {"privileged": true}}),
+            json!({"HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/t", "type": "bind", "Source": "/"}]}}),
+            json!({"labels": {"berth.parent": "x"}}),
+        ] {
+            assert_eq!(
+                rule(check_create(&mut body, &scope()).unwrap_err()),
+                "unknown_option",
+                "{body}"
+            );
+        }
+        // An empty misspelling would reset what Berth forces: it is dropped.
+        let mut body = json!({"HostConfig": {"networkmode": "", "maskedpaths": [], "memory": 0}});
+        check_create(&mut body, &scope()).unwrap();
+        let host = body["HostConfig"].as_object().unwrap();
+        assert!(
+            host.keys()
+                .all(|k| k.chars().next().unwrap().is_uppercase()),
+            "{host:?}"
+        );
+        assert_eq!(
+            rule(check_exec(&json!({"privileged": true})).unwrap_err()),
+            "unknown_option"
+        );
+        assert_eq!(
+            rule(check_exec(&json!({"Privileged": true, "Cmd": ["sh"]})).unwrap_err()),
+            "privileged"
+        );
+        assert!(check_exec(&json!({"Cmd": ["sh"], "User": "root", "Tty": true})).is_ok());
     }
 
     #[test]

@@ -24,6 +24,9 @@ use crate::api::error::ApiError;
 
 /// Largest JSON body (a container create, an exec) read to be checked.
 const MAX_JSON_BODY: usize = 1 << 20;
+/// Most of a refused request's body read before answering; past it the client may see its
+/// connection closed instead of the refusal.
+const MAX_UNREAD_BODY: usize = 64 << 20;
 
 #[derive(Debug)]
 pub struct SessionApi {
@@ -34,11 +37,17 @@ pub struct SessionApi {
 }
 
 /// Every path of the session's socket.
-pub async fn handle(State(api): State<Arc<SessionApi>>, request: Request) -> Response {
+pub async fn handle(State(api): State<Arc<SessionApi>>, mut request: Request) -> Response {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    match api.handle(request).await {
+    match api.handle(&mut request).await {
         Ok(response) => response,
         Err(err) => {
+            // Read what the client is still sending, or it meets a closed connection (a broken
+            // pipe) instead of the answer.
+            let unread = std::mem::take(request.body_mut());
+            let _ = http_body_util::Limited::new(unread, MAX_UNREAD_BODY)
+                .collect()
+                .await;
             if matches!(err, DockerApiError::Refused { .. }) {
                 tracing::info!(session = %api.scope.session_id, %method, %path, %err, "docker call refused");
             }
@@ -55,7 +64,7 @@ enum Owner {
 }
 
 impl SessionApi {
-    async fn handle(&self, mut request: Request) -> Result<Response, DockerApiError> {
+    async fn handle(&self, request: &mut Request) -> Result<Response, DockerApiError> {
         let path = request.uri().path().to_owned();
         let version = version_prefix(&path).to_owned();
         match policy::route(request.method().as_str(), &path)? {
@@ -78,10 +87,10 @@ impl SessionApi {
                     "filters".into(),
                     policy::scoped_filters(filters.as_deref(), &self.scope)?,
                 ));
-                set_uri(&mut request, &path, &pairs)?;
+                set_uri(request, &path, &pairs)?;
             }
             Route::CreateContainer => {
-                let mut body = read_json(&mut request).await?;
+                let mut body = read_json(request).await?;
                 if let Some(image) = body["Image"].as_str().map(str::to_owned) {
                     let (resolved, _) = self.resolve_image(&image).await?;
                     body["Image"] = resolved.into();
@@ -94,8 +103,8 @@ impl SessionApi {
                     )));
                 }
                 policy::check_create(&mut body, &self.scope)?;
-                set_json(&mut request, &body)?;
-                let response = self.forward(request).await?;
+                set_json(request, &body)?;
+                let response = self.forward(std::mem::take(request)).await?;
                 if response.status() == StatusCode::CONFLICT {
                     // The engine's message would name the container holding the name, which
                     // may be another session's.
@@ -109,9 +118,9 @@ impl SessionApi {
             Route::Container { id } => self.own_container(&id).await?,
             Route::CreateExec { id } => {
                 self.own_container(&id).await?;
-                let body = read_json(&mut request).await?;
+                let body = read_json(request).await?;
                 policy::check_exec(&body)?;
-                set_json(&mut request, &body)?;
+                set_json(request, &body)?;
             }
             Route::Exec { id } => {
                 let exec = self
@@ -189,14 +198,10 @@ impl SessionApi {
                         *value = self.scope.namespaced(value);
                     }
                 }
-                set_uri(
-                    &mut request,
-                    &format!("{version}/images/{resolved}/tag"),
-                    &pairs,
-                )?;
+                set_uri(request, &format!("{version}/images/{resolved}/tag"), &pairs)?;
             }
         }
-        self.forward(request).await
+        self.forward(std::mem::take(request)).await
     }
 
     /// Sends the request on and relays the answer; a 101 joins the two connections.
