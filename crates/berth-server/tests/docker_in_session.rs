@@ -4,7 +4,8 @@
 
 mod common;
 
-use berth_proto::process::ExecResult;
+use berth_client::TerminalEvent;
+use berth_proto::process::{ExecResult, TerminalQuery};
 use berth_server::config::{TemplateConfig, TemplateDockerConfig};
 use std::time::Duration;
 
@@ -69,6 +70,20 @@ async fn fails(server: &Server, id: &str, script: &str) -> String {
         result.stdout
     );
     result.stderr
+}
+
+/// Reads terminal output until `needle` shows up.
+async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, terminal.next()).await {
+            Ok(Some(TerminalEvent::Output(bytes))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes))
+            }
+            other => panic!("no {needle:?} in the terminal ({other:?}); got {seen:?}"),
+        }
+    }
 }
 
 fn children(label: &str, session_id: &str) -> (String, String) {
@@ -342,5 +357,61 @@ async fn children_of_sessions_that_ended_are_removed_after_a_crash() {
         gone,
         "the startup sweep removes an ended session's children"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn interactive_runs_exec_and_followed_logs_pass_through() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    let query = TerminalQuery {
+        cols: Some(100),
+        rows: Some(30),
+        ..Default::default()
+    };
+    let mut terminal = server.client.terminal(&id, &query).await.unwrap();
+
+    // `run -it`: a TTY through the hijacked attach, both ways.
+    terminal
+        .send(b"docker run -it --rm berth/busybox sh\n")
+        .await
+        .unwrap();
+    terminal.send(b"echo inner-$((6*7))\n").await.unwrap();
+    read_until(&mut terminal, "inner-42").await;
+    terminal.send(b"exit\n").await.unwrap();
+    // Back at the session's prompt: keys typed before would go to the ending container.
+    let prompt = format!("user@{id}");
+    read_until(&mut terminal, &prompt).await;
+
+    // `logs -f` follows until the container ends.
+    let name = format!("counter-{id}");
+    terminal
+        .send(
+            format!(
+                "docker run -d --name {name} berth/busybox sh -c \
+                 'sleep 1; for i in 1 2 3; do echo line-$i; sleep 0.2; done; sleep 300' \
+                 && docker logs -f {name}\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    read_until(&mut terminal, "line-3").await;
+    terminal.send(b"\x03").await.unwrap();
+    read_until(&mut terminal, &prompt).await;
+
+    // `exec -it` into it.
+    terminal
+        .send(format!("docker exec -it {name} sh\n").as_bytes())
+        .await
+        .unwrap();
+    terminal
+        .send(b"echo exec-$((7*6))-tty-$(tty)\n")
+        .await
+        .unwrap();
+    read_until(&mut terminal, "exec-42-tty-/dev/pts").await;
+    terminal.send(b"exit\n").await.unwrap();
+
+    server.client.delete_session(&id).await.unwrap();
     server.stop().await;
 }
