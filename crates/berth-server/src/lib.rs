@@ -257,7 +257,8 @@ fn docker_api_engine(config: &Config) -> Result<Option<docker_api::Engine>, Conf
         .clone()
         .or_else(|| std::env::var("DOCKER_HOST").ok())
         .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-    docker_api::Engine::from_address(&address)
+    let timeout = Duration::from_secs(config.docker.timeout_seconds);
+    docker_api::Engine::from_address(&address, timeout)
         .map(Some)
         .ok_or_else(|| {
             ConfigError::Invalid(format!(

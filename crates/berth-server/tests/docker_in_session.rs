@@ -86,11 +86,13 @@ async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) {
     }
 }
 
-fn children(label: &str, session_id: &str) -> (String, String) {
-    let filter = format!("label={label}={session_id}");
+/// A session's children on the engine: containers, images and volumes.
+fn children(session_id: &str) -> (String, String, String) {
+    let filter = format!("label=berth.parent={session_id}");
     (
         docker(&["ps", "-aq", "--filter", &filter]).unwrap(),
         docker(&["images", "-q", "--filter", &filter]).unwrap(),
+        docker(&["volume", "ls", "-q", "--filter", &filter]).unwrap(),
     )
 }
 
@@ -165,6 +167,23 @@ async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
     );
     assert!(host["Binds"].is_null(), "{}", host["Binds"]);
 
+    // Volumes by name are the session's own, made on first use.
+    ok(
+        &server,
+        &id,
+        "docker run --rm -v data:/data berth/busybox sh -c 'echo kept > /data/f'",
+    )
+    .await;
+    let out = ok(
+        &server,
+        &id,
+        "docker run --rm -v data:/data berth/busybox cat /data/f",
+    )
+    .await;
+    assert_eq!(out.trim(), "kept");
+    let volumes = ok(&server, &id, "docker volume ls -q").await;
+    assert_eq!(volumes.trim(), format!("{id}_data"));
+
     ok(&server, &id, &format!("docker rm -f {name}")).await;
     let listed = ok(&server, &id, "docker ps -a --format '{{.Names}}'").await;
     assert_eq!(listed.trim(), "");
@@ -182,14 +201,12 @@ async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
     assert!(err.contains("docker.max_containers"), "{err}");
 
     // Deleting the session removes what it made.
-    let (containers, images) = children("berth.parent", &id);
+    let (containers, images, volumes) = children(&id);
     assert_eq!(containers.lines().count(), 3, "{containers}");
     assert_eq!(images.lines().count(), 1, "{images}");
+    assert_eq!(volumes.lines().count(), 1, "{volumes}");
     server.client.delete_session(&id).await.unwrap();
-    assert_eq!(
-        children("berth.parent", &id),
-        (String::new(), String::new())
-    );
+    assert_eq!(children(&id), Default::default());
     server.stop().await;
 }
 
@@ -225,8 +242,11 @@ async fn every_escape_is_refused_with_the_rule_it_breaks() {
     }
     for (script, rule) in [
         ("docker pull busybox", "pull"),
-        ("docker network create mine", "networks_volumes"),
-        ("docker volume create mine", "networks_volumes"),
+        ("docker network create mine", "networks"),
+        (
+            "docker volume create --opt device=/ --opt o=bind --opt type=none v",
+            "mounts",
+        ),
         ("docker system df", "scope"),
     ] {
         let err = fails(&server, &id, script).await;
@@ -261,8 +281,11 @@ async fn every_escape_is_refused_with_the_rule_it_breaks() {
         server.containers().len() == 1,
         "nothing refused left a container"
     );
-    let (containers, _) = children("berth.parent", &id);
-    assert_eq!(containers, "", "nothing refused left a child");
+    assert_eq!(
+        children(&id),
+        Default::default(),
+        "nothing refused left a child"
+    );
     server.client.delete_session(&id).await.unwrap();
     server.stop().await;
 }
@@ -314,6 +337,25 @@ async fn a_session_cannot_see_or_touch_another_sessions_containers_or_images() {
         let err = fails(&server, &b, &script).await;
         assert!(err.contains("No such image"), "{script}: {err}");
     }
+    ok(
+        &server,
+        &a,
+        "docker volume create secrets && \
+         docker run --rm -v secrets:/s berth/busybox sh -c 'echo a-only > /s/f'",
+    )
+    .await;
+    let err = fails(&server, &b, &format!("docker volume inspect {a}_secrets")).await;
+    assert!(err.contains("No such volume"), "{err}");
+    let err = fails(&server, &b, &format!("docker volume rm {a}_secrets")).await;
+    assert!(err.contains("No such volume"), "{err}");
+    // B naming A's volume gets a volume of its own, empty.
+    let err = fails(
+        &server,
+        &b,
+        &format!("docker run --rm -v {a}_secrets:/s berth/busybox cat /s/f"),
+    )
+    .await;
+    assert!(err.contains("No such file"), "{err}");
     // A's container still runs, untouched.
     assert_eq!(inspect(container)["State"]["Running"], true);
     for id in [&a, &b] {

@@ -2,7 +2,7 @@
 //! byte for byte (streams and hijacked connections included), which bollard's typed calls
 //! cannot do.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use axum::body::Body;
 use http_body_util::BodyExt;
@@ -18,14 +18,18 @@ const HOST: &str = "docker";
 #[derive(Debug, Clone)]
 pub struct Engine {
     socket: PathBuf,
+    /// Bounds each lookup (`get_json`): `docker.timeout_seconds`. Forwarded calls have none,
+    /// since `logs -f`, `attach` and builds rightly take as long as they take.
+    timeout: Duration,
 }
 
 impl Engine {
     /// The engine at `unix://PATH`; `None` for any other address (the session API needs the
     /// engine on this host).
-    pub fn from_address(address: &str) -> Option<Self> {
+    pub fn from_address(address: &str, timeout: Duration) -> Option<Self> {
         address.strip_prefix("unix://").map(|path| Self {
             socket: PathBuf::from(path),
+            timeout,
         })
     }
 
@@ -50,6 +54,17 @@ impl Engine {
 
     /// `GET path` as JSON; `None` when the engine says 404.
     pub async fn get_json(&self, path: &str) -> Result<Option<Value>, DockerApiError> {
+        tokio::time::timeout(self.timeout, self.get_json_unbounded(path))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DockerApiError::Engine(format!(
+                    "GET {path} took longer than {} s (docker.timeout_seconds)",
+                    self.timeout.as_secs()
+                )))
+            })
+    }
+
+    async fn get_json_unbounded(&self, path: &str) -> Result<Option<Value>, DockerApiError> {
         let request = Request::get(path)
             .header(hyper::header::HOST, HOST)
             .body(Body::empty())

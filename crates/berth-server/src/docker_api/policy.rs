@@ -2,6 +2,8 @@
 //! is, and how a container create or a build is checked and rewritten. Pure, so every rule has a
 //! unit test; what needs the engine (who owns an object, how many there are) is in `serve.rs`.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::runtime::labels;
@@ -88,6 +90,17 @@ impl Scope {
         }
     }
 
+    /// Where a volume the session names lives on the engine: volume names are global, and
+    /// cannot hold a `/`.
+    pub fn volume_name(&self, name: &str) -> String {
+        let prefix = format!("{}_", self.session_id);
+        if name.starts_with(&prefix) {
+            name.to_owned()
+        } else {
+            format!("{prefix}{name}")
+        }
+    }
+
     /// Whether `reference` names one of the template's base images (`busybox` is
     /// `busybox:latest`).
     pub fn is_base_image(&self, reference: &str) -> bool {
@@ -136,6 +149,12 @@ pub enum Route {
         name: String,
     },
     TagImage {
+        name: String,
+    },
+    ListVolumes,
+    CreateVolume,
+    /// Inspect or remove a volume: the session's own.
+    Volume {
         name: String,
     },
 }
@@ -226,22 +245,32 @@ pub fn route(method: &str, path: &str) -> Result<Route, DockerApiError> {
         },
         // `docker inspect NAME` asks every kind of object in turn: the session has none of
         // these, so they are not found, and the CLI goes on to the next kind.
-        ("GET", [kind @ ("networks" | "volumes"), name])
-        | ("GET", [kind @ "plugins", name, "json"]) => {
+        ("GET", [kind @ "networks", name]) | ("GET", [kind @ "plugins", name, "json"]) => {
             return Err(DockerApiError::NotFound {
-                kind: match *kind {
-                    "networks" => "network",
-                    "volumes" => "volume",
-                    _ => "plugin",
+                kind: if *kind == "networks" {
+                    "network"
+                } else {
+                    "plugin"
                 },
                 name: (*name).to_owned(),
             });
         }
-        (_, ["networks" | "volumes", ..]) => {
+        ("GET", ["volumes"]) => Route::ListVolumes,
+        ("POST", ["volumes", "create"]) => Route::CreateVolume,
+        ("POST", ["volumes", "prune"]) => {
             return Err(refused(
-                "networks_volumes",
-                "networks and volumes are not available in a session yet: containers join the \
-                 session's network; keep data in the container or a `--tmpfs` mount",
+                "scope",
+                "prune would reach other sessions' volumes; remove yours with `docker volume rm`",
+            ));
+        }
+        ("GET" | "DELETE", ["volumes", name]) => Route::Volume {
+            name: (*name).to_owned(),
+        },
+        (_, ["networks", ..]) => {
+            return Err(refused(
+                "networks",
+                "networks are not available in a session yet: containers join the session's \
+                 network",
             ));
         }
         (_, [first, ..]) => {
@@ -379,7 +408,84 @@ const EXEC_KEYS: &[&str] = &[
     "WorkingDir",
 ];
 
-const MOUNT_KEYS: &[&str] = &["Type", "Target", "ReadOnly", "TmpfsOptions", "Consistency"];
+const MOUNT_KEYS: &[&str] = &[
+    "Type",
+    "Source",
+    "Target",
+    "ReadOnly",
+    "TmpfsOptions",
+    "VolumeOptions",
+    "Consistency",
+];
+
+/// The volume a `-v SOURCE:TARGET[:MODE]` mounts; a host path is refused.
+fn bind_volume(bind: &str) -> Result<&str, DockerApiError> {
+    let source = bind.split(':').next().unwrap_or_default();
+    if source.is_empty()
+        || !source
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(refused(
+            "mounts",
+            format!(
+                "-v {bind} is refused: the host's files are not the session's. Mount a volume \
+                 by name (-v data:/path), copy files in with `docker cp`, or use --tmpfs"
+            ),
+        ));
+    }
+    Ok(source)
+}
+
+/// The volumes a create mounts by name (`-v NAME:/path`, `--mount type=volume`), to be found
+/// or made as the session's before `check_create`.
+pub fn named_volumes(body: &Value) -> Vec<String> {
+    let host = &body["HostConfig"];
+    let binds = host["Binds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| bind_volume(b.as_str()?).ok());
+    let mounts = host["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["Type"] == "volume")
+        .filter_map(|m| m["Source"].as_str())
+        .filter(|s| !s.is_empty());
+    binds.chain(mounts).map(str::to_owned).collect()
+}
+
+/// Points binds and mounts at the engine's names of the session's volumes.
+fn rename_volumes(
+    host: &mut Map<String, Value>,
+    volumes: &BTreeMap<String, String>,
+) -> Result<(), DockerApiError> {
+    let renamed = |name: &str| {
+        volumes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DockerApiError::NotFound {
+                kind: "volume",
+                name: name.to_owned(),
+            })
+    };
+    if let Some(Value::Array(binds)) = host.get_mut("Binds") {
+        for bind in binds.iter_mut() {
+            let text = bind.as_str().unwrap_or_default();
+            let (source, rest) = text.split_once(':').unwrap_or((text, ""));
+            *bind = format!("{}:{rest}", renamed(source)?).into();
+        }
+    }
+    if let Some(Value::Array(mounts)) = host.get_mut("Mounts") {
+        for mount in mounts.iter_mut().filter(|m| m["Type"] == "volume") {
+            if let Some(source) = mount["Source"].as_str().filter(|s| !s.is_empty()) {
+                mount["Source"] = renamed(source)?.into();
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Refuses any key of `object` not in `known`, exactly as spelt there.
 fn only_keys(
@@ -457,7 +563,11 @@ fn is_empty(value: &Value) -> bool {
 /// Checks a container create's body against the policy and rewrites it into what runs: on the
 /// session's network, within its limits, hardened, labelled as the session's. The image has
 /// been resolved by the caller.
-pub fn check_create(body: &mut Value, scope: &Scope) -> Result<(), DockerApiError> {
+pub fn check_create(
+    body: &mut Value,
+    scope: &Scope,
+    volumes: &BTreeMap<String, String>,
+) -> Result<(), DockerApiError> {
     let config = body
         .as_object_mut()
         .ok_or_else(|| DockerApiError::Invalid("the body must be a JSON object".into()))?;
@@ -469,6 +579,7 @@ pub fn check_create(body: &mut Value, scope: &Scope) -> Result<(), DockerApiErro
         .as_object_mut()
         .ok_or_else(|| DockerApiError::Invalid("HostConfig must be an object".into()))?;
     check_host_config(&mut *host)?;
+    rename_volumes(host, volumes)?;
     force_host_config(host, scope);
 
     let mut labels = match config.remove("Labels") {
@@ -553,18 +664,17 @@ fn check_host_config(host: &mut Map<String, Value>) -> Result<(), DockerApiError
             }
             "SecurityOpt" => check_security_opt(value)?,
             "Binds" => {
-                return Err(refused(
-                    "mounts",
-                    "bind mounts and volumes (-v) are refused: the host's files are not the \
-                     session's. Copy files in with `docker cp` or `COPY` in a Dockerfile, or \
-                     use --tmpfs",
-                ));
+                for bind in value.as_array().into_iter().flatten() {
+                    bind_volume(bind.as_str().unwrap_or_default())?;
+                }
             }
             "Mounts" => check_mounts(value)?,
             "VolumeDriver" | "VolumesFrom" => {
                 return Err(refused(
                     "mounts",
-                    format!("{key} is refused: volumes are not available in a session yet"),
+                    format!(
+                        "{key} is refused; mount the session's volumes by name (-v NAME:/path)"
+                    ),
                 ));
             }
             "NetworkMode" => check_mode(key, value, &["default", "bridge"], "network")?,
@@ -638,17 +748,33 @@ fn check_security_opt(value: &Value) -> Result<(), DockerApiError> {
 
 fn check_mounts(value: &Value) -> Result<(), DockerApiError> {
     for mount in value.as_array().into_iter().flatten() {
-        if mount["Type"] != "tmpfs" {
+        if !matches!(mount["Type"].as_str(), Some("tmpfs" | "volume")) {
             return Err(refused(
                 "mounts",
                 format!(
-                    "--mount type={} is refused: only tmpfs mounts are allowed in a session",
+                    "--mount type={} is refused: only volumes and tmpfs mounts are allowed in a \
+                     session",
                     mount["Type"].as_str().unwrap_or("?")
                 ),
             ));
         }
         if let Some(mount) = mount.as_object() {
             only_keys(mount, MOUNT_KEYS, "HostConfig.Mounts.")?;
+        }
+        if mount["Type"] == "volume" && mount["Source"].as_str().is_none_or(str::is_empty) {
+            return Err(refused(
+                "mounts",
+                "name the volume (--mount type=volume,source=NAME,...)",
+            ));
+        }
+        if let Some(options) = mount["VolumeOptions"].as_object()
+            && options.keys().any(|k| k != "NoCopy")
+        {
+            return Err(refused(
+                "mounts",
+                "volume options (driver, labels) are refused; create the volume with \
+                 `docker volume create NAME`",
+            ));
         }
     }
     Ok(())
@@ -703,6 +829,46 @@ fn force_host_config(host: &mut Map<String, Value>, scope: &Scope) {
     if let Value::Object(forced) = forced {
         host.extend(forced);
     }
+}
+
+/// Checks a volume create's body and rewrites it: the local driver with no options (they
+/// could name a host path: `device=`), the session's name and labels.
+pub fn check_volume_create(body: &mut Value, scope: &Scope) -> Result<(), DockerApiError> {
+    let volume = body
+        .as_object_mut()
+        .ok_or_else(|| DockerApiError::Invalid("the body must be a JSON object".into()))?;
+    only_keys(volume, &["Name", "Driver", "DriverOpts", "Labels"], "")?;
+    if !matches!(
+        volume.get("Driver").and_then(Value::as_str),
+        None | Some("" | "local")
+    ) {
+        return Err(refused(
+            "mounts",
+            "volume drivers are refused; volumes use the local driver",
+        ));
+    }
+    if volume.get("DriverOpts").is_some_and(|o| !is_empty(o)) {
+        return Err(refused(
+            "mounts",
+            "volume options (--opt) are refused: they can mount host paths and devices",
+        ));
+    }
+    check_labels(volume.get("Labels"))?;
+    if let Some(name) = volume
+        .get("Name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        let name = scope.volume_name(name);
+        volume.insert("Name".into(), name.into());
+    }
+    let mut labels = match volume.remove("Labels") {
+        Some(Value::Object(labels)) => labels,
+        _ => Map::new(),
+    };
+    labels.extend(scope.labels());
+    volume.insert("Labels".into(), Value::Object(labels));
+    Ok(())
 }
 
 /// Checks an exec's body: no privileged exec (its container's own capabilities apply).
@@ -1010,8 +1176,8 @@ mod tests {
             ("POST", "/v1.41/images/create", "pull"),
             ("POST", "/v1.41/containers/prune", "scope"),
             ("POST", "/v1.41/containers/x/update", "limits"),
-            ("POST", "/v1.41/networks/create", "networks_volumes"),
-            ("POST", "/v1.41/volumes/create", "networks_volumes"),
+            ("POST", "/v1.41/networks/create", "networks"),
+            ("POST", "/v1.41/volumes/prune", "scope"),
         ] {
             assert_eq!(rule(route(method, path).unwrap_err()), expected, "{path}");
         }
@@ -1025,7 +1191,7 @@ mod tests {
             "HostConfig": {"NetworkMode": "default", "Memory": 0, "Binds": null, "PidsLimit": null},
             "NetworkingConfig": {"EndpointsConfig": {"other": {}}},
         });
-        check_create(&mut body, &scope()).unwrap();
+        check_create(&mut body, &scope(), &Default::default()).unwrap();
         let host = &body["HostConfig"];
         assert_eq!(host["NetworkMode"], "berth-open");
         assert_eq!(host["Memory"], 256 << 20);
@@ -1042,7 +1208,7 @@ mod tests {
         );
         // Smaller limits than the session's are kept.
         let mut body = json!({"HostConfig": {"Memory": 64 << 20}});
-        check_create(&mut body, &scope()).unwrap();
+        check_create(&mut body, &scope(), &Default::default()).unwrap();
         assert_eq!(body["HostConfig"]["Memory"], 64 << 20);
     }
 
@@ -1060,13 +1226,20 @@ mod tests {
                 "security_opt",
             ),
             (json!({"Binds": ["/:/host"]}), "mounts"),
-            (json!({"Binds": ["named:/data"]}), "mounts"),
+            (json!({"Binds": ["./here:/data"]}), "mounts"),
+            (json!({"Binds": ["~/x:/data"]}), "mounts"),
             (
                 json!({"Mounts": [{"Type": "bind", "Source": "/", "Target": "/h"}]}),
                 "mounts",
             ),
             (
-                json!({"Mounts": [{"Type": "volume", "Source": "v", "Target": "/h"}]}),
+                json!({"Mounts": [{"Type": "volume", "Target": "/h"}]}),
+                "mounts",
+            ),
+            (
+                json!({"Mounts": [{"Type": "volume", "Source": "v", "Target": "/h",
+                    "VolumeOptions": {"DriverConfig": {"Name": "local",
+                        "Options": {"type": "none", "o": "bind", "device": "/"}}}}]}),
                 "mounts",
             ),
             (json!({"VolumesFrom": ["other"]}), "mounts"),
@@ -1094,14 +1267,14 @@ mod tests {
         ] {
             let mut body = json!({"Image": "x", "HostConfig": host.clone()});
             assert_eq!(
-                rule(check_create(&mut body, &scope()).unwrap_err()),
+                rule(check_create(&mut body, &scope(), &Default::default()).unwrap_err()),
                 expected,
                 "{host}"
             );
         }
         let mut body = json!({"Labels": {"berth.parent": "someone-else"}});
         assert_eq!(
-            rule(check_create(&mut body, &scope()).unwrap_err()),
+            rule(check_create(&mut body, &scope(), &Default::default()).unwrap_err()),
             "labels"
         );
         // The engine reads keys whatever their case, the later spelling winning: only the
@@ -1113,14 +1286,14 @@ mod tests {
             json!({"labels": {"berth.parent": "x"}}),
         ] {
             assert_eq!(
-                rule(check_create(&mut body, &scope()).unwrap_err()),
+                rule(check_create(&mut body, &scope(), &Default::default()).unwrap_err()),
                 "unknown_option",
                 "{body}"
             );
         }
         // An empty misspelling would reset what Berth forces: it is dropped.
         let mut body = json!({"HostConfig": {"networkmode": "", "maskedpaths": [], "memory": 0}});
-        check_create(&mut body, &scope()).unwrap();
+        check_create(&mut body, &scope(), &Default::default()).unwrap();
         let host = body["HostConfig"].as_object().unwrap();
         assert!(
             host.keys()
@@ -1139,9 +1312,51 @@ mod tests {
     }
 
     #[test]
+    fn volumes_are_the_sessions_own_and_never_a_host_path() {
+        let mut body = json!({"HostConfig": {
+            "Binds": ["data:/data:ro"],
+            "Mounts": [{"Type": "volume", "Source": "cache", "Target": "/c"}],
+        }});
+        assert_eq!(named_volumes(&body), ["data", "cache"]);
+        let volumes = BTreeMap::from([
+            ("data".to_owned(), "sabc_data".to_owned()),
+            ("cache".to_owned(), "sabc_cache".to_owned()),
+        ]);
+        check_create(&mut body, &scope(), &volumes).unwrap();
+        assert_eq!(body["HostConfig"]["Binds"], json!(["sabc_data:/data:ro"]));
+        assert_eq!(body["HostConfig"]["Mounts"][0]["Source"], "sabc_cache");
+
+        let mut volume = json!({"Name": "data", "Labels": {"a": "b"}});
+        check_volume_create(&mut volume, &scope()).unwrap();
+        assert_eq!(volume["Name"], "sabc_data");
+        assert_eq!(volume["Labels"]["berth.parent"], "sabc");
+        assert_eq!(volume["Labels"]["a"], "b");
+        for (mut volume, expected) in [
+            (
+                json!({"Name": "v", "DriverOpts": {"device": "/", "o": "bind"}}),
+                "mounts",
+            ),
+            (json!({"Name": "v", "Driver": "nfs"}), "mounts"),
+            (
+                json!({"Name": "v", "driveropts": {"device": "/"}}),
+                "unknown_option",
+            ),
+            (
+                json!({"Name": "v", "Labels": {"berth.parent": "x"}}),
+                "labels",
+            ),
+        ] {
+            assert_eq!(
+                rule(check_volume_create(&mut volume, &scope()).unwrap_err()),
+                expected
+            );
+        }
+    }
+
+    #[test]
     fn masked_paths_cannot_be_unmasked() {
         let mut body = json!({"HostConfig": {"MaskedPaths": [], "ReadonlyPaths": []}});
-        check_create(&mut body, &scope()).unwrap();
+        check_create(&mut body, &scope(), &Default::default()).unwrap();
         assert!(body["HostConfig"].get("MaskedPaths").is_none());
         assert!(body["HostConfig"].get("ReadonlyPaths").is_none());
     }

@@ -77,7 +77,7 @@ impl SessionApi {
                     .ok_or_else(|| DockerApiError::Engine("the engine has no /info".into()))?;
                 return Ok(axum::Json(policy::narrow_info(&info, &self.scope)).into_response());
             }
-            Route::ListContainers | Route::ListImages => {
+            Route::ListContainers | Route::ListImages | Route::ListVolumes => {
                 let mut pairs = query_pairs(request.uri())?;
                 let filters = pairs
                     .iter()
@@ -102,7 +102,16 @@ impl SessionApi {
                          (docker.max_containers); remove one with `docker rm` first"
                     )));
                 }
-                policy::check_create(&mut body, &self.scope)?;
+                // Checked whole before any volume is made, so a refused create makes nothing.
+                let named = policy::named_volumes(&body);
+                let same = named.iter().map(|n| (n.clone(), n.clone())).collect();
+                policy::check_create(&mut body.clone(), &self.scope, &same)?;
+                let mut volumes = std::collections::BTreeMap::new();
+                for name in named {
+                    let engine_name = self.own_volume(&name, true).await?;
+                    volumes.insert(name, engine_name);
+                }
+                policy::check_create(&mut body, &self.scope, &volumes)?;
                 set_json(request, &body)?;
                 let response = self.forward(std::mem::take(request)).await?;
                 if response.status() == StatusCode::CONFLICT {
@@ -116,6 +125,19 @@ impl SessionApi {
                 return Ok(response);
             }
             Route::Container { id } => self.own_container(&id).await?,
+            Route::CreateVolume => {
+                let mut body = read_json(request).await?;
+                policy::check_volume_create(&mut body, &self.scope)?;
+                set_json(request, &body)?;
+            }
+            Route::Volume { name } => {
+                let engine_name = self.own_volume(&name, false).await?;
+                let query = request.uri().query().map(|q| format!("?{q}"));
+                *request.uri_mut() = uri(&format!(
+                    "{version}/volumes/{engine_name}{}",
+                    query.unwrap_or_default()
+                ))?;
+            }
             Route::CreateExec { id } => {
                 self.own_container(&id).await?;
                 let body = read_json(request).await?;
@@ -282,6 +304,44 @@ impl SessionApi {
                 ),
             }),
         }
+    }
+
+    /// The engine's name of a volume the session names: its own (`data` is `SESSION_data`, and
+    /// an unnamed one is found by its labels); made as its own when `create` and missing, as
+    /// the engine would make it for `-v data:/path`.
+    async fn own_volume(&self, name: &str, create: bool) -> Result<String, DockerApiError> {
+        let not_found = || DockerApiError::NotFound {
+            kind: "volume",
+            name: name.to_owned(),
+        };
+        for candidate in [self.scope.volume_name(name), name.to_owned()] {
+            if let Some(volume) = self
+                .engine
+                .get_json(&format!("/volumes/{candidate}"))
+                .await?
+                && self.scope.owns(&volume["Labels"])
+            {
+                return Ok(candidate);
+            }
+        }
+        if !create {
+            return Err(not_found());
+        }
+        let mut body = serde_json::json!({ "Name": name });
+        policy::check_volume_create(&mut body, &self.scope)?;
+        let request = axum::http::Request::post("/volumes/create")
+            .header(header::HOST, "docker")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .map_err(|e| DockerApiError::Invalid(e.to_string()))?;
+        let response = self.engine.send(request).await?;
+        if !response.status().is_success() {
+            return Err(DockerApiError::Engine(format!(
+                "creating volume {name}: {}",
+                response.status()
+            )));
+        }
+        Ok(body["Name"].as_str().unwrap_or(name).to_owned())
     }
 
     async fn own_container(&self, id: &str) -> Result<(), DockerApiError> {

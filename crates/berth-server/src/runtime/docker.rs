@@ -17,8 +17,9 @@ use bollard::{
     },
     query_parameters::{
         CommitContainerOptions, CreateContainerOptionsBuilder, EventsOptionsBuilder,
-        ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
-        RemoveImageOptionsBuilder, StopContainerOptions,
+        ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
+        RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+        StopContainerOptions,
     },
 };
 use futures_util::StreamExt;
@@ -502,6 +503,24 @@ impl Runtime for DockerRuntime {
         let images = self
             .call("list_images", docker.list_images(Some(options)))
             .await?;
+        // Volumes once their containers are gone: a volume in use cannot be removed.
+        let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+        let volumes = self
+            .call("list_volumes", docker.list_volumes(Some(options)))
+            .await?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+            match self
+                .call(
+                    "remove_volume",
+                    docker.remove_volume(&volume.name, Some(options)),
+                )
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
         for image in images {
             let options = RemoveImageOptionsBuilder::new().force(true).build();
             match self
@@ -539,7 +558,19 @@ impl Runtime for DockerRuntime {
             let from_images = images
                 .into_iter()
                 .filter_map(|mut i| i.labels.remove(labels::PARENT));
-            Ok(from_containers.chain(from_images).collect())
+            let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+            let volumes = self
+                .call("list_volumes", docker.list_volumes(Some(options)))
+                .await?;
+            let from_volumes = volumes
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|mut v| v.labels.remove(labels::PARENT));
+            Ok(from_containers
+                .chain(from_images)
+                .chain(from_volumes)
+                .collect())
         })
         .await
     }
