@@ -457,3 +457,33 @@ async fn interactive_runs_exec_and_followed_logs_pass_through() {
     server.client.delete_session(&id).await.unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn children_sleep_while_their_session_hibernates_and_wake_with_it() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    let name = format!("sleeper-{id}");
+    ok(
+        &server,
+        &id,
+        &format!("docker run -d --name {name} berth/busybox sleep 300"),
+    )
+    .await;
+    let stopped = format!("stopped-{id}");
+    ok(
+        &server,
+        &id,
+        &format!("docker create --name {stopped} berth/busybox true"),
+    )
+    .await;
+    server.client.hibernate_session(&id).await.unwrap();
+    assert_eq!(inspect(&name)["State"]["Running"], false, "stopped with it");
+
+    // Any access wakes the session, and its running children with it; the stopped one stays.
+    let listed = ok(&server, &id, "docker ps --format '{{.Names}}'").await;
+    assert_eq!(listed.trim(), name);
+    assert_eq!(inspect(&stopped)["State"]["Running"], false);
+    server.client.delete_session(&id).await.unwrap();
+    assert_eq!(children(&id), Default::default());
+    server.stop().await;
+}

@@ -38,6 +38,9 @@ use crate::{
 /// engine's responsiveness, so it gets a bound of its own.
 const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
 
+/// How long a session's Docker children get to stop when it hibernates.
+const CHILD_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// uid:gid of the `user` account in every session image.
 const SESSION_USER: &str = "1000:1000";
 
@@ -98,6 +101,14 @@ impl DockerRuntime {
             dir.display(),
             crate::docker_api::SOCKET_DIR_IN_SESSION
         ))
+    }
+
+    /// The file listing a hibernated session's children that its hibernation stopped; `None`
+    /// when no Docker API is served (so there are no children). Beside the sessions' socket
+    /// directories, in none of them.
+    fn hibernated_children(&self, session_id: &str) -> Option<std::path::PathBuf> {
+        let dir = self.docker_api_dir.as_ref()?.join(".hibernated");
+        Some(dir.join(session_id))
     }
 
     fn children_filter(&self, session_id: Option<&str>) -> HashMap<String, Vec<String>> {
@@ -235,6 +246,24 @@ impl DockerRuntime {
             vec![format!("{}={}", labels::INSTANCE, self.config.instance)],
         )])
     }
+}
+
+fn read_ids(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_ids(path: &std::path::Path, ids: &[String]) -> Result<(), RuntimeError> {
+    let write = || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, ids.join("\n"))
+    };
+    write().map_err(|e| RuntimeError::Engine(format!("cannot write {}: {e}", path.display())))
 }
 
 fn map_error(err: BollardError) -> RuntimeError {
@@ -503,6 +532,9 @@ impl Runtime for DockerRuntime {
         let images = self
             .call("list_images", docker.list_images(Some(options)))
             .await?;
+        if let Some(record) = self.hibernated_children(session_id) {
+            let _ = std::fs::remove_file(record);
+        }
         // Volumes once their containers are gone: a volume in use cannot be removed.
         let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
         let volumes = self
@@ -534,6 +566,61 @@ impl Runtime for DockerRuntime {
                 Err(err) => return Err(err),
             }
         }
+        Ok(())
+    }
+
+    async fn stop_children(&self, session_id: &str) -> Result<(), RuntimeError> {
+        let Some(record) = self.hibernated_children(session_id) else {
+            return Ok(());
+        };
+        let docker = self.docker().await?;
+        let mut filters = self.children_filter(Some(session_id));
+        filters.insert("status".to_owned(), vec!["running".to_owned()]);
+        let options = ListContainersOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let running: Vec<String> = self
+            .call("list_containers", docker.list_containers(Some(options)))
+            .await?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        // Written first, added to what an earlier attempt wrote: a stop that fails half-way
+        // still starts again what it stopped.
+        if running.is_empty() {
+            return Ok(());
+        }
+        let mut ids = read_ids(&record);
+        ids.extend(running.iter().cloned());
+        ids.sort();
+        ids.dedup();
+        write_ids(&record, &ids)?;
+        for id in running {
+            self.stop(&id, CHILD_STOP_GRACE).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_children(&self, session_id: &str) -> Result<(), RuntimeError> {
+        let Some(record) = self.hibernated_children(session_id) else {
+            return Ok(());
+        };
+        let ids = read_ids(&record);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let docker = self.docker().await?;
+        for id in &ids {
+            match self
+                .call("start_container", docker.start_container(id, None))
+                .await
+            {
+                // Removed meanwhile, or started by someone: nothing to do.
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let _ = std::fs::remove_file(&record);
         Ok(())
     }
 

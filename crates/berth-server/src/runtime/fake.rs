@@ -167,6 +167,14 @@ impl Runtime for FakeRuntime {
         self.check_up()
     }
 
+    async fn stop_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
+    async fn start_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
     async fn child_owners(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
         self.check_up().map(|()| Default::default())
     }

@@ -152,6 +152,13 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// their anonymous volumes) and images. Succeeds when there is nothing.
     async fn remove_children(&self, session_id: &str) -> Result<(), RuntimeError>;
 
+    /// Stops a session's running Docker children, remembering which, for `start_children`:
+    /// they sleep while it hibernates.
+    async fn stop_children(&self, session_id: &str) -> Result<(), RuntimeError>;
+
+    /// Starts again the children `stop_children` stopped. Succeeds when there are none.
+    async fn start_children(&self, session_id: &str) -> Result<(), RuntimeError>;
+
     /// The sessions of this instance that have containers or images made through their
     /// Docker API on the engine.
     async fn child_owners(&self) -> Result<BTreeSet<String>, RuntimeError>;

@@ -96,6 +96,11 @@ impl Actor {
             async move {
                 let outcome = async {
                     runtime.stop(&container_id, STOP_GRACE).await?;
+                    // Its Docker children sleep with it (nothing can start them now); a wake
+                    // starts them again. Not a reason to keep it awake.
+                    if let Err(err) = runtime.stop_children(&id).await {
+                        tracing::warn!(session = %id, %err, "docker children left running");
+                    }
                     runtime.commit(&container_id, &image, false).await?;
                     // The image holds the files now; a container that will not go is an
                     // orphan for reconcile, not a reason to undo the hibernation.
@@ -228,6 +233,7 @@ impl Actor {
                             id: id.clone(),
                             source,
                         })?;
+                    wake_children(runtime.as_ref(), &id).await;
                     Ok(Started {
                         container_id,
                         agent_addr,
@@ -321,6 +327,9 @@ impl Actor {
         self.spawn_reporting(
             async move {
                 let outcome = make_container(&ctx, &spec, &secret, None).await;
+                if outcome.is_ok() {
+                    wake_children(ctx.runtime.as_ref(), &id).await;
+                }
                 Command::RestoreFinished { id, outcome }
             },
             |err| Command::RestoreFinished {
@@ -538,4 +547,12 @@ fn snapshot_name(session_id: &str) -> String {
         "{SNAPSHOT_REPOSITORY}/{session_id}:{}",
         Utc::now().timestamp_millis()
     )
+}
+
+/// Starts the Docker children a hibernation stopped. A child that will not start is the
+/// user's to look at (`docker ps -a`), not a reason to fail the wake.
+async fn wake_children(runtime: &dyn crate::runtime::Runtime, id: &str) {
+    if let Err(err) = runtime.start_children(id).await {
+        tracing::warn!(session = %id, %err, "docker children not started again");
+    }
 }
