@@ -48,7 +48,8 @@ pub async fn handle(State(api): State<Arc<SessionApi>>, mut request: Request) ->
             let _ = http_body_util::Limited::new(unread, MAX_UNREAD_BODY)
                 .collect()
                 .await;
-            if matches!(err, DockerApiError::Refused { .. }) {
+            if let DockerApiError::Refused { rule, .. } = &err {
+                crate::metrics::docker_api_refused(rule);
                 tracing::info!(session = %api.scope.session_id, %method, %path, %err, "docker call refused");
             }
             ApiError::from(err).into_docker_response()
