@@ -274,6 +274,9 @@ async fn every_escape_is_refused_with_the_rule_it_breaks() {
             "{dockerfile}: {err}"
         );
     }
+    // The policy speaks first, whatever the image.
+    let err = fails(&server, &id, "docker run --privileged no-such-image true").await;
+    assert!(err.contains("(rule `privileged`)"), "{err}");
     // An image that is neither the session's nor a base image does not exist for it.
     let err = fails(&server, &id, "docker run --rm berth/tiny:latest true").await;
     assert!(err.contains("(rule `pull`)"), "{err}");

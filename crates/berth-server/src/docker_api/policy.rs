@@ -904,21 +904,16 @@ const HARMLESS_BUILD: &[&str] = &[
 
 /// Checks a build's query and rewrites it: tags into the session's namespace, the session's
 /// labels on the image, `RUN` steps on the session's network within its limits. Returns the
-/// new query and the tags (as the engine will know them).
-pub fn check_build(
-    query: Option<&str>,
-    scope: &Scope,
-) -> Result<(String, Vec<String>), DockerApiError> {
+/// new query.
+pub fn check_build(query: Option<&str>, scope: &Scope) -> Result<String, DockerApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
         .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
     let mut out: Vec<(String, String)> = Vec::new();
-    let mut tags = Vec::new();
     let mut labels = scope.labels();
     for (key, value) in pairs {
         match key.as_str() {
             "t" => {
                 let tag = scope.namespaced(&value);
-                tags.push(tag.clone());
                 out.push((key, tag));
             }
             "labels" => {
@@ -983,7 +978,7 @@ pub fn check_build(
     ]);
     let query = serde_urlencoded::to_string(&out)
         .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
-    Ok((query, tags))
+    Ok(query)
 }
 
 /// The images a Dockerfile builds on (`FROM`, `COPY --from`), which the caller checks are the
@@ -1363,13 +1358,18 @@ mod tests {
 
     #[test]
     fn builds_are_tagged_labelled_and_limited_as_the_session() {
-        let (query, tags) = check_build(
+        let query = check_build(
             Some("t=app%3A1&t=sabc%2Fother&dockerfile=Dockerfile&rm=1&networkmode=default"),
             &scope(),
         )
         .unwrap();
-        assert_eq!(tags, ["sabc/app:1", "sabc/other"]);
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap();
+        let tags: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, _)| k == "t")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(tags, ["sabc/app:1", "sabc/other"]);
         let get = |k: &str| pairs.iter().find(|(key, _)| key == k).unwrap().1.clone();
         assert_eq!(get("networkmode"), "berth-open");
         assert_eq!(get("memory"), (256 << 20).to_string());

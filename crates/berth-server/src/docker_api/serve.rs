@@ -92,6 +92,11 @@ impl SessionApi {
             }
             Route::CreateContainer => {
                 let mut body = read_json(request).await?;
+                // Checked whole first: a refused create makes nothing (no volume) and says
+                // why before anything about its image.
+                let named = policy::named_volumes(&body);
+                let same = named.iter().map(|n| (n.clone(), n.clone())).collect();
+                policy::check_create(&mut body.clone(), &self.scope, &same)?;
                 if let Some(image) = body["Image"].as_str().map(str::to_owned) {
                     let (resolved, _) = self.resolve_image(&image).await?;
                     body["Image"] = resolved.into();
@@ -103,10 +108,6 @@ impl SessionApi {
                          (docker.max_containers); remove one with `docker rm` first"
                     )));
                 }
-                // Checked whole before any volume is made, so a refused create makes nothing.
-                let named = policy::named_volumes(&body);
-                let same = named.iter().map(|n| (n.clone(), n.clone())).collect();
-                policy::check_create(&mut body.clone(), &self.scope, &same)?;
                 let mut volumes = std::collections::BTreeMap::new();
                 for name in named {
                     let engine_name = self.own_volume(&name, true).await?;
@@ -169,7 +170,7 @@ impl SessionApi {
                     .into_iter()
                     .find(|(k, v)| k == "dockerfile" && !v.is_empty())
                     .map(|(_, v)| v);
-                let (query, _tags) = policy::check_build(request.uri().query(), &self.scope)?;
+                let query = policy::check_build(request.uri().query(), &self.scope)?;
                 let count = self.count("images", false).await?;
                 if count >= self.scope.max_images as usize {
                     return Err(DockerApiError::Quota(format!(
