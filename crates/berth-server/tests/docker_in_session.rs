@@ -146,6 +146,29 @@ async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
     assert!(logs.contains("started"), "{logs}");
     let exec = ok(&server, &id, &format!("docker exec {name} echo from-exec")).await;
     assert_eq!(exec.trim(), "from-exec");
+    let copied = ok(
+        &server,
+        &id,
+        &format!("echo copied-in > f && docker cp f {name}:/f && docker exec {name} cat /f"),
+    )
+    .await;
+    assert_eq!(copied.trim(), "copied-in");
+    let state = ok(
+        &server,
+        &id,
+        &format!("docker stop -t 1 {name} >/dev/null && docker inspect -f '{{{{.State.Running}}}}' {name}"),
+    )
+    .await;
+    assert_eq!(state.trim(), "false");
+    // Tags and removals stay in the namespace.
+    let tagged = ok(
+        &server,
+        &id,
+        "docker tag hello hello:v2 && docker images --format '{{.Repository}}:{{.Tag}}' | sort",
+    )
+    .await;
+    assert_eq!(tagged.trim(), format!("{id}/hello:latest\n{id}/hello:v2"));
+    ok(&server, &id, "docker rmi hello:v2").await;
 
     // What the engine made of it: the session's, on its network, within its limits, hardened.
     let child = inspect(&name);

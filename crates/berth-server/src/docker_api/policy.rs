@@ -83,6 +83,12 @@ impl Scope {
 
     /// Where a tag the session names lives on the engine.
     pub fn namespaced(&self, reference: &str) -> String {
+        // The CLI sends some names in full (`docker tag x app` as `docker.io/library/app`):
+        // the short name is what the session meant.
+        let reference = reference
+            .strip_prefix("docker.io/library/")
+            .or_else(|| reference.strip_prefix("docker.io/"))
+            .unwrap_or(reference);
         if reference.starts_with(&self.namespace()) {
             reference.to_owned()
         } else {
@@ -109,7 +115,12 @@ impl Scope {
     }
 }
 
+/// `busybox`, `busybox:latest` and `docker.io/library/busybox:latest` are one image.
 fn with_tag(reference: &str) -> String {
+    let reference = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
     let name = reference.rsplit('/').next().unwrap_or(reference);
     if name.contains(':') || name.contains('@') {
         reference.to_owned()
@@ -1423,10 +1434,13 @@ mod tests {
         let scope = scope();
         assert!(scope.is_base_image("berth/busybox"));
         assert!(scope.is_base_image("busybox:latest"));
+        assert!(scope.is_base_image("docker.io/library/busybox"));
         assert!(!scope.is_base_image("busybox:1.36"));
         assert!(!scope.is_base_image("berth/base"));
         assert_eq!(scope.namespaced("app"), "sabc/app");
         assert_eq!(scope.namespaced("sabc/app"), "sabc/app");
+        assert_eq!(scope.namespaced("docker.io/library/app"), "sabc/app");
+        assert_eq!(scope.namespaced("docker.io/sabc/app"), "sabc/app");
     }
 
     #[test]
