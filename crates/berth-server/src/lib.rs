@@ -158,6 +158,12 @@ pub async fn app(
         signer: signing::Signer::from_secret(admin_token),
         proxy: preview::PreviewProxy::default(),
         preview: config.preview.clone(),
+        docker_api: config
+            .templates
+            .values()
+            .any(|t| t.docker.enabled)
+            .then(|| docker_api_dir(&config.data_dir)),
+        docker_timeout: Duration::from_secs(config.docker.timeout_seconds),
     };
     App {
         router: api::router(state),
@@ -209,7 +215,7 @@ pub async fn run(
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;
     let docker_api = docker_api_engine(&config)?;
-    let docker_api_dir = data_dir.join("docker-api");
+    let docker_api_dir = docker_api_dir(&data_dir);
     let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
     if docker_api.is_some() {
         runtime = runtime.with_docker_api_dir(docker_api_dir.clone());
@@ -239,6 +245,11 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)
+}
+
+/// Where the sessions' Docker API sockets live, one directory each.
+fn docker_api_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("docker-api")
 }
 
 /// The engine the sessions' Docker APIs forward to, when a template has one. It must be on

@@ -513,3 +513,76 @@ async fn children_sleep_while_their_session_hibernates_and_wake_with_it() {
     assert_eq!(children(&id), Default::default());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_runner_builds_a_sessions_directory_under_the_same_policy() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    ok(
+        &server,
+        &id,
+        "mkdir -p lab && printf 'FROM berth/busybox\\nRUN echo judged > /j\\n' > lab/Dockerfile && \
+         mkdir -p bad && printf 'FROM berth/tiny:latest\\n' > bad/Dockerfile",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/api/v1/sessions/{id}/docker/build",
+        server.client.base_url()
+    );
+    let build = |body: serde_json::Value| {
+        http.post(&url)
+            .bearer_auth(common::ADMIN)
+            .json(&body)
+            .send()
+    };
+    let answer = build(serde_json::json!({"context_path": "lab", "tag": "lab:1"}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let log = answer.text().await.unwrap();
+    assert!(log.contains(r#""aux":{"ID":"sha256:"#), "{log}");
+    let images = ok(
+        &server,
+        &id,
+        "docker images --format '{{.Repository}}:{{.Tag}}'",
+    )
+    .await;
+    assert_eq!(images.trim(), format!("{id}/lab:1"));
+
+    let refused = build(serde_json::json!({"context_path": "bad", "tag": "bad"}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(rule `images`)"),
+        "{body}"
+    );
+    let invalid = build(serde_json::json!({"context_path": "lab", "tag": "no spaces"}))
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400);
+    // A session of a template without Docker has none to build with.
+    let plain = session(&server, "default").await;
+    let url = format!(
+        "{}/api/v1/sessions/{plain}/docker/build",
+        server.client.base_url()
+    );
+    let answer = http
+        .post(&url)
+        .bearer_auth(common::ADMIN)
+        .json(&serde_json::json!({"context_path": ".", "tag": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 409);
+    for id in [&id, &plain] {
+        server.client.delete_session(id).await.unwrap();
+    }
+    server.stop().await;
+}

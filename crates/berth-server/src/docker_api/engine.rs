@@ -27,10 +27,13 @@ impl Engine {
     /// The engine at `unix://PATH`; `None` for any other address (the session API needs the
     /// engine on this host).
     pub fn from_address(address: &str, timeout: Duration) -> Option<Self> {
-        address.strip_prefix("unix://").map(|path| Self {
-            socket: PathBuf::from(path),
-            timeout,
-        })
+        let path = address.strip_prefix("unix://")?;
+        Some(Self::at_socket(PathBuf::from(path), timeout))
+    }
+
+    /// The API behind a unix socket: the engine's, or a session's own.
+    pub fn at_socket(socket: PathBuf, timeout: Duration) -> Self {
+        Self { socket, timeout }
     }
 
     /// Sends one request on a connection of its own, kept open for an upgrade (attach, exec).

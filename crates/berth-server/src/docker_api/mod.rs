@@ -49,6 +49,11 @@ pub fn docker_host() -> String {
     format!("unix://{SOCKET_DIR_IN_SESSION}/{SOCKET_NAME}")
 }
 
+/// One session's socket on the host.
+pub fn socket_path(root: &Path, session_id: &str) -> PathBuf {
+    session_dir(root, session_id).join(SOCKET_NAME)
+}
+
 /// The host directory holding one session's socket.
 pub fn session_dir(root: &Path, session_id: &str) -> PathBuf {
     root.join(session_id)
@@ -164,7 +169,7 @@ impl DockerApi {
         let dir = session_dir(&self.dir, session_id);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        let path = dir.join(SOCKET_NAME);
+        let path = socket_path(&self.dir, session_id);
         // A socket left by a control plane that stopped: its listener is gone.
         match std::fs::remove_file(&path) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
