@@ -216,11 +216,19 @@ impl DockerApi {
                 return;
             }
         };
-        if owners.is_empty() {
+        // Socket directories of sessions that ended while no control plane ran. Dot
+        // directories are the API's own (`.contexts`, `.hibernated`).
+        let dirs: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        if owners.is_empty() && dirs.is_empty() {
             return;
         }
-        // The engine first, then the store: a session created after the listing cannot have
-        // children in it.
+        // The engine and the directory first, then the store: a session created after the
+        // listing cannot have children or a directory in it.
         let kept = match self.store.list_sessions(&SessionFilter::kept()).await {
             Ok(sessions) => sessions
                 .into_iter()
@@ -228,6 +236,9 @@ impl DockerApi {
                 .collect::<std::collections::BTreeSet<_>>(),
             Err(_) => return,
         };
+        for dir in dirs.iter().filter(|d| !kept.contains(*d)) {
+            let _ = std::fs::remove_dir_all(session_dir(&self.dir, dir));
+        }
         for owner in owners.difference(&kept) {
             match self.runtime.remove_children(owner).await {
                 Ok(()) => {
