@@ -251,6 +251,7 @@ async fn every_escape_is_refused_with_the_rule_it_breaks() {
         ("-p 8080:80", "ports"),
         ("--cgroup-parent /", "runtime"),
         ("--label berth.parent=someone", "labels"),
+        ("--name berth-snext", "names"),
     ] {
         let err = fails(
             &server,

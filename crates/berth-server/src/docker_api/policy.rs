@@ -882,6 +882,23 @@ pub fn check_volume_create(body: &mut Value, scope: &Scope) -> Result<(), Docker
     Ok(())
 }
 
+/// A child's name (`--name`, `docker rename`) may not be one Berth gives sessions'
+/// containers (`berth-<session>`): taking a future session's name would stop its create.
+pub fn check_name(query: Option<&str>) -> Result<(), DockerApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
+    match pairs
+        .iter()
+        .find(|(key, value)| key == "name" && value.trim_start_matches('/').starts_with("berth-"))
+    {
+        Some((_, name)) => Err(refused(
+            "names",
+            format!("the name {name} is Berth's (berth-...); choose another"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Checks an exec's body: no privileged exec (its container's own capabilities apply).
 pub fn check_exec(body: &Value) -> Result<(), DockerApiError> {
     let object = body
@@ -1357,6 +1374,20 @@ mod tests {
                 expected
             );
         }
+    }
+
+    #[test]
+    fn berths_own_container_names_are_kept_for_it() {
+        assert_eq!(
+            rule(check_name(Some("name=berth-sabc")).unwrap_err()),
+            "names"
+        );
+        assert_eq!(
+            rule(check_name(Some("name=%2Fberth-x")).unwrap_err()),
+            "names"
+        );
+        assert!(check_name(Some("name=web")).is_ok());
+        assert!(check_name(None).is_ok());
     }
 
     #[test]

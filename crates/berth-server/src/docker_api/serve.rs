@@ -91,6 +91,7 @@ impl SessionApi {
                 set_uri(request, &path, &pairs)?;
             }
             Route::CreateContainer => {
+                policy::check_name(request.uri().query())?;
                 let mut body = read_json(request).await?;
                 // Checked whole first: a refused create makes nothing (no volume) and says
                 // why before anything about its image.
@@ -126,7 +127,12 @@ impl SessionApi {
                 }
                 return Ok(response);
             }
-            Route::Container { id } => self.own_container(&id).await?,
+            Route::Container { id } => {
+                if path.ends_with("/rename") {
+                    policy::check_name(request.uri().query())?;
+                }
+                self.own_container(&id).await?
+            }
             Route::CreateVolume => {
                 let mut body = read_json(request).await?;
                 policy::check_volume_create(&mut body, &self.scope)?;
