@@ -1052,6 +1052,25 @@ pub fn dockerfile_images(text: &str) -> Result<Vec<String>, DockerApiError> {
                     stages.push((*name).to_owned());
                 }
             }
+            // A stage's image keeps its labels: `berth.parent=<another session>` would put it
+            // in that session's listings.
+            "LABEL" => {
+                let keys = args.iter().map(|word| {
+                    let key = word.split('=').next().unwrap_or_default();
+                    key.trim_matches(|c| c == '"' || c == '\'')
+                        .to_ascii_lowercase()
+                });
+                for key in keys {
+                    if key.starts_with("berth.") || key.contains('$') {
+                        return Err(refused(
+                            "labels",
+                            format!(
+                                "LABEL {key}: labels starting with berth. are Berth's own, and label names are written out"
+                            ),
+                        ));
+                    }
+                }
+            }
             "COPY" | "ADD" => {
                 for arg in &args {
                     let Some(from) = arg.strip_prefix("--from=") else {
@@ -1499,6 +1518,9 @@ mod tests {
                 "FROM busybox\nONBUILD ADD http://example.com/x /x\n",
                 "remote",
             ),
+            ("FROM busybox\nLABEL berth.parent=sother\n", "labels"),
+            ("FROM busybox\nLABEL a=b \"Berth.Parent\"=x\n", "labels"),
+            ("FROM busybox\nARG K=berth.parent\nLABEL ${K}=x\n", "labels"),
         ] {
             assert_eq!(
                 rule(dockerfile_images(text).unwrap_err()),
@@ -1511,5 +1533,6 @@ mod tests {
         assert_eq!(rule(dockerfile_images(text).unwrap_err()), "remote");
         // ADD from the context is fine.
         assert!(dockerfile_images("FROM busybox\nADD app.tar /app\n").is_ok());
+        assert!(dockerfile_images("FROM busybox\nLABEL version=$V app=web\n").is_ok());
     }
 }
