@@ -205,6 +205,34 @@ pub struct TemplateConfig {
     /// What reaching `expires_at` does: `delete` the session, or `hibernate` it (it then
     /// sleeps until `max_ttl_seconds` from its creation, and any access wakes it).
     pub on_expiry: ExpiryAction,
+    pub docker: TemplateDockerConfig,
+}
+
+/// `[templates.NAME.docker]`: a Docker API of its own for each session (docs/docker-in-session.md).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateDockerConfig {
+    /// Serve the session a policy-checked Docker API at `DOCKER_HOST`; the image must bring
+    /// the `docker` CLI (`berth/docker`).
+    pub enabled: bool,
+    /// Images on the engine the session may run and build `FROM`, besides its own: nothing is
+    /// pulled, so they must be on the engine already.
+    pub base_images: Vec<String>,
+    /// Containers the session may have at once, running or not.
+    pub max_containers: u32,
+    /// Tagged images the session may have at once.
+    pub max_images: u32,
+}
+
+impl Default for TemplateDockerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_images: vec!["berth/busybox:latest".to_owned()],
+            max_containers: 10,
+            max_images: 20,
+        }
+    }
 }
 
 /// `[templates.NAME.idle]`: when a session nobody works in goes to sleep.
@@ -349,6 +377,7 @@ impl Default for TemplateConfig {
             checkpoint_interval_seconds: 300,
             on_expiry: ExpiryAction::default(),
             network: TemplateNetworkConfig::default(),
+            docker: TemplateDockerConfig::default(),
         }
     }
 }

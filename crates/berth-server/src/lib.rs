@@ -8,6 +8,7 @@ pub mod agent_client;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod docker_api;
 pub mod firewall;
 pub mod host;
 pub mod ids;
@@ -162,6 +163,12 @@ pub async fn app(
         signer: signing::Signer::from_secret(admin_token),
         proxy: preview::PreviewProxy::default(),
         preview: config.preview.clone(),
+        docker_api: config
+            .templates
+            .values()
+            .any(|t| t.docker.enabled)
+            .then(|| docker_api_dir(&config.data_dir)),
+        docker_timeout: Duration::from_secs(config.docker.timeout_seconds),
     };
     App {
         router: api::router(state),
@@ -212,8 +219,19 @@ pub async fn run(
     let networks = SessionNetworks::new(&config)?;
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;
-    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(config.docker.clone(), networks));
-    let mut app = app(&config, store, runtime, &admin_token).await;
+    let docker_api = docker_api_engine(&config)?;
+    let docker_api_dir = docker_api_dir(&data_dir);
+    let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
+    if docker_api.is_some() {
+        runtime = runtime.with_docker_api_dir(docker_api_dir.clone());
+    }
+    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let mut app = app(&config, store.clone(), runtime.clone(), &admin_token).await;
+    if let Some(engine) = docker_api {
+        let api =
+            docker_api::DockerApi::new(&config, docker_api_dir, engine, store, runtime, networks);
+        app.background.push(api.spawn());
+    }
     if let Some(firewall) = &firewall {
         let period = Duration::from_secs(config.firewall.check_interval_seconds);
         let engine_generations = app.sessions.engine().generations();
@@ -232,6 +250,37 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)
+}
+
+/// Where the sessions' Docker API sockets live, one directory each.
+fn docker_api_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("docker-api")
+}
+
+/// The engine the sessions' Docker APIs forward to, when a template has one. It must be on
+/// this host's unix socket: the APIs' sockets are mounted from this host into the containers.
+fn docker_api_engine(config: &Config) -> Result<Option<docker_api::Engine>, ConfigError> {
+    let Some(name) = config
+        .templates
+        .iter()
+        .find_map(|(name, t)| t.docker.enabled.then_some(name))
+    else {
+        return Ok(None);
+    };
+    let address = config
+        .docker
+        .host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+    let timeout = Duration::from_secs(config.docker.timeout_seconds);
+    docker_api::Engine::from_address(&address, timeout)
+        .map(Some)
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "template {name:?} has docker.enabled, which needs the engine on this host's unix                  socket (docker.host = \"unix:///var/run/docker.sock\"), not {address}"
+            ))
+        })
 }
 
 /// Installs Berth's firewall rules, or says loudly that it runs without them.

@@ -33,6 +33,11 @@ pub fn docker_call(op: &'static str, elapsed: Duration, ok: bool) {
         .record(elapsed.as_secs_f64());
 }
 
+/// A session's Docker API refused a call, by the policy's rule.
+pub fn docker_api_refused(rule: &'static str) {
+    metrics::counter!("berth_docker_api_refused_total", "rule" => rule).increment(1);
+}
+
 pub fn session_created(elapsed: Duration, ok: bool) {
     let outcome = if ok { "ok" } else { "error" };
     metrics::histogram!("berth_session_create_duration_seconds", "outcome" => outcome)

@@ -11,7 +11,10 @@ use axum::{
 };
 use berth_proto::{ErrorBody, ErrorCode};
 
-use crate::{agent_client::AgentError, sessions::SessionError, store::StoreError};
+use crate::{
+    agent_client::AgentError, docker_api::policy::DockerApiError, sessions::SessionError,
+    store::StoreError,
+};
 
 /// An error on its way to the client: a status, a stable code and a message for people.
 #[derive(Debug)]
@@ -91,6 +94,32 @@ impl ApiError {
     /// An error with the status its code calls for.
     pub fn coded(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(status_for(code), code, message)
+    }
+}
+
+impl ApiError {
+    /// The same error for a session's Docker API: the `docker` CLI prints the top-level
+    /// `message` of an error body, so it is there as well as in `error`.
+    pub fn into_docker_response(self) -> Response {
+        let body = serde_json::json!({
+            "message": self.message,
+            "error": ErrorBody::new(self.code, self.message.clone()).error,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<DockerApiError> for ApiError {
+    fn from(err: DockerApiError) -> Self {
+        let code = match err {
+            DockerApiError::Refused { .. } => ErrorCode::Forbidden,
+            DockerApiError::NotFound { .. } => ErrorCode::NotFound,
+            DockerApiError::Quota(_) => ErrorCode::QuotaExceeded,
+            DockerApiError::NameTaken(_) => ErrorCode::Conflict,
+            DockerApiError::Invalid(_) => ErrorCode::InvalidRequest,
+            DockerApiError::Engine(_) => ErrorCode::EngineUnavailable,
+        };
+        Self::coded(code, err.to_string())
     }
 }
 

@@ -3,7 +3,8 @@
 //! Handlers translate HTTP into calls on the session manager and back; they hold no lifecycle
 //! logic. Errors become responses only in `error.rs`.
 
-mod error;
+mod docker;
+pub(crate) mod error;
 mod extract;
 mod files;
 mod pool;
@@ -60,6 +61,11 @@ pub struct AppState {
     pub signer: Signer,
     pub proxy: PreviewProxy,
     pub preview: PreviewConfig,
+    /// Where sessions' Docker API sockets are (`docker_api::socket_path`), when a template
+    /// has Docker; the runner endpoints build through them.
+    pub docker_api: Option<std::path::PathBuf>,
+    /// `docker.timeout_seconds`.
+    pub docker_timeout: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -72,6 +78,7 @@ pub struct AppState {
         (name = "files", description = "Files inside a session"),
         (name = "processes", description = "Commands and terminals inside a session"),
         (name = "previews", description = "Servers running in a session, seen through the proxy"),
+        (name = "docker", description = "A session's Docker, for programs (seed 004's runner)"),
         (name = "auth", description = "Browser login (an HttpOnly cookie and a CSRF token)"),
         (name = "templates", description = "What sessions can be made from"),
         (name = "users", description = "Users and their tokens (admin)"),
@@ -121,6 +128,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(process::write_process_stdin))
         .routes(routes!(process::close_process_stdin))
         .routes(routes!(process::signal_process))
+        .routes(routes!(docker::build))
         .routes(routes!(previews::list_ports))
         .routes(routes!(previews::events))
         .routes(routes!(previews::create_link))

@@ -164,6 +164,23 @@ impl Runtime for FakeRuntime {
         self.check_up()
     }
 
+    /// The fake serves no Docker API, so no session has anything made through one.
+    async fn remove_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
+    async fn stop_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
+    async fn start_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
+    async fn child_owners(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
+        self.check_up().map(|()| Default::default())
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         self.check_up()?;
         if spec.image.contains("missing") {

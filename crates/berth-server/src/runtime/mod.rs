@@ -9,7 +9,11 @@ mod docker;
 #[cfg(test)]
 pub mod fake;
 
-use std::{collections::BTreeMap, net::SocketAddr, time::SystemTime};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
 
@@ -23,6 +27,12 @@ pub mod labels {
     pub const TEMPLATE: &str = "berth.template";
     /// Which Berth installation owns the container; see `docker.instance` in the config.
     pub const INSTANCE: &str = "berth.instance";
+    /// On what a session makes through its Docker API (containers, images): the session.
+    /// Not `SESSION`, so reconcile and the event watcher never take one for a session's own
+    /// container.
+    pub const PARENT: &str = "berth.parent";
+    /// The instance of the session in `PARENT`, so two installations' sweeps stay apart.
+    pub const PARENT_INSTANCE: &str = "berth.parent-instance";
 }
 
 /// Everything the engine needs to make one session's container.
@@ -37,6 +47,8 @@ pub struct ContainerSpec {
     pub pids_limit: i64,
     /// The container's whole environment, the agent's secret included.
     pub env: BTreeMap<String, String>,
+    /// Mount the session's Docker API socket directory (`crate::docker_api`) into it.
+    pub docker_api: bool,
 }
 
 /// A container the engine reports as Berth's (of this instance).
@@ -176,6 +188,21 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
 
     /// One container of this instance, or `None` when the engine no longer has it.
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError>;
+
+    /// Removes everything a session made through its Docker API: containers (killed, with
+    /// their anonymous volumes) and images. Succeeds when there is nothing.
+    async fn remove_children(&self, session_id: &str) -> Result<(), RuntimeError>;
+
+    /// Stops a session's running Docker children, remembering which, for `start_children`:
+    /// they sleep while it hibernates.
+    async fn stop_children(&self, session_id: &str) -> Result<(), RuntimeError>;
+
+    /// Starts again the children `stop_children` stopped. Succeeds when there are none.
+    async fn start_children(&self, session_id: &str) -> Result<(), RuntimeError>;
+
+    /// The sessions of this instance that have containers or images made through their
+    /// Docker API on the engine.
+    async fn child_owners(&self) -> Result<BTreeSet<String>, RuntimeError>;
 
     /// Follows the engine's events for this instance's containers, starting with those it
     /// still holds from `since` on (so a container that changed between a look at the engine

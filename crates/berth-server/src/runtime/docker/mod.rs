@@ -1,7 +1,7 @@
 //! [`Runtime`] on a Docker engine, through bollard.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant, SystemTime},
 };
@@ -24,6 +24,7 @@ use bollard::{
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
+mod children;
 mod compact;
 mod overlay;
 mod registry;
@@ -59,6 +60,8 @@ pub struct DockerRuntime {
     /// Set once the session networks exist; checked before every create so a network deleted
     /// by hand, or an engine that was down at start, heals on the next create.
     prepared: OnceCell<()>,
+    /// Where each session's Docker API socket directory is made (`crate::docker_api`).
+    docker_api_dir: Option<std::path::PathBuf>,
 }
 
 impl DockerRuntime {
@@ -70,7 +73,53 @@ impl DockerRuntime {
             timeout,
             client: OnceCell::new(),
             prepared: OnceCell::new(),
+            docker_api_dir: None,
         }
+    }
+
+    /// Lets templates with `docker.enabled` run: their containers get their session's
+    /// directory under `dir` mounted where `DOCKER_HOST` points.
+    pub fn with_docker_api_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.docker_api_dir = Some(dir);
+        self
+    }
+
+    /// The bind that puts the session's socket directory in its container. The directory, not
+    /// the socket: a control plane that restarts binds a new socket, which a mounted file
+    /// would not follow. Read-only, so the session can neither remove the socket nor leave
+    /// files on the host.
+    fn docker_api_bind(&self, session_id: &str) -> Result<String, RuntimeError> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = self.docker_api_dir.as_ref().ok_or_else(|| {
+            RuntimeError::Engine("this control plane serves no Docker API to sessions".into())
+        })?;
+        let dir = crate::docker_api::session_dir(root, session_id);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
+            .map_err(|e| RuntimeError::Engine(format!("cannot make {}: {e}", dir.display())))?;
+        Ok(format!(
+            "{}:{}:ro",
+            dir.display(),
+            crate::docker_api::SOCKET_DIR_IN_SESSION
+        ))
+    }
+
+    /// The file listing a hibernated session's children that its hibernation stopped; `None`
+    /// when no Docker API is served (so there are no children). Beside the sessions' socket
+    /// directories, in none of them.
+    fn hibernated_children(&self, session_id: &str) -> Option<std::path::PathBuf> {
+        let dir = self.docker_api_dir.as_ref()?.join(".hibernated");
+        Some(dir.join(session_id))
+    }
+
+    fn children_filter(&self, session_id: Option<&str>) -> HashMap<String, Vec<String>> {
+        let mut labels = vec![format!(
+            "{}={}",
+            labels::PARENT_INSTANCE,
+            self.config.instance
+        )];
+        labels.extend(session_id.map(|id| format!("{}={id}", labels::PARENT)));
+        HashMap::from([("label".to_owned(), labels)])
     }
 
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
@@ -164,6 +213,11 @@ impl DockerRuntime {
                 security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
                 privileged: Some(false),
                 network_mode: Some(network.clone()),
+                binds: if spec.docker_api {
+                    Some(vec![self.docker_api_bind(&spec.session_id)?])
+                } else {
+                    None
+                },
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".to_owned()),
                     config: Some(HashMap::from([
@@ -440,6 +494,22 @@ impl Runtime for DockerRuntime {
             }))
         })
         .await
+    }
+
+    async fn remove_children(&self, session_id: &str) -> Result<(), RuntimeError> {
+        self.session_remove_children(session_id).await
+    }
+
+    async fn stop_children(&self, session_id: &str) -> Result<(), RuntimeError> {
+        self.session_stop_children(session_id).await
+    }
+
+    async fn start_children(&self, session_id: &str) -> Result<(), RuntimeError> {
+        self.session_start_children(session_id).await
+    }
+
+    async fn child_owners(&self) -> Result<BTreeSet<String>, RuntimeError> {
+        self.child_owners_of_sessions().await
     }
 
     async fn events(&self, since: SystemTime) -> Result<EventStream, RuntimeError> {

@@ -449,6 +449,12 @@ impl Actor {
             MAX_FILE_BYTES_ENV.to_owned(),
             self.ctx.max_file_bytes.to_string(),
         );
+        if template.docker.enabled {
+            full_env.insert("DOCKER_HOST".to_owned(), crate::docker_api::docker_host());
+            // BuildKit needs a session endpoint the API refuses; the legacy builder streams
+            // the context like any other call.
+            full_env.insert("DOCKER_BUILDKIT".to_owned(), "0".to_owned());
+        }
         ContainerSpec {
             session_id: record.id.clone(),
             owner: record.owner.clone(),
@@ -459,6 +465,7 @@ impl Actor {
             nano_cpus: (template.cpus * 1e9) as i64,
             pids_limit: template.pids,
             env: full_env,
+            docker_api: template.docker.enabled,
         }
     }
 

@@ -103,6 +103,11 @@ impl Actor {
                 let started = std::time::Instant::now();
                 let outcome = async {
                     runtime.stop(&container_id, STOP_GRACE).await?;
+                    // Its Docker children sleep with it (nothing can start them now); a wake
+                    // starts them again. Not a reason to keep it awake.
+                    if let Err(err) = runtime.stop_children(&id).await {
+                        tracing::warn!(session = %id, %err, "docker children left running");
+                    }
                     runtime.commit(&container_id, &image, false).await?;
                     let slept = compact_if_deep(runtime.as_ref(), image, compact_after).await?;
                     // The image holds the files now; a container that will not go is an
@@ -241,6 +246,7 @@ impl Actor {
                             id: id.clone(),
                             source,
                         })?;
+                    wake_children(runtime.as_ref(), &id).await;
                     Ok(Started {
                         container_id,
                         agent_addr,
@@ -348,6 +354,7 @@ impl Actor {
                 crate::metrics::restore(started.elapsed(), outcome.is_ok());
                 if outcome.is_ok() {
                     ctx.restore_times.record(started.elapsed());
+                    wake_children(ctx.runtime.as_ref(), &id).await;
                 }
                 Command::RestoreFinished { id, outcome }
             },
@@ -616,4 +623,12 @@ impl Actor {
 pub(super) fn snapshot_time(image: &str) -> Option<DateTime<Utc>> {
     let (_, tag) = image.rsplit_once(':')?;
     DateTime::from_timestamp_millis(tag.parse().ok()?)
+}
+
+/// Starts the Docker children a hibernation stopped. A child that will not start is the
+/// user's to look at (`docker ps -a`), not a reason to fail the wake.
+async fn wake_children(runtime: &dyn crate::runtime::Runtime, id: &str) {
+    if let Err(err) = runtime.start_children(id).await {
+        tracing::warn!(session = %id, %err, "docker children not started again");
+    }
 }

@@ -92,6 +92,8 @@ impl Actor {
                     if let Some(container_id) = container_id {
                         runtime.remove(&container_id).await?;
                     }
+                    // After the session's container: nothing can make more children then.
+                    runtime.remove_children(&id).await?;
                     if let Some(snapshot) = snapshot {
                         runtime.remove_snapshot(&snapshot).await?;
                     }

@@ -25,6 +25,7 @@ async fn reconcile_removes_orphans_and_fails_sessions_whose_container_vanished()
         nano_cpus: 1_000_000_000,
         pids_limit: 64,
         env: BTreeMap::new(),
+        docker_api: false,
     };
     h.runtime.create(&orphan).await.unwrap();
     // A row left `creating` by a control plane that died before making its container.

@@ -1,0 +1,486 @@
+//! One session's Docker API: each request is routed and checked (`policy`), objects it names
+//! are looked up on the engine and must be the session's, and then it goes to the engine as the
+//! client sent it, rewritten where the policy says. Upgraded connections (attach, exec) are
+//! joined byte for byte once the engine answers 101.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use super::{
+    context,
+    engine::Engine,
+    policy::{self, DockerApiError, Route, Scope},
+};
+use crate::api::error::ApiError;
+
+/// Largest JSON body (a container create, an exec) read to be checked.
+const MAX_JSON_BODY: usize = 1 << 20;
+/// Most of a refused request's body read before answering; past it the client may see its
+/// connection closed instead of the refusal.
+const MAX_UNREAD_BODY: usize = 64 << 20;
+
+#[derive(Debug)]
+pub struct SessionApi {
+    pub scope: Scope,
+    pub engine: Engine,
+    /// Where build contexts wait while their Dockerfile is checked; not in any session's view.
+    pub spool_dir: std::path::PathBuf,
+}
+
+/// Every path of the session's socket.
+pub async fn handle(State(api): State<Arc<SessionApi>>, mut request: Request) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    match api.handle(&mut request).await {
+        Ok(response) => response,
+        Err(err) => {
+            // Read what the client is still sending, or it meets a closed connection (a broken
+            // pipe) instead of the answer.
+            let unread = std::mem::take(request.body_mut());
+            let _ = http_body_util::Limited::new(unread, MAX_UNREAD_BODY)
+                .collect()
+                .await;
+            if let DockerApiError::Refused { rule, .. } = &err {
+                crate::metrics::docker_api_refused(rule);
+                tracing::info!(session = %api.scope.session_id, %method, %path, %err, "docker call refused");
+            }
+            ApiError::from(err).into_docker_response()
+        }
+    }
+}
+
+/// Whether a listed image is the session's own or one of the template's base images.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    Session,
+    Base,
+}
+
+impl SessionApi {
+    async fn handle(&self, request: &mut Request) -> Result<Response, DockerApiError> {
+        let path = request.uri().path().to_owned();
+        let version = version_prefix(&path).to_owned();
+        match policy::route(request.method().as_str(), &path)? {
+            Route::Plain => {}
+            Route::Info => {
+                let info = self
+                    .engine
+                    .get_json(&path)
+                    .await?
+                    .ok_or_else(|| DockerApiError::Engine("the engine has no /info".into()))?;
+                return Ok(axum::Json(policy::narrow_info(&info, &self.scope)).into_response());
+            }
+            Route::ListContainers | Route::ListImages | Route::ListVolumes => {
+                let mut pairs = query_pairs(request.uri())?;
+                let filters = pairs
+                    .iter()
+                    .position(|(k, _)| k == "filters")
+                    .map(|i| pairs.remove(i).1);
+                pairs.push((
+                    "filters".into(),
+                    policy::scoped_filters(filters.as_deref(), &self.scope)?,
+                ));
+                set_uri(request, &path, &pairs)?;
+            }
+            Route::CreateContainer => {
+                policy::check_name(request.uri().query())?;
+                let mut body = read_json(request).await?;
+                // Checked whole first: a refused create makes nothing (no volume) and says
+                // why before anything about its image.
+                let named = policy::named_volumes(&body);
+                let same = named.iter().map(|n| (n.clone(), n.clone())).collect();
+                policy::check_create(&mut body.clone(), &self.scope, &same)?;
+                if let Some(image) = body["Image"].as_str().map(str::to_owned) {
+                    let (resolved, _) = self.resolve_image(&image).await?;
+                    body["Image"] = resolved.into();
+                }
+                let count = self.count("containers", true).await?;
+                if count >= self.scope.max_containers as usize {
+                    return Err(DockerApiError::Quota(format!(
+                        "this session has {count} containers, its most \
+                         (docker.max_containers); remove one with `docker rm` first"
+                    )));
+                }
+                let mut volumes = std::collections::BTreeMap::new();
+                for name in named {
+                    let engine_name = self.own_volume(&name, true).await?;
+                    volumes.insert(name, engine_name);
+                }
+                policy::check_create(&mut body, &self.scope, &volumes)?;
+                set_json(request, &body)?;
+                let response = self.forward(std::mem::take(request)).await?;
+                if response.status() == StatusCode::CONFLICT {
+                    // The engine's message would name the container holding the name, which
+                    // may be another session's.
+                    return Err(DockerApiError::NameTaken(
+                        "that container name is taken on this engine; choose another (--name)"
+                            .into(),
+                    ));
+                }
+                return Ok(response);
+            }
+            Route::Container { id } => {
+                if path.ends_with("/rename") {
+                    policy::check_name(request.uri().query())?;
+                }
+                self.own_container(&id).await?
+            }
+            Route::CreateVolume => {
+                let mut body = read_json(request).await?;
+                policy::check_volume_create(&mut body, &self.scope)?;
+                set_json(request, &body)?;
+            }
+            Route::Volume { name } => {
+                let engine_name = self.own_volume(&name, false).await?;
+                let query = request.uri().query().map(|q| format!("?{q}"));
+                *request.uri_mut() = uri(&format!(
+                    "{version}/volumes/{engine_name}{}",
+                    query.unwrap_or_default()
+                ))?;
+            }
+            Route::CreateExec { id } => {
+                self.own_container(&id).await?;
+                let body = read_json(request).await?;
+                policy::check_exec(&body)?;
+                set_json(request, &body)?;
+            }
+            Route::Exec { id } => {
+                let exec = self
+                    .engine
+                    .get_json(&format!("{version}/exec/{id}/json"))
+                    .await?;
+                let container = exec
+                    .as_ref()
+                    .and_then(|e| e["ContainerID"].as_str())
+                    .ok_or_else(|| DockerApiError::NotFound {
+                        kind: "exec instance",
+                        name: id.clone(),
+                    })?;
+                self.own_container(container)
+                    .await
+                    .map_err(|_| DockerApiError::NotFound {
+                        kind: "exec instance",
+                        name: id.clone(),
+                    })?;
+            }
+            Route::Build => {
+                let dockerfile = query_pairs(request.uri())?
+                    .into_iter()
+                    .find(|(k, v)| k == "dockerfile" && !v.is_empty())
+                    .map(|(_, v)| v);
+                let query = policy::check_build(request.uri().query(), &self.scope)?;
+                let count = self.count("images", false).await?;
+                if count >= self.scope.max_images as usize {
+                    return Err(DockerApiError::Quota(format!(
+                        "this session has {count} images, its most (docker.max_images); \
+                         remove one with `docker rmi` first"
+                    )));
+                }
+                let context = self.spool(std::mem::take(request.body_mut())).await?;
+                let (context, text) = tokio::task::spawn_blocking(move || {
+                    let text = context::dockerfile(&context, dockerfile.as_deref());
+                    (context, text)
+                })
+                .await
+                .map_err(|e| DockerApiError::Engine(e.to_string()))?;
+                for image in policy::dockerfile_images(&text?)? {
+                    self.check_build_image(&image).await?;
+                }
+                *request.body_mut() = context::stream(context);
+                request.headers_mut().remove(header::CONTENT_LENGTH);
+                *request.uri_mut() = uri(&format!("{path}?{query}"))?;
+            }
+            Route::ReadImage { name } => {
+                let (resolved, _) = self.resolve_image(&name).await?;
+                let tail = path.rsplit('/').next().unwrap_or("json");
+                *request.uri_mut() = uri(&format!("{version}/images/{resolved}/{tail}"))?;
+            }
+            Route::DeleteImage { name } => {
+                let (resolved, owner) = self.resolve_image(&name).await?;
+                // A base image is shared: the session may only drop its own tag of one.
+                if owner == Owner::Base && !resolved.starts_with(&self.scope.namespace()) {
+                    return Err(DockerApiError::Refused {
+                        rule: "scope",
+                        message: format!(
+                            "{name} is a base image shared by every session; it cannot be removed"
+                        ),
+                    });
+                }
+                let query = request.uri().query().map(|q| format!("?{q}"));
+                *request.uri_mut() = uri(&format!(
+                    "{version}/images/{resolved}{}",
+                    query.unwrap_or_default()
+                ))?;
+            }
+            Route::TagImage { name } => {
+                let (resolved, _) = self.resolve_image(&name).await?;
+                let mut pairs = query_pairs(request.uri())?;
+                for (key, value) in &mut pairs {
+                    if key == "repo" {
+                        *value = self.scope.namespaced(value);
+                    }
+                }
+                set_uri(request, &format!("{version}/images/{resolved}/tag"), &pairs)?;
+            }
+        }
+        self.forward(std::mem::take(request)).await
+    }
+
+    /// Sends the request on and relays the answer; a 101 joins the two connections.
+    async fn forward(&self, mut request: Request) -> Result<Response, DockerApiError> {
+        let wants_upgrade = request.headers().contains_key(header::UPGRADE);
+        let client_side = wants_upgrade.then(|| hyper::upgrade::on(&mut request));
+        let mut response = self.engine.send(request).await?;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_side) = client_side
+        {
+            let engine_side = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (Ok(client), Ok(engine)) = (client_side.await, engine_side.await) else {
+                    return;
+                };
+                let (mut client, mut engine) = (TokioIo::new(client), TokioIo::new(engine));
+                // Ends when both sides are done; either closing is the normal end.
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+            });
+        }
+        Ok(response.map(Body::new))
+    }
+
+    /// Writes a build context to a file, to read its Dockerfile before the engine sees any of
+    /// it; the file is unlinked at once, the open handle keeping it until the build has read it.
+    async fn spool(&self, body: Body) -> Result<std::fs::File, DockerApiError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let failed =
+            |e: std::io::Error| DockerApiError::Engine(format!("spooling the context: {e}"));
+        std::fs::create_dir_all(&self.spool_dir).map_err(failed)?;
+        let path = self.spool_dir.join(crate::ids::secret());
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(failed)?;
+        let _ = tokio::fs::remove_file(&path).await;
+        let mut written: u64 = 0;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| DockerApiError::Invalid(format!("context: {e}")))?;
+            written += chunk.len() as u64;
+            if written > context::MAX_BYTES {
+                return Err(DockerApiError::Invalid(format!(
+                    "the build context is larger than {} GiB; leave files out with .dockerignore",
+                    context::MAX_BYTES >> 30
+                )));
+            }
+            file.write_all(&chunk).await.map_err(failed)?;
+        }
+        file.flush().await.map_err(failed)?;
+        let mut file = file.into_std().await;
+        std::io::Seek::rewind(&mut file).map_err(failed)?;
+        Ok(file)
+    }
+
+    /// An image a Dockerfile builds on must be a base image or the session's own, named as the
+    /// engine knows it (the build cannot be rewritten, so `FROM app` is not `SESSION/app`).
+    async fn check_build_image(&self, image: &str) -> Result<(), DockerApiError> {
+        if self.scope.is_base_image(image) {
+            return Ok(());
+        }
+        match self.resolve_image(image).await {
+            Ok((resolved, _)) if resolved == image => Ok(()),
+            Ok((resolved, _)) => Err(DockerApiError::Refused {
+                rule: "images",
+                message: format!("{image} is this session's {resolved}: write that name"),
+            }),
+            Err(_) => Err(DockerApiError::Refused {
+                rule: "images",
+                message: format!(
+                    "{image} is neither a base image ({}) nor one of this session's; \
+                     nothing is pulled here",
+                    self.scope.base_images.join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// The engine's name of a volume the session names: its own (`data` is `SESSION_data`, and
+    /// an unnamed one is found by its labels); made as its own when `create` and missing, as
+    /// the engine would make it for `-v data:/path`.
+    async fn own_volume(&self, name: &str, create: bool) -> Result<String, DockerApiError> {
+        let not_found = || DockerApiError::NotFound {
+            kind: "volume",
+            name: name.to_owned(),
+        };
+        for candidate in [self.scope.volume_name(name), name.to_owned()] {
+            if let Some(volume) = self
+                .engine
+                .get_json(&format!("/volumes/{candidate}"))
+                .await?
+                && self.scope.owns(&volume["Labels"])
+            {
+                return Ok(candidate);
+            }
+        }
+        if !create {
+            return Err(not_found());
+        }
+        let mut body = serde_json::json!({ "Name": name });
+        policy::check_volume_create(&mut body, &self.scope)?;
+        let request = axum::http::Request::post("/volumes/create")
+            .header(header::HOST, "docker")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .map_err(|e| DockerApiError::Invalid(e.to_string()))?;
+        let response = self.engine.send(request).await?;
+        if !response.status().is_success() {
+            return Err(DockerApiError::Engine(format!(
+                "creating volume {name}: {}",
+                response.status()
+            )));
+        }
+        Ok(body["Name"].as_str().unwrap_or(name).to_owned())
+    }
+
+    async fn own_container(&self, id: &str) -> Result<(), DockerApiError> {
+        let container = self
+            .engine
+            .get_json(&format!("/containers/{id}/json"))
+            .await?;
+        match container {
+            Some(c) if self.scope.owns(&c["Config"]["Labels"]) => Ok(()),
+            _ => Err(DockerApiError::NotFound {
+                kind: "container",
+                name: id.to_owned(),
+            }),
+        }
+    }
+
+    /// Finds the image a session means by `name`: its own tag (`app` is `SESSION/app`), a base
+    /// image, or its own image by id. Anything else does not exist for it.
+    async fn resolve_image(&self, name: &str) -> Result<(String, Owner), DockerApiError> {
+        let owner_of = |image: &Value| {
+            if self.scope.owns(&image["Config"]["Labels"]) {
+                Some(Owner::Session)
+            } else if image["RepoTags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|tag| self.scope.is_base_image(tag))
+            {
+                Some(Owner::Base)
+            } else {
+                None
+            }
+        };
+        let namespaced = self.scope.namespaced(name);
+        for candidate in [namespaced.as_str(), name] {
+            if candidate.is_empty() {
+                continue;
+            }
+            if let Some(image) = self
+                .engine
+                .get_json(&format!("/images/{candidate}/json"))
+                .await?
+                && let Some(owner) = owner_of(&image)
+            {
+                // A base image is used under the name the session gave, which the policy
+                // checked; its own images under the engine's name for them.
+                return Ok((candidate.to_owned(), owner));
+            }
+        }
+        Err(DockerApiError::NotFound {
+            kind: "image",
+            name: name.to_owned(),
+        })
+    }
+
+    /// How many containers (all, not only running ones) or images the session has.
+    async fn count(&self, kind: &str, all: bool) -> Result<usize, DockerApiError> {
+        let filters = policy::scoped_filters(None, &self.scope)?;
+        let query = serde_urlencoded::to_string([
+            ("filters", filters.as_str()),
+            ("all", if all { "1" } else { "0" }),
+        ])
+        .map_err(|e| DockerApiError::Invalid(e.to_string()))?;
+        let listed = self
+            .engine
+            .get_json(&format!("/{kind}/json?{query}"))
+            .await?;
+        Ok(listed
+            .as_ref()
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len))
+    }
+}
+
+/// `/v1.41` of `/v1.41/containers/json`, or nothing.
+fn version_prefix(path: &str) -> &str {
+    match path
+        .strip_prefix("/v")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((version, _)) if version.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+            &path[..version.len() + 2]
+        }
+        _ => "",
+    }
+}
+
+fn uri(text: &str) -> Result<Uri, DockerApiError> {
+    text.parse()
+        .map_err(|e| DockerApiError::Invalid(format!("{text}: {e}")))
+}
+
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, DockerApiError> {
+    serde_urlencoded::from_str(uri.query().unwrap_or_default())
+        .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))
+}
+
+fn set_uri(
+    request: &mut Request,
+    path: &str,
+    pairs: &[(String, String)],
+) -> Result<(), DockerApiError> {
+    let query =
+        serde_urlencoded::to_string(pairs).map_err(|e| DockerApiError::Invalid(e.to_string()))?;
+    *request.uri_mut() = uri(&format!("{path}?{query}"))?;
+    Ok(())
+}
+
+async fn read_json(request: &mut Request) -> Result<Value, DockerApiError> {
+    let body = std::mem::take(request.body_mut());
+    let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| DockerApiError::Invalid(format!("body: {e}")))?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| DockerApiError::Invalid(format!("body: {e}")))
+}
+
+fn set_json(request: &mut Request, body: &Value) -> Result<(), DockerApiError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| DockerApiError::Invalid(e.to_string()))?;
+    let headers = request.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.remove(header::TRANSFER_ENCODING);
+    *request.body_mut() = Body::from(bytes);
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! A session's Docker children (containers, images and volumes it made through its Docker
+//! API, `crate::docker_api`): removed with it, stopped while it sleeps and started when it
+//! wakes, and found by the sweep that removes those of ended sessions.
+
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+
+use super::DockerRuntime;
+use crate::runtime::{Runtime, RuntimeError, labels};
+
+/// How long a session's Docker children get to stop when it hibernates.
+const CHILD_STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl DockerRuntime {
+    pub(super) async fn session_remove_children(
+        &self,
+        session_id: &str,
+    ) -> Result<(), RuntimeError> {
+        // Not `within`: a session may hold many children, each removal one call under the
+        // deadline.
+        let docker = self.docker().await?;
+        let filters = self.children_filter(Some(session_id));
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .call("list_containers", docker.list_containers(Some(options)))
+            .await?;
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            match self
+                .call(
+                    "remove_container",
+                    docker.remove_container(&id, Some(options)),
+                )
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+        let images = self
+            .call("list_images", docker.list_images(Some(options)))
+            .await?;
+        if let Some(record) = self.hibernated_children(session_id) {
+            let _ = std::fs::remove_file(record);
+        }
+        // Volumes once their containers are gone: a volume in use cannot be removed.
+        let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+        let volumes = self
+            .call("list_volumes", docker.list_volumes(Some(options)))
+            .await?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+            match self
+                .call(
+                    "remove_volume",
+                    docker.remove_volume(&volume.name, Some(options)),
+                )
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        for image in images {
+            let options = RemoveImageOptionsBuilder::new().force(true).build();
+            match self
+                .call(
+                    "remove_image",
+                    docker.remove_image(&image.id, Some(options), None),
+                )
+                .await
+            {
+                Ok(_) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn session_stop_children(&self, session_id: &str) -> Result<(), RuntimeError> {
+        let Some(record) = self.hibernated_children(session_id) else {
+            return Ok(());
+        };
+        let docker = self.docker().await?;
+        let mut filters = self.children_filter(Some(session_id));
+        filters.insert("status".to_owned(), vec!["running".to_owned()]);
+        let options = ListContainersOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let running: Vec<String> = self
+            .call("list_containers", docker.list_containers(Some(options)))
+            .await?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        // Written first, added to what an earlier attempt wrote: a stop that fails half-way
+        // still starts again what it stopped.
+        if running.is_empty() {
+            return Ok(());
+        }
+        let mut ids = read_ids(&record);
+        ids.extend(running.iter().cloned());
+        ids.sort();
+        ids.dedup();
+        write_ids(&record, &ids)?;
+        for id in running {
+            self.stop(&id, CHILD_STOP_GRACE).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn session_start_children(
+        &self,
+        session_id: &str,
+    ) -> Result<(), RuntimeError> {
+        let Some(record) = self.hibernated_children(session_id) else {
+            return Ok(());
+        };
+        let ids = read_ids(&record);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let docker = self.docker().await?;
+        for id in &ids {
+            match self
+                .call("start_container", docker.start_container(id, None))
+                .await
+            {
+                // Removed meanwhile, or started by someone: nothing to do.
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let _ = std::fs::remove_file(&record);
+        Ok(())
+    }
+
+    pub(super) async fn child_owners_of_sessions(
+        &self,
+    ) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            let filters = self.children_filter(None);
+            let options = ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build();
+            let containers = self
+                .call("list_containers", docker.list_containers(Some(options)))
+                .await?;
+            let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+            let images = self
+                .call("list_images", docker.list_images(Some(options)))
+                .await?;
+            let from_containers = containers
+                .into_iter()
+                .filter_map(|c| c.labels?.remove(labels::PARENT));
+            let from_images = images
+                .into_iter()
+                .filter_map(|mut i| i.labels.remove(labels::PARENT));
+            let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+            let volumes = self
+                .call("list_volumes", docker.list_volumes(Some(options)))
+                .await?;
+            let from_volumes = volumes
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|mut v| v.labels.remove(labels::PARENT));
+            Ok(from_containers
+                .chain(from_images)
+                .chain(from_volumes)
+                .collect())
+        })
+        .await
+    }
+}
+
+fn read_ids(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_ids(path: &std::path::Path, ids: &[String]) -> Result<(), RuntimeError> {
+    let write = || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, ids.join("\n"))
+    };
+    write().map_err(|e| RuntimeError::Engine(format!("cannot write {}: {e}", path.display())))
+}

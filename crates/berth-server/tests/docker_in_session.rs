@@ -1,0 +1,589 @@
+//! Docker inside a session: the real `docker` CLI in a real session (`berth/docker`), talking to
+//! the session's Docker API, which forwards to the real engine. Needs the engine and the session
+//! images (`scripts/build-images` makes `berth/docker` and `berth/busybox`).
+
+mod common;
+
+use berth_client::TerminalEvent;
+use berth_proto::process::{ExecResult, TerminalQuery};
+use berth_server::config::{TemplateConfig, TemplateDockerConfig};
+use std::time::Duration;
+
+use common::{Server, docker, inspect, session, sh};
+
+const DOCKER_IMAGE: &str = "berth/docker:latest";
+
+async fn docker_server() -> Server {
+    docker_server_with(|_| {}).await
+}
+
+async fn docker_server_with(customise: impl FnOnce(&mut berth_server::config::Config)) -> Server {
+    Server::start_with(|config| {
+        customise(config);
+        config.templates.insert(
+            "docker".into(),
+            TemplateConfig {
+                image: DOCKER_IMAGE.into(),
+                memory_mb: 256,
+                cpus: 1.0,
+                pids: 256,
+                docker: TemplateDockerConfig {
+                    enabled: true,
+                    base_images: vec!["berth/busybox:latest".into()],
+                    max_containers: 3,
+                    max_images: 5,
+                },
+                ..TemplateConfig::default()
+            },
+        );
+    })
+    .await
+}
+
+/// Runs a shell script in the session; its result.
+async fn run(server: &Server, id: &str, script: &str) -> ExecResult {
+    let mut request = sh(script);
+    request.timeout_ms = Some(120_000);
+    server.client.exec(id, &request).await.unwrap()
+}
+
+/// Runs a script that must succeed; its stdout.
+async fn ok(server: &Server, id: &str, script: &str) -> String {
+    let result = run(server, id, script).await;
+    assert_eq!(
+        result.exit_code,
+        Some(0),
+        "{script}\nstdout: {}\nstderr: {}",
+        result.stdout,
+        result.stderr
+    );
+    result.stdout
+}
+
+/// Runs a script that must fail; its stderr.
+async fn fails(server: &Server, id: &str, script: &str) -> String {
+    let result = run(server, id, script).await;
+    assert_ne!(
+        result.exit_code,
+        Some(0),
+        "{script} succeeded: {}",
+        result.stdout
+    );
+    result.stderr
+}
+
+/// Reads terminal output until `needle` shows up.
+async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, terminal.next()).await {
+            Ok(Some(TerminalEvent::Output(bytes))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes))
+            }
+            other => panic!("no {needle:?} in the terminal ({other:?}); got {seen:?}"),
+        }
+    }
+}
+
+/// A session's children on the engine: containers, images and volumes.
+fn children(session_id: &str) -> (String, String, String) {
+    let filter = format!("label=berth.parent={session_id}");
+    (
+        docker(&["ps", "-aq", "--filter", &filter]).unwrap(),
+        docker(&["images", "-q", "--filter", &filter]).unwrap(),
+        docker(&["volume", "ls", "-q", "--filter", &filter]).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+
+    let version = ok(
+        &server,
+        &id,
+        "docker version --format '{{.Server.APIVersion}}'",
+    )
+    .await;
+    assert!(version.trim().starts_with("1."), "{version}");
+
+    // A two-stage build on the base image, with RUN steps (run on the session's network and
+    // within its limits).
+    ok(
+        &server,
+        &id,
+        "mkdir -p app && cd app && echo built-in-a-session > message && \
+         printf 'FROM berth/busybox AS build\\nCOPY message /m\\nRUN cp /m /built\\n\
+         FROM berth/busybox\\nCOPY --from=build /built /built\\nCMD [\"cat\", \"/built\"]\\n' > Dockerfile && \
+         docker build -t hello .",
+    )
+    .await;
+    let out = ok(&server, &id, "docker run --rm hello").await;
+    assert_eq!(out.trim(), "built-in-a-session");
+    let images = ok(&server, &id, "docker images --format '{{.Repository}}'").await;
+    assert_eq!(
+        images.trim(),
+        format!("{id}/hello"),
+        "tags live in the session's namespace"
+    );
+
+    let name = format!("web-{id}");
+    ok(
+        &server,
+        &id,
+        &format!("docker run -d --name {name} berth/busybox sh -c 'echo started; sleep 300'"),
+    )
+    .await;
+    let listed = ok(&server, &id, "docker ps --format '{{.Names}}'").await;
+    assert_eq!(
+        listed.trim(),
+        name,
+        "the session sees its own container only"
+    );
+    let logs = ok(&server, &id, &format!("docker logs {name}")).await;
+    assert!(logs.contains("started"), "{logs}");
+    let exec = ok(&server, &id, &format!("docker exec {name} echo from-exec")).await;
+    assert_eq!(exec.trim(), "from-exec");
+    let copied = ok(
+        &server,
+        &id,
+        &format!("echo copied-in > f && docker cp f {name}:/f && docker exec {name} cat /f"),
+    )
+    .await;
+    assert_eq!(copied.trim(), "copied-in");
+    let state = ok(
+        &server,
+        &id,
+        &format!("docker stop -t 1 {name} >/dev/null && docker inspect -f '{{{{.State.Running}}}}' {name}"),
+    )
+    .await;
+    assert_eq!(state.trim(), "false");
+    // Tags and removals stay in the namespace.
+    let tagged = ok(
+        &server,
+        &id,
+        "docker tag hello hello:v2 && docker images --format '{{.Repository}}:{{.Tag}}' | sort",
+    )
+    .await;
+    assert_eq!(tagged.trim(), format!("{id}/hello:latest\n{id}/hello:v2"));
+    ok(&server, &id, "docker rmi hello:v2").await;
+
+    // What the engine made of it: the session's, on its network, within its limits, hardened.
+    let child = inspect(&name);
+    let labels = &child["Config"]["Labels"];
+    assert_eq!(labels["berth.parent"], id.as_str());
+    assert_eq!(labels["berth.parent-instance"], server.instance.as_str());
+    assert!(
+        labels.get("berth.session").is_none(),
+        "not taken for a session"
+    );
+    let host = &child["HostConfig"];
+    assert_eq!(host["NetworkMode"], "berth-test-open");
+    assert_eq!(host["Memory"], 256 * 1024 * 1024);
+    assert_eq!(host["Privileged"], false);
+    assert!(
+        host["SecurityOpt"]
+            .to_string()
+            .contains("no-new-privileges")
+    );
+    assert!(host["Binds"].is_null(), "{}", host["Binds"]);
+
+    // Volumes by name are the session's own, made on first use.
+    ok(
+        &server,
+        &id,
+        "docker run --rm -v data:/data berth/busybox sh -c 'echo kept > /data/f'",
+    )
+    .await;
+    let out = ok(
+        &server,
+        &id,
+        "docker run --rm -v data:/data berth/busybox cat /data/f",
+    )
+    .await;
+    assert_eq!(out.trim(), "kept");
+    let volumes = ok(&server, &id, "docker volume ls -q").await;
+    assert_eq!(volumes.trim(), format!("{id}_data"));
+
+    ok(&server, &id, &format!("docker rm -f {name}")).await;
+    let listed = ok(&server, &id, "docker ps -a --format '{{.Names}}'").await;
+    assert_eq!(listed.trim(), "");
+
+    // Limits count against the session: three containers at most here.
+    for n in 0..3 {
+        ok(
+            &server,
+            &id,
+            &format!("docker create --name c{n}-{id} berth/busybox true"),
+        )
+        .await;
+    }
+    let err = fails(&server, &id, "docker create berth/busybox true").await;
+    assert!(err.contains("docker.max_containers"), "{err}");
+
+    // Deleting the session removes what it made.
+    let (containers, images, volumes) = children(&id);
+    assert_eq!(containers.lines().count(), 3, "{containers}");
+    assert_eq!(images.lines().count(), 1, "{images}");
+    assert_eq!(volumes.lines().count(), 1, "{volumes}");
+    server.client.delete_session(&id).await.unwrap();
+    assert_eq!(children(&id), Default::default());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_escape_is_refused_with_the_rule_it_breaks() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    for (args, rule) in [
+        ("--privileged", "privileged"),
+        ("-v /:/host", "mounts"),
+        ("--mount type=bind,source=/etc,target=/h", "mounts"),
+        ("--network host", "network"),
+        ("--pid host", "namespaces"),
+        ("--ipc host", "namespaces"),
+        ("--cap-add SYS_ADMIN", "capabilities"),
+        ("--security-opt seccomp=unconfined", "security_opt"),
+        ("--device /dev/null", "devices"),
+        ("--sysctl net.ipv4.ip_forward=1", "sysctls"),
+        ("-p 8080:80", "ports"),
+        ("--cgroup-parent /", "runtime"),
+        ("--label berth.parent=someone", "labels"),
+        ("--name berth-snext", "names"),
+    ] {
+        let err = fails(
+            &server,
+            &id,
+            &format!("docker run --rm {args} berth/busybox true"),
+        )
+        .await;
+        assert!(
+            err.contains(&format!("refused by Berth's Docker policy (rule `{rule}`)")),
+            "{args}: {err}"
+        );
+    }
+    for (script, rule) in [
+        ("docker pull busybox", "pull"),
+        ("docker network create mine", "networks"),
+        (
+            "docker volume create --opt device=/ --opt o=bind --opt type=none v",
+            "mounts",
+        ),
+        ("docker system df", "scope"),
+    ] {
+        let err = fails(&server, &id, script).await;
+        assert!(err.contains(&format!("(rule `{rule}`)")), "{script}: {err}");
+    }
+    // Builds use base images and the session's own, and fetch nothing from the host.
+    for (dockerfile, rule) in [
+        ("FROM berth/tiny:latest", "images"),
+        (
+            "FROM berth/busybox\\nCOPY --from=berth/base:latest /etc/passwd /p",
+            "images",
+        ),
+        ("FROM berth/busybox\\nADD http://127.0.0.1:1/x /x", "remote"),
+    ] {
+        let err = fails(
+            &server,
+            &id,
+            &format!(
+                "mkdir -p b && cd b && printf '{dockerfile}\\n' > Dockerfile && docker build ."
+            ),
+        )
+        .await;
+        assert!(
+            err.contains(&format!("(rule `{rule}`)")),
+            "{dockerfile}: {err}"
+        );
+    }
+    // The policy speaks first, whatever the image.
+    let err = fails(&server, &id, "docker run --privileged no-such-image true").await;
+    assert!(err.contains("(rule `privileged`)"), "{err}");
+    // An image that is neither the session's nor a base image does not exist for it.
+    let err = fails(&server, &id, "docker run --rm berth/tiny:latest true").await;
+    assert!(err.contains("(rule `pull`)"), "{err}");
+    assert!(
+        server.containers().len() == 1,
+        "nothing refused left a container"
+    );
+    assert_eq!(
+        children(&id),
+        Default::default(),
+        "nothing refused left a child"
+    );
+    server.client.delete_session(&id).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_cannot_see_or_touch_another_sessions_containers_or_images() {
+    let server = docker_server().await;
+    let a = session(&server, "docker").await;
+    let b = session(&server, "docker").await;
+    let container = ok(
+        &server,
+        &a,
+        &format!("docker run -d --name secret-{a} berth/busybox sleep 300"),
+    )
+    .await;
+    let container = container.trim();
+    ok(
+        &server,
+        &a,
+        "printf 'FROM berth/busybox\\nCMD [\"true\"]\\n' > Dockerfile && docker build -q -t mine .",
+    )
+    .await;
+
+    assert_eq!(ok(&server, &b, "docker ps -aq").await.trim(), "");
+    assert_eq!(ok(&server, &b, "docker images -q").await.trim(), "");
+    let err = fails(
+        &server,
+        &b,
+        &format!("printf 'FROM {a}/mine\\n' > Dockerfile && docker build ."),
+    )
+    .await;
+    assert!(err.contains("(rule `images`)"), "{err}");
+    for (script, says) in [
+        (format!("docker logs {container}"), "No such container"),
+        (format!("docker logs secret-{a}"), "No such container"),
+        (format!("docker inspect {container}"), "No such object"),
+        (format!("docker exec {container} true"), "No such container"),
+        (format!("docker stop {container}"), "No such container"),
+        (format!("docker rm secret-{a}"), "No such container"),
+    ] {
+        let err = fails(&server, &b, &script).await;
+        assert!(err.contains(says), "{script}: {err}");
+    }
+    for script in [
+        format!("docker rmi {a}/mine"),
+        format!("docker image inspect {a}/mine"),
+        format!("docker tag {a}/mine stolen"),
+    ] {
+        let err = fails(&server, &b, &script).await;
+        assert!(err.contains("No such image"), "{script}: {err}");
+    }
+    ok(
+        &server,
+        &a,
+        "docker volume create secrets && \
+         docker run --rm -v secrets:/s berth/busybox sh -c 'echo a-only > /s/f'",
+    )
+    .await;
+    let err = fails(&server, &b, &format!("docker volume inspect {a}_secrets")).await;
+    assert!(err.contains("No such volume"), "{err}");
+    let err = fails(&server, &b, &format!("docker volume rm {a}_secrets")).await;
+    assert!(err.contains("No such volume"), "{err}");
+    // B naming A's volume gets a volume of its own, empty.
+    let err = fails(
+        &server,
+        &b,
+        &format!("docker run --rm -v {a}_secrets:/s berth/busybox cat /s/f"),
+    )
+    .await;
+    assert!(err.contains("No such file"), "{err}");
+    // A's container still runs, untouched.
+    assert_eq!(inspect(container)["State"]["Running"], true);
+    for id in [&a, &b] {
+        server.client.delete_session(id).await.unwrap();
+    }
+    assert!(docker(&["inspect", container]).is_err(), "removed with A");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn children_of_sessions_that_ended_are_removed_after_a_crash() {
+    let instance = format!("test-{}", berth_server::ids::user_id());
+    // What a control plane that died between a session's end and its children's removal
+    // leaves: a child whose session the store no longer keeps.
+    let orphan = docker(&[
+        "run",
+        "-d",
+        "--label",
+        "berth.parent=sgone",
+        "--label",
+        &format!("berth.parent-instance={instance}"),
+        "berth/busybox:latest",
+        "sleep",
+        "300",
+    ])
+    .unwrap();
+    let orphan = orphan.trim();
+    let server = docker_server_with(|config| config.docker.instance = instance.clone()).await;
+    let mut gone = false;
+    for _ in 0..100 {
+        if docker(&["inspect", orphan]).is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !gone {
+        let _ = docker(&["rm", "-f", orphan]);
+    }
+    assert!(
+        gone,
+        "the startup sweep removes an ended session's children"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn interactive_runs_exec_and_followed_logs_pass_through() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    let query = TerminalQuery {
+        cols: Some(100),
+        rows: Some(30),
+        ..Default::default()
+    };
+    let mut terminal = server.client.terminal(&id, &query).await.unwrap();
+
+    // `run -it`: a TTY through the hijacked attach, both ways.
+    terminal
+        .send(b"docker run -it --rm berth/busybox sh\n")
+        .await
+        .unwrap();
+    terminal.send(b"echo inner-$((6*7))\n").await.unwrap();
+    read_until(&mut terminal, "inner-42").await;
+    terminal.send(b"exit\n").await.unwrap();
+    // Back at the session's prompt: keys typed before would go to the ending container.
+    let prompt = format!("user@{id}");
+    read_until(&mut terminal, &prompt).await;
+
+    // `logs -f` follows until the container ends.
+    let name = format!("counter-{id}");
+    terminal
+        .send(
+            format!(
+                "docker run -d --name {name} berth/busybox sh -c \
+                 'sleep 1; for i in 1 2 3; do echo line-$i; sleep 0.2; done; sleep 300' \
+                 && docker logs -f {name}\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    read_until(&mut terminal, "line-3").await;
+    terminal.send(b"\x03").await.unwrap();
+    read_until(&mut terminal, &prompt).await;
+
+    // `exec -it` into it.
+    terminal
+        .send(format!("docker exec -it {name} sh\n").as_bytes())
+        .await
+        .unwrap();
+    terminal
+        .send(b"echo exec-$((7*6))-tty-$(tty)\n")
+        .await
+        .unwrap();
+    read_until(&mut terminal, "exec-42-tty-/dev/pts").await;
+    terminal.send(b"exit\n").await.unwrap();
+
+    server.client.delete_session(&id).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn children_sleep_while_their_session_hibernates_and_wake_with_it() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    let name = format!("sleeper-{id}");
+    ok(
+        &server,
+        &id,
+        &format!("docker run -d --name {name} berth/busybox sleep 300"),
+    )
+    .await;
+    let stopped = format!("stopped-{id}");
+    ok(
+        &server,
+        &id,
+        &format!("docker create --name {stopped} berth/busybox true"),
+    )
+    .await;
+    server.client.hibernate_session(&id).await.unwrap();
+    assert_eq!(inspect(&name)["State"]["Running"], false, "stopped with it");
+
+    // Any access wakes the session, and its running children with it; the stopped one stays.
+    let listed = ok(&server, &id, "docker ps --format '{{.Names}}'").await;
+    assert_eq!(listed.trim(), name);
+    assert_eq!(inspect(&stopped)["State"]["Running"], false);
+    server.client.delete_session(&id).await.unwrap();
+    assert_eq!(children(&id), Default::default());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_runner_builds_a_sessions_directory_under_the_same_policy() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    ok(
+        &server,
+        &id,
+        "mkdir -p lab && printf 'FROM berth/busybox\\nRUN echo judged > /j\\n' > lab/Dockerfile && \
+         mkdir -p bad && printf 'FROM berth/tiny:latest\\n' > bad/Dockerfile",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/api/v1/sessions/{id}/docker/build",
+        server.client.base_url()
+    );
+    let build = |body: serde_json::Value| {
+        http.post(&url)
+            .bearer_auth(common::ADMIN)
+            .json(&body)
+            .send()
+    };
+    let answer = build(serde_json::json!({"context_path": "lab", "tag": "lab:1"}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let log = answer.text().await.unwrap();
+    assert!(log.contains(r#""aux":{"ID":"sha256:"#), "{log}");
+    let images = ok(
+        &server,
+        &id,
+        "docker images --format '{{.Repository}}:{{.Tag}}'",
+    )
+    .await;
+    assert_eq!(images.trim(), format!("{id}/lab:1"));
+
+    let refused = build(serde_json::json!({"context_path": "bad", "tag": "bad"}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(rule `images`)"),
+        "{body}"
+    );
+    let invalid = build(serde_json::json!({"context_path": "lab", "tag": "no spaces"}))
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400);
+    // A session of a template without Docker has none to build with.
+    let plain = session(&server, "default").await;
+    let url = format!(
+        "{}/api/v1/sessions/{plain}/docker/build",
+        server.client.base_url()
+    );
+    let answer = http
+        .post(&url)
+        .bearer_auth(common::ADMIN)
+        .json(&serde_json::json!({"context_path": ".", "tag": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 409);
+    for id in [&id, &plain] {
+        server.client.delete_session(id).await.unwrap();
+    }
+    server.stop().await;
+}
