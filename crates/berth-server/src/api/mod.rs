@@ -3,6 +3,7 @@
 //! Handlers translate HTTP into calls on the session manager and back; they hold no lifecycle
 //! logic. Errors become responses only in `error.rs`.
 
+pub mod e2b;
 mod error;
 mod extract;
 mod files;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub signer: Signer,
     pub proxy: PreviewProxy,
     pub preview: PreviewConfig,
+    /// `[e2b] templates`: E2B template names to Berth's.
+    pub e2b_templates: Arc<BTreeMap<String, String>>,
 }
 
 #[derive(OpenApi)]
