@@ -172,6 +172,7 @@ pub async fn app(
         proxy: preview::PreviewProxy::default(),
         preview: config.preview.clone(),
         e2b_templates: Arc::new(config.e2b.templates.clone()),
+        e2b_watchers: Default::default(),
     };
     App {
         router: api::router(state.clone()),

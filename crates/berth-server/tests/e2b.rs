@@ -209,10 +209,23 @@ async fn e2b_routes_validate_input_and_answer_e2b_errors() {
         .await
         .unwrap();
     assert_eq!(unknown_field.status(), 400);
-    let unserved = rpc("CreateWatcher", "application/json", b"{}")
+    let no_path = rpc("CreateWatcher", "application/json", b"{}")
+        .await
+        .unwrap();
+    assert_eq!(no_path.status(), 400);
+    let unserved = http
+        .post(envd("/process.Process/StreamInput"))
+        .header("E2b-Sandbox-Id", id)
+        .header("X-Access-Token", token)
+        .header("Content-Type", "application/connect+json")
+        .send()
         .await
         .unwrap();
     assert_eq!(unserved.status(), 501);
+    assert_eq!(
+        unserved.json::<Value>().await.unwrap()["code"],
+        "unimplemented"
+    );
     // A stream's failure travels in its end-of-stream message.
     let stream = http
         .post(envd("/process.Process/Start"))

@@ -63,6 +63,8 @@ pub struct AppState {
     pub preview: PreviewConfig,
     /// `[e2b] templates`: E2B template names to Berth's.
     pub e2b_templates: Arc<BTreeMap<String, String>>,
+    /// envd's polling file watchers, for E2B's sync SDK.
+    pub e2b_watchers: Arc<e2b::Watchers>,
 }
 
 #[derive(OpenApi)]

@@ -28,6 +28,7 @@ use crate::{
 
 /// A sandbox a request may work in, and where its agent listens.
 pub struct Sandbox {
+    pub id: String,
     endpoint: (SocketAddr, String),
 }
 
@@ -71,7 +72,10 @@ pub async fn sandbox(state: &AppState, headers: &HeaderMap) -> Result<Sandbox, A
         Err(err) => return Err(err.into()),
     };
     state.sessions.touch(id);
-    Ok(Sandbox { endpoint })
+    Ok(Sandbox {
+        id: id.to_owned(),
+        endpoint,
+    })
 }
 
 impl Sandbox {

@@ -55,10 +55,10 @@ struct MoveRequest {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct WatchDirRequest {
-    path: String,
+pub(super) struct WatchDirRequest {
+    pub path: String,
     #[serde(default)]
-    recursive: bool,
+    pub recursive: bool,
     #[serde(default, rename = "includeEntry")]
     _include_entry: bool,
     #[serde(default, rename = "allowNetworkMounts")]
@@ -228,24 +228,57 @@ pub async fn remove(State(state): State<AppState>, headers: HeaderMap, body: Bod
     )
 }
 
+/// Opens the agent's watch of a directory: the directory's absolute path and the socket.
+pub(super) async fn open_watch(
+    state: &AppState,
+    sandbox: &Sandbox,
+    path: &str,
+    recursive: bool,
+) -> Result<(String, crate::proxy::AgentSocket), ConnectError> {
+    let dir = stat_path(state, sandbox, path).await?;
+    if dir.kind != FileKind::Dir {
+        return Err(invalid(format!("{path} is not a directory")));
+    }
+    let target = format!(
+        "/files/watch?path={}&recursive={recursive}",
+        encode_query(&dir.path),
+    );
+    let socket = sandbox.websocket(&target).await?;
+    Ok((dir.path, socket))
+}
+
+/// The next change the agent reports on a watch socket, as envd's `FilesystemEvent` (named
+/// relative to the watched directory); `None` once the socket has closed.
+pub(super) async fn next_event(socket: &mut crate::proxy::AgentSocket, dir: &str) -> Option<Value> {
+    loop {
+        let event = match socket.next().await? {
+            Ok(Message::Text(text)) => match serde_json::from_str::<FileEvent>(&text) {
+                Ok(event) => event,
+                Err(_) => continue,
+            },
+            Ok(_) => continue,
+            Err(_) => return None,
+        };
+        let name = Path::new(&event.path)
+            .strip_prefix(dir)
+            .map_or(event.path.clone(), |p| p.to_string_lossy().into_owned());
+        let kind = match event.change {
+            FileChange::Created => "EVENT_TYPE_CREATE",
+            FileChange::Modified => "EVENT_TYPE_WRITE",
+            FileChange::Removed => "EVENT_TYPE_REMOVE",
+        };
+        return Some(json!({ "name": name, "type": kind }));
+    }
+}
+
 /// `WatchDir` (server stream): a start event, then one event per change under the directory,
-/// named relative to it, until the client goes.
+/// until the client goes.
 pub async fn watch_dir(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let keepalive = connect::keepalive(&headers);
     let opened = async {
         let request: WatchDirRequest = connect::stream_request(&headers, body).await?;
         let sandbox = sandbox(&state, &headers).await?;
-        let dir = stat_path(&state, &sandbox, &request.path).await?;
-        if dir.kind != FileKind::Dir {
-            return Err(invalid(format!("{} is not a directory", request.path)));
-        }
-        let target = format!(
-            "/files/watch?path={}&recursive={}",
-            encode_query(&dir.path),
-            request.recursive
-        );
-        let socket = sandbox.websocket(&target).await?;
-        Ok::<_, ConnectError>((dir.path, socket))
+        open_watch(&state, &sandbox, &request.path, request.recursive).await
     };
     let (response, stream) = connect::stream();
     let (dir, mut socket) = match opened.await {
@@ -263,41 +296,20 @@ pub async fn watch_dir(State(state): State<AppState>, headers: HeaderMap, body: 
         ticks.reset();
         loop {
             let message = tokio::select! {
-                message = socket.next() => message,
-                _ = ticks.tick() => {
-                    if !stream.send(json!({ "keepalive": {} })).await {
+                event = next_event(&mut socket, &dir) => match event {
+                    Some(event) => json!({ "filesystem": event }),
+                    None => {
+                        let error = ApiError::coded(
+                            ErrorCode::SessionFailed,
+                            "the session's agent closed the watch",
+                        );
+                        stream.end(Some(error.into())).await;
                         return;
                     }
-                    continue;
-                }
-            };
-            let event = match message {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<FileEvent>(&text) {
-                    Ok(event) => event,
-                    Err(_) => continue,
                 },
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => {
-                    let error = ApiError::coded(
-                        ErrorCode::SessionFailed,
-                        "the session's agent closed the watch",
-                    );
-                    stream.end(Some(error.into())).await;
-                    return;
-                }
+                _ = ticks.tick() => json!({ "keepalive": {} }),
             };
-            let name = Path::new(&event.path)
-                .strip_prefix(&dir)
-                .map_or(event.path.clone(), |p| p.to_string_lossy().into_owned());
-            let kind = match event.change {
-                FileChange::Created => "EVENT_TYPE_CREATE",
-                FileChange::Modified => "EVENT_TYPE_WRITE",
-                FileChange::Removed => "EVENT_TYPE_REMOVE",
-            };
-            if !stream
-                .send(json!({ "filesystem": { "name": name, "type": kind } }))
-                .await
-            {
+            if !stream.send(message).await {
                 return;
             }
         }

@@ -2,8 +2,9 @@
 //! E2B's paths clash with Berth's. `sandboxes.rs` is the control-plane REST (`E2B_API_URL`);
 //! the in-sandbox daemon's protocol, envd (`E2B_SANDBOX_URL`), is `envd.rs` (routing by header,
 //! authorisation, `/health`, `/files`), `connect.rs` (Connect RPC's JSON framing), `process.rs`
-//! and `filesystem.rs` (its two services). Everything maps onto the session manager and the
-//! agent's own API, as Berth's routes do; nothing here keeps state. Written from E2B's
+//! and `filesystem.rs` (its two services), `watchers.rs` (envd's polling watchers, the layer's
+//! only state). Everything maps onto the session manager and the agent's own API, as Berth's
+//! routes do. Written from E2B's
 //! published OpenAPI document and envd protocol definitions; see docs/e2b.md.
 
 mod connect;
@@ -11,6 +12,9 @@ mod envd;
 mod filesystem;
 mod process;
 mod sandboxes;
+mod watchers;
+
+pub use watchers::Watchers;
 
 use axum::{
     Router,
@@ -94,6 +98,9 @@ pub fn sandbox_router(state: AppState) -> Router {
         .route(&filesystem("ListDir"), post(filesystem::list_dir))
         .route(&filesystem("Remove"), post(filesystem::remove))
         .route(&filesystem("WatchDir"), post(filesystem::watch_dir))
+        .route(&filesystem("CreateWatcher"), post(watchers::create))
+        .route(&filesystem("GetWatcherEvents"), post(watchers::events))
+        .route(&filesystem("RemoveWatcher"), post(watchers::remove))
         .fallback(|| async {
             ConnectError::from(ApiError::coded(
                 ErrorCode::MethodNotAllowed,
