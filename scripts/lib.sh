@@ -108,17 +108,24 @@ ensure_browser() {
   apt_install chromium
 }
 
-# E2B's Python SDK from PyPI, pinned, in a venv of its own (target/e2b-venv) for the E2B
-# compatibility test (crates/berth-server/tests/e2b.rs), which runs E2B's quickstart with it.
+# E2B's Python SDK from PyPI, pinned, in venvs of their own for the E2B compatibility test
+# (crates/berth-server/tests/e2b.rs), which runs E2B's quickstart with each: the current SDK
+# (the /v2 routes) in target/e2b-venv, and one of the 2.4x line (the previous routes, and keys
+# that must look like E2B's) in target/e2b-venv-previous.
 E2B_SDK_VERSION=2.63.0
-E2B_VENV="$ROOT/target/e2b-venv"
+E2B_SDK_PREVIOUS_VERSION=2.40.0
 ensure_e2b_sdk() {
-  if [ "$("$E2B_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("e2b"))' 2>/dev/null)" = "$E2B_SDK_VERSION" ]; then
+  e2b_venv "$ROOT/target/e2b-venv" "$E2B_SDK_VERSION"
+  e2b_venv "$ROOT/target/e2b-venv-previous" "$E2B_SDK_PREVIOUS_VERSION"
+}
+e2b_venv() {
+  local venv=$1 version=$2
+  if [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("e2b"))' 2>/dev/null)" = "$version" ]; then
     return 0
   fi
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
-  log "installing E2B's Python SDK e2b==$E2B_SDK_VERSION (PyPI) into $E2B_VENV"
-  rm -rf "$E2B_VENV"
-  python3 -m venv "$E2B_VENV"
-  "$E2B_VENV/bin/pip" install --quiet --disable-pip-version-check "e2b==$E2B_SDK_VERSION"
+  log "installing E2B's Python SDK e2b==$version (PyPI) into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "e2b==$version"
 }

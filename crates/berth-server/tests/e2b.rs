@@ -10,18 +10,18 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 use common::{ADMIN, Server};
 use serde_json::{Value, json};
 
-/// The venv's Python: `BERTH_E2B_PYTHON`, else target/e2b-venv.
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("BERTH_E2B_PYTHON") {
-        return path.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/e2b-venv/bin/python");
+/// The Python of a venv `ensure_e2b_sdk` (scripts/lib.sh) made under target/.
+fn python(venv: &str) -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(venv)
+        .join("bin/python");
     assert!(
-        venv.exists(),
+        python.exists(),
         "{} is missing: run `source scripts/lib.sh && ensure_e2b_sdk` (scripts/test does)",
-        venv.display()
+        python.display()
     );
-    venv
+    python
 }
 
 /// A port nothing listens on now.
@@ -57,15 +57,15 @@ async fn e2b_server() -> (Server, String, String) {
     (server, api_url, format!("http://{sandbox}"))
 }
 
-#[tokio::test]
-async fn the_e2b_python_sdk_runs_its_quickstart_against_berth() {
+/// Runs the quickstart with the SDK of `venv`, authenticated with `api_key`.
+async fn quickstart(venv: &str, api_key: &str) {
     let (server, api_url, sandbox_url) = e2b_server().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2b_quickstart.py");
-    let run = tokio::process::Command::new(python())
+    let run = tokio::process::Command::new(python(venv))
         .arg(&script)
         .env("E2B_API_URL", &api_url)
         .env("E2B_SANDBOX_URL", &sandbox_url)
-        .env("E2B_API_KEY", ADMIN)
+        .env("E2B_API_KEY", api_key)
         .env_remove("E2B_DEBUG")
         .env_remove("E2B_DOMAIN")
         .stdout(Stdio::piped())
@@ -89,6 +89,24 @@ async fn the_e2b_python_sdk_runs_its_quickstart_against_berth() {
         "killed sandboxes leave no container"
     );
     server.stop().await;
+}
+
+/// The current SDK (`/v2/sandboxes`), with a Berth token as its key.
+#[tokio::test]
+async fn the_e2b_python_sdk_runs_its_quickstart_against_berth() {
+    quickstart("e2b-venv", ADMIN).await;
+}
+
+/// An SDK of the 2.4x line (`/sandboxes`), which insists on keys of E2B's form: the Berth token
+/// hex-encoded behind `e2b_`.
+#[tokio::test]
+async fn the_previous_e2b_python_sdk_runs_its_quickstart_with_an_e2b_form_key() {
+    let key = format!("e2b_{}", hex_encode(ADMIN));
+    quickstart("e2b-venv-previous", &key).await;
+}
+
+fn hex_encode(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The routes answer in E2B's error shapes, with E2B's status codes, and refuse what they

@@ -107,6 +107,12 @@ pub fn sandbox_router(state: AppState) -> Router {
                 "Berth does not serve this envd call; docs/e2b.md lists what it serves",
             ))
         })
+        .method_not_allowed_fallback(|| async {
+            E2bError(ApiError::coded(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            ))
+        })
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }))

@@ -27,18 +27,22 @@ use crate::{
     sessions::Created,
 };
 
-/// The caller: `X-API-KEY` (what the SDKs send), or a bearer token. Old SDKs refuse keys that do
-/// not start with `e2b_`; such a key is a Berth token behind that prefix.
+/// The caller: `X-API-KEY` (what the SDKs send), or a bearer token. SDKs up to 2.4x refuse keys
+/// other than `e2b_` and hex digits; for them a Berth token travels hex-encoded behind that
+/// prefix (docs/e2b.md).
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| bearer(headers))
         .ok_or_else(ApiError::unauthorized)?;
-    let key = key.strip_prefix("e2b_").unwrap_or(key);
+    let decoded = key
+        .strip_prefix("e2b_")
+        .and_then(|hex| hex::decode(hex).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok());
     state
         .auth
-        .authenticate(key)
+        .authenticate(decoded.as_deref().unwrap_or(key))
         .await?
         .ok_or_else(ApiError::unauthorized)
 }
@@ -60,8 +64,13 @@ pub struct NewSandbox {
     env_vars: Option<BTreeMap<String, String>>,
     auto_pause: Option<bool>,
     secure: Option<bool>,
+    /// Spelled so by E2B's earlier OpenAPI document (the SDKs up to 2.4x).
+    #[serde(alias = "allow_internet_access")]
     allow_internet_access: Option<bool>,
-    /// What Berth cannot honour (MCP, volume mounts, network rules, auto-resume, IAM) is
+    /// Any access wakes a hibernated Berth session, whatever this says (docs/e2b.md).
+    #[serde(rename = "autoResume")]
+    _auto_resume: Option<Value>,
+    /// What Berth cannot honour (MCP, volume mounts, network rules, IAM) is
     /// refused by name rather than ignored.
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
