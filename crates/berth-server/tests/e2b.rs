@@ -57,12 +57,12 @@ async fn e2b_server() -> (Server, String, String) {
     (server, api_url, format!("http://{sandbox}"))
 }
 
-/// Runs the quickstart with the SDK of `venv`, authenticated with `api_key`.
-async fn quickstart(venv: &str, api_key: &str) {
+/// Runs a quickstart (`program` and its arguments) against a fresh control plane, with E2B's
+/// environment variables and `api_key`.
+async fn quickstart(program: PathBuf, args: &[PathBuf], api_key: &str) {
     let (server, api_url, sandbox_url) = e2b_server().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2b_quickstart.py");
-    let run = tokio::process::Command::new(python(venv))
-        .arg(&script)
+    let run = tokio::process::Command::new(program)
+        .args(args)
         .env("E2B_API_URL", &api_url)
         .env("E2B_SANDBOX_URL", &sandbox_url)
         .env("E2B_API_KEY", api_key)
@@ -91,10 +91,16 @@ async fn quickstart(venv: &str, api_key: &str) {
     server.stop().await;
 }
 
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
 /// The current SDK (`/v2/sandboxes`), with a Berth token as its key.
 #[tokio::test]
 async fn the_e2b_python_sdk_runs_its_quickstart_against_berth() {
-    quickstart("e2b-venv", ADMIN).await;
+    quickstart(python("e2b-venv"), &[fixture("e2b_quickstart.py")], ADMIN).await;
 }
 
 /// An SDK of the 2.4x line (`/sandboxes`), which insists on keys of E2B's form: the Berth token
@@ -102,7 +108,23 @@ async fn the_e2b_python_sdk_runs_its_quickstart_against_berth() {
 #[tokio::test]
 async fn the_previous_e2b_python_sdk_runs_its_quickstart_with_an_e2b_form_key() {
     let key = format!("e2b_{}", hex_encode(ADMIN));
-    quickstart("e2b-venv-previous", &key).await;
+    let script = fixture("e2b_quickstart.py");
+    quickstart(python("e2b-venv-previous"), &[script], &key).await;
+}
+
+/// npm's `e2b`, the JavaScript SDK, in Node. The script is copied next to the SDK's
+/// node_modules, where Node's module resolution finds it.
+#[tokio::test]
+async fn the_e2b_javascript_sdk_runs_its_quickstart_against_berth() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/e2b-npm");
+    assert!(
+        dir.join("node_modules/e2b").exists(),
+        "{} has no e2b package: run `source scripts/lib.sh && ensure_e2b_sdk` (scripts/test does)",
+        dir.display()
+    );
+    let script = dir.join("quickstart.mjs");
+    std::fs::copy(fixture("e2b_quickstart.mjs"), &script).unwrap();
+    quickstart("node".into(), &[script], ADMIN).await;
 }
 
 fn hex_encode(text: &str) -> String {
