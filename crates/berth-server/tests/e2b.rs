@@ -24,6 +24,10 @@ fn python(venv: &str) -> PathBuf {
     python
 }
 
+/// `get_host(port)` answers host names under it; the quickstart sends them to Berth's listener
+/// in a `Host` header, so nothing needs to resolve.
+const PREVIEW_DOMAIN: &str = "e2b-preview.test";
+
 /// A port nothing listens on now.
 fn free_port() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -38,6 +42,7 @@ async fn e2b_server() -> (Server, String, String) {
         config.e2b.sandbox_listen = sandbox;
         // E2B's `base` is a Debian with bash, as Berth's base image is.
         config.e2b.templates = [("base".to_owned(), "base".to_owned())].into();
+        config.preview.domain = Some(PREVIEW_DOMAIN.into());
     })
     .await;
     let api_url = format!("http://{api}");
@@ -66,6 +71,9 @@ async fn quickstart(program: PathBuf, args: &[PathBuf], api_key: &str) {
         .env("E2B_API_URL", &api_url)
         .env("E2B_SANDBOX_URL", &sandbox_url)
         .env("E2B_API_KEY", api_key)
+        .env("BERTH_URL", server.client.base_url())
+        .env("BERTH_TOKEN", ADMIN)
+        .env("BERTH_PREVIEW_DOMAIN", PREVIEW_DOMAIN)
         .env_remove("E2B_DEBUG")
         .env_remove("E2B_DOMAIN")
         .stdout(Stdio::piped())

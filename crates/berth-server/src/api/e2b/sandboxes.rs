@@ -143,7 +143,9 @@ pub async fn create(
         .into_response())
 }
 
-/// E2B's `Sandbox`: what a create, connect or resume answers.
+/// E2B's `Sandbox`: what a create, connect or resume answers. Its `domain` is Berth's preview
+/// domain, so the SDK's `get_host(port)`, `{port}-{id}.{domain}`, names the session's host
+/// preview.
 fn sandbox(state: &AppState, session: &Session, alias: &str) -> Value {
     json!({
         "templateID": session.template,
@@ -152,7 +154,7 @@ fn sandbox(state: &AppState, session: &Session, alias: &str) -> Value {
         "clientID": "berth",
         "envdVersion": ENVD_VERSION,
         "envdAccessToken": state.signer.e2b_access_token(&session.id),
-        "domain": null,
+        "domain": state.preview.domain,
     })
 }
 
@@ -180,7 +182,7 @@ fn describe(state: &AppState, session: &Session, detail: bool) -> Value {
     });
     if detail {
         value["envdAccessToken"] = json!(state.signer.e2b_access_token(&session.id));
-        value["domain"] = Value::Null;
+        value["domain"] = json!(state.preview.domain);
     }
     value
 }
