@@ -262,7 +262,7 @@ async fn e2b_routes_validate_input_and_answer_e2b_errors() {
         .unwrap();
     assert_eq!(no_path.status(), 400);
     let unserved = http
-        .post(envd("/process.Process/StreamInput"))
+        .post(envd("/process.Process/NoSuchCall"))
         .header("E2b-Sandbox-Id", id)
         .header("X-Access-Token", token)
         .header("Content-Type", "application/connect+json")

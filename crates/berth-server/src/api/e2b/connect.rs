@@ -1,7 +1,7 @@
 //! Connect RPC's JSON encoding, as envd speaks it: a unary call is a JSON body answered by a
 //! JSON body; a server-streaming call sends one enveloped message (a flags byte, a big-endian
 //! length, the JSON) and is answered by enveloped messages, the last one flagged end-of-stream
-//! and carrying the error, if any.
+//! and carrying the error, if any; a client-streaming call is the reverse.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -100,6 +100,65 @@ pub fn invalid(message: impl Into<String>) -> ConnectError {
 /// A unary answer.
 pub fn reply(message: impl Serialize) -> Response {
     Json(message).into_response()
+}
+
+/// The messages of a client-streaming request, read as they arrive.
+pub struct Incoming {
+    body: axum::body::BodyDataStream,
+    buffer: Vec<u8>,
+}
+
+pub fn incoming(headers: &HeaderMap, body: Body) -> Result<Incoming, ConnectError> {
+    expect_json(headers, "application/connect+json")?;
+    Ok(Incoming {
+        body: body.into_data_stream(),
+        buffer: Vec::new(),
+    })
+}
+
+impl Incoming {
+    /// The next message; `None` once the client has ended its stream.
+    pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ConnectError> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(([flags, len @ ..], rest)) = self.buffer.split_first_chunk::<5>() {
+                let len = u32::from_be_bytes(*len) as usize;
+                if len > MAX_REQUEST_BYTES {
+                    return Err(invalid(format!(
+                        "a request message may hold at most {MAX_REQUEST_BYTES} bytes"
+                    )));
+                }
+                if flags & COMPRESSED != 0 {
+                    return Err(invalid("compressed messages are not accepted"));
+                }
+                if rest.len() >= len {
+                    let message = parse(&rest[..len]);
+                    self.buffer.drain(..5 + len);
+                    return message.map(Some);
+                }
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Some(Err(err)) => return Err(invalid(format!("reading the request: {err}"))),
+                None if self.buffer.is_empty() => return Ok(None),
+                None => return Err(invalid("the request ended inside a message")),
+            }
+        }
+    }
+}
+
+/// The answer of a client-streaming call: its one message and the end of the stream, or the
+/// end of the stream with the error.
+pub fn client_stream_reply(result: Result<serde_json::Value, ConnectError>) -> Response {
+    let mut body = Vec::new();
+    match result {
+        Ok(message) => {
+            body.extend_from_slice(&envelope(0, &message));
+            body.extend_from_slice(&envelope(END_OF_STREAM, &serde_json::json!({})));
+        }
+        Err(error) => body.extend_from_slice(&envelope(END_OF_STREAM, &error.end_of_stream())),
+    }
+    ([(header::CONTENT_TYPE, "application/connect+json")], body).into_response()
 }
 
 /// `Connect-Timeout-Ms`: how long the caller gives the call.

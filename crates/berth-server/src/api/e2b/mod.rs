@@ -91,6 +91,7 @@ pub fn sandbox_router(state: AppState) -> Router {
         .route(&process("SendInput"), post(process::send_input))
         .route(&process("SendSignal"), post(process::send_signal))
         .route(&process("CloseStdin"), post(process::close_stdin))
+        .route(&process("StreamInput"), post(process::stream_input))
         .route(&process("Update"), post(process::update))
         .route(&filesystem("Stat"), post(filesystem::stat))
         .route(&filesystem("MakeDir"), post(filesystem::make_dir))

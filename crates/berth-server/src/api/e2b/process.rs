@@ -402,6 +402,68 @@ pub async fn send_signal(
         .unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StreamInputRequest {
+    start: Option<SelectRequest>,
+    data: Option<StreamInputData>,
+    keepalive: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StreamInputData {
+    input: ProcessInput,
+}
+
+/// `StreamInput` (client stream): a `start` naming the process, then `data` messages, each
+/// written to its stdin as it arrives.
+pub async fn stream_input(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let mut incoming = connect::incoming(&headers, body)?;
+        let first: StreamInputRequest = incoming
+            .next()
+            .await?
+            .ok_or_else(|| invalid("the stream must start with a start message"))?;
+        let start = first
+            .start
+            .ok_or_else(|| invalid("the stream must start with a start message"))?;
+        let sandbox = sandbox(&state, &headers).await?;
+        let process = find(&state, &sandbox, &start.process).await?;
+        while let Some(message) = incoming.next::<StreamInputRequest>().await? {
+            let input = match message {
+                StreamInputRequest {
+                    data: Some(data),
+                    start: None,
+                    keepalive: None,
+                } => data.input,
+                StreamInputRequest {
+                    keepalive: Some(_),
+                    start: None,
+                    data: None,
+                } => continue,
+                _ => return Err(invalid("after start, a stream carries data or keepalives")),
+            };
+            if input.pty.is_some() {
+                return Err(no_pty());
+            }
+            let bytes = BASE64
+                .decode(input.stdin.unwrap_or_default())
+                .map_err(|e| invalid(format!("input.stdin is not base64: {e}")))?;
+            let write = hyper::Request::post(format!("/processes/{}/stdin", process.id))
+                .body(Body::from(bytes))
+                .map_err(ApiError::internal)?;
+            sandbox.send(&state, write).await?;
+        }
+        Ok(json!({}))
+    };
+    connect::client_stream_reply(result.await)
+}
+
 /// `Update`: resizes a PTY, which Berth's E2B layer does not start.
 pub async fn update(headers: HeaderMap, body: Body) -> Response {
     let answer = async {
