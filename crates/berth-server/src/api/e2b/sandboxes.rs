@@ -31,11 +31,17 @@ use crate::{
 /// other than `e2b_` and hex digits; for them a Berth token travels hex-encoded behind that
 /// prefix (docs/e2b.md).
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let unauthorized = || {
+        ApiError::coded(
+            ErrorCode::Unauthorized,
+            "missing or unknown API key: set E2B_API_KEY to a Berth token (docs/e2b.md)",
+        )
+    };
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| bearer(headers))
-        .ok_or_else(ApiError::unauthorized)?;
+        .ok_or_else(unauthorized)?;
     let decoded = key
         .strip_prefix("e2b_")
         .and_then(|hex| hex::decode(hex).ok())
@@ -44,7 +50,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiE
         .auth
         .authenticate(decoded.as_deref().unwrap_or(key))
         .await?
-        .ok_or_else(ApiError::unauthorized)
+        .ok_or_else(unauthorized)
 }
 
 /// A JSON body; an empty one is `{}`.
