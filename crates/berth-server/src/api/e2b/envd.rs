@@ -35,6 +35,11 @@ pub struct Sandbox {
 /// The sandbox a request names, once its access token is checked. A paused (hibernated) one is
 /// woken, as any access to a Berth session wakes it.
 pub async fn sandbox(state: &AppState, headers: &HeaderMap) -> Result<Sandbox, ApiError> {
+    resolve(state, headers, true).await
+}
+
+/// The same, without waking a paused sandbox: it is not found, as E2B's proxy says of it.
+async fn resolve(state: &AppState, headers: &HeaderMap, wake: bool) -> Result<Sandbox, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let id = header("e2b-sandbox-id").ok_or_else(|| {
         ApiError::invalid_request(
@@ -61,6 +66,7 @@ pub async fn sandbox(state: &AppState, headers: &HeaderMap) -> Result<Sandbox, A
         .get_session(id)
         .await?
         .filter(|record| record.state.is_kept())
+        .filter(|record| wake || record.state.is_live())
         .ok_or_else(|| ApiError::e2b_sandbox_not_found(id))?;
     let owner = Principal {
         admin: record.owner == ADMIN_NAME,
@@ -143,13 +149,13 @@ impl Sandbox {
     }
 }
 
-/// `GET /health`: 204 while the sandbox is up; 502 "was not found" once it is gone, which the
-/// SDKs read as the sandbox having stopped.
+/// `GET /health`: 204 while the sandbox is up; 502 "was not found" once it is gone or while it
+/// is paused, which the SDKs read as the sandbox not running (`is_running()`). It wakes nothing.
 pub async fn health(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<StatusCode, E2bError> {
-    sandbox(&state, &headers).await?;
+    resolve(&state, &headers, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
