@@ -132,17 +132,19 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Body
         let started: ProcessInfo = sandbox
             .call(&state, Method::POST, "/processes", Some(body))
             .await?;
-        if request.stdin == Some(false) {
-            sandbox
-                .call::<Value>(
-                    &state,
-                    Method::POST,
-                    &format!("/processes/{}/stdin/close", started.id),
-                    None,
-                )
-                .await?;
-        }
-        attach(&sandbox, &started.id).await
+        // The attach replays the output from the start, so it need not wait for the close.
+        let close_stdin = async {
+            if request.stdin == Some(false) {
+                let path = format!("/processes/{}/stdin/close", started.id);
+                sandbox
+                    .call::<Value>(&state, Method::POST, &path, None)
+                    .await?;
+            }
+            Ok::<_, ApiError>(())
+        };
+        let (closed, attached) = tokio::join!(close_stdin, attach(&sandbox, &started.id));
+        closed?;
+        attached
     };
     relay(opened.await, connect::keepalive(&headers)).await
 }
