@@ -116,6 +116,7 @@ E2B_SDK_VERSION=2.63.0
 E2B_SDK_PREVIOUS_VERSION=2.40.0
 E2B_JS_SDK_VERSION=2.51.0
 ensure_e2b_sdk() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3
   e2b_venv "$ROOT/target/e2b-venv" "$E2B_SDK_VERSION"
   e2b_venv "$ROOT/target/e2b-venv-previous" "$E2B_SDK_PREVIOUS_VERSION"
   # The JavaScript SDK (npm's `e2b`), in target/e2b-npm.
