@@ -107,3 +107,38 @@ ensure_web() {
 ensure_browser() {
   apt_install chromium
 }
+
+# E2B's SDKs, pinned, for the E2B compatibility test (crates/berth-server/tests/e2b.rs), which
+# runs E2B's quickstart with each: from PyPI the current SDK (the /v2 routes) in
+# target/e2b-venv and one of the 2.4x line (the previous routes, keys that must look like E2B's)
+# in target/e2b-venv-previous; from npm the JavaScript SDK in target/e2b-npm.
+E2B_SDK_VERSION=2.63.0
+E2B_SDK_PREVIOUS_VERSION=2.40.0
+E2B_JS_SDK_VERSION=2.51.0
+ensure_e2b_sdk() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  e2b_venv "$ROOT/target/e2b-venv" "$E2B_SDK_VERSION"
+  e2b_venv "$ROOT/target/e2b-venv-previous" "$E2B_SDK_PREVIOUS_VERSION"
+  # The JavaScript SDK (npm's `e2b`), in target/e2b-npm.
+  local npm_dir="$ROOT/target/e2b-npm" installed
+  installed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' \
+    "$npm_dir/node_modules/e2b/package.json" 2>/dev/null || true)
+  if [ "$installed" != "$E2B_JS_SDK_VERSION" ]; then
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    log "installing E2B's JavaScript SDK e2b@$E2B_JS_SDK_VERSION (npm) into $npm_dir"
+    mkdir -p "$npm_dir"
+    echo '{"name": "berth-e2b-test", "private": true, "type": "module"}' >"$npm_dir/package.json"
+    (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error "e2b@$E2B_JS_SDK_VERSION")
+  fi
+}
+e2b_venv() {
+  local venv=$1 version=$2
+  if [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("e2b"))' 2>/dev/null)" = "$version" ]; then
+    return 0
+  fi
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  log "installing E2B's Python SDK e2b==$version (PyPI) into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "e2b==$version"
+}

@@ -41,7 +41,35 @@ pub struct Config {
     pub preview: PreviewConfig,
     pub snapshots: SnapshotsConfig,
     pub firewall: FirewallConfig,
+    pub e2b: E2bConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// `[e2b]`: E2B's SDKs, unmodified, against this control plane. Its paths clash with Berth's,
+/// so it has listeners of its own: the control-plane REST (`E2B_API_URL`) and the in-sandbox
+/// daemon's protocol (`E2B_SANDBOX_URL`). See docs/e2b.md.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct E2bConfig {
+    /// Off by default: it opens two more ports.
+    pub enabled: bool,
+    pub api_listen: SocketAddr,
+    pub sandbox_listen: SocketAddr,
+    /// E2B template names (what `Sandbox.create(template=...)` sends) to Berth template names.
+    /// A name not listed here is taken as a Berth template name.
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Default for E2bConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            sandbox_listen: SocketAddr::from(([127, 0, 0, 1], 49983)),
+            // The SDKs' default template is `base`.
+            templates: BTreeMap::from([("base".to_owned(), DEFAULT_TEMPLATE.to_owned())]),
+        }
+    }
 }
 
 /// `[snapshots]`: where sleeping sessions' files go, and for how long.
@@ -311,6 +339,7 @@ impl Default for Config {
             preview: PreviewConfig::default(),
             snapshots: SnapshotsConfig::default(),
             firewall: FirewallConfig::default(),
+            e2b: E2bConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -450,6 +479,18 @@ impl Config {
                     "preview.domain {domain:?} must be a bare domain such as \"preview.example.com\""
                 )));
             }
+        }
+        for (alias, template) in &self.e2b.templates {
+            if !self.templates.contains_key(template) {
+                return Err(ConfigError::Invalid(format!(
+                    "e2b.templates.{alias} names template {template:?}, which is not defined"
+                )));
+            }
+        }
+        if self.e2b.enabled && self.e2b.api_listen == self.e2b.sandbox_listen {
+            return Err(ConfigError::Invalid(
+                "e2b.api_listen and e2b.sandbox_listen must differ".into(),
+            ));
         }
         if self.capacity.create_concurrency == 0 {
             return Err(ConfigError::Invalid(
@@ -661,6 +702,11 @@ mod tests {
                 "BERTH_AGENT_SECRET",
             ),
             ("admin_token = \"short\"\n", "admin_token"),
+            ("[e2b.templates]\nbase = \"nope\"\n", "e2b.templates.base"),
+            (
+                "[e2b]\nenabled = true\napi_listen = \"127.0.0.1:1\"\nsandbox_listen = \"127.0.0.1:1\"\n",
+                "must differ",
+            ),
             (
                 "[lifecycle]\ncreate_timeout_seconds = 0\n",
                 "create_timeout_seconds",
@@ -728,14 +774,14 @@ mod tests {
     }
 
     /// Dotted paths of every leaf; the tables under `templates` are one `NAME`, and a template's
-    /// `env` is one key (its contents are the user's).
+    /// `env` and `e2b.templates` are one key each (their contents are the user's).
     fn collect_keys(
         value: &toml::Value,
         prefix: &str,
         keys: &mut std::collections::BTreeSet<String>,
     ) {
         match value {
-            toml::Value::Table(table) if !prefix.ends_with(".env") => {
+            toml::Value::Table(table) if !prefix.ends_with(".env") && prefix != "e2b.templates" => {
                 for (key, value) in table {
                     let key = if prefix == "templates" { "NAME" } else { key };
                     let path = if prefix.is_empty() {

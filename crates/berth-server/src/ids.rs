@@ -29,6 +29,11 @@ pub fn user_id() -> String {
     format!("u{}", random_base32(12))
 }
 
+/// An E2B file watcher: `w` + 12 characters.
+pub fn watcher_id() -> String {
+    format!("w{}", random_base32(12))
+}
+
 /// 160 random bits: agent secrets, WebSocket and queue tickets.
 pub fn secret() -> String {
     random_base32(32)

@@ -53,6 +53,12 @@ pub enum ServerError {
     Firewall(#[from] FirewallError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A wired control plane: the router plus the background loops that keep sessions in shape.
@@ -60,8 +66,16 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct App {
     pub router: Router,
+    /// With `[e2b] enabled`: E2B's control-plane REST and envd, each for a listener of its own.
+    pub e2b: Option<E2bRouters>,
     pub sessions: SessionManager,
     background: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+pub struct E2bRouters {
+    pub api: Router,
+    pub sandbox: Router,
 }
 
 impl Drop for App {
@@ -169,9 +183,15 @@ pub async fn app(
             .any(|t| t.docker.enabled)
             .then(|| docker_api_dir(&config.data_dir)),
         docker_timeout: Duration::from_secs(config.docker.timeout_seconds),
+        e2b_templates: Arc::new(config.e2b.templates.clone()),
+        e2b_watchers: Default::default(),
     };
     App {
-        router: api::router(state),
+        router: api::router(state.clone()),
+        e2b: config.e2b.enabled.then(|| E2bRouters {
+            api: api::e2b::api_router(state.clone()),
+            sandbox: api::e2b::sandbox_router(state),
+        }),
         sessions,
         background: vec![reaper, reconciler],
     }
@@ -241,12 +261,59 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "berth is serving; API docs at http://{addr}/docs");
     }
+    // The E2B listeners are bound before anything is served, so a taken port stops the start.
+    let mut e2b = Vec::new();
+    if let Some(routers) = &app.e2b {
+        for (key, addr, router) in [
+            ("e2b.api_listen", config.e2b.api_listen, routers.api.clone()),
+            (
+                "e2b.sandbox_listen",
+                config.e2b.sandbox_listen,
+                routers.sandbox.clone(),
+            ),
+        ] {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { key, addr, source })?;
+            tracing::info!(%addr, "serving {key} for E2B's SDKs");
+            e2b.push((listener, router));
+        }
+    }
+    // One shutdown for every listener.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, router) in e2b {
+        servers.spawn(serve(listener, router, until_stopped()));
+    }
+    servers.spawn(serve(listener, app.router.clone(), until_stopped()));
+    while let Some(served) = servers.join_next().await {
+        served.map_err(|join| ServerError::Serve(std::io::Error::other(join)))??;
+    }
+    Ok(())
+}
+
+/// Serves one listener until `shutdown` resolves.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     // Terminal keystrokes are single bytes: with Nagle's algorithm each would wait for the
     // peer's delayed ACK (40 ms).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app.router.clone())
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)

@@ -79,12 +79,23 @@ pub type WebSocketRequest =
 /// unknown terminal, say) reaches the client as a normal error; then upgrades the client and
 /// relays frames both ways until either side closes.
 pub async fn websocket(
-    (addr, secret): (SocketAddr, String),
+    endpoint: (SocketAddr, String),
     path_and_query: &str,
     upgrade: WebSocketRequest,
     tap: Tap,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade?;
+    let agent = agent_websocket(endpoint, path_and_query).await?;
+    Ok(upgrade
+        .on_upgrade(move |client| relay(client, agent, tap))
+        .into_response())
+}
+
+/// Opens the WebSocket at `path_and_query` on the agent; its refusals come back as its errors.
+pub async fn agent_websocket(
+    (addr, secret): (SocketAddr, String),
+    path_and_query: &str,
+) -> Result<AgentSocket, ApiError> {
     let mut request = format!("ws://{addr}{path_and_query}")
         .into_client_request()
         .map_err(unreachable)?;
@@ -92,24 +103,21 @@ pub async fn websocket(
         SECRET_HEADER,
         secret.parse().map_err(|_| unreachable("invalid secret"))?,
     );
-    let (agent, _) = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
-        Ok(connected) => connected,
+    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+        Ok((agent, _)) => Ok(agent),
         Err(tungstenite::Error::Http(response)) => {
             let status = response.status();
             let body = response.body().as_deref().unwrap_or_default();
-            return Err(match serde_json::from_slice::<ErrorBody>(body) {
+            Err(match serde_json::from_slice::<ErrorBody>(body) {
                 Ok(error) => ApiError::coded(error.error.code, error.error.message),
                 Err(_) => unreachable(format!("HTTP {status}")),
-            });
+            })
         }
-        Err(err) => return Err(unreachable(err)),
-    };
-    Ok(upgrade
-        .on_upgrade(move |client| relay(client, agent, tap))
-        .into_response())
+        Err(err) => Err(unreachable(err)),
+    }
 }
 
-type AgentSocket =
+pub type AgentSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn relay(client: WebSocket, agent: AgentSocket, tap: Tap) {

@@ -70,6 +70,16 @@ impl Signer {
         self.verify("csrf", &crate::auth::hash_token(login_token), presented)
     }
 
+    /// The `envdAccessToken` of an E2B sandbox: it lets its holder work in that one session as
+    /// its owner (the E2B SDKs send it as `X-Access-Token`), and needs no storage.
+    pub fn e2b_access_token(&self, session_id: &str) -> String {
+        self.sign("e2b-envd", session_id)
+    }
+
+    pub fn e2b_access_token_matches(&self, session_id: &str, presented: &str) -> bool {
+        self.verify("e2b-envd", session_id, presented)
+    }
+
     /// `{session}.{port}.{expires}.{signature}`: safe in a URL path and a host name's cookie.
     pub fn preview_token(&self, grant: &PreviewGrant) -> String {
         let message = format!("{}.{}.{}", grant.session_id, grant.port, grant.expires);

@@ -54,6 +54,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
+    /// What E2B's sandbox proxy answers for a sandbox that is not (or no longer) there: a 502
+    /// whose message the SDKs recognise ("was not found") and turn into their
+    /// sandbox-not-running error.
+    pub fn e2b_sandbox_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::SessionFailed,
+            format!("The sandbox {id} was not found"),
+        )
+    }
+
     /// A failure of the server itself, never of the request: a 500.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         Self::coded(ErrorCode::Internal, format!("internal error: {err}"))
@@ -170,5 +181,124 @@ impl From<WebSocketUpgradeRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::invalid_request(rejection.body_text())
+    }
+}
+
+/// An error on an E2B control-plane or envd HTTP route: Berth's status, E2B's body
+/// (`{"code": <status>, "message"}`, what the SDKs read).
+#[derive(Debug)]
+pub struct E2bError(pub ApiError);
+
+impl<E> From<E> for E2bError
+where
+    ApiError: From<E>,
+{
+    fn from(err: E) -> Self {
+        Self(ApiError::from(err))
+    }
+}
+
+impl IntoResponse for E2bError {
+    fn into_response(self) -> Response {
+        let ApiError {
+            status, message, ..
+        } = self.0;
+        if status.is_server_error() {
+            tracing::warn!(%status, %message, "E2B request failed");
+        }
+        let body = serde_json::json!({ "code": status.as_u16(), "message": message });
+        (status, Json(body)).into_response()
+    }
+}
+
+/// An error on an envd Connect RPC route. Unary calls answer it as their response (the status
+/// Connect's protocol gives its code, `{"code": "not_found", "message"}`); streams send it in
+/// their end-of-stream message ([`ConnectError::end_of_stream`]).
+#[derive(Debug)]
+pub struct ConnectError {
+    error: ApiError,
+    /// Connect's `already_exists`, which envd answers for a directory made twice and Berth's
+    /// own routes have no code for (they make directories idempotently).
+    already_exists: bool,
+}
+
+impl<E> From<E> for ConnectError
+where
+    ApiError: From<E>,
+{
+    fn from(err: E) -> Self {
+        Self {
+            error: ApiError::from(err),
+            already_exists: false,
+        }
+    }
+}
+
+impl ConnectError {
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self {
+            error: ApiError::coded(ErrorCode::Conflict, message),
+            already_exists: true,
+        }
+    }
+
+    /// Connect's name for this error's code.
+    pub fn code(&self) -> &'static str {
+        if self.already_exists {
+            return "already_exists";
+        }
+        match self.error.code {
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidRequest
+            | ErrorCode::UnknownTemplate
+            | ErrorCode::InvalidTtl => "invalid_argument",
+            ErrorCode::Unauthorized => "unauthenticated",
+            ErrorCode::Forbidden => "permission_denied",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "unimplemented",
+            ErrorCode::Conflict => "failed_precondition",
+            ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => "resource_exhausted",
+            ErrorCode::EngineUnavailable
+            | ErrorCode::StoreUnavailable
+            | ErrorCode::SessionFailed => "unavailable",
+            ErrorCode::Misconfigured | ErrorCode::Internal | ErrorCode::Unknown => "internal",
+        }
+    }
+
+    /// The HTTP status Connect's protocol pairs with [`ConnectError::code`].
+    fn status(&self) -> StatusCode {
+        match self.code() {
+            "invalid_argument" => StatusCode::BAD_REQUEST,
+            "already_exists" => StatusCode::CONFLICT,
+            "unauthenticated" => StatusCode::UNAUTHORIZED,
+            "permission_denied" => StatusCode::FORBIDDEN,
+            "not_found" => StatusCode::NOT_FOUND,
+            "unimplemented" => StatusCode::NOT_IMPLEMENTED,
+            "failed_precondition" => StatusCode::PRECONDITION_FAILED,
+            "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "code": self.code(), "message": self.error.message })
+    }
+
+    /// The JSON of a stream's end-of-stream message that ends it with this error.
+    pub fn end_of_stream(&self) -> serde_json::Value {
+        if self.error.status.is_server_error() {
+            tracing::warn!(code = self.code(), message = %self.error.message, "envd stream failed");
+        }
+        serde_json::json!({ "error": self.body() })
+    }
+}
+
+impl IntoResponse for ConnectError {
+    fn into_response(self) -> Response {
+        if self.error.status.is_server_error() {
+            tracing::warn!(code = self.code(), message = %self.error.message, "envd call failed");
+        }
+        (self.status(), Json(self.body())).into_response()
     }
 }

@@ -4,6 +4,7 @@
 //! logic. Errors become responses only in `error.rs`.
 
 mod docker;
+pub mod e2b;
 pub(crate) mod error;
 mod extract;
 mod files;
@@ -66,6 +67,10 @@ pub struct AppState {
     pub docker_api: Option<std::path::PathBuf>,
     /// `docker.timeout_seconds`.
     pub docker_timeout: std::time::Duration,
+    /// `[e2b] templates`: E2B template names to Berth's.
+    pub e2b_templates: Arc<BTreeMap<String, String>>,
+    /// envd's polling file watchers, for E2B's sync SDK.
+    pub e2b_watchers: Arc<e2b::Watchers>,
 }
 
 #[derive(OpenApi)]
