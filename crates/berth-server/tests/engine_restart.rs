@@ -118,6 +118,26 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
     let root = docker(&["info", "-f", "{{.DockerRootDir}}"]).unwrap();
 
     stop_dockerd();
+    // The control plane learns of it when the engine's event stream breaks, a moment after the
+    // engine is gone; `/readyz` says when it has.
+    wait_for(
+        Duration::from_secs(10),
+        "the engine to be known lost",
+        || async {
+            let readiness: serde_json::Value =
+                reqwest::get(format!("{}/readyz", client.base_url()))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+            readiness["engine"]
+                .as_str()
+                .is_some_and(|engine| engine.contains("reconnects by itself"))
+                .then_some(())
+        },
+    )
+    .await;
     // While the engine is down: a quick, clear 503 for creates (pooled or not) and for work.
     for request in [&pooled, &CreateSession::default()] {
         let started = Instant::now();

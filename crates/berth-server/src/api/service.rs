@@ -17,7 +17,8 @@ pub async fn healthz() -> &'static str {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     pub ready: bool,
-    /// `ok`, or why the engine cannot be used.
+    /// `ok`, or why the engine cannot be used: it does not answer, or the control plane lost
+    /// its event stream and is reconnecting (sessions cannot be created or claimed meanwhile).
     pub engine: String,
     /// `ok`, or why the store cannot be used.
     pub store: String,
@@ -39,7 +40,12 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Err(err)) => err,
         Err(_) => format!("no answer within {DEADLINE:?}"),
     };
-    let engine = describe(engine.map(|r| r.map_err(|e| e.to_string())));
+    // The control plane's own view first: until it follows the engine's events again, it
+    // hands out nothing, whatever a ping says.
+    let engine = match state.sessions.engine().check() {
+        Err(lost) => lost.to_string(),
+        Ok(()) => describe(engine.map(|r| r.map_err(|e| e.to_string()))),
+    };
     let store = describe(store.map(|r| r.map_err(|e| e.to_string())));
     let ready = engine == "ok" && store == "ok";
     let status = if ready {
