@@ -109,24 +109,10 @@ impl AgentClient {
         addr: SocketAddr,
         secret: &str,
     ) -> Result<bool, AgentError> {
-        let request = hyper::Request::get("/processes")
-            .body(Body::empty())
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        let response =
-            tokio::time::timeout(Duration::from_secs(2), self.send(addr, secret, request))
-                .await
-                .map_err(|_| AgentError::Unreachable("no answer within 2 s".into()))??;
-        if !response.status().is_success() {
-            return Err(AgentError::Refused(response.status().as_u16()));
-        }
-        let body = response
-            .into_body()
-            .collect()
+        let listed = self.get_json::<ProcessList>(addr, secret, "/processes");
+        let list = tokio::time::timeout(Duration::from_secs(2), listed)
             .await
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?
-            .to_bytes();
-        let list: ProcessList = serde_json::from_slice(&body)
-            .map_err(|e| AgentError::Unreachable(format!("an unreadable process list: {e}")))?;
+            .map_err(|_| AgentError::Unreachable("no answer within 2 s".into()))??;
         Ok(list
             .processes
             .iter()
@@ -186,7 +172,17 @@ impl AgentClient {
         addr: SocketAddr,
         secret: &str,
     ) -> Result<berth_proto::ports::PortList, AgentError> {
-        let request = hyper::Request::get("/ports")
+        self.get_json(addr, secret, "/ports").await
+    }
+
+    /// A `GET` of the agent's that answers JSON.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+        path: &str,
+    ) -> Result<T, AgentError> {
+        let request = hyper::Request::get(path)
             .body(Body::empty())
             .map_err(|e| AgentError::Unreachable(e.to_string()))?;
         let response = self.send(addr, secret, request).await?;

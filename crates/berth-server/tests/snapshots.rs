@@ -35,6 +35,11 @@ async fn populated_base_session(client: &berth_client::Client) -> berth_proto::S
     session
 }
 
+/// `MANIFEST` of a session's home.
+async fn manifest_of(client: &berth_client::Client, id: &str) -> String {
+    client.exec(id, &sh(MANIFEST)).await.unwrap().stdout
+}
+
 fn snapshot_images(session_id: &str) -> Vec<String> {
     docker(&[
         "images",
@@ -58,11 +63,7 @@ async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_i
         .unwrap();
     let populated = client.exec(&session.id, &sh(POPULATE)).await.unwrap();
     assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
-    let manifest = client
-        .exec(&session.id, &sh(MANIFEST))
-        .await
-        .unwrap()
-        .stdout;
+    let manifest = manifest_of(client, &session.id).await;
     assert!(
         manifest.contains("big.bin") && manifest.contains("naïve"),
         "{manifest}"
@@ -80,11 +81,7 @@ async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_i
     );
 
     // An exec wakes it, and then finds every file as it was.
-    let woken = client
-        .exec(&session.id, &sh(MANIFEST))
-        .await
-        .unwrap()
-        .stdout;
+    let woken = manifest_of(client, &session.id).await;
     assert_eq!(woken, manifest);
     assert_eq!(
         client.get_session(&session.id).await.unwrap().state,
@@ -96,11 +93,7 @@ async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_i
         client.hibernate_session(&session.id).await.unwrap();
         let resumed = client.resume_session(&session.id).await.unwrap();
         assert_eq!(resumed.state, SessionState::Running);
-        let again = client
-            .exec(&session.id, &sh(MANIFEST))
-            .await
-            .unwrap()
-            .stdout;
+        let again = manifest_of(client, &session.id).await;
         assert_eq!(again, manifest);
     }
     assert_eq!(snapshot_images(&session.id).len(), 1);
@@ -132,11 +125,7 @@ async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() 
         .await
         .unwrap();
     client.exec(&session.id, &sh(POPULATE)).await.unwrap();
-    let manifest = client
-        .exec(&session.id, &sh(MANIFEST))
-        .await
-        .unwrap()
-        .stdout;
+    let manifest = manifest_of(client, &session.id).await;
 
     let snapshot = client
         .create_snapshot(&session.id, "before-refactor")
@@ -156,7 +145,7 @@ async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() 
         ..CreateSession::default()
     };
     let forked = client.create_session(&fork).await.unwrap();
-    let forked_manifest = client.exec(&forked.id, &sh(MANIFEST)).await.unwrap().stdout;
+    let forked_manifest = manifest_of(client, &forked.id).await;
     assert_eq!(forked_manifest, manifest);
 
     let listed = client.list_snapshots(&session.id).await.unwrap();
@@ -175,7 +164,7 @@ async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() 
         "the image went with the snapshot"
     );
     // The fork still has its files.
-    let again = client.exec(&forked.id, &sh(MANIFEST)).await.unwrap().stdout;
+    let again = manifest_of(client, &forked.id).await;
     assert_eq!(again, manifest);
     server.stop().await;
 }
@@ -249,11 +238,7 @@ async fn compaction_folds_a_deep_snapshot_into_one_layer_with_every_file_intact(
         client.hibernate_session(&session.id).await.unwrap();
         client.resume_session(&session.id).await.unwrap();
     }
-    let manifest = client
-        .exec(&session.id, &sh(MANIFEST))
-        .await
-        .unwrap()
-        .stdout;
+    let manifest = manifest_of(client, &session.id).await;
     let template = client.get_session(&session.id).await.unwrap().template;
     let base = server.config.templates[&template].image.clone();
     let layers_of = |image: &str| {
@@ -294,11 +279,7 @@ async fn compaction_folds_a_deep_snapshot_into_one_layer_with_every_file_intact(
         own.starts_with(shared.trim().trim_end_matches(']')),
         "the template's layers are shared: {shared} / {own}"
     );
-    let woken = client
-        .exec(&session.id, &sh(MANIFEST))
-        .await
-        .unwrap()
-        .stdout;
+    let woken = manifest_of(client, &session.id).await;
     assert_eq!(woken, manifest);
     for gone in [
         "/home/user/work/empty",
@@ -404,11 +385,7 @@ async fn snapshots_go_to_a_registry_and_come_back_from_it() {
     .await;
     let client = &server.client;
     let session = populated_base_session(client).await;
-    let manifest = client
-        .exec(&session.id, &sh(MANIFEST))
-        .await
-        .unwrap()
-        .stdout;
+    let manifest = manifest_of(client, &session.id).await;
     client.hibernate_session(&session.id).await.unwrap();
 
     // Pushed in the background, then the engine's copy dropped.
@@ -435,11 +412,7 @@ async fn snapshots_go_to_a_registry_and_come_back_from_it() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
 
-    let woken = client
-        .exec(&session.id, &sh(MANIFEST))
-        .await
-        .unwrap()
-        .stdout;
+    let woken = manifest_of(client, &session.id).await;
     assert_eq!(woken, manifest, "the restore pulled every byte back");
     assert!(
         !manifest.contains(".bash_logout") && manifest.contains(".bashrc"),

@@ -11,13 +11,11 @@ use std::{collections::HashMap, path::PathBuf};
 
 use bollard::{
     models::{ContainerConfig, ContainerCreateBody, HostConfig},
-    query_parameters::{
-        CommitContainerOptions, CreateContainerOptions, RemoveContainerOptionsBuilder,
-    },
+    query_parameters::{CommitContainerOptions, CreateContainerOptions},
 };
 
-use super::{COMMIT_DEADLINE, DockerRuntime, overlay};
-use crate::runtime::{RuntimeError, SnapshotDepth};
+use super::{DockerRuntime, overlay, within_transfer};
+use crate::runtime::{Runtime, RuntimeError, SnapshotDepth};
 
 /// The comment of every snapshot commit: the image's history tells its own layers from its
 /// template's by it.
@@ -50,7 +48,7 @@ impl DockerRuntime {
     }
 
     pub(super) async fn compact(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
-        let compacted = tokio::time::timeout(COMMIT_DEADLINE, async {
+        within_transfer(format!("compacting {image}"), async {
             let (own, base) = self.snapshot_lineage(image).await?;
             if base.is_empty() || base == "<missing>" {
                 return Err(RuntimeError::Engine(format!(
@@ -77,27 +75,12 @@ impl DockerRuntime {
                 .await?
                 .id;
             let made = self.fill_and_commit(&container, layers, target).await;
-            let options = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            if let Err(err) = self
-                .call(
-                    "remove_container",
-                    docker.remove_container(&container, Some(options)),
-                )
-                .await
-            {
+            if let Err(err) = self.remove(&container).await {
                 tracing::warn!(%err, %container, "compaction container left for reconcile");
             }
             made
-        });
-        compacted.await.unwrap_or_else(|_| {
-            Err(RuntimeError::Unavailable(format!(
-                "compacting {image} took longer than {} s",
-                COMMIT_DEADLINE.as_secs()
-            )))
         })
+        .await
     }
 
     /// The directories of `image`'s top `own` layers, lowest first, as its storage keeps

@@ -329,6 +329,22 @@ impl DockerRuntime {
     }
 }
 
+/// Bounds an operation whose time grows with the bytes it moves (a commit, a compaction, a
+/// push or a pull) by [`COMMIT_DEADLINE`], not by the engine's responsiveness.
+async fn within_transfer<T>(
+    what: String,
+    operation: impl Future<Output = Result<T, RuntimeError>>,
+) -> Result<T, RuntimeError> {
+    tokio::time::timeout(COMMIT_DEADLINE, operation)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RuntimeError::Unavailable(format!(
+                "{what} took longer than {} s",
+                COMMIT_DEADLINE.as_secs()
+            )))
+        })
+}
+
 fn map_error(err: BollardError) -> RuntimeError {
     match err {
         BollardError::DockerResponseServerError {
@@ -587,7 +603,7 @@ impl Runtime for DockerRuntime {
         pause: bool,
     ) -> Result<(), RuntimeError> {
         let (repository, tag) = super::split_tag(image);
-        let committed = tokio::time::timeout(COMMIT_DEADLINE, async {
+        within_transfer(format!("committing {container_id}"), async {
             let docker = self.docker().await?;
             let options = CommitContainerOptions {
                 container: Some(container_id.to_owned()),
@@ -608,13 +624,8 @@ impl Runtime for DockerRuntime {
             self.call("commit_container", docker.commit_container(options, config))
                 .await
                 .map(drop)
-        });
-        committed.await.unwrap_or_else(|_| {
-            Err(RuntimeError::Unavailable(format!(
-                "committing {container_id} took longer than {} s",
-                COMMIT_DEADLINE.as_secs()
-            )))
         })
+        .await
     }
 
     async fn snapshot_depth(&self, image: &str) -> Result<SnapshotDepth, RuntimeError> {

@@ -5,11 +5,15 @@
 //! so nothing else needs to know where an image lives.
 
 use axum::body::Body;
-use bollard::query_parameters::{CreateImageOptions, PushImageOptions};
-use futures_util::StreamExt;
+use bollard::{
+    errors::Error as BollardError,
+    models::ErrorDetail,
+    query_parameters::{CreateImageOptions, PushImageOptions},
+};
+use futures_util::{Stream, StreamExt};
 use hyper::{Method, Request, StatusCode};
 
-use super::{COMMIT_DEADLINE, DockerRuntime, map_error};
+use super::{DockerRuntime, map_error, within_transfer};
 use crate::{
     agent_client::container_network_client,
     runtime::{RuntimeError, registry_of, split_tag},
@@ -26,16 +30,10 @@ impl DockerRuntime {
             tag: Some(tag.to_owned()),
             ..PushImageOptions::default()
         };
-        let mut progress = docker.push_image(repository, Some(options), None);
-        self.follow(image, "pushing", async move {
-            while let Some(step) = progress.next().await {
-                if let Some(detail) = step.map_err(map_error)?.error_detail {
-                    return Err(RuntimeError::Engine(detail.message.unwrap_or_default()));
-                }
-            }
-            Ok(())
-        })
-        .await
+        let progress = docker
+            .push_image(repository, Some(options), None)
+            .map(|step| step.map(|step| step.error_detail));
+        self.follow(image, "pushing", progress).await
     }
 
     pub(super) async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
@@ -46,33 +44,30 @@ impl DockerRuntime {
             tag: Some(tag.to_owned()),
             ..CreateImageOptions::default()
         };
-        let mut progress = docker.create_image(Some(options), None, None);
-        self.follow(image, "pulling", async move {
+        let progress = docker
+            .create_image(Some(options), None, None)
+            .map(|step| step.map(|step| step.error_detail));
+        self.follow(image, "pulling", progress).await
+    }
+
+    /// Reads a push's or pull's progress to its end; an error in it fails the transfer. A
+    /// transfer's time grows with the image, as a commit's does.
+    async fn follow(
+        &self,
+        image: &str,
+        doing: &str,
+        progress: impl Stream<Item = Result<Option<ErrorDetail>, BollardError>>,
+    ) -> Result<(), RuntimeError> {
+        within_transfer(format!("{doing} {image}"), async {
+            let mut progress = std::pin::pin!(progress);
             while let Some(step) = progress.next().await {
-                if let Some(detail) = step.map_err(map_error)?.error_detail {
+                if let Some(detail) = step.map_err(map_error)? {
                     return Err(RuntimeError::Engine(detail.message.unwrap_or_default()));
                 }
             }
             Ok(())
         })
         .await
-    }
-
-    /// A transfer's time grows with the image, as a commit's does.
-    async fn follow(
-        &self,
-        image: &str,
-        doing: &str,
-        transfer: impl Future<Output = Result<(), RuntimeError>>,
-    ) -> Result<(), RuntimeError> {
-        tokio::time::timeout(COMMIT_DEADLINE, transfer)
-            .await
-            .unwrap_or_else(|_| {
-                Err(RuntimeError::Unavailable(format!(
-                    "{doing} {image} took longer than {} s",
-                    COMMIT_DEADLINE.as_secs()
-                )))
-            })
     }
 
     /// Deletes the image's manifest from its registry (over plain HTTP, as the engine talks to
