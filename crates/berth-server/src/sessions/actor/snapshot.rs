@@ -279,7 +279,11 @@ impl Actor {
                 self.waking.entry(record.id).or_default().push(reply);
             }
             SessionState::Hibernated => {
-                self.waking.insert(record.id.clone(), vec![reply]);
+                // Its restore may be waiting for capacity already: one more waiter.
+                self.waking
+                    .entry(record.id.clone())
+                    .or_default()
+                    .push(reply);
                 self.begin_restore(record).await;
             }
             state => {

@@ -530,9 +530,13 @@ async fn a_restore_at_capacity_waits_for_room_then_wakes() {
     // Asleep, it leaves room for another session, which fills the host.
     let other = running(&h, "bob", "default").await;
 
-    let sessions = h.sessions.clone();
-    let id = sleeper.id.clone();
-    let resumed = tokio::spawn(async move { sessions.resume(user("alice"), id).await });
+    // Two callers wait for the same restore (a resume and, say, a terminal).
+    let resume = || {
+        let sessions = h.sessions.clone();
+        let id = sleeper.id.clone();
+        tokio::spawn(async move { sessions.resume(user("alice"), id).await })
+    };
+    let (resumed, also) = (resume(), resume());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!resumed.is_finished(), "no room: the restore waits");
     assert_eq!(state_of(&h, &sleeper.id).await, SessionState::Hibernated);
@@ -544,5 +548,6 @@ async fn a_restore_at_capacity_waits_for_room_then_wakes() {
         .unwrap()
         .unwrap();
     assert_eq!(awake.state, SessionState::Running);
+    assert_eq!(also.await.unwrap().unwrap().state, SessionState::Running);
     assert_eq!(read(&h, "alice", &sleeper.id, "kept.txt").await, "asleep");
 }
