@@ -370,7 +370,11 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn snapshot_depth(&self, image: &str) -> Result<SnapshotDepth, RuntimeError> {
+    async fn snapshot_depth(
+        &self,
+        image: &str,
+        _base: &str,
+    ) -> Result<SnapshotDepth, RuntimeError> {
         self.check_up()?;
         let images = self.images();
         let image = images
@@ -384,7 +388,12 @@ impl Runtime for FakeRuntime {
         })
     }
 
-    async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
+    async fn compact_snapshot(
+        &self,
+        image: &str,
+        _base: &str,
+        target: &str,
+    ) -> Result<(), RuntimeError> {
         self.check_up()?;
         let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let mut images = self.images();

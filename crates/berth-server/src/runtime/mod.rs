@@ -162,12 +162,18 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         pause: bool,
     ) -> Result<(), RuntimeError>;
 
-    /// What of `image` is snapshots' own, above the template's image.
-    async fn snapshot_depth(&self, image: &str) -> Result<SnapshotDepth, RuntimeError>;
+    /// What of the snapshot `image` is its own, above `base`, its session's template image.
+    async fn snapshot_depth(&self, image: &str, base: &str) -> Result<SnapshotDepth, RuntimeError>;
 
-    /// Makes `target` of the template image `image` sits on and one layer holding everything
-    /// `image`'s own layers hold, labelled as `image` is. `image` stays.
-    async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError>;
+    /// Makes `target` of `base` (the session's template image, which `image` sits on) and one
+    /// layer holding everything `image`'s own layers hold, labelled as `image` is. `image`
+    /// stays.
+    async fn compact_snapshot(
+        &self,
+        image: &str,
+        base: &str,
+        target: &str,
+    ) -> Result<(), RuntimeError>;
 
     /// Removes a snapshot image, and its manifest from the registry its reference names.
     /// Succeeds when it is already gone.

@@ -17,44 +17,52 @@ use bollard::{
 use super::{DockerRuntime, overlay, within_transfer};
 use crate::runtime::{Runtime, RuntimeError, SnapshotDepth};
 
-/// The comment of every snapshot commit: the image's history tells its own layers from its
-/// template's by it.
+/// The comment of every snapshot commit, for people reading an image's history.
 pub(super) const SNAPSHOT_COMMENT: &str = "berth snapshot";
 
 impl DockerRuntime {
-    /// The history of `image`, newest first: what of it is snapshots' own, and the id of the
-    /// image below.
+    /// What of `image` is its own above `base` (the session's template image): the layers past
+    /// the template's, which must be the first of the image's. Counted from the images' root
+    /// filesystems, not their histories: a pulled image has no local history ids, and a commit
+    /// that changed nothing has a history entry but no layer.
     pub(super) async fn snapshot_lineage(
         &self,
         image: &str,
-    ) -> Result<(SnapshotDepth, String), RuntimeError> {
+        base: &str,
+    ) -> Result<SnapshotDepth, RuntimeError> {
         let docker = self.docker().await?;
-        let history = self
-            .call("image_history", docker.image_history(image))
-            .await?;
-        let own: Vec<_> = history
-            .iter()
-            .take_while(|entry| entry.comment.starts_with(SNAPSHOT_COMMENT))
-            .collect();
-        let depth = SnapshotDepth {
-            layers: own.len() as u32,
-            bytes: own.iter().map(|entry| entry.size.max(0) as u64).sum(),
+        let (snapshot, template) = tokio::try_join!(
+            self.call("inspect_image", docker.inspect_image(image)),
+            self.call("inspect_image", docker.inspect_image(base)),
+        )?;
+        let layers = |inspected: &bollard::models::ImageInspect| {
+            inspected
+                .root_fs
+                .as_ref()
+                .and_then(|root| root.layers.clone())
+                .unwrap_or_default()
         };
-        let base = history
-            .get(own.len())
-            .map(|entry| entry.id.clone())
-            .unwrap_or_default();
-        Ok((depth, base))
+        let (own, shared) = (layers(&snapshot), layers(&template));
+        if !own.starts_with(&shared) {
+            return Err(RuntimeError::Engine(format!(
+                "{image} does not sit on {base} as the engine has it now (was the template's image rebuilt?)"
+            )));
+        }
+        Ok(SnapshotDepth {
+            layers: (own.len() - shared.len()) as u32,
+            bytes: (snapshot.size.unwrap_or(0) - template.size.unwrap_or(0)).max(0) as u64,
+        })
     }
 
-    pub(super) async fn compact(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn compact(
+        &self,
+        image: &str,
+        base: &str,
+        target: &str,
+    ) -> Result<(), RuntimeError> {
         within_transfer(format!("compacting {image}"), async {
-            let (own, base) = self.snapshot_lineage(image).await?;
-            if base.is_empty() || base == "<missing>" {
-                return Err(RuntimeError::Engine(format!(
-                    "{image} does not sit on an image of this engine's: it cannot be compacted"
-                )));
-            }
+            let own = self.snapshot_lineage(image, base).await?;
+            let base = base.to_owned();
             let (layers, labels) = self.own_layers(image, own.layers as usize).await?;
             let docker = self.docker().await?;
             // Never started: it only lends its upper directory and its commit.

@@ -383,8 +383,12 @@ impl Runtime for DockerRuntime {
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         match self.create_from_local(spec).await {
             Err(RuntimeError::ImageMissing(image)) if super::registry_of(&image).is_some() => {
-                self.pull(&image).await?;
-                self.create_from_local(spec).await
+                match self.pull(&image).await {
+                    // Not in the registry either: missing, as the engine would say.
+                    Err(RuntimeError::NotFound(_)) => Err(RuntimeError::ImageMissing(image)),
+                    Err(err) => Err(err),
+                    Ok(()) => self.create_from_local(spec).await,
+                }
             }
             created => created,
         }
@@ -628,18 +632,27 @@ impl Runtime for DockerRuntime {
         .await
     }
 
-    async fn snapshot_depth(&self, image: &str) -> Result<SnapshotDepth, RuntimeError> {
-        self.within(async { Ok(self.snapshot_lineage(image).await?.0) })
-            .await
+    async fn snapshot_depth(&self, image: &str, base: &str) -> Result<SnapshotDepth, RuntimeError> {
+        self.within(self.snapshot_lineage(image, base)).await
     }
 
-    async fn compact_snapshot(&self, image: &str, target: &str) -> Result<(), RuntimeError> {
-        self.compact(image, target).await
+    async fn compact_snapshot(
+        &self,
+        image: &str,
+        base: &str,
+        target: &str,
+    ) -> Result<(), RuntimeError> {
+        self.compact(image, base, target).await
     }
 
+    /// The registry's copy first, while the local one still lets reconcile find the image
+    /// and retry. A registry that will not delete (deletes disabled, unreachable) costs its
+    /// manifest, logged, never the session's deletion.
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
-        self.drop_local_snapshot(image).await?;
-        self.delete_manifest(image).await
+        if let Err(err) = self.delete_manifest(image).await {
+            tracing::warn!(%err, %image, "the registry keeps this snapshot's manifest");
+        }
+        self.drop_local_snapshot(image).await
     }
 
     async fn push_snapshot(&self, image: &str) -> Result<(), RuntimeError> {

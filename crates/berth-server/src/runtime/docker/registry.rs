@@ -19,8 +19,12 @@ use crate::{
     runtime::{RuntimeError, registry_of, split_tag},
 };
 
-/// What a registry answers a manifest request with, for the digest a deletion needs.
-const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// The manifest kinds a registry may hold an image as; asked for all, it answers with the
+/// digest a deletion needs whichever the engine pushed.
+const MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+                         application/vnd.docker.distribution.manifest.list.v2+json, \
+                         application/vnd.oci.image.manifest.v1+json, \
+                         application/vnd.oci.image.index.v1+json";
 
 impl DockerRuntime {
     pub(super) async fn push(&self, image: &str) -> Result<(), RuntimeError> {
@@ -85,7 +89,7 @@ impl DockerRuntime {
         let head = Request::builder()
             .method(Method::HEAD)
             .uri(&manifest)
-            .header("accept", MANIFEST_V2)
+            .header("accept", MANIFESTS)
             .body(Body::empty())
             .map_err(|err| unreachable(&err))?;
         let found = tokio::time::timeout(self.timeout, client.request(head))

@@ -7,7 +7,7 @@
 //! grow until a hibernation failed. It costs that one hibernation a copy of the session's
 //! files, once every `compact_after_layers` hibernations.
 
-use crate::{runtime::Runtime, sessions::SessionError};
+use crate::runtime::Runtime;
 
 use super::snapshot::snapshot_time;
 
@@ -19,42 +19,53 @@ pub struct Slept {
     pub compacted: Option<u32>,
 }
 
-/// Compacts the snapshot `image` just committed if it has more than `threshold` layers of
-/// its own. A compaction that fails leaves `image` as it is: deep, but whole.
+/// Compacts the snapshot `image` just committed on `base` (its template's image) if it has
+/// more than `threshold` layers of its own. A compaction that fails leaves `image` as it is:
+/// deep, but whole.
 pub(super) async fn compact_if_deep(
     runtime: &dyn Runtime,
     image: String,
+    base: &str,
     threshold: u32,
-) -> Result<Slept, SessionError> {
-    let depth = runtime.snapshot_depth(&image).await?;
+) -> Slept {
+    let depth = match runtime.snapshot_depth(&image, base).await {
+        Ok(depth) => depth,
+        Err(err) => {
+            tracing::warn!(%err, %image, "could not read the snapshot's depth; not compacting it this time");
+            return Slept {
+                image,
+                compacted: None,
+            };
+        }
+    };
     crate::metrics::snapshot_committed(depth.bytes);
     let layers = depth.layers;
     if layers <= threshold {
-        return Ok(Slept {
+        return Slept {
             image,
             compacted: None,
-        });
+        };
     }
     // One millisecond later than the image it replaces: still the newest, never the same name.
     let (repository, _) = image.rsplit_once(':').unwrap_or((&image, ""));
     let millis = snapshot_time(&image).map_or(0, |at| at.timestamp_millis()) + 1;
     let target = format!("{repository}:{millis}");
-    match runtime.compact_snapshot(&image, &target).await {
+    match runtime.compact_snapshot(&image, base, &target).await {
         Ok(()) => {
             if let Err(err) = runtime.remove_snapshot(&image).await {
                 tracing::warn!(%err, %image, "could not remove; reconcile retries");
             }
-            Ok(Slept {
+            Slept {
                 image: target,
                 compacted: Some(layers),
-            })
+            }
         }
         Err(err) => {
             tracing::warn!(%err, %image, layers, "compaction failed; the snapshot stays as deep as it is and the next hibernation tries again");
-            Ok(Slept {
+            Slept {
                 image,
                 compacted: None,
-            })
+            }
         }
     }
 }

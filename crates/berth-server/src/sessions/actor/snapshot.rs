@@ -96,6 +96,11 @@ impl Actor {
         let image = self.snapshot_name(&record.id);
         let runtime = self.ctx.runtime.clone();
         let compact_after = self.ctx.compact_after_layers;
+        // A template gone from the config: its snapshot cannot be compacted, only kept.
+        let base = self
+            .template(&record.template)
+            .map(|template| template.image.clone())
+            .unwrap_or_default();
         let id = record.id;
         let failed_id = id.clone();
         self.spawn_reporting(
@@ -109,7 +114,8 @@ impl Actor {
                         tracing::warn!(session = %id, %err, "docker children left running");
                     }
                     runtime.commit(&container_id, &image, false).await?;
-                    let slept = compact_if_deep(runtime.as_ref(), image, compact_after).await?;
+                    let slept =
+                        compact_if_deep(runtime.as_ref(), image, &base, compact_after).await;
                     // The image holds the files now; a container that will not go is an
                     // orphan for reconcile, not a reason to undo the hibernation.
                     if let Err(err) = runtime.remove(&container_id).await {

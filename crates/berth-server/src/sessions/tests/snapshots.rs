@@ -489,7 +489,12 @@ async fn the_hibernation_that_passes_the_threshold_compacts_the_snapshot() {
             .await
             .unwrap();
         let image = record(&h, &session.id).await.snapshot.unwrap();
-        let layers = h.runtime.snapshot_depth(&image).await.unwrap().layers;
+        let layers = h
+            .runtime
+            .snapshot_depth(&image, "berth/tiny:latest")
+            .await
+            .unwrap()
+            .layers;
         assert_eq!(layers, if cycle < 4 { cycle } else { 1 }, "cycle {cycle}");
         // Woken at once, as a user who comes back right away: it must not matter.
         h.sessions
