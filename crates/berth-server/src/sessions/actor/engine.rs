@@ -57,6 +57,11 @@ impl Actor {
 
     pub(super) fn engine_lost(&mut self, reason: &str) {
         self.ctx.engine.lost();
+        for id in self.restores_waiting.clone() {
+            if let Err(lost) = self.engine_up() {
+                self.give_up_waiting_restore(&id, lost);
+            }
+        }
         tracing::warn!(
             reason,
             "lost the container engine; creates answer engine_unavailable until it is back"

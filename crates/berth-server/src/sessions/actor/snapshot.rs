@@ -474,6 +474,15 @@ impl Actor {
                 break;
             }
             self.restores_waiting.pop_front();
+            // Everyone who asked has given up (their wait is bounded): nothing to wake it for.
+            if self
+                .waking
+                .get(&id)
+                .is_some_and(|waiters| !waiters.is_empty() && waiters.iter().all(|w| w.is_closed()))
+            {
+                self.waking.remove(&id);
+                continue;
+            }
             match self.ctx.store.get_session(&id).await {
                 Ok(Some(record)) if record.state == SessionState::Hibernated => {
                     started = true;
@@ -489,6 +498,19 @@ impl Actor {
             }
         }
         started
+    }
+
+    /// A restore that waits for capacity and will not happen (its session is being removed,
+    /// the engine is gone): its callers hear why now rather than at their deadline.
+    pub(super) fn give_up_waiting_restore(&mut self, id: &str, why: SessionError) {
+        if let Some(at) = self
+            .restores_waiting
+            .iter()
+            .position(|waiting| waiting == id)
+        {
+            self.restores_waiting.remove(at);
+            self.answer_waking(id, Err(why));
+        }
     }
 
     fn answer_waking(&mut self, id: &str, result: Result<Session, SessionError>) {

@@ -68,6 +68,7 @@ impl Actor {
             existing.extend(waiters);
             return;
         }
+        self.give_up_waiting_restore(&record.id, SessionError::NotFound(record.id.clone()));
         if record.state != SessionState::Stopping {
             record.state = SessionState::Stopping;
             if let Err(err) = self.ctx.store.update_session(&record).await {

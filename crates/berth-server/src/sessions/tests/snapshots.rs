@@ -556,3 +556,31 @@ async fn a_restore_at_capacity_waits_for_room_then_wakes() {
     assert_eq!(also.await.unwrap().unwrap().state, SessionState::Running);
     assert_eq!(read(&h, "alice", &sleeper.id, "kept.txt").await, "asleep");
 }
+
+/// A restore waiting for room whose session is deleted meanwhile: its caller hears at once.
+#[tokio::test]
+async fn deleting_a_session_whose_restore_waits_for_room_answers_its_callers() {
+    let h = harness_with(0, 1).await;
+    let sleeper = running(&h, "alice", "default").await;
+    h.sessions
+        .hibernate(user("alice"), sleeper.id.clone())
+        .await
+        .unwrap();
+    let _other = running(&h, "bob", "default").await;
+    let sessions = h.sessions.clone();
+    let id = sleeper.id.clone();
+    let resumed = tokio::spawn(async move { sessions.resume(user("alice"), id).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!resumed.is_finished(), "no room: the restore waits");
+
+    h.sessions
+        .delete(user("alice"), sleeper.id.clone())
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), resumed)
+        .await
+        .expect("the waiting caller was answered")
+        .unwrap();
+    assert_eq!(answer.unwrap_err().code(), ErrorCode::NotFound);
+    assert_eq!(state_of(&h, &sleeper.id).await, SessionState::Stopped);
+}
