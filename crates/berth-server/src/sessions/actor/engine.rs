@@ -153,6 +153,8 @@ impl Actor {
 
     /// A hibernation a dead control plane left with the container still there: the session is
     /// awake again, as if it had never started, and its container started if it has `stopped`.
+    /// Started whatever the template says of restarts and crash loops: the stop was Berth's
+    /// own, and the container holds the newest files.
     pub(super) async fn undo_interrupted_hibernation(
         &mut self,
         mut record: SessionRecord,
@@ -161,7 +163,7 @@ impl Actor {
         record.state = SessionState::Running;
         record.stop_reason = None;
         if self.ctx.store.update_session(&record).await.is_ok() && stopped {
-            self.recover(record).await;
+            self.restart(record, false);
         }
     }
 
@@ -198,6 +200,10 @@ impl Actor {
                             id: id.clone(),
                             source,
                         })?;
+                    // Docker children an interrupted hibernation stopped wake with it.
+                    if let Err(err) = runtime.start_children(&id).await {
+                        tracing::warn!(session = %id, %err, "docker children not started again");
+                    }
                     Ok(addr)
                 }
                 .await;
