@@ -12,7 +12,7 @@ use berth_proto::SessionState;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
-use super::Actor;
+use super::{Actor, snapshot::REVIVING};
 use crate::{
     runtime::{ManagedContainer, ManagedSnapshot, Runtime},
     sessions::{ReconcileReport, SessionError},
@@ -142,6 +142,12 @@ impl Actor {
                     report.sessions_failed += usize::from(!lives_on);
                 }
                 SessionState::Hibernating => {
+                    self.undo_interrupted_hibernation(record, !container.running)
+                        .await;
+                }
+                // The session's own container, started again after a failed hibernation: it
+                // holds the newest files, so it is started, never removed.
+                SessionState::Restoring if record.stop_reason.as_deref() == Some(REVIVING) => {
                     self.undo_interrupted_hibernation(record, !container.running)
                         .await;
                 }

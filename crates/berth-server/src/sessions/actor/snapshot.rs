@@ -29,6 +29,10 @@ use crate::{
 /// How long the agent has after SIGTERM to save its terminals before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The `stop_reason` of a `restoring` row whose container is the session's own, started again
+/// after a failed hibernation.
+pub(super) const REVIVING: &str = "hibernate_failed";
+
 /// After a restore, the idle policy waits at least this long before it acts again.
 const RESTORE_GRACE_SECONDS: i64 = 300;
 
@@ -221,7 +225,9 @@ impl Actor {
     }
 
     /// Starts the container of a hibernation that failed again, as a restore: requests wait
-    /// for its agent (`restoring`) instead of meeting a stopped container.
+    /// for its agent (`restoring`) instead of meeting a stopped container. The row says so
+    /// ([`REVIVING`]): after a crash, reconcile must start that container, which holds the
+    /// newest files, not remove it as a half-made restore's.
     async fn revive(&mut self, mut record: SessionRecord) {
         let id = record.id.clone();
         let Some(container_id) = record.container_id.clone() else {
@@ -229,7 +235,7 @@ impl Actor {
             return;
         };
         record.state = SessionState::Restoring;
-        record.stop_reason = None;
+        record.stop_reason = Some(REVIVING.to_owned());
         if let Err(err) = self.ctx.store.update_session(&record).await {
             // Still `hibernating` in the store: reconcile finds the container and wakes it.
             return self.answer_waking(&id, Err(err.into()));
@@ -439,6 +445,7 @@ impl Actor {
             // restarts or recovers it) to act on; its files are in that container, not asleep.
             Err(err) if self.reviving.remove(id) => {
                 record.state = SessionState::Running;
+                record.stop_reason = None;
                 if let Err(err) = self.ctx.store.update_session(&record).await {
                     tracing::warn!(session = id, %err, "could not record; reconcile retries");
                 }

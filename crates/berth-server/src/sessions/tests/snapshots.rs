@@ -584,3 +584,28 @@ async fn deleting_a_session_whose_restore_waits_for_room_answers_its_callers() {
     assert_eq!(answer.unwrap_err().code(), ErrorCode::NotFound);
     assert_eq!(state_of(&h, &sleeper.id).await, SessionState::Stopped);
 }
+
+/// A control plane that died while starting a session's own container again after a failed
+/// hibernation: reconcile starts that container (it holds the newest files), never removes it.
+#[tokio::test]
+async fn reconcile_keeps_the_container_of_a_revive_the_control_plane_died_in() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    write(&h, "alice", &session.id, "newest.txt", "only here").await;
+    let mut row = record(&h, &session.id).await;
+    let container = row.container_id.clone();
+    row.state = SessionState::Restoring;
+    row.stop_reason = Some("hibernate_failed".into());
+    h.store.update_session(&row).await.unwrap();
+
+    h.sessions.reconcile().await.unwrap();
+    wait_until("the session to be running again", || async {
+        state_of(&h, &session.id).await == SessionState::Running
+    })
+    .await;
+    assert_eq!(record(&h, &session.id).await.container_id, container);
+    assert_eq!(
+        read(&h, "alice", &session.id, "newest.txt").await,
+        "only here"
+    );
+}
