@@ -100,7 +100,8 @@ await step("terminal-echo", async () => {
 
 await step("editor-save-and-run", async () => {
   await page.getByRole("button", { name: "+ File" }).click();
-  await page.locator(".name-input").fill("hello.py");
+  // Typed slowly, across the workspace's once-a-second re-render: what was typed stays.
+  await page.locator(".name-input").pressSequentially("hello.py", { delay: 200 });
   await page.locator(".name-input").press("Enter");
   await page.locator(".editor .tab.active", { hasText: "hello.py" }).waitFor();
   await page.locator(".cm-content").click();

@@ -622,10 +622,10 @@ fn kill_9_during_hibernation_or_restore_loses_no_file_and_leaves_no_row_stuck() 
     let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
     // Right after a crash the session may still be settling (a container the dead control
     // plane was stopping stops after the restart, and is started again): a 503 then is fair,
-    // so the check retries for a few seconds, well short of the periodic reconcile (30 s),
-    // which must not be what repairs it. What must hold is that the files come back.
+    // so the check retries for a while, short of the periodic reconcile (30 s), which must not
+    // be what repairs it. What must hold is that the files come back.
     let hash = |serve: &Serve| {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let out = serve.berth(ADMIN, &["exec", &id, "--", "sha256sum", "big.bin"]);
             if out.status.success() {

@@ -158,11 +158,13 @@ export function FileTree({ sessionId, onOpen, onGone }: Props) {
     setDropTarget(dir);
   };
 
+  // Uncontrolled: the workspace re-renders every second (its countdown), and a controlled
+  // value would put back `initial` over what the user is typing.
   const nameInput = (initial: string) => (
     <input
       class="name-input"
       autoFocus
-      value={initial}
+      defaultValue={initial}
       placeholder="name"
       onKeyDown={(e) => {
         if (e.key === "Enter") submitName((e.target as HTMLInputElement).value);
