@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+    RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 
 use super::DockerRuntime;
@@ -32,20 +32,7 @@ impl DockerRuntime {
             .call("list_containers", docker.list_containers(Some(options)))
             .await?;
         for id in containers.into_iter().filter_map(|c| c.id) {
-            let options = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            match self
-                .call(
-                    "remove_container",
-                    docker.remove_container(&id, Some(options)),
-                )
-                .await
-            {
-                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
-                Err(err) => return Err(err),
-            }
+            self.remove(&id).await?;
         }
         let options = ListImagesOptionsBuilder::new().filters(&filters).build();
         let images = self
