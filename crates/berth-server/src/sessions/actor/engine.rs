@@ -104,10 +104,9 @@ impl Actor {
                 self.fail(record, "container_vanished").await;
             }
             // A hibernation a dead control plane left behind (none of this one's is in
-            // flight), whose stop finished only now: awake, and started again. Not left to a
-            // reconcile: the engine lists a container as running until its cleanup ends.
+            // flight), whose stop finished only now: this one finishes it.
             (ContainerEventKind::Die, SessionState::Hibernating) => {
-                self.undo_interrupted_hibernation(record, true).await;
+                self.finish_interrupted_hibernation(record).await;
             }
             // A restore or stop a dead control plane left behind: reconcile removes its
             // container whether it runs or not.
@@ -151,11 +150,11 @@ impl Actor {
         false
     }
 
-    /// A hibernation a dead control plane left with the container still there: the session is
-    /// awake again, as if it had never started, and its container started if it has `stopped`.
+    /// A revive (a failed hibernation's container started again) a dead control plane left
+    /// behind: the session is awake again, and its container started if it has `stopped`.
     /// Started whatever the template says of restarts and crash loops: the stop was Berth's
     /// own, and the container holds the newest files.
-    pub(super) async fn undo_interrupted_hibernation(
+    pub(super) async fn finish_interrupted_revive(
         &mut self,
         mut record: SessionRecord,
         stopped: bool,
@@ -200,7 +199,7 @@ impl Actor {
                             id: id.clone(),
                             source,
                         })?;
-                    // Docker children an interrupted hibernation stopped wake with it.
+                    // Docker children a hibernation stopped wake with it.
                     if let Err(err) = runtime.start_children(&id).await {
                         tracing::warn!(session = %id, %err, "docker children not started again");
                     }

@@ -141,14 +141,11 @@ impl Actor {
                     let lives_on = self.recover(record).await;
                     report.sessions_failed += usize::from(!lives_on);
                 }
-                SessionState::Hibernating => {
-                    self.undo_interrupted_hibernation(record, !container.running)
-                        .await;
-                }
+                SessionState::Hibernating => self.finish_interrupted_hibernation(record).await,
                 // The session's own container, started again after a failed hibernation: it
                 // holds the newest files, so it is started, never removed.
                 SessionState::Restoring if record.stop_reason.as_deref() == Some(REVIVING) => {
-                    self.undo_interrupted_hibernation(record, !container.running)
+                    self.finish_interrupted_revive(record, !container.running)
                         .await;
                 }
                 // A restore the control plane died in: its half-made container goes, the

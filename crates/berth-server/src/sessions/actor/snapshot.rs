@@ -138,6 +138,15 @@ impl Actor {
         );
     }
 
+    /// A hibernation a dead control plane began and left with the container still there: this
+    /// one finishes it, as asked. Never undone by starting the container: the dead one's stop
+    /// may still be under way in the engine (which lists a container as running until its stop
+    /// ends) and would stop it under the requests it serves; a stop of this one's waits for it.
+    pub(super) async fn finish_interrupted_hibernation(&mut self, record: SessionRecord) {
+        tracing::info!(session = %record.id, "finishing a hibernation a stopped control plane began");
+        self.begin_hibernate(record, Vec::new()).await;
+    }
+
     /// Hibernated sessions hold no container but keep an image: `quota.max_hibernated` per user.
     async fn check_hibernated_quota(
         &self,

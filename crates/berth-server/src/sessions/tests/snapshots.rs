@@ -182,10 +182,11 @@ async fn a_restore_whose_image_is_gone_fails_the_session_and_answers_at_once() {
 }
 
 #[tokio::test]
-async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() {
+async fn reconcile_finishes_a_hibernation_the_control_plane_died_in() {
     let h = harness().await;
-    // Died before the commit: the container is there, so the session is simply awake.
+    // Died before the commit: the container is there, and this control plane hibernates it.
     let early = running(&h, "alice", "default").await;
+    write(&h, "alice", &early.id, "early.txt", "not yet committed").await;
     let mut row = record(&h, &early.id).await;
     row.state = SessionState::Hibernating;
     h.store.update_session(&row).await.unwrap();
@@ -214,12 +215,15 @@ async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() 
 
     h.sessions.reconcile().await.unwrap();
     wait_until("the hibernations to be settled", || async {
-        state_of(&h, &early.id).await == SessionState::Running
+        state_of(&h, &early.id).await == SessionState::Hibernated
             && state_of(&h, &late.id).await == SessionState::Hibernated
-            && h.runtime.snapshot_count() == 1
+            && h.runtime.snapshot_count() == 2
     })
     .await;
-    assert!(agent_answers(&h, "alice", &early.id).await);
+    assert_eq!(
+        read(&h, "alice", &early.id, "early.txt").await,
+        "not yet committed"
+    );
     assert_eq!(
         record(&h, &late.id).await.snapshot.as_deref(),
         Some("berth-snapshot/late:5")
@@ -227,22 +231,23 @@ async fn reconcile_finishes_or_undoes_a_hibernation_the_control_plane_died_in() 
     assert_eq!(read(&h, "alice", &late.id, "late.txt").await, "committed");
 }
 
-/// The stop a dead control plane asked for may finish after the restart's reconcile saw the
-/// container running and woke the session: the container's death, heard while the row still
-/// said `hibernating`, must not be lost.
+/// The stop a dead control plane asked for may finish before the restart's reconcile looks:
+/// the container's death, heard while the row still says `hibernating`, finishes the
+/// hibernation, and the files wake with the session.
 #[tokio::test]
-async fn a_container_that_stops_after_its_interrupted_hibernation_was_seen_is_started_again() {
+async fn a_container_that_stops_after_its_control_plane_died_mid_hibernation_is_hibernated() {
     let h = harness().await;
     let session = running(&h, "alice", "default").await;
+    write(&h, "alice", &session.id, "notes.txt", "kept").await;
     let mut row = record(&h, &session.id).await;
     row.state = SessionState::Hibernating;
     h.store.update_session(&row).await.unwrap();
     h.runtime.kill(&session.id);
-    wait_until("the session to be awake again", || async {
-        state_of(&h, &session.id).await == SessionState::Running
-            && agent_answers(&h, "alice", &session.id).await
+    wait_until("the hibernation to be finished", || async {
+        state_of(&h, &session.id).await == SessionState::Hibernated
     })
     .await;
+    assert_eq!(read(&h, "alice", &session.id, "notes.txt").await, "kept");
 }
 
 #[tokio::test]
