@@ -7,6 +7,7 @@
 pub mod agent_client;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod docker_api;
 pub mod firewall;

@@ -180,6 +180,11 @@ pub enum StoreError {
     NotFound(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write of a leader whose lease another instance took over (see `cluster`).
+    #[error(
+        "this instance no longer leads lifecycle (its lease, epoch {0}, passed to another); retry the request"
+    )]
+    Fenced(u64),
 }
 
 impl StoreError {
@@ -187,7 +192,9 @@ impl StoreError {
         match self {
             Self::Conflict(_) => berth_proto::ErrorCode::Conflict,
             Self::NotFound(_) => berth_proto::ErrorCode::NotFound,
-            Self::Unavailable(_) | Self::Corrupt(_) => berth_proto::ErrorCode::StoreUnavailable,
+            Self::Unavailable(_) | Self::Corrupt(_) | Self::Fenced(_) => {
+                berth_proto::ErrorCode::StoreUnavailable
+            }
         }
     }
 }
