@@ -154,7 +154,8 @@ async fn start(args: &Args) -> anyhow::Result<Bench> {
         .ping()
         .await
         .context("no Docker engine answers; start one (scripts/test does)")?;
-    let app = berth_server::app(&config, store, runtime.clone(), TOKEN).await;
+    let coordination = Arc::new(berth_server::cluster::LocalCoordination::default());
+    let app = berth_server::app(&config, store, coordination, runtime.clone(), TOKEN).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {

@@ -4,13 +4,16 @@ use std::{io, path::Path, sync::Arc};
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{Store, StoreError};
+use crate::{
+    cluster::Coordination,
+    store::{Store, StoreError},
+};
 
 /// The owner name of sessions the admin creates; no user may take it.
 pub const ADMIN_NAME: &str = "admin";
 
 /// The authenticated caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Principal {
     pub name: String,
     pub admin: bool,
@@ -69,44 +72,56 @@ impl Authenticator {
 
 /// Short-lived, single-use tickets that stand in for a bearer token where a header cannot be
 /// sent: a browser's WebSocket. A ticket is bound to one session and lives one minute, so it is
-/// harmless in a URL or a log.
-#[derive(Debug, Default)]
+/// harmless in a URL or a log. They are kept by the store's coordination: one issued by any
+/// instance is spent, once, on any instance.
+#[derive(Debug, Clone)]
 pub struct Tickets {
-    issued: std::sync::Mutex<std::collections::HashMap<String, Ticket>>,
+    coordination: Arc<dyn Coordination>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Ticket {
     principal: Principal,
     session_id: String,
-    expires: std::time::Instant,
 }
 
 pub const TICKET_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Tickets {
-    pub fn issue(&self, principal: Principal, session_id: &str) -> String {
+    pub fn new(coordination: Arc<dyn Coordination>) -> Self {
+        Self { coordination }
+    }
+
+    pub async fn issue(
+        &self,
+        principal: Principal,
+        session_id: &str,
+    ) -> Result<String, StoreError> {
         let ticket = crate::ids::secret();
-        let now = std::time::Instant::now();
-        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-        issued.retain(|_, t| t.expires > now);
-        issued.insert(
-            ticket.clone(),
-            Ticket {
-                principal,
-                session_id: session_id.to_owned(),
-                expires: now + TICKET_LIFETIME,
-            },
-        );
-        ticket
+        let value = serde_json::to_string(&Ticket {
+            principal,
+            session_id: session_id.to_owned(),
+        })
+        .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        self.coordination
+            .put_ticket(&ticket, &value, TICKET_LIFETIME)
+            .await?;
+        Ok(ticket)
     }
 
     /// The principal a ticket was issued to, once: redeeming consumes it.
-    pub fn redeem(&self, ticket: &str, session_id: &str) -> Option<Principal> {
-        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-        let found = issued.remove(ticket)?;
-        (found.session_id == session_id && found.expires > std::time::Instant::now())
-            .then_some(found.principal)
+    pub async fn redeem(
+        &self,
+        ticket: &str,
+        session_id: &str,
+    ) -> Result<Option<Principal>, StoreError> {
+        let Some(value) = self.coordination.take_ticket(ticket).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str::<Ticket>(&value)
+            .ok()
+            .filter(|found| found.session_id == session_id)
+            .map(|found| found.principal))
     }
 }
 
@@ -152,14 +167,17 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tickets_are_single_use_and_bound_to_their_session() {
-        let tickets = Tickets::default();
-        let ticket = tickets.issue(Principal::admin(), "sone");
-        assert_eq!(tickets.redeem(&ticket, "stwo"), None);
-        let ticket = tickets.issue(Principal::admin(), "sone");
-        assert_eq!(tickets.redeem(&ticket, "sone"), Some(Principal::admin()));
-        assert_eq!(tickets.redeem(&ticket, "sone"), None);
+    #[tokio::test]
+    async fn tickets_are_single_use_and_bound_to_their_session() {
+        let tickets = Tickets::new(Arc::new(crate::cluster::LocalCoordination::default()));
+        let ticket = tickets.issue(Principal::admin(), "sone").await.unwrap();
+        assert_eq!(tickets.redeem(&ticket, "stwo").await.unwrap(), None);
+        let ticket = tickets.issue(Principal::admin(), "sone").await.unwrap();
+        assert_eq!(
+            tickets.redeem(&ticket, "sone").await.unwrap(),
+            Some(Principal::admin())
+        );
+        assert_eq!(tickets.redeem(&ticket, "sone").await.unwrap(), None);
     }
 
     #[test]

@@ -42,7 +42,45 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     pub firewall: FirewallConfig,
     pub e2b: E2bConfig,
+    pub cluster: ClusterConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// `[cluster]`: several instances on one Redis store. One of them leads lifecycle at a time
+/// (it holds a lease in the store); the others send it their lifecycle calls. See
+/// docs/operations.md.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The URL other instances reach this one's API at (`http://10.0.0.5:8080`). Default:
+    /// `http://` and the listen address (`127.0.0.1` for an unspecified one).
+    pub advertise: Option<String>,
+    /// How long a leader that stopped answering keeps the lease: a failover takes about
+    /// this long. Renewed three times per term.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            advertise: None,
+            lease_ttl_ms: 3000,
+        }
+    }
+}
+
+impl Config {
+    /// Where other instances reach this one: `cluster.advertise`, else the listen address.
+    pub fn advertise_url(&self) -> String {
+        if let Some(url) = &self.cluster.advertise {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let mut listen = self.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{listen}")
+    }
 }
 
 /// `[e2b]`: E2B's SDKs, unmodified, against this control plane. Its paths clash with Berth's,
@@ -340,6 +378,7 @@ impl Default for Config {
             snapshots: SnapshotsConfig::default(),
             firewall: FirewallConfig::default(),
             e2b: E2bConfig::default(),
+            cluster: ClusterConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -479,6 +518,19 @@ impl Config {
                     "preview.domain {domain:?} must be a bare domain such as \"preview.example.com\""
                 )));
             }
+        }
+        if !(1000..=60_000).contains(&self.cluster.lease_ttl_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.lease_ttl_ms {} must be from 1000 to 60000",
+                self.cluster.lease_ttl_ms
+            )));
+        }
+        if let Some(url) = &self.cluster.advertise
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.advertise {url:?} must be a URL such as \"http://10.0.0.5:8080\""
+            )));
         }
         for (alias, template) in &self.e2b.templates {
             if !self.templates.contains_key(template) {
@@ -743,6 +795,7 @@ mod tests {
         config.docker.host = Some("unix:///var/run/docker.sock".into());
         config.preview.domain = Some("preview.example".into());
         config.snapshots.registry = Some("127.0.0.1:5000".into());
+        config.cluster.advertise = Some("http://10.0.0.5:8080".into());
         let template = config.templates.get_mut(DEFAULT_TEMPLATE).unwrap();
         template.workspace_seed = Some("seed".into());
         template.pool.max = Some(4);

@@ -34,6 +34,11 @@ pub fn watcher_id() -> String {
     format!("w{}", random_base32(12))
 }
 
+/// One run of a control plane, as the lifecycle lease names its holder: `i` + 12 characters.
+pub fn instance_id() -> String {
+    format!("i{}", random_base32(12))
+}
+
 /// 160 random bits: agent secrets, WebSocket and queue tickets.
 pub fn secret() -> String {
     random_base32(32)

@@ -31,6 +31,7 @@ use crate::{
     agent_client::AgentClient,
     api::AppState,
     auth::Authenticator,
+    cluster::{Coordination, LeaderClient, Leadership},
     config::{Config, ConfigError},
     firewall::{Firewall, FirewallError},
     networks::SessionNetworks,
@@ -70,6 +71,8 @@ pub struct App {
     /// With `[e2b] enabled`: E2B's control-plane REST and envd, each for a listener of its own.
     pub e2b: Option<E2bRouters>,
     pub sessions: SessionManager,
+    /// This instance's part in leading lifecycle; released on a graceful stop.
+    pub leadership: Leadership,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -87,11 +90,13 @@ impl Drop for App {
     }
 }
 
-/// Wires the control plane on a given store and runtime, converges it with the engine once,
-/// and starts the reaper and the periodic reconcile.
+/// Wires the control plane on a given store, coordination and runtime, claims the lead of
+/// lifecycle (a new leader converges with the engine before this returns), and starts the
+/// reaper, the periodic reconcile and the lease's renewals.
 pub async fn app(
     config: &Config,
     store: Arc<dyn Store>,
+    coordination: Arc<dyn Coordination>,
     runtime: Arc<dyn Runtime>,
     admin_token: &str,
 ) -> App {
@@ -99,38 +104,57 @@ pub async fn app(
     metrics::handle();
     let templates = Arc::new(config.templates.clone());
     let max_file_bytes = config.agent.max_file_mb.saturating_mul(1024 * 1024);
-    let sessions = SessionManager::spawn(ManagerContext {
-        store: store.clone(),
-        runtime: runtime.clone(),
-        agent: AgentClient::default(),
-        templates: templates.clone(),
-        sessions_per_user: config.quota.sessions_per_user,
-        max_hibernated: config.quota.max_hibernated,
-        hibernated_ttl: Duration::from_secs(config.snapshots.hibernated_ttl_seconds),
-        // Validated to at most 100.
-        compact_after_layers: config.snapshots.compact_after_layers as u32,
-        snapshot_repository: sessions::snapshot_repository(config.snapshots.registry.as_deref()),
-        keep_local_snapshots: config.snapshots.keep_local,
-        agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
-        max_file_bytes,
-        create_slots: Arc::new(tokio::sync::Semaphore::new(
-            config.capacity.create_concurrency as usize,
-        )),
-        capacity: config.capacity.clone(),
-        tickets: sessions::QueueTickets::default(),
-        create_timeout: Duration::from_secs(config.lifecycle.create_timeout_seconds),
-        engine: Default::default(),
-        activity: Default::default(),
-        restore_times: Default::default(),
-    });
+    let holder = ids::instance_id();
+    let activity = Arc::new(sessions::Activity::default());
+    let mut background = Vec::from(cluster::notices::relay(
+        coordination.clone(),
+        activity.clone(),
+    ));
+    let leader = LeaderClient::new(coordination.clone(), &holder, admin_token);
+    let sessions = SessionManager::clustered(
+        ManagerContext {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            agent: AgentClient::default(),
+            templates: templates.clone(),
+            sessions_per_user: config.quota.sessions_per_user,
+            max_hibernated: config.quota.max_hibernated,
+            hibernated_ttl: Duration::from_secs(config.snapshots.hibernated_ttl_seconds),
+            // Validated to at most 100.
+            compact_after_layers: config.snapshots.compact_after_layers as u32,
+            snapshot_repository: sessions::snapshot_repository(
+                config.snapshots.registry.as_deref(),
+            ),
+            keep_local_snapshots: config.snapshots.keep_local,
+            agent_ready_timeout: Duration::from_millis(config.agent.ready_timeout_ms),
+            max_file_bytes,
+            create_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.capacity.create_concurrency as usize,
+            )),
+            capacity: config.capacity.clone(),
+            tickets: sessions::QueueTickets::default(),
+            create_timeout: Duration::from_secs(config.lifecycle.create_timeout_seconds),
+            engine: Default::default(),
+            activity,
+            restore_times: Default::default(),
+        },
+        leader,
+    );
 
     if let Err(err) = runtime.prepare().await {
         tracing::warn!(%err, "engine not ready at start; sessions cannot be created until it is");
     }
-    match sessions.reconcile().await {
-        Ok(report) => tracing::info!(?report, "startup reconcile done"),
-        Err(err) => tracing::warn!(%err, "startup reconcile skipped; will retry periodically"),
+    let leadership = Leadership::new(
+        coordination.clone(),
+        sessions.clone(),
+        &holder,
+        &config.advertise_url(),
+        Duration::from_millis(config.cluster.lease_ttl_ms),
+    );
+    if !leadership.claim().await {
+        tracing::info!("another instance leads session lifecycle; following it");
     }
+    background.push(leadership.clone().spawn());
 
     let reaper = {
         let sessions = sessions.clone();
@@ -158,7 +182,8 @@ pub async fn app(
                     Ok(report) if report != Default::default() => {
                         tracing::info!(?report, "reconciled")
                     }
-                    Ok(_) => {}
+                    // Once per cluster: the leader's.
+                    Ok(_) | Err(sessions::SessionError::NotLeader) => {}
                     Err(sessions::SessionError::ManagerGone) => return,
                     Err(err) => tracing::warn!(%err, "reconcile failed; will retry"),
                 }
@@ -172,7 +197,7 @@ pub async fn app(
         store,
         runtime,
         templates,
-        tickets: Arc::new(auth::Tickets::default()),
+        tickets: auth::Tickets::new(coordination),
         agent: AgentClient::default(),
         max_file_bytes,
         signer: signing::Signer::from_secret(admin_token),
@@ -186,6 +211,7 @@ pub async fn app(
         docker_timeout: Duration::from_secs(config.docker.timeout_seconds),
         e2b_templates: Arc::new(config.e2b.templates.clone()),
         e2b_watchers: Default::default(),
+        cluster_key: cluster::cluster_key(admin_token).into(),
     };
     App {
         router: api::router(state.clone()),
@@ -194,7 +220,11 @@ pub async fn app(
             sandbox: api::e2b::sandbox_router(state),
         }),
         sessions,
-        background: vec![reaper, reconciler],
+        leadership,
+        background: {
+            background.extend([reaper, reconciler]);
+            background
+        },
     }
 }
 
@@ -237,6 +267,7 @@ pub async fn run(
     }
 
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("berth.db")).await?);
+    let coordination: Arc<dyn Coordination> = Arc::new(cluster::LocalCoordination::default());
     let networks = SessionNetworks::new(&config)?;
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;
@@ -247,7 +278,14 @@ pub async fn run(
         runtime = runtime.with_docker_api_dir(docker_api_dir.clone());
     }
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
-    let mut app = app(&config, store.clone(), runtime.clone(), &admin_token).await;
+    let mut app = app(
+        &config,
+        store.clone(),
+        coordination,
+        runtime.clone(),
+        &admin_token,
+    )
+    .await;
     if let Some(engine) = docker_api {
         let api =
             docker_api::DockerApi::new(&config, docker_api_dir, engine, store, runtime, networks);
@@ -300,6 +338,8 @@ pub async fn run(
     while let Some(served) = servers.join_next().await {
         served.map_err(|join| ServerError::Serve(std::io::Error::other(join)))??;
     }
+    // Another instance leads at once instead of after the lease runs out.
+    app.leadership.release().await;
     Ok(())
 }
 

@@ -176,6 +176,7 @@ pub async fn websocket_caller(
     let caller = state
         .tickets
         .redeem(&ticket, session_id)
+        .await?
         .ok_or_else(ApiError::unauthorized)?;
     Ok((caller, rest))
 }

@@ -8,6 +8,7 @@ pub mod e2b;
 pub(crate) mod error;
 mod extract;
 mod files;
+mod internal;
 mod pool;
 mod previews;
 mod process;
@@ -23,7 +24,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use axum::{
     Router, middleware,
     response::IntoResponse,
-    routing::{any, get},
+    routing::{any, get, post},
 };
 use berth_proto::ErrorCode;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
@@ -55,7 +56,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub runtime: Arc<dyn Runtime>,
     pub templates: Arc<BTreeMap<String, TemplateConfig>>,
-    pub tickets: Arc<Tickets>,
+    pub tickets: Tickets,
     pub agent: AgentClient,
     /// Largest file one upload may write inside a session.
     pub max_file_bytes: u64,
@@ -71,6 +72,8 @@ pub struct AppState {
     pub e2b_templates: Arc<BTreeMap<String, String>>,
     /// envd's polling file watchers, for E2B's sync SDK.
     pub e2b_watchers: Arc<e2b::Watchers>,
+    /// What other instances present on their lifecycle calls (`cluster::cluster_key`).
+    pub cluster_key: Arc<str>,
 }
 
 #[derive(OpenApi)]
@@ -163,6 +166,7 @@ pub fn router(state: AppState) -> Router {
         .route(link, any(previews::add_slash))
         .route(&format!("{link}/"), any(previews::proxy_link))
         .route(&format!("{link}/{{*rest}}"), any(previews::proxy_link))
+        .route(crate::cluster::CALLS_PATH, post(internal::calls))
         .route("/", get(web::index))
         .route("/assets/{file}", get(web::asset))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))

@@ -121,7 +121,7 @@ pub async fn ticket(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     s.sessions.get(&caller, &id).await?;
-    let ticket = s.tickets.issue(caller, &id);
+    let ticket = s.tickets.issue(caller, &id).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(TicketIssued {

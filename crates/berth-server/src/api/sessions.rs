@@ -107,7 +107,7 @@ pub async fn queue_status(
     caller: Principal,
     Path(ticket): Path<String>,
 ) -> Result<Response, ApiError> {
-    queue_answer(state.sessions.queue_status(&caller, &ticket)?)
+    queue_answer(state.sessions.queue_status(&caller, &ticket).await?)
 }
 
 /// Give up a queued create.

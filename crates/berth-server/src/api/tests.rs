@@ -44,7 +44,8 @@ async fn api_with(customise: impl FnOnce(&mut Config)) -> Api {
     let config = config.finish().unwrap();
     let runtime = Arc::new(FakeRuntime::default());
     let store = Arc::new(SqliteStore::in_memory().await.unwrap());
-    let app = crate::app(&config, store, runtime.clone(), ADMIN).await;
+    let coordination = Arc::new(crate::cluster::LocalCoordination::default());
+    let app = crate::app(&config, store, coordination, runtime.clone(), ADMIN).await;
     Api {
         router: app.router.clone(),
         runtime,

@@ -5,7 +5,11 @@
 //! embedded default: it always leads); the Redis store implements it for several instances.
 //! Both pass the same [`contract`] tests.
 
+mod call;
+mod leadership;
 mod local;
+pub mod notices;
+mod remote;
 
 #[cfg(test)]
 pub mod contract;
@@ -15,7 +19,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
+pub use call::{Answer, Call, WireAnswer};
+pub use leadership::Leadership;
 pub use local::LocalCoordination;
+pub use remote::{CALLS_PATH, KEY_HEADER, LeaderClient, cluster_key, key_matches};
 
 use crate::store::StoreError;
 

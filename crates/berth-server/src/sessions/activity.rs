@@ -6,13 +6,13 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
 use berth_proto::ports::SessionEvent;
 use chrono::{DateTime, Utc};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// `last_activity` in the store lags the truth by at most this.
 pub const PERSIST_EVERY: Duration = Duration::from_secs(30);
@@ -24,6 +24,9 @@ const NOTICE_BACKLOG: usize = 16;
 pub struct Activity {
     seen: Mutex<HashMap<String, DateTime<Utc>>>,
     notices: Mutex<HashMap<String, broadcast::Sender<SessionEvent>>>,
+    /// With several instances, notices go out through the store to every instance (this one's
+    /// included), which [`Activity::deliver`] them to the clients connected there.
+    relay: OnceLock<mpsc::UnboundedSender<(String, SessionEvent)>>,
 }
 
 impl Activity {
@@ -37,6 +40,24 @@ impl Activity {
                 seen.insert(id.to_owned(), now);
             }
         }
+    }
+
+    /// Someone worked in the session at `at` (seen by another instance): kept if newer.
+    pub fn touch_at(&self, id: &str, at: DateTime<Utc>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = seen.entry(id.to_owned()).or_insert(at);
+        *latest = (*latest).max(at);
+    }
+
+    /// Every session worked in after `since`, with when it was last.
+    pub fn seen_since(&self, since: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, at)| **at > since)
+            .map(|(id, at)| (id.clone(), *at))
+            .collect()
     }
 
     /// The latest activity seen since the control plane started.
@@ -58,8 +79,24 @@ impl Activity {
             .subscribe()
     }
 
-    /// Tells whoever watches the session; nobody watching is fine.
+    /// From now on, notices go to `relay` instead of straight to this instance's clients.
+    pub fn relay_through(&self, relay: mpsc::UnboundedSender<(String, SessionEvent)>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Tells whoever watches the session, on whichever instance; nobody watching is fine.
     pub fn notify(&self, id: &str, notice: SessionEvent) {
+        match self.relay.get() {
+            Some(relay) => {
+                // A relay gone means the instance is stopping: nobody is left to tell.
+                let _ = relay.send((id.to_owned(), notice));
+            }
+            None => self.deliver(id, notice),
+        }
+    }
+
+    /// Tells the clients connected to this instance that watch the session.
+    pub fn deliver(&self, id: &str, notice: SessionEvent) {
         let mut notices = self.notices.lock().unwrap_or_else(|p| p.into_inner());
         // No receiver left: the channel goes until someone subscribes again.
         if let Some(sender) = notices.get(id)

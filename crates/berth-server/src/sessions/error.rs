@@ -52,6 +52,16 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("the session manager has stopped")]
     ManagerGone,
+    /// A lifecycle call reached an instance that does not lead (any longer): the caller asks
+    /// the leader of the moment.
+    #[error("this instance does not lead lifecycle; send the call to the one that does")]
+    NotLeader,
+    /// No instance leads lifecycle, or the leader could not be reached or stopped while
+    /// answering: retrying is safe once one leads again.
+    #[error(
+        "no control plane instance leads session lifecycle right now ({0}); retry in a few seconds"
+    )]
+    NoLeader(String),
     /// Something that should not happen did (a panic in the manager or one of its tasks); the
     /// request is answered with this and the manager goes on.
     #[error("internal error: {0}; the server log has the details")]
@@ -85,6 +95,7 @@ impl SessionError {
             | Self::Seed { .. } => ErrorCode::SessionFailed,
             Self::Store(store) => store.code(),
             Self::ManagerGone | Self::Internal(_) => ErrorCode::Internal,
+            Self::NotLeader | Self::NoLeader(_) => ErrorCode::StoreUnavailable,
             Self::Reported { code, .. } => *code,
         }
     }

@@ -12,7 +12,11 @@ mod restore_times;
 mod snapshots;
 mod validate;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use berth_proto::{
     CreateSession, ErrorDetail, Session, SessionState,
@@ -32,6 +36,7 @@ pub use validate::label_filter as parse_label_filter;
 use crate::{
     agent_client::AgentClient,
     auth::Principal,
+    cluster::{Answer, Call, LeaderClient},
     config::TemplateConfig,
     runtime::Runtime,
     store::{SessionFilter, Store},
@@ -76,7 +81,13 @@ pub struct ManagerContext {
 
 #[derive(Debug, Clone)]
 pub struct SessionManager {
-    commands: mpsc::Sender<Command>,
+    /// This instance's actor while it leads lifecycle; `None` while another instance does.
+    actor: Arc<RwLock<Option<mpsc::Sender<Command>>>>,
+    /// How lifecycle calls reach the leading instance when this one does not lead; `None`
+    /// for a lone instance, which always leads.
+    leader: Option<Arc<LeaderClient>>,
+    /// What a new actor is made of when this instance comes to lead.
+    ctx: ManagerContext,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     tickets: QueueTickets,
@@ -86,22 +97,182 @@ pub struct SessionManager {
 }
 
 impl SessionManager {
-    /// Starts the actor. It runs until every handle is dropped.
+    /// A lone instance: it leads lifecycle from the start. The actor runs until every handle
+    /// is dropped.
     pub fn spawn(ctx: ManagerContext) -> Self {
-        let (commands, inbox) = mpsc::channel(1024);
-        let manager = Self {
-            commands: commands.clone(),
+        let manager = Self::without_actor(ctx, None);
+        manager.lead();
+        manager
+    }
+
+    /// One of several instances on a shared store: it leads only once [`Self::lead`] is
+    /// called (by `cluster::leadership`), and until then sends lifecycle calls to the
+    /// instance that does.
+    pub fn clustered(ctx: ManagerContext, leader: LeaderClient) -> Self {
+        Self::without_actor(ctx, Some(Arc::new(leader)))
+    }
+
+    fn without_actor(ctx: ManagerContext, leader: Option<Arc<LeaderClient>>) -> Self {
+        Self {
+            actor: Arc::default(),
+            leader,
             store: ctx.store.clone(),
             runtime: ctx.runtime.clone(),
             tickets: ctx.tickets.clone(),
             engine: ctx.engine.clone(),
             activity: ctx.activity.clone(),
             restore_times: ctx.restore_times.clone(),
-        };
+            ctx,
+        }
+    }
+
+    /// Starts an actor here, unless one runs. Returns whether this instance just came to lead
+    /// (it then reconciles before anything else: a leader's first act).
+    pub fn lead(&self) -> bool {
+        let mut actor = self.actor.write().unwrap_or_else(|p| p.into_inner());
+        if actor.is_some() {
+            return false;
+        }
+        let (commands, inbox) = mpsc::channel(1024);
         // Before anyone looks at the engine: the watcher replays what happened from here on.
         let started = std::time::SystemTime::now();
-        tokio::spawn(actor::Actor::new(ctx, commands.downgrade(), inbox).run(started));
-        manager
+        tokio::spawn(actor::Actor::new(self.ctx.clone(), commands.downgrade(), inbox).run(started));
+        *actor = Some(commands);
+        true
+    }
+
+    /// Another instance leads now. This one's actor gets no more calls and ends once the
+    /// tasks it started have reported (their writes are fenced out by then); what it kept in
+    /// memory (pools, queue) the new leader rebuilds from the store and the engine.
+    pub fn follow(&self) {
+        self.actor.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Whether this instance leads lifecycle now.
+    pub fn leads(&self) -> bool {
+        self.here().is_some()
+    }
+
+    fn here(&self) -> Option<mpsc::Sender<Command>> {
+        self.actor.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs a lifecycle call where it is decided: by this instance's actor when it leads, else
+    /// by the leading instance.
+    pub async fn call(&self, call: Call) -> Result<Answer, SessionError> {
+        match (self.here(), &self.leader) {
+            (Some(actor), _) => self.serve_with(actor, call).await,
+            (None, Some(leader)) => leader.send(call).await,
+            (None, None) => Err(SessionError::ManagerGone),
+        }
+    }
+
+    /// Runs a call another instance sent, here: never passed on again.
+    pub async fn serve(&self, call: Call) -> Result<Answer, SessionError> {
+        let actor = self.here().ok_or(SessionError::NotLeader)?;
+        self.serve_with(actor, call).await
+    }
+
+    async fn serve_with(
+        &self,
+        actor: mpsc::Sender<Command>,
+        call: Call,
+    ) -> Result<Answer, SessionError> {
+        let session = Answer::Session;
+        match call {
+            Call::Create { caller, request } => {
+                let created = ask(&actor, |reply| Command::Create {
+                    caller,
+                    request,
+                    reply,
+                })
+                .await?;
+                Ok(match created {
+                    Created::Running(running) => session(running),
+                    Created::Queued(status) => Answer::Queued(status),
+                })
+            }
+            Call::CancelQueued { caller, ticket } => ask(&actor, |reply| Command::CancelQueued {
+                caller,
+                ticket,
+                reply,
+            })
+            .await
+            .map(|()| Answer::Done),
+            Call::QueueStatus { caller, ticket } => self
+                .tickets
+                .status(&caller, &ticket)
+                .map(Answer::Queue)
+                .ok_or_else(|| SessionError::NotFound(format!("queued request {ticket}"))),
+            Call::Delete { caller, id } => {
+                ask(&actor, |reply| Command::Delete { caller, id, reply })
+                    .await
+                    .map(|()| Answer::Done)
+            }
+            Call::Extend {
+                caller,
+                id,
+                ttl_seconds,
+            } => ask(&actor, |reply| Command::Extend {
+                caller,
+                id,
+                ttl_seconds,
+                reply,
+            })
+            .await
+            .map(session),
+            Call::Hibernate { caller, id } => {
+                ask(&actor, |reply| Command::Hibernate { caller, id, reply })
+                    .await
+                    .map(session)
+            }
+            Call::Resume { caller, id } => {
+                ask(&actor, |reply| Command::Resume { caller, id, reply })
+                    .await
+                    .map(session)
+            }
+            Call::Keepalive {
+                caller,
+                id,
+                seconds,
+            } => ask(&actor, |reply| Command::Keepalive {
+                caller,
+                id,
+                seconds,
+                reply,
+            })
+            .await
+            .map(session),
+            Call::PoolStatus => {
+                let (reply, answer) = oneshot::channel();
+                actor
+                    .send(Command::PoolStatus { reply })
+                    .await
+                    .map_err(|_| SessionError::ManagerGone)?;
+                answer
+                    .await
+                    .map(Answer::Pools)
+                    .map_err(|_| SessionError::Internal("the pool status was not answered".into()))
+            }
+            Call::CreateSnapshot {
+                caller,
+                session_id,
+                name,
+            } => self
+                .snapshot_here(&caller, &session_id, &name)
+                .await
+                .map(Answer::Snapshot),
+            Call::DeleteSnapshot { caller, id } => self
+                .delete_snapshot_here(&caller, &id)
+                .await
+                .map(|()| Answer::Done),
+            Call::Activity { seen } => {
+                for (id, at) in seen {
+                    self.activity.touch_at(&id, at);
+                }
+                Ok(Answer::Done)
+            }
+        }
     }
 
     /// Someone worked in the session just now (a file, an exec, a preview, the UI's beacon).
@@ -122,34 +293,18 @@ impl SessionManager {
         id: String,
         seconds: u64,
     ) -> Result<Session, SessionError> {
-        self.ask(|reply| Command::Keepalive {
+        self.call(Call::Keepalive {
             caller,
             id,
             seconds,
-            reply,
         })
-        .await
+        .await?
+        .session()
     }
 
     /// What the manager knows of the engine.
     pub fn engine(&self) -> &EngineState {
         &self.engine
-    }
-
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(command::Reply<T>) -> Command,
-    ) -> Result<T, SessionError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .await
-            .map_err(|_| SessionError::ManagerGone)?;
-        // A reply dropped unanswered means the command failed inside the actor (which logged
-        // it and went on), not that the manager stopped.
-        answer.await.map_err(|_| {
-            SessionError::Internal("the session manager could not finish this request".into())
-        })?
     }
 
     /// Creates a session, waiting in the queue as long as it takes when the host is full.
@@ -191,23 +346,27 @@ impl SessionManager {
         caller: Principal,
         request: CreateSession,
     ) -> Result<Created, SessionError> {
-        self.ask(|reply| Command::Create {
-            caller,
-            request,
-            reply,
-        })
-        .await
+        match self.call(Call::Create { caller, request }).await? {
+            Answer::Session(session) => Ok(Created::Running(session)),
+            Answer::Queued(status) => Ok(Created::Queued(status)),
+            other => Err(SessionError::Internal(format!(
+                "a create was answered {other:?}"
+            ))),
+        }
     }
 
     /// Where a queued create stands; someone else's ticket is not found.
-    pub fn queue_status(
+    pub async fn queue_status(
         &self,
         caller: &Principal,
         ticket: &str,
     ) -> Result<QueueStatus, SessionError> {
-        self.tickets
-            .status(caller, ticket)
-            .ok_or_else(|| SessionError::NotFound(format!("queued request {ticket}")))
+        self.call(Call::QueueStatus {
+            caller: caller.clone(),
+            ticket: ticket.to_owned(),
+        })
+        .await?
+        .queue()
     }
 
     pub async fn cancel_queued(
@@ -215,17 +374,13 @@ impl SessionManager {
         caller: Principal,
         ticket: String,
     ) -> Result<(), SessionError> {
-        self.ask(|reply| Command::CancelQueued {
-            caller,
-            ticket,
-            reply,
-        })
-        .await
+        self.call(Call::CancelQueued { caller, ticket })
+            .await?
+            .done()
     }
 
     pub async fn delete(&self, caller: Principal, id: String) -> Result<(), SessionError> {
-        self.ask(|reply| Command::Delete { caller, id, reply })
-            .await
+        self.call(Call::Delete { caller, id }).await?.done()
     }
 
     pub async fn extend(
@@ -234,25 +389,23 @@ impl SessionManager {
         id: String,
         ttl_seconds: u64,
     ) -> Result<Session, SessionError> {
-        self.ask(|reply| Command::Extend {
+        self.call(Call::Extend {
             caller,
             id,
             ttl_seconds,
-            reply,
         })
-        .await
+        .await?
+        .session()
     }
 
     /// Puts a running session to sleep; answers once it is `hibernated`.
     pub async fn hibernate(&self, caller: Principal, id: String) -> Result<Session, SessionError> {
-        self.ask(|reply| Command::Hibernate { caller, id, reply })
-            .await
+        self.call(Call::Hibernate { caller, id }).await?.session()
     }
 
     /// Wakes a hibernated session; answers once it is `running` (at once if it is).
     pub async fn resume(&self, caller: Principal, id: String) -> Result<Session, SessionError> {
-        self.ask(|reply| Command::Resume { caller, id, reply })
-            .await
+        self.call(Call::Resume { caller, id }).await?.session()
     }
 
     pub async fn get(&self, caller: &Principal, id: &str) -> Result<Session, SessionError> {
@@ -367,29 +520,28 @@ impl SessionManager {
 
     /// Ready, warming and claimed counts of every template's warm pool.
     pub async fn pool_status(&self) -> Result<Vec<berth_proto::pool::PoolStatus>, SessionError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::PoolStatus { reply })
-            .await
-            .map_err(|_| SessionError::ManagerGone)?;
-        answer
-            .await
-            .map_err(|_| SessionError::Internal("the pool status was not answered".into()))
+        self.call(Call::PoolStatus).await?.pools()
     }
 
-    /// Asks the actor to stop expired sessions now.
+    /// Asks the actor to stop expired sessions now; only the leading instance reaps, so this
+    /// does nothing elsewhere.
     pub async fn reap(&self) -> Result<(), SessionError> {
-        self.commands
+        let Some(actor) = self.here() else {
+            return Ok(());
+        };
+        actor
             .send(Command::Reap)
             .await
             .map_err(|_| SessionError::ManagerGone)
     }
 
-    /// Lists the engine's containers and has the actor converge the store with them.
+    /// Lists the engine's containers and has the actor converge the store with them. Only
+    /// the leading instance reconciles (`NotLeader` elsewhere): once per cluster.
     pub async fn reconcile(&self) -> Result<ReconcileReport, SessionError> {
+        let actor = self.here().ok_or(SessionError::NotLeader)?;
         let observed = actor::observe(self.runtime.as_ref(), self.store.as_ref()).await?;
         let (reply, answer) = oneshot::channel();
-        self.commands
+        actor
             .send(Command::Reconcile {
                 observed,
                 reply: Some(reply),
@@ -400,6 +552,32 @@ impl SessionManager {
             .await
             .map_err(|_| SessionError::Internal("the reconcile was not answered".into()))
     }
+
+    /// The work seen here since the last call, for the leader's idle policy (see
+    /// `cluster::leadership`, which sends it).
+    pub fn activity_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+        self.activity.seen_since(since)
+    }
+}
+
+/// Sends one command to `actor` and waits for its reply.
+async fn ask<T>(
+    actor: &mpsc::Sender<Command>,
+    make: impl FnOnce(command::Reply<T>) -> Command,
+) -> Result<T, SessionError> {
+    let (reply, answer) = oneshot::channel();
+    actor
+        .send(make(reply))
+        .await
+        .map_err(|_| SessionError::ManagerGone)?;
+    // A reply dropped unanswered means the command failed inside the actor (which logged it
+    // and went on), or the actor ended because this instance stopped leading.
+    answer.await.map_err(|_| {
+        SessionError::Internal("the session manager could not finish this request".into())
+    })?
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use berth_proto::{SessionState, snapshot::Snapshot};
 use chrono::Utc;
 
 use super::{SessionError, SessionManager};
-use crate::{auth::Principal, ids, store::SnapshotRecord};
+use crate::{auth::Principal, cluster::Call, ids, store::SnapshotRecord};
 
 /// Where every snapshot image lives in the engine's image store: hibernations and checkpoints
 /// tagged with their commit time, named snapshots with their own id.
@@ -27,6 +27,22 @@ const MAX_NAME: usize = 64;
 impl SessionManager {
     /// Copies a running session's files into a named snapshot, pausing it for the copy.
     pub async fn create_snapshot(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+        name: &str,
+    ) -> Result<Snapshot, SessionError> {
+        self.call(Call::CreateSnapshot {
+            caller: caller.clone(),
+            session_id: session_id.to_owned(),
+            name: name.to_owned(),
+        })
+        .await?
+        .snapshot()
+    }
+
+    /// [`Self::create_snapshot`] on the leading instance, whose writes the store accepts.
+    pub(super) async fn snapshot_here(
         &self,
         caller: &Principal,
         session_id: &str,
@@ -91,6 +107,20 @@ impl SessionManager {
 
     /// Deletes a named snapshot and its image. Sessions forked from it keep their files.
     pub async fn delete_snapshot(&self, caller: &Principal, id: &str) -> Result<(), SessionError> {
+        self.call(Call::DeleteSnapshot {
+            caller: caller.clone(),
+            id: id.to_owned(),
+        })
+        .await?
+        .done()
+    }
+
+    /// [`Self::delete_snapshot`] on the leading instance.
+    pub(super) async fn delete_snapshot_here(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<(), SessionError> {
         let snapshot = match self.store.get_snapshot(id).await? {
             Some(snapshot) if caller.may_access(&snapshot.owner) => snapshot,
             _ => return Err(SessionError::NotFound(format!("snapshot {id}"))),

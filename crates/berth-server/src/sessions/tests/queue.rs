@@ -113,12 +113,13 @@ async fn a_queued_create_can_be_cancelled_and_checked_by_ticket() {
     assert_eq!(
         h.sessions
             .queue_status(&user("a"), &ticket)
+            .await
             .unwrap()
             .position,
         Some(1)
     );
     assert!(matches!(
-        h.sessions.queue_status(&user("b"), &ticket),
+        h.sessions.queue_status(&user("b"), &ticket).await,
         Err(SessionError::NotFound(_))
     ));
     assert!(
@@ -132,7 +133,7 @@ async fn a_queued_create_can_be_cancelled_and_checked_by_ticket() {
         .cancel_queued(user("a"), ticket.clone())
         .await
         .unwrap();
-    let cancelled = h.sessions.queue_status(&user("a"), &ticket).unwrap();
+    let cancelled = h.sessions.queue_status(&user("a"), &ticket).await.unwrap();
     assert_eq!(cancelled.state, QueueState::Failed);
     assert!(h.sessions.cancel_queued(user("a"), ticket).await.is_err());
 }
