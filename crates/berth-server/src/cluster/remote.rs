@@ -62,7 +62,7 @@ pub struct LeaderClient {
 
 /// How one attempt at a call ended.
 enum Attempt {
-    Answered(WireAnswer),
+    Answered(Box<WireAnswer>),
     /// Nothing happened on the leader (it was not reached, or does not lead): ask again.
     Retry(String),
     Failed(SessionError),
@@ -91,7 +91,7 @@ impl LeaderClient {
                 None => Attempt::Retry("no instance holds the lifecycle lease".into()),
             };
             match attempt {
-                Attempt::Answered(answer) => return Ok(self.answer(&call, answer)),
+                Attempt::Answered(answer) => return Ok(self.answer(&call, *answer)),
                 Attempt::Failed(err) => return Err(err),
                 Attempt::Retry(why) if Instant::now() >= deadline => {
                     return Err(SessionError::NoLeader(why));
@@ -139,7 +139,7 @@ impl LeaderClient {
         }
         if status.is_success() {
             return match serde_json::from_slice::<WireAnswer>(&body) {
-                Ok(answer) => Attempt::Answered(answer),
+                Ok(answer) => Attempt::Answered(Box::new(answer)),
                 Err(err) => Attempt::Failed(SessionError::Internal(format!(
                     "the leader's answer: {err}"
                 ))),
@@ -189,7 +189,7 @@ impl LeaderClient {
         };
         let client = self.clone();
         let caller = caller.clone();
-        let ticket = status.ticket.clone();
+        let ticket = status.ticket;
         tokio::spawn(async move {
             while !sender.is_closed() {
                 tokio::time::sleep(QUEUE_POLL).await;
