@@ -42,6 +42,10 @@ pub fn hash_token(token: &str) -> String {
 pub struct Authenticator {
     admin_token_hash: String,
     store: Arc<dyn Store>,
+    /// Users this instance has authenticated, by token hash: while the store does not answer,
+    /// they keep working in their running sessions (tokens are never revoked, so a known one
+    /// stays valid).
+    known: Arc<std::sync::Mutex<std::collections::HashMap<String, Principal>>>,
 }
 
 impl Authenticator {
@@ -49,6 +53,7 @@ impl Authenticator {
         Self {
             admin_token_hash: hash_token(admin_token),
             store,
+            known: Arc::default(),
         }
     }
 
@@ -59,14 +64,25 @@ impl Authenticator {
         if hash == self.admin_token_hash {
             return Ok(Some(Principal::admin()));
         }
-        Ok(self
-            .store
-            .user_by_token_hash(&hash)
-            .await?
-            .map(|user| Principal {
-                name: user.name,
-                admin: false,
-            }))
+        let found = match self.store.user_by_token_hash(&hash).await {
+            Ok(found) => found,
+            Err(err @ StoreError::Unavailable(_)) => {
+                let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                return known.get(&hash).cloned().map(Some).ok_or(err);
+            }
+            Err(err) => return Err(err),
+        };
+        let principal = found.map(|user| Principal {
+            name: user.name,
+            admin: false,
+        });
+        if let Some(principal) = &principal {
+            self.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(hash, principal.clone());
+        }
+        Ok(principal)
     }
 }
 

@@ -22,6 +22,9 @@ pub struct Readiness {
     pub engine: String,
     /// `ok`, or why the store cannot be used.
     pub store: String,
+    /// `leading` when this instance decides session lifecycle, `following` when it sends
+    /// lifecycle calls to the instance that does (several instances on one store).
+    pub lifecycle: &'static str,
 }
 
 /// Readiness: the container engine and the store both answer.
@@ -59,6 +62,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             ready,
             engine,
             store,
+            lifecycle: if state.sessions.leads() {
+                "leading"
+            } else {
+                "following"
+            },
         }),
     )
 }

@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod pool;
 mod queue;
+mod reached;
 mod restore_times;
 mod snapshots;
 mod validate;
@@ -29,6 +30,7 @@ pub use command::{Command, Created, ReconcileReport, Started};
 pub use engine::EngineState;
 pub use error::SessionError;
 pub use queue::QueueTickets;
+use reached::Reached;
 pub use restore_times::RestoreTimes;
 pub use snapshots::snapshot_repository;
 pub use validate::label_filter as parse_label_filter;
@@ -39,7 +41,7 @@ use crate::{
     cluster::{Answer, Call, LeaderClient},
     config::TemplateConfig,
     runtime::Runtime,
-    store::{SessionFilter, Store},
+    store::{SessionFilter, Store, StoreError},
 };
 
 /// The longest a request waits for a sleeping session to wake before it answers 503.
@@ -94,6 +96,7 @@ pub struct SessionManager {
     engine: Arc<EngineState>,
     activity: Arc<Activity>,
     restore_times: Arc<RestoreTimes>,
+    reached: Reached,
 }
 
 impl SessionManager {
@@ -122,6 +125,7 @@ impl SessionManager {
             engine: ctx.engine.clone(),
             activity: ctx.activity.clone(),
             restore_times: ctx.restore_times.clone(),
+            reached: Reached::default(),
             ctx,
         }
     }
@@ -484,9 +488,15 @@ impl SessionManager {
         caller: &Principal,
         id: &str,
     ) -> Result<(std::net::SocketAddr, String), SessionError> {
-        let mut record = match self.store.get_session(id).await? {
-            Some(record) if caller.may_access(&record.owner) => record,
-            _ => return Err(SessionError::NotFound(id.to_owned())),
+        let mut record = match self.store.get_session(id).await {
+            Ok(Some(record)) if caller.may_access(&record.owner) => record,
+            Ok(_) => return Err(SessionError::NotFound(id.to_owned())),
+            // The store does not answer: a running session this instance reached before is
+            // reached again, so terminals, files and previews outlive a store outage.
+            Err(err @ StoreError::Unavailable(_)) => {
+                return self.reached.get(caller, id).ok_or(err.into());
+            }
+            Err(err) => return Err(err.into()),
         };
         // A session's container is down with its engine: say so, not that the session failed.
         self.engine.check()?;
@@ -510,11 +520,18 @@ impl SessionManager {
         }
         let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
         match (record.state, addr) {
-            (SessionState::Running, Some(addr)) => Ok((addr, record.agent_secret)),
-            (state, _) => Err(SessionError::Unavailable {
-                id: record.id,
-                state,
-            }),
+            (SessionState::Running, Some(addr)) => {
+                self.reached
+                    .remember(&record.id, &record.owner, addr, &record.agent_secret);
+                Ok((addr, record.agent_secret))
+            }
+            (state, _) => {
+                self.reached.forget(&record.id);
+                Err(SessionError::Unavailable {
+                    id: record.id,
+                    state,
+                })
+            }
         }
     }
 
