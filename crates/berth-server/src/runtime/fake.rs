@@ -18,8 +18,8 @@ use futures_util::StreamExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
-    ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth,
+    ContainerEvent, ContainerEventKind, ContainerOrigin, ContainerSpec, EventStream,
+    ManagedContainer, ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth,
 };
 
 #[derive(Debug)]
@@ -299,6 +299,19 @@ impl Runtime for FakeRuntime {
         Ok(self.lock().get(container_id).map(|c| ManagedContainer {
             id: container_id.to_owned(),
             session_id: c.spec.session_id.clone(),
+            running: c.agent.is_some(),
+        }))
+    }
+
+    async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {
+        self.check_up()?;
+        Ok(self.lock().get(container_id).map(|c| ContainerOrigin {
+            container_id: container_id.to_owned(),
+            session_id: c.spec.session_id.clone(),
+            owner: c.spec.owner.clone(),
+            template: c.spec.template.clone(),
+            agent_secret: c.spec.env.get(SECRET_ENV).cloned().unwrap_or_default(),
+            created_at: chrono::Utc::now(),
             running: c.agent.is_some(),
         }))
     }

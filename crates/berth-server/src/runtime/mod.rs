@@ -59,6 +59,20 @@ pub struct ManagedContainer {
     pub running: bool,
 }
 
+/// What a container says of the session it was made for (its labels and environment):
+/// enough to write the session's row again when the store lost it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerOrigin {
+    pub container_id: String,
+    pub session_id: String,
+    /// Empty for a warm pool's container, which belongs to no one yet.
+    pub owner: String,
+    pub template: String,
+    pub agent_secret: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub running: bool,
+}
+
 /// A snapshot image of this instance, as the engine lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedSnapshot {
@@ -194,6 +208,10 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
 
     /// One container of this instance, or `None` when the engine no longer has it.
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError>;
+
+    /// What one container of this instance was made for, or `None` when the engine no longer
+    /// has it.
+    async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError>;
 
     /// Removes everything a session made through its Docker API: containers (killed, with
     /// their anonymous volumes) and images. Succeeds when there is nothing.

@@ -30,8 +30,8 @@ mod overlay;
 mod registry;
 
 use super::{
-    ContainerEvent, ContainerEventKind, ContainerSpec, EventStream, ManagedContainer,
-    ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth, labels,
+    ContainerEvent, ContainerEventKind, ContainerOrigin, ContainerSpec, EventStream,
+    ManagedContainer, ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth, labels,
 };
 use crate::{
     config::DockerConfig,
@@ -510,6 +510,49 @@ impl Runtime for DockerRuntime {
             Ok(Some(ManagedContainer {
                 id: inspected.id.unwrap_or_else(|| container_id.to_owned()),
                 session_id: labels.remove(labels::SESSION).unwrap_or_default(),
+                running: inspected.state.and_then(|s| s.running).unwrap_or(false),
+            }))
+        })
+        .await
+    }
+
+    async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            let inspected = match self
+                .call(
+                    "inspect_container",
+                    docker.inspect_container(container_id, None),
+                )
+                .await
+            {
+                Ok(inspected) => inspected,
+                Err(RuntimeError::NotFound(_)) => return Ok(None),
+                Err(err) => return Err(err),
+            };
+            let config = inspected.config.unwrap_or_default();
+            let mut labels = config.labels.unwrap_or_default();
+            if labels.get(labels::INSTANCE) != Some(&self.config.instance) {
+                return Ok(None);
+            }
+            let secret_prefix = format!("{}=", berth_proto::agent::SECRET_ENV);
+            let agent_secret = config
+                .env
+                .unwrap_or_default()
+                .iter()
+                .find_map(|var| var.strip_prefix(&secret_prefix).map(str::to_owned))
+                .unwrap_or_default();
+            let created_at = inspected
+                .created
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+                .map_or_else(chrono::Utc::now, |at| at.with_timezone(&chrono::Utc));
+            Ok(Some(ContainerOrigin {
+                container_id: inspected.id.unwrap_or_else(|| container_id.to_owned()),
+                session_id: labels.remove(labels::SESSION).unwrap_or_default(),
+                owner: labels.remove(labels::OWNER).unwrap_or_default(),
+                template: labels.remove(labels::TEMPLATE).unwrap_or_default(),
+                agent_secret,
+                created_at,
                 running: inspected.state.and_then(|s| s.running).unwrap_or(false),
             }))
         })

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{Actor, snapshot::REVIVING};
 use crate::{
-    runtime::{ManagedContainer, ManagedSnapshot, Runtime},
+    runtime::{ContainerOrigin, ManagedContainer, ManagedSnapshot, Runtime},
     sessions::{ReconcileReport, SessionError},
     store::{SessionFilter, SessionRecord, Store},
 };
@@ -37,6 +37,9 @@ pub struct Observed {
     pub snapshots: Vec<ManagedSnapshot>,
     /// Images of named snapshots, which are kept whatever their session does.
     pub named: HashSet<String>,
+    /// Containers of sessions the store has no row for at all: rows are written before
+    /// containers and never deleted, so the store lost them (a flushed Redis, say).
+    pub lost: Vec<ContainerOrigin>,
 }
 
 /// Reads the engine for a reconcile: the listing first, then the store, then an inspection of
@@ -53,6 +56,18 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
         .map(|snapshot| snapshot.image)
         .collect();
     let live = store.list_sessions(&SessionFilter::live()).await?;
+    let live_ids: HashSet<&str> = live.iter().map(|record| record.id.as_str()).collect();
+    let mut lost = Vec::new();
+    for container in &containers {
+        if live_ids.contains(container.session_id.as_str())
+            || store.get_session(&container.session_id).await?.is_some()
+        {
+            continue;
+        }
+        if let Some(origin) = runtime.origin(&container.id).await? {
+            lost.push(origin);
+        }
+    }
     let mut vanished = HashSet::new();
     for record in live {
         let Some(container_id) = record.container_id else {
@@ -73,6 +88,7 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
         vanished,
         snapshots,
         named,
+        lost,
     })
 }
 
@@ -101,6 +117,11 @@ impl Actor {
             .collect();
         let doomed_snapshots = self.unclaimed_snapshots(&observed, &kept);
         let mut live = kept;
+        for origin in observed.lost {
+            if let Some(record) = self.rebuild(origin).await {
+                live.insert(record.id.clone(), record);
+            }
+        }
         live.retain(|_, record| record.state.is_live());
         let mut seen = HashSet::new();
         let mut doomed = Vec::new();
@@ -140,6 +161,10 @@ impl Actor {
                 SessionState::Running | SessionState::Pooled if !container.running => {
                     let lives_on = self.recover(record).await;
                     report.sessions_failed += usize::from(!lives_on);
+                }
+                // Written again from its container: its address is read from the engine.
+                SessionState::Running if record.agent_addr.is_none() => {
+                    self.restart(record, false);
                 }
                 SessionState::Hibernating => self.finish_interrupted_hibernation(record).await,
                 // The session's own container, started again after a failed hibernation: it
@@ -235,6 +260,50 @@ impl Actor {
                 let _ = reply.send(report);
             }
         });
+    }
+
+    /// Writes again the row of a session whose container outlived its row (see
+    /// [`Observed::lost`]), from what the container says: its owner keeps it. A warm pool's
+    /// container, nobody's yet, is left to go as an orphan. Returns the row written.
+    async fn rebuild(&mut self, origin: ContainerOrigin) -> Option<SessionRecord> {
+        if origin.owner.is_empty() || origin.agent_secret.is_empty() {
+            return None;
+        }
+        let ttl = self
+            .template(&origin.template)
+            .map(|template| template.ttl_seconds)
+            .unwrap_or_else(|_| crate::config::TemplateConfig::default().ttl_seconds);
+        let now = chrono::Utc::now();
+        let record = SessionRecord {
+            id: origin.session_id,
+            owner: origin.owner,
+            template: origin.template,
+            state: SessionState::Running,
+            labels: Default::default(),
+            created_at: origin.created_at,
+            expires_at: now + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX)),
+            last_activity: now,
+            container_id: Some(origin.container_id),
+            agent_addr: None,
+            stop_reason: None,
+            agent_secret: origin.agent_secret,
+            snapshot: None,
+            hibernated_at: None,
+            keepalive_until: None,
+        };
+        if let Err(err) = self.ctx.store.insert_session(&record).await {
+            tracing::warn!(%err, session = %record.id, "could not write a lost session again");
+            return None;
+        }
+        tracing::warn!(session = %record.id, owner = %record.owner, "the store had lost this session; written again from its container");
+        self.record_event(
+            &record.id,
+            "rebuilt",
+            "the store had lost this session; it was written again from its container (its \
+             labels and expiry were reset)",
+        )
+        .await;
+        Some(record)
     }
 
     /// Snapshot images no session needs: of a session that ended, or an older one of a
