@@ -36,7 +36,7 @@ use crate::{
     networks::SessionNetworks,
     runtime::{DockerRuntime, Runtime},
     sessions::{ManagerContext, SessionManager},
-    store::{SqliteStore, Store},
+    store::Store,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +236,9 @@ pub async fn run(
         );
     }
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("berth.db")).await?);
+    let opened = store::open(config.store.url.as_deref(), &data_dir).await?;
+    let store = opened.store;
+    let _coordination = opened.coordination;
     let networks = SessionNetworks::new(&config)?;
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;

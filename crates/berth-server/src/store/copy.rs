@@ -37,7 +37,7 @@ pub async fn copy(
     let mut done = CopyProgress::default();
     let mut tick = |done: &CopyProgress| {
         let rows = done.users + done.sessions + done.events + done.snapshots;
-        if rows % REPORT_EVERY == 0 {
+        if rows.is_multiple_of(REPORT_EVERY) {
             progress(done);
         }
     };
@@ -224,6 +224,9 @@ mod tests {
         let done = copy(&from, &to, true, |_| {}).await.unwrap();
         assert_eq!(done.users, 0, "users already there are kept");
         let sessions = to.list_sessions(&SessionFilter::default()).await.unwrap();
-        assert_eq!(sessions, from.list_sessions(&SessionFilter::default()).await.unwrap());
+        assert_eq!(
+            sessions,
+            from.list_sessions(&SessionFilter::default()).await.unwrap()
+        );
     }
 }

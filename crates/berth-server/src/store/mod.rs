@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use berth_proto::{Session, SessionState};
 use chrono::{DateTime, Utc};
 
-pub use copy::{CopyProgress, copy};
 pub use self::redis::RedisStore;
+pub use copy::{CopyProgress, copy};
 pub use sqlite::SqliteStore;
 
 use crate::cluster::{Coordination, LocalCoordination};

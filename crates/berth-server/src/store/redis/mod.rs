@@ -340,7 +340,12 @@ impl Store for RedisStore {
 
     async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
         let raw: Vec<String> = self
-            .query(redis::cmd("LRANGE").arg(keys::events(session_id)).arg(0).arg(-1))
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(keys::events(session_id))
+                    .arg(0)
+                    .arg(-1),
+            )
             .await?;
         let mut events = raw
             .iter()

@@ -21,7 +21,8 @@ fn from_millis(raw: &str) -> Result<DateTime<Utc>, StoreError> {
 }
 
 fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
 }
 
 /// A session's hash fields, in field/value order.

@@ -137,7 +137,11 @@ async fn calls_fail_fast_while_redis_is_down_and_work_again_when_it_is_back() {
             matches!(result, Err(StoreError::Unavailable(_))),
             "{result:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     // A new server (nothing was saved): the same store reconnects to it.
