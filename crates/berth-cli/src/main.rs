@@ -42,6 +42,9 @@ enum Command {
     /// Manage the packet-filter rules `berth serve` installs to isolate sessions.
     #[command(subcommand)]
     Firewall(commands::firewall::FirewallCommand),
+    /// Work on the store behind `berth serve` (copy it to another).
+    #[command(subcommand)]
+    Store(commands::store::StoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Cp(args) => done(commands::cp::run(args).await),
             Command::Files(command) => done(commands::files::run(command).await),
             Command::Firewall(command) => done(commands::firewall::run(command)),
+            Command::Store(command) => done(commands::store::run(command).await),
         }
     });
     // Leaving at once: stdin may still be held by a reader task that would block a clean exit.

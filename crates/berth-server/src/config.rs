@@ -43,6 +43,7 @@ pub struct Config {
     pub firewall: FirewallConfig,
     pub e2b: E2bConfig,
     pub cluster: ClusterConfig,
+    pub store: StoreConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
 }
 
@@ -81,6 +82,15 @@ impl Config {
         }
         format!("http://{listen}")
     }
+}
+
+/// `[store]`: where sessions, users and timelines are kept.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `redis://[:PASSWORD@]HOST:PORT/DB` (`rediss://` for TLS); unset:
+    /// `berth.db` in the data dir.
+    pub url: Option<String>,
 }
 
 /// `[e2b]`: E2B's SDKs, unmodified, against this control plane. Its paths clash with Berth's,
@@ -379,6 +389,7 @@ impl Default for Config {
             firewall: FirewallConfig::default(),
             e2b: E2bConfig::default(),
             cluster: ClusterConfig::default(),
+            store: StoreConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -623,6 +634,8 @@ impl Config {
                 "docker.instance and docker.network must be set".into(),
             ));
         }
+        crate::store::StoreUrl::parse(self.store.url.as_deref(), &self.data_dir)
+            .map_err(|msg| ConfigError::Invalid(format!("store.url: {msg}")))?;
         Ok(self)
     }
 }
@@ -719,6 +732,31 @@ mod tests {
     }
 
     #[test]
+    fn store_urls_are_checked_at_load_and_errors_name_the_key_and_the_schemes() {
+        let config = Config::from_toml("[store]\nurl = \"redis://:pw@127.0.0.1:6379/0\"\n")
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(
+            config.store.url.as_deref(),
+            Some("redis://:pw@127.0.0.1:6379/0")
+        );
+        let err = Config::from_toml("[store]\nurl = \"mysql://u:pw@db/berth\"\n")
+            .unwrap()
+            .finish()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store.url")
+                && err.contains("sqlite://")
+                && err.contains("redis://")
+                && err.contains("rediss://")
+                && !err.contains("pw"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn network_policies_are_checked_at_load_and_errors_name_the_template() {
         let text = "[templates.locked.network]\negress = \"allow\"\nallow = [\"10.0.0.0/8:443\", \"10.1.2.3/8\"]\n";
         let err = Config::from_toml(text).unwrap().finish().unwrap_err();
@@ -796,6 +834,7 @@ mod tests {
         config.preview.domain = Some("preview.example".into());
         config.snapshots.registry = Some("127.0.0.1:5000".into());
         config.cluster.advertise = Some("http://10.0.0.5:8080".into());
+        config.store.url = Some("redis://127.0.0.1:6379/0".into());
         let template = config.templates.get_mut(DEFAULT_TEMPLATE).unwrap();
         template.workspace_seed = Some("seed".into());
         template.pool.max = Some(4);

@@ -37,7 +37,7 @@ use crate::{
     networks::SessionNetworks,
     runtime::{DockerRuntime, Runtime},
     sessions::{ManagerContext, SessionManager},
-    store::{SqliteStore, Store},
+    store::Store,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -266,8 +266,8 @@ pub async fn run(
         );
     }
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("berth.db")).await?);
-    let coordination: Arc<dyn Coordination> = Arc::new(cluster::LocalCoordination::default());
+    let opened = store::open(config.store.url.as_deref(), &data_dir).await?;
+    let (store, coordination) = (opened.store, opened.coordination);
     let networks = SessionNetworks::new(&config)?;
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;

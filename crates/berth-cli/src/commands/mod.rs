@@ -5,6 +5,7 @@ pub mod firewall;
 pub mod serve;
 pub mod session;
 pub mod snapshot;
+pub mod store;
 pub mod template;
 pub mod user;
 

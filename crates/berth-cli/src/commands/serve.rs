@@ -15,6 +15,11 @@ pub struct ServeArgs {
     /// Directory for the database and the generated admin token [default: ./data].
     #[arg(long, env = "BERTH_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where sessions and users are kept: sqlite://PATH or redis://[:PASSWORD@]HOST:PORT/DB
+    /// (rediss:// for TLS) [default: berth.db in the data dir, or `store.url` in the config
+    /// file].
+    #[arg(long, env = "BERTH_STORE", hide_env_values = true, value_name = "URL")]
+    store: Option<String>,
     /// TOML config file; see docs/config.md.
     #[arg(long, env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
@@ -32,6 +37,9 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.store {
+        config.store.url = Some(url.clone());
     }
     if let Ok(token) = std::env::var("BERTH_ADMIN_TOKEN")
         && !token.trim().is_empty()

@@ -221,6 +221,18 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         Some(user.clone())
     );
     assert_eq!(store.user_by_token_hash("ab13").await.unwrap(), None);
+    let older = UserRecord {
+        id: "u-older".to_owned(),
+        name: "dave".to_owned(),
+        token_hash: "ef56".to_owned(),
+        created_at: user.created_at - Duration::seconds(1),
+    };
+    store.insert_user(&older).await.unwrap();
+    assert_eq!(
+        store.list_users().await.unwrap(),
+        [older, user.clone()],
+        "oldest first"
+    );
     let same_name = UserRecord {
         id: "u-other".into(),
         token_hash: "cd34".into(),

@@ -127,4 +127,8 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>, StoreError> {
         self.inner.user_by_token_hash(token_hash).await
     }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.inner.list_users().await
+    }
 }

@@ -1,9 +1,11 @@
 //! Durable state: sessions and users.
 //!
 //! [`Store`] is the seam between the control plane and its database. SQLite is the embedded
-//! default; a second backend (Redis, for several control-plane instances) is one more module
-//! that passes the same [`contract`] tests.
+//! default; Redis serves several control-plane instances (and is their coordination). Both
+//! pass the same [`contract`] tests; [`open`] picks one by URL, [`copy`] moves data between them.
 
+mod copy;
+pub mod redis;
 mod sqlite;
 
 #[cfg(test)]
@@ -11,13 +13,95 @@ mod contract;
 #[cfg(test)]
 pub mod faulty;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use berth_proto::{Session, SessionState};
 use chrono::{DateTime, Utc};
 
+pub use self::redis::RedisStore;
+pub use copy::{CopyProgress, copy};
 pub use sqlite::SqliteStore;
+
+use crate::cluster::{Coordination, LocalCoordination};
+
+/// The schemes `[store] url` (and `--store`) accept.
+pub const STORE_SCHEMES: &str = "sqlite://PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB";
+
+/// Which backend a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    /// The whole URL, as the Redis client parses it.
+    Redis(String),
+}
+
+impl StoreUrl {
+    /// `None` is the default: `berth.db` in the data dir.
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Self, String> {
+        let Some(url) = url else {
+            return Ok(Self::Sqlite(data_dir.join("berth.db")));
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a path (sqlite://data/berth.db)".into());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            return Ok(Self::Redis(url.to_owned()));
+        }
+        Err(format!(
+            "unknown store URL {:?}; expected one of {STORE_SCHEMES}",
+            redact(url)
+        ))
+    }
+}
+
+/// `url` with any password replaced, for logs and messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A store and the coordination that goes with it.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub coordination: Arc<dyn Coordination>,
+}
+
+/// Opens the store `url` names (see [`StoreUrl::parse`]). SQLite serves one process, which
+/// coordinates with itself; Redis is shared by every instance and coordinates them.
+pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Opened, StoreError> {
+    match StoreUrl::parse(url, data_dir).map_err(StoreError::Unavailable)? {
+        StoreUrl::Sqlite(path) => {
+            tracing::info!(path = %path.display(), "store: SQLite");
+            Ok(Opened {
+                store: Arc::new(SqliteStore::open(&path).await?),
+                coordination: Arc::new(LocalCoordination::default()),
+            })
+        }
+        StoreUrl::Redis(url) => {
+            tracing::info!(url = %redact(&url), "store: Redis");
+            let redis = Arc::new(RedisStore::open(&url).await?);
+            Ok(Opened {
+                store: redis.clone(),
+                coordination: redis,
+            })
+        }
+    }
+}
 
 /// A session as stored: the public view plus what only the control plane may know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,4 +334,41 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
 
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Every user, oldest first (what `berth store copy` moves).
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_their_backend_and_unknown_schemes_are_refused() {
+        let dir = Path::new("/var/lib/berth");
+        assert_eq!(
+            StoreUrl::parse(None, dir),
+            Ok(StoreUrl::Sqlite(dir.join("berth.db")))
+        );
+        assert_eq!(
+            StoreUrl::parse(Some("sqlite:///tmp/x.db"), dir),
+            Ok(StoreUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert_eq!(
+            StoreUrl::parse(Some("rediss://:pw@cache:6380/2"), dir),
+            Ok(StoreUrl::Redis("rediss://:pw@cache:6380/2".into()))
+        );
+        let err = StoreUrl::parse(Some("postgres://u:secret@db/berth"), dir).unwrap_err();
+        assert!(err.contains("redis://") && !err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("redis://user:pw@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redact("sqlite:///a@b/c.db"), "sqlite:///a@b/c.db");
+    }
 }

@@ -410,6 +410,14 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
         row.as_ref().map(user_from_row).transpose()
     }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(user_from_row).collect()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,232 @@
+//! `berth store copy`: everything one store keeps, into another (SQLite to Redis when a
+//! deployment grows to several instances, and back).
+
+use super::{SessionFilter, Store, StoreError};
+
+/// How far a copy got; handed to the caller's progress callback as it grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyProgress {
+    pub users: u64,
+    pub sessions: u64,
+    pub events: u64,
+    pub snapshots: u64,
+}
+
+/// Rows between two progress reports.
+const REPORT_EVERY: u64 = 100;
+
+/// Copies users, sessions (every state), their timelines and snapshots from `from` to `to`,
+/// calling `progress` every few rows and once at the end.
+///
+/// Refuses (`Conflict`) a target that already holds users, sessions or snapshots unless
+/// `force`: then a session or snapshot with the same id is replaced, a user whose id or name
+/// is taken is kept as the target has it, and timelines are appended to.
+pub async fn copy(
+    from: &dyn Store,
+    to: &dyn Store,
+    force: bool,
+    mut progress: impl FnMut(&CopyProgress),
+) -> Result<CopyProgress, StoreError> {
+    if !force && !is_empty(to).await? {
+        return Err(StoreError::Conflict(
+            "the target store is not empty (it holds users, sessions or snapshots); \
+             copy into an empty one, or pass --force to merge into it"
+                .into(),
+        ));
+    }
+    let mut done = CopyProgress::default();
+    let mut tick = |done: &CopyProgress| {
+        let rows = done.users + done.sessions + done.events + done.snapshots;
+        if rows.is_multiple_of(REPORT_EVERY) {
+            progress(done);
+        }
+    };
+
+    for user in from.list_users().await? {
+        match to.insert_user(&user).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) if force => continue,
+            Err(err) => return Err(err),
+        }
+        done.users += 1;
+        tick(&done);
+    }
+
+    for session in from.list_sessions(&SessionFilter::default()).await? {
+        match to.insert_session(&session).await {
+            Err(StoreError::Conflict(_)) if force => to.update_session(&session).await?,
+            other => other?,
+        }
+        done.sessions += 1;
+        tick(&done);
+        for event in from.events(&session.id).await? {
+            to.add_event(&event).await?;
+            done.events += 1;
+            tick(&done);
+        }
+    }
+
+    for snapshot in from.list_snapshots(None).await? {
+        match to.insert_snapshot(&snapshot).await {
+            Err(StoreError::Conflict(_)) if force => {
+                to.delete_snapshot(&snapshot.id).await?;
+                to.insert_snapshot(&snapshot).await?;
+            }
+            other => other?,
+        }
+        done.snapshots += 1;
+        tick(&done);
+    }
+
+    progress(&done);
+    Ok(done)
+}
+
+async fn is_empty(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.list_users().await?.is_empty()
+        && store
+            .list_sessions(&SessionFilter::default())
+            .await?
+            .is_empty()
+        && store.list_snapshots(None).await?.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use berth_proto::SessionState;
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::store::{
+        RedisStore, SessionEvent, SessionRecord, SnapshotRecord, SqliteStore, UserRecord,
+        redis::test_server::RedisServer,
+    };
+
+    async fn everything(store: &dyn Store) -> impl PartialEq + std::fmt::Debug {
+        let sessions = store
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        for s in &sessions {
+            events.push(store.events(&s.id).await.unwrap());
+        }
+        (
+            store.list_users().await.unwrap(),
+            sessions,
+            events,
+            store.list_snapshots(None).await.unwrap(),
+        )
+    }
+
+    async fn fill(store: &dyn Store) {
+        let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+        for (i, state) in SessionState::ALL.into_iter().enumerate() {
+            let id = format!("s-{i}");
+            let offset = Duration::milliseconds(i64::try_from(i).unwrap());
+            store
+                .insert_session(&SessionRecord {
+                    id: id.clone(),
+                    owner: if i % 2 == 0 { "alice" } else { "bob" }.to_owned(),
+                    template: "default".to_owned(),
+                    state,
+                    labels: BTreeMap::from([("course".to_owned(), format!("c{i}"))]),
+                    created_at: at + offset,
+                    expires_at: at + Duration::hours(1),
+                    last_activity: at + offset,
+                    container_id: Some(format!("c-{i}")),
+                    agent_addr: None,
+                    stop_reason: (i == 0).then(|| "expired".to_owned()),
+                    agent_secret: format!("secret-{i}"),
+                    snapshot: None,
+                    hibernated_at: (i == 1).then_some(at),
+                    keepalive_until: None,
+                })
+                .await
+                .unwrap();
+            for kind in ["restarted", "failed"] {
+                store
+                    .add_event(&SessionEvent {
+                        session_id: id.clone(),
+                        at: at + offset,
+                        kind: kind.to_owned(),
+                        message: format!("{kind} {i}"),
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        for (i, name) in ["alice", "bob"].into_iter().enumerate() {
+            store
+                .insert_user(&UserRecord {
+                    id: format!("u-{name}"),
+                    name: name.to_owned(),
+                    token_hash: format!("hash-{name}"),
+                    created_at: at + Duration::seconds(i64::try_from(i).unwrap()),
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .insert_snapshot(&SnapshotRecord {
+                id: "k-1".to_owned(),
+                session_id: "s-0".to_owned(),
+                owner: "alice".to_owned(),
+                name: "before".to_owned(),
+                image: "berth-snapshot/s-0:1".to_owned(),
+                created_at: at,
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn copies_sqlite_to_redis_and_back_unchanged() {
+        let sqlite = SqliteStore::in_memory().await.unwrap();
+        fill(&sqlite).await;
+        let server = RedisServer::start();
+        let redis = RedisStore::open(&server.url()).await.unwrap();
+
+        let mut reports = Vec::new();
+        let done = copy(&sqlite, &redis, false, |p| reports.push(*p))
+            .await
+            .unwrap();
+        let states = u64::try_from(SessionState::ALL.len()).unwrap();
+        assert_eq!(
+            done,
+            CopyProgress {
+                users: 2,
+                sessions: states,
+                events: 2 * states,
+                snapshots: 1
+            }
+        );
+        assert_eq!(reports.last(), Some(&done));
+        assert_eq!(everything(&redis).await, everything(&sqlite).await);
+
+        let back = SqliteStore::in_memory().await.unwrap();
+        copy(&redis, &back, false, |_| {}).await.unwrap();
+        assert_eq!(everything(&back).await, everything(&sqlite).await);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_target_that_is_not_empty_unless_forced() {
+        let from = SqliteStore::in_memory().await.unwrap();
+        fill(&from).await;
+        let to = SqliteStore::in_memory().await.unwrap();
+        fill(&to).await;
+        assert!(matches!(
+            copy(&from, &to, false, |_| {}).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let done = copy(&from, &to, true, |_| {}).await.unwrap();
+        assert_eq!(done.users, 0, "users already there are kept");
+        let sessions = to.list_sessions(&SessionFilter::default()).await.unwrap();
+        assert_eq!(
+            sessions,
+            from.list_sessions(&SessionFilter::default()).await.unwrap()
+        );
+    }
+}

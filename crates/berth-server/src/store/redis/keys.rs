@@ -1,0 +1,39 @@
+//! Where everything lives in Redis. ARCHITECTURE.md (store) describes the layout; `scripts.rs`
+//! builds the same names in Lua for the keys it derives from stored rows.
+
+pub const SESSIONS: &str = "berth:sessions";
+pub const SNAPSHOTS: &str = "berth:snapshots";
+pub const USERS: &str = "berth:users";
+pub const USER_NAMES: &str = "berth:users:by-name";
+pub const USER_TOKENS: &str = "berth:users:by-token";
+pub const LEASE: &str = "berth:lease";
+pub const LEASE_EPOCH: &str = "berth:lease:epoch";
+pub const NOTICES: &str = "berth:notices";
+
+pub fn session(id: &str) -> String {
+    format!("berth:session:{id}")
+}
+
+pub fn owner_sessions(owner: &str) -> String {
+    format!("berth:user:{owner}:sessions")
+}
+
+pub fn state_sessions(state: &str) -> String {
+    format!("berth:state:{state}")
+}
+
+pub fn events(session_id: &str) -> String {
+    format!("berth:session:{session_id}:events")
+}
+
+pub fn snapshot(id: &str) -> String {
+    format!("berth:snapshot:{id}")
+}
+
+pub fn session_snapshots(session_id: &str) -> String {
+    format!("berth:session:{session_id}:snapshots")
+}
+
+pub fn ticket(ticket: &str) -> String {
+    format!("berth:ticket:{ticket}")
+}

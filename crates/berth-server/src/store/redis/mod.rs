@@ -1,0 +1,451 @@
+//! The store for several control-plane instances: one Redis (single node, or a primary with
+//! replicas behind one address), which is also their [`Coordination`](crate::cluster::Coordination)
+//! (see `coordination.rs`).
+//!
+//! Every write that spans keys or must check the lease is one Lua script (`scripts.rs`);
+//! reads are plain commands, pipelined. Every call is bounded: when Redis is down a call fails
+//! with [`StoreError::Unavailable`] within [`CALL_TIMEOUT`], and the connection manager
+//! reconnects in the background, so the same store works again once Redis is back.
+
+mod coordination;
+mod keys;
+mod records;
+mod scripts;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_server;
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use berth_proto::SessionState;
+use redis::{
+    Client, Cmd, FromRedisValue, RedisResult, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use super::{
+    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+};
+
+/// The backstop around every call, below the 5 s a caller may wait for an answer: the
+/// connection manager's own timeouts cover one attempt, not its reconnect retries.
+const CALL_TIMEOUT: Duration = Duration::from_millis(4500);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The scripts, hashed once: each call sends EVALSHA and loads the source only when Redis
+/// does not know it yet (after a restart).
+struct Scripts {
+    insert_session: Script,
+    update_sessions: Script,
+    add_event: Script,
+    insert_snapshot: Script,
+    delete_snapshot: Script,
+    insert_user: Script,
+    claim_lease: Script,
+    release_lease: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            insert_session: Script::new(scripts::INSERT_SESSION),
+            update_sessions: Script::new(scripts::UPDATE_SESSIONS),
+            add_event: Script::new(scripts::ADD_EVENT),
+            insert_snapshot: Script::new(scripts::INSERT_SNAPSHOT),
+            delete_snapshot: Script::new(scripts::DELETE_SNAPSHOT),
+            insert_user: Script::new(scripts::INSERT_USER),
+            claim_lease: Script::new(scripts::CLAIM_LEASE),
+            release_lease: Script::new(scripts::RELEASE_LEASE),
+        }
+    }
+}
+
+pub struct RedisStore {
+    /// Opens the dedicated connection each subscriber needs (a subscribed connection can do
+    /// nothing else).
+    client: Client,
+    conn: ConnectionManager,
+    /// The epoch fenced writes must find on the lease; 0: unchecked.
+    fence: AtomicU64,
+    scripts: Scripts,
+    /// The URL without its password, for messages.
+    address: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: the client's connection info holds the password.
+        f.debug_struct("RedisStore")
+            .field("address", &self.address)
+            .field("fence", &self.fence.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a write script answers.
+enum Outcome {
+    Done,
+    Fenced,
+    Conflict,
+    NotFound(String),
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[:password@]host:port/db`, or `rediss://` for TLS) and
+    /// checks it answers.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let address = super::redact(url);
+        let client = Client::open(url)
+            .map_err(|err| StoreError::Unavailable(format!("Redis URL {address}: {err}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            // Few, short retries: a caller waits on them, and the next call retries anyway.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = bounded(ConnectionManager::new_with_config(client.clone(), config))
+            .await
+            .map_err(|err| StoreError::Unavailable(format!("Redis at {address}: {err}")))?;
+        let store = Self {
+            client,
+            conn,
+            fence: AtomicU64::new(0),
+            scripts: Scripts::new(),
+            address,
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(cmd.query_async(&mut conn)).await
+    }
+
+    async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(pipe.query_async(&mut conn)).await
+    }
+
+    async fn script<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.conn.clone();
+        bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Runs a fenced write script: the lease is its first key, the epoch its first argument.
+    async fn fenced_write(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let epoch = self.fence.load(Ordering::SeqCst);
+        let epoch_arg = epoch.to_string();
+        let keys = [&[keys::LEASE][..], keys].concat();
+        let args = [&[epoch_arg.as_str()][..], args].concat();
+        let reply: String = self.script(script, &keys, &args).await?;
+        match parse_outcome(&reply)? {
+            Outcome::Done => Ok(()),
+            Outcome::Fenced => Err(StoreError::Fenced(epoch)),
+            Outcome::Conflict => Err(StoreError::Conflict(format!("{what} already exists"))),
+            Outcome::NotFound(id) => Err(StoreError::NotFound(format!("session {id}"))),
+        }
+    }
+
+    /// Every row of `keys`, in order; rows deleted meanwhile come back as empty maps.
+    async fn hashes(&self, keys: &[String]) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        self.pipeline(&pipe).await
+    }
+
+    async fn snapshots_in(&self, index: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
+        // Equal scores sort by member: created_at, then id, as SQLite orders them.
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(-1))
+            .await?;
+        let keys: Vec<String> = ids.iter().map(|id| keys::snapshot(id)).collect();
+        let mut snapshots = Vec::with_capacity(keys.len());
+        for fields in self.hashes(&keys).await? {
+            snapshots.extend(records::snapshot_from_fields(fields)?);
+        }
+        Ok(snapshots)
+    }
+}
+
+fn parse_outcome(reply: &str) -> Result<Outcome, StoreError> {
+    Ok(match reply {
+        "OK" => Outcome::Done,
+        "FENCED" => Outcome::Fenced,
+        "CONFLICT" => Outcome::Conflict,
+        other => match other.strip_prefix("NOTFOUND:") {
+            Some(id) => Outcome::NotFound(id.to_owned()),
+            None => return Err(StoreError::Corrupt(format!("script answered {other:?}"))),
+        },
+    })
+}
+
+/// Bounds a call and turns Redis's errors into the store's: whatever fails talking to Redis
+/// (refused, dropped, timed out, an error reply) leaves the store unavailable to the caller.
+async fn bounded<T>(call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(StoreError::Unavailable(format!("Redis: {err}"))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "Redis did not answer within {CALL_TIMEOUT:?}"
+        ))),
+    }
+}
+
+fn flatten<'a>(fields: &'a [(&'static str, String)]) -> Vec<&'a str> {
+    fields
+        .iter()
+        .flat_map(|(name, value)| [*name, value.as_str()])
+        .collect()
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let key = keys::session(&s.id);
+        let created = records::score(s.created_at).to_string();
+        let fields = records::session_fields(s);
+        let mut args = vec![s.id.as_str(), &s.owner, s.state.as_str(), &created];
+        args.extend(flatten(&fields));
+        self.fenced_write(
+            &self.scripts.insert_session,
+            &[&key],
+            &args,
+            &format!("session {}", s.id),
+        )
+        .await
+    }
+
+    async fn update_sessions(&self, sessions: &[SessionRecord]) -> Result<(), StoreError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = sessions
+            .iter()
+            .map(|s| {
+                let fields = records::session_fields(s);
+                (
+                    records::score(s.created_at).to_string(),
+                    (fields.len() * 2).to_string(),
+                    fields,
+                )
+            })
+            .collect();
+        let mut args = Vec::new();
+        for (s, (created, count, fields)) in sessions.iter().zip(&rows) {
+            args.extend([s.id.as_str(), &s.owner, s.state.as_str(), created, count]);
+            args.extend(flatten(fields));
+        }
+        self.fenced_write(&self.scripts.update_sessions, &[], &args, "session")
+            .await
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let fields = self
+            .query(redis::cmd("HGETALL").arg(keys::session(id)))
+            .await?;
+        records::session_from_fields(fields)
+    }
+
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        // The narrowest index gives the candidates; `matches` checks every condition on the
+        // decoded rows, as SQLite does for labels.
+        let ids: Vec<String> = match (&filter.owner, &filter.states) {
+            (Some(owner), _) => {
+                self.query(redis::cmd("SMEMBERS").arg(keys::owner_sessions(owner)))
+                    .await?
+            }
+            (None, Some(states)) if states.is_empty() => Vec::new(),
+            (None, Some(states)) => {
+                let keys: Vec<String> = states
+                    .iter()
+                    .map(|s| keys::state_sessions(s.as_str()))
+                    .collect();
+                self.query(redis::cmd("SUNION").arg(keys)).await?
+            }
+            (None, None) => {
+                self.query(redis::cmd("ZRANGE").arg(keys::SESSIONS).arg(0).arg(-1))
+                    .await?
+            }
+        };
+        let keys: Vec<String> = ids.iter().map(|id| keys::session(id)).collect();
+        let mut sessions = Vec::with_capacity(keys.len());
+        for fields in self.hashes(&keys).await? {
+            if let Some(session) = records::session_from_fields(fields)?
+                && filter.matches(&session)
+            {
+                sessions.push(session);
+            }
+        }
+        // Oldest first, ties by id: SQLite's ORDER BY created_at, id.
+        sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(sessions)
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, u64)>, StoreError> {
+        let mut pipe = redis::pipe();
+        for state in SessionState::ALL {
+            pipe.cmd("SCARD").arg(keys::state_sessions(state.as_str()));
+        }
+        let counts: Vec<u64> = self.pipeline(&pipe).await?;
+        Ok(SessionState::ALL
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .collect())
+    }
+
+    async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError> {
+        let key = keys::events(&event.session_id);
+        let json = records::event_json(event);
+        self.fenced_write(&self.scripts.add_event, &[&key], &[&json], "event")
+            .await
+    }
+
+    async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
+        let raw: Vec<String> = self
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(keys::events(session_id))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        let mut events = raw
+            .iter()
+            .map(|raw| records::event_from_json(session_id, raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The list keeps the order they were added in; a stable sort by time keeps it for
+        // equal times, as SQLite's ORDER BY at, rowid does.
+        events.sort_by_key(|e| e.at);
+        Ok(events)
+    }
+
+    async fn insert_snapshot(&self, s: &SnapshotRecord) -> Result<(), StoreError> {
+        let key = keys::snapshot(&s.id);
+        let by_session = keys::session_snapshots(&s.session_id);
+        let created = records::score(s.created_at).to_string();
+        let fields = records::snapshot_fields(s);
+        let mut args = vec![s.id.as_str(), &created];
+        args.extend(flatten(&fields));
+        self.fenced_write(
+            &self.scripts.insert_snapshot,
+            &[&key, keys::SNAPSHOTS, &by_session],
+            &args,
+            &format!("snapshot {}", s.id),
+        )
+        .await
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        let fields = self
+            .query(redis::cmd("HGETALL").arg(keys::snapshot(id)))
+            .await?;
+        records::snapshot_from_fields(fields)
+    }
+
+    async fn list_snapshots(
+        &self,
+        session_id: Option<&str>,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        match session_id {
+            Some(id) => self.snapshots_in(&keys::session_snapshots(id)).await,
+            None => self.snapshots_in(keys::SNAPSHOTS).await,
+        }
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<(), StoreError> {
+        let key = keys::snapshot(id);
+        self.fenced_write(
+            &self.scripts.delete_snapshot,
+            &[&key, keys::SNAPSHOTS],
+            &[id],
+            "snapshot",
+        )
+        .await
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let json = records::user_json(user);
+        let reply: String = self
+            .script(
+                &self.scripts.insert_user,
+                &[keys::USERS, keys::USER_NAMES, keys::USER_TOKENS],
+                &[&user.id, &user.name, &user.token_hash, &json],
+            )
+            .await?;
+        match reply.as_str() {
+            "OK" => Ok(()),
+            "CONFLICT:id" => Err(StoreError::Conflict(format!(
+                "user {:?} already exists",
+                user.id
+            ))),
+            "CONFLICT:name" => Err(StoreError::Conflict(format!(
+                "user {:?} already exists",
+                user.name
+            ))),
+            other => Err(StoreError::Corrupt(format!("script answered {other:?}"))),
+        }
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id: Option<String> = self
+            .query(redis::cmd("HGET").arg(keys::USER_TOKENS).arg(token_hash))
+            .await?;
+        let Some(id) = id else { return Ok(None) };
+        let raw: Option<String> = self
+            .query(redis::cmd("HGET").arg(keys::USERS).arg(&id))
+            .await?;
+        raw.as_deref().map(records::user_from_json).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let all: HashMap<String, String> =
+            self.query(redis::cmd("HGETALL").arg(keys::USERS)).await?;
+        let mut users = all
+            .values()
+            .map(|raw| records::user_from_json(raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(users)
+    }
+}
+
+#[cfg(test)]
+mod tests;
