@@ -159,12 +159,17 @@ impl Cluster {
             u64::from(std::process::id()) * 100_000 + u64::from(free_port())
         );
         let config = dir.path().join("berth.toml");
+        // A short lease unless the test sets its own: failovers within the test's patience.
+        let cluster = if extra_config.contains("[cluster]") {
+            ""
+        } else {
+            "[cluster]\nlease_ttl_ms = 2000\n\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "[docker]\ninstance = \"{label}\"\nnetwork = \"berth-test\"\n\n\
-                 [lifecycle]\nreconcile_interval_seconds = 2\n\n\
-                 [cluster]\nlease_ttl_ms = 2000\n\n\
+                 [lifecycle]\nreconcile_interval_seconds = 2\n\n{cluster}\
                  [templates.default]\nimage = \"berth/tiny:latest\"\nmemory_mb = 64\n\n{extra_config}"
             ),
         )

@@ -20,6 +20,9 @@ use crate::sessions::SessionManager;
 /// on the leader) hears of work done through any instance.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(2);
 
+/// The longest a follower goes without trying for the lease.
+const CLAIM_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
 /// This instance's part in leading lifecycle.
 #[derive(Debug, Clone)]
 pub struct Leadership {
@@ -106,13 +109,14 @@ impl Leadership {
         self.sessions.follow();
     }
 
-    /// Renews or claims the lease three times per term, and sends the leader the activity
-    /// seen here while following.
+    /// Renews or claims the lease three times per term, and at least every second (a lease a
+    /// leader gave up on its way out is taken within a second), and sends the leader the
+    /// activity seen here while following.
     pub fn spawn(self) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut activity_sent = Utc::now();
             let mut last_activity_push = Instant::now();
-            let mut tick = tokio::time::interval(self.ttl / 3);
+            let mut tick = tokio::time::interval((self.ttl / 3).min(CLAIM_AT_LEAST_EVERY));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;

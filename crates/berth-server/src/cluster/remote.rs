@@ -79,21 +79,20 @@ impl LeaderClient {
     }
 
     /// Sends `call` to the leader of the moment, following a failover for up to
-    /// [`LEADER_WAIT`]. A call the leader may have started before it died is sent again only
-    /// when it is idempotent; otherwise its caller hears to retry.
-    pub async fn send(&self, call: Call) -> Result<Answer, SessionError> {
-        let deadline = Instant::now() + LEADER_WAIT;
+    /// [`LEADER_WAIT`] from `since`. A call the leader may have started before it died is sent
+    /// again only when it is idempotent; otherwise its caller hears to retry. `Ok(None)`: this
+    /// instance holds the lease now, and serves the call itself.
+    pub async fn send(&self, call: &Call, since: Instant) -> Result<Option<Answer>, SessionError> {
         loop {
             let attempt = match self.coordination.lease().await? {
-                Some(lease) if lease.holder != self.holder => self.post(&lease, &call).await,
-                // This instance's own lease: its leadership loop is about to lead.
-                Some(_) => Attempt::Retry("this instance is taking the lead".into()),
+                Some(lease) if lease.holder != self.holder => self.post(&lease, call).await,
+                Some(_) => return Ok(None),
                 None => Attempt::Retry("no instance holds the lifecycle lease".into()),
             };
             match attempt {
-                Attempt::Answered(answer) => return Ok(self.answer(&call, *answer)),
+                Attempt::Answered(answer) => return Ok(Some(self.answer(call, *answer))),
                 Attempt::Failed(err) => return Err(err),
-                Attempt::Retry(why) if Instant::now() >= deadline => {
+                Attempt::Retry(why) if since.elapsed() >= LEADER_WAIT => {
                     return Err(SessionError::NoLeader(why));
                 }
                 Attempt::Retry(why) => {
@@ -102,6 +101,11 @@ impl LeaderClient {
                 }
             }
         }
+    }
+
+    /// Whether a call that started at `since` may still wait for a leader.
+    pub fn may_wait(since: Instant) -> bool {
+        since.elapsed() < LEADER_WAIT
     }
 
     async fn post(&self, lease: &Lease, call: &Call) -> Attempt {
@@ -197,7 +201,12 @@ impl LeaderClient {
                     caller: caller.clone(),
                     ticket: ticket.clone(),
                 };
-                let status = match client.send(asked).await.and_then(Answer::queue) {
+                let answer = client.send(&asked, Instant::now()).await;
+                let status = match answer.and_then(|answer| {
+                    answer
+                        .ok_or_else(|| SessionError::NoLeader("the lead moved here".into()))?
+                        .queue()
+                }) {
                     Ok(status) => status,
                     // The queue lived in the memory of a leader that stopped.
                     Err(err) => lost_in_queue(&sender.borrow(), &err),

@@ -164,10 +164,24 @@ impl SessionManager {
     /// Runs a lifecycle call where it is decided: by this instance's actor when it leads, else
     /// by the leading instance.
     pub async fn call(&self, call: Call) -> Result<Answer, SessionError> {
-        match (self.here(), &self.leader) {
-            (Some(actor), _) => self.serve_with(actor, call).await,
-            (None, Some(leader)) => leader.send(call).await,
-            (None, None) => Err(SessionError::ManagerGone),
+        let since = std::time::Instant::now();
+        loop {
+            match (self.here(), &self.leader) {
+                (Some(actor), _) => return self.serve_with(actor, call).await,
+                (None, Some(leader)) => {
+                    if let Some(answer) = leader.send(&call, since).await? {
+                        return Ok(answer);
+                    }
+                    // This instance holds the lease and is about to lead.
+                    if !LeaderClient::may_wait(since) {
+                        return Err(SessionError::NoLeader(
+                            "this instance is taking the lead".into(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (None, None) => return Err(SessionError::ManagerGone),
+            }
         }
     }
 
