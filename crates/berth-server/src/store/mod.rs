@@ -362,6 +362,30 @@ mod tests {
         assert!(err.contains("redis://") && !err.contains("secret"), "{err}");
     }
 
+    #[tokio::test]
+    async fn open_gives_sqlite_by_default_and_redis_by_url_as_store_and_coordination() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = open(None, dir.path()).await.unwrap();
+        sqlite.store.ping().await.unwrap();
+        assert!(dir.path().join("berth.db").exists());
+
+        let server = redis::test_server::RedisServer::start();
+        let redis = open(Some(&server.url()), dir.path()).await.unwrap();
+        redis.store.ping().await.unwrap();
+        let lease = redis
+            .coordination
+            .claim_lease("a", "http://a", std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        // One Redis behind both: fencing through the coordination guards the store's writes.
+        redis.coordination.fence(Some(lease.epoch + 1));
+        let event = SessionEvent::now("s-open", "restarted", "fenced");
+        assert!(matches!(
+            redis.store.add_event(&event).await,
+            Err(StoreError::Fenced(_))
+        ));
+    }
+
     #[test]
     fn passwords_never_reach_messages() {
         assert_eq!(
