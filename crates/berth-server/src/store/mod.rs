@@ -53,6 +53,9 @@ impl StoreUrl {
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("redis://") || url.starts_with("rediss://") {
+            // Parsing connects to nothing: a malformed URL is refused with the config.
+            ::redis::Client::open(url)
+                .map_err(|err| format!("store URL {:?}: {err}", redact(url)))?;
             return Ok(Self::Redis(url.to_owned()));
         }
         Err(format!(
@@ -360,6 +363,8 @@ mod tests {
         );
         let err = StoreUrl::parse(Some("postgres://u:secret@db/berth"), dir).unwrap_err();
         assert!(err.contains("redis://") && !err.contains("secret"), "{err}");
+        let err = StoreUrl::parse(Some("redis://:secret@cache:port/0"), dir).unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[tokio::test]
