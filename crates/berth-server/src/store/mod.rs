@@ -53,6 +53,9 @@ impl StoreUrl {
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("redis://") || url.starts_with("rediss://") {
+            // Parsing connects to nothing: a malformed URL is refused with the config.
+            ::redis::Client::open(url)
+                .map_err(|err| format!("store URL {:?}: {err}", redact(url)))?;
             return Ok(Self::Redis(url.to_owned()));
         }
         Err(format!(
@@ -360,6 +363,32 @@ mod tests {
         );
         let err = StoreUrl::parse(Some("postgres://u:secret@db/berth"), dir).unwrap_err();
         assert!(err.contains("redis://") && !err.contains("secret"), "{err}");
+        let err = StoreUrl::parse(Some("redis://:secret@cache:port/0"), dir).unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn open_gives_sqlite_by_default_and_redis_by_url_as_store_and_coordination() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = open(None, dir.path()).await.unwrap();
+        sqlite.store.ping().await.unwrap();
+        assert!(dir.path().join("berth.db").exists());
+
+        let server = redis::test_server::RedisServer::start();
+        let redis = open(Some(&server.url()), dir.path()).await.unwrap();
+        redis.store.ping().await.unwrap();
+        let lease = redis
+            .coordination
+            .claim_lease("a", "http://a", std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        // One Redis behind both: fencing through the coordination guards the store's writes.
+        redis.coordination.fence(Some(lease.epoch + 1));
+        let event = SessionEvent::now("s-open", "restarted", "fenced");
+        assert!(matches!(
+            redis.store.add_event(&event).await,
+            Err(StoreError::Fenced(_))
+        ));
     }
 
     #[test]

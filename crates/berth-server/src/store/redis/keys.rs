@@ -1,5 +1,6 @@
 //! Where everything lives in Redis. ARCHITECTURE.md (store) describes the layout; `scripts.rs`
-//! builds the same names in Lua for the keys it derives from stored rows.
+//! builds the same names in Lua for the keys it derives from stored rows. Session ids are
+//! base32 (`ids.rs`, no `:`), so `berth:session:{id}:events` never names another session's hash.
 
 pub const SESSIONS: &str = "berth:sessions";
 pub const SNAPSHOTS: &str = "berth:snapshots";

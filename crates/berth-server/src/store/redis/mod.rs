@@ -110,7 +110,12 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = bounded(ConnectionManager::new_with_config(client.clone(), config))
             .await
-            .map_err(|err| StoreError::Unavailable(format!("Redis at {address}: {err}")))?;
+            .map_err(|err| match err {
+                StoreError::Unavailable(msg) => {
+                    StoreError::Unavailable(format!("{address}: {msg}"))
+                }
+                other => other,
+            })?;
         let store = Self {
             client,
             conn,

@@ -170,3 +170,17 @@ async fn a_redis_server_that_is_not_there_is_unavailable_within_5_seconds() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_subscription_ends_when_redis_goes_away() {
+    use futures_util::StreamExt;
+
+    let mut server = RedisServer::start();
+    let store = store_on(&server).await;
+    let mut notices = store.subscribe().await.unwrap();
+    server.stop();
+    let end = tokio::time::timeout(Duration::from_secs(5), notices.next())
+        .await
+        .expect("the stream ends instead of waiting forever");
+    assert_eq!(end, None);
+}
