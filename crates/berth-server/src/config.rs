@@ -714,6 +714,18 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_example_instances_share_a_store_and_advertise_their_own_address() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cluster");
+        let [a, b] = ["berth-a.toml", "berth-b.toml"]
+            .map(|name| Config::from_file(&dir.join(name)).unwrap().finish().unwrap());
+        assert_eq!(a.store.url, b.store.url);
+        assert!(a.store.url.as_deref().unwrap().starts_with("redis://"));
+        assert_ne!(a.listen, b.listen);
+        assert_eq!(a.advertise_url(), format!("http://{}", a.listen));
+        assert_eq!(b.advertise_url(), format!("http://{}", b.listen));
+    }
+
+    #[test]
     fn the_shipped_example_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../berth.example.toml");
         let config = Config::from_file(&path).unwrap().finish().unwrap();
