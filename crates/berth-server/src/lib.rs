@@ -141,9 +141,6 @@ pub async fn app(
         leader,
     );
 
-    if let Err(err) = runtime.prepare().await {
-        tracing::warn!(%err, "engine not ready at start; sessions cannot be created until it is");
-    }
     let leadership = Leadership::new(
         coordination.clone(),
         sessions.clone(),
@@ -151,7 +148,15 @@ pub async fn app(
         &config.advertise_url(),
         Duration::from_millis(config.cluster.lease_ttl_ms),
     );
-    if !leadership.claim().await {
+    // The lead first: a leader's actor follows the engine's events from here on, so an
+    // engine that does not answer is known as lost before the first request.
+    let took_lead = leadership.claim_without_reconcile().await;
+    if let Err(err) = runtime.prepare().await {
+        tracing::warn!(%err, "engine not ready at start; sessions cannot be created until it is");
+    }
+    if took_lead {
+        leadership.reconcile().await;
+    } else {
         tracing::info!("another instance leads session lifecycle; following it");
     }
     background.push(leadership.clone().spawn());

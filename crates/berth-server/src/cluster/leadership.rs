@@ -56,10 +56,27 @@ impl Leadership {
         }
     }
 
-    /// Claims (or renews) the lease once, and leads or follows as it says. Returns whether
-    /// this instance leads. A new leader reconciles before it answers anything else, so the
-    /// first claim at start leaves the engine converged as a lone instance's start does.
+    /// Claims (or renews) the lease once, and leads or follows as it says. A new leader
+    /// reconciles before it answers anything else.
     pub async fn claim(&self) -> bool {
+        let took_lead = self.claim_without_reconcile().await;
+        if took_lead {
+            self.reconcile().await;
+        }
+        self.sessions.leads()
+    }
+
+    /// A new leader's first act: converging the store with the engine.
+    pub async fn reconcile(&self) {
+        match self.sessions.reconcile().await {
+            Ok(report) => tracing::info!(?report, "reconciled on taking the lead"),
+            Err(err) => tracing::warn!(%err, "reconcile on taking the lead failed"),
+        }
+    }
+
+    /// [`Self::claim`] without the reconcile, for the start, which reconciles once the engine
+    /// is prepared. Returns whether this instance just took the lead.
+    pub async fn claim_without_reconcile(&self) -> bool {
         let asked = Instant::now();
         match self
             .coordination
@@ -71,14 +88,11 @@ impl Leadership {
                 if self.epoch.swap(lease.epoch, Ordering::SeqCst) != lease.epoch {
                     self.coordination.fence(Some(lease.epoch));
                 }
-                if self.sessions.lead() {
+                let took_lead = self.sessions.lead();
+                if took_lead {
                     tracing::info!(epoch = lease.epoch, "leading session lifecycle");
-                    match self.sessions.reconcile().await {
-                        Ok(report) => tracing::info!(?report, "reconciled on taking the lead"),
-                        Err(err) => tracing::warn!(%err, "reconcile on taking the lead failed"),
-                    }
                 }
-                true
+                took_lead
             }
             Ok(lease) => {
                 self.step_down(&format!("{} at {} leads", lease.holder, lease.address));
@@ -95,7 +109,7 @@ impl Leadership {
                 if expired {
                     self.step_down(&format!("the lease could not be renewed: {err}"));
                 }
-                !expired && self.sessions.leads()
+                false
             }
         }
     }
