@@ -325,8 +325,12 @@ pub async fn run(
     }
     // One shutdown for every listener.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let leadership = app.leadership.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Handed over before the open connections drain: another instance leads within a
+        // second, instead of after this one's last client has gone.
+        leadership.release().await;
         let _ = stop.send(true);
     });
     let until_stopped = move || {
@@ -343,8 +347,6 @@ pub async fn run(
     while let Some(served) = servers.join_next().await {
         served.map_err(|join| ServerError::Serve(std::io::Error::other(join)))??;
     }
-    // Another instance leads at once instead of after the lease runs out.
-    app.leadership.release().await;
     Ok(())
 }
 
