@@ -169,7 +169,7 @@ impl Cluster {
             &config,
             format!(
                 "[docker]\ninstance = \"{label}\"\nnetwork = \"berth-test\"\n\n\
-                 [lifecycle]\nreconcile_interval_seconds = 2\n\n{cluster}\
+                 [lifecycle]\nreconcile_interval_seconds = 2\nreap_interval_ms = 250\n\n{cluster}\
                  [templates.default]\nimage = \"berth/tiny:latest\"\nmemory_mb = 64\n\n{extra_config}"
             ),
         )
@@ -322,6 +322,37 @@ fn upgrade_status(port: u16, session: &str, ticket: &str) -> String {
     let mut first = [0u8; 12];
     stream.read_exact(&mut first).unwrap();
     String::from_utf8_lossy(&first).into_owned()
+}
+
+/// Reads a session's events WebSocket on `port` until a text frame carries `wanted`, or
+/// `within` passes; returns what was read.
+fn events_until(port: u16, session: &str, wanted: &str, within: Duration) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/sessions/{session}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: Bearer {ADMIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let deadline = Instant::now() + within;
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while Instant::now() < deadline && !String::from_utf8_lossy(&read).contains(wanted) {
+        stream
+            .set_read_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(10)),
+            ))
+            .unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => read.extend_from_slice(&buffer[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&read).into_owned()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -714,4 +745,34 @@ fn a_flushed_store_is_rebuilt_from_the_engine_and_users_keep_their_sessions() {
         assert_eq!(notes.stdout, "kept\n");
     });
     assert_eq!(cluster.containers().len(), 1, "{}", cluster.logs());
+}
+
+#[test]
+fn the_leaders_idle_warning_reaches_a_client_of_another_instance() {
+    let cluster = Cluster::start(
+        2,
+        "[templates.default.idle]\ntimeout_seconds = 30\nwarning_seconds = 29\n",
+    );
+    let leader = cluster.leader();
+    let follower = 1 - leader;
+    let session = runtime().block_on(async {
+        cluster
+            .client(leader)
+            .create_session(&request())
+            .await
+            .unwrap()
+    });
+    // The leader's idle policy warns a second into idleness; the client listens on the other
+    // instance.
+    let heard = events_until(
+        cluster.instances[follower].port,
+        &session.id,
+        "idle-warning",
+        Duration::from_secs(15),
+    );
+    assert!(
+        heard.starts_with("HTTP/1.1 101") && heard.contains("idle-warning"),
+        "{heard:?}; {}",
+        cluster.logs()
+    );
 }

@@ -489,31 +489,16 @@ impl Runtime for DockerRuntime {
         .await
     }
 
+    /// One inspection serves both: what a container was made for includes what it is.
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
-        self.within(async {
-            let docker = self.docker().await?;
-            let inspected = match self
-                .call(
-                    "inspect_container",
-                    docker.inspect_container(container_id, None),
-                )
-                .await
-            {
-                Ok(inspected) => inspected,
-                Err(RuntimeError::NotFound(_)) => return Ok(None),
-                Err(err) => return Err(err),
-            };
-            let mut labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
-            if labels.get(labels::INSTANCE) != Some(&self.config.instance) {
-                return Ok(None);
-            }
-            Ok(Some(ManagedContainer {
-                id: inspected.id.unwrap_or_else(|| container_id.to_owned()),
-                session_id: labels.remove(labels::SESSION).unwrap_or_default(),
-                running: inspected.state.and_then(|s| s.running).unwrap_or(false),
+        Ok(self
+            .origin(container_id)
+            .await?
+            .map(|origin| ManagedContainer {
+                id: origin.container_id,
+                session_id: origin.session_id,
+                running: origin.running,
             }))
-        })
-        .await
     }
 
     async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {
