@@ -716,8 +716,12 @@ mod tests {
     #[test]
     fn the_cluster_example_instances_share_a_store_and_advertise_their_own_address() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cluster");
-        let [a, b] = ["berth-a.toml", "berth-b.toml"]
-            .map(|name| Config::from_file(&dir.join(name)).unwrap().finish().unwrap());
+        let [a, b] = ["berth-a.toml", "berth-b.toml"].map(|name| {
+            Config::from_file(&dir.join(name))
+                .unwrap()
+                .finish()
+                .unwrap()
+        });
         assert_eq!(a.store.url, b.store.url);
         assert!(a.store.url.as_deref().unwrap().starts_with("redis://"));
         assert_ne!(a.listen, b.listen);
