@@ -1,7 +1,7 @@
 //! A control plane in a process of its own, for the figures that are about that process: its
-//! memory with many sessions (figure 8) and its restart (figure 10). The child is this binary
-//! run with `--control-plane DIR`; it serves through `berth_server::run`, the code behind
-//! `berth serve`.
+//! memory with many sessions (figure 8 on SQLite, 17 on Redis) and its restart (figure 10). The
+//! child is this binary run with `--control-plane DIR`; it serves through `berth_server::run`,
+//! the code behind `berth serve`.
 
 use std::{
     path::Path,
@@ -16,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::{Args, TOKEN};
 
 /// The child's side: serves with the bench's configuration on its own instance, so neither
-/// control plane takes the other's containers for orphans. Runs until killed.
+/// control plane takes the other's containers for orphans, on the store `--store` names.
+/// Runs until killed.
 pub async fn serve(data_dir: &Path, args: &Args) -> anyhow::Result<()> {
     let config = crate::separate_process_config(data_dir, args)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -37,12 +38,18 @@ pub struct ChildPlane {
 }
 
 impl ChildPlane {
-    pub async fn spawn(data_dir: &Path, args: &Args) -> anyhow::Result<Self> {
+    /// With `store`, on that store; else on SQLite in `data_dir`.
+    pub async fn spawn(data_dir: &Path, args: &Args, store: Option<&str>) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        command
             .arg("--control-plane")
             .arg(data_dir)
-            .args(["--sessions", &args.sessions.to_string()])
+            .args(["--sessions", &args.sessions.to_string()]);
+        if let Some(url) = store {
+            command.args(["--store", url]);
+        }
+        let mut process = command
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -69,6 +76,12 @@ impl ChildPlane {
         self.process.id().map_or(0.0, |pid| {
             crate::figures::status_mb(&format!("/proc/{pid}/status"), "VmRSS:")
         })
+    }
+
+    /// Deletes these sessions, all at once.
+    pub async fn delete_all(&self, ids: &[String]) {
+        let removals = ids.iter().map(|id| self.client.delete_session(id));
+        futures_util::future::join_all(removals).await;
     }
 
     /// Ends the process the way a crash would: no shutdown work.

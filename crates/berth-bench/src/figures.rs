@@ -22,7 +22,7 @@ use tokio::{io::AsyncWriteExt, sync::Mutex};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::{
-    Args, BASE_IMAGE, Bench, IMAGE, NETWORK,
+    Args, BASE_IMAGE, Bench, IMAGE, NETWORK, cluster,
     control_plane::ChildPlane,
     snapshots,
     stats::{Samples, ms, ratio},
@@ -41,13 +41,16 @@ pub struct Row {
 
 pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
     let mut rows = Vec::new();
+    let mut sqlite = cluster::SqliteBaselines::default();
     // Pools warming in the background would slow the baselines and cold creates alike.
     wait_for_full_pool(bench).await?;
     if args.wants(1) || args.wants(3) {
         let raw = raw_create_start(args.creates).await?;
         if args.wants(1) {
             eprintln!("figure 1: pooled claims");
-            rows.push(claims(bench, args.claims, &raw).await?);
+            let samples = pooled_claims(bench, args.claims).await?;
+            rows.push(claims(&samples, &raw));
+            sqlite.claims = Some(samples);
         }
         if args.wants(3) {
             eprintln!("figure 3: cold creates");
@@ -91,7 +94,9 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
             "figures 8 and 10: {} idle sessions, then reconcile",
             args.sessions
         );
-        rows.extend(density_and_reconcile(args).await?);
+        let (figures, control_plane_mb) = density_and_reconcile(args).await?;
+        sqlite.control_plane_mb = Some(control_plane_mb);
+        rows.extend(figures);
     }
     if args.wants(11) || args.wants(12) {
         eprintln!(
@@ -104,6 +109,7 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
         eprintln!("figure 13: {} hibernate/resume cycles", args.cycles);
         rows.push(snapshots::cycles(bench, args.cycles, args.megabytes).await?);
     }
+    rows.extend(cluster::figures(bench, args, sqlite).await?);
     // Some figures are measured in pairs; `--only` shows just the ones asked for.
     rows.retain(|row| args.wants(row.number));
     rows.sort_by_key(|row| row.number);
@@ -144,7 +150,8 @@ pub fn write_report(path: &Path, args: &Args, table: &str) -> anyhow::Result<()>
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo run --release -p berth-bench -- --sessions {} --claims {} --cycles {}` on {} \
          (memory available when the report was written), {}.\nEvery baseline was measured in the same run. Image: `{IMAGE}`; \
-         `{BASE_IMAGE}` for figures 11-13.\n\n{table}\n",
+         `{BASE_IMAGE}` for figures 11-13. Figures 14-17 on a Redis store: a `redis-server` \
+         of the bench's own (`appendfsync everysec`), 2 `berth serve` processes for 15 and 16.\n\n{table}\n",
         args.sessions,
         args.claims,
         args.cycles,
@@ -202,7 +209,7 @@ async fn raw_create_start(n: usize) -> anyhow::Result<Samples> {
     Ok(samples)
 }
 
-async fn wait_for_full_pool(bench: &Bench) -> anyhow::Result<()> {
+pub async fn wait_for_full_pool(bench: &Bench) -> anyhow::Result<()> {
     // Warming a pool of 50 takes 10-20 s on 2 cores.
     for _ in 0..3000 {
         let pools = bench.client.pool().await?;
@@ -240,9 +247,14 @@ async fn creates_one_by_one(
     Ok(samples)
 }
 
-async fn claims(bench: &Bench, n: usize, raw: &Samples) -> anyhow::Result<Row> {
-    let samples = creates_one_by_one(bench, "pooled", n, None).await?;
-    Ok(Row {
+/// `n` claims from the `pooled` template's warm pool, one at a time, each with the pool full:
+/// figure 1 on the bench's SQLite store, figure 14 on Redis.
+pub async fn pooled_claims(bench: &Bench, n: usize) -> anyhow::Result<Samples> {
+    creates_one_by_one(bench, "pooled", n, None).await
+}
+
+fn claims(samples: &Samples, raw: &Samples) -> Row {
+    Row {
         number: 1,
         figure: format!(
             "pooled claim, API call to running ({} claims)",
@@ -254,7 +266,7 @@ async fn claims(bench: &Bench, n: usize, raw: &Samples) -> anyhow::Result<Row> {
         met: Some(
             samples.p50() <= Duration::from_millis(5) && samples.p99() <= Duration::from_millis(20),
         ),
-    })
+    }
 }
 
 async fn first_output(bench: &Bench, n: usize) -> anyhow::Result<Vec<Row>> {
@@ -654,13 +666,25 @@ pub fn status_mb(path: &str, key: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Figures 8 and 10 on a control plane in a process of its own: start `n` idle sessions and
-/// weigh the host, the agent and that process; then kill it as a crash would, start it again,
-/// and time the restart until it answers, which includes reconciling all `n` containers.
-async fn density_and_reconcile(args: &Args) -> anyhow::Result<Vec<Row>> {
-    let n = args.sessions;
-    let data = tempfile::tempdir()?;
-    let plane = ChildPlane::spawn(data.path(), args).await?;
+/// A control plane process weighed with idle sessions (figures 8 and 17).
+#[derive(Debug)]
+pub struct Density {
+    /// The sessions that started.
+    pub ids: Vec<String>,
+    /// The process's resident set before any session and with them, in MB.
+    pub rss_idle: f64,
+    pub rss: f64,
+    /// Host memory taken per session, in MB.
+    pub per_session: f64,
+    /// One session's agent's resident set, in MB.
+    pub agent_rss: f64,
+    /// Host memory available before, in MB.
+    pub free_before: u64,
+}
+
+/// Starts `n` idle sessions on `plane` at once and weighs the host, the agent and the
+/// process.
+pub async fn density(plane: &ChildPlane, n: usize) -> anyhow::Result<Density> {
     let rss_idle = plane.rss_mb();
     let free_before = berth_server::host::available_memory_mb().unwrap_or(0);
     let request = CreateSession::default();
@@ -693,9 +717,29 @@ async fn density_and_reconcile(args: &Args) -> anyhow::Result<Vec<Row>> {
         }
         None => 0.0,
     };
+    Ok(Density {
+        ids,
+        rss_idle,
+        rss,
+        per_session,
+        agent_rss,
+        free_before,
+    })
+}
+
+/// Figures 8 and 10 on a control plane in a process of its own: start `n` idle sessions and
+/// weigh the host, the agent and that process; then kill it as a crash would, start it again,
+/// and time the restart until it answers, which includes reconciling all `n` containers. Also
+/// returns the process's resident set with the sessions, figure 17's baseline.
+async fn density_and_reconcile(args: &Args) -> anyhow::Result<(Vec<Row>, f64)> {
+    let n = args.sessions;
+    let data = tempfile::tempdir()?;
+    let plane = ChildPlane::spawn(data.path(), args, None).await?;
+    let weighed = density(&plane, n).await?;
+    let ids = &weighed.ids;
 
     plane.kill().await?;
-    let plane = ChildPlane::spawn(data.path(), args).await?;
+    let plane = ChildPlane::spawn(data.path(), args, None).await?;
     let restart = plane.ready_after;
     let listed = plane
         .client
@@ -709,20 +753,20 @@ async fn density_and_reconcile(args: &Args) -> anyhow::Result<Vec<Row>> {
     let containers = engine.list().await?.len();
     let list = started.elapsed();
 
-    let removals = ids.iter().map(|id| plane.client.delete_session(id));
-    futures_util::future::join_all(removals).await;
+    plane.delete_all(ids).await;
     plane.kill().await?;
     let nothing_lost = listed == ids.len() && containers == ids.len();
-    Ok(vec![
+    let rows = vec![
         Row {
             number: 8,
             figure: format!("density: {} of {n} idle sessions running", ids.len()),
             berth: format!(
-                "host memory {per_session:.1} MB per session; agent RSS {agent_rss:.1} MB; control plane process RSS {rss:.0} MB ({rss_idle:.0} MB with no sessions)"
+                "host memory {:.1} MB per session; agent RSS {:.1} MB; control plane process RSS {:.0} MB ({:.0} MB with no sessions)",
+                weighed.per_session, weighed.agent_rss, weighed.rss, weighed.rss_idle
             ),
-            baseline: format!("host had {free_before} MB available before"),
+            baseline: format!("host had {} MB available before", weighed.free_before),
             target: "800 sessions, ≤ 8 MB Berth overhead each, control plane ≤ 150 MB".into(),
-            met: Some(ids.len() >= 800 && agent_rss <= 8.0 && rss <= 150.0),
+            met: Some(ids.len() >= 800 && weighed.agent_rss <= 8.0 && weighed.rss <= 150.0),
         },
         Row {
             number: 10,
@@ -738,13 +782,28 @@ async fn density_and_reconcile(args: &Args) -> anyhow::Result<Vec<Row>> {
             target: "≤ 2 s for 1,000, nothing orphaned".into(),
             met: Some(restart <= Duration::from_secs(2) && nothing_lost),
         },
-    ])
+    ];
+    Ok((rows, weighed.rss))
 }
 
-/// `wrk` against one route: requests per second and the p99 latency it printed.
-fn wrk(url: &str, auth: Option<&str>) -> Option<(f64, String)> {
+/// Figure 9's load: 2 threads, 64 connections, for 5 s.
+pub const WRK_THREADS: usize = 2;
+pub const WRK_CONNECTIONS: usize = 64;
+
+/// `wrk` against one route for 5 s: requests per second and the p99 latency it printed.
+pub fn wrk(
+    url: &str,
+    auth: Option<&str>,
+    threads: usize,
+    connections: usize,
+) -> Option<(f64, String)> {
     let mut command = std::process::Command::new("wrk");
-    command.args(["-t2", "-c64", "-d5s", "--latency"]);
+    command.args([
+        format!("-t{threads}"),
+        format!("-c{connections}"),
+        "-d5s".into(),
+        "--latency".into(),
+    ]);
     if let Some(token) = auth {
         command.args(["-H", &format!("Authorization: Bearer {token}")]);
     }
@@ -766,9 +825,13 @@ async fn throughput(bench: &Bench) -> anyhow::Result<Row> {
         .await?;
     let route = format!("{}/api/v1/sessions/{}", bench.base_url, session.id);
     let healthz = format!("{}/healthz", bench.base_url);
-    let (get, baseline) =
-        tokio::task::spawn_blocking(move || (wrk(&route, Some(crate::TOKEN)), wrk(&healthz, None)))
-            .await?;
+    let (get, baseline) = tokio::task::spawn_blocking(move || {
+        (
+            wrk(&route, Some(crate::TOKEN), WRK_THREADS, WRK_CONNECTIONS),
+            wrk(&healthz, None, WRK_THREADS, WRK_CONNECTIONS),
+        )
+    })
+    .await?;
     bench.client.delete_session(&session.id).await?;
     Ok(match (get, baseline) {
         (Some((rps, p99)), Some((base_rps, base_p99))) => Row {

@@ -1,11 +1,16 @@
 //! `berth-bench`: measures Berth against baselines taken in the same run, on this machine, and
 //! writes the table to BENCHMARKS.md. It starts its own control plane (in this process, on the
 //! real engine, instance `bench`) and removes every container it made, also when interrupted.
+//! The multi-instance figures (14-17) start their own `redis-server`, and figures 15 and 16 the
+//! workspace's `berth` binary (`cargo build [--release] -p berth-cli` beside the bench).
 //!
 //! `cargo run --release -p berth-bench -- --help`
 
+mod cluster;
 mod control_plane;
 mod figures;
+mod instances;
+mod redis;
 mod snapshots;
 mod stats;
 
@@ -18,15 +23,17 @@ use berth_server::{
     config::{Config, PoolConfig, TemplateConfig},
     networks::SessionNetworks,
     runtime::{DockerRuntime, Runtime},
-    store::SqliteStore,
 };
 use clap::Parser;
 
 pub const TOKEN: &str = "bench-admin-token-at-least-32-characters";
 pub const INSTANCE: &str = "bench";
 pub const NETWORK: &str = "berth-bench";
-/// The instance of the control plane that runs as a process of its own (figures 8 and 10).
+/// The instance of the control plane that runs as a process of its own (figures 8, 10, 17).
 pub const SEPARATE_INSTANCE: &str = "bench-process";
+/// The instance of the control planes on a Redis store that share it (figures 14-16), one
+/// figure at a time.
+pub const CLUSTER_INSTANCE: &str = "bench-cluster";
 pub const IMAGE: &str = "berth/tiny:latest";
 /// The image of the hibernation figures (11-13), whose targets were set with Debian sessions.
 pub const BASE_IMAGE: &str = "berth/base:latest";
@@ -63,11 +70,15 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=13))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=17))]
     only: Vec<u8>,
-    /// Internal: serve a control plane with its data in DIR (figures 8 and 10 start one).
+    /// Internal: serve a control plane with its data in DIR (figures 8, 10 and 17 start one).
     #[arg(long, hide = true, value_name = "DIR")]
     control_plane: Option<PathBuf>,
+    /// Internal: the store of the control plane `--control-plane` serves (figure 17: Redis);
+    /// SQLite in its data dir without it.
+    #[arg(long, hide = true, value_name = "URL", requires = "control_plane")]
+    store: Option<String>,
 }
 
 impl Args {
@@ -85,7 +96,16 @@ pub struct Bench {
     pub app: berth_server::App,
     pub runtime: Arc<DockerRuntime>,
     pub base_url: String,
+    server: tokio::task::JoinHandle<()>,
     _data: tempfile::TempDir,
+}
+
+impl Drop for Bench {
+    /// The server holds the control plane's state: a bench dropped must stop serving, or its
+    /// session manager would live on.
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 fn config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
@@ -136,33 +156,62 @@ fn config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
     Ok(config.finish()?)
 }
 
-/// The configuration of the control plane that runs as its own process: its own instance,
-/// and no pools, so its memory is that of the sessions asked for.
-pub fn separate_process_config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
+/// The configuration of another control plane of the bench: an engine instance of its own, so
+/// that neither takes the other's containers for orphans, and only the templates it needs.
+pub fn other_config(
+    data: &std::path::Path,
+    args: &Args,
+    instance: &str,
+    templates: &[&str],
+) -> anyhow::Result<Config> {
     let mut config = config(data, args)?;
-    config.docker.instance = SEPARATE_INSTANCE.into();
-    config.templates.retain(|name, _| name == "default");
+    config.docker.instance = instance.into();
+    config
+        .templates
+        .retain(|name, _| templates.contains(&name.as_str()));
+    Ok(config)
+}
+
+/// The configuration of the control plane that runs as its own process: no pools, so its
+/// memory is that of the sessions asked for; on the store `--store` names.
+pub fn separate_process_config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
+    let mut config = other_config(data, args, SEPARATE_INSTANCE, &["default"])?;
+    config.store.url.clone_from(&args.store);
     Ok(config)
 }
 
 async fn start(args: &Args) -> anyhow::Result<Bench> {
     let data = tempfile::tempdir()?;
     let config = config(data.path(), args)?;
-    let store = Arc::new(SqliteStore::open(&data.path().join("berth.db")).await?);
+    in_process(config, data).await
+}
+
+/// A control plane in this process on `config`'s store and engine instance, served on a free
+/// port. `data` is its data dir, removed with it.
+pub async fn in_process(config: Config, data: tempfile::TempDir) -> anyhow::Result<Bench> {
+    let opened = berth_server::store::open(config.store.url.as_deref(), data.path()).await?;
     let runtime = Arc::new(engine(&config)?);
     runtime
         .ping()
         .await
         .context("no Docker engine answers; start one (scripts/test does)")?;
-    let coordination = Arc::new(berth_server::cluster::LocalCoordination::default());
-    let app = berth_server::app(&config, store, coordination, runtime.clone(), TOKEN).await;
+    let app = berth_server::app(
+        &config,
+        opened.store,
+        opened.coordination,
+        runtime.clone(),
+        TOKEN,
+    )
+    .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     let router = app.router.clone();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
     let client = Client::new(&base_url, TOKEN)?;
     Ok(Bench {
         client,
@@ -170,6 +219,7 @@ async fn start(args: &Args) -> anyhow::Result<Bench> {
         app,
         runtime,
         base_url,
+        server,
         _data: data,
     })
 }
@@ -207,9 +257,11 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let here = std::path::Path::new(".");
         let separate = engine(&separate_process_config(here, &args)?)?;
+        let cluster = engine(&other_config(here, &args, CLUSTER_INSTANCE, &[])?)?;
         let leftovers = engine(&config(here, &args)?)?;
         clean_up(&leftovers).await;
         clean_up(&separate).await;
+        clean_up(&cluster).await;
         let bench = start(&args).await?;
         let cleaner = bench.runtime.clone();
         let run = figures::run_all(&bench, &args);
@@ -220,6 +272,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("removing the bench's containers and images");
         clean_up(&cleaner).await;
         clean_up(&separate).await;
+        clean_up(&cluster).await;
         let table = result?;
         println!("{table}");
         if !args.no_report && args.only.is_empty() {
