@@ -536,11 +536,12 @@ impl Config {
                 self.cluster.lease_ttl_ms
             )));
         }
+        // Instances call each other over plain HTTP (a private network's).
         if let Some(url) = &self.cluster.advertise
-            && !(url.starts_with("http://") || url.starts_with("https://"))
+            && !url.starts_with("http://")
         {
             return Err(ConfigError::Invalid(format!(
-                "cluster.advertise {url:?} must be a URL such as \"http://10.0.0.5:8080\""
+                "cluster.advertise {url:?} must be an http:// URL such as \"http://10.0.0.5:8080\""
             )));
         }
         for (alias, template) in &self.e2b.templates {
@@ -833,6 +834,11 @@ mod tests {
                 "[snapshots]\nregistry = \"http://127.0.0.1:5000\"\n",
                 "snapshots.registry",
             ),
+            (
+                "[cluster]\nadvertise = \"https://10.0.0.5:8080\"\n",
+                "cluster.advertise",
+            ),
+            ("[cluster]\nlease_ttl_ms = 100\n", "cluster.lease_ttl_ms"),
         ] {
             let err = Config::from_toml(text).unwrap().finish().unwrap_err();
             assert!(err.to_string().contains(needle), "{text}: {err}");
