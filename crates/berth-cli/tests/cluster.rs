@@ -5,13 +5,14 @@ use std::{
     collections::{BTreeMap, HashSet},
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use berth_client::{Client, ClientError};
 use berth_proto::{CreateSession, ErrorCode, SessionState, process::ExecRequest};
+use berth_server::store::redis::test_server::RedisServer;
 
 const ADMIN: &str = "cluster-test-admin-token-0123456789abcdefghij";
 
@@ -21,75 +22,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A `redis-server` of the test's own, on a free port, with an append-only file so that a
-/// stop and start keeps what it held.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let dir = dir.join("redis");
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Self::spawn(port, &dir);
-        Self { child, port, dir }
-    }
-
-    fn spawn(port: u16, dir: &Path) -> Child {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn start_again(&mut self) {
-        self.child = Self::spawn(self.port, &self.dir);
-    }
-
-    fn flush_all(&self) {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "FLUSHALL"])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// One `berth serve` of the cluster.
@@ -144,7 +76,7 @@ impl Drop for Instance {
 /// Instances on one Redis, one engine instance label, one data dir each.
 struct Cluster {
     dir: tempfile::TempDir,
-    redis: Redis,
+    redis: RedisServer,
     config: PathBuf,
     label: String,
     instances: Vec<Instance>,
@@ -153,7 +85,7 @@ struct Cluster {
 impl Cluster {
     fn start(count: usize, extra_config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let redis = Redis::start(dir.path());
+        let redis = RedisServer::start_persistent();
         let label = format!(
             "test-cluster-{}",
             u64::from(std::process::id()) * 100_000 + u64::from(free_port())
@@ -679,7 +611,7 @@ fn with_redis_down_lifecycle_answers_503_and_running_sessions_keep_working() {
             assert_eq!(during.exit_code, Some(0), "{during:?}");
         }
     });
-    cluster.redis.start_again();
+    cluster.redis.restart();
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(20);
         let again = loop {
