@@ -117,6 +117,53 @@ async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_i
 }
 
 #[tokio::test]
+async fn a_session_woken_and_left_alone_sleeps_again_on_the_same_image() {
+    let server = Server::start().await;
+    let client = &server.client;
+    let session = client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    client
+        .exec(&session.id, &sh("echo kept > /home/user/notes"))
+        .await
+        .unwrap();
+    client.hibernate_session(&session.id).await.unwrap();
+    let first = snapshot_images(&session.id);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // Woken (the agent started, a fresh secret and address) but nothing written: the engine
+    // sees no change, and the same image goes on holding the files.
+    client.resume_session(&session.id).await.unwrap();
+    client.hibernate_session(&session.id).await.unwrap();
+    assert_eq!(snapshot_images(&session.id), first);
+
+    // Worked in: a new image replaces it.
+    client
+        .exec(&session.id, &sh("echo more >> /home/user/notes"))
+        .await
+        .unwrap();
+    client.hibernate_session(&session.id).await.unwrap();
+    // The replaced image is removed right after the answer.
+    let mut second = snapshot_images(&session.id);
+    for _ in 0..50 {
+        if second.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        second = snapshot_images(&session.id);
+    }
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first);
+    let notes = client
+        .exec(&session.id, &sh("cat /home/user/notes"))
+        .await
+        .unwrap();
+    assert_eq!(notes.stdout, "kept\nmore\n");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() {
     let server = Server::start().await;
     let client = &server.client;

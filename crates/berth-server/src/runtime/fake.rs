@@ -383,6 +383,21 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn unchanged_image(&self, container_id: &str) -> Result<Option<String>, RuntimeError> {
+        self.check_up()?;
+        let containers = self.lock();
+        let container = containers
+            .get(container_id)
+            .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
+        let images = self.images();
+        let Some(image) = images.get(&container.spec.image) else {
+            return Ok(None);
+        };
+        let same = same_tree(container.home.path(), image.home.path())
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        Ok(same.then(|| container.spec.image.clone()))
+    }
+
     async fn snapshot_depth(
         &self,
         image: &str,
@@ -469,6 +484,36 @@ fn tree_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
         };
     }
     Ok(bytes)
+}
+
+/// Whether two directory trees hold the same names and contents (files and directories only).
+fn same_tree(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool> {
+    let entries = |dir: &std::path::Path| -> std::io::Result<std::collections::BTreeMap<_, _>> {
+        std::fs::read_dir(dir)?
+            .map(|entry| {
+                let entry = entry?;
+                Ok((
+                    entry.file_name(),
+                    (entry.path(), entry.file_type()?.is_dir()),
+                ))
+            })
+            .collect()
+    };
+    let (left, right) = (entries(a)?, entries(b)?);
+    if !left.keys().eq(right.keys()) {
+        return Ok(false);
+    }
+    for ((path, is_dir), (other, other_is_dir)) in left.values().zip(right.values()) {
+        let same = match (is_dir, other_is_dir) {
+            (true, true) => same_tree(path, other)?,
+            (false, false) => std::fs::read(path)? == std::fs::read(other)?,
+            _ => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Copies a directory tree, files and directories only (what the fake's homes hold).

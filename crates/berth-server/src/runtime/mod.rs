@@ -176,6 +176,11 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         pause: bool,
     ) -> Result<(), RuntimeError>;
 
+    /// The image a stopped container was made from, when its filesystem holds nothing beyond
+    /// that image; `None` when something changed. A hibernation with nothing new to keep reuses
+    /// the snapshot the session woke from instead of committing one more layer of nothing.
+    async fn unchanged_image(&self, container_id: &str) -> Result<Option<String>, RuntimeError>;
+
     /// What of the snapshot `image` is its own, above `base`, its session's template image.
     async fn snapshot_depth(&self, image: &str, base: &str) -> Result<SnapshotDepth, RuntimeError>;
 

@@ -41,6 +41,10 @@ pub enum SessionError {
         "session {id} is waking up (or waiting for room on the host to wake) and was not ready within {seconds} s; try again in a moment"
     )]
     WakeTimedOut { id: String, seconds: u64 },
+    #[error(
+        "session {id} is running but was not reached within {seconds} s: its control plane is still reading its address from the engine; try again in a moment"
+    )]
+    AddressPending { id: String, seconds: u64 },
     #[error("session {id}: seeding the workspace failed: {message}")]
     Seed { id: String, message: String },
     #[error("session {id} is {state}; it must be running for this")]
@@ -92,6 +96,7 @@ impl SessionError {
             | Self::AgentNotReady { .. }
             | Self::CreateTimedOut { .. }
             | Self::WakeTimedOut { .. }
+            | Self::AddressPending { .. }
             | Self::Seed { .. } => ErrorCode::SessionFailed,
             Self::Store(store) => store.code(),
             Self::ManagerGone | Self::Internal(_) => ErrorCode::Internal,

@@ -47,6 +47,9 @@ use crate::{
 
 /// The longest a request waits for a sleeping session to wake before it answers 503.
 const WAKE_WAIT: Duration = Duration::from_secs(60);
+/// How long a request waits for the address of a running session whose row was just written
+/// again from its container.
+const ADDRESS_WAIT: Duration = Duration::from_secs(10);
 
 /// What the session manager needs to do its work.
 #[derive(Debug, Clone)]
@@ -395,6 +398,23 @@ impl SessionManager {
                     seconds: WAKE_WAIT.as_secs(),
                 }
             })??;
+            record = self
+                .store
+                .get_session(id)
+                .await?
+                .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+        }
+        // A row written again from its container (the store had lost it) is running before
+        // its address is read from the engine: that takes a moment, not a refusal.
+        let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
+        while record.state == SessionState::Running && record.agent_addr.is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SessionError::AddressPending {
+                    id: record.id,
+                    seconds: ADDRESS_WAIT.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
             record = self
                 .store
                 .get_session(id)

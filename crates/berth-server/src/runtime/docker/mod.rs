@@ -660,6 +660,28 @@ impl Runtime for DockerRuntime {
         .await
     }
 
+    async fn unchanged_image(&self, container_id: &str) -> Result<Option<String>, RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            let inspected = self
+                .call(
+                    "inspect_container",
+                    docker.inspect_container(container_id, None),
+                )
+                .await?;
+            let Some(image) = inspected.config.and_then(|config| config.image) else {
+                return Ok(None);
+            };
+            // The engine compares the container's own layer with its image: on overlay2 a
+            // walk of that layer alone, however large the image.
+            let changes = self
+                .call("container_changes", docker.container_changes(container_id))
+                .await?;
+            Ok(changes.unwrap_or_default().is_empty().then_some(image))
+        })
+        .await
+    }
+
     async fn snapshot_depth(&self, image: &str, base: &str) -> Result<SnapshotDepth, RuntimeError> {
         self.within(self.snapshot_lineage(image, base)).await
     }

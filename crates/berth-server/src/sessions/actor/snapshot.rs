@@ -105,6 +105,7 @@ impl Actor {
             .template(&record.template)
             .map(|template| template.image.clone())
             .unwrap_or_default();
+        let woke_from = record.snapshot;
         let id = record.id;
         let failed_id = id.clone();
         self.spawn_reporting(
@@ -117,9 +118,17 @@ impl Actor {
                     if let Err(err) = runtime.stop_children(&id).await {
                         tracing::warn!(session = %id, %err, "docker children left running");
                     }
-                    runtime.commit(&container_id, &image, false).await?;
                     let slept =
-                        compact_if_deep(runtime.as_ref(), image, &base, compact_after).await;
+                        match unchanged_since(runtime.as_ref(), &container_id, woke_from).await {
+                            Some(snapshot) => Slept {
+                                image: snapshot,
+                                compacted: None,
+                            },
+                            None => {
+                                runtime.commit(&container_id, &image, false).await?;
+                                compact_if_deep(runtime.as_ref(), image, &base, compact_after).await
+                            }
+                        };
                     // The image holds the files now; a container that will not go is an
                     // orphan for reconcile, not a reason to undo the hibernation.
                     if let Err(err) = runtime.remove(&container_id).await {
@@ -204,11 +213,12 @@ impl Actor {
                     }
                     return;
                 }
-                if let Some(previous) = previous {
+                let reused = previous == record.snapshot;
+                if let Some(previous) = previous.filter(|_| !reused) {
                     self.remove_snapshot_in_background(previous);
                 }
                 self.push_in_background(record.snapshot.clone());
-                tracing::info!(session = id, compacted, "hibernated");
+                tracing::info!(session = id, compacted, reused, "hibernated");
                 if let Some(layers) = compacted {
                     let message = format!("the snapshot's {layers} layers were folded into one");
                     self.record_event(id, "compacted", &message).await;
@@ -678,5 +688,24 @@ pub(super) fn snapshot_time(image: &str) -> Option<DateTime<Utc>> {
 async fn wake_children(runtime: &dyn crate::runtime::Runtime, id: &str) {
     if let Err(err) = runtime.start_children(id).await {
         tracing::warn!(session = %id, %err, "docker children not started again");
+    }
+}
+
+/// The snapshot a stopped session woke from, when its container holds nothing beyond it: that
+/// snapshot is the session's files still, and a hibernation keeps it rather than commit an
+/// empty layer. A session never hibernated, or one checkpointed since it woke (its container
+/// is older than its newest snapshot), commits as usual; so does any doubt.
+async fn unchanged_since(
+    runtime: &dyn crate::runtime::Runtime,
+    container_id: &str,
+    woke_from: Option<String>,
+) -> Option<String> {
+    let snapshot = woke_from?;
+    match runtime.unchanged_image(container_id).await {
+        Ok(image) => image.filter(|image| *image == snapshot),
+        Err(err) => {
+            tracing::debug!(%err, container = container_id, "cannot tell whether anything changed; committing");
+            None
+        }
     }
 }

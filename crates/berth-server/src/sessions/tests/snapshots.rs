@@ -614,3 +614,32 @@ async fn reconcile_keeps_the_container_of_a_revive_the_control_plane_died_in() {
         "only here"
     );
 }
+
+#[tokio::test]
+async fn a_hibernation_with_nothing_new_keeps_the_snapshot_it_woke_from() {
+    let h = harness().await;
+    let session = running(&h, "alice", "default").await;
+    write(&h, "alice", &session.id, "notes.txt", "first").await;
+    let hibernate = || h.sessions.hibernate(user("alice"), session.id.clone());
+    let resume = || h.sessions.resume(user("alice"), session.id.clone());
+    hibernate().await.unwrap();
+    let first = record(&h, &session.id).await.snapshot.unwrap();
+
+    // Woken and left alone: nothing to commit, the same image holds its files.
+    resume().await.unwrap();
+    hibernate().await.unwrap();
+    assert_eq!(record(&h, &session.id).await.snapshot.unwrap(), first);
+    assert_eq!(h.runtime.snapshot_count(), 1, "no image made, none removed");
+
+    // Woken and worked in: a new snapshot, and the one it replaces goes.
+    resume().await.unwrap();
+    write(&h, "alice", &session.id, "notes.txt", "second").await;
+    hibernate().await.unwrap();
+    let second = record(&h, &session.id).await.snapshot.unwrap();
+    assert_ne!(second, first);
+    wait_until("the replaced snapshot to go", || async {
+        h.runtime.snapshot_count() == 1
+    })
+    .await;
+    assert_eq!(read(&h, "alice", &session.id, "notes.txt").await, "second");
+}
