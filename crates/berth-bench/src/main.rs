@@ -232,12 +232,23 @@ pub fn engine(config: &Config) -> anyhow::Result<DockerRuntime> {
     ))
 }
 
+/// Container removals the clean-up keeps in flight.
+const REMOVALS_AT_ONCE: usize = 8;
+
 /// Removes every container of the bench instance, then its images: sessions' snapshots and
 /// the raw baselines' commits, which carry the same labels.
 pub async fn clean_up(runtime: &DockerRuntime) {
+    use futures_util::StreamExt;
     if let Ok(containers) = runtime.list().await {
-        let removals = containers.iter().map(|c| runtime.remove(&c.id));
-        futures_util::future::join_all(removals).await;
+        // A few at a time: 800 removals at once keep the engine busy past the runtime's
+        // timeout, and those that time out would stay behind.
+        futures_util::stream::iter(&containers)
+            .for_each_concurrent(REMOVALS_AT_ONCE, |container| async move {
+                if let Err(err) = runtime.remove(&container.id).await {
+                    eprintln!("could not remove container {}: {err}", container.id);
+                }
+            })
+            .await;
     }
     // One at a time: a snapshot's parent, removed alongside its child, could be left behind
     // untagged, which nothing here would find again.

@@ -196,7 +196,7 @@ pub async fn app(
         })
     };
 
-    let state = AppState {
+    let state = AppState::new(api::Services {
         sessions: sessions.clone(),
         auth: Authenticator::new(admin_token, store.clone()),
         store,
@@ -217,7 +217,7 @@ pub async fn app(
         e2b_templates: Arc::new(config.e2b.templates.clone()),
         e2b_watchers: Default::default(),
         cluster_key: cluster::cluster_key(admin_token).into(),
-    };
+    });
     App {
         router: api::router(state.clone()),
         e2b: config.e2b.enabled.then(|| E2bRouters {

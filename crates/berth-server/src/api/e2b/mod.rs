@@ -40,7 +40,7 @@ pub const ENVD_PORT: u16 = 49983;
 
 /// E2B's control-plane REST: `/sandboxes` (the SDKs up to 2.4x) and `/v2/sandboxes` (later).
 pub fn api_router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
         .route(
             "/v2/sandboxes",
@@ -67,6 +67,8 @@ pub fn api_router(state: AppState) -> Router {
                 "method not allowed on this route",
             ))
         })
+        .with_state(state);
+    super::behind_layers(routes)
         .layer(CatchPanicLayer::custom(|_| {
             E2bError(ApiError::coded(
                 ErrorCode::Internal,
@@ -75,14 +77,13 @@ pub fn api_router(state: AppState) -> Router {
             .into_response()
         }))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// envd's protocol, for every sandbox at once: requests name theirs in `E2b-Sandbox-Id`.
 pub fn sandbox_router(state: AppState) -> Router {
     let process = |method| format!("/process.Process/{method}");
     let filesystem = |method| format!("/filesystem.Filesystem/{method}");
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(envd::health))
         .route("/files", get(envd::download).post(envd::upload))
         .route(&process("Start"), post(process::start))
@@ -114,9 +115,10 @@ pub fn sandbox_router(state: AppState) -> Router {
                 "method not allowed on this route",
             ))
         })
+        .with_state(state);
+    super::behind_layers(routes)
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
