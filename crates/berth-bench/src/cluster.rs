@@ -262,6 +262,12 @@ async fn density(args: &Args, sqlite_mb: Option<f64>) -> anyhow::Result<Row> {
     let redis_mb = redis.rss_mb();
     plane.delete_all(&weighed.ids).await;
     plane.kill().await?;
+    // What the killed control plane had not removed yet, before the next figure starts.
+    crate::clean_up(&crate::engine(&crate::separate_process_config(
+        data.path(),
+        args,
+    )?)?)
+    .await;
     let baseline = match sqlite_mb {
         Some(mb) => format!("SQLite store (figure 8) {mb:.0} MB"),
         None => "SQLite store not measured in this run (figure 8)".into(),

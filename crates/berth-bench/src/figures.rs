@@ -755,6 +755,8 @@ async fn density_and_reconcile(args: &Args) -> anyhow::Result<(Vec<Row>, f64)> {
 
     plane.delete_all(ids).await;
     plane.kill().await?;
+    // What the killed control plane had not removed yet, before the next figure starts.
+    crate::clean_up(&engine).await;
     let nothing_lost = listed == ids.len() && containers == ids.len();
     let rows = vec![
         Row {
