@@ -35,6 +35,17 @@ async fn populated_base_session(client: &berth_client::Client) -> berth_proto::S
     session
 }
 
+/// A session of the default template in which `script` ran and succeeded.
+async fn default_session_with(client: &berth_client::Client, script: &str) -> berth_proto::Session {
+    let session = client
+        .create_session(&CreateSession::default())
+        .await
+        .unwrap();
+    let ran = client.exec(&session.id, &sh(script)).await.unwrap();
+    assert_eq!(ran.exit_code, Some(0), "{script}: {}", ran.stderr);
+    session
+}
+
 /// `MANIFEST` of a session's home.
 async fn manifest_of(client: &berth_client::Client, id: &str) -> String {
     client.exec(id, &sh(MANIFEST)).await.unwrap().stdout
@@ -57,12 +68,7 @@ fn snapshot_images(session_id: &str) -> Vec<String> {
 async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_image() {
     let server = Server::start().await;
     let client = &server.client;
-    let session = client
-        .create_session(&CreateSession::default())
-        .await
-        .unwrap();
-    let populated = client.exec(&session.id, &sh(POPULATE)).await.unwrap();
-    assert_eq!(populated.exit_code, Some(0), "{}", populated.stderr);
+    let session = default_session_with(client, POPULATE).await;
     let manifest = manifest_of(client, &session.id).await;
     assert!(
         manifest.contains("big.bin") && manifest.contains("naïve"),
@@ -120,14 +126,7 @@ async fn hibernate_and_restore_keep_every_file_and_leave_no_container_or_stale_i
 async fn a_session_woken_and_left_alone_sleeps_again_on_the_same_image() {
     let server = Server::start().await;
     let client = &server.client;
-    let session = client
-        .create_session(&CreateSession::default())
-        .await
-        .unwrap();
-    client
-        .exec(&session.id, &sh("echo kept > /home/user/notes"))
-        .await
-        .unwrap();
+    let session = default_session_with(client, "echo kept > /home/user/notes").await;
     client.hibernate_session(&session.id).await.unwrap();
     let first = snapshot_images(&session.id);
     assert_eq!(first.len(), 1, "{first:?}");
@@ -167,11 +166,7 @@ async fn a_session_woken_and_left_alone_sleeps_again_on_the_same_image() {
 async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() {
     let server = Server::start().await;
     let client = &server.client;
-    let session = client
-        .create_session(&CreateSession::default())
-        .await
-        .unwrap();
-    client.exec(&session.id, &sh(POPULATE)).await.unwrap();
+    let session = default_session_with(client, POPULATE).await;
     let manifest = manifest_of(client, &session.id).await;
 
     let snapshot = client
@@ -226,14 +221,7 @@ async fn a_container_removed_by_hand_comes_back_from_its_last_checkpoint() {
     })
     .await;
     let client = &server.client;
-    let session = client
-        .create_session(&CreateSession::default())
-        .await
-        .unwrap();
-    client
-        .exec(&session.id, &sh("echo checkpointed > /home/user/kept.txt"))
-        .await
-        .unwrap();
+    let session = default_session_with(client, "echo checkpointed > /home/user/kept.txt").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while snapshot_images(&session.id).is_empty() {
         assert!(

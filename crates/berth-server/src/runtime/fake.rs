@@ -385,17 +385,24 @@ impl Runtime for FakeRuntime {
 
     async fn unchanged_image(&self, container_id: &str) -> Result<Option<String>, RuntimeError> {
         self.check_up()?;
-        let containers = self.lock();
-        let container = containers
-            .get(container_id)
-            .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
+        // One lock at a time, as `commit` takes them: the container's, then the images'.
+        let (from, home) = {
+            let containers = self.lock();
+            let container = containers
+                .get(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
+            (
+                container.spec.image.clone(),
+                container.home.path().to_owned(),
+            )
+        };
         let images = self.images();
-        let Some(image) = images.get(&container.spec.image) else {
+        let Some(image) = images.get(&from) else {
             return Ok(None);
         };
-        let same = same_tree(container.home.path(), image.home.path())
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        Ok(same.then(|| container.spec.image.clone()))
+        let same =
+            same_tree(&home, image.home.path()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        Ok(same.then_some(from))
     }
 
     async fn snapshot_depth(
