@@ -276,11 +276,12 @@ pub async fn run(
     let networks = SessionNetworks::new(&config)?;
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;
-    let docker_api = docker_api_engine(&config)?;
-    let docker_api_dir = docker_api_dir(&data_dir);
+    let docker_sockets = docker_api_engine(&config)?.map(|engine| {
+        docker_api::Sockets::new(&config, docker_api_dir(&data_dir), engine, networks.clone())
+    });
     let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
-    if docker_api.is_some() {
-        runtime = runtime.with_docker_api_dir(docker_api_dir.clone());
+    if let Some(sockets) = &docker_sockets {
+        runtime = runtime.with_docker_api(sockets.clone());
     }
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     let mut app = app(
@@ -291,9 +292,8 @@ pub async fn run(
         &admin_token,
     )
     .await;
-    if let Some(engine) = docker_api {
-        let api =
-            docker_api::DockerApi::new(&config, docker_api_dir, engine, store, runtime, networks);
+    if let Some(sockets) = docker_sockets {
+        let api = docker_api::DockerApi::new(sockets, store, runtime);
         app.background.push(api.spawn());
     }
     if let Some(firewall) = &firewall {

@@ -5,7 +5,10 @@
 //! forwards it to the engine (`serve.rs`, `engine.rs`). The socket a connection arrives on is
 //! the session it acts for: nothing the session sends can claim another.
 //!
-//! [`DockerApi::spawn`] keeps one socket open per session that has not ended, and removes what
+//! A session's socket opens with its container ([`Sockets::ensure_open`], called by the runtime
+//! as it makes the container), so it is there before anything in the session runs.
+//! [`DockerApi::spawn`] keeps one socket open per session that has not ended (a restarted
+//! control plane opens them again), closes ended sessions' sockets, and removes what
 //! sessions that have ended left on the engine (their removal does it too; this catches a crash
 //! in between). See docs/docker-in-session.md.
 
@@ -13,23 +16,21 @@ mod context;
 mod engine;
 pub mod policy;
 mod serve;
+mod sockets;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::task::JoinHandle;
 
 pub use engine::Engine;
-use policy::Scope;
-use serve::SessionApi;
+pub use sockets::Sockets;
 
 use crate::{
-    config::{Config, TemplateConfig},
-    networks::SessionNetworks,
     runtime::Runtime,
     store::{SessionFilter, Store},
 };
@@ -38,8 +39,8 @@ use crate::{
 pub const SOCKET_DIR_IN_SESSION: &str = "/run/berth/docker";
 const SOCKET_NAME: &str = "docker.sock";
 
-/// How often the open sockets are matched with the sessions: a new session's socket opens
-/// within this (its container takes longer to start).
+/// How often the open sockets are matched with the sessions: an ended session's socket closes
+/// within this, and a restarted control plane's sessions get theirs back.
 const SYNC_PERIOD: Duration = Duration::from_millis(250);
 /// How often ended sessions' children are looked for.
 const SWEEP_PERIOD: Duration = Duration::from_secs(30);
@@ -59,67 +60,43 @@ pub fn session_dir(root: &Path, session_id: &str) -> PathBuf {
     root.join(session_id)
 }
 
-/// One session's socket, served until dropped.
-struct Listener(JoinHandle<()>);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 #[derive(Debug)]
 pub struct DockerApi {
-    dir: PathBuf,
-    engine: Engine,
+    sockets: Sockets,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
-    templates: Arc<BTreeMap<String, TemplateConfig>>,
-    networks: SessionNetworks,
-    instance: String,
-    log_max_size: String,
 }
 
 impl DockerApi {
-    pub fn new(
-        config: &Config,
-        dir: PathBuf,
-        engine: Engine,
-        store: Arc<dyn Store>,
-        runtime: Arc<dyn Runtime>,
-        networks: SessionNetworks,
-    ) -> Self {
+    pub fn new(sockets: Sockets, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
         Self {
-            dir,
-            engine,
+            sockets,
             store,
             runtime,
-            templates: Arc::new(config.templates.clone()),
-            networks,
-            instance: config.docker.instance.clone(),
-            log_max_size: config.docker.log_max_size.clone(),
         }
     }
 
-    /// Serves the sessions' sockets until the task is aborted (which closes them all).
+    /// Keeps the sockets matched with the sessions until the task is aborted (which closes
+    /// them all).
     pub fn spawn(self) -> JoinHandle<()> {
         tokio::spawn(async move {
-            let mut open: HashMap<String, Listener> = HashMap::new();
             let mut sync = tokio::time::interval(SYNC_PERIOD);
             sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut sweep = tokio::time::interval(SWEEP_PERIOD);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = sync.tick() => self.sync(&mut open).await,
+                    _ = sync.tick() => self.sync().await,
                     _ = sweep.tick() => self.sweep().await,
                 }
             }
         })
     }
 
-    /// Opens a socket for every kept session of a template with Docker, closes the others.
-    async fn sync(&self, open: &mut HashMap<String, Listener>) {
+    /// Opens a socket for every kept session of a template with Docker (a new session's is
+    /// open already: its container's creation opened it), closes the others.
+    async fn sync(&self) {
+        let listed = Instant::now();
         let sessions = match self.store.list_sessions(&SessionFilter::kept()).await {
             Ok(sessions) => sessions,
             Err(err) => {
@@ -129,81 +106,16 @@ impl DockerApi {
         };
         let wanted: BTreeMap<String, String> = sessions
             .into_iter()
-            .filter(|s| {
-                self.templates
-                    .get(&s.template)
-                    .is_some_and(|t| t.docker.enabled)
-            })
+            .filter(|s| self.sockets.serves(&s.template))
             .map(|s| (s.id, s.template))
             .collect();
-        open.retain(|id, listener| {
-            let keep = wanted.contains_key(id) && !listener.0.is_finished();
-            if !keep {
-                let _ = std::fs::remove_dir_all(session_dir(&self.dir, id));
-            }
-            keep
-        });
+        self.sockets
+            .close_all_but(&wanted.keys().cloned().collect(), listed);
         for (id, template) in wanted {
-            if open.contains_key(&id) {
-                continue;
-            }
-            match self.open(&id, &template) {
-                Ok(task) => {
-                    open.insert(id, Listener(task));
-                }
-                Err(err) => {
-                    tracing::warn!(session = %id, %err, "docker api: cannot open the socket")
-                }
+            if let Err(err) = self.sockets.ensure_open(&id, &template) {
+                tracing::warn!(session = %id, %err, "docker api: cannot open the socket");
             }
         }
-    }
-
-    fn open(&self, session_id: &str, template: &str) -> std::io::Result<JoinHandle<()>> {
-        use std::os::unix::fs::PermissionsExt;
-        let config = &self.templates[template];
-        let network = self
-            .networks
-            .for_template(template)
-            .map(|n| n.name.clone())
-            .ok_or_else(|| std::io::Error::other(format!("no network for template {template}")))?;
-        let dir = session_dir(&self.dir, session_id);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        let path = socket_path(&self.dir, session_id);
-        // A socket left by a control plane that stopped: its listener is gone.
-        match std::fs::remove_file(&path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-            _ => {}
-        }
-        let listener = tokio::net::UnixListener::bind(&path)?;
-        // The session's user is uid 1000; the directory's mode keeps everyone else on the host
-        // out (the data dir is 0700).
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
-        let api = Arc::new(SessionApi {
-            scope: Scope {
-                session_id: session_id.to_owned(),
-                instance: self.instance.clone(),
-                network,
-                memory_bytes: i64::try_from(config.memory_mb.saturating_mul(1024 * 1024))
-                    .unwrap_or(i64::MAX),
-                nano_cpus: (config.cpus * 1e9) as i64,
-                pids: config.pids,
-                base_images: config.docker.base_images.clone(),
-                max_containers: config.docker.max_containers,
-                max_images: config.docker.max_images,
-                log_max_size: self.log_max_size.clone(),
-            },
-            engine: self.engine.clone(),
-            // Beside the sessions' directories, never in one: each is mounted in a session.
-            spool_dir: self.dir.join(".contexts"),
-        });
-        let router = axum::Router::new().fallback(serve::handle).with_state(api);
-        let session = session_id.to_owned();
-        Ok(tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, router).await {
-                tracing::warn!(%session, %err, "docker api: socket closed");
-            }
-        }))
     }
 
     /// Removes the children of sessions that have ended: a removal that failed, or a control
@@ -218,7 +130,7 @@ impl DockerApi {
         };
         // Socket directories of sessions that ended while no control plane ran. Dot
         // directories are the API's own (`.contexts`, `.hibernated`).
-        let dirs: Vec<String> = std::fs::read_dir(&self.dir)
+        let dirs: Vec<String> = std::fs::read_dir(self.sockets.dir())
             .into_iter()
             .flatten()
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
@@ -237,7 +149,7 @@ impl DockerApi {
             Err(_) => return,
         };
         for dir in dirs.iter().filter(|d| !kept.contains(*d)) {
-            let _ = std::fs::remove_dir_all(session_dir(&self.dir, dir));
+            let _ = std::fs::remove_dir_all(session_dir(self.sockets.dir(), dir));
         }
         for owner in owners.difference(&kept) {
             match self.runtime.remove_children(owner).await {

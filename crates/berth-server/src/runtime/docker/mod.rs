@@ -60,8 +60,8 @@ pub struct DockerRuntime {
     /// Set once the session networks exist; checked before every create so a network deleted
     /// by hand, or an engine that was down at start, heals on the next create.
     prepared: OnceCell<()>,
-    /// Where each session's Docker API socket directory is made (`crate::docker_api`).
-    docker_api_dir: Option<std::path::PathBuf>,
+    /// The sessions' Docker API sockets (`crate::docker_api`), opened as containers are made.
+    docker_api: Option<crate::docker_api::Sockets>,
 }
 
 impl DockerRuntime {
@@ -73,14 +73,14 @@ impl DockerRuntime {
             timeout,
             client: OnceCell::new(),
             prepared: OnceCell::new(),
-            docker_api_dir: None,
+            docker_api: None,
         }
     }
 
-    /// Lets templates with `docker.enabled` run: their containers get their session's
-    /// directory under `dir` mounted where `DOCKER_HOST` points.
-    pub fn with_docker_api_dir(mut self, dir: std::path::PathBuf) -> Self {
-        self.docker_api_dir = Some(dir);
+    /// Lets templates with `docker.enabled` run: their containers get their session's socket
+    /// directory from `sockets` mounted where `DOCKER_HOST` points.
+    pub fn with_docker_api(mut self, sockets: crate::docker_api::Sockets) -> Self {
+        self.docker_api = Some(sockets);
         self
     }
 
@@ -88,15 +88,20 @@ impl DockerRuntime {
     /// the socket: a control plane that restarts binds a new socket, which a mounted file
     /// would not follow. Read-only, so the session can neither remove the socket nor leave
     /// files on the host.
-    fn docker_api_bind(&self, session_id: &str) -> Result<String, RuntimeError> {
-        use std::os::unix::fs::PermissionsExt;
-        let root = self.docker_api_dir.as_ref().ok_or_else(|| {
+    fn docker_api_bind(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let sockets = self.docker_api.as_ref().ok_or_else(|| {
             RuntimeError::Engine("this control plane serves no Docker API to sessions".into())
         })?;
-        let dir = crate::docker_api::session_dir(root, session_id);
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
-            .map_err(|e| RuntimeError::Engine(format!("cannot make {}: {e}", dir.display())))?;
+        // Opened here, before the container exists, so the socket is there before the
+        // session's first command (the store's periodic sync would open it only later).
+        let dir = sockets
+            .ensure_open(&spec.session_id, &spec.template)
+            .map_err(|e| {
+                RuntimeError::Engine(format!(
+                    "cannot open the Docker API socket of {}: {e}",
+                    spec.session_id
+                ))
+            })?;
         Ok(format!(
             "{}:{}:ro",
             dir.display(),
@@ -108,7 +113,7 @@ impl DockerRuntime {
     /// when no Docker API is served (so there are no children). Beside the sessions' socket
     /// directories, in none of them.
     fn hibernated_children(&self, session_id: &str) -> Option<std::path::PathBuf> {
-        let dir = self.docker_api_dir.as_ref()?.join(".hibernated");
+        let dir = self.docker_api.as_ref()?.dir().join(".hibernated");
         Some(dir.join(session_id))
     }
 
@@ -214,7 +219,7 @@ impl DockerRuntime {
                 privileged: Some(false),
                 network_mode: Some(network.clone()),
                 binds: if spec.docker_api {
-                    Some(vec![self.docker_api_bind(&spec.session_id)?])
+                    Some(vec![self.docker_api_bind(spec)?])
                 } else {
                     None
                 },
