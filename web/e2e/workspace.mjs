@@ -168,6 +168,8 @@ await step("snapshot-and-fork", async () => {
   await page.getByRole("button", { name: "Snapshots" }).click();
   await page.getByRole("button", { name: "Take a snapshot" }).click();
   await page.locator(".toast", { hasText: 'Snapshot "e2e snapshot" taken' }).waitFor();
+  // Listed with what it costs on disk.
+  await page.locator(".snapshots-panel li", { hasText: /e2e snapshot.* MB/ }).waitFor();
   const before = page.url();
   await page.locator(".snapshots-panel li", { hasText: "e2e snapshot" }).getByRole("button", { name: "Fork" }).click();
   await page.waitForURL((url) => url.toString() !== before);

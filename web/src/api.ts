@@ -32,6 +32,8 @@ export interface Snapshot {
   owner: string;
   name: string;
   created_at: string;
+  /** Bytes it holds above its template's image: the disk it costs. */
+  size_bytes?: number;
   pause_ms?: number;
 }
 

@@ -22,10 +22,11 @@ use tokio::{io::AsyncWriteExt, sync::Mutex};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::{
-    Args, BASE_IMAGE, Bench, IMAGE, NETWORK, cluster,
+    Args, BASE_IMAGE, Bench, IMAGE, NETWORK, checkpoint, cluster,
     control_plane::ChildPlane,
     snapshots,
     stats::{Samples, ms, ratio},
+    storm,
 };
 
 /// One row of the results table.
@@ -98,9 +99,9 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
         sqlite.control_plane_mb = Some(control_plane_mb);
         rows.extend(figures);
     }
-    if args.wants(11) || args.wants(12) {
+    if args.wants(11) || args.wants(12) || args.wants(22) {
         eprintln!(
-            "figures 11 and 12: hibernate and restore, {} MB changed",
+            "figures 11, 12 and 22: hibernate and restore, {} MB changed",
             args.megabytes
         );
         rows.extend(snapshots::hibernate_and_restore(bench, args.megabytes).await?);
@@ -108,6 +109,15 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
     if args.wants(13) {
         eprintln!("figure 13: {} hibernate/resume cycles", args.cycles);
         rows.push(snapshots::cycles(bench, args.cycles, args.megabytes).await?);
+    }
+    rows.extend(snapshots::hibernate_sizes(bench, args.large_megabytes, |n| args.wants(n)).await?);
+    if args.wants(20) {
+        eprintln!("figure 20: checkpoint pause");
+        rows.push(checkpoint::checkpoint_pause(bench).await?);
+    }
+    if args.wants(21) {
+        eprintln!("figure 21: restore storm of {} sessions", args.storm);
+        rows.push(storm::restore_storm(bench, args.storm).await?);
     }
     rows.extend(cluster::figures(bench, args, sqlite).await?);
     // Some figures are measured in pairs; `--only` shows just the ones asked for.

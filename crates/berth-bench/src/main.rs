@@ -6,6 +6,7 @@
 //!
 //! `cargo run --release -p berth-bench -- --help`
 
+mod checkpoint;
 mod cluster;
 mod control_plane;
 mod figures;
@@ -13,6 +14,7 @@ mod instances;
 mod redis;
 mod snapshots;
 mod stats;
+mod storm;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -63,6 +65,12 @@ pub struct Args {
     /// engine refuses more than 125, so more than that many show compaction at work.
     #[arg(long, default_value_t = 20)]
     cycles: usize,
+    /// Size of the large hibernation's changes, in MB (figure 19).
+    #[arg(long, default_value_t = 1000)]
+    large_megabytes: usize,
+    /// Hibernated sessions touched at once (figure 21).
+    #[arg(long, default_value_t = 200)]
+    storm: usize,
     /// Where to write the results.
     #[arg(long, default_value = "BENCHMARKS.md")]
     output: PathBuf,
@@ -70,7 +78,7 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=17))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=22))]
     only: Vec<u8>,
     /// Internal: serve a control plane with its data in DIR (figures 8, 10 and 17 start one).
     #[arg(long, hide = true, value_name = "DIR")]

@@ -1,4 +1,4 @@
-//! Figures 11-13: hibernation. Each is measured next to the engine doing the same work for a
+//! Figures 11-13, 18, 19 and 22: hibernation. Each is measured next to the engine doing the same work for a
 //! container made without Berth, with the same changes in it: `docker stop` + `commit` + `rm`
 //! to put it away, `docker create` + `start` of the committed image until its agent's port
 //! accepts a connection to bring it back.
@@ -16,11 +16,13 @@ use bollard::{
     exec::{CreateExecOptions, StartExecResults},
     models::{ContainerConfig, ContainerCreateBody},
     query_parameters::{
-        CommitContainerOptions, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-        StopContainerOptions,
+        CommitContainerOptions, InspectContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+        RemoveImageOptionsBuilder, StopContainerOptions,
     },
 };
 use futures_util::StreamExt;
+
+use berth_server::runtime::Runtime;
 
 use crate::{
     BASE_IMAGE, Bench,
@@ -34,19 +36,19 @@ pub const TEMPLATE: &str = "base";
 /// Samples of figures 11 and 12. Each takes a fresh session and fresh changes: a hibernation
 /// commits what changed since the previous one, so hibernating the same session again would
 /// measure an empty commit.
-const ROUNDS: usize = 5;
+pub(crate) const ROUNDS: usize = 5;
 
 /// Cycles at each end of figure 13 compared, to see whether a deeper image slows them.
 const WINDOW: usize = 10;
 
 /// Berth's grace between SIGTERM and SIGKILL when it hibernates, given to `docker stop` too.
-const STOP_GRACE_SECONDS: i32 = 5;
+pub(crate) const STOP_GRACE_SECONDS: i32 = 5;
 
 /// The user Berth runs a session's processes as, the agent included.
 const SESSION_USER: &str = "1000:1000";
 
 /// Where the raw baselines' commits go, apart from Berth's `berth-snapshot/`.
-const RAW_REPOSITORY: &str = "berth-bench-raw";
+pub(crate) const RAW_REPOSITORY: &str = "berth-bench-raw";
 
 /// What a session has changed when it is hibernated: `megabytes` of new data and 2,000 small
 /// files in its home, as a user's work leaves it.
@@ -58,15 +60,36 @@ fn changes(megabytes: usize) -> String {
     )
 }
 
-/// Figures 11 and 12, from the same rounds: each round hibernates a session and a raw
-/// container with the same changes, then brings both back.
-pub async fn hibernate_and_restore(bench: &Bench, megabytes: usize) -> anyhow::Result<Vec<Row>> {
+/// What rounds of hibernation measured: Berth's and the raw engine's times for the same
+/// changes, and what the changes and their snapshot take on disk.
+#[derive(Default)]
+struct Rounds {
+    hibernate: Samples,
+    raw_hibernate: Samples,
+    restore: Samples,
+    raw_restore: Samples,
+    /// The session's container's own layer before it slept (`docker ps --size`), in bytes.
+    changed_bytes: Vec<u64>,
+    /// What the snapshot holds above the template's image, in bytes.
+    snapshot_bytes: Vec<u64>,
+}
+
+/// `rounds` rounds, each hibernating a fresh session and a raw container with the same
+/// `megabytes` of changes, then (with `restore`) bringing both back.
+async fn measure(
+    bench: &Bench,
+    megabytes: usize,
+    rounds: usize,
+    restore: bool,
+) -> anyhow::Result<Rounds> {
     let docker = engine().await?;
     let script = changes(megabytes);
-    let (mut hibernate, mut raw_hibernate) = (Samples::default(), Samples::default());
-    let (mut restore, mut raw_restore) = (Samples::default(), Samples::default());
-    for round in 0..ROUNDS {
+    let mut measured = Rounds::default();
+    for round in 0..rounds {
         let id = session_with(bench, &script).await?;
+        measured
+            .changed_bytes
+            .push(own_layer_bytes(&docker, &session_container(bench, &id).await?).await?);
         let name = format!("rawsnap{round}");
         let (container, _) = raw_start(&docker, BASE_IMAGE, &name).await?;
         raw_sh(&docker, &container, &script).await?;
@@ -89,68 +112,130 @@ pub async fn hibernate_and_restore(bench: &Bench, megabytes: usize) -> anyhow::R
             },
         )
         .await?;
-        hibernate.push(berth);
-        raw_hibernate.push(raw);
+        measured.hibernate.push(berth);
+        measured.raw_hibernate.push(raw);
+        measured
+            .snapshot_bytes
+            .push(snapshot_bytes(bench, &id).await?);
 
-        let (berth, raw) = in_turn(
-            round,
-            async {
-                sync().await?;
-                let started = Instant::now();
-                let awake = bench.client.resume_session(&id).await?;
-                let elapsed = started.elapsed();
-                anyhow::ensure!(awake.state == SessionState::Running, "{awake:?}");
-                Ok(elapsed)
-            },
-            async {
-                sync().await?;
-                let (restored, elapsed) = raw_start(&docker, &image, &name).await?;
-                remove_raw(&docker, &restored).await?;
-                Ok(elapsed)
-            },
-        )
-        .await?;
-        restore.push(berth);
-        raw_restore.push(raw);
+        if restore {
+            let (berth, raw) = in_turn(
+                round,
+                async {
+                    sync().await?;
+                    let started = Instant::now();
+                    let awake = bench.client.resume_session(&id).await?;
+                    let elapsed = started.elapsed();
+                    anyhow::ensure!(awake.state == SessionState::Running, "{awake:?}");
+                    Ok(elapsed)
+                },
+                async {
+                    sync().await?;
+                    let (restored, elapsed) = raw_start(&docker, &image, &name).await?;
+                    remove_raw(&docker, &restored).await?;
+                    Ok(elapsed)
+                },
+            )
+            .await?;
+            measured.restore.push(berth);
+            measured.raw_restore.push(raw);
+        }
 
         bench.client.delete_session(&id).await?;
         let options = RemoveImageOptionsBuilder::new().force(true).build();
         docker.remove_image(&image, Some(options), None).await?;
     }
-    let restore_met = restore.p50() <= Duration::from_secs(1)
-        && restore.p50().as_secs_f64() <= 1.2 * raw_restore.p50().as_secs_f64();
+    Ok(measured)
+}
+
+/// A hibernation's row: Berth's p50 against the raw engine's, within 1.2×.
+fn hibernate_row(number: u8, megabytes: usize, measured: &Rounds) -> Row {
+    let (berth, raw) = (measured.hibernate.p50(), measured.raw_hibernate.p50());
+    Row {
+        number,
+        figure: format!(
+            "hibernate, {megabytes} MB + 2,000 files changed, p50 of {}",
+            measured.hibernate.len()
+        ),
+        berth: ms(berth),
+        baseline: format!(
+            "raw docker stop+commit+rm p50 {} (ratio {})",
+            ms(raw),
+            ratio(berth, raw)
+        ),
+        target: "≤ 1.2× raw".into(),
+        met: Some(berth.as_secs_f64() <= 1.2 * raw.as_secs_f64()),
+    }
+}
+
+/// Figures 11, 12 and 22, from the same rounds: each round hibernates a session and a raw
+/// container with the same changes, then brings both back.
+pub async fn hibernate_and_restore(bench: &Bench, megabytes: usize) -> anyhow::Result<Vec<Row>> {
+    let measured = measure(bench, megabytes, ROUNDS, true).await?;
+    let (restore, raw_restore) = (measured.restore.p50(), measured.raw_restore.p50());
+    let restore_met = restore <= Duration::from_secs(1)
+        && restore.as_secs_f64() <= 1.2 * raw_restore.as_secs_f64();
+    let median = |bytes: &[u64]| {
+        let mut sorted = bytes.to_vec();
+        sorted.sort_unstable();
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+    };
+    let (snapshot, changed) = (
+        median(&measured.snapshot_bytes),
+        median(&measured.changed_bytes),
+    );
+    let disk_ratio = snapshot as f64 / changed.max(1) as f64;
     Ok(vec![
-        Row {
-            number: 11,
-            figure: format!(
-                "hibernate, {megabytes} MB + 2,000 files changed, p50 of {}",
-                hibernate.len()
-            ),
-            berth: ms(hibernate.p50()),
-            baseline: format!(
-                "raw docker stop+commit+rm p50 {} (ratio {})",
-                ms(raw_hibernate.p50()),
-                ratio(hibernate.p50(), raw_hibernate.p50())
-            ),
-            target: "≤ 1.2× raw".into(),
-            met: Some(hibernate.p50().as_secs_f64() <= 1.2 * raw_hibernate.p50().as_secs_f64()),
-        },
+        hibernate_row(11, megabytes, &measured),
         Row {
             number: 12,
             figure: format!(
                 "restore to agent-ready, {megabytes} MB changed, local image, p50 of {}",
-                restore.len()
+                measured.restore.len()
             ),
-            berth: ms(restore.p50()),
+            berth: ms(restore),
             baseline: format!(
                 "raw docker create+start until port {AGENT_PORT} accepts p50 {} (ratio {})",
-                ms(raw_restore.p50()),
-                ratio(restore.p50(), raw_restore.p50())
+                ms(raw_restore),
+                ratio(restore, raw_restore)
             ),
             target: "p50 ≤ 1 s and ≤ 1.2× raw".into(),
             met: Some(restore_met),
         },
+        Row {
+            number: 22,
+            figure: format!(
+                "disk per hibernated session, {megabytes} MB + 2,000 files changed, median of {}",
+                measured.snapshot_bytes.len()
+            ),
+            berth: format!("{:.1} MB above the template's image", snapshot as f64 / 1e6),
+            baseline: format!(
+                "the container's own layer before it slept {:.1} MB (ratio {disk_ratio:.2}x); the template's image {:.1} MB, shared",
+                changed as f64 / 1e6,
+                image_bytes(&engine().await?, BASE_IMAGE).await? as f64 / 1e6
+            ),
+            target: "≈ the changed bytes (≤ 1.1×)".into(),
+            met: Some(disk_ratio <= 1.1),
+        },
     ])
+}
+
+/// Figures 18 and 19: hibernations of small and large changes, the restores left out (figure
+/// 12 times those). Fewer rounds of the large one: each writes and commits a gigabyte twice.
+pub async fn hibernate_sizes(
+    bench: &Bench,
+    large_megabytes: usize,
+    wants: impl Fn(u8) -> bool,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (number, megabytes, rounds) in [(18, 1, ROUNDS), (19, large_megabytes, 3)] {
+        if wants(number) {
+            eprintln!("figure {number}: hibernate, {megabytes} MB changed");
+            let measured = measure(bench, megabytes, rounds, false).await?;
+            rows.push(hibernate_row(number, megabytes, &measured));
+        }
+    }
+    Ok(rows)
 }
 
 /// Figure 13: `cycles` hibernate/resume cycles of one session, with a file written before the
@@ -257,7 +342,7 @@ pub async fn cycles(bench: &Bench, cycles: usize, megabytes: usize) -> anyhow::R
 
 /// Runs both, one after the other, Berth's first in even rounds: neither side always finds
 /// the disk as the other left it.
-async fn in_turn(
+pub(crate) async fn in_turn(
     round: usize,
     berth: impl Future<Output = anyhow::Result<Duration>>,
     raw: impl Future<Output = anyhow::Result<Duration>>,
@@ -273,14 +358,14 @@ async fn in_turn(
 
 /// Writes dirty pages back before a timed step, so that it does not pay for writing back the
 /// changes made before it, or the other side's.
-async fn sync() -> anyhow::Result<()> {
+pub(crate) async fn sync() -> anyhow::Result<()> {
     let status = tokio::process::Command::new("sync").status().await?;
     anyhow::ensure!(status.success(), "sync failed");
     Ok(())
 }
 
 /// A running session of the Debian template, with `script` run in it.
-async fn session_with(bench: &Bench, script: &str) -> anyhow::Result<String> {
+pub(crate) async fn session_with(bench: &Bench, script: &str) -> anyhow::Result<String> {
     let request = CreateSession {
         template: TEMPLATE.into(),
         ..CreateSession::default()
@@ -291,7 +376,7 @@ async fn session_with(bench: &Bench, script: &str) -> anyhow::Result<String> {
 }
 
 /// `script` in a session through Berth's API; its output.
-async fn berth_sh(bench: &Bench, id: &str, script: &str) -> anyhow::Result<String> {
+pub(crate) async fn berth_sh(bench: &Bench, id: &str, script: &str) -> anyhow::Result<String> {
     let request = ExecRequest {
         cmd: vec!["sh".into(), "-c".into(), script.into()],
         ..ExecRequest::default()
@@ -306,7 +391,7 @@ async fn berth_sh(bench: &Bench, id: &str, script: &str) -> anyhow::Result<Strin
 }
 
 /// `script` in a raw container, as its user, through the engine's exec API.
-async fn raw_sh(docker: &Docker, container: &str, script: &str) -> anyhow::Result<()> {
+pub(crate) async fn raw_sh(docker: &Docker, container: &str, script: &str) -> anyhow::Result<()> {
     let options = CreateExecOptions {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -326,7 +411,11 @@ async fn raw_sh(docker: &Docker, container: &str, script: &str) -> anyhow::Resul
 /// Raw `docker create` + `start` of `image`, as Berth's user on Berth's network, until its
 /// agent's port accepts a connection: what bringing a session back costs the engine. Returns
 /// the container and that time.
-async fn raw_start(docker: &Docker, image: &str, name: &str) -> anyhow::Result<(String, Duration)> {
+pub(crate) async fn raw_start(
+    docker: &Docker,
+    image: &str,
+    name: &str,
+) -> anyhow::Result<(String, Duration)> {
     let body = ContainerCreateBody {
         user: Some(SESSION_USER.into()),
         ..raw_container(image, name)
@@ -347,7 +436,7 @@ async fn raw_start(docker: &Docker, image: &str, name: &str) -> anyhow::Result<(
 
 /// Polls every millisecond until `addr` accepts a TCP connection: the earliest any probe of
 /// the agent could find it up.
-async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let connect = tokio::net::TcpStream::connect(addr);
@@ -361,7 +450,7 @@ async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
 
 /// Raw `docker stop` (with Berth's grace) + `commit` to `image` + `rm`: what a hibernation
 /// costs the engine.
-async fn raw_stop_commit_remove(
+pub(crate) async fn raw_stop_commit_remove(
     docker: &Docker,
     container: &str,
     image: &str,
@@ -386,7 +475,7 @@ async fn raw_stop_commit_remove(
 }
 
 /// Removes a raw container the way Berth removes a session's (forced, with its volumes).
-async fn remove_raw(docker: &Docker, container: &str) -> anyhow::Result<()> {
+pub(crate) async fn remove_raw(docker: &Docker, container: &str) -> anyhow::Result<()> {
     let options = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
@@ -412,4 +501,39 @@ async fn image_layers(docker: &Docker, image: &str) -> anyhow::Result<usize> {
         .root_fs
         .and_then(|root| root.layers)
         .map_or(0, |layers| layers.len()))
+}
+
+/// A container's own layer, as `docker ps --size` shows it.
+async fn own_layer_bytes(docker: &Docker, container: &str) -> anyhow::Result<u64> {
+    let options = InspectContainerOptionsBuilder::new().size(true).build();
+    let size = docker
+        .inspect_container(container, Some(options))
+        .await?
+        .size_rw
+        .context("the engine did not size the container")?;
+    Ok(u64::try_from(size)?)
+}
+
+/// What the session's newest snapshot holds above the template's image.
+async fn snapshot_bytes(bench: &Bench, id: &str) -> anyhow::Result<u64> {
+    let snapshot = bench
+        .runtime
+        .snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| s.session_id == id)
+        .map(|s| s.image)
+        .max()
+        .context("the hibernated session has no snapshot")?;
+    Ok(bench
+        .runtime
+        .snapshot_depth(&snapshot, BASE_IMAGE)
+        .await?
+        .bytes)
+}
+
+/// An image's size as the engine reports it, its parents' layers included.
+async fn image_bytes(docker: &Docker, image: &str) -> anyhow::Result<u64> {
+    let size = docker.inspect_image(image).await?.size.unwrap_or(0);
+    Ok(u64::try_from(size)?)
 }

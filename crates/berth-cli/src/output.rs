@@ -30,6 +30,31 @@ pub fn json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// "10.49MB", "812kB": four significant digits in powers of 1000, as `docker images` shows
+/// sizes.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let decimals = match value {
+        v if v < 10.0 => 3,
+        v if v < 100.0 => 2,
+        v if v < 1000.0 => 1,
+        _ => 0,
+    };
+    let digits = format!("{value:.decimals$}");
+    let digits = if digits.contains('.') {
+        digits.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &digits
+    };
+    format!("{digits}{}", UNITS[unit])
+}
+
 /// "in 29m", "3h ago": what a person wants from a timestamp in a table.
 pub fn relative(at: DateTime<Utc>) -> String {
     let delta = at - Utc::now();
@@ -45,5 +70,17 @@ pub fn relative(at: DateTime<Utc>) -> String {
         format!("in {amount}")
     } else {
         format!("{amount} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_like_dockers() {
+        assert_eq!(super::size(0), "0B");
+        assert_eq!(super::size(999), "999B");
+        assert_eq!(super::size(812_000), "812kB");
+        assert_eq!(super::size(10_485_760), "10.49MB");
+        assert_eq!(super::size(1_500_000_000), "1.5GB");
     }
 }

@@ -12,6 +12,11 @@ pub struct Snapshot {
     pub owner: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// What the snapshot holds above its template's image, in bytes: the disk it costs (the
+    /// template's layers are shared). Absent when the engine cannot tell, as for an image kept
+    /// only in a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
     /// How long the session was paused while its files were copied; in the answer to its
     /// creation only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -174,6 +174,14 @@ async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() 
         .await
         .unwrap();
     assert!(snapshot.pause_ms.is_some());
+    // Its own bytes: the 10 MiB written, give or take the small files; not the template's.
+    let size = snapshot
+        .size_bytes
+        .expect("the engine tells a local image's size");
+    assert!(
+        (10_485_760..12_000_000).contains(&size),
+        "{size} bytes for 10 MiB of changes"
+    );
     // Later changes to the original are not in the fork.
     client
         .exec(
@@ -192,6 +200,7 @@ async fn a_fork_of_a_named_snapshot_has_every_file_of_the_moment_it_was_taken() 
 
     let listed = client.list_snapshots(&session.id).await.unwrap();
     assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].size_bytes, Some(size));
     client.delete_snapshot(&snapshot.id).await.unwrap();
     assert!(client.list_snapshots(&session.id).await.unwrap().is_empty());
     assert_eq!(

@@ -76,9 +76,16 @@ pub async fn run(command: SnapshotCommand) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = snapshots
                 .iter()
-                .map(|s| vec![s.id.clone(), s.name.clone(), output::relative(s.created_at)])
+                .map(|s| {
+                    vec![
+                        s.id.clone(),
+                        s.name.clone(),
+                        output::relative(s.created_at),
+                        s.size_bytes.map_or_else(|| "-".to_owned(), output::size),
+                    ]
+                })
                 .collect();
-            output::table(&["SNAPSHOT", "NAME", "CREATED"], &rows);
+            output::table(&["SNAPSHOT", "NAME", "CREATED", "SIZE"], &rows);
             Ok(())
         }
         SnapshotCommand::Remove { ids, conn } => {

@@ -85,24 +85,41 @@ impl SessionManager {
         let pause = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(Snapshot {
             pause_ms: Some(pause),
-            ..snapshot.to_public()
+            ..self.sized(&snapshot, &record.template).await
         })
     }
 
-    /// A session's named snapshots, oldest first.
+    /// `snapshot` as the API shows it, with what its image holds above `template`'s.
+    async fn sized(&self, snapshot: &SnapshotRecord, template: &str) -> Snapshot {
+        let size_bytes = match self.ctx.templates.get(template) {
+            Some(template) => self
+                .runtime
+                .snapshot_depth(&snapshot.image, &template.image)
+                .await
+                .ok()
+                .map(|depth| depth.bytes),
+            None => None,
+        };
+        Snapshot {
+            size_bytes,
+            ..snapshot.to_public()
+        }
+    }
+
+    /// A session's named snapshots, oldest first, each with its size.
     pub async fn list_snapshots(
         &self,
         caller: &Principal,
         session_id: &str,
     ) -> Result<Vec<Snapshot>, SessionError> {
-        self.get(caller, session_id).await?;
-        Ok(self
-            .store
-            .list_snapshots(Some(session_id))
-            .await?
-            .iter()
-            .map(SnapshotRecord::to_public)
-            .collect())
+        let session = self.get(caller, session_id).await?;
+        let records = self.store.list_snapshots(Some(session_id)).await?;
+        Ok(futures_util::future::join_all(
+            records
+                .iter()
+                .map(|record| self.sized(record, &session.template)),
+        )
+        .await)
     }
 
     /// Deletes a named snapshot and its image. Sessions forked from it keep their files.

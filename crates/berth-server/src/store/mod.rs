@@ -209,6 +209,7 @@ impl SnapshotRecord {
             owner: self.owner.clone(),
             name: self.name.clone(),
             created_at: self.created_at,
+            size_bytes: None,
             pause_ms: None,
         }
     }
