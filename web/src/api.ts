@@ -23,6 +23,8 @@ export interface Session {
   hibernated_at?: string;
   /** While asleep or waking: how long a restore takes here lately, in milliseconds. */
   wake_estimate_ms?: number;
+  /** While its restore waits for room (the host is full): its place in line, 1 next. */
+  wake_queue_position?: number;
 }
 
 /** A named snapshot of a session's files, to fork new sessions from. */

@@ -100,6 +100,13 @@ describe("wakeNotice", () => {
     );
     expect(wakeNotice("hibernated", 200)).toContain("usually about 1 s");
   });
+
+  it("says when a wake waits for room, and its place in line", () => {
+    expect(wakeNotice("hibernated", 30_600, 1)).toBe(
+      "Waiting for room to wake: the server is full (next in line, about 31 s). It wakes as soon as another session ends.",
+    );
+    expect(wakeNotice("hibernated", undefined, 3)).toContain("(2 ahead of it)");
+  });
 });
 
 describe("idle notices and the presence beacon", () => {

@@ -122,11 +122,16 @@ pub struct Session {
     /// Kept awake until then by `POST .../keepalive`, whatever its idle policy says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_until: Option<DateTime<Utc>>,
-    /// While asleep or waking (`GET .../sessions/{id}` only): how long a restore takes on this
-    /// control plane lately (the median of the last twenty), for a "waking up" view. Absent
-    /// before the first restore.
+    /// While asleep or waking (`GET .../sessions/{id}` only): how long until it is awake, for a
+    /// "waking up" view: a restore as long as the median of the last twenty on this control
+    /// plane, after the room it waits for when the host is full. Absent before the first
+    /// restore unless it waits for room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_estimate_ms: Option<u64>,
+    /// While its restore waits for room, the host at capacity (`GET .../sessions/{id}` only):
+    /// its place among the waiting restores, 1 next. The session stays `hibernated` meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_queue_position: Option<u32>,
 }
 
 /// `POST /api/v1/sessions/{id}/keepalive`: stay awake `seconds` from now.

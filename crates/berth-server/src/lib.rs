@@ -136,7 +136,7 @@ pub async fn app(
             create_timeout: Duration::from_secs(config.lifecycle.create_timeout_seconds),
             engine: Default::default(),
             activity,
-            restore_times: Default::default(),
+            wake_outlook: Default::default(),
         },
         leader,
     );

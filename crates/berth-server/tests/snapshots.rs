@@ -472,3 +472,33 @@ async fn snapshots_go_to_a_registry_and_come_back_from_it() {
     );
     server.stop().await;
 }
+
+/// A commit's time grows with the bytes a session changed: a hibernation whose commit takes
+/// longer than `docker.timeout_seconds` (the bound of every other engine call) still succeeds.
+#[tokio::test]
+async fn a_commit_longer_than_the_engine_timeout_still_hibernates() {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+    let server =
+        Server::start_with(|config| config.docker.timeout_seconds = TIMEOUT.as_secs()).await;
+    let client = &server.client;
+    let session = default_session_with(
+        client,
+        "head -c 600000000 /dev/urandom > /home/user/large.bin && sha256sum /home/user/large.bin > /home/user/large.sum",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let asleep = client.hibernate_session(&session.id).await.unwrap();
+    assert_eq!(asleep.state, SessionState::Hibernated);
+    assert!(
+        started.elapsed() > TIMEOUT,
+        "the commit took {:?}, within the engine timeout: this test needs a longer one",
+        started.elapsed()
+    );
+    let checked = client
+        .exec(&session.id, &sh("sha256sum -c /home/user/large.sum"))
+        .await
+        .unwrap();
+    assert_eq!(checked.exit_code, Some(0), "{}", checked.stderr);
+    client.delete_session(&session.id).await.unwrap();
+    server.stop().await;
+}

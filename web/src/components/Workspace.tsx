@@ -164,8 +164,10 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
             <Snapshots sessionId={id} template={session.template} />
           </>
         )}
-        {session && wakeNotice(session.state, session.wake_estimate_ms) && (
-          <span class="notice waking">{wakeNotice(session.state, session.wake_estimate_ms)}</span>
+        {session && wakeNotice(session.state, session.wake_estimate_ms, session.wake_queue_position) && (
+          <span class="notice waking">
+            {wakeNotice(session.state, session.wake_estimate_ms, session.wake_queue_position)}
+          </span>
         )}
         {restarted && <span class="notice restarted">{restarted}</span>}
         {sleepsAt && (

@@ -106,8 +106,14 @@ export function stateInWords(state: string, stopReason?: string): string {
 }
 
 /** What a sleeping or waking session's workspace says while it waits for it, in words. */
-export function wakeNotice(state: string, estimateMs?: number): string | null {
-  const usually = estimateMs === undefined ? "" : ` (usually about ${Math.max(1, Math.round(estimateMs / 1000))} s)`;
+export function wakeNotice(state: string, estimateMs?: number, queuePosition?: number): string | null {
+  const seconds = estimateMs === undefined ? undefined : Math.max(1, Math.round(estimateMs / 1000));
+  if (state === "hibernated" && queuePosition !== undefined) {
+    const place = queuePosition === 1 ? "next in line" : `${queuePosition - 1} ahead of it`;
+    const wait = seconds === undefined ? "" : `, about ${seconds} s`;
+    return `Waiting for room to wake: the server is full (${place}${wait}). It wakes as soon as another session ends.`;
+  }
+  const usually = seconds === undefined ? "" : ` (usually about ${seconds} s)`;
   if (state === "hibernating") return "Going to sleep: your files are being saved.";
   if (state === "hibernated") return `Asleep: it wakes when you open a terminal or a file${usually}.`;
   if (state === "restoring") return `Waking up${usually}: your files are back in a moment; programs that were running are not.`;

@@ -10,9 +10,9 @@ mod error;
 mod pool;
 mod queue;
 mod reached;
-mod restore_times;
 mod snapshots;
 mod validate;
+mod wake_outlook;
 
 use std::{
     collections::BTreeMap,
@@ -32,9 +32,9 @@ pub use engine::EngineState;
 pub use error::SessionError;
 pub use queue::QueueTickets;
 use reached::Reached;
-pub use restore_times::RestoreTimes;
 pub use snapshots::snapshot_repository;
 pub use validate::label_filter as parse_label_filter;
+pub use wake_outlook::{WakeEstimate, WakeOutlook};
 
 use crate::{
     agent_client::AgentClient,
@@ -81,8 +81,8 @@ pub struct ManagerContext {
     pub create_timeout: Duration,
     pub engine: Arc<EngineState>,
     pub activity: Arc<Activity>,
-    /// How long restores take lately, recorded by the actor's restores.
-    pub restore_times: Arc<RestoreTimes>,
+    /// How long restores take lately and which wait for room, kept by the actor.
+    pub wake_outlook: Arc<WakeOutlook>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ pub struct SessionManager {
     tickets: QueueTickets,
     engine: Arc<EngineState>,
     activity: Arc<Activity>,
-    restore_times: Arc<RestoreTimes>,
+    wake_outlook: Arc<WakeOutlook>,
     reached: Reached,
 }
 
@@ -128,7 +128,7 @@ impl SessionManager {
             tickets: ctx.tickets.clone(),
             engine: ctx.engine.clone(),
             activity: ctx.activity.clone(),
-            restore_times: ctx.restore_times.clone(),
+            wake_outlook: ctx.wake_outlook.clone(),
             reached: Reached::default(),
             ctx,
         }
@@ -306,10 +306,9 @@ impl SessionManager {
                     session.state,
                     SessionState::Hibernating | SessionState::Hibernated | SessionState::Restoring
                 ) {
-                    session.wake_estimate_ms = self
-                        .restore_times
-                        .typical()
-                        .map(|typical| typical.as_millis() as u64);
+                    let estimate = self.wake_outlook.estimate(&session.id);
+                    session.wake_estimate_ms = estimate.millis;
+                    session.wake_queue_position = estimate.position;
                 }
                 Ok(session)
             }

@@ -153,6 +153,7 @@ impl SessionRecord {
             hibernated_at: self.hibernated_at,
             keepalive_until: self.keepalive_until,
             wake_estimate_ms: None,
+            wake_queue_position: None,
         }
     }
 }

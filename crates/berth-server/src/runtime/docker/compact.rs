@@ -14,7 +14,7 @@ use bollard::{
     query_parameters::{CommitContainerOptions, CreateContainerOptions},
 };
 
-use super::{DockerRuntime, overlay, within_transfer};
+use super::{COMMIT_DEADLINE, DockerRuntime, overlay, within_transfer};
 use crate::runtime::{Runtime, RuntimeError, SnapshotDepth};
 
 /// The comment of every snapshot commit, for people reading an image's history.
@@ -164,11 +164,10 @@ impl DockerRuntime {
             pause: false,
             ..CommitContainerOptions::default()
         };
-        self.call(
-            "commit_container",
-            docker.commit_container(options, ContainerConfig::default()),
-        )
-        .await
-        .map(drop)
+        let transfer = self.transfer_client().await?;
+        let commit = transfer.commit_container(options, ContainerConfig::default());
+        self.call_within("commit_container", COMMIT_DEADLINE, commit)
+            .await
+            .map(drop)
     }
 }

@@ -40,7 +40,7 @@ use crate::{
 
 /// A commit copies every byte the session changed: its time grows with them, not with the
 /// engine's responsiveness, so it gets a bound of its own.
-const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
+pub(super) const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
 
 /// uid:gid of the `user` account in every session image.
 const SESSION_USER: &str = "1000:1000";
@@ -151,17 +151,36 @@ impl DockerRuntime {
             .await
     }
 
+    /// The client for calls that move a session's bytes (a commit): the engine answers them
+    /// only when done, so the configured deadline, which the client applies to every answer,
+    /// would cut a large one short. [`within_transfer`] bounds them instead.
+    async fn transfer_client(&self) -> Result<Docker, RuntimeError> {
+        Ok(self.docker().await?.clone().with_timeout(COMMIT_DEADLINE))
+    }
+
     /// Runs one engine call under the configured deadline and records its latency.
     async fn call<T, F>(&self, op: &'static str, fut: F) -> Result<T, RuntimeError>
     where
         F: Future<Output = Result<T, BollardError>>,
     {
+        self.call_within(op, self.timeout, fut).await
+    }
+
+    /// [`Self::call`] under `deadline`: a transfer's, for a call of [`Self::transfer_client`].
+    async fn call_within<T, F>(
+        &self,
+        op: &'static str,
+        deadline: Duration,
+        fut: F,
+    ) -> Result<T, RuntimeError>
+    where
+        F: Future<Output = Result<T, BollardError>>,
+    {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, fut).await {
+        let result = match tokio::time::timeout(deadline, fut).await {
             Ok(result) => result.map_err(map_error),
             Err(_) => Err(RuntimeError::Unavailable(format!(
-                "{op} took longer than {:?}",
-                self.timeout
+                "{op} took longer than {deadline:?}"
             ))),
         };
         crate::metrics::docker_call(op, started.elapsed(), result.is_ok());
@@ -641,7 +660,7 @@ impl Runtime for DockerRuntime {
     ) -> Result<(), RuntimeError> {
         let (repository, tag) = super::split_tag(image);
         within_transfer(format!("committing {container_id}"), async {
-            let docker = self.docker().await?;
+            let docker = self.transfer_client().await?;
             let options = CommitContainerOptions {
                 container: Some(container_id.to_owned()),
                 repo: Some(repository.to_owned()),
@@ -658,7 +677,8 @@ impl Runtime for DockerRuntime {
                 env: Some(vec![format!("{}=", berth_proto::agent::SECRET_ENV)]),
                 ..ContainerConfig::default()
             };
-            self.call("commit_container", docker.commit_container(options, config))
+            let commit = docker.commit_container(options, config);
+            self.call_within("commit_container", COMMIT_DEADLINE, commit)
                 .await
                 .map(drop)
         })

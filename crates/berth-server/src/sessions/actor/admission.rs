@@ -1,7 +1,7 @@
 //! Admission: what a create may ask for, the quota, the host's capacity, and the fair queue
 //! creates wait in when the host is full.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use berth_proto::{
     CreateSession, ErrorCode,
@@ -197,6 +197,9 @@ impl Actor {
         if let Some(last) = self.last_end.replace(now) {
             let gap = now.duration_since(last).as_secs_f64();
             self.seconds_between_ends = 0.8 * self.seconds_between_ends + 0.2 * gap;
+            self.ctx
+                .wake_outlook
+                .set_room_every(Duration::from_secs_f64(self.seconds_between_ends));
         }
     }
 }

@@ -57,7 +57,7 @@ impl Actor {
 
     pub(super) fn engine_lost(&mut self, reason: &str) {
         self.ctx.engine.lost();
-        for id in self.restores_waiting.clone() {
+        for id in self.ctx.wake_outlook.waiting() {
             if let Err(lost) = self.engine_up() {
                 self.give_up_waiting_restore(&id, lost);
             }

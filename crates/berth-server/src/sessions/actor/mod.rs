@@ -19,7 +19,7 @@ mod snapshot;
 mod stop;
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet},
     panic::AssertUnwindSafe,
     time::Instant,
 };
@@ -126,8 +126,6 @@ pub(super) struct Actor {
     /// Sessions near their idle deadline, asked (or answered) whether they run `keepalive`
     /// processes, with the deadline the question was for.
     keepalive_probes: HashMap<String, KeepaliveProbe>,
-    /// Hibernated sessions whose restore waits for capacity, oldest first (they are `waking`).
-    restores_waiting: VecDeque<String>,
     /// Sessions warned that they will be idle-stopped, and when.
     idle_warned: HashMap<String, chrono::DateTime<chrono::Utc>>,
     /// A CPU-time sample of each container, about a minute old, for the idle policy.
@@ -142,6 +140,12 @@ impl Actor {
         commands: mpsc::WeakSender<Command>,
         inbox: mpsc::Receiver<Command>,
     ) -> Self {
+        // Until sessions end and say otherwise: the queue's guess, for waiting restores too.
+        const FIRST_GUESS_SECONDS_BETWEEN_ENDS: f64 = 30.0;
+        ctx.wake_outlook
+            .set_room_every(std::time::Duration::from_secs_f64(
+                FIRST_GUESS_SECONDS_BETWEEN_ENDS,
+            ));
         Self {
             ctx,
             commands,
@@ -150,7 +154,7 @@ impl Actor {
             removing: HashMap::new(),
             pool: Pool::default(),
             queue: Default::default(),
-            seconds_between_ends: 30.0,
+            seconds_between_ends: FIRST_GUESS_SECONDS_BETWEEN_ENDS,
             last_end: None,
             last_refill: Instant::now(),
             refill_owed: false,
@@ -163,7 +167,6 @@ impl Actor {
             recovering: HashSet::new(),
             reviving: HashSet::new(),
             checkpointing: HashSet::new(),
-            restores_waiting: VecDeque::new(),
             keepalive_probes: HashMap::new(),
             idle_warned: HashMap::new(),
             cpu_samples: HashMap::new(),

@@ -357,13 +357,11 @@ impl Actor {
         // Awake, it counts toward capacity again: at capacity it waits, its waiters with it.
         // (A running session recovered from its snapshot is counted already.)
         if record.state == SessionState::Hibernated && self.at_capacity().await {
-            if !self.restores_waiting.contains(&id) {
-                tracing::info!(session = %id, "at capacity: the restore waits for room");
-                self.restores_waiting.push_back(id);
-            }
+            tracing::info!(session = %id, "at capacity: the restore waits for room");
+            self.ctx.wake_outlook.wait_for_room(&id);
             return;
         }
-        self.restores_waiting.retain(|waiting| *waiting != id);
+        self.ctx.wake_outlook.stop_waiting(&id);
         let (template, image) = match (self.template(&record.template), &record.snapshot) {
             (Ok(template), Some(image)) => (template.clone(), image.clone()),
             (Err(err), _) => return self.answer_waking(&id, Err(err)),
@@ -388,7 +386,7 @@ impl Actor {
                 let outcome = make_container(&ctx, &spec, &secret, None).await;
                 crate::metrics::restore(started.elapsed(), outcome.is_ok());
                 if outcome.is_ok() {
-                    ctx.restore_times.record(started.elapsed());
+                    ctx.wake_outlook.record(started.elapsed());
                     wake_children(ctx.runtime.as_ref(), &id).await;
                 }
                 Command::RestoreFinished { id, outcome }
@@ -495,11 +493,13 @@ impl Actor {
     /// Returns whether it started any.
     pub(super) async fn admit_waiting_restores(&mut self) -> bool {
         let mut started = false;
-        while let Some(id) = self.restores_waiting.front().cloned() {
+        while !self.ctx.wake_outlook.waiting().is_empty() {
             if self.at_capacity().await {
                 break;
             }
-            self.restores_waiting.pop_front();
+            let Some(id) = self.ctx.wake_outlook.next_waiting() else {
+                break;
+            };
             // Everyone who asked has given up (their wait is bounded): nothing to wake it for.
             if self
                 .waking
@@ -518,7 +518,7 @@ impl Actor {
                 Ok(_) => self.answer_waking(&id, Err(SessionError::NotFound(id.clone()))),
                 Err(err) => {
                     tracing::warn!(%err, session = %id, "store unavailable; the restore waits on");
-                    self.restores_waiting.push_front(id);
+                    self.ctx.wake_outlook.keep_first(id);
                     break;
                 }
             }
@@ -529,12 +529,7 @@ impl Actor {
     /// A restore that waits for capacity and will not happen (its session is being removed,
     /// the engine is gone): its callers hear why now rather than at their deadline.
     pub(super) fn give_up_waiting_restore(&mut self, id: &str, why: SessionError) {
-        if let Some(at) = self
-            .restores_waiting
-            .iter()
-            .position(|waiting| waiting == id)
-        {
-            self.restores_waiting.remove(at);
+        if self.ctx.wake_outlook.stop_waiting(id) {
             self.answer_waking(id, Err(why));
         }
     }

@@ -119,7 +119,7 @@ async fn harness_tuned(
         create_timeout: Duration::from_secs(10),
         engine: Default::default(),
         activity: Default::default(),
-        restore_times: Default::default(),
+        wake_outlook: Default::default(),
     };
     tune(&mut ctx);
     let sessions = SessionManager::spawn(ctx);

@@ -549,7 +549,11 @@ async fn a_restore_at_capacity_waits_for_room_then_wakes() {
     let (resumed, also) = (resume(), resume());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!resumed.is_finished(), "no room: the restore waits");
-    assert_eq!(state_of(&h, &sleeper.id).await, SessionState::Hibernated);
+    // Still asleep, and told where it stands: next, after one session ends.
+    let waiting = h.sessions.get(&user("alice"), &sleeper.id).await.unwrap();
+    assert_eq!(waiting.state, SessionState::Hibernated);
+    assert_eq!(waiting.wake_queue_position, Some(1));
+    assert!(waiting.wake_estimate_ms.is_some_and(|ms| ms > 0));
 
     h.sessions.delete(user("bob"), other.id).await.unwrap();
     let awake = tokio::time::timeout(Duration::from_secs(10), resumed)
@@ -559,6 +563,8 @@ async fn a_restore_at_capacity_waits_for_room_then_wakes() {
         .unwrap();
     assert_eq!(awake.state, SessionState::Running);
     assert_eq!(also.await.unwrap().unwrap().state, SessionState::Running);
+    let awake = h.sessions.get(&user("alice"), &sleeper.id).await.unwrap();
+    assert_eq!(awake.wake_queue_position, None);
     assert_eq!(read(&h, "alice", &sleeper.id, "kept.txt").await, "asleep");
 }
 
