@@ -283,6 +283,28 @@ impl Client {
             .map(drop)
     }
 
+    /// Runs a container in the session's Docker (`docker run`), as its policy allows: its
+    /// output once it exits, or its id once started with `detach`.
+    pub async fn docker_run(
+        &self,
+        session_id: &str,
+        request: &berth_proto::docker::DockerRun,
+    ) -> Result<berth_proto::docker::DockerOutcome, ClientError> {
+        let path = format!("/api/v1/sessions/{}/docker/run", encode(session_id));
+        self.expect(Method::POST, &path, &[], Some(request)).await
+    }
+
+    /// Runs a command in one of the session's containers (`docker exec`): its output once it
+    /// exits.
+    pub async fn docker_exec(
+        &self,
+        session_id: &str,
+        request: &berth_proto::docker::DockerExec,
+    ) -> Result<berth_proto::docker::DockerOutcome, ClientError> {
+        let path = format!("/api/v1/sessions/{}/docker/exec", encode(session_id));
+        self.expect(Method::POST, &path, &[], Some(request)).await
+    }
+
     pub async fn templates(&self) -> Result<Vec<Template>, ClientError> {
         let list: TemplateList = self
             .expect(Method::GET, "/api/v1/templates", &[], None::<&()>)

@@ -1,4 +1,7 @@
-//! The runner's view of a session's Docker (seed 004): builds for programs, without a shell.
+//! The runner's view of a session's Docker (seed 004): builds, runs and execs for programs,
+//! without a shell.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,4 +18,69 @@ pub struct DockerBuild {
     /// The Dockerfile, relative to the context; `Dockerfile` when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
+}
+
+/// `POST /api/v1/sessions/{id}/docker/run`: run a container in the session's Docker as
+/// `docker run` does (its policy applies), and answer with its output once it exits, or with
+/// its id once it has started (`detach`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DockerRun {
+    /// An image the session may use: one of its template's `docker.base_images`, or one it
+    /// built (`app:1`).
+    pub image: String,
+    /// The command; the image's own when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Ports to publish, as `-p` takes them (`"8080:80"`). Refused like `docker run -p`:
+    /// nothing of a session is published on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// Answer once it has started, with its id (`docker run -d`).
+    #[serde(default)]
+    pub detach: bool,
+    /// Remove it once it has exited (`docker run --rm`).
+    #[serde(default)]
+    pub rm: bool,
+    /// How long to wait for it to exit before it is killed (default 60, at most 600); not
+    /// with `detach`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// `POST /api/v1/sessions/{id}/docker/exec`: run a command in one of the session's running
+/// containers (`docker exec`), and answer with its output once it exits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DockerExec {
+    /// One of the session's containers, by id or name.
+    pub container: String,
+    pub cmd: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// How long to wait for it to exit (default 60, at most 600). One still running then is
+    /// left to run; the answer says `timed_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// What a `docker/run` or `docker/exec` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DockerOutcome {
+    /// The container's id.
+    pub container: String,
+    /// `None` while it runs (`detach`, or still running at `timed_out` for an exec).
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Output beyond the cap (1 MiB per stream) was dropped.
+    pub truncated: bool,
+    /// It outlived `timeout_seconds`: a run's container was killed, an exec's command left.
+    pub timed_out: bool,
+    pub duration_ms: u64,
 }

@@ -4,8 +4,11 @@
 
 mod common;
 
-use berth_client::TerminalEvent;
-use berth_proto::process::{ExecResult, TerminalQuery};
+use berth_client::{ClientError, TerminalEvent};
+use berth_proto::{
+    docker::{DockerExec, DockerRun},
+    process::{ExecResult, TerminalQuery},
+};
 use berth_server::config::{TemplateConfig, TemplateDockerConfig};
 use std::time::Duration;
 
@@ -583,6 +586,146 @@ async fn the_runner_builds_a_sessions_directory_under_the_same_policy() {
         .unwrap();
     assert_eq!(answer.status(), 409);
     for id in [&id, &plain] {
+        server.client.delete_session(id).await.unwrap();
+    }
+    server.stop().await;
+}
+
+/// Seed 004's runner without a shell: a container run to its end with its output and exit
+/// code, `--rm`, one started and then exec'd into, a timeout, and the policy as for the CLI.
+#[tokio::test]
+async fn the_runner_runs_containers_and_execs_in_them_under_the_same_policy() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    let client = &server.client;
+    let busybox = |script: &str| DockerRun {
+        image: "berth/busybox".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        ..DockerRun::default()
+    };
+    let all = "docker ps -aq --no-trunc";
+
+    let ran = client
+        .docker_run(
+            &id,
+            &DockerRun {
+                env: [("WHO".to_owned(), "judge".to_owned())].into(),
+                ..busybox("echo out $WHO; echo err >&2; exit 3")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (ran.exit_code, ran.stdout.as_str(), ran.stderr.as_str()),
+        (Some(3), "out judge\n", "err\n")
+    );
+    assert!(!ran.timed_out && !ran.truncated);
+    // Kept, as `docker run` keeps it: the session sees it.
+    assert!(ok(&server, &id, all).await.contains(&ran.container));
+    let removed = client
+        .docker_run(
+            &id,
+            &DockerRun {
+                rm: true,
+                ..busybox("true")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.exit_code, Some(0));
+    assert!(!ok(&server, &id, all).await.contains(&removed.container));
+
+    let started = client
+        .docker_run(
+            &id,
+            &DockerRun {
+                detach: true,
+                ..busybox("sleep 300")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.exit_code, None);
+    let inside = client
+        .docker_exec(
+            &id,
+            &DockerExec {
+                container: started.container.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "echo inside; exit 4".into()],
+                ..DockerExec::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (inside.exit_code, inside.stdout.as_str()),
+        (Some(4), "inside\n")
+    );
+
+    let slow = client
+        .docker_run(
+            &id,
+            &DockerRun {
+                timeout_seconds: Some(1),
+                ..busybox("sleep 30")
+            },
+        )
+        .await
+        .unwrap();
+    assert!(slow.timed_out, "{slow:?}");
+    assert_eq!(slow.exit_code, Some(137), "killed");
+
+    // The policy is the CLI's, and its refusals say the rule.
+    let id = id.as_str();
+    let refused =
+        |request: DockerRun| async move { client.docker_run(id, &request).await.unwrap_err() };
+    let published = refused(DockerRun {
+        ports: vec!["8080:80".into()],
+        ..busybox("true")
+    })
+    .await;
+    assert!(
+        matches!(&published, ClientError::Api { status: 403, message, .. } if message.contains("(rule `ports`)")),
+        "{published}"
+    );
+    // An image its template does not list does not exist for the session, as for its CLI.
+    let unlisted = refused(DockerRun {
+        image: "berth/tiny:latest".into(),
+        ..DockerRun::default()
+    })
+    .await;
+    assert!(
+        matches!(&unlisted, ClientError::Api { status: 404, .. }),
+        "{unlisted}"
+    );
+    let bad = refused(DockerRun {
+        timeout_seconds: Some(0),
+        ..busybox("true")
+    })
+    .await;
+    assert!(
+        matches!(&bad, ClientError::Api { status: 400, message, .. } if message.contains("timeout_seconds")),
+        "{bad}"
+    );
+    // Another session's container does not exist for this one.
+    let other = session(&server, "docker").await;
+    let foreign = client
+        .docker_exec(
+            &other,
+            &DockerExec {
+                container: started.container.clone(),
+                cmd: vec!["true".into()],
+                ..DockerExec::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(foreign, ClientError::Api { status: 404, .. }),
+        "{foreign}"
+    );
+
+    for id in [id, other.as_str()] {
         server.client.delete_session(id).await.unwrap();
     }
     server.stop().await;

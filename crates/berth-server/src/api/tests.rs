@@ -456,6 +456,8 @@ async fn service_routes_openapi_and_metrics() {
         "/api/v1/sessions",
         "/api/v1/sessions/{id}",
         "/api/v1/sessions/{id}/extend",
+        "/api/v1/sessions/{id}/docker/run",
+        "/api/v1/sessions/{id}/docker/exec",
         "/api/v1/templates",
         "/api/v1/users",
         "/healthz",

@@ -11,7 +11,7 @@ mod pool;
 mod queue;
 mod reached;
 mod snapshots;
-mod validate;
+pub(crate) mod validate;
 mod wake_outlook;
 
 use std::{

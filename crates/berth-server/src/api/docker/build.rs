@@ -1,6 +1,5 @@
-//! `/api/v1/sessions/{id}/docker/...`: the runner endpoints of seed 004, for programs (a labs
-//! judge) that want a session's Docker without its shell. They go through the session's own
-//! Docker API socket, so the same policy applies as to its `docker` CLI.
+//! `POST .../docker/build`: a directory of the session built into an image, the engine's
+//! build log streamed back.
 
 use axum::{
     body::Body,
@@ -8,10 +7,13 @@ use axum::{
     http::{HeaderMap, Method, header},
     response::Response,
 };
-use berth_proto::{ErrorBody, ErrorCode, docker::DockerBuild};
+use berth_proto::{ErrorBody, docker::DockerBuild};
 
-use super::{AppState, error::ApiError, extract::ApiJson};
-use crate::{auth::Principal, docker_api};
+use super::session_docker;
+use crate::{
+    api::{AppState, error::ApiError, extract::ApiJson},
+    auth::Principal,
+};
 
 /// Build a directory of the session into an image. The answer streams the engine's build log
 /// (JSON lines, as `docker build` reads them); its last lines carry the image id
@@ -52,26 +54,7 @@ pub async fn build(
             "context_path: the directory to build, such as \"app\"",
         ));
     }
-    let endpoint = state.sessions.agent_endpoint(&caller, &id).await?;
-    let session = state.sessions.get(&caller, &id).await?;
-    let docker = state
-        .templates
-        .get(&session.template)
-        .is_some_and(|t| t.docker.enabled);
-    let socket = match (&state.docker_api, docker) {
-        (Some(dir), true) => docker_api::socket_path(dir, &id),
-        _ => {
-            return Err(ApiError::coded(
-                ErrorCode::Conflict,
-                format!(
-                    "session {id}'s template {} has no Docker; use a template with \
-                     docker.enabled",
-                    session.template
-                ),
-            ));
-        }
-    };
-    state.sessions.touch(&id);
+    let (endpoint, engine) = session_docker(&state, &caller, &id).await?;
     let query = serde_urlencoded::to_string([("path", request.context_path.as_str())])
         .map_err(ApiError::internal)?;
     let archive = crate::proxy::http(
@@ -92,7 +75,6 @@ pub async fn build(
         build.push(("dockerfile", dockerfile));
     }
     let query = serde_urlencoded::to_string(&build).map_err(ApiError::internal)?;
-    let engine = docker_api::Engine::at_socket(socket, state.docker_timeout);
     let forwarded = axum::http::Request::post(format!("/build?{query}"))
         .header(header::HOST, "docker")
         .header(header::CONTENT_TYPE, "application/x-tar")
