@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 use crate::{
     Args, BASE_IMAGE, Bench, IMAGE, NETWORK, checkpoint, cluster,
     control_plane::ChildPlane,
-    snapshots,
+    docker_in_session, snapshots,
     stats::{Samples, ms, ratio},
     storm,
 };
@@ -118,6 +118,9 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
     if args.wants(21) {
         eprintln!("figure 21: restore storm of {} sessions", args.storm);
         rows.push(storm::restore_storm(bench, args.storm).await?);
+    }
+    if [23, 24, 25].into_iter().any(|n| args.wants(n)) {
+        rows.extend(docker_in_session::figures(bench, args.megabytes, |n| args.wants(n)).await?);
     }
     rows.extend(cluster::figures(bench, args, sqlite).await?);
     // Some figures are measured in pairs; `--only` shows just the ones asked for.

@@ -9,6 +9,7 @@
 mod checkpoint;
 mod cluster;
 mod control_plane;
+mod docker_in_session;
 mod figures;
 mod instances;
 mod redis;
@@ -22,7 +23,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use berth_client::Client;
 use berth_server::{
-    config::{Config, PoolConfig, TemplateConfig},
+    config::{Config, PoolConfig, TemplateConfig, TemplateDockerConfig},
     networks::SessionNetworks,
     runtime::{DockerRuntime, Runtime},
 };
@@ -78,7 +79,7 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=22))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=25))]
     only: Vec<u8>,
     /// Internal: serve a control plane with its data in DIR (figures 8, 10 and 17 start one).
     #[arg(long, hide = true, value_name = "DIR")]
@@ -148,6 +149,19 @@ fn config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
         ..TemplateConfig::default()
     };
     config.templates.insert(snapshots::TEMPLATE.into(), base);
+    let docker = TemplateConfig {
+        image: "berth/docker:latest".into(),
+        docker: TemplateDockerConfig {
+            enabled: true,
+            base_images: vec![docker_in_session::BASE.into()],
+            max_containers: 20,
+            max_images: 50,
+        },
+        ..TemplateConfig::default()
+    };
+    config
+        .templates
+        .insert(docker_in_session::TEMPLATE.into(), docker);
     let pooled = |min_ready| TemplateConfig {
         pool: PoolConfig {
             min_ready,
@@ -198,19 +212,29 @@ async fn start(args: &Args) -> anyhow::Result<Bench> {
 /// port. `data` is its data dir, removed with it.
 pub async fn in_process(config: Config, data: tempfile::TempDir) -> anyhow::Result<Bench> {
     let opened = berth_server::store::open(config.store.url.as_deref(), data.path()).await?;
-    let runtime = Arc::new(engine(&config)?);
+    let networks = SessionNetworks::new(&config)?;
+    // A template with Docker gets its sessions' sockets, as `berth serve` gives them.
+    let sockets = berth_server::docker_sockets(&config, &networks)?;
+    let mut docker = DockerRuntime::new(config.docker.clone(), networks);
+    if let Some(sockets) = &sockets {
+        docker = docker.with_docker_api(sockets.clone());
+    }
+    let runtime = Arc::new(docker);
     runtime
         .ping()
         .await
         .context("no Docker engine answers; start one (scripts/test does)")?;
-    let app = berth_server::app(
+    let mut app = berth_server::app(
         &config,
-        opened.store,
+        opened.store.clone(),
         opened.coordination,
         runtime.clone(),
         TOKEN,
     )
     .await;
+    if let Some(sockets) = sockets {
+        app.serve_docker_api(sockets, opened.store, runtime.clone());
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {

@@ -82,6 +82,19 @@ pub struct E2bRouters {
     pub sandbox: Router,
 }
 
+impl App {
+    /// Keeps the sessions' Docker API sockets matched with the store while the app runs.
+    pub fn serve_docker_api(
+        &mut self,
+        sockets: docker_api::Sockets,
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+    ) {
+        let api = docker_api::DockerApi::new(sockets, store, runtime);
+        self.background.push(api.spawn());
+    }
+}
+
 impl Drop for App {
     fn drop(&mut self) {
         for task in &self.background {
@@ -276,9 +289,7 @@ pub async fn run(
     let networks = SessionNetworks::new(&config)?;
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;
-    let docker_sockets = docker_api_engine(&config)?.map(|engine| {
-        docker_api::Sockets::new(&config, docker_api_dir(&data_dir), engine, networks.clone())
-    });
+    let docker_sockets = docker_sockets(&config, &networks)?;
     let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
     if let Some(sockets) = &docker_sockets {
         runtime = runtime.with_docker_api(sockets.clone());
@@ -293,8 +304,7 @@ pub async fn run(
     )
     .await;
     if let Some(sockets) = docker_sockets {
-        let api = docker_api::DockerApi::new(sockets, store, runtime);
-        app.background.push(api.spawn());
+        app.serve_docker_api(sockets, store, runtime);
     }
     if let Some(firewall) = &firewall {
         let period = Duration::from_secs(config.firewall.check_interval_seconds);
@@ -365,6 +375,23 @@ async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)
+}
+
+/// The sessions' Docker API sockets when a template has `docker.enabled`: under the data dir,
+/// forwarding to the engine on this host. The runtime mounts them into containers
+/// ([`DockerRuntime::with_docker_api`]); [`App::serve_docker_api`] keeps them open.
+pub fn docker_sockets(
+    config: &Config,
+    networks: &SessionNetworks,
+) -> Result<Option<docker_api::Sockets>, ConfigError> {
+    Ok(docker_api_engine(config)?.map(|engine| {
+        docker_api::Sockets::new(
+            config,
+            docker_api_dir(&config.data_dir),
+            engine,
+            networks.clone(),
+        )
+    }))
 }
 
 /// Where the sessions' Docker API sockets live, one directory each.
