@@ -156,6 +156,7 @@ fn config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
             base_images: vec![docker_in_session::BASE.into()],
             max_containers: 20,
             max_images: 50,
+            ..TemplateDockerConfig::default()
         },
         ..TemplateConfig::default()
     };

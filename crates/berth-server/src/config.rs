@@ -291,9 +291,12 @@ pub struct TemplateDockerConfig {
     /// Serve the session a policy-checked Docker API at `DOCKER_HOST`; the image must bring
     /// the `docker` CLI (`berth/docker`).
     pub enabled: bool,
-    /// Images on the engine the session may run and build `FROM`, besides its own: nothing is
-    /// pulled, so they must be on the engine already.
+    /// Images on the engine the session may run and build `FROM`, besides its own. Without
+    /// `allow_pull` nothing is pulled, so they must be on the engine already.
     pub base_images: Vec<String>,
+    /// The session may `docker pull` its base images (and only those), where the engine can
+    /// reach their registry. A pulled image stays on the engine for every session.
+    pub allow_pull: bool,
     /// Containers the session may have at once, running or not.
     pub max_containers: u32,
     /// Tagged images the session may have at once.
@@ -305,6 +308,7 @@ impl Default for TemplateDockerConfig {
         Self {
             enabled: false,
             base_images: vec!["berth/busybox:latest".to_owned()],
+            allow_pull: false,
             max_containers: 10,
             max_images: 20,
         }

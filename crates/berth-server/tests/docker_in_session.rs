@@ -12,7 +12,7 @@ use berth_proto::{
 use berth_server::config::{TemplateConfig, TemplateDockerConfig};
 use std::time::Duration;
 
-use common::{Server, docker, inspect, session, sh};
+use common::{Registry, Server, docker, inspect, session, sh};
 
 const DOCKER_IMAGE: &str = "berth/docker:latest";
 
@@ -20,9 +20,9 @@ async fn docker_server() -> Server {
     docker_server_with(|_| {}).await
 }
 
+/// A server with template `docker` (Docker in its sessions), then `customise`d.
 async fn docker_server_with(customise: impl FnOnce(&mut berth_server::config::Config)) -> Server {
     Server::start_with(|config| {
-        customise(config);
         config.templates.insert(
             "docker".into(),
             TemplateConfig {
@@ -35,10 +35,12 @@ async fn docker_server_with(customise: impl FnOnce(&mut berth_server::config::Co
                     base_images: vec!["berth/busybox:latest".into()],
                     max_containers: 3,
                     max_images: 5,
+                    allow_pull: false,
                 },
                 ..TemplateConfig::default()
             },
         );
+        customise(config);
     })
     .await
 }
@@ -729,4 +731,51 @@ async fn the_runner_runs_containers_and_execs_in_them_under_the_same_policy() {
         server.client.delete_session(id).await.unwrap();
     }
     server.stop().await;
+}
+
+/// `docker.allow_pull`: a session pulls one of its template's base images from a registry (a
+/// real one on loopback), and nothing else; a template without it pulls nothing.
+#[tokio::test]
+async fn a_template_that_allows_pulls_pulls_its_base_images_and_nothing_else() {
+    let registry = Registry::start().await;
+    let listed = format!("{}/lab/busybox:1", registry.address);
+    let unlisted = format!("{}/lab/other:1", registry.address);
+    for image in [&listed, &unlisted] {
+        docker(&["tag", "berth/busybox:latest", image]).unwrap();
+        docker(&["push", image]).unwrap();
+        docker(&["rmi", image]).unwrap();
+    }
+    let base = listed.clone();
+    let server = docker_server_with(|config| {
+        let docker = &mut config.templates.get_mut("docker").unwrap().docker;
+        docker.base_images.push(base);
+        docker.allow_pull = true;
+    })
+    .await;
+    let id = session(&server, "docker").await;
+    ok(&server, &id, &format!("docker pull -q {listed}")).await;
+    let ran = ok(
+        &server,
+        &id,
+        &format!("docker run --rm {listed} echo pulled"),
+    )
+    .await;
+    assert_eq!(ran.trim(), "pulled");
+    let refused = fails(&server, &id, &format!("docker pull {unlisted}")).await;
+    assert!(refused.contains("(rule `pull`)"), "{refused}");
+    assert!(
+        docker(&["image", "inspect", &unlisted]).is_err(),
+        "never pulled"
+    );
+    let imported = fails(
+        &server,
+        &id,
+        "docker import http://127.0.0.1:1/x.tar imported",
+    )
+    .await;
+    assert!(imported.contains("(rule `import`)"), "{imported}");
+    server.client.delete_session(&id).await.unwrap();
+    server.stop().await;
+    // A pulled base image is the engine's, like any base image: the session's end leaves it.
+    docker(&["rmi", &listed]).unwrap();
 }

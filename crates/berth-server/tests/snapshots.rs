@@ -4,7 +4,7 @@
 mod common;
 
 use berth_proto::{CreateSession, SessionState};
-use common::{Server, docker, sh};
+use common::{Registry, Server, docker, sh};
 
 /// What the session's home holds, in enough detail that any loss shows: names, types,
 /// modes, owners, link targets and contents.
@@ -342,78 +342,6 @@ async fn compaction_folds_a_deep_snapshot_into_one_layer_with_every_file_intact(
         "{timeline:?}"
     );
     server.stop().await;
-}
-
-/// A real registry (Debian's `docker-registry`) on a free loopback port, its data in a temp
-/// dir, deletes enabled; stopped when dropped.
-struct Registry {
-    address: String,
-    process: std::process::Child,
-    _data: tempfile::TempDir,
-}
-
-impl Registry {
-    /// Listening once this returns; HTTP to it needs a Berth client made first (it installs
-    /// the TLS provider `reqwest` wants).
-    async fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let config = data.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
-                data.path().join("store").display()
-            ),
-        )
-        .unwrap();
-        let process = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian's package; scripts/test installs it)");
-        let registry = Self {
-            address,
-            process,
-            _data: data,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(&registry.address).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the registry never listened"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        registry
-    }
-
-    async fn get(&self, path: &str) -> Option<u16> {
-        let response = reqwest::Client::new()
-            .get(format!("http://{}{path}", self.address))
-            .header(
-                "accept",
-                "application/vnd.docker.distribution.manifest.v2+json",
-            )
-            .send()
-            .await
-            .ok()?;
-        Some(response.status().as_u16())
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 /// With `keep_local = false` a sleeping session's files are only in the registry: the restore

@@ -46,6 +46,8 @@ pub struct Scope {
     pub nano_cpus: i64,
     pub pids: i64,
     pub base_images: Vec<String>,
+    /// `docker.allow_pull`: base images may be pulled.
+    pub allow_pull: bool,
     pub max_containers: u32,
     pub max_images: u32,
     pub log_max_size: String,
@@ -151,6 +153,8 @@ pub enum Route {
         id: String,
     },
     Build,
+    /// `POST /images/create`: a pull of a base image, where the template allows pulls.
+    Pull,
     ListImages,
     /// Read an image: ours or a base image.
     ReadImage {
@@ -230,13 +234,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, DockerApiError> {
         },
         ("POST", ["build"]) => Route::Build,
         ("GET", ["images", "json"]) => Route::ListImages,
-        ("POST", ["images", "create"]) => {
-            return Err(refused(
-                "pull",
-                "images are not pulled or imported here; use one of the template's base images \
-                 (`docker.base_images`) or build your own on one",
-            ));
-        }
+        ("POST", ["images", "create"]) => Route::Pull,
         (_, ["images", "load" | "get" | "search" | "prune"]) => {
             return Err(refused(
                 "scope",
@@ -1009,6 +1007,50 @@ pub fn check_build(query: Option<&str>, scope: &Scope) -> Result<String, DockerA
     Ok(query)
 }
 
+/// Checks a pull (`POST /images/create`): only of one of the template's base images, only
+/// where it allows pulls, never an import (`fromSrc`, which the engine would fetch from the
+/// host's network or read from the request).
+pub fn check_pull(query: Option<&str>, scope: &Scope) -> Result<(), DockerApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
+    let value = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
+    if value("fromSrc").is_some() {
+        return Err(refused(
+            "import",
+            "importing an image (`docker import`) is refused; build on a base image",
+        ));
+    }
+    if !scope.allow_pull {
+        return Err(refused(
+            "pull",
+            "images are not pulled here; use one of the template's base images \
+             (`docker.base_images`) or build your own on one",
+        ));
+    }
+    let image = value("fromImage")
+        .ok_or_else(|| DockerApiError::Invalid("a pull names its image (fromImage)".into()))?;
+    let reference = match value("tag") {
+        Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
+        Some(tag) => format!("{image}:{tag}"),
+        None => image.to_owned(),
+    };
+    if !scope.is_base_image(&reference) {
+        return Err(refused(
+            "pull",
+            format!(
+                "only the template's base images may be pulled ({}); {reference} is not one",
+                scope.base_images.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The images a Dockerfile builds on (`FROM`, `COPY --from`), which the caller checks are the
 /// session's or base images: the engine would use any image it has, other sessions' and their
 /// snapshots included. `ADD` from a URL is refused: the engine, not the session, would fetch
@@ -1165,6 +1207,7 @@ mod tests {
             nano_cpus: 1_000_000_000,
             pids: 128,
             base_images: vec!["berth/busybox:latest".into(), "busybox".into()],
+            allow_pull: false,
             max_containers: 3,
             max_images: 3,
             log_max_size: "10m".into(),
@@ -1215,7 +1258,6 @@ mod tests {
             ("GET", "/v1.41/events", "scope"),
             ("POST", "/v1.41/swarm/init", "scope"),
             ("GET", "/v1.41/plugins", "scope"),
-            ("POST", "/v1.41/images/create", "pull"),
             ("POST", "/v1.41/containers/prune", "scope"),
             ("POST", "/v1.41/containers/x/update", "limits"),
             ("POST", "/v1.41/networks/create", "networks"),
@@ -1223,6 +1265,44 @@ mod tests {
         ] {
             assert_eq!(rule(route(method, path).unwrap_err()), expected, "{path}");
         }
+    }
+
+    #[test]
+    fn only_base_images_are_pulled_and_only_where_the_template_allows() {
+        assert_eq!(route("POST", "/v1.41/images/create").unwrap(), Route::Pull);
+        let pull = |query: &str, allow_pull: bool| {
+            check_pull(
+                Some(query),
+                &Scope {
+                    allow_pull,
+                    ..scope()
+                },
+            )
+        };
+        assert_eq!(
+            rule(pull("fromImage=busybox&tag=latest", false).unwrap_err()),
+            "pull"
+        );
+        pull("fromImage=busybox&tag=latest", true).unwrap();
+        pull("fromImage=docker.io/library/busybox", true).unwrap();
+        pull("fromImage=berth/busybox&tag=latest", true).unwrap();
+        assert_eq!(
+            rule(pull("fromImage=busybox&tag=1.36", true).unwrap_err()),
+            "pull"
+        );
+        assert_eq!(
+            rule(pull("fromImage=python&tag=3.11", true).unwrap_err()),
+            "pull"
+        );
+        // An import reads from a URL or the request, never allowed.
+        assert_eq!(
+            rule(pull("fromSrc=http://10.0.0.1/x.tar&repo=busybox", true).unwrap_err()),
+            "import"
+        );
+        assert!(matches!(
+            pull("tag=latest", true),
+            Err(DockerApiError::Invalid(_))
+        ));
     }
 
     #[test]

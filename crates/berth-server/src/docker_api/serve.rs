@@ -171,6 +171,7 @@ impl SessionApi {
                         name: id.clone(),
                     })?;
             }
+            Route::Pull => policy::check_pull(request.uri().query(), &self.scope)?,
             Route::Build => {
                 let dockerfile = query_pairs(request.uri())?
                     .into_iter()
@@ -384,7 +385,12 @@ impl SessionApi {
                 None
             }
         };
-        let namespaced = self.scope.namespaced(name);
+        // A name with a registry (`127.0.0.1:5000/lab/app`) is never the session's own: its
+        // namespace cannot prefix one (the engine would refuse the reference).
+        let namespaced = match crate::runtime::registry_of(name) {
+            Some(_) => String::new(),
+            None => self.scope.namespaced(name),
+        };
         for candidate in [namespaced.as_str(), name] {
             if candidate.is_empty() {
                 continue;

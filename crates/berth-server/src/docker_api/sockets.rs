@@ -139,6 +139,7 @@ impl Sockets {
                 nano_cpus: (config.cpus * 1e9) as i64,
                 pids: config.pids,
                 base_images: config.docker.base_images.clone(),
+                allow_pull: config.docker.allow_pull,
                 max_containers: config.docker.max_containers,
                 max_images: config.docker.max_images,
                 log_max_size: shared.log_max_size.clone(),
