@@ -126,11 +126,21 @@ if held[1] then
   end
   return held
 end
--- The counter outlives every lease, so each change of hands takes a larger epoch.
+-- The counter outlives every lease, so each change of hands takes a larger epoch. A flushed
+-- store starts the counter again: the clock (in microseconds) keeps every epoch above those
+-- handed out before, or an old leader's fenced writes would pass under the new one's epoch.
 local epoch = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'address', ARGV[2], 'epoch', epoch)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+if epoch < now then
+  epoch = now
+end
+-- As digits: Lua would print a number this large with an exponent.
+local digits = string.format('%d', epoch)
+redis.call('SET', KEYS[2], digits)
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'address', ARGV[2], 'epoch', digits)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return { ARGV[1], ARGV[2], tostring(epoch) }
+return { ARGV[1], ARGV[2], digits }
 "#;
 
 /// KEYS: lease. ARGV: epoch.

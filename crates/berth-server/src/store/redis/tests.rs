@@ -184,3 +184,28 @@ async fn a_subscription_ends_when_redis_goes_away() {
         .expect("the stream ends instead of waiting forever");
     assert_eq!(end, None);
 }
+
+/// A flushed Redis starts its counters again; an epoch handed out before the flush must never
+/// be handed out after it, or the old leader's fenced writes would pass as the new one's.
+#[tokio::test]
+async fn a_flush_never_hands_an_old_epoch_out_again() {
+    let server = RedisServer::start();
+    let store = store_on(&server).await;
+    let ttl = Duration::from_secs(30);
+    let before = store.claim_lease("a", "http://a", ttl).await.unwrap();
+    server.flush_all();
+    let after = store.claim_lease("b", "http://b", ttl).await.unwrap();
+    assert_eq!(after.holder, "b");
+    assert!(after.epoch > before.epoch, "{after:?} after {before:?}");
+
+    store.fence(Some(before.epoch));
+    let written = store.insert_session(&session("s-stale-leader")).await;
+    assert!(
+        matches!(written, Err(StoreError::Fenced(epoch)) if epoch == before.epoch),
+        "{written:?}"
+    );
+    // Handing over without a flush still takes a larger epoch.
+    store.release_lease(after.epoch).await.unwrap();
+    let next = store.claim_lease("a", "http://a", ttl).await.unwrap();
+    assert!(next.epoch > after.epoch, "{next:?} after {after:?}");
+}
