@@ -548,6 +548,20 @@ async fn the_runner_builds_a_sessions_directory_under_the_same_policy() {
     assert_eq!(answer.status(), 200);
     let log = answer.text().await.unwrap();
     assert!(log.contains(r#""aux":{"ID":"sha256:"#), "{log}");
+    // The last line says what was built, so a program needs no second call.
+    let result: serde_json::Value =
+        serde_json::from_str(log.lines().last().unwrap_or_default()).unwrap();
+    assert!(
+        result["result"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("sha256:")),
+        "{log}"
+    );
+    assert_eq!(result["result"]["tag"], format!("{id}/lab:1"));
+    assert!(
+        result["result"]["size_bytes"].as_u64().unwrap() > 0,
+        "{log}"
+    );
     let images = ok(
         &server,
         &id,

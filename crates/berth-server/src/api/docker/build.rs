@@ -1,6 +1,7 @@
 //! `POST .../docker/build`: a directory of the session built into an image, the engine's
 //! build log streamed back.
 
+use axum::body::Bytes;
 use axum::{
     body::Body,
     extract::{Path, State},
@@ -8,16 +9,19 @@ use axum::{
     response::Response,
 };
 use berth_proto::{ErrorBody, docker::DockerBuild};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
 
 use super::session_docker;
 use crate::{
     api::{AppState, error::ApiError, extract::ApiJson},
     auth::Principal,
+    docker_api,
 };
 
 /// Build a directory of the session into an image. The answer streams the engine's build log
-/// (JSON lines, as `docker build` reads them); its last lines carry the image id
-/// (`{"aux":{"ID":...}}`) or the error.
+/// (JSON lines, as `docker build` reads them); it ends with the image built
+/// (`{"result":{"id":"sha256:...","tag":...,"size_bytes":...}}`) or the engine's error.
 #[utoipa::path(
     post, path = "/api/v1/sessions/{id}/docker/build", tag = "docker",
     params(("id" = String, Path)),
@@ -81,5 +85,57 @@ pub async fn build(
         .body(archive.into_body())
         .map_err(ApiError::internal)?;
     let answer = engine.send(forwarded).await?;
-    Ok(answer.map(Body::new))
+    if !answer.status().is_success() {
+        return Ok(answer.map(Body::new));
+    }
+    let (parts, log) = answer.into_parts();
+    Ok(Response::from_parts(parts, with_result(log, engine)))
+}
+
+/// The engine's build log as it comes, then, once it names the image it built, one more line:
+/// `{"result":{"id":"sha256:...","tag":"...","size_bytes":N}}`, so a program needs no second
+/// call to learn what it got. A failed build's log ends with the engine's error instead.
+fn with_result(mut log: hyper::body::Incoming, engine: docker_api::Engine) -> Body {
+    let (lines, received) = tokio::sync::mpsc::channel::<Result<Bytes, hyper::Error>>(16);
+    tokio::spawn(async move {
+        let mut unread = Vec::new();
+        let mut built = None;
+        while let Some(frame) = log.frame().await {
+            let data = match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+                Err(err) => {
+                    let _ = lines.send(Err(err)).await;
+                    return;
+                }
+            };
+            unread.extend_from_slice(&data);
+            while let Some(end) = unread.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = unread.drain(..=end).collect();
+                if let Ok(message) = serde_json::from_slice::<Value>(&line)
+                    && let Some(id) = message["aux"]["ID"].as_str()
+                {
+                    built = Some(id.to_owned());
+                }
+            }
+            if lines.send(Ok(data)).await.is_err() {
+                return;
+            }
+        }
+        let Some(id) = built else { return };
+        let image = engine.get_json(&format!("/images/{id}/json")).await;
+        let Ok(Some(image)) = image else { return };
+        let result = json!({"result": {
+            "id": id,
+            "tag": image["RepoTags"][0],
+            "size_bytes": image["Size"],
+        }});
+        let _ = lines.send(Ok(Bytes::from(format!("{result}\n")))).await;
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|line| (line, received))
+    });
+    Body::from_stream(stream)
 }
