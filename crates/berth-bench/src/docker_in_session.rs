@@ -9,7 +9,7 @@ use crate::{
     Bench,
     figures::Row,
     snapshots::berth_sh,
-    stats::{Samples, ms},
+    stats::{Samples, ms, ratio},
 };
 
 /// The bench's template with Docker (`berth/docker`, `docker.enabled`).
@@ -49,18 +49,13 @@ pub async fn figures(
             samples(&inside(script.clone()).await?)?,
             samples(&on_host(&script).await?)?,
         );
-        rows.push(Row {
-            number: 23,
-            figure: format!("`docker run --rm busybox true` inside a session, p50 of {RUNS}"),
-            berth: ms(berth.p50()),
-            baseline: format!(
-                "the same on the host p50 {} (ratio {})",
-                ms(host.p50()),
-                crate::stats::ratio(berth.p50(), host.p50())
-            ),
-            target: "≤ 1.3× the host".into(),
-            met: Some(berth.p50().as_secs_f64() <= 1.3 * host.p50().as_secs_f64()),
-        });
+        rows.push(against_host(
+            23,
+            format!("`docker run --rm busybox true` inside a session, p50 of {RUNS}"),
+            &berth,
+            &host,
+            1.3,
+        ));
     }
     if wants(24) {
         eprintln!("figure 24: docker build inside a session and on the host");
@@ -80,20 +75,15 @@ pub async fn figures(
         let images = format!("docker images -q --filter 'reference={host_tag}-*'");
         let _ = on_host(&format!("{images} | xargs -r docker rmi")).await;
         let host = host?;
-        rows.push(Row {
-            number: 24,
-            figure: format!(
+        rows.push(against_host(
+            24,
+            format!(
                 "`docker build --no-cache` of a 5-step Dockerfile inside a session, p50 of {BUILDS}"
             ),
-            berth: ms(berth.p50()),
-            baseline: format!(
-                "the same on the host p50 {} (ratio {})",
-                ms(host.p50()),
-                crate::stats::ratio(berth.p50(), host.p50())
-            ),
-            target: "≤ 1.2× the host".into(),
-            met: Some(berth.p50().as_secs_f64() <= 1.2 * host.p50().as_secs_f64()),
-        });
+            &berth,
+            &host,
+            1.2,
+        ));
     }
     if wants(25) {
         eprintln!("figure 25: docker cp of {megabytes} MB inside a session and on the host");
@@ -119,6 +109,22 @@ pub async fn figures(
     }
     bench.client.delete_session(&id).await?;
     Ok(rows)
+}
+
+/// A row of times inside a session against the host's, met within `bound` times the host's.
+fn against_host(number: u8, figure: String, berth: &Samples, host: &Samples, bound: f64) -> Row {
+    Row {
+        number,
+        figure,
+        berth: ms(berth.p50()),
+        baseline: format!(
+            "the same on the host p50 {} (ratio {})",
+            ms(host.p50()),
+            ratio(berth.p50(), host.p50())
+        ),
+        target: format!("≤ {bound}× the host"),
+        met: Some(berth.p50().as_secs_f64() <= bound * host.p50().as_secs_f64()),
+    }
 }
 
 /// A shell loop running `command` `n` times (`$i` is the round), printing each one's time in
