@@ -21,7 +21,7 @@ export interface Session {
   last_activity: string;
   stop_reason?: string;
   hibernated_at?: string;
-  /** While asleep or waking: how long a restore takes here lately, in milliseconds. */
+  /** While asleep or waking: how long until it is awake (restores lately, plus any wait for room), in milliseconds. */
   wake_estimate_ms?: number;
   /** While its restore waits for room (the host is full): its place in line, 1 next. */
   wake_queue_position?: number;

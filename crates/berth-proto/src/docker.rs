@@ -72,7 +72,7 @@ pub struct DockerExec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DockerOutcome {
-    /// The container's id.
+    /// The container: its id for a run, the id or name the request gave for an exec.
     pub container: String,
     /// `None` while it runs (`detach`, or still running at `timed_out` for an exec).
     pub exit_code: Option<i64>,

@@ -55,6 +55,23 @@ impl Engine {
             .map_err(|e| unreachable(&e))
     }
 
+    /// [`Self::send`] with `docker.timeout_seconds` to the answer's head; its body may take
+    /// as long as it takes (a log, an exec's output).
+    pub async fn send_bounded(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, DockerApiError> {
+        let what = format!("{} {}", request.method(), request.uri().path());
+        tokio::time::timeout(self.timeout, self.send(request))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DockerApiError::Engine(format!(
+                    "{what} took longer than {} s (docker.timeout_seconds)",
+                    self.timeout.as_secs()
+                )))
+            })
+    }
+
     /// `GET path` as JSON; `None` when the engine says 404.
     pub async fn get_json(&self, path: &str) -> Result<Option<Value>, DockerApiError> {
         tokio::time::timeout(self.timeout, self.get_json_unbounded(path))

@@ -76,8 +76,8 @@ impl DockerApi {
         }
     }
 
-    /// Keeps the sockets matched with the sessions until the task is aborted (which closes
-    /// them all).
+    /// Keeps the sockets matched with the sessions until the task is aborted. The sockets
+    /// close with the last clone of their [`Sockets`] (the runtime holds one).
     pub fn spawn(self) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut sync = tokio::time::interval(SYNC_PERIOD);

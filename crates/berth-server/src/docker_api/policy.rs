@@ -1034,10 +1034,20 @@ pub fn check_pull(query: Option<&str>, scope: &Scope) -> Result<(), DockerApiErr
     }
     let image = value("fromImage")
         .ok_or_else(|| DockerApiError::Invalid("a pull names its image (fromImage)".into()))?;
+    let name = image.rsplit('/').next().unwrap_or(image);
     let reference = match value("tag") {
         Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
         Some(tag) => format!("{image}:{tag}"),
-        None => image.to_owned(),
+        None if name.contains(':') || name.contains('@') => image.to_owned(),
+        // The engine reads a name alone as `docker pull --all-tags`.
+        None => {
+            return Err(refused(
+                "pull",
+                format!(
+                    "pulling every tag of {image} is refused; name one: `docker pull {image}:TAG`"
+                ),
+            ));
+        }
     };
     if !scope.is_base_image(&reference) {
         return Err(refused(
@@ -1284,7 +1294,9 @@ mod tests {
             "pull"
         );
         pull("fromImage=busybox&tag=latest", true).unwrap();
-        pull("fromImage=docker.io/library/busybox", true).unwrap();
+        pull("fromImage=docker.io/library/busybox:latest", true).unwrap();
+        // A name alone is every tag to the engine, whatever `busybox` means to the list.
+        assert_eq!(rule(pull("fromImage=busybox", true).unwrap_err()), "pull");
         pull("fromImage=berth/busybox&tag=latest", true).unwrap();
         assert_eq!(
             rule(pull("fromImage=busybox&tag=1.36", true).unwrap_err()),

@@ -89,11 +89,15 @@ impl Sockets {
 
     /// Closes the sockets of sessions not in `wanted` (and removes their directories), except
     /// those opened after `listed`: their sessions were made after the listing was taken.
+    /// A wanted session's socket whose listener ended is closed too, for `ensure_open` to
+    /// open again in the same directory.
     pub fn close_all_but(&self, wanted: &BTreeSet<String>, listed: Instant) {
         self.lock().retain(|id, listener| {
-            let keep =
-                listener.opened > listed || (wanted.contains(id) && !listener.task.is_finished());
-            if !keep {
+            let wanted = wanted.contains(id);
+            let keep = listener.opened > listed || (wanted && !listener.task.is_finished());
+            // A wanted session's directory is mounted in its container: its socket opens
+            // again in it. An ended session's goes.
+            if !keep && !wanted {
                 let _ = std::fs::remove_dir_all(session_dir(&self.0.dir, id));
             }
             keep

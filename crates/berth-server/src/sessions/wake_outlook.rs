@@ -85,6 +85,10 @@ impl WakeOutlook {
         lock(&self.waiting).order.push_front(id);
     }
 
+    pub fn any_waiting(&self) -> bool {
+        !lock(&self.waiting).order.is_empty()
+    }
+
     /// Every restore waiting for room, the next first.
     pub fn waiting(&self) -> Vec<String> {
         lock(&self.waiting).order.iter().cloned().collect()
@@ -105,7 +109,10 @@ impl WakeOutlook {
         WakeEstimate {
             position: Some(rooms),
             millis: Some(millis(
-                waiting.room_every * rooms + typical.unwrap_or_default(),
+                waiting
+                    .room_every
+                    .saturating_mul(rooms)
+                    .saturating_add(typical.unwrap_or_default()),
             )),
         }
     }

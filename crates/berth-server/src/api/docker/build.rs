@@ -89,18 +89,27 @@ pub async fn build(
         return Ok(answer.map(Body::new));
     }
     let (parts, log) = answer.into_parts();
-    Ok(Response::from_parts(parts, with_result(log, engine)))
+    Ok(Response::from_parts(
+        parts,
+        with_result(log, engine, request.tag),
+    ))
 }
 
 /// The engine's build log as it comes, then, once it names the image it built, one more line:
 /// `{"result":{"id":"sha256:...","tag":"...","size_bytes":N}}`, so a program needs no second
 /// call to learn what it got. A failed build's log ends with the engine's error instead.
-fn with_result(mut log: hyper::body::Incoming, engine: docker_api::Engine) -> Body {
+fn with_result(mut log: hyper::body::Incoming, engine: docker_api::Engine, tag: String) -> Body {
     let (lines, received) = tokio::sync::mpsc::channel::<Result<Bytes, hyper::Error>>(16);
     tokio::spawn(async move {
         let mut unread = Vec::new();
         let mut built = None;
-        while let Some(frame) = log.frame().await {
+        loop {
+            // A caller that hangs up ends the build: its connection to the engine closes.
+            let frame = tokio::select! {
+                frame = log.frame() => frame,
+                () = lines.closed() => return,
+            };
+            let Some(frame) = frame else { break };
             let data = match frame {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) => data,
@@ -114,10 +123,14 @@ fn with_result(mut log: hyper::body::Incoming, engine: docker_api::Engine) -> Bo
             unread.extend_from_slice(&data);
             while let Some(end) = unread.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = unread.drain(..=end).collect();
-                if let Ok(message) = serde_json::from_slice::<Value>(&line)
-                    && let Some(id) = message["aux"]["ID"].as_str()
-                {
-                    built = Some(id.to_owned());
+                if let Ok(message) = serde_json::from_slice::<Value>(&line) {
+                    if let Some(id) = message["aux"]["ID"].as_str() {
+                        built = Some(id.to_owned());
+                    }
+                    // Built, then failed (to tag, say): the log ends with the error.
+                    if message.get("error").is_some() {
+                        built = None;
+                    }
                 }
             }
             if lines.send(Ok(data)).await.is_err() {
@@ -127,9 +140,21 @@ fn with_result(mut log: hyper::body::Incoming, engine: docker_api::Engine) -> Bo
         let Some(id) = built else { return };
         let image = engine.get_json(&format!("/images/{id}/json")).await;
         let Ok(Some(image)) = image else { return };
+        // The image may carry other tags of the session's; this build's ends with its own.
+        let wanted = if tag.rsplit('/').next().unwrap_or(&tag).contains(':') {
+            format!("/{tag}")
+        } else {
+            format!("/{tag}:latest")
+        };
+        let tag = image["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|repo_tag| repo_tag.ends_with(&wanted));
         let result = json!({"result": {
             "id": id,
-            "tag": image["RepoTags"][0],
+            "tag": tag,
             "size_bytes": image["Size"],
         }});
         let _ = lines.send(Ok(Bytes::from(format!("{result}\n")))).await;

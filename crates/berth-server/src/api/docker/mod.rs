@@ -20,7 +20,7 @@ async fn session_docker(
     caller: &Principal,
     id: &str,
 ) -> Result<((SocketAddr, String), docker_api::Engine), ApiError> {
-    let endpoint = state.sessions.agent_endpoint(caller, id).await?;
+    // The template first: a sleeping session without Docker is not woken for a 409.
     let session = state.sessions.get(caller, id).await?;
     let docker = state
         .templates
@@ -39,6 +39,7 @@ async fn session_docker(
             ));
         }
     };
+    let endpoint = state.sessions.agent_endpoint(caller, id).await?;
     state.sessions.touch(id);
     Ok((
         endpoint,

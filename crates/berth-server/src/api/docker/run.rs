@@ -109,13 +109,49 @@ pub async fn run(
             }),
         ));
     }
+    // Its own task: a caller that hangs up still leaves the container killed at its timeout
+    // and, with `rm`, removed.
+    let finished = tokio::spawn(finish(engine, container, timeout, request.rm, started));
+    let outcome = finished.await.map_err(ApiError::internal)??;
+    Ok((StatusCode::OK, Json(outcome)))
+}
+
+/// Waits for a started container to exit (killing it at `timeout`) and reads its output;
+/// with `rm` removes it, whatever happened.
+async fn finish(
+    engine: Engine,
+    container: String,
+    timeout: Duration,
+    rm: bool,
+    started: Instant,
+) -> Result<DockerOutcome, ApiError> {
+    let outcome = collect(&engine, &container, timeout, started).await;
+    if rm {
+        let removed = remove(&engine, &container).await;
+        if outcome.is_ok() {
+            removed?;
+        }
+    }
+    outcome
+}
+
+async fn collect(
+    engine: &Engine,
+    container: &str,
+    timeout: Duration,
+    started: Instant,
+) -> Result<DockerOutcome, ApiError> {
+    let path = |what: &str| format!("/containers/{container}/{what}");
     let wait_path = path("wait");
-    let wait = || call(&engine, Method::POST, &wait_path, None);
+    let wait = || call(engine, Method::POST, &wait_path, None);
     let (waited, timed_out) = match tokio::time::timeout(timeout, wait()).await {
         Ok(waited) => (waited?, false),
         Err(_) => {
-            call(&engine, Method::POST, &path("kill"), None).await.ok();
-            let waited = tokio::time::timeout(AFTER_KILL, wait())
+            let stopped = async {
+                call(engine, Method::POST, &path("kill"), None).await.ok();
+                wait().await
+            };
+            let waited = tokio::time::timeout(AFTER_KILL, stopped)
                 .await
                 .map_err(|_| {
                     ApiError::coded(
@@ -126,14 +162,14 @@ pub async fn run(
             (waited, true)
         }
     };
-    let logs = send(&engine, Method::GET, &path("logs?stdout=1&stderr=1"), None).await?;
-    let output = Output::read(logs).await?;
-    if request.rm {
-        remove(&engine, &container).await?;
-    }
-    Ok((
-        StatusCode::OK,
-        Json(output.outcome(container, waited["StatusCode"].as_i64(), timed_out, started)),
+    let mut output = Output::default();
+    let logs = send(engine, Method::GET, &path("logs?stdout=1&stderr=1"), None).await?;
+    output.read(logs).await?;
+    Ok(output.outcome(
+        container.to_owned(),
+        waited["StatusCode"].as_i64(),
+        timed_out,
+        started,
     ))
 }
 
@@ -158,7 +194,10 @@ pub async fn exec(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<DockerExec>,
 ) -> Result<Json<DockerOutcome>, ApiError> {
-    let name_ok = !request.container.is_empty()
+    // As Docker names them: never `.` or `..`, which would be paths.
+    let name_ok = request
+        .container
+        .starts_with(|c: char| c.is_ascii_alphanumeric())
         && request
             .container
             .chars()
@@ -195,6 +234,7 @@ pub async fn exec(
         .ok_or_else(|| ApiError::internal("the engine made an exec without an id"))?
         .to_owned();
     let start = json!({ "Detach": false, "Tty": false });
+    let mut output = Output::default();
     let run = async {
         let stream = send(
             &engine,
@@ -203,12 +243,13 @@ pub async fn exec(
             Some(start),
         )
         .await?;
-        Output::read(stream).await
+        output.read(stream).await
     };
-    let (output, timed_out) = match tokio::time::timeout(timeout, run).await {
-        Ok(output) => (output?, false),
-        // Docker cannot stop an exec; it runs on, unwatched.
-        Err(_) => (Output::default(), true),
+    let timed_out = match tokio::time::timeout(timeout, run).await {
+        Ok(read) => read.map(|()| false)?,
+        // Docker cannot stop an exec; it runs on, unwatched, and the answer has its output
+        // so far.
+        Err(_) => true,
     };
     let inspected = call(&engine, Method::GET, &format!("/exec/{exec}/json"), None).await?;
     let exit_code = if inspected["Running"].as_bool() == Some(true) {
@@ -296,7 +337,7 @@ async fn send(
         None => Body::empty(),
     };
     let answer = engine
-        .send(request.body(body).map_err(ApiError::internal)?)
+        .send_bounded(request.body(body).map_err(ApiError::internal)?)
         .await?;
     if answer.status().is_success() {
         return Ok(answer);
@@ -351,17 +392,20 @@ struct Output {
 }
 
 impl Output {
-    async fn read(answer: hyper::Response<hyper::body::Incoming>) -> Result<Self, ApiError> {
+    /// Reads `answer`'s stream to its end; what it read stays if it is cut short.
+    async fn read(
+        &mut self,
+        answer: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<(), ApiError> {
         let mut body = answer.into_body();
-        let mut output = Self::default();
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|e| ApiError::coded(ErrorCode::EngineUnavailable, e.to_string()))?;
             if let Ok(data) = frame.into_data() {
-                output.feed(&data);
+                self.feed(&data);
             }
         }
-        Ok(output)
+        Ok(())
     }
 
     fn feed(&mut self, bytes: &[u8]) {

@@ -493,7 +493,7 @@ impl Actor {
     /// Returns whether it started any.
     pub(super) async fn admit_waiting_restores(&mut self) -> bool {
         let mut started = false;
-        while !self.ctx.wake_outlook.waiting().is_empty() {
+        while self.ctx.wake_outlook.any_waiting() {
             if self.at_capacity().await {
                 break;
             }

@@ -126,6 +126,8 @@ if held[1] then
   end
   return held
 end
+-- `TIME` before a write needs effects replication: Redis 5 and later replicate so anyway.
+redis.replicate_commands()
 -- The counter outlives every lease, so each change of hands takes a larger epoch. A flushed
 -- store starts the counter again: the clock (in microseconds) keeps every epoch above those
 -- handed out before, or an old leader's fenced writes would pass under the new one's epoch.
