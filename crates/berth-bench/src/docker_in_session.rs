@@ -37,10 +37,19 @@ pub async fn figures(
         ..CreateSession::default()
     };
     let id = bench.client.create_session(&request).await?.id;
-    let inside = |script: String| {
-        let id = id.clone();
-        async move { berth_sh(bench, &id, &script).await }
-    };
+    let measured = measure(bench, &id, megabytes, wants).await;
+    // Removed whatever the figures did: its children go with it.
+    bench.client.delete_session(&id).await?;
+    measured
+}
+
+async fn measure(
+    bench: &Bench,
+    id: &str,
+    megabytes: usize,
+    wants: impl Fn(u8) -> bool,
+) -> anyhow::Result<Vec<Row>> {
+    let inside = |script: String| async move { berth_sh(bench, id, &script).await };
     let mut rows = Vec::new();
     if wants(23) {
         eprintln!("figure 23: docker run --rm inside a session and on the host");
@@ -107,7 +116,6 @@ pub async fn figures(
             met: Some(rate(berth.p50()) >= 200.0),
         });
     }
-    bench.client.delete_session(&id).await?;
     Ok(rows)
 }
 
