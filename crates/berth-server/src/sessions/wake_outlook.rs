@@ -18,12 +18,22 @@ pub struct WakeOutlook {
     waiting: Mutex<WaitingForRoom>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WaitingForRoom {
     /// Sessions whose restore waits for room, the next to start first.
     order: VecDeque<String>,
     /// How long it takes lately for a session to end and make room.
     room_every: Duration,
+}
+
+impl Default for WaitingForRoom {
+    fn default() -> Self {
+        Self {
+            order: VecDeque::new(),
+            // Until sessions end and say otherwise.
+            room_every: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Where a waking session stands.
@@ -53,10 +63,16 @@ impl WakeOutlook {
         recent.get(recent.len() / 2).copied()
     }
 
-    /// How long it takes lately for room to free up (the actor's estimate from sessions'
-    /// ends).
-    pub fn set_room_every(&self, every: Duration) {
-        lock(&self.waiting).room_every = every;
+    /// How long it takes lately for a session to end and make room: what the actor tells
+    /// queued creates and waiting restores alike.
+    pub fn room_every(&self) -> Duration {
+        lock(&self.waiting).room_every
+    }
+
+    /// Counts one more session's end, `gap` after the one before it.
+    pub fn session_ended_after(&self, gap: Duration) {
+        let mut waiting = lock(&self.waiting);
+        waiting.room_every = waiting.room_every.mul_f64(0.8) + gap.mul_f64(0.2);
     }
 
     /// `id`'s restore waits for room, after those already waiting (once, however often asked).
@@ -149,7 +165,9 @@ mod tests {
     #[test]
     fn a_restore_waiting_for_room_is_told_its_place_and_the_wait_before_it() {
         let outlook = WakeOutlook::default();
-        outlook.set_room_every(Duration::from_secs(10));
+        // A gap of 10 s after the first guess of 30 s.
+        outlook.session_ended_after(Duration::from_secs(10));
+        assert_eq!(outlook.room_every(), Duration::from_secs(26));
         assert_eq!(
             outlook.estimate("a"),
             WakeEstimate {
@@ -166,7 +184,7 @@ mod tests {
             outlook.estimate("b"),
             WakeEstimate {
                 position: Some(2),
-                millis: Some(20_700)
+                millis: Some(52_700)
             }
         );
 

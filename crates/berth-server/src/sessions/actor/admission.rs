@@ -1,7 +1,7 @@
 //! Admission: what a create may ask for, the quota, the host's capacity, and the fair queue
 //! creates wait in when the host is full.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use berth_proto::{
     CreateSession, ErrorCode,
@@ -115,9 +115,10 @@ impl Actor {
 
     /// Tells every waiting request where it stands.
     pub(super) fn update_positions(&self) {
+        let room_every = self.ctx.wake_outlook.room_every().as_secs_f64();
         for (index, waiting) in self.queue.in_order().into_iter().enumerate() {
             let position = index + 1;
-            let estimate = (position as f64 * self.seconds_between_ends).ceil() as u64;
+            let estimate = (position as f64 * room_every).ceil() as u64;
             waiting.status.send_modify(|status| {
                 status.position = Some(position);
                 status.estimated_wait_seconds = Some(estimate);
@@ -195,11 +196,9 @@ impl Actor {
     pub(super) fn session_ended(&mut self) {
         let now = Instant::now();
         if let Some(last) = self.last_end.replace(now) {
-            let gap = now.duration_since(last).as_secs_f64();
-            self.seconds_between_ends = 0.8 * self.seconds_between_ends + 0.2 * gap;
             self.ctx
                 .wake_outlook
-                .set_room_every(Duration::from_secs_f64(self.seconds_between_ends));
+                .session_ended_after(now.duration_since(last));
         }
     }
 }

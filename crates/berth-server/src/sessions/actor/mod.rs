@@ -98,9 +98,8 @@ pub(super) struct Actor {
     removing: HashMap<String, Vec<Reply<()>>>,
     pool: Pool,
     queue: super::queue::FairQueue,
-    /// How many seconds apart sessions have been ending lately (moving average), for the
-    /// queue's wait estimates.
-    seconds_between_ends: f64,
+    /// When a session last ended; how far apart they end lately is kept in
+    /// `ctx.wake_outlook` (`room_every`), for the queue's and waking sessions' estimates.
     last_end: Option<Instant>,
     last_refill: Instant,
     /// A command changed what the pools hold and their refill was put off.
@@ -140,12 +139,6 @@ impl Actor {
         commands: mpsc::WeakSender<Command>,
         inbox: mpsc::Receiver<Command>,
     ) -> Self {
-        // Until sessions end and say otherwise: the queue's guess, for waiting restores too.
-        const FIRST_GUESS_SECONDS_BETWEEN_ENDS: f64 = 30.0;
-        ctx.wake_outlook
-            .set_room_every(std::time::Duration::from_secs_f64(
-                FIRST_GUESS_SECONDS_BETWEEN_ENDS,
-            ));
         Self {
             ctx,
             commands,
@@ -154,7 +147,6 @@ impl Actor {
             removing: HashMap::new(),
             pool: Pool::default(),
             queue: Default::default(),
-            seconds_between_ends: FIRST_GUESS_SECONDS_BETWEEN_ENDS,
             last_end: None,
             last_refill: Instant::now(),
             refill_owed: false,
