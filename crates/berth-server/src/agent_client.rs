@@ -16,6 +16,8 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
+use crate::reach::ContainerConnector;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("the agent did not answer within {0:?}")]
@@ -36,12 +38,21 @@ pub enum AgentError {
 
 #[derive(Debug, Clone)]
 pub struct AgentClient {
-    http: Client<HttpConnector, Body>,
+    http: Client<ContainerConnector, Body>,
 }
 
-/// A pooled HTTP/1 client for the container network: no Nagle delay (terminal keystrokes are
-/// single bytes), and a bound on connecting so a dead address fails fast.
-pub fn container_network_client(connect_timeout: Duration) -> Client<HttpConnector, Body> {
+/// A pooled HTTP/1 client for containers' addresses, on this host or any node
+/// ([`crate::reach`]): no Nagle delay (terminal keystrokes are single bytes), and a bound on
+/// connecting so a dead address fails fast.
+pub fn container_network_client(connect_timeout: Duration) -> Client<ContainerConnector, Body> {
+    Client::builder(TokioExecutor::new()).build(ContainerConnector {
+        timeout: connect_timeout,
+    })
+}
+
+/// A pooled HTTP/1 client for other services by name or address (a registry, another
+/// instance), without Nagle's delay and with a bound on connecting.
+pub fn http_client(connect_timeout: Duration) -> Client<HttpConnector, Body> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));

@@ -44,7 +44,46 @@ pub struct Config {
     pub e2b: E2bConfig,
     pub cluster: ClusterConfig,
     pub store: StoreConfig,
+    pub runtime: RuntimeConfig,
+    pub swarm: SwarmConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// `[runtime]`: where sessions' containers run.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub kind: RuntimeKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// The one engine at `docker.host`.
+    #[default]
+    Docker,
+    /// The nodes of a Docker Swarm, each reached through its `berth-node` (docs/swarm.md).
+    Swarm,
+}
+
+/// `[swarm]`: with `runtime.kind = "swarm"`, the swarm whose nodes run sessions.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwarmConfig {
+    /// The engine of a manager node, which lists the swarm's nodes. Default: `docker.host`
+    /// (control planes run on managers with the engine's socket).
+    pub manager: Option<String>,
+    /// Where `berth-node` listens on every node's swarm address.
+    pub relay_port: u16,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            manager: None,
+            relay_port: crate::reach::DEFAULT_RELAY_PORT,
+        }
+    }
 }
 
 /// `[cluster]`: several instances on one Redis store. One of them leads lifecycle at a time
@@ -157,6 +196,9 @@ pub struct FirewallConfig {
     pub enabled: bool,
     /// How often the rules are checked and put back when something removed them.
     pub check_interval_seconds: u64,
+    /// Networks (CIDR) no session reaches whatever its template's egress policy: on a swarm,
+    /// the nodes' own network, so sessions reach no node's engine, relay or swarm ports.
+    pub blocked: Vec<String>,
 }
 
 impl Default for FirewallConfig {
@@ -164,6 +206,7 @@ impl Default for FirewallConfig {
         Self {
             enabled: true,
             check_interval_seconds: 5,
+            blocked: Vec::new(),
         }
     }
 }
@@ -282,6 +325,9 @@ pub struct TemplateConfig {
     /// sleeps until `max_ttl_seconds` from its creation, and any access wakes it).
     pub on_expiry: ExpiryAction,
     pub docker: TemplateDockerConfig,
+    /// On a swarm, only nodes with every one of these labels (`docker node update --label-add`)
+    /// run the template's sessions.
+    pub node_labels: BTreeMap<String, String>,
 }
 
 /// `[templates.NAME.docker]`: a Docker API of its own for each session (docs/docker-in-session.md).
@@ -394,6 +440,8 @@ impl Default for Config {
             e2b: E2bConfig::default(),
             cluster: ClusterConfig::default(),
             store: StoreConfig::default(),
+            runtime: RuntimeConfig::default(),
+            swarm: SwarmConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -461,6 +509,7 @@ impl Default for TemplateConfig {
             on_expiry: ExpiryAction::default(),
             network: TemplateNetworkConfig::default(),
             docker: TemplateDockerConfig::default(),
+            node_labels: BTreeMap::new(),
         }
     }
 }
@@ -620,6 +669,18 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "snapshots.registry must be a registry's host[:port], like 127.0.0.1:5000, not {registry:?}"
             )));
+        }
+        if self.runtime.kind == RuntimeKind::Swarm {
+            if self.snapshots.registry.is_none() {
+                return Err(ConfigError::Invalid(
+                    "runtime.kind = \"swarm\" needs snapshots.registry: a session sleeps on one node and wakes on another through it".into(),
+                ));
+            }
+            if let Some((name, _)) = self.templates.iter().find(|(_, t)| t.docker.enabled) {
+                return Err(ConfigError::Invalid(format!(
+                    "template {name:?} has docker.enabled, which runtime.kind = \"swarm\" does not serve yet; turn one of them off"
+                )));
+            }
         }
         if let Some(token) = &self.admin_token
             && token.len() < MIN_ADMIN_TOKEN_LEN

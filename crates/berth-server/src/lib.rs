@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod networks;
 pub mod preview;
 pub mod proxy;
+pub mod reach;
 pub mod runtime;
 pub mod sessions;
 pub mod signing;
@@ -32,10 +33,10 @@ use crate::{
     api::AppState,
     auth::Authenticator,
     cluster::{Coordination, LeaderClient, Leadership},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, RuntimeKind},
     firewall::{Firewall, FirewallError},
     networks::SessionNetworks,
-    runtime::{DockerRuntime, Runtime},
+    runtime::{DockerRuntime, Runtime, SwarmRuntime},
     sessions::{ManagerContext, SessionManager},
     store::Store,
 };
@@ -290,11 +291,21 @@ pub async fn run(
     // Before `app`, which starts containers (warm pools): none runs without its rules.
     let firewall = install_firewall(&config, &networks).await?;
     let docker_sockets = docker_sockets(&config, &networks)?;
-    let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
-    if let Some(sockets) = &docker_sockets {
-        runtime = runtime.with_docker_api(sockets.clone());
-    }
-    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let runtime: Arc<dyn Runtime> = match config.runtime.kind {
+        RuntimeKind::Docker => {
+            let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
+            if let Some(sockets) = &docker_sockets {
+                runtime = runtime.with_docker_api(sockets.clone());
+            }
+            Arc::new(runtime)
+        }
+        RuntimeKind::Swarm => Arc::new(SwarmRuntime::new(
+            config.docker.clone(),
+            networks.clone(),
+            config.swarm.clone(),
+            &admin_token,
+        )),
+    };
     let mut app = app(
         &config,
         store.clone(),
@@ -426,7 +437,7 @@ fn docker_api_engine(config: &Config) -> Result<Option<docker_api::Engine>, Conf
 }
 
 /// Installs Berth's firewall rules, or says loudly that it runs without them.
-async fn install_firewall(
+pub async fn install_firewall(
     config: &Config,
     networks: &SessionNetworks,
 ) -> Result<Option<Firewall>, FirewallError> {

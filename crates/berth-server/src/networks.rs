@@ -145,6 +145,34 @@ impl Cidr {
     pub fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
     }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |addr: IpAddr| match addr {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
+        };
+        let ((net, max), (ip, ip_max)) = (bits(self.addr), bits(ip));
+        let shift = u32::from(max - self.prefix);
+        max == ip_max && (shift == 128 || net >> shift == ip >> shift)
+    }
+}
+
+/// `"10.1.0.0/16"`, as the engine reports a network's subnet.
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} has no prefix length"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} does not start with an IP address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| format!("{text:?} has a bad prefix length"))?;
+        Self::new(addr, prefix)
+    }
 }
 
 impl fmt::Display for Cidr {
@@ -163,10 +191,13 @@ pub struct SessionNetwork {
     /// The bridge interface: `berth-{id}`, at most 15 characters as Linux requires.
     pub bridge: String,
     pub policy: EgressPolicy,
+    /// Destinations no session reaches, whatever its policy (`firewall.blocked`: a cluster's
+    /// own network, its nodes and control ports).
+    pub blocked: Vec<Cidr>,
 }
 
 impl SessionNetwork {
-    fn new(prefix: &str, policy: EgressPolicy) -> Self {
+    fn new(prefix: &str, policy: EgressPolicy, blocked: Vec<Cidr>) -> Self {
         let name = match &policy {
             EgressPolicy::Open => format!("{prefix}-open"),
             EgressPolicy::Deny => format!("{prefix}-deny"),
@@ -181,6 +212,7 @@ impl SessionNetwork {
             id,
             name,
             policy,
+            blocked,
         }
     }
 }
@@ -201,11 +233,27 @@ impl SessionNetworks {
         let mut by_policy: BTreeMap<EgressPolicy, usize> = BTreeMap::new();
         let mut networks = Vec::new();
         let mut by_template = BTreeMap::new();
+        let blocked = config
+            .firewall
+            .blocked
+            .iter()
+            .map(|entry| {
+                entry.parse::<Cidr>().map_err(|why| {
+                    ConfigError::Invalid(format!(
+                        "firewall.blocked entry {entry:?}: {why}; expected a CIDR such as \"10.0.0.0/24\""
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         for (name, template) in &config.templates {
             let policy = EgressPolicy::from_config(&template.network)
                 .map_err(|msg| ConfigError::Invalid(format!("template {name:?}: {msg}")))?;
             let index = *by_policy.entry(policy.clone()).or_insert_with(|| {
-                networks.push(SessionNetwork::new(&config.docker.network, policy));
+                networks.push(SessionNetwork::new(
+                    &config.docker.network,
+                    policy,
+                    blocked.clone(),
+                ));
                 networks.len() - 1
             });
             by_template.insert(name.clone(), index);
@@ -240,6 +288,22 @@ mod tests {
             egress: Egress::Allow,
             allow: entries.iter().map(|e| (*e).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn a_cidr_contains_the_addresses_of_its_prefix_only() {
+        let net: Cidr = "10.111.4.0/24".parse().unwrap();
+        assert!(net.contains("10.111.4.0".parse().unwrap()));
+        assert!(net.contains("10.111.4.255".parse().unwrap()));
+        assert!(!net.contains("10.111.5.1".parse().unwrap()));
+        assert!(!net.contains("::ffff:10.111.4.1".parse().unwrap()));
+        let everything: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(everything.contains("203.0.113.9".parse().unwrap()));
+        let host: Cidr = "2001:db8::1/128".parse().unwrap();
+        assert!(host.contains("2001:db8::1".parse().unwrap()));
+        assert!(!host.contains("2001:db8::2".parse().unwrap()));
+        assert!("10.111.4.1/24".parse::<Cidr>().is_err());
+        assert!("10.111.4.0".parse::<Cidr>().is_err());
     }
 
     #[test]

@@ -11,10 +11,7 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioIo,
-};
+use hyper_util::{client::legacy::Client, rt::TokioIo};
 
 /// A server that accepted the connection but has not started its answer by then gets a 504.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,7 +65,7 @@ pub struct Target {
 
 #[derive(Debug, Clone)]
 pub struct PreviewProxy {
-    http: Client<HttpConnector, Body>,
+    http: Client<crate::reach::ContainerConnector, Body>,
 }
 
 impl Default for PreviewProxy {

@@ -16,6 +16,9 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 use crate::{agent_client::AgentClient, api::ApiError, sessions::Tap};
 
+/// A session's agent answers at once or is not there: its container has stopped.
+const AGENT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Headers that describe a body and pass through the relay; everything else stays behind
 /// (above all the caller's `Authorization`).
 const BODY_HEADERS: [header::HeaderName; 3] = [
@@ -103,7 +106,10 @@ pub async fn agent_websocket(
         SECRET_HEADER,
         secret.parse().map_err(|_| unreachable("invalid secret"))?,
     );
-    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+    let stream = crate::reach::dial(addr, AGENT_CONNECT_TIMEOUT)
+        .await
+        .map_err(unreachable)?;
+    match tokio_tungstenite::client_async_with_config(request, stream, None).await {
         Ok((agent, _)) => Ok(agent),
         Err(tungstenite::Error::Http(response)) => {
             let status = response.status();
@@ -117,8 +123,7 @@ pub async fn agent_websocket(
     }
 }
 
-pub type AgentSocket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type AgentSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn relay(client: WebSocket, agent: AgentSocket, tap: Tap) {
     let (mut to_client, mut from_client) = client.split();

@@ -74,7 +74,7 @@ impl LeaderClient {
             coordination,
             holder: holder.to_owned(),
             key: cluster_key(admin_secret),
-            http: crate::agent_client::container_network_client(Duration::from_secs(2)),
+            http: crate::agent_client::http_client(Duration::from_secs(2)),
         }
     }
 

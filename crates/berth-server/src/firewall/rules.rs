@@ -150,6 +150,14 @@ pub fn forward_rules(network: &SessionNetwork, family: Family) -> Vec<String> {
             .iter()
             .map(|net| format!("-A {chain} -d {net} -j DROP")),
     );
+    let ipv4 = family == Family::V4;
+    rules.extend(
+        network
+            .blocked
+            .iter()
+            .filter(|net| net.is_ipv4() == ipv4)
+            .map(|net| format!("-A {chain} -d {net} -j DROP")),
+    );
     rules.extend([
         // Container networks: the default bridge, the engine's user-defined bridges (`br-…`),
         // and every session bridge, whoever's.
@@ -161,7 +169,6 @@ pub fn forward_rules(network: &SessionNetwork, family: Family) -> Vec<String> {
         EgressPolicy::Open => {}
         EgressPolicy::Deny => rules.push(format!("-A {chain} -j DROP")),
         EgressPolicy::Allow(allowed) => {
-            let ipv4 = family == Family::V4;
             for rule in allowed.iter().filter(|r| r.net.is_ipv4() == ipv4) {
                 let net = rule.net;
                 match rule.port {

@@ -119,6 +119,44 @@ fn an_allow_list_network_gets_exactly_these_rules() {
 }
 
 #[test]
+fn blocked_networks_are_dropped_before_any_policy_allows_them() {
+    let mut config = Config::default();
+    config.firewall.blocked = vec!["10.99.0.0/24".into(), "fd99::/64".into()];
+    config.templates.insert(
+        "allow".into(),
+        TemplateConfig {
+            network: TemplateNetworkConfig {
+                egress: Egress::Allow,
+                allow: vec!["10.0.0.0/8".into()],
+            },
+            ..TemplateConfig::default()
+        },
+    );
+    let networks = SessionNetworks::new(&config).unwrap();
+    let v4 = rules::forward_rules(network(&networks, "allow"), Family::V4);
+    let drop = v4
+        .iter()
+        .position(|r| r.ends_with("-d 10.99.0.0/24 -j DROP"));
+    let allow = v4
+        .iter()
+        .position(|r| r.contains("-d 10.0.0.0/8 -j RETURN"));
+    assert!(drop.unwrap() < allow.unwrap(), "{v4:?}");
+    assert!(!v4.iter().any(|r| r.contains("fd99::")), "{v4:?}");
+    let v6 = rules::forward_rules(network(&networks, "allow"), Family::V6);
+    assert!(
+        v6.iter().any(|r| r.ends_with("-d fd99::/64 -j DROP")),
+        "{v6:?}"
+    );
+
+    config.firewall.blocked = vec!["10.99.0.1/24".into()];
+    let err = SessionNetworks::new(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("firewall.blocked") && err.contains("10.99.0.0/24"),
+        "{err}"
+    );
+}
+
+#[test]
 fn open_ends_with_the_always_blocked_and_deny_drops_the_rest() {
     let networks = networks("bn");
     let open = rules::forward_rules(network(&networks, "open"), Family::V4);

@@ -8,6 +8,7 @@
 mod docker;
 #[cfg(test)]
 pub mod fake;
+mod swarm;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,6 +19,7 @@ use std::{
 use async_trait::async_trait;
 
 pub use docker::DockerRuntime;
+pub use swarm::SwarmRuntime;
 
 /// Labels on every container Berth owns. With them, the engine alone is enough to rebuild
 /// which container belongs to which session after a crash.
@@ -33,6 +35,9 @@ pub mod labels {
     pub const PARENT: &str = "berth.parent";
     /// The instance of the session in `PARENT`, so two installations' sweeps stay apart.
     pub const PARENT_INSTANCE: &str = "berth.parent-instance";
+    /// The memory limit a session's container was made with, in bytes: what a swarm node has
+    /// promised its sessions, read back by placement after a restart.
+    pub const MEMORY: &str = "berth.memory-bytes";
 }
 
 /// Everything the engine needs to make one session's container.
@@ -49,6 +54,8 @@ pub struct ContainerSpec {
     pub env: BTreeMap<String, String>,
     /// Mount the session's Docker API socket directory (`crate::docker_api`) into it.
     pub docker_api: bool,
+    /// On a swarm, only nodes with every one of these labels may run it.
+    pub node_labels: BTreeMap<String, String>,
 }
 
 /// A container the engine reports as Berth's (of this instance).
@@ -232,6 +239,19 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// The sessions of this instance that have containers or images made through their
     /// Docker API on the engine.
     async fn child_owners(&self) -> Result<BTreeSet<String>, RuntimeError>;
+
+    /// Why a container the engine no longer has went, for the sessions it held:
+    /// `node_lost` when its whole node did (a swarm node down or gone), else
+    /// `container_vanished`.
+    fn vanished_reason(&self, _container_id: &str) -> &'static str {
+        "container_vanished"
+    }
+
+    /// This instance's containers on nodes being emptied (a swarm node set to `drain`): their
+    /// sessions hibernate and wake elsewhere. A single engine has none.
+    async fn leaving(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(Vec::new())
+    }
 
     /// Follows the engine's events for this instance's containers, starting with those it
     /// still holds from `since` on (so a container that changed between a look at the engine

@@ -97,6 +97,9 @@ pub enum Command {
     },
     /// Stop sessions past their expiry; retry removals that failed.
     Reap,
+    /// These containers' node is being emptied: hibernate their sessions (to wake on another
+    /// node), remove pooled ones (the pool refills elsewhere).
+    Evict { containers: Vec<String> },
     /// How the warm pools stand.
     PoolStatus {
         reply: oneshot::Sender<Vec<berth_proto::pool::PoolStatus>>,
@@ -141,6 +144,7 @@ impl Command {
             Self::CheckpointFinished { .. } => "checkpoint_finished",
             Self::KeepaliveProbed { .. } => "keepalive_probed",
             Self::Reap => "reap",
+            Self::Evict { .. } => "evict",
             Self::PoolStatus { .. } => "pool_status",
             Self::Reconcile { .. } => "reconcile",
             Self::EngineConnected => "engine_connected",

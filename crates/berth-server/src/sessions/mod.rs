@@ -442,8 +442,8 @@ impl SessionManager {
         self.call(Call::PoolStatus).await?.pools()
     }
 
-    /// Asks the actor to stop expired sessions now; only the leading instance reaps, so this
-    /// does nothing elsewhere.
+    /// Asks the actor to stop expired sessions now, and to move sessions off nodes that drain;
+    /// only the leading instance reaps, so this does nothing elsewhere.
     pub async fn reap(&self) -> Result<(), SessionError> {
         let Some(actor) = self.here() else {
             return Ok(());
@@ -451,7 +451,18 @@ impl SessionManager {
         actor
             .send(Command::Reap)
             .await
-            .map_err(|_| SessionError::ManagerGone)
+            .map_err(|_| SessionError::ManagerGone)?;
+        match self.runtime.leaving().await {
+            Ok(containers) if !containers.is_empty() => actor
+                .send(Command::Evict { containers })
+                .await
+                .map_err(|_| SessionError::ManagerGone),
+            Ok(_) => Ok(()),
+            Err(err) => {
+                tracing::warn!(%err, "cannot tell which nodes drain; asked again at the next reap");
+                Ok(())
+            }
+        }
     }
 
     /// Lists the engine's containers and has the actor converge the store with them. Only

@@ -26,6 +26,7 @@ use tokio::sync::OnceCell;
 
 mod children;
 mod compact;
+mod node;
 mod overlay;
 mod registry;
 
@@ -62,6 +63,9 @@ pub struct DockerRuntime {
     prepared: OnceCell<()>,
     /// The sessions' Docker API sockets (`crate::docker_api`), opened as containers are made.
     docker_api: Option<crate::docker_api::Sockets>,
+    /// The engine's client before version negotiation, when it is not `docker.host`'s (a swarm
+    /// node's, through its relay).
+    engine: Option<Docker>,
 }
 
 impl DockerRuntime {
@@ -74,6 +78,7 @@ impl DockerRuntime {
             client: OnceCell::new(),
             prepared: OnceCell::new(),
             docker_api: None,
+            engine: None,
         }
     }
 
@@ -130,23 +135,11 @@ impl DockerRuntime {
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
         self.client
             .get_or_try_init(|| async {
-                let host = self
-                    .config
-                    .host
-                    .clone()
-                    .or_else(|| std::env::var("DOCKER_HOST").ok());
-                let docker = match host {
-                    Some(host) => Docker::connect_with_host(&host),
-                    None => Docker::connect_with_local_defaults(),
-                }
-                .map_err(map_error)?
-                .with_timeout(self.timeout);
-                // The engine here speaks API 1.41; bollard defaults to a newer one.
-                let negotiated = tokio::time::timeout(self.timeout, docker.negotiate_version())
-                    .await
-                    .map_err(|_| RuntimeError::Unavailable("version negotiation timed out".into()))?
-                    .map_err(map_error)?;
-                Ok(negotiated)
+                let docker = match &self.engine {
+                    Some(engine) => engine.clone(),
+                    None => engine_client(self.config.host.as_deref())?,
+                };
+                negotiated(docker.with_timeout(self.timeout), self.timeout).await
             })
             .await
     }
@@ -224,6 +217,7 @@ impl DockerRuntime {
                 (labels::OWNER.to_owned(), spec.owner.clone()),
                 (labels::TEMPLATE.to_owned(), spec.template.clone()),
                 (labels::INSTANCE.to_owned(), self.config.instance.clone()),
+                (labels::MEMORY.to_owned(), spec.memory_bytes.to_string()),
             ]);
             let host_config = HostConfig {
                 memory: Some(spec.memory_bytes),
@@ -369,7 +363,32 @@ async fn within_transfer<T>(
         })
 }
 
-fn map_error(err: BollardError) -> RuntimeError {
+/// A client for the engine at `host` (`DOCKER_HOST`, then the local default, when `None`);
+/// nothing is connected until its first call.
+pub(in crate::runtime) fn engine_client(host: Option<&str>) -> Result<Docker, RuntimeError> {
+    let host = host
+        .map(str::to_owned)
+        .or_else(|| std::env::var("DOCKER_HOST").ok());
+    match host {
+        Some(host) => Docker::connect_with_host(&host),
+        None => Docker::connect_with_local_defaults(),
+    }
+    .map_err(map_error)
+}
+
+/// `docker` speaking the engine's API version: engines here speak 1.41, bollard defaults to a
+/// newer one.
+pub(in crate::runtime) async fn negotiated(
+    docker: Docker,
+    timeout: Duration,
+) -> Result<Docker, RuntimeError> {
+    tokio::time::timeout(timeout, docker.negotiate_version())
+        .await
+        .map_err(|_| RuntimeError::Unavailable("version negotiation timed out".into()))?
+        .map_err(map_error)
+}
+
+pub(in crate::runtime) fn map_error(err: BollardError) -> RuntimeError {
     match err {
         BollardError::DockerResponseServerError {
             status_code: 404,

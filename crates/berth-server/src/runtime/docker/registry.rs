@@ -15,7 +15,7 @@ use hyper::{Method, Request, StatusCode};
 
 use super::{DockerRuntime, map_error, within_transfer};
 use crate::{
-    agent_client::container_network_client,
+    agent_client::http_client,
     runtime::{RuntimeError, registry_of, split_tag},
 };
 
@@ -82,7 +82,7 @@ impl DockerRuntime {
         };
         let (repository, tag) = split_tag(image);
         let name = &repository[registry.len() + 1..];
-        let client = container_network_client(self.timeout);
+        let client = http_client(self.timeout);
         let manifest = format!("http://{registry}/v2/{name}/manifests/{tag}");
         let unreachable =
             |err: &dyn std::fmt::Display| RuntimeError::Unavailable(format!("{registry}: {err}"));

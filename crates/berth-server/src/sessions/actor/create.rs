@@ -466,6 +466,7 @@ impl Actor {
             pids_limit: template.pids,
             env: full_env,
             docker_api: template.docker.enabled,
+            node_labels: template.node_labels.clone(),
         }
     }
 

@@ -117,7 +117,7 @@ pub(super) struct Actor {
     /// Sessions being woken (or to be woken once asleep), with the callers waiting for it.
     waking: HashMap<String, Vec<Reply<Session>>>,
     /// Sessions being made again from their snapshot after their container vanished.
-    recovering: HashSet<String>,
+    recovering: HashMap<String, String>,
     /// Sessions whose hibernation failed, being started again in their own container.
     reviving: HashSet<String>,
     /// Sessions whose periodic checkpoint is being committed.
@@ -156,7 +156,7 @@ impl Actor {
             died_while_restarting: HashSet::new(),
             hibernating: HashMap::new(),
             waking: HashMap::new(),
-            recovering: HashSet::new(),
+            recovering: HashMap::new(),
             reviving: HashSet::new(),
             checkpointing: HashSet::new(),
             keepalive_probes: HashMap::new(),
@@ -267,6 +267,7 @@ impl Actor {
                 self.reap().await;
                 self.check_idle().await;
             }
+            Command::Evict { containers } => self.evict(containers).await,
             Command::Keepalive {
                 caller,
                 id,

@@ -32,7 +32,9 @@ pub struct Observed {
     /// plus those the listing missed but an inspection found.
     pub containers: Vec<ManagedContainer>,
     /// Containers of live sessions that the listing lacked and an inspection confirmed gone.
-    pub vanished: HashSet<String>,
+    /// Containers of live sessions the engine no longer has, and why they went
+    /// ([`Runtime::vanished_reason`]).
+    pub vanished: HashMap<String, &'static str>,
     /// Every snapshot image of this instance, listed before the store was read.
     pub snapshots: Vec<ManagedSnapshot>,
     /// Images of named snapshots, which are kept whatever their session does.
@@ -68,7 +70,7 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
             lost.push(origin);
         }
     }
-    let mut vanished = HashSet::new();
+    let mut vanished = HashMap::new();
     for record in live {
         let Some(container_id) = record.container_id else {
             continue;
@@ -79,7 +81,8 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
         match runtime.inspect(&container_id).await? {
             Some(container) => containers.push(container),
             None => {
-                vanished.insert(container_id);
+                let reason = runtime.vanished_reason(&container_id);
+                vanished.insert(container_id, reason);
             }
         }
     }
@@ -194,20 +197,22 @@ impl Actor {
                     doomed.extend(self.fail(record, INTERRUPTED).await);
                 }
                 SessionState::Running | SessionState::Pooled => {
-                    let gone = record
-                        .container_id
-                        .as_ref()
-                        .is_none_or(|id| observed.vanished.contains(id));
-                    // Not gone means its row appeared after `observe` read the store: the
+                    // Not vanished means its row appeared after `observe` read the store: the
                     // next pass looks at it.
-                    if gone && record.state == SessionState::Running {
-                        let lives_on = self
-                            .recover_from_snapshot(record, "container_vanished")
-                            .await;
-                        report.sessions_failed += usize::from(!lives_on);
-                    } else if gone {
-                        report.sessions_failed += 1;
-                        doomed.extend(self.fail(record, "container_vanished").await);
+                    let vanished = match &record.container_id {
+                        None => Some("container_vanished"),
+                        Some(id) => observed.vanished.get(id).copied(),
+                    };
+                    match vanished {
+                        Some(reason) if record.state == SessionState::Running => {
+                            let lives_on = self.recover_from_snapshot(record, reason).await;
+                            report.sessions_failed += usize::from(!lives_on);
+                        }
+                        Some(reason) => {
+                            report.sessions_failed += 1;
+                            doomed.extend(self.fail(record, reason).await);
+                        }
+                        None => {}
                     }
                 }
                 SessionState::Hibernating => {

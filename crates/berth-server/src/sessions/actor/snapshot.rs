@@ -340,7 +340,7 @@ impl Actor {
             return false;
         }
         tracing::warn!(session = %record.id, reason, "recovering from the newest snapshot");
-        self.recovering.insert(record.id.clone());
+        self.recovering.insert(record.id.clone(), reason.to_owned());
         self.begin_restore(record).await;
         true
     }
@@ -437,15 +437,15 @@ impl Actor {
                     return self.answer_waking(id, Err(err.into()));
                 }
                 tracing::info!(session = id, "restored");
-                if self.recovering.remove(id) {
+                if let Some(reason) = self.recovering.remove(id) {
                     let taken = record
                         .snapshot
                         .as_deref()
                         .and_then(snapshot_time)
                         .map_or_else(|| "an unknown time".to_owned(), |at| at.to_rfc3339());
                     let message = format!(
-                        "its container was gone; it was made again from its snapshot of {taken}: \
-                         changes since then were lost"
+                        "its container was gone ({reason}); it was made again from its snapshot \
+                         of {taken}: changes since then were lost"
                     );
                     self.record_event(id, "recovered", &message).await;
                 }

@@ -225,6 +225,39 @@ impl Actor {
         }
     }
 
+    /// Sessions on a node being drained: running ones hibernate (reason `drain`) and wake on
+    /// another node at their next access; pooled ones go, and the pool refills elsewhere.
+    pub(super) async fn evict(&mut self, containers: Vec<String>) {
+        let leaving: std::collections::HashSet<String> = containers.into_iter().collect();
+        let on_node = SessionFilter {
+            states: Some(vec![SessionState::Running, SessionState::Pooled]),
+            ..SessionFilter::default()
+        };
+        let records = match self.ctx.store.list_sessions(&on_node).await {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(%err, "drain: store unavailable; retried at the next reap");
+                return;
+            }
+        };
+        for mut record in records {
+            let on_leaving_node = record
+                .container_id
+                .as_ref()
+                .is_some_and(|container| leaving.contains(container));
+            if !on_leaving_node || self.in_flight(&record.id) {
+                continue;
+            }
+            tracing::info!(session = %record.id, state = ?record.state, "its node drains; moving it");
+            record.stop_reason = Some("drain".to_owned());
+            if record.state == SessionState::Pooled {
+                self.begin_removal(record, Vec::new()).await;
+            } else {
+                self.begin_hibernate(record, Vec::new()).await;
+            }
+        }
+    }
+
     pub(super) async fn reap(&mut self) {
         let now = Utc::now();
         self.reap_long_asleep(now).await;

@@ -1,0 +1,238 @@
+//! How the control plane reaches a container's address: directly when the container is on this
+//! host's engine, through its node's relay (`berth-node`) when it runs on another node of a
+//! swarm.
+//!
+//! Every connection to a session (agent calls, terminals, previews) starts at [`dial`], which
+//! looks the address up in one process-wide table of node subnets, as the kernel looks up its
+//! routing table: a container's address is unique in the cluster (each node's engine hands out
+//! addresses from pools of its own), so the address alone says which relay reaches it. Addresses
+//! no node claims are dialled directly, which is the single-host case.
+//!
+//! The relay speaks HTTP `CONNECT` with the node key ([`node_key`]) in [`KEY_HEADER`]; after its
+//! `200` the stream is the container's.
+
+use std::{
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::{Arc, RwLock},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use hyper::Uri;
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::networks::Cidr;
+
+/// The header that carries [`node_key`] to a node's relay.
+pub const KEY_HEADER: &str = "x-berth-node-key";
+
+/// Where `berth-node` listens unless told otherwise.
+pub const DEFAULT_RELAY_PORT: u16 = 7700;
+
+/// A relay's answer head is a status line and a few headers; anything longer is not a relay.
+const MAX_ANSWER_HEAD: usize = 4096;
+
+/// The key control planes present to nodes' relays: derived from the admin secret they share,
+/// so it needs no configuration of its own, and never the secret itself.
+pub fn node_key(admin_secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"berth node key v1\0");
+    hasher.update(admin_secret.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// One node's container subnets and the relay in front of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRoute {
+    pub node: String,
+    pub subnets: Vec<Cidr>,
+    pub relay: SocketAddr,
+    pub key: Arc<str>,
+}
+
+static ROUTES: RwLock<Vec<NodeRoute>> = RwLock::new(Vec::new());
+
+/// Sets `route.node`'s subnets and relay, replacing what was known of that node.
+pub fn set_route(route: NodeRoute) {
+    let mut routes = ROUTES
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    routes.retain(|known| known.node != route.node);
+    routes.push(route);
+}
+
+/// The relay that reaches `ip`, if a node claims it.
+fn relay_for(ip: IpAddr) -> Option<(SocketAddr, Arc<str>)> {
+    let routes = ROUTES
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    routes
+        .iter()
+        .find(|route| route.subnets.iter().any(|net| net.contains(ip)))
+        .map(|route| (route.relay, route.key.clone()))
+}
+
+/// A TCP stream to `addr`, through its node's relay when a node claims it; without Nagle's delay
+/// (terminal keystrokes are single bytes), and failing after `timeout` when nothing answers.
+pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let connected = async {
+        match relay_for(addr.ip()) {
+            None => {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Ok(stream)
+            }
+            Some((relay, key)) => through_relay(relay, &key, addr).await,
+        }
+    };
+    tokio::time::timeout(timeout, connected)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{addr} did not answer")))?
+}
+
+async fn through_relay(relay: SocketAddr, key: &str, target: SocketAddr) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(relay).await?;
+    stream.set_nodelay(true)?;
+    stream
+        .write_all(
+            format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n{KEY_HEADER}: {key}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    // Byte by byte up to the blank line: what follows it is the container's, not ours to read.
+    let mut head = Vec::with_capacity(128);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_ANSWER_HEAD {
+            return Err(io::Error::other(format!(
+                "{relay} is not a Berth node relay"
+            )));
+        }
+        head.push(stream.read_u8().await?);
+    }
+    let status_line = String::from_utf8_lossy(&head);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    match status_line.split_whitespace().nth(1) {
+        Some("200") => Ok(stream),
+        _ => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("the node relay at {relay} refused {target}: {status_line}"),
+        )),
+    }
+}
+
+/// [`dial`] as a connector for hyper's pooled client.
+#[derive(Debug, Clone)]
+pub struct ContainerConnector {
+    pub timeout: Duration,
+}
+
+impl tower::Service<Uri> for ContainerConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let addr = uri
+                .authority()
+                .and_then(|authority| authority.as_str().parse::<SocketAddr>().ok())
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{uri} does not name a container's address and port"),
+                    )
+                })?;
+            dial(addr, timeout).await.map(TokioIo::new)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A relay that answers with `status` and, after a 200, echoes what it is sent.
+    async fn fake_relay(status: &'static str) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(stream.read_u8().await.unwrap());
+            }
+            stream
+                .write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut buf = [0; 5];
+            if stream.read_exact(&mut buf).await.is_ok() {
+                stream.write_all(&buf).await.unwrap();
+            }
+            String::from_utf8(head).unwrap()
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn addresses_of_a_node_go_through_its_relay_with_the_key() {
+        let (relay, asked) = fake_relay("200 Connection established").await;
+        set_route(NodeRoute {
+            node: "relay-test-ok".into(),
+            subnets: vec![Cidr::new("10.251.1.0".parse().unwrap(), 24).unwrap()],
+            relay,
+            key: "k3y".into(),
+        });
+        let target: SocketAddr = "10.251.1.7:7681".parse().unwrap();
+        let mut stream = dial(target, Duration::from_secs(2)).await.unwrap();
+        stream.write_all(b"hello").await.unwrap();
+        let mut echoed = [0; 5];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"hello");
+        let head = asked.await.unwrap();
+        assert!(
+            head.starts_with("CONNECT 10.251.1.7:7681 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("{KEY_HEADER}: k3y\r\n")), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_relay_refusal_is_an_error_naming_it() {
+        let (relay, _) = fake_relay("403 Forbidden").await;
+        set_route(NodeRoute {
+            node: "relay-test-refuses".into(),
+            subnets: vec![Cidr::new("10.251.2.0".parse().unwrap(), 24).unwrap()],
+            relay,
+            key: "k3y".into(),
+        });
+        let err = dial("10.251.2.9:80".parse().unwrap(), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("403 Forbidden"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn addresses_no_node_claims_are_dialled_directly() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = tokio::spawn(async move { listener.accept().await.is_ok() });
+        dial(addr, Duration::from_secs(2)).await.unwrap();
+        assert!(accepted.await.unwrap());
+    }
+}

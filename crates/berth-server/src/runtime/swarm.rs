@@ -1,0 +1,701 @@
+//! [`Runtime`] on the nodes of a Docker Swarm. The swarm gives membership (which nodes there
+//! are, their addresses, availability and labels); Berth places each session's container itself,
+//! on the node with the most memory left that the template may use, and runs it there as on a
+//! single host, through that node's `berth-node` relay. Why not one Swarm service per session:
+//! ARCHITECTURE.md, Choices.
+//!
+//! A container's id here is `{node}/{engine's id}`, so every call after the create goes to the
+//! node that holds it, and the store's rows say where each session runs.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::SocketAddr,
+    sync::{Arc, Mutex as StdMutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use async_trait::async_trait;
+use bollard::{
+    Docker,
+    models::{NodeSpecAvailabilityEnum, NodeState},
+    query_parameters::ListNodesOptions,
+};
+use futures_util::{StreamExt, stream};
+use tokio::sync::{Mutex, OnceCell};
+
+use super::{
+    ContainerOrigin, ContainerSpec, DockerRuntime, EventStream, ManagedContainer, ManagedSnapshot,
+    Runtime, RuntimeError, SnapshotDepth,
+    docker::{engine_client, map_error, negotiated},
+};
+use crate::{
+    config::{DockerConfig, SwarmConfig},
+    networks::SessionNetworks,
+    reach::{self, KEY_HEADER, NodeRoute},
+};
+
+/// The swarm's node list is asked for again after this long: drains, labels and new nodes are
+/// seen within it.
+const NODES_REFRESH: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub struct SwarmRuntime {
+    docker: DockerConfig,
+    networks: SessionNetworks,
+    swarm: SwarmConfig,
+    key: Arc<str>,
+    timeout: Duration,
+    manager: OnceCell<Docker>,
+    /// The nodes as last listed; held across a placement so two creates never both count on
+    /// the same free memory.
+    view: Mutex<View>,
+    /// Nodes once listed that are now down or gone: their containers went with them.
+    lost: StdMutex<BTreeSet<String>>,
+    /// The ready nodes' names, as last listed: a change ends [`Runtime::events`]' stream, so
+    /// the session manager subscribes anew (a node that joined is followed too) and reconciles
+    /// (a node that was lost has its sessions recovered) at once.
+    membership: tokio::sync::watch::Sender<BTreeSet<String>>,
+}
+
+#[derive(Debug, Default)]
+struct View {
+    nodes: BTreeMap<String, Arc<Node>>,
+    listed_at: Option<Instant>,
+}
+
+/// One node of the swarm, as placement sees it.
+#[derive(Debug)]
+struct Node {
+    name: String,
+    relay: SocketAddr,
+    engine: DockerRuntime,
+    /// Set once its session networks exist and [`reach`] knows their subnets.
+    routed: OnceCell<()>,
+    state: StdMutex<NodeView>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodeView {
+    /// Ready, and neither drained nor paused: new sessions may go there.
+    takes_sessions: bool,
+    /// Ready: its engine answers for the sessions it holds.
+    reachable: bool,
+    /// Ready and set to `drain`: its sessions are to move elsewhere.
+    draining: bool,
+    labels: HashMap<String, String>,
+    memory_bytes: i64,
+    /// The memory limits of the sessions it holds, as of the last listing, plus those made
+    /// on it since.
+    listed_bytes: i64,
+    /// The memory limits of the sessions being made there now, which no listing shows yet.
+    placing_bytes: i64,
+}
+
+impl NodeView {
+    fn free_bytes(&self) -> i64 {
+        self.memory_bytes - self.listed_bytes - self.placing_bytes
+    }
+}
+
+impl SwarmRuntime {
+    pub fn new(
+        docker: DockerConfig,
+        networks: SessionNetworks,
+        swarm: SwarmConfig,
+        admin_secret: &str,
+    ) -> Self {
+        Self {
+            timeout: Duration::from_secs(docker.timeout_seconds),
+            docker,
+            networks,
+            swarm,
+            key: reach::node_key(admin_secret).into(),
+            manager: OnceCell::new(),
+            view: Mutex::new(View::default()),
+            lost: StdMutex::new(BTreeSet::new()),
+            membership: tokio::sync::watch::Sender::new(BTreeSet::new()),
+        }
+    }
+
+    async fn manager(&self) -> Result<&Docker, RuntimeError> {
+        self.manager
+            .get_or_try_init(|| async {
+                let address = self
+                    .swarm
+                    .manager
+                    .as_deref()
+                    .or(self.docker.host.as_deref());
+                negotiated(
+                    engine_client(address)?.with_timeout(self.timeout),
+                    self.timeout,
+                )
+                .await
+            })
+            .await
+    }
+
+    /// The nodes, listed again when the last listing is older than [`NODES_REFRESH`].
+    async fn nodes(&self) -> Result<tokio::sync::MutexGuard<'_, View>, RuntimeError> {
+        let mut view = self.view.lock().await;
+        if view
+            .listed_at
+            .is_none_or(|at| at.elapsed() >= NODES_REFRESH)
+        {
+            self.list_nodes(&mut view).await?;
+        }
+        Ok(view)
+    }
+
+    async fn list_nodes(&self, view: &mut View) -> Result<(), RuntimeError> {
+        let manager = self.manager().await?;
+        let listed =
+            tokio::time::timeout(self.timeout, manager.list_nodes(None::<ListNodesOptions>))
+                .await
+                .map_err(|_| {
+                    RuntimeError::Unavailable("the swarm manager did not list its nodes".into())
+                })?
+                .map_err(|err| match map_error(err) {
+                    RuntimeError::Engine(msg) if msg.contains("not a swarm manager") => {
+                        RuntimeError::Engine(format!(
+                            "{msg}; swarm.manager must name the engine of a manager node"
+                        ))
+                    }
+                    other => other,
+                })?;
+        let mut nodes = BTreeMap::new();
+        for listed in listed {
+            let description = listed.description.unwrap_or_default();
+            let spec = listed.spec.unwrap_or_default();
+            let status = listed.status.unwrap_or_default();
+            let (Some(name), Some(addr)) = (description.hostname, status.addr) else {
+                continue;
+            };
+            let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+                continue;
+            };
+            let relay = SocketAddr::new(ip, self.swarm.relay_port);
+            let reachable = status.state == Some(NodeState::READY);
+            let state = NodeView {
+                takes_sessions: reachable
+                    && spec.availability == Some(NodeSpecAvailabilityEnum::ACTIVE),
+                reachable,
+                draining: reachable && spec.availability == Some(NodeSpecAvailabilityEnum::DRAIN),
+                labels: spec.labels.unwrap_or_default(),
+                memory_bytes: description
+                    .resources
+                    .and_then(|resources| resources.memory_bytes)
+                    .unwrap_or(0),
+                listed_bytes: 0,
+                placing_bytes: 0,
+            };
+            let node = match view.nodes.remove(&name) {
+                Some(known) if known.relay == relay => known,
+                _ => Arc::new(self.node(name.clone(), relay)?),
+            };
+            let promised = if reachable {
+                node.engine.promised_memory().await.ok()
+            } else {
+                None
+            };
+            {
+                let mut current = node.state.lock().unwrap_or_else(|p| p.into_inner());
+                *current = NodeView {
+                    listed_bytes: promised.unwrap_or(current.listed_bytes),
+                    placing_bytes: current.placing_bytes,
+                    ..state
+                };
+            }
+            nodes.insert(name, node);
+        }
+        {
+            let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+            lost.extend(
+                view.nodes
+                    .keys()
+                    .filter(|name| !nodes.contains_key(*name))
+                    .cloned(),
+            );
+            for (name, node) in &nodes {
+                if node.state().reachable {
+                    lost.remove(name);
+                } else {
+                    lost.insert(name.clone());
+                }
+            }
+        }
+        let ready: BTreeSet<String> = nodes
+            .iter()
+            .filter(|(_, node)| node.state().reachable)
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.membership.send_if_modified(|known| {
+            let changed = *known != ready;
+            *known = ready;
+            changed
+        });
+        view.nodes = nodes;
+        view.listed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn node(&self, name: String, relay: SocketAddr) -> Result<Node, RuntimeError> {
+        let key = axum::http::HeaderValue::from_str(&self.key)
+            .map_err(|_| RuntimeError::Engine("the node key is not a header value".into()))?;
+        let engine = Docker::connect_with_http(
+            &format!("http://{relay}"),
+            self.docker.timeout_seconds,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(map_error)?
+        .with_request_modifier(move |mut request| {
+            request.headers_mut().insert(KEY_HEADER, key.clone());
+            request
+        });
+        Ok(Node {
+            engine: DockerRuntime::on_engine(self.docker.clone(), self.networks.clone(), engine),
+            name,
+            relay,
+            routed: OnceCell::new(),
+            state: StdMutex::new(NodeView::default()),
+        })
+    }
+
+    /// Makes the node's session networks and tells [`reach`] their subnets; once.
+    async fn route(&self, node: &Node) -> Result<(), RuntimeError> {
+        node.routed
+            .get_or_try_init(|| async {
+                node.engine.prepare().await?;
+                let subnets = node.engine.session_subnets().await?;
+                reach::set_route(NodeRoute {
+                    node: node.name.clone(),
+                    subnets,
+                    relay: node.relay,
+                    key: self.key.clone(),
+                });
+                Ok::<_, RuntimeError>(())
+            })
+            .await
+            .map(drop)
+    }
+
+    /// The node `container_id` names and the engine's own id; `None` when the swarm no longer
+    /// lists that node or says it is down: its containers are gone with it.
+    async fn locate<'a>(
+        &self,
+        container_id: &'a str,
+    ) -> Result<Option<(Arc<Node>, &'a str)>, RuntimeError> {
+        let Some((name, id)) = container_id.split_once('/') else {
+            return Ok(None);
+        };
+        let node = self.nodes().await?.nodes.get(name).cloned();
+        match node {
+            Some(node) if node.state().reachable => {
+                self.route(&node).await?;
+                Ok(Some((node, id)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn located(&self, container_id: &str) -> Result<(Arc<Node>, String), RuntimeError> {
+        match self.locate(container_id).await? {
+            Some((node, id)) => Ok((node, id.to_owned())),
+            None => Err(RuntimeError::NotFound(container_id.to_owned())),
+        }
+    }
+
+    /// Every node the swarm says is ready.
+    async fn ready_nodes(&self) -> Result<Vec<Arc<Node>>, RuntimeError> {
+        Ok(self
+            .nodes()
+            .await?
+            .nodes
+            .values()
+            .filter(|node| node.state().reachable)
+            .cloned()
+            .collect())
+    }
+
+    /// Every node the swarm says is ready, routed.
+    async fn reachable_nodes(&self) -> Result<Vec<Arc<Node>>, RuntimeError> {
+        let nodes = self.ready_nodes().await?;
+        for node in &nodes {
+            self.route(node).await?;
+        }
+        Ok(nodes)
+    }
+
+    /// A reachable node that holds `image`.
+    async fn holder_of(&self, image: &str) -> Result<Option<Arc<Node>>, RuntimeError> {
+        for node in self.reachable_nodes().await? {
+            if node.engine.has_image(image).await? {
+                return Ok(Some(node));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The reachable nodes that hold `image`, when it names a registry (a snapshot, or an
+    /// operator's image): a session made from it prefers them, and any other node needs it
+    /// pushed first.
+    async fn holders_of(&self, image: &str) -> Result<Vec<Arc<Node>>, RuntimeError> {
+        if super::registry_of(image).is_none() {
+            return Ok(Vec::new());
+        }
+        let mut holders = Vec::new();
+        for node in self.reachable_nodes().await? {
+            if node.engine.has_image(image).await? {
+                holders.push(node);
+            }
+        }
+        Ok(holders)
+    }
+
+    /// Chooses the node for `spec` and counts its memory there, under the view's lock: of the
+    /// nodes that may take it, one of `holders` when any has room (no pull), else the one with
+    /// the most memory left.
+    async fn place(
+        &self,
+        spec: &ContainerSpec,
+        holders: &[Arc<Node>],
+    ) -> Result<Arc<Node>, RuntimeError> {
+        let view = self.nodes().await?;
+        let mut best: Option<((bool, i64), &Arc<Node>)> = None;
+        let mut refusals = Vec::new();
+        for node in view.nodes.values() {
+            let state = node.state();
+            let free = state.free_bytes();
+            let missing_label = spec
+                .node_labels
+                .iter()
+                .find(|(key, value)| state.labels.get(*key) != Some(*value));
+            if !state.takes_sessions {
+                refusals.push(format!("{} is not ready or not active", node.name));
+            } else if let Some((key, value)) = missing_label {
+                refusals.push(format!("{} lacks the label {key}={value}", node.name));
+            } else if free < spec.memory_bytes {
+                refusals.push(format!("{} has {} MiB left", node.name, free.max(0) >> 20));
+            } else {
+                let rank = (holders.iter().any(|h| h.name == node.name), free);
+                if best.is_none_or(|(highest, _)| rank > highest) {
+                    best = Some((rank, node));
+                }
+            }
+        }
+        let Some((_, node)) = best else {
+            return Err(RuntimeError::Engine(format!(
+                "no node of the swarm can run a session of template {} ({} MiB): {}",
+                spec.template,
+                spec.memory_bytes >> 20,
+                if refusals.is_empty() {
+                    "the swarm lists no nodes".to_owned()
+                } else {
+                    refusals.join("; ")
+                }
+            )));
+        };
+        node.start_placing(spec.memory_bytes);
+        Ok(node.clone())
+    }
+}
+
+impl Node {
+    fn state(&self) -> NodeView {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn start_placing(&self, bytes: i64) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .placing_bytes += bytes;
+    }
+
+    /// A create placed here ended: made (its container now counts as listed until the next
+    /// listing shows it), or not.
+    fn end_placing(&self, bytes: i64, made: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.placing_bytes -= bytes;
+        if made {
+            state.listed_bytes += bytes;
+        }
+    }
+
+    fn id_of(&self, engine_id: &str) -> String {
+        format!("{}/{engine_id}", self.name)
+    }
+}
+
+#[async_trait]
+impl Runtime for SwarmRuntime {
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        let manager = self.manager().await?;
+        tokio::time::timeout(self.timeout, manager.ping())
+            .await
+            .map_err(|_| RuntimeError::Unavailable("the swarm manager did not answer".into()))?
+            .map_err(map_error)
+            .map(drop)
+    }
+
+    async fn prepare(&self) -> Result<(), RuntimeError> {
+        self.reachable_nodes().await.map(drop)
+    }
+
+    /// A session woken on another node than the one it slept on may find its snapshot's push
+    /// still under way there: the holder pushes it (again) first, so the pull here finds it.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let holders = self.holders_of(&spec.image).await?;
+        let node = self.place(spec, &holders).await?;
+        let created = async {
+            self.route(&node).await?;
+            if let Some(holder) = holders.first()
+                && !holders.iter().any(|h| h.name == node.name)
+            {
+                holder.engine.push_snapshot(&spec.image).await?;
+            }
+            node.engine.create(spec).await
+        };
+        let created = created.await;
+        node.end_placing(spec.memory_bytes, created.is_ok());
+        created.map(|id| node.id_of(&id))
+    }
+
+    async fn start(&self, container_id: &str) -> Result<SocketAddr, RuntimeError> {
+        let (node, id) = self.located(container_id).await?;
+        node.engine.start(&id).await
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
+        match self.locate(container_id).await? {
+            Some((node, id)) => node.engine.remove(id).await,
+            // Its node left the swarm, and the container with it.
+            None => Ok(()),
+        }
+    }
+
+    async fn stop(&self, container_id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let (node, id) = self.located(container_id).await?;
+        node.engine.stop(&id, grace).await
+    }
+
+    /// Committed, then pushed before it counts: a snapshot only its node holds would be lost
+    /// with that node, and no other node could wake the session. A failed push fails the
+    /// commit, so a hibernation undoes itself and the session keeps running.
+    async fn commit(
+        &self,
+        container_id: &str,
+        image: &str,
+        pause: bool,
+    ) -> Result<(), RuntimeError> {
+        let (node, id) = self.located(container_id).await?;
+        node.engine.commit(&id, image, pause).await?;
+        if let Err(err) = node.engine.push_snapshot(image).await {
+            if let Err(cleanup) = node.engine.drop_local_snapshot(image).await {
+                tracing::warn!(%cleanup, %image, "an unpushed snapshot stays on its node");
+            }
+            return Err(RuntimeError::Unavailable(format!(
+                "the snapshot could not be pushed to the registry, so no other node could restore it: {err}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn unchanged_image(&self, container_id: &str) -> Result<Option<String>, RuntimeError> {
+        let (node, id) = self.located(container_id).await?;
+        node.engine.unchanged_image(&id).await
+    }
+
+    async fn snapshot_depth(&self, image: &str, base: &str) -> Result<SnapshotDepth, RuntimeError> {
+        match self.holder_of(image).await? {
+            Some(node) => node.engine.snapshot_depth(image, base).await,
+            None => Err(RuntimeError::NotFound(image.to_owned())),
+        }
+    }
+
+    async fn compact_snapshot(
+        &self,
+        image: &str,
+        base: &str,
+        target: &str,
+    ) -> Result<(), RuntimeError> {
+        match self.holder_of(image).await? {
+            Some(node) => node.engine.compact_snapshot(image, base, target).await,
+            None => Err(RuntimeError::NotFound(image.to_owned())),
+        }
+    }
+
+    /// The registry's copy once, through whichever node holds the image; every node's copy.
+    async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
+        let nodes = self.reachable_nodes().await?;
+        let holder = self.holder_of(image).await?;
+        if let Some(first) = holder.as_ref().or(nodes.first()) {
+            first.engine.remove_snapshot(image).await?;
+        }
+        for node in &nodes {
+            node.engine.drop_local_snapshot(image).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
+        match self.holder_of(image).await? {
+            Some(node) => node.engine.push_snapshot(image).await,
+            None => Err(RuntimeError::NotFound(image.to_owned())),
+        }
+    }
+
+    async fn drop_local_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
+        for node in self.reachable_nodes().await? {
+            node.engine.drop_local_snapshot(image).await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshots(&self) -> Result<Vec<ManagedSnapshot>, RuntimeError> {
+        let mut all = BTreeMap::new();
+        for node in self.reachable_nodes().await? {
+            for snapshot in node.engine.snapshots().await? {
+                all.insert(snapshot.image.clone(), snapshot);
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
+        let mut all = Vec::new();
+        for node in self.reachable_nodes().await? {
+            all.extend(
+                node.engine
+                    .list()
+                    .await?
+                    .into_iter()
+                    .map(|container| ManagedContainer {
+                        id: node.id_of(&container.id),
+                        ..container
+                    }),
+            );
+        }
+        Ok(all)
+    }
+
+    async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
+        Ok(self
+            .origin(container_id)
+            .await?
+            .map(|origin| ManagedContainer {
+                id: origin.container_id,
+                session_id: origin.session_id,
+                running: origin.running,
+            }))
+    }
+
+    async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {
+        let Some((node, id)) = self.locate(container_id).await? else {
+            return Ok(None);
+        };
+        Ok(node.engine.origin(id).await?.map(|origin| ContainerOrigin {
+            container_id: node.id_of(&origin.container_id),
+            ..origin
+        }))
+    }
+
+    // Docker inside sessions is not served on a swarm (the config refuses it), so sessions
+    // there have no children.
+    async fn remove_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn stop_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn start_children(&self, _session_id: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn child_owners(&self) -> Result<BTreeSet<String>, RuntimeError> {
+        Ok(BTreeSet::new())
+    }
+
+    async fn leaving(&self) -> Result<Vec<String>, RuntimeError> {
+        let draining: Vec<Arc<Node>> = self
+            .nodes()
+            .await?
+            .nodes
+            .values()
+            .filter(|node| node.state().draining)
+            .cloned()
+            .collect();
+        let mut leaving = Vec::new();
+        for node in draining {
+            self.route(&node).await?;
+            leaving.extend(
+                node.engine
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|container| container.running)
+                    .map(|container| node.id_of(&container.id)),
+            );
+        }
+        Ok(leaving)
+    }
+
+    fn vanished_reason(&self, container_id: &str) -> &'static str {
+        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        match container_id.split_once('/') {
+            Some((node, _)) if lost.contains(node) => "node_lost",
+            _ => "container_vanished",
+        }
+    }
+
+    /// Every reachable node's events, as one stream that ends when any node's ends (the
+    /// caller then looks at the engines again and subscribes anew, nodes that joined included).
+    /// A node that does not answer is left out rather than holding up the others: the swarm
+    /// soon says whether it is down, and reconcile acts on that.
+    async fn events(&self, since: SystemTime) -> Result<EventStream, RuntimeError> {
+        let mut changes = self.membership.subscribe();
+        changes.mark_unchanged();
+        let mut streams = vec![
+            stream::once(async move {
+                let _ = changes.changed().await;
+                None
+            })
+            .boxed(),
+        ];
+        let mut silent = None;
+        for node in self.ready_nodes().await? {
+            let subscribed = async {
+                self.route(&node).await?;
+                node.engine.events(since).await
+            };
+            let events = match subscribed.await {
+                Ok(events) => events,
+                Err(err) => {
+                    tracing::warn!(node = %node.name, %err, "a swarm node's engine does not answer");
+                    silent = Some(err);
+                    continue;
+                }
+            };
+            let named = node.clone();
+            streams.push(
+                events
+                    .map(move |event| {
+                        Some(super::ContainerEvent {
+                            container_id: named.id_of(&event.container_id),
+                            ..event
+                        })
+                    })
+                    .chain(stream::once(async { None }))
+                    .boxed(),
+            );
+        }
+        if let (1, Some(err)) = (streams.len(), silent) {
+            return Err(err);
+        }
+        Ok(stream::select_all(streams)
+            .take_while(|event| std::future::ready(event.is_some()))
+            .filter_map(std::future::ready)
+            .boxed())
+    }
+}
