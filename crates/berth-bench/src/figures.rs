@@ -123,6 +123,7 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
         rows.extend(docker_in_session::figures(bench, args.megabytes, |n| args.wants(n)).await?);
     }
     rows.extend(cluster::figures(bench, args, sqlite).await?);
+    rows.extend(crate::swarm::figures(args).await?);
     // Some figures are measured in pairs; `--only` shows just the ones asked for.
     rows.retain(|row| args.wants(row.number));
     rows.sort_by_key(|row| row.number);
@@ -164,7 +165,9 @@ pub fn write_report(path: &Path, args: &Args, table: &str) -> anyhow::Result<()>
         "# Benchmarks\n\nMeasured by `cargo run --release -p berth-bench -- --sessions {} --claims {} --cycles {}` on {} \
          (memory available when the report was written), {}.\nEvery baseline was measured in the same run. Image: `{IMAGE}`; \
          `{BASE_IMAGE}` for figures 11-13. Figures 14-17 on a Redis store: a `redis-server` \
-         of the bench's own (`appendfsync everysec`), 2 `berth serve` processes for 15 and 16.\n\n{table}\n",
+         of the bench's own (`appendfsync everysec`), 2 `berth serve` processes for 15 and 16. \
+         Figures 26-29 on the three-node swarm of `scripts/swarm-rig up`, through one `berth serve` \
+         process (left out when the rig is down).\n\n{table}\n",
         args.sessions,
         args.claims,
         args.cycles,

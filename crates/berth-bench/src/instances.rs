@@ -30,6 +30,7 @@ pub struct Cluster {
     config: PathBuf,
     redis: RedisServer,
     dir: tempfile::TempDir,
+    token: String,
     http: reqwest::Client,
 }
 
@@ -37,17 +38,30 @@ impl Cluster {
     /// `count` instances on a Redis of their own, each answering before this returns. The
     /// templates are the separate process's (figure 8's): one, `default`, without a pool.
     pub async fn start(args: &Args, count: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = config_file(dir.path(), args)?;
+        Self::start_with(dir, &config, TOKEN, count).await
+    }
+
+    /// `count` instances reading `config` (written into `dir`, their data dirs' parent) and
+    /// sharing the admin token `token`.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        config: &str,
+        token: &str,
+        count: usize,
+    ) -> anyhow::Result<Self> {
         let berth = berth_binary()?;
         let redis = RedisServer::start().await?;
-        let dir = tempfile::tempdir()?;
         let path = dir.path().join("berth.toml");
-        std::fs::write(&path, config_file(dir.path(), args)?)?;
+        std::fs::write(&path, config)?;
         let mut cluster = Self {
             instances: Vec::new(),
             berth,
             config: path,
             redis,
             dir,
+            token: token.to_owned(),
             http: reqwest::Client::new(),
         };
         for index in 0..count {
@@ -69,7 +83,7 @@ impl Cluster {
             .arg("--config")
             .arg(&self.config)
             .args(["--store", &self.redis.url()])
-            .env("BERTH_ADMIN_TOKEN", TOKEN)
+            .env("BERTH_ADMIN_TOKEN", &self.token)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true)
@@ -90,7 +104,7 @@ impl Cluster {
         }
         Ok(Instance {
             process,
-            client: Client::new(&url, TOKEN)?,
+            client: Client::new(&url, &self.token)?,
             url,
             log,
         })
@@ -193,7 +207,7 @@ fn berth_binary() -> anyhow::Result<PathBuf> {
             ""
         };
         anyhow::bail!(
-            "figures 15 and 16 run `berth serve`, and {} is missing: build it with \
+            "figures 15, 16 and 26-29 run `berth serve`, and {} is missing: build it with \
              `cargo build{profile} -p berth-cli` first",
             berth.display()
         );

@@ -16,6 +16,7 @@ mod redis;
 mod snapshots;
 mod stats;
 mod storm;
+mod swarm;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -79,7 +80,7 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=25))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=29))]
     only: Vec<u8>,
     /// Internal: serve a control plane with its data in DIR (figures 8, 10 and 17 start one).
     #[arg(long, hide = true, value_name = "DIR")]

@@ -1,10 +1,12 @@
 //! Several `berth serve` processes on one real `redis-server` and the real engine: any instance
 //! answers any request, one leads lifecycle, and killing it costs nothing.
 
+mod common;
+
 use std::{
     collections::{BTreeMap, HashSet},
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -15,14 +17,6 @@ use berth_proto::{CreateSession, ErrorCode, SessionState, process::ExecRequest};
 use berth_server::store::redis::test_server::RedisServer;
 
 const ADMIN: &str = "cluster-test-admin-token-0123456789abcdefghij";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One `berth serve` of the cluster.
 struct Instance {
@@ -56,15 +50,21 @@ impl Instance {
     }
 
     fn lifecycle(&self) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        let body = answer.split("\r\n\r\n").nth(1)?;
-        let readiness: serde_json::Value = serde_json::from_str(body).ok()?;
-        Some(readiness["lifecycle"].as_str()?.to_owned())
+        lifecycle_at(self.port)
     }
+}
+
+/// `"leading"` or `"following"`, as `GET /readyz` on `port` says; `None` while it does not
+/// answer.
+fn lifecycle_at(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let body = answer.split("\r\n\r\n").nth(1)?;
+    let readiness: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(readiness["lifecycle"].as_str()?.to_owned())
 }
 
 impl Drop for Instance {
@@ -88,7 +88,7 @@ impl Cluster {
         let redis = RedisServer::start_persistent();
         let label = format!(
             "test-cluster-{}",
-            u64::from(std::process::id()) * 100_000 + u64::from(free_port())
+            u64::from(std::process::id()) * 100_000 + u64::from(common::free_port())
         );
         let config = dir.path().join("berth.toml");
         // A short lease unless the test sets its own: failovers within the test's patience.
@@ -121,7 +121,7 @@ impl Cluster {
 
     fn add_instance(&mut self) -> usize {
         let index = self.instances.len();
-        let port = free_port();
+        let port = common::free_port();
         let data = self.dir.path().join(format!("data{index}"));
         let log = self.dir.path().join(format!("instance{index}-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -144,18 +144,12 @@ impl Cluster {
             log,
             client,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while instance.lifecycle().is_none() {
-            if let Ok(Some(status)) = instance.child.try_wait() {
-                panic!("berth serve exited with {status}; log: {}", instance.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berth serve did not answer; log: {}",
-                instance.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = instance.log.clone();
+        common::wait_until_serving(
+            &mut instance.child,
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || lifecycle_at(port).is_some(),
+        );
         self.instances.push(instance);
         index
     }

@@ -2,9 +2,11 @@
 //! a person and a crash take. Needs the images from `scripts/build-images` and the test-only
 //! `berth/test-noagent` (both built by `scripts/test`).
 
+mod common;
+
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -25,19 +27,25 @@ struct Serve {
     runs: Vec<u16>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Every run's log on the data dir `data`, oldest first: a failure after a restart is often
+/// explained by what the killed run was doing.
+fn logs(data: &Path, runs: &[u16]) -> String {
+    runs.iter()
+        .map(|port| {
+            let log = data.with_extension(format!("{port}.log"));
+            format!(
+                "\n--- run on port {port}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 impl Serve {
     fn start(dir: &Path, extra_config: &str, with_admin_token: bool) -> Self {
         let instance = format!(
             "test-cli-{}",
-            std::process::id() as u64 * 1000 + u64::from(free_port())
+            std::process::id() as u64 * 1000 + u64::from(common::free_port())
         );
         let config = dir.join("berth.toml");
         std::fs::write(
@@ -63,7 +71,7 @@ impl Serve {
 
     /// Starts (again) on the same data dir and config, and waits until it answers.
     fn restart(&mut self) {
-        self.port = free_port();
+        self.port = common::free_port();
         self.runs.push(self.port);
         let log =
             std::fs::File::create(self.data.with_extension(format!("{}.log", self.port))).unwrap();
@@ -81,33 +89,16 @@ impl Serve {
             command.env("BERTH_ADMIN_TOKEN", ADMIN);
         }
         self.child = command.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(self.port, "/healthz").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "berth serve did not answer; log: {}",
-                self.log()
-            );
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("berth serve exited with {status}; log: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (port, data, runs) = (self.port, &self.data, &self.runs);
+        common::wait_until_serving(
+            &mut self.child,
+            || logs(data, runs),
+            || http_get(port, "/healthz").is_some(),
+        );
     }
 
-    /// Every run's log on this data dir, oldest first: a failure after a restart is often
-    /// explained by what the killed run was doing.
     fn log(&self) -> String {
-        self.runs
-            .iter()
-            .map(|port| {
-                let log = self.data.with_extension(format!("{port}.log"));
-                format!(
-                    "\n--- run on port {port}\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                )
-            })
-            .collect()
+        logs(&self.data, &self.runs)
     }
 
     fn kill9(&mut self) {
@@ -258,7 +249,10 @@ fn the_cli_drives_a_session_through_its_life() {
 fn errors_say_what_to_do() {
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["session", "ls"])
-        .env("BERTH_URL", format!("http://127.0.0.1:{}", free_port()))
+        .env(
+            "BERTH_URL",
+            format!("http://127.0.0.1:{}", common::free_port()),
+        )
         .env("BERTH_TOKEN", "x")
         .output()
         .unwrap();

@@ -6,10 +6,12 @@
 //! The tests share the rig's nodes, so they take turns ([`RIG`]). Without a rig they fail and
 //! say how to make one, unless `BERTH_SWARM_SKIP` says why there can be none here.
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Mutex,
@@ -67,14 +69,6 @@ fn set_availability(node: u8, availability: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn exec(command: &str) -> ExecRequest {
     ExecRequest {
         cmd: vec!["sh".into(), "-c".into(), command.into()],
@@ -115,7 +109,7 @@ impl Swarm {
         let mut config = Config::from_file(&rig_config).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let redis = RedisServer::start_persistent();
-        let label = format!("test-swarm-{}-{}", std::process::id(), free_port());
+        let label = format!("test-swarm-{}-{}", std::process::id(), common::free_port());
         config.docker.instance = label.clone();
         config.data_dir = dir.path().join("data");
         config.store.url = Some(redis.url());
@@ -138,7 +132,7 @@ impl Swarm {
             toml::to_string(&config).unwrap(),
         )
         .unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let client = Client::new(&format!("http://127.0.0.1:{port}"), &admin).unwrap();
         let child = Self::serve(dir.path(), port);
         let mut swarm = Self {
@@ -174,19 +168,19 @@ impl Swarm {
 
     /// Ready once it follows every node's events (it creates nothing before).
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() || self.get("/readyz").0 != 200
-        {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("berth serve exited with {status}; log: {}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berth serve never got ready: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (port, admin, log) = (
+            self.port,
+            self.admin.clone(),
+            self.dir.path().join("serve.log"),
+        );
+        common::wait_until_serving(
+            &mut self.child,
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && get(port, &admin, "/readyz").0 == 200
+            },
+        );
     }
 
     /// kill -9 of the control plane, and a new one on the same store and port; returns once
@@ -255,24 +249,7 @@ impl Swarm {
 
     /// GET `path` on the control plane as the admin: status and body.
     fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\r\n",
-            self.admin
-        )
-        .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let status = answer[9..12].parse().unwrap();
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        get(self.port, &self.admin, path)
     }
 
     async fn create(&self) -> String {
@@ -354,6 +331,28 @@ impl Drop for Swarm {
             }
         }
     }
+}
+
+/// GET `path` on the control plane at `port` as `admin`: status and body.
+fn get(port: u16, admin: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\r\n",
+        admin
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -23,8 +23,8 @@ struct Args {
         default_value = "unix:///var/run/docker.sock"
     )]
     engine: String,
-    /// The control planes' TOML config file: its admin_token (or BERTH_ADMIN_TOKEN) proves who
-    /// may use this relay, and its templates' egress policies make this node's firewall.
+    /// The control planes' TOML config file: its admin_token (or BERTH_ADMIN_TOKEN, or the file
+    /// BERTH_ADMIN_TOKEN_FILE names) proves who may use this relay, and its templates' egress policies make this node's firewall.
     #[arg(long, env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -42,14 +42,10 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Ok(token) = std::env::var("BERTH_ADMIN_TOKEN")
-        && !token.trim().is_empty()
-    {
-        config.admin_token = Some(token);
-    }
+    config.admin_token_from_env()?;
     let config = config.finish()?;
     let admin_token = config.admin_token.as_deref().context(
-        "no admin token: set admin_token in the config file or BERTH_ADMIN_TOKEN, the same as the control planes'",
+        "no admin token: set admin_token in the config file, BERTH_ADMIN_TOKEN or BERTH_ADMIN_TOKEN_FILE, the same as the control planes'",
     )?;
     let networks = SessionNetworks::new(&config)?;
     let _firewall_checks = match berth_server::install_firewall(&config, &networks).await? {

@@ -110,6 +110,22 @@ impl Default for ClusterConfig {
 }
 
 impl Config {
+    /// The admin token from the environment, over the file's: `BERTH_ADMIN_TOKEN`, or the
+    /// contents of the file `BERTH_ADMIN_TOKEN_FILE` names (a Swarm or Kubernetes secret).
+    pub fn admin_token_from_env(&mut self) -> Result<(), ConfigError> {
+        if let Ok(token) = std::env::var("BERTH_ADMIN_TOKEN")
+            && !token.trim().is_empty()
+        {
+            self.admin_token = Some(token);
+        } else if let Ok(path) = std::env::var("BERTH_ADMIN_TOKEN_FILE") {
+            let token = std::fs::read_to_string(&path).map_err(|err| {
+                ConfigError::Invalid(format!("BERTH_ADMIN_TOKEN_FILE {path}: {err}"))
+            })?;
+            self.admin_token = Some(token.trim().to_owned());
+        }
+        Ok(())
+    }
+
     /// Where other instances reach this one: `cluster.advertise`, else the listen address.
     pub fn advertise_url(&self) -> String {
         if let Some(url) = &self.cluster.advertise {
@@ -796,6 +812,44 @@ mod tests {
     }
 
     #[test]
+    fn the_stacks_control_planes_run_on_the_swarm_through_one_store_and_registry() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let stack = std::fs::read_to_string(dir.join("stack.yml")).unwrap();
+        let [a, b] = ["berth-a.toml", "berth-b.toml"].map(|name| {
+            assert!(stack.contains(&format!("file: ./swarm/{name}")), "{name}");
+            Config::from_file(&dir.join("swarm").join(name))
+                .unwrap()
+                .finish()
+                .unwrap()
+        });
+        for config in [&a, &b] {
+            assert_eq!(config.runtime.kind, RuntimeKind::Swarm);
+            // berth-node listens where the control planes look for it.
+            let relay = format!("\"--listen\", \"0.0.0.0:{}\"", config.swarm.relay_port);
+            assert!(stack.contains(&relay), "{relay}");
+            assert!(!config.firewall.blocked.is_empty());
+        }
+        assert_eq!(a.store.url, b.store.url);
+        assert_eq!(a.snapshots.registry, b.snapshots.registry);
+        assert_ne!(a.advertise_url(), b.advertise_url());
+    }
+
+    #[test]
+    fn a_swarm_needs_a_registry_and_serves_no_docker_api_yet() {
+        let mut config = Config::from_toml("[runtime]\nkind = \"swarm\"\n").unwrap();
+        let err = config.clone().finish().unwrap_err().to_string();
+        assert!(err.contains("snapshots.registry"), "{err}");
+        config.snapshots.registry = Some("127.0.0.1:5000".into());
+        let mut docker = TemplateConfig::default();
+        docker.docker.enabled = true;
+        config.templates.insert("docker".into(), docker);
+        let err = config.clone().finish().unwrap_err().to_string();
+        assert!(err.contains("docker.enabled"), "{err}");
+        config.templates.clear();
+        assert!(config.finish().is_ok());
+    }
+
+    #[test]
     fn the_shipped_example_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../berth.example.toml");
         let config = Config::from_file(&path).unwrap().finish().unwrap();
@@ -922,9 +976,11 @@ mod tests {
         config.snapshots.registry = Some("127.0.0.1:5000".into());
         config.cluster.advertise = Some("http://10.0.0.5:8080".into());
         config.store.url = Some("redis://127.0.0.1:6379/0".into());
+        config.swarm.manager = Some("unix:///var/run/docker.sock".into());
         let template = config.templates.get_mut(DEFAULT_TEMPLATE).unwrap();
         template.workspace_seed = Some("seed".into());
         template.pool.max = Some(4);
+        template.node_labels = BTreeMap::from([("gpu".into(), "yes".into())]);
         let value = toml::Value::try_from(&config).unwrap();
         let mut in_code = std::collections::BTreeSet::new();
         collect_keys(&value, "", &mut in_code);
@@ -953,14 +1009,19 @@ mod tests {
     }
 
     /// Dotted paths of every leaf; the tables under `templates` are one `NAME`, and a template's
-    /// `env` and `e2b.templates` are one key each (their contents are the user's).
+    /// `env` and `node_labels` and `e2b.templates` are one key each (their contents are the
+    /// user's).
     fn collect_keys(
         value: &toml::Value,
         prefix: &str,
         keys: &mut std::collections::BTreeSet<String>,
     ) {
         match value {
-            toml::Value::Table(table) if !prefix.ends_with(".env") && prefix != "e2b.templates" => {
+            toml::Value::Table(table)
+                if !prefix.ends_with(".env")
+                    && !prefix.ends_with(".node_labels")
+                    && prefix != "e2b.templates" =>
+            {
                 for (key, value) in table {
                     let key = if prefix == "templates" { "NAME" } else { key };
                     let path = if prefix.is_empty() {

@@ -288,8 +288,12 @@ pub async fn run(
     let opened = store::open(config.store.url.as_deref(), &data_dir).await?;
     let (store, coordination) = (opened.store, opened.coordination);
     let networks = SessionNetworks::new(&config)?;
-    // Before `app`, which starts containers (warm pools): none runs without its rules.
-    let firewall = install_firewall(&config, &networks).await?;
+    // Before `app`, which starts containers (warm pools): none runs without its rules. On a
+    // swarm, no session runs on this host: each node's berth-node keeps that node's rules.
+    let firewall = match config.runtime.kind {
+        RuntimeKind::Docker => install_firewall(&config, &networks).await?,
+        RuntimeKind::Swarm => None,
+    };
     let docker_sockets = docker_sockets(&config, &networks)?;
     let runtime: Arc<dyn Runtime> = match config.runtime.kind {
         RuntimeKind::Docker => {

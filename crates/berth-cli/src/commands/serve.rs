@@ -41,11 +41,7 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(url) = &args.store {
         config.store.url = Some(url.clone());
     }
-    if let Ok(token) = std::env::var("BERTH_ADMIN_TOKEN")
-        && !token.trim().is_empty()
-    {
-        config.admin_token = Some(token);
-    }
+    config.admin_token_from_env()?;
     Ok(config.finish()?)
 }
 

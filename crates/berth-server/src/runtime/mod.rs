@@ -80,6 +80,17 @@ pub struct ContainerOrigin {
     pub running: bool,
 }
 
+/// What a container was made for includes what it is.
+impl From<ContainerOrigin> for ManagedContainer {
+    fn from(origin: ContainerOrigin) -> Self {
+        Self {
+            id: origin.container_id,
+            session_id: origin.session_id,
+            running: origin.running,
+        }
+    }
+}
+
 /// A snapshot image of this instance, as the engine lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedSnapshot {

@@ -579,14 +579,7 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
-        Ok(self
-            .origin(container_id)
-            .await?
-            .map(|origin| ManagedContainer {
-                id: origin.container_id,
-                session_id: origin.session_id,
-                running: origin.running,
-            }))
+        Ok(self.origin(container_id).await?.map(ManagedContainer::from))
     }
 
     async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {

@@ -12,8 +12,8 @@ use bollard::{
     Docker,
     errors::Error as BollardError,
     models::{
-        ContainerConfig, ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings,
-        HostConfig, HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
+        ContainerConfig, ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum,
+        EndpointSettings, HostConfig, HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
     },
     query_parameters::{
         CommitContainerOptions, CreateContainerOptionsBuilder, EventsOptionsBuilder,
@@ -339,6 +339,17 @@ impl DockerRuntime {
         }
     }
 
+    /// Every container of this instance, running or not, as the engine lists them.
+    async fn instance_containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let docker = self.docker().await?;
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&self.instance_filter())
+            .build();
+        self.call("list_containers", docker.list_containers(Some(options)))
+            .await
+    }
+
     fn instance_filter(&self) -> HashMap<String, Vec<String>> {
         HashMap::from([(
             "label".to_owned(),
@@ -510,15 +521,9 @@ impl Runtime for DockerRuntime {
 
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
         self.within(async {
-            let docker = self.docker().await?;
-            let options = ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&self.instance_filter())
-                .build();
-            let summaries = self
-                .call("list_containers", docker.list_containers(Some(options)))
-                .await?;
-            Ok(summaries
+            Ok(self
+                .instance_containers()
+                .await?
                 .into_iter()
                 .filter_map(|summary| {
                     Some(ManagedContainer {
@@ -534,14 +539,7 @@ impl Runtime for DockerRuntime {
 
     /// One inspection serves both: what a container was made for includes what it is.
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
-        Ok(self
-            .origin(container_id)
-            .await?
-            .map(|origin| ManagedContainer {
-                id: origin.container_id,
-                session_id: origin.session_id,
-                running: origin.running,
-            }))
+        Ok(self.origin(container_id).await?.map(ManagedContainer::from))
     }
 
     async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {

@@ -1,7 +1,7 @@
 //! What the swarm runtime asks of one node's engine beyond [`Runtime`](super::Runtime): its
 //! session subnets (for [`crate::reach`]), its images, and what its sessions hold of its memory.
 
-use bollard::{Docker, query_parameters::ListContainersOptionsBuilder};
+use bollard::Docker;
 
 use super::{DockerRuntime, RuntimeError, labels};
 use crate::{
@@ -69,15 +69,9 @@ impl DockerRuntime {
     /// stopped one may start again), in bytes.
     pub(in crate::runtime) async fn promised_memory(&self) -> Result<i64, RuntimeError> {
         self.within(async {
-            let docker = self.docker().await?;
-            let options = ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&self.instance_filter())
-                .build();
-            let containers = self
-                .call("list_containers", docker.list_containers(Some(options)))
-                .await?;
-            Ok(containers
+            Ok(self
+                .instance_containers()
+                .await?
                 .iter()
                 .filter_map(|c| c.labels.as_ref()?.get(labels::MEMORY)?.parse::<i64>().ok())
                 .sum())
