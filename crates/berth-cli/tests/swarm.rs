@@ -678,6 +678,25 @@ fn a_restarted_control_plane_finds_every_nodes_sessions_running() {
     );
 }
 
+#[test]
+fn a_node_whose_relay_is_down_takes_no_new_sessions() {
+    let Some(swarm) = Swarm::start(|_| {}) else {
+        return;
+    };
+    let relay_down = RelayDown::stop(2);
+    runtime().block_on(async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let creates = (0..6).map(|_| swarm.create());
+        let ids = futures_util::future::join_all(creates).await;
+        let nodes: Vec<Option<u8>> = ids.iter().map(|id| swarm.node_of(id)).collect();
+        drop(relay_down);
+        assert!(
+            nodes.iter().all(|node| matches!(node, Some(1 | 3))),
+            "{nodes:?}"
+        );
+    });
+}
+
 /// A label on a swarm node, removed when dropped.
 struct NodeLabel(u8, String);
 
@@ -697,6 +716,30 @@ impl Drop for NodeLabel {
             1,
             &["node", "update", "--label-rm", &self.1, &node_name(self.0)],
         );
+    }
+}
+
+/// A node's berth-node, stopped until dropped.
+struct RelayDown;
+
+impl RelayDown {
+    fn stop(node: u8) -> Self {
+        let pid =
+            std::fs::read_to_string(rig_dir().join(format!("{node}/berth-node.pid"))).unwrap();
+        assert!(
+            Command::new("kill")
+                .arg(pid.trim())
+                .status()
+                .unwrap()
+                .success()
+        );
+        Self
+    }
+}
+
+impl Drop for RelayDown {
+    fn drop(&mut self) {
+        rig_up();
     }
 }
 

@@ -41,9 +41,10 @@ use crate::{
     store::Store,
 };
 
+/// Messages leave out their `source`: `berth` prints the whole chain, which adds it.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot use data dir {path}: {source}")]
+    #[error("cannot use data dir {path}")]
     DataDir {
         path: std::path::PathBuf,
         source: std::io::Error,
@@ -52,11 +53,11 @@ pub enum ServerError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("firewall: {0}")]
+    #[error(transparent)]
     Firewall(#[from] FirewallError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
-    #[error("cannot listen on {addr} ({key}): {source}")]
+    #[error("cannot listen on {addr} ({key})")]
     Bind {
         key: &'static str,
         addr: std::net::SocketAddr,

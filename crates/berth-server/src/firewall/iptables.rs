@@ -35,6 +35,8 @@ impl Iptables {
                 Ok(_) => {
                     first_working.get_or_insert(candidate);
                 }
+                // The reason alone: the advice comes once, with the error made of them all.
+                Err(FirewallError::Unavailable(reason)) => failures.push(reason),
                 Err(err) => failures.push(err.to_string()),
             }
         }

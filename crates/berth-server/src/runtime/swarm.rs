@@ -76,7 +76,7 @@ struct Node {
 
 #[derive(Debug, Clone, Default)]
 struct NodeView {
-    /// Ready, and neither drained nor paused: new sessions may go there.
+    /// Ready, neither drained nor paused, and its berth-node answers: new sessions may go there.
     takes_sessions: bool,
     /// Ready: its engine answers for the sessions it holds.
     reachable: bool,
@@ -192,14 +192,23 @@ impl SwarmRuntime {
                 Some(known) if known.relay == relay => known,
                 _ => Arc::new(self.node(name.clone(), relay)?),
             };
+            // Asked through the node's relay: a node whose berth-node does not answer takes no
+            // new sessions (its running ones are left alone: its engine may be fine).
             let promised = if reachable {
-                node.engine.promised_memory().await.ok()
+                match node.engine.promised_memory().await {
+                    Ok(bytes) => Some(bytes),
+                    Err(err) => {
+                        tracing::warn!(node = %name, %err, "a node's berth-node does not answer; no new sessions go there");
+                        None
+                    }
+                }
             } else {
                 None
             };
             {
                 let mut current = node.state.lock().unwrap_or_else(|p| p.into_inner());
                 *current = NodeView {
+                    takes_sessions: state.takes_sessions && promised.is_some(),
                     listed_bytes: promised.unwrap_or(current.listed_bytes),
                     placing_bytes: current.placing_bytes,
                     ..state
@@ -370,7 +379,10 @@ impl SwarmRuntime {
                 .iter()
                 .find(|(key, value)| state.labels.get(*key) != Some(*value));
             if !state.takes_sessions {
-                refusals.push(format!("{} is not ready or not active", node.name));
+                refusals.push(format!(
+                    "{} is not ready, not active, or its berth-node does not answer",
+                    node.name
+                ));
             } else if let Some((key, value)) = missing_label {
                 refusals.push(format!("{} lacks the label {key}={value}", node.name));
             } else if free < spec.memory_bytes {
