@@ -166,7 +166,7 @@ pub fn write_report(path: &Path, args: &Args, table: &str) -> anyhow::Result<()>
          (memory available when the report was written), {}.\nEvery baseline was measured in the same run. Image: `{IMAGE}`; \
          `{BASE_IMAGE}` for figures 11-13. Figures 14-17 on a Redis store: a `redis-server` \
          of the bench's own (`appendfsync everysec`), 2 `berth serve` processes for 15 and 16. \
-         Figures 26-29 on the three-node swarm of `scripts/swarm-rig up`, through one `berth serve` \
+         Figures 26-30 on the three-node swarm of `scripts/swarm-rig up`, through one `berth serve` \
          process (left out when the rig is down).\n\n{table}\n",
         args.sessions,
         args.claims,

@@ -23,6 +23,15 @@ pub struct Instance {
     log: PathBuf,
 }
 
+impl Instance {
+    /// The process's resident set, in MB.
+    pub fn rss_mb(&self) -> f64 {
+        self.process.id().map_or(0.0, |pid| {
+            crate::figures::status_mb(&format!("/proc/{pid}/status"), "VmRSS:")
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Cluster {
     pub instances: Vec<Instance>,
@@ -207,7 +216,7 @@ fn berth_binary() -> anyhow::Result<PathBuf> {
             ""
         };
         anyhow::bail!(
-            "figures 15, 16 and 26-29 run `berth serve`, and {} is missing: build it with \
+            "figures 15, 16 and 26-30 run `berth serve`, and {} is missing: build it with \
              `cargo build{profile} -p berth-cli` first",
             berth.display()
         );

@@ -80,7 +80,7 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=29))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=30))]
     only: Vec<u8>,
     /// Internal: serve a control plane with its data in DIR (figures 8, 10 and 17 start one).
     #[arg(long, hide = true, value_name = "DIR")]

@@ -1,4 +1,4 @@
-//! Figures 26-29: Berth on the three-node swarm of `scripts/swarm-rig up` (docs/swarm.md), as
+//! Figures 26-30: Berth on the three-node swarm of `scripts/swarm-rig up` (docs/swarm.md), as
 //! a `berth serve` process with the rig's config, its own engine instance label and Redis. The
 //! baselines are the same operations on a node's engine directly. Without a rig the figures
 //! are left out, saying so.
@@ -36,13 +36,13 @@ fn rig_dir() -> PathBuf {
 }
 
 pub async fn figures(args: &Args) -> anyhow::Result<Vec<Row>> {
-    if !(26..=29).any(|figure| args.wants(figure)) {
+    if !(26..=30).any(|figure| args.wants(figure)) {
         return Ok(Vec::new());
     }
     let rig_config = rig_dir().join("berth.toml");
     if !rig_config.exists() {
         eprintln!(
-            "figures 26-29: left out, the swarm rig is not up ({} is missing; `sudo scripts/swarm-rig up` makes it)",
+            "figures 26-30: left out, the swarm rig is not up ({} is missing; `sudo scripts/swarm-rig up` makes it)",
             rig_config.display()
         );
         return Ok(Vec::new());
@@ -67,6 +67,9 @@ pub async fn figures(args: &Args) -> anyhow::Result<Vec<Row>> {
     config.templates.clear();
     let mut pooled = tiny.clone();
     pooled.pool.min_ready = 3;
+    let mut idle = tiny.clone();
+    idle.memory_mb = 64;
+    config.templates.insert("idle".into(), idle);
     config.templates.insert("tiny".into(), tiny.clone());
     config.templates.insert("pooled".into(), pooled);
     // The built-in default would keep a pool of its own.
@@ -79,7 +82,19 @@ pub async fn figures(args: &Args) -> anyhow::Result<Vec<Row>> {
         client: &client,
         network,
     };
-    let measured = rig.measure(args).await;
+    let mut measured = rig.measure(args).await;
+    if args.wants(30)
+        && let Ok(rows) = &mut measured
+    {
+        eprintln!(
+            "figure 30: {} idle sessions across the rig's nodes",
+            args.sessions
+        );
+        match rig.density(&cluster.instances[0], args.sessions).await {
+            Ok(row) => rows.push(row),
+            Err(err) => measured = Err(err),
+        }
+    }
     cluster.stop().await;
     rig.remove_all();
     measured
@@ -322,6 +337,51 @@ impl Rig<'_> {
             ),
             target: "≤ 30 s".into(),
             met: Some(back <= Duration::from_secs(30) && kept.trim() == "kept"),
+        })
+    }
+
+    /// Figure 30: `n` idle sessions created at once through the control plane, spread over
+    /// the nodes; what the host gave them (the rig's engines are this machine's) and what the
+    /// control plane holds.
+    async fn density(&self, plane: &crate::instances::Instance, n: usize) -> anyhow::Result<Row> {
+        let rss_idle = plane.rss_mb();
+        let free_before = berth_server::host::available_memory_mb().unwrap_or(0);
+        let creates = (0..n).map(|_| self.create("idle"));
+        let ids: Vec<String> = futures_util::future::join_all(creates)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let free_after = berth_server::host::available_memory_mb().unwrap_or(0);
+        let per_session = free_before.saturating_sub(free_after) as f64 / ids.len().max(1) as f64;
+        let rss = plane.rss_mb();
+        let running = self
+            .client
+            .list_sessions(&Default::default())
+            .await?
+            .iter()
+            .filter(|s| s.state == SessionState::Running)
+            .count();
+        let per_node: Vec<String> = NODES
+            .into_iter()
+            .map(|node| {
+                let filter = format!("label=berth.instance={INSTANCE}");
+                let count = node_docker(node, &["ps", "-q", "--filter", &filter])
+                    .map_or(0, |ids| ids.lines().count());
+                format!("{count}")
+            })
+            .collect();
+        Ok(Row {
+            number: 30,
+            figure: format!("{running} of {n} idle sessions running across the rig's 3 nodes"),
+            berth: format!(
+                "host memory {per_session:.1} MB per session; control plane process RSS {rss:.0} MB ({rss_idle:.0} MB with no sessions); per node {}",
+                per_node.join(" / ")
+            ),
+            baseline: format!("host had {free_before} MB available before"),
+            target: "all running; Berth overhead ≤ 6 MB each".into(),
+            met: Some(running == n && per_session <= 6.0),
         })
     }
 

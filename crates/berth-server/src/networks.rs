@@ -146,6 +146,11 @@ impl Cidr {
         self.addr.is_ipv4()
     }
 
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let bits = |addr: IpAddr| match addr {
             IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
@@ -302,6 +307,9 @@ mod tests {
         let host: Cidr = "2001:db8::1/128".parse().unwrap();
         assert!(host.contains("2001:db8::1".parse().unwrap()));
         assert!(!host.contains("2001:db8::2".parse().unwrap()));
+        let wider: Cidr = "10.111.0.0/16".parse().unwrap();
+        assert!(wider.overlaps(&net) && net.overlaps(&wider));
+        assert!(!net.overlaps(&"10.111.5.0/24".parse().unwrap()));
         assert!("10.111.4.1/24".parse::<Cidr>().is_err());
         assert!("10.111.4.0".parse::<Cidr>().is_err());
     }

@@ -60,13 +60,26 @@ pub struct NodeRoute {
 
 static ROUTES: RwLock<Vec<NodeRoute>> = RwLock::new(Vec::new());
 
-/// Sets `route.node`'s subnets and relay, replacing what was known of that node.
-pub fn set_route(route: NodeRoute) {
+/// Sets `route.node`'s subnets and relay, replacing what was known of that node. Refused when
+/// a subnet overlaps another node's: an address would then not say which node holds it.
+pub fn set_route(route: NodeRoute) -> Result<(), String> {
     let mut routes = ROUTES
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for known in routes.iter().filter(|known| known.node != route.node) {
+        for ours in &route.subnets {
+            if let Some(theirs) = known.subnets.iter().find(|theirs| theirs.overlaps(ours)) {
+                return Err(format!(
+                    "node {}'s session network {ours} overlaps node {}'s {theirs}; give each \
+                     node's engine address pools of its own (default-address-pools, docs/swarm.md)",
+                    route.node, known.node
+                ));
+            }
+        }
+    }
     routes.retain(|known| known.node != route.node);
     routes.push(route);
+    Ok(())
 }
 
 /// The relay that reaches `ip`, if a node claims it.
@@ -197,7 +210,8 @@ mod tests {
             subnets: vec![Cidr::new("10.251.1.0".parse().unwrap(), 24).unwrap()],
             relay,
             key: "k3y".into(),
-        });
+        })
+        .unwrap();
         let target: SocketAddr = "10.251.1.7:7681".parse().unwrap();
         let mut stream = dial(target, Duration::from_secs(2)).await.unwrap();
         stream.write_all(b"hello").await.unwrap();
@@ -220,11 +234,30 @@ mod tests {
             subnets: vec![Cidr::new("10.251.2.0".parse().unwrap(), 24).unwrap()],
             relay,
             key: "k3y".into(),
-        });
+        })
+        .unwrap();
         let err = dial("10.251.2.9:80".parse().unwrap(), Duration::from_secs(2))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("403 Forbidden"), "{err}");
+    }
+
+    #[test]
+    fn a_node_whose_subnet_overlaps_another_nodes_is_refused() {
+        let route = |node: &str, net: &str| NodeRoute {
+            node: node.into(),
+            subnets: vec![net.parse().unwrap()],
+            relay: "127.0.0.1:7700".parse().unwrap(),
+            key: "k3y".into(),
+        };
+        set_route(route("overlap-a", "10.252.0.0/16")).unwrap();
+        let err = set_route(route("overlap-b", "10.252.7.0/24")).unwrap_err();
+        assert!(
+            err.contains("overlap-b") && err.contains("overlap-a"),
+            "{err}"
+        );
+        // A node's own subnets may change.
+        set_route(route("overlap-a", "10.252.7.0/24")).unwrap();
     }
 
     #[tokio::test]

@@ -280,8 +280,8 @@ impl SwarmRuntime {
                     subnets,
                     relay: node.relay,
                     key: self.key.clone(),
-                });
-                Ok::<_, RuntimeError>(())
+                })
+                .map_err(RuntimeError::Engine)
             })
             .await
             .map(drop)
