@@ -76,6 +76,14 @@ impl Actor {
             self.died_while_restarting.insert(id.clone());
             return;
         }
+        // A checkpoint under way: what happened to the container is looked at once it ends.
+        if let Some(went) = self.checkpointing.get_mut(id) {
+            *went |= matches!(
+                event.kind,
+                ContainerEventKind::Die | ContainerEventKind::Destroy
+            );
+            return;
+        }
         // The actor's own creates, removals and restarts make events too; those it already
         // accounts for.
         if self.in_flight(id) || self.restarting.contains(id) {

@@ -120,8 +120,9 @@ pub(super) struct Actor {
     recovering: HashMap<String, String>,
     /// Sessions whose hibernation failed, being started again in their own container.
     reviving: HashSet<String>,
-    /// Sessions whose periodic checkpoint is being committed.
-    checkpointing: HashSet<String>,
+    /// Sessions whose periodic checkpoint is being committed, and whether their container
+    /// died or went meanwhile (an event the actor ignores while the checkpoint is in flight).
+    checkpointing: HashMap<String, bool>,
     /// Sessions near their idle deadline, asked (or answered) whether they run `keepalive`
     /// processes, with the deadline the question was for.
     keepalive_probes: HashMap<String, KeepaliveProbe>,
@@ -158,7 +159,7 @@ impl Actor {
             waking: HashMap::new(),
             recovering: HashMap::new(),
             reviving: HashSet::new(),
-            checkpointing: HashSet::new(),
+            checkpointing: HashMap::new(),
             keepalive_probes: HashMap::new(),
             idle_warned: HashMap::new(),
             cpu_samples: HashMap::new(),

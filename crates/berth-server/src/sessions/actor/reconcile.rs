@@ -343,7 +343,7 @@ impl Actor {
             || self.removing.contains_key(id)
             || self.hibernating.contains_key(id)
             || self.waking.contains_key(id)
-            || self.checkpointing.contains(id)
+            || self.checkpointing.contains_key(id)
     }
 }
 

@@ -576,7 +576,7 @@ impl Actor {
             return;
         };
         let id = record.id.clone();
-        self.checkpointing.insert(id.clone());
+        self.checkpointing.insert(id.clone(), false);
         let image = self.snapshot_name(&id);
         let runtime = self.ctx.runtime.clone();
         let failed_id = id.clone();
@@ -601,7 +601,12 @@ impl Actor {
         id: &str,
         outcome: Result<String, SessionError>,
     ) {
-        self.checkpointing.remove(id);
+        // Its container's death was not acted on while the checkpoint ran (and a failed
+        // checkpoint may be the first sign of it): reconcile looks at the session now.
+        let container_went = self.checkpointing.remove(id).unwrap_or(false);
+        if container_went || outcome.is_err() {
+            self.request_reconcile();
+        }
         let image = match outcome {
             Ok(image) => image,
             Err(err) => {

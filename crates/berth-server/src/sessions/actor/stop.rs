@@ -251,6 +251,7 @@ impl Actor {
             tracing::info!(session = %record.id, state = ?record.state, "its node drains; moving it");
             record.stop_reason = Some("drain".to_owned());
             if record.state == SessionState::Pooled {
+                self.pool.forget(&record.id);
                 self.begin_removal(record, Vec::new()).await;
             } else {
                 self.begin_hibernate(record, Vec::new()).await;
