@@ -217,43 +217,48 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<(Vec<u8>, V
 
 /// A request head, split into what the relay looks at.
 struct Head<'a> {
+    request_line: &'a str,
     method: &'a str,
     target: &'a str,
-    lines: Vec<&'a str>,
+    /// The header lines, and the blank ones that end the head.
+    headers: Vec<&'a str>,
 }
 
 impl<'a> Head<'a> {
     fn parse(head: &'a [u8]) -> Self {
         let text = std::str::from_utf8(head).unwrap_or_default();
-        let mut lines = text.split("\r\n");
-        let mut request_line = lines.next().unwrap_or_default().split(' ');
+        let (request_line, headers) = text.split_once("\r\n").unwrap_or((text, ""));
+        let mut parts = request_line.split(' ');
         Self {
-            method: request_line.next().unwrap_or_default(),
-            target: request_line.next().unwrap_or_default(),
-            lines: text.split("\r\n").collect(),
+            request_line,
+            method: parts.next().unwrap_or_default(),
+            target: parts.next().unwrap_or_default(),
+            headers: headers.split("\r\n").collect(),
         }
     }
 
+    fn is(line: &str, name: &str) -> bool {
+        line.split_once(':')
+            .is_some_and(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+    }
+
     fn header(&self, name: &str) -> Option<&'a str> {
-        self.lines.iter().skip(1).find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-        })
+        self.headers
+            .iter()
+            .find(|line| Self::is(line, name))
+            .and_then(|line| line.split_once(':'))
+            .map(|(_, value)| value.trim())
     }
 
     /// The head again, without `name`: the node key stays with the relay.
     fn without_header(&self, name: &str) -> Vec<u8> {
-        let kept: Vec<&str> = self
-            .lines
-            .iter()
+        let kept = self.headers.iter().filter(|line| !Self::is(line, name));
+        std::iter::once(&self.request_line)
+            .chain(kept)
             .copied()
-            .filter(|line| {
-                !line
-                    .split_once(':')
-                    .is_some_and(|(key, _)| key.trim().eq_ignore_ascii_case(name))
-            })
-            .collect();
-        kept.join("\r\n").into_bytes()
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            .into_bytes()
     }
 }
 
