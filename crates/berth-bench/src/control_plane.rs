@@ -45,7 +45,12 @@ impl ChildPlane {
         command
             .arg("--control-plane")
             .arg(data_dir)
-            .args(["--sessions", &args.sessions.to_string()]);
+            .args(["--sessions", &args.sessions.to_string()])
+            .args([
+                "--sessions-per-network",
+                &args.sessions_per_network.to_string(),
+            ])
+            .args(["--engine-timeout", &args.engine_timeout.to_string()]);
         if let Some(url) = store {
             command.args(["--store", url]);
         }

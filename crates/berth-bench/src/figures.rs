@@ -1,7 +1,7 @@
 //! The figures. Each pairs what Berth does with a baseline measured in the same run.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write as _,
     path::Path,
     sync::Arc,
@@ -124,6 +124,7 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
     }
     rows.extend(cluster::figures(bench, args, sqlite).await?);
     rows.extend(crate::swarm::figures(args).await?);
+    rows.extend(crate::shards::figure(args).await?);
     // Some figures are measured in pairs; `--only` shows just the ones asked for.
     rows.retain(|row| args.wants(row.number));
     rows.sort_by_key(|row| row.number);
@@ -706,11 +707,17 @@ pub async fn density(plane: &ChildPlane, n: usize) -> anyhow::Result<Density> {
     let request = CreateSession::default();
     let creates = (0..n).map(|_| plane.client.create_session(&request));
     let results = futures_util::future::join_all(creates).await;
-    let ids: Vec<String> = results
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|s| s.id)
-        .collect();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ids = Vec::new();
+    for result in results {
+        match result {
+            Ok(session) => ids.push(session.id),
+            Err(err) => *failures.entry(err.to_string()).or_default() += 1,
+        }
+    }
+    for (failure, count) in &failures {
+        eprintln!("{count} creates failed: {failure}");
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let free_after = berth_server::host::available_memory_mb().unwrap_or(0);
     let per_session = free_before.saturating_sub(free_after) as f64 / ids.len().max(1) as f64;

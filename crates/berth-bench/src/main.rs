@@ -13,6 +13,7 @@ mod docker_in_session;
 mod figures;
 mod instances;
 mod redis;
+mod shards;
 mod snapshots;
 mod stats;
 mod storm;
@@ -57,6 +58,16 @@ pub struct Args {
     /// Idle sessions started for the density and reconcile figures (8 and 10).
     #[arg(long, default_value_t = 800)]
     sessions: usize,
+    /// Idle sessions on this one engine for figure 31: more than one bridge takes.
+    #[arg(long, default_value_t = 2000)]
+    node_sessions: usize,
+    /// The longest one engine call may take (`docker.timeout_seconds`) in the control planes
+    /// the bench starts; figure 31's engine, holding thousands of containers, answers slower.
+    #[arg(long, default_value_t = 5)]
+    engine_timeout: u64,
+    /// Sessions one session network holds before the next is made (`docker.sessions_per_network`).
+    #[arg(long, default_value_t = 1000)]
+    sessions_per_network: u32,
     /// Size of the file moved through the API and of the terminal's bulk output, in MB.
     #[arg(long, default_value_t = 100)]
     megabytes: usize,
@@ -80,7 +91,7 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=30))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=31))]
     only: Vec<u8>,
     /// Internal: serve a control plane with its data in DIR (figures 8, 10 and 17 start one).
     #[arg(long, hide = true, value_name = "DIR")]
@@ -129,6 +140,8 @@ fn config(data: &std::path::Path, args: &Args) -> anyhow::Result<Config> {
     config.lifecycle.reconcile_interval_seconds = 3600;
     config.capacity.max_sessions = u32::try_from(args.sessions + 200).unwrap_or(u32::MAX);
     config.capacity.min_free_memory_mb = 0;
+    config.docker.sessions_per_network = args.sessions_per_network;
+    config.docker.timeout_seconds = args.engine_timeout;
     config.quota.sessions_per_user = 1;
     let tiny = TemplateConfig {
         image: IMAGE.into(),
@@ -273,7 +286,11 @@ const REMOVALS_AT_ONCE: usize = 8;
 /// the raw baselines' commits, which carry the same labels.
 pub async fn clean_up(runtime: &DockerRuntime) {
     use futures_util::StreamExt;
-    if let Ok(containers) = runtime.list().await {
+    let listed = runtime.list().await;
+    if let Err(err) = &listed {
+        eprintln!("could not list the bench's containers to remove them: {err}");
+    }
+    if let Ok(containers) = listed {
         // A few at a time: 800 removals at once keep the engine busy past the runtime's
         // timeout, and those that time out would stay behind.
         futures_util::stream::iter(&containers)

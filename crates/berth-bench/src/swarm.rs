@@ -352,17 +352,25 @@ impl Rig<'_> {
             .into_iter()
             .filter_map(Result::ok)
             .collect();
+        // A create answers once its session is placed; the last few may still be starting.
+        let settling = Instant::now();
+        let running = loop {
+            let running = self
+                .client
+                .list_sessions(&Default::default())
+                .await?
+                .iter()
+                .filter(|s| s.state == SessionState::Running)
+                .count();
+            if running >= ids.len() || settling.elapsed() > Duration::from_secs(60) {
+                break running;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
         tokio::time::sleep(Duration::from_secs(2)).await;
         let free_after = berth_server::host::available_memory_mb().unwrap_or(0);
         let per_session = free_before.saturating_sub(free_after) as f64 / ids.len().max(1) as f64;
         let rss = plane.rss_mb();
-        let running = self
-            .client
-            .list_sessions(&Default::default())
-            .await?
-            .iter()
-            .filter(|s| s.state == SessionState::Running)
-            .count();
         let per_node: Vec<String> = NODES
             .into_iter()
             .map(|node| {

@@ -19,7 +19,11 @@ use std::{
 };
 
 use berth_client::Client;
-use berth_proto::{CreateSession, SessionState, process::ExecRequest};
+use berth_client::TerminalEvent;
+use berth_proto::{
+    CreateSession, SessionState,
+    process::{ExecRequest, TerminalQuery},
+};
 use berth_server::{config::Config, store::redis::test_server::RedisServer};
 
 static RIG: Mutex<()> = Mutex::new(());
@@ -186,8 +190,14 @@ impl Swarm {
     /// kill -9 of the control plane, and a new one on the same store and port; returns once
     /// the new one leads (the dead one's lease has run out) and has reconciled.
     fn kill_and_restart(&mut self) {
+        self.kill_and_restart_after(|| {});
+    }
+
+    /// [`Self::kill_and_restart`], doing `meanwhile` while no control plane runs.
+    fn kill_and_restart_after(&mut self, meanwhile: impl FnOnce()) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        meanwhile();
         self.child = Self::serve(self.dir.path(), self.port);
         self.wait_ready();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -419,6 +429,22 @@ fn sessions_spread_over_the_nodes_and_work_through_their_relays() {
             .unwrap()
             .clone();
         assert_eq!(swarm.sh(&on_3, "hostname").await.trim(), on_3);
+        let mut terminal = swarm
+            .client
+            .terminal(&on_3, &TerminalQuery::default())
+            .await
+            .unwrap();
+        terminal.send(b"echo node-$((1+2))\n").await.unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("node-3") {
+            match tokio::time::timeout(Duration::from_secs(10), terminal.next()).await {
+                Ok(Some(TerminalEvent::Output(bytes))) => seen.extend(bytes),
+                other => panic!(
+                    "terminal: {other:?}; so far {}",
+                    String::from_utf8_lossy(&seen)
+                ),
+            }
+        }
         swarm
             .client
             .upload(&on_3, "/home/user/site/index.html", "served from node 3")
@@ -477,6 +503,111 @@ fn no_session_reaches_another_session_or_a_node_on_any_node() {
                 "{what} ({target}) is reachable from a session"
             );
         }
+    });
+}
+
+#[test]
+fn with_a_nodes_relay_down_the_other_nodes_are_still_reconciled() {
+    let Some(mut swarm) = Swarm::start(|_| {}) else {
+        return;
+    };
+    let rt = runtime();
+    let (on_1, on_2) =
+        rt.block_on(async { (swarm.session_on(1).await, swarm.session_on(2).await) });
+    let relay_down = RelayDown::stop(2);
+    // While no control plane runs, node 1 loses a session's container: only a reconcile
+    // notices, and it lists every node.
+    swarm.kill_and_restart_after(|| {
+        let filter = format!("label=berth.session={on_1}");
+        let id = node_docker(1, &["ps", "-q", "--filter", &filter]);
+        node_docker(1, &["rm", "-f", id.trim()]);
+    });
+    rt.block_on(async {
+        let gone = swarm
+            .wait_for(&on_1, Duration::from_secs(20), |s| {
+                s.state == SessionState::Failed
+            })
+            .await;
+        assert_eq!(gone.stop_reason.as_deref(), Some("container_vanished"));
+        let (status, metrics) = swarm.get("/metrics");
+        assert_eq!(status, 200);
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("berth_node_up{node=\"berth-rig-2\"} 0")),
+            "{metrics}"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("berth_node_up{node=\"berth-rig-1\"} 1")),
+            "{metrics}"
+        );
+        // Nothing is known of node 2's session: it is left running.
+        let kept = swarm.client.get_session(&on_2).await.unwrap();
+        assert_eq!(kept.state, SessionState::Running, "{kept:?}");
+        // Back within a reading of the node list (2 s) of its relay's return.
+        drop(relay_down);
+        let back = Instant::now();
+        loop {
+            let result = swarm.client.exec(&on_2, &exec("hostname")).await;
+            if result.as_ref().is_ok_and(|r| r.stdout.trim() == on_2) {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(10),
+                "{result:?}; log: {}",
+                swarm.log()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+}
+
+/// The session network (a shard of its policy's) the session's container is on.
+fn container_network(node: u8, session: &str) -> String {
+    let filter = format!("label=berth.session={session}");
+    let id = node_docker(node, &["ps", "-q", "--filter", &filter]);
+    let format = "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}";
+    node_docker(node, &["inspect", "-f", format, id.trim()])
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn sessions_past_a_nodes_first_network_work_on_its_next_shard_and_stay_apart() {
+    let Some(swarm) = Swarm::start(|config| config.docker.sessions_per_network = 1) else {
+        return;
+    };
+    runtime().block_on(async {
+        let first = swarm.session_on(1).await;
+        let second = swarm.session_on(1).await;
+        let (first_net, second_net) = (container_network(1, &first), container_network(1, &second));
+        assert_ne!(first_net, second_net, "one session per network");
+        assert!(
+            second_net.starts_with(&first_net),
+            "{first_net} then {second_net}"
+        );
+        // Reached through the node's relay on a subnet made after the node was first routed.
+        assert_eq!(swarm.sh(&second, "hostname").await.trim(), second);
+        assert!(
+            blocked(
+                &swarm,
+                &second,
+                &format!("{}:7681", container_ip(1, &first))
+            )
+            .await,
+            "a session on the node's first network is reachable from its second"
+        );
+        assert!(
+            blocked(
+                &swarm,
+                &first,
+                &format!("{}:7681", container_ip(1, &second))
+            )
+            .await,
+            "a session on the node's second network is reachable from its first"
+        );
     });
 }
 

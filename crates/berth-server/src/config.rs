@@ -24,6 +24,10 @@ pub const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// The shortest admin token a config may set; generated ones are much longer.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
+/// The most sessions one session network holds: a bridge's 1,023 ports, less room for the
+/// children of sessions with a Docker API, which join their parent's policy network.
+pub const MAX_SESSIONS_PER_NETWORK: u32 = 1000;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -266,6 +270,10 @@ pub struct DockerConfig {
     pub cap_add: Vec<String>,
     /// Bound of each container's json-file log.
     pub log_max_size: String,
+    /// Sessions one session network holds on one engine before the next shard of its policy's
+    /// networks is made (a Linux bridge takes at most 1,023 ports). The subnet the engine gives
+    /// a network may hold fewer: then that is its bound.
+    pub sessions_per_network: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -483,6 +491,7 @@ impl Default for DockerConfig {
             // never be used; the list exists for images that need one.
             cap_add: Vec::new(),
             log_max_size: "10m".to_owned(),
+            sessions_per_network: MAX_SESSIONS_PER_NETWORK,
         }
     }
 }
@@ -710,6 +719,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "firewall.check_interval_seconds must be at least 1".into(),
             ));
+        }
+        if !(1..=MAX_SESSIONS_PER_NETWORK).contains(&self.docker.sessions_per_network) {
+            return Err(ConfigError::Invalid(format!(
+                "docker.sessions_per_network must be 1 to {MAX_SESSIONS_PER_NETWORK} (a Linux bridge \
+                 takes at most 1,023 ports, and each network keeps a few for itself)"
+            )));
         }
         if self.docker.instance.is_empty() || self.docker.network.is_empty() {
             return Err(ConfigError::Invalid(

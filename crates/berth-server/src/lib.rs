@@ -304,12 +304,15 @@ pub async fn run(
             }
             Arc::new(runtime)
         }
-        RuntimeKind::Swarm => Arc::new(SwarmRuntime::new(
-            config.docker.clone(),
-            networks.clone(),
-            config.swarm.clone(),
-            &admin_token,
-        )),
+        RuntimeKind::Swarm => {
+            reach::relays_only();
+            Arc::new(SwarmRuntime::new(
+                config.docker.clone(),
+                networks.clone(),
+                config.swarm.clone(),
+                &admin_token,
+            ))
+        }
     };
     let mut app = app(
         &config,

@@ -85,6 +85,31 @@ pub fn reconciled(elapsed: Duration) {
     metrics::histogram!("berth_reconcile_duration_seconds").record(elapsed.as_secs_f64());
 }
 
+/// What the swarm runtime last saw of one node.
+#[derive(Debug)]
+pub struct NodeFigures {
+    /// It takes new sessions: ready, active, and its berth-node answers.
+    pub up: bool,
+    /// This control plane's containers there; `None` when its berth-node did not answer.
+    pub containers: Option<usize>,
+    pub memory_bytes: i64,
+    /// The memory limits of this control plane's containers there.
+    pub promised_bytes: i64,
+}
+
+/// Per-node gauges on a swarm, set each time the node list is read (every 2 s).
+pub fn node(name: &str, figures: &NodeFigures) {
+    let node = name.to_owned();
+    metrics::gauge!("berth_node_up", "node" => node.clone()).set(f64::from(u8::from(figures.up)));
+    if let Some(containers) = figures.containers {
+        metrics::gauge!("berth_node_containers", "node" => node.clone()).set(containers as f64);
+    }
+    metrics::gauge!("berth_node_memory_bytes", "node" => node.clone())
+        .set(figures.memory_bytes as f64);
+    metrics::gauge!("berth_node_memory_promised_bytes", "node" => node)
+        .set(figures.promised_bytes as f64);
+}
+
 /// The exposition text. Session counts are read from the store at scrape time, so they are
 /// right even after a restart or with several control planes on one store.
 pub async fn render(store: &dyn Store) -> String {

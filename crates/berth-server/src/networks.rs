@@ -6,6 +6,11 @@
 //! container and no rule changes when sessions come and go. A bridge's name is fixed when its
 //! network is created (`com.docker.network.bridge.name`) and derived from the network's name,
 //! so the rules can be in place before the network, or any container on it, exists.
+//!
+//! A Linux bridge takes at most 1,023 ports, so a policy's sessions on one engine are sharded
+//! over as many networks as they need ([`SessionNetwork::shard`]). Every shard's bridge starts
+//! with the same stem, and the firewall matches the stem (`-i berth-1a2b3c4d+`): a new shard is
+//! covered before it exists, by the rules already in place.
 
 use std::{
     collections::BTreeMap,
@@ -146,6 +151,10 @@ impl Cidr {
         self.addr.is_ipv4()
     }
 
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether the two share any address.
     pub fn overlaps(&self, other: &Cidr) -> bool {
         self.contains(other.addr) || other.contains(self.addr)
@@ -186,15 +195,24 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// One Docker network sessions join, with the policy every session on it gets.
+/// Interface names end in one of these after a shard's stem, shard 1 onwards; none is a hex
+/// digit, so no shard's bridge is the first shard's, whose name ends in one.
+const SHARD_MARKS: &str = "ghijklmnopqrstuvwxyz";
+
+/// Networks one policy may shard its sessions over on one engine: 21 of at most 1,023 ports.
+pub const MAX_SHARDS: usize = SHARD_MARKS.len() + 1;
+
+/// One policy's Docker networks, with the policy every session on them gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionNetwork {
-    /// `{docker.network}-open`, `-deny` or `-allow-{hash of the list}`.
+    /// `{docker.network}-open`, `-deny` or `-allow-{hash of the list}`: the first shard's name.
     pub name: String,
     /// Short hash of the name; the bridge and the network's firewall chains are named after it.
     pub id: String,
-    /// The bridge interface: `berth-{id}`, at most 15 characters as Linux requires.
+    /// The first shard's bridge interface: `berth-{id}`, at most 15 characters as Linux requires.
     pub bridge: String,
+    /// What the firewall matches every shard's bridge by: `berth-{first 8 of id}+`.
+    pub bridges: String,
     pub policy: EgressPolicy,
     /// Destinations no session reaches, whatever its policy (`firewall.blocked`: a cluster's
     /// own network, its nodes and control ports).
@@ -214,11 +232,59 @@ impl SessionNetwork {
         let id = short_hash(&name)[..9].to_owned();
         Self {
             bridge: format!("{BRIDGE_PREFIX}{id}"),
+            bridges: format!("{BRIDGE_PREFIX}{}+", &id[..8]),
             id,
             name,
             policy,
             blocked,
         }
+    }
+}
+
+/// One of a policy's networks on an engine: `index` 0 is the network as Berth always made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    /// `{name}` for the first shard, `{name}-2`, `{name}-3`… after it.
+    pub name: String,
+    /// `berth-{id}` for the first, `berth-{first 8 of id}{g…z}` after it.
+    pub bridge: String,
+}
+
+impl SessionNetwork {
+    /// Shard `index` (below [`MAX_SHARDS`]) of this policy's networks.
+    pub fn shard(&self, index: usize) -> Shard {
+        assert!(index < MAX_SHARDS, "shard {index} of at most {MAX_SHARDS}");
+        if index == 0 {
+            return Shard {
+                index,
+                name: self.name.clone(),
+                bridge: self.bridge.clone(),
+            };
+        }
+        let mark = &SHARD_MARKS[index - 1..index];
+        Shard {
+            index,
+            name: format!("{}-{}", self.name, index + 1),
+            bridge: format!("{BRIDGE_PREFIX}{}{mark}", &self.id[..8]),
+        }
+    }
+
+    /// Which shard a network of this name is, if it is one of this policy's.
+    pub fn shard_of(&self, network_name: &str) -> Option<usize> {
+        if network_name == self.name {
+            return Some(0);
+        }
+        let number: usize = network_name
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()?;
+        // `-02` is not shard 2's name.
+        (2..=MAX_SHARDS)
+            .contains(&number)
+            .then_some(number - 1)
+            .filter(|index| self.shard(*index).name == network_name)
     }
 }
 
@@ -263,6 +329,16 @@ impl SessionNetworks {
             });
             by_template.insert(name.clone(), index);
         }
+        // Two policies whose bridges share a stem would share the firewall's rules too.
+        let stems: std::collections::BTreeSet<&str> =
+            networks.iter().map(|n| n.bridges.as_str()).collect();
+        if stems.len() != networks.len() {
+            return Err(ConfigError::Invalid(format!(
+                "two egress policies' bridges would share the name stem of one of {:?}; \
+                 change docker.network",
+                stems
+            )));
+        }
         Ok(Self {
             networks,
             by_template,
@@ -270,7 +346,25 @@ impl SessionNetworks {
     }
 
     pub fn for_template(&self, template: &str) -> Option<&SessionNetwork> {
-        self.by_template.get(template).map(|&i| &self.networks[i])
+        self.index_of_template(template).map(|i| &self.networks[i])
+    }
+
+    /// The position of the template's network in [`Self::iter`].
+    pub fn index_of_template(&self, template: &str) -> Option<usize> {
+        self.by_template.get(template).copied()
+    }
+
+    /// The network at a position of [`Self::iter`].
+    pub fn get(&self, index: usize) -> Option<&SessionNetwork> {
+        self.networks.get(index)
+    }
+
+    /// The policy (by position) and shard a network of this name is, if it is a session network.
+    pub fn shard_of(&self, network_name: &str) -> Option<(usize, usize)> {
+        self.networks
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| Some((i, n.shard_of(network_name)?)))
     }
 
     /// Each network once, however many templates share it.
@@ -279,7 +373,7 @@ impl SessionNetworks {
     }
 
     pub fn is_session_network(&self, name: &str) -> bool {
-        self.networks.iter().any(|n| n.name == name)
+        self.shard_of(name).is_some()
     }
 }
 
@@ -416,6 +510,40 @@ mod tests {
             assert!(networks.is_session_network(&network.name));
         }
         assert!(networks.for_template("nope").is_none());
+    }
+
+    #[test]
+    fn every_shard_has_its_own_name_and_bridge_under_its_policy_s_stem() {
+        let mut config = Config::default();
+        config
+            .templates
+            .insert("a".into(), TemplateConfig::default());
+        let networks = SessionNetworks::new(&config).unwrap();
+        let network = networks.for_template("a").unwrap();
+        let first = network.shard(0);
+        assert_eq!(
+            (first.name.as_str(), &first.bridge),
+            ("berth-open", &network.bridge)
+        );
+        let stem = network.bridges.trim_end_matches('+');
+        let mut bridges = std::collections::BTreeSet::new();
+        for index in 0..MAX_SHARDS {
+            let shard = network.shard(index);
+            assert!(shard.bridge.len() <= 15, "{shard:?}");
+            assert!(shard.bridge.starts_with(stem), "{shard:?}");
+            assert!(bridges.insert(shard.bridge.clone()), "{shard:?}");
+            assert_eq!(networks.shard_of(&shard.name), Some((0, index)));
+        }
+        assert_eq!(network.shard(1).name, "berth-open-2");
+        for other in [
+            "berth-open-1",
+            "berth-open-02",
+            "berth-open-22",
+            "berth-open-x",
+            "berth",
+        ] {
+            assert_eq!(networks.shard_of(other), None, "{other}");
+        }
     }
 
     #[test]

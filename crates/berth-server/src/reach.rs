@@ -6,7 +6,8 @@
 //! looks the address up in one process-wide table of node subnets, as the kernel looks up its
 //! routing table: a container's address is unique in the cluster (each node's engine hands out
 //! addresses from pools of its own), so the address alone says which relay reaches it. Addresses
-//! no node claims are dialled directly, which is the single-host case.
+//! no node claims are dialled directly, which is the single-host case; on a swarm
+//! ([`relays_only`]) they are refused, since the host's own routes would carry them elsewhere.
 //!
 //! The relay speaks HTTP `CONNECT` with the node key ([`node_key`]) in [`KEY_HEADER`]; after its
 //! `200` the stream is the container's.
@@ -16,7 +17,10 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -60,6 +64,16 @@ pub struct NodeRoute {
 
 static ROUTES: RwLock<Vec<NodeRoute>> = RwLock::new(Vec::new());
 
+static RELAYS_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Every container is on a swarm node from now on: an address no node claims yet (its node's
+/// relay has not been reached since this process started) is refused rather than dialled,
+/// since the host's default route would take it off this machine, and a pooled connection
+/// to whatever answered there would outlive the node's return.
+pub fn relays_only() {
+    RELAYS_ONLY.store(true, Ordering::Relaxed);
+}
+
 /// Sets `route.node`'s subnets and relay, replacing what was known of that node. Refused when
 /// a subnet overlaps another node's: an address would then not say which node holds it.
 pub fn set_route(route: NodeRoute) -> Result<(), String> {
@@ -82,6 +96,11 @@ pub fn set_route(route: NodeRoute) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a node claims `ip`.
+pub fn is_routed(ip: IpAddr) -> bool {
+    relay_for(ip).is_some()
+}
+
 /// The relay that reaches `ip`, if a node claims it.
 fn relay_for(ip: IpAddr) -> Option<(SocketAddr, Arc<str>)> {
     let routes = ROUTES
@@ -98,6 +117,10 @@ fn relay_for(ip: IpAddr) -> Option<(SocketAddr, Arc<str>)> {
 pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let connected = async {
         match relay_for(addr.ip()) {
+            None if RELAYS_ONLY.load(Ordering::Relaxed) => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("no swarm node claims {addr} yet: its node's berth-node has not answered"),
+            )),
             None => {
                 let stream = TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;

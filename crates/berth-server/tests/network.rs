@@ -17,9 +17,9 @@ use berth_proto::{Egress, process::TerminalQuery};
 use berth_server::{
     config::{Config, TemplateConfig, TemplateNetworkConfig},
     firewall::{Firewall, Scope},
-    networks::SessionNetworks,
+    networks::{MAX_SHARDS, SessionNetworks},
 };
-use common::{ADMIN, BASE, Server, docker, session, sh};
+use common::{ADMIN, BASE, Server, container_of, docker, inspect, session, sh};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -188,7 +188,9 @@ impl Drop for Cleanup {
         }
         let networks = SessionNetworks::new(&self.config).unwrap();
         for network in networks.iter() {
-            let _ = docker(&["network", "rm", &network.name]);
+            for shard in 0..MAX_SHARDS {
+                let _ = docker(&["network", "rm", &network.shard(shard).name]);
+            }
         }
         if let Ok(firewall) = Firewall::detect(&networks) {
             let _ = firewall.uninstall(Scope::Configured);
@@ -519,7 +521,7 @@ fn tamper_with_network(networks: &SessionNetworks, template: &str) -> String {
     let network = networks.for_template(template).unwrap();
     let input_chain = format!("BERTH-IN-{}", network.id);
     let forward_chain = format!("BERTH-FWD-{}", network.id);
-    let bridge = network.bridge.as_str();
+    let bridge = network.bridges.as_str();
     iptables(&["-D", "BERTH-INPUT", "-i", bridge, "-j", &input_chain]);
     iptables(&["-D", "BERTH-FORWARD", "-i", bridge, "-j", &forward_chain]);
     iptables(&["-D", "BERTH-FORWARD", "-o", bridge, "-j", &forward_chain]);
@@ -602,5 +604,95 @@ async fn rules_deleted_by_anyone_are_back_within_seconds() {
         &target,
     );
 
+    server.stop().await;
+}
+
+/// The session network a session's container is on, and its address there.
+fn network_and_address(server: &Server, id: &str) -> (String, String) {
+    let info = inspect(&container_of(server, id));
+    let networks = info["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert_eq!(networks.len(), 1, "{networks:?}");
+    let (name, endpoint) = networks.iter().next().unwrap();
+    (
+        name.clone(),
+        endpoint["IPAddress"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn sessions_past_a_network_s_bound_fill_the_next_shard_which_isolates_and_egresses_alike() {
+    let _jumps = JUMPS.read().await;
+    let internet = Internet::new(63);
+    let web = internet.listen(&format!("{}:0", internet.addr(2)), "internet");
+    let reachable = format!("{}:{web}", internet.addr(2));
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_owned();
+    let (server, _cleanup) = start(|c| {
+        c.docker.sessions_per_network = 2;
+        c.data_dir = data_dir.clone();
+    })
+    .await;
+    let networks = SessionNetworks::new(&server.config).unwrap();
+    let open = networks.for_template("open").unwrap().clone();
+    let shard = |index: usize| open.shard(index).name;
+
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(session(&server, "open").await);
+    }
+    let placed: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| network_and_address(&server, id))
+        .collect();
+    let on: Vec<&str> = placed.iter().map(|(network, _)| network.as_str()).collect();
+    assert_eq!(on, [shard(0), shard(0), shard(1), shard(1), shard(2)]);
+    for index in 0..3 {
+        let network = docker(&["network", "inspect", &shard(index)]).unwrap();
+        assert!(
+            network.contains(r#""com.docker.network.bridge.enable_icc": "false""#),
+            "{network}"
+        );
+        let bridge = format!(
+            r#""com.docker.network.bridge.name": "{}""#,
+            open.shard(index).bridge
+        );
+        assert!(network.contains(&bridge), "{network}");
+    }
+
+    // The third shard's session: no other session's agent, on any shard, answers it; the
+    // internet does, through the rules made before its network existed.
+    let agent = |i: usize| format!("{}:7681", placed[i].1);
+    let targets = [agent(0), agent(2), reachable.clone()];
+    let results = probe(&server, &ids[4], &targets).await;
+    assert_dropped(&results, &agent(0));
+    assert_dropped(&results, &agent(2));
+    assert_reached(&results, &reachable, "internet");
+    // Nor does it answer the first shard's.
+    let results = probe(&server, &ids[0], &[agent(4), agent(3)]).await;
+    assert_dropped(&results, &agent(4));
+    assert_dropped(&results, &agent(3));
+
+    // A place freed on the first shard is the next one taken.
+    server.client.delete_session(&ids[0]).await.unwrap();
+    let refill = session(&server, "open").await;
+    assert_eq!(network_and_address(&server, &refill).0, shard(0));
+
+    // A restarted control plane counts what each shard holds: the third has the only room.
+    let (network, instance) = (
+        server.config.docker.network.clone(),
+        server.config.docker.instance.clone(),
+    );
+    server.stop().await;
+    let (server, _cleanup_again) = start(|c| {
+        c.docker.sessions_per_network = 2;
+        c.data_dir = data_dir.clone();
+        c.docker.network = network;
+        c.docker.instance = instance;
+    })
+    .await;
+    let after_restart = session(&server, "open").await;
+    assert_eq!(network_and_address(&server, &after_restart).0, shard(2));
+    let full = session(&server, "open").await;
+    assert_eq!(network_and_address(&server, &full).0, shard(3));
     server.stop().await;
 }

@@ -2,11 +2,14 @@
 //! so the whole rule set is checked by unit tests without root.
 //!
 //! ```text
-//! INPUT ──▶ BERTH-INPUT ──(-i bridge)──▶ BERTH-IN-{id}:  replies pass; anything else: DROP
-//! DOCKER-USER ──▶ BERTH-FORWARD ──(-i bridge, -o bridge)──▶ BERTH-FWD-{id}:
+//! INPUT ──▶ BERTH-INPUT ──(-i bridges)──▶ BERTH-IN-{id}:  replies pass; anything else: DROP
+//! DOCKER-USER ──▶ BERTH-FORWARD ──(-i bridges, -o bridges)──▶ BERTH-FWD-{id}:
 //!     into the session: replies only; from it: never the host by a published port, link-local
 //!     addresses or container bridges; then the template's egress policy
 //! ```
+//!
+//! `bridges` is a policy's bridge stem with iptables' wildcard (`berth-1a2b3c4d+`): it matches
+//! every shard of the policy's networks, those made later included.
 //!
 //! Traffic the chains do not drop goes on (`RETURN`) to the rules after them, the engine's own,
 //! so Berth only ever takes away.
@@ -103,7 +106,7 @@ pub fn entry_hooks(forward_anchor: &str) -> [Hook; 2] {
 
 /// The rules that send one network's traffic to its own chains.
 pub fn dispatch_hooks(network: &SessionNetwork) -> [Hook; 3] {
-    let bridge = &network.bridge;
+    let bridge = &network.bridges;
     let forward = forward_chain(network);
     [
         Hook::new(
@@ -133,7 +136,7 @@ pub fn input_rules(network: &SessionNetwork) -> Vec<String> {
 /// Both families get the same shape; IPv6 only differs in its link-local block and allow list.
 pub fn forward_rules(network: &SessionNetwork, family: Family) -> Vec<String> {
     let chain = forward_chain(network);
-    let bridge = &network.bridge;
+    let bridge = &network.bridges;
     let mut rules = vec![
         // Into a session: only replies. The control plane is on the host (its packets go through
         // OUTPUT, not here), so nothing routed may open a connection to a session: not another

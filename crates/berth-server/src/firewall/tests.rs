@@ -72,7 +72,7 @@ fn an_allow_list_network_gets_exactly_these_rules() {
     let networks = networks("bn");
     let net = network(&networks, "allow");
     let (b, i, f) = (
-        &net.bridge,
+        &net.bridges,
         rules::input_chain(net),
         rules::forward_chain(net),
     );
@@ -194,10 +194,14 @@ fn the_first_check_installs_everything_and_the_next_changes_nothing() {
     for family in [Family::V4, Family::V6] {
         for net in networks.iter() {
             let input = fake.rules(family, rules::INPUT);
-            assert!(input.contains(&format!("-i {} -j {}", net.bridge, rules::input_chain(net))));
+            assert!(input.contains(&format!(
+                "-i {} -j {}",
+                net.bridges,
+                rules::input_chain(net)
+            )));
             let forward = fake.rules(family, rules::FORWARD);
             for way in ["-i", "-o"] {
-                let dispatch = format!("{way} {} -j {}", net.bridge, rules::forward_chain(net));
+                let dispatch = format!("{way} {} -j {}", net.bridges, rules::forward_chain(net));
                 assert!(forward.contains(&dispatch), "{dispatch} in {forward:?}");
             }
             assert_eq!(
@@ -229,7 +233,7 @@ fn whatever_is_deleted_or_changed_is_put_back() {
         &[
             "-D INPUT -j BERTH-INPUT",
             "-D DOCKER-USER -j BERTH-FORWARD",
-            &format!("-D {} -i {} -j {forward}", rules::FORWARD, deny.bridge),
+            &format!("-D {} -i {} -j {forward}", rules::FORWARD, deny.bridges),
             // A rule swapped for a laxer one.
             &format!("-D {forward} -j DROP"),
             &format!("-A {forward} -j ACCEPT"),
@@ -324,7 +328,7 @@ fn uninstall_takes_only_its_own_networks_and_the_last_one_out_takes_the_entry_ch
     assert_eq!(removed.0.len(), 2 * 2 * 3, "two chains per network, family");
     let left = listing(&fake);
     for net in ours.iter() {
-        assert!(!left.contains(&net.bridge), "{left}");
+        assert!(!left.contains(&net.bridges), "{left}");
     }
     for net in theirs.iter() {
         assert!(left.contains(&rules::forward_chain(net)), "{left}");

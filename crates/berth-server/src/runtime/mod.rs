@@ -258,6 +258,13 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
         "container_vanished"
     }
 
+    /// Whether the last [`Runtime::list`] could not ask the engine that holds this container
+    /// (a swarm node whose `berth-node` does not answer, though the swarm says the node is
+    /// up): nothing is known of it, so reconcile leaves its session alone until it can.
+    fn unanswered(&self, _container_id: &str) -> bool {
+        false
+    }
+
     /// This instance's containers on nodes being emptied (a swarm node set to `drain`): their
     /// sessions hibernate and wake elsewhere. A single engine has none.
     async fn leaving(&self) -> Result<Vec<String>, RuntimeError> {

@@ -51,6 +51,8 @@ pub struct SwarmRuntime {
     view: Mutex<View>,
     /// Nodes once listed that are now down or gone: their containers went with them.
     lost: StdMutex<BTreeSet<String>>,
+    /// Ready nodes the last listing of containers could not ask.
+    unanswered: StdMutex<BTreeSet<String>>,
     /// The ready nodes' names, as last listed: a change ends [`Runtime::events`]' stream, so
     /// the session manager subscribes anew (a node that joined is followed too) and reconciles
     /// (a node that was lost has its sessions recovered) at once.
@@ -80,6 +82,9 @@ struct NodeView {
     takes_sessions: bool,
     /// Ready: its engine answers for the sessions it holds.
     reachable: bool,
+    /// Ready, and its berth-node answered the last reading of the node list: Berth can ask
+    /// it what it holds.
+    answers: bool,
     /// Ready and set to `drain`: its sessions are to move elsewhere.
     draining: bool,
     labels: HashMap<String, String>,
@@ -113,6 +118,7 @@ impl SwarmRuntime {
             manager: OnceCell::new(),
             view: Mutex::new(View::default()),
             lost: StdMutex::new(BTreeSet::new()),
+            unanswered: StdMutex::new(BTreeSet::new()),
             membership: tokio::sync::watch::Sender::new(BTreeSet::new()),
         }
     }
@@ -179,6 +185,8 @@ impl SwarmRuntime {
                 takes_sessions: reachable
                     && spec.availability == Some(NodeSpecAvailabilityEnum::ACTIVE),
                 reachable,
+                // Known once its berth-node is asked, below.
+                answers: false,
                 draining: reachable && spec.availability == Some(NodeSpecAvailabilityEnum::DRAIN),
                 labels: spec.labels.unwrap_or_default(),
                 memory_bytes: description
@@ -194,9 +202,16 @@ impl SwarmRuntime {
             };
             // Asked through the node's relay: a node whose berth-node does not answer takes no
             // new sessions (its running ones are left alone: its engine may be fine).
-            let promised = if reachable {
-                match node.engine.promised_memory().await {
-                    Ok(bytes) => Some(bytes),
+            let load = if reachable {
+                match node.engine.load().await {
+                    // Routed as soon as it answers, so its sessions are reached again at once.
+                    Ok(load) => match self.route(&node).await {
+                        Ok(()) => Some(load),
+                        Err(err) => {
+                            tracing::warn!(node = %name, %err, "cannot route to a node's sessions; no new sessions go there");
+                            None
+                        }
+                    },
                     Err(err) => {
                         tracing::warn!(node = %name, %err, "a node's berth-node does not answer; no new sessions go there");
                         None
@@ -208,11 +223,21 @@ impl SwarmRuntime {
             {
                 let mut current = node.state.lock().unwrap_or_else(|p| p.into_inner());
                 *current = NodeView {
-                    takes_sessions: state.takes_sessions && promised.is_some(),
-                    listed_bytes: promised.unwrap_or(current.listed_bytes),
+                    takes_sessions: state.takes_sessions && load.is_some(),
+                    answers: state.reachable && load.is_some(),
+                    listed_bytes: load.map_or(current.listed_bytes, |l| l.promised_bytes),
                     placing_bytes: current.placing_bytes,
                     ..state
                 };
+                crate::metrics::node(
+                    &name,
+                    &crate::metrics::NodeFigures {
+                        up: current.takes_sessions,
+                        containers: load.map(|l| l.containers),
+                        memory_bytes: current.memory_bytes,
+                        promised_bytes: current.listed_bytes,
+                    },
+                );
             }
             nodes.insert(name, node);
         }
@@ -274,17 +299,22 @@ impl SwarmRuntime {
         node.routed
             .get_or_try_init(|| async {
                 node.engine.prepare().await?;
-                let subnets = node.engine.session_subnets().await?;
-                reach::set_route(NodeRoute {
-                    node: node.name.clone(),
-                    subnets,
-                    relay: node.relay,
-                    key: self.key.clone(),
-                })
-                .map_err(RuntimeError::Engine)
+                self.set_route(node).await
             })
             .await
             .map(drop)
+    }
+
+    /// Tells [`reach`] the node's session subnets as its engine reports them now.
+    async fn set_route(&self, node: &Node) -> Result<(), RuntimeError> {
+        let subnets = node.engine.session_subnets().await?;
+        reach::set_route(NodeRoute {
+            node: node.name.clone(),
+            subnets,
+            relay: node.relay,
+            key: self.key.clone(),
+        })
+        .map_err(RuntimeError::Engine)
     }
 
     /// The node `container_id` names and the engine's own id; `None` when the swarm no longer
@@ -325,19 +355,35 @@ impl SwarmRuntime {
             .collect())
     }
 
-    /// Every node the swarm says is ready, routed.
+    /// Every ready node whose berth-node answers, routed. One that does not answer, or cannot
+    /// be routed, is left out rather than failing what asks of every node: the others still
+    /// serve (reconcile says which nodes were left out, [`Runtime::unanswered`]).
     async fn reachable_nodes(&self) -> Result<Vec<Arc<Node>>, RuntimeError> {
-        let nodes = self.ready_nodes().await?;
-        for node in &nodes {
-            self.route(node).await?;
+        let mut routed = Vec::new();
+        for node in self.ready_nodes().await? {
+            if self.answering(&node).await.is_ok() {
+                routed.push(node);
+            }
         }
-        Ok(nodes)
+        Ok(routed)
+    }
+
+    /// Routes a node whose berth-node answers; why not, otherwise.
+    async fn answering(&self, node: &Node) -> Result<(), RuntimeError> {
+        if !node.state().answers {
+            return Err(RuntimeError::Unavailable(format!(
+                "node {}'s berth-node does not answer",
+                node.name
+            )));
+        }
+        self.route(node).await
     }
 
     /// A reachable node that holds `image`.
     async fn holder_of(&self, image: &str) -> Result<Option<Arc<Node>>, RuntimeError> {
         for node in self.reachable_nodes().await? {
-            if node.engine.has_image(image).await? {
+            // A node that cannot say is not counted on to hold it.
+            if matches!(node.engine.has_image(image).await, Ok(true)) {
                 return Ok(Some(node));
             }
         }
@@ -353,7 +399,7 @@ impl SwarmRuntime {
         }
         let mut holders = Vec::new();
         for node in self.reachable_nodes().await? {
-            if node.engine.has_image(image).await? {
+            if matches!(node.engine.has_image(image).await, Ok(true)) {
                 holders.push(node);
             }
         }
@@ -474,7 +520,12 @@ impl Runtime for SwarmRuntime {
 
     async fn start(&self, container_id: &str) -> Result<SocketAddr, RuntimeError> {
         let (node, id) = self.located(container_id).await?;
-        node.engine.start(&id).await
+        let addr = node.engine.start(&id).await?;
+        // On a shard of its policy's networks made since the node was routed.
+        if !reach::is_routed(addr.ip()) {
+            self.set_route(&node).await?;
+        }
+        Ok(addr)
     }
 
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
@@ -573,20 +624,30 @@ impl Runtime for SwarmRuntime {
         Ok(all.into_values().collect())
     }
 
+    /// Every ready node's containers; a node that cannot be asked is named in the log and
+    /// by [`Runtime::unanswered`] until a listing reaches it.
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
         let mut all = Vec::new();
-        for node in self.reachable_nodes().await? {
-            all.extend(
-                node.engine
-                    .list()
-                    .await?
-                    .into_iter()
-                    .map(|container| ManagedContainer {
+        let mut unanswered = BTreeSet::new();
+        for node in self.ready_nodes().await? {
+            let listed = match self.answering(&node).await {
+                Ok(()) => node.engine.list().await,
+                Err(err) => Err(err),
+            };
+            match listed {
+                Ok(containers) => {
+                    all.extend(containers.into_iter().map(|container| ManagedContainer {
                         id: node.id_of(&container.id),
                         ..container
-                    }),
-            );
+                    }));
+                }
+                Err(err) => {
+                    tracing::warn!(node = %node.name, %err, "cannot list a node's containers; its sessions are left as they are until it answers");
+                    unanswered.insert(node.name.clone());
+                }
+            }
         }
+        *self.unanswered.lock().unwrap_or_else(|p| p.into_inner()) = unanswered;
         Ok(all)
     }
 
@@ -633,17 +694,28 @@ impl Runtime for SwarmRuntime {
             .collect();
         let mut leaving = Vec::new();
         for node in draining {
-            self.route(&node).await?;
+            // One that cannot be asked now is asked again at the next reap.
+            let Ok(()) = self.answering(&node).await else {
+                continue;
+            };
+            let Ok(containers) = node.engine.list().await else {
+                continue;
+            };
             leaving.extend(
-                node.engine
-                    .list()
-                    .await?
+                containers
                     .into_iter()
                     .filter(|container| container.running)
                     .map(|container| node.id_of(&container.id)),
             );
         }
         Ok(leaving)
+    }
+
+    fn unanswered(&self, container_id: &str) -> bool {
+        let unanswered = self.unanswered.lock().unwrap_or_else(|p| p.into_inner());
+        container_id
+            .split_once('/')
+            .is_some_and(|(node, _)| unanswered.contains(node))
     }
 
     fn vanished_reason(&self, container_id: &str) -> &'static str {

@@ -29,6 +29,7 @@ mod compact;
 mod node;
 mod overlay;
 mod registry;
+mod shards;
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerOrigin, ContainerSpec, EventStream,
@@ -36,7 +37,7 @@ use super::{
 };
 use crate::{
     config::DockerConfig,
-    networks::{SessionNetwork, SessionNetworks},
+    networks::{Cidr, SessionNetwork, SessionNetworks},
 };
 
 /// A commit copies every byte the session changed: its time grows with them, not with the
@@ -54,6 +55,8 @@ pub struct DockerRuntime {
     config: DockerConfig,
     /// Which network each template's sessions join.
     networks: SessionNetworks,
+    /// How full each shard of those networks is on this engine.
+    shards: std::sync::Mutex<shards::ShardBook>,
     timeout: Duration,
     /// Connected on first use, so the control plane starts (and answers 503) while the engine
     /// is down, and picks the engine up when it comes back.
@@ -74,6 +77,7 @@ impl DockerRuntime {
         Self {
             config,
             networks,
+            shards: std::sync::Mutex::default(),
             timeout,
             client: OnceCell::new(),
             prepared: OnceCell::new(),
@@ -196,97 +200,138 @@ impl DockerRuntime {
             })
     }
 
-    /// Creates a session's container from an image the engine holds.
+    /// Creates a session's container from an image the engine holds, on the first shard of
+    /// its template's networks with room.
     async fn create_from_local(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         self.within(async {
             self.prepare().await?;
-            let network = self
+            let policy = self
                 .networks
-                .for_template(&spec.template)
+                .index_of_template(&spec.template)
                 .ok_or_else(|| {
                     RuntimeError::Engine(format!(
                         "no session network for template {}",
                         spec.template
                     ))
-                })?
-                .name
-                .clone();
-            let docker = self.docker().await?;
-            let labels = HashMap::from([
-                (labels::SESSION.to_owned(), spec.session_id.clone()),
-                (labels::OWNER.to_owned(), spec.owner.clone()),
-                (labels::TEMPLATE.to_owned(), spec.template.clone()),
-                (labels::INSTANCE.to_owned(), self.config.instance.clone()),
-                (labels::MEMORY.to_owned(), spec.memory_bytes.to_string()),
-            ]);
-            let host_config = HostConfig {
-                memory: Some(spec.memory_bytes),
-                // Equal to memory: no swap beyond the limit.
-                memory_swap: Some(spec.memory_bytes),
-                nano_cpus: Some(spec.nano_cpus),
-                pids_limit: Some(spec.pids_limit),
-                cap_drop: Some(vec!["ALL".to_owned()]),
-                cap_add: Some(self.config.cap_add.clone()),
-                // The engine's default seccomp profile applies because none is overridden here.
-                security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-                privileged: Some(false),
-                network_mode: Some(network.clone()),
-                binds: if spec.docker_api {
-                    Some(vec![self.docker_api_bind(spec)?])
-                } else {
-                    None
-                },
-                log_config: Some(HostConfigLogConfig {
-                    typ: Some("json-file".to_owned()),
-                    config: Some(HashMap::from([
-                        ("max-size".to_owned(), self.config.log_max_size.clone()),
-                        ("max-file".to_owned(), "1".to_owned()),
-                    ])),
-                }),
-                ..HostConfig::default()
-            };
-            let body = ContainerCreateBody {
-                image: Some(spec.image.clone()),
-                // Everything in a session, the agent included, runs as the session user.
-                user: Some(SESSION_USER.to_owned()),
-                hostname: Some(spec.session_id.clone()),
-                env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                labels: Some(labels),
-                host_config: Some(host_config),
-                networking_config: Some(NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(network, EndpointSettings::default())])),
-                }),
-                ..ContainerCreateBody::default()
-            };
-            let name = format!("berth-{}", spec.session_id);
-            let options = CreateContainerOptionsBuilder::new().name(&name).build();
-            match self
-                .call(
-                    "create_container",
-                    docker.create_container(Some(options), body),
-                )
-                .await
-            {
-                Ok(created) => Ok(created.id),
-                Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
-                    Err(RuntimeError::ImageMissing(spec.image.clone()))
+                })?;
+            let shard = self.take_shard(policy).await?;
+            let key = (policy, shard.index);
+            let created = self.create_on(spec, shard.name).await;
+            let mut book = self.shards();
+            match &created {
+                Ok(id) => book.placed(id.clone(), key),
+                Err(err) => {
+                    book.give_back(key);
+                    if matches!(err, RuntimeError::NotFound(msg) if msg.contains("network")) {
+                        book.unknown(key);
+                    }
                 }
-                Err(err) => Err(err),
             }
+            created
         })
         .await
     }
 
-    async fn ensure_networks(&self) -> Result<(), RuntimeError> {
-        for network in self.networks.iter() {
-            self.ensure_network(network).await?;
+    async fn create_on(
+        &self,
+        spec: &ContainerSpec,
+        network: String,
+    ) -> Result<String, RuntimeError> {
+        let docker = self.docker().await?;
+        let labels = HashMap::from([
+            (labels::SESSION.to_owned(), spec.session_id.clone()),
+            (labels::OWNER.to_owned(), spec.owner.clone()),
+            (labels::TEMPLATE.to_owned(), spec.template.clone()),
+            (labels::INSTANCE.to_owned(), self.config.instance.clone()),
+            (labels::MEMORY.to_owned(), spec.memory_bytes.to_string()),
+        ]);
+        let host_config = HostConfig {
+            memory: Some(spec.memory_bytes),
+            // Equal to memory: no swap beyond the limit.
+            memory_swap: Some(spec.memory_bytes),
+            nano_cpus: Some(spec.nano_cpus),
+            pids_limit: Some(spec.pids_limit),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(self.config.cap_add.clone()),
+            // The engine's default seccomp profile applies because none is overridden here.
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            privileged: Some(false),
+            network_mode: Some(network.clone()),
+            binds: if spec.docker_api {
+                Some(vec![self.docker_api_bind(spec)?])
+            } else {
+                None
+            },
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), self.config.log_max_size.clone()),
+                    ("max-file".to_owned(), "1".to_owned()),
+                ])),
+            }),
+            ..HostConfig::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            // Everything in a session, the agent included, runs as the session user.
+            user: Some(SESSION_USER.to_owned()),
+            hostname: Some(spec.session_id.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network, EndpointSettings::default())])),
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let name = format!("berth-{}", spec.session_id);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        match self
+            .call(
+                "create_container",
+                docker.create_container(Some(options), body),
+            )
+            .await
+        {
+            Ok(created) => Ok(created.id),
+            Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
+                Err(RuntimeError::ImageMissing(spec.image.clone()))
+            }
+            Err(err) => Err(err),
         }
+    }
+
+    /// Makes every policy's first network, and counts the sessions already on each shard.
+    async fn ensure_networks(&self) -> Result<(), RuntimeError> {
+        for (policy, network) in self.networks.iter().enumerate() {
+            let subnets = self.ensure_network(network, 0).await?;
+            self.shards().known(
+                (policy, 0),
+                shards::capacity(self.config.sessions_per_network, &subnets),
+            );
+        }
+        let containers = self.instance_containers().await?;
+        let found: Vec<_> = self.shards_of(&containers).collect();
+        self.shards().seed(found);
         Ok(())
     }
 
-    async fn ensure_network(&self, network: &SessionNetwork) -> Result<(), RuntimeError> {
+    /// Makes shard `index` of the policy's networks unless it exists; its subnets either way.
+    async fn ensure_network(
+        &self,
+        network: &SessionNetwork,
+        index: usize,
+    ) -> Result<Vec<Cidr>, RuntimeError> {
         let docker = self.docker().await?;
-        let name = &network.name;
+        let shard = network.shard(index);
+        let name = &shard.name;
+        let subnets = |ipam: Option<bollard::models::Ipam>| -> Vec<Cidr> {
+            ipam.and_then(|ipam| ipam.config)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|config| config.subnet?.parse().ok())
+                .collect()
+        };
         match self
             .call("inspect_network", docker.inspect_network(name, None))
             .await
@@ -297,15 +342,15 @@ impl DockerRuntime {
                 let bridge = existing
                     .options
                     .and_then(|mut options| options.remove(BRIDGE_NAME_OPTION));
-                if bridge.as_deref() == Some(network.bridge.as_str()) {
-                    return Ok(());
+                if bridge.as_deref() == Some(shard.bridge.as_str()) {
+                    return Ok(subnets(existing.ipam));
                 }
                 return Err(RuntimeError::Engine(format!(
                     "network {name} exists with bridge {} instead of {}, so Berth's firewall \
                      rules would not cover it; remove it (`docker network rm {name}`) once no \
                      container uses it, and Berth makes it again",
                     bridge.as_deref().unwrap_or("(engine-named)"),
-                    network.bridge
+                    shard.bridge
                 )));
             }
             Err(RuntimeError::NotFound(_)) => {}
@@ -320,7 +365,7 @@ impl DockerRuntime {
                     "com.docker.network.bridge.enable_icc".to_owned(),
                     "false".to_owned(),
                 ),
-                (BRIDGE_NAME_OPTION.to_owned(), network.bridge.clone()),
+                (BRIDGE_NAME_OPTION.to_owned(), shard.bridge.clone()),
             ])),
             labels: Some(HashMap::from([(
                 labels::INSTANCE.to_owned(),
@@ -332,11 +377,16 @@ impl DockerRuntime {
             .call("create_network", docker.create_network(request))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // Another control plane created it between our inspect and create.
-            Err(RuntimeError::Engine(msg)) if msg.contains("already exists") => Ok(()),
-            Err(err) => Err(err),
+            Err(RuntimeError::Engine(msg)) if msg.contains("already exists") => {}
+            Err(err) => return Err(err),
         }
+        // The engine picks the subnet from its address pools as it creates the network.
+        let created = self
+            .call("inspect_network", docker.inspect_network(name, None))
+            .await?;
+        Ok(subnets(created.ipam))
     }
 
     /// Every container of this instance, running or not, as the engine lists them.
@@ -517,13 +567,22 @@ impl Runtime for DockerRuntime {
             }
         })
         .await
+        .inspect(|()| self.shards().removed(container_id))
     }
 
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
         self.within(async {
-            Ok(self
-                .instance_containers()
-                .await?
+            let generation = self.shards().begin_listing();
+            let containers = self.instance_containers().await?;
+            let found: std::collections::HashSet<&str> =
+                containers.iter().filter_map(|c| c.id.as_deref()).collect();
+            let on_shards: Vec<_> = self.shards_of(&containers).collect();
+            let mut book = self.shards();
+            book.listed(generation, &found);
+            // Made by another control plane on this engine (one that led lifecycle before).
+            book.seed(on_shards);
+            drop(book);
+            Ok(containers
                 .into_iter()
                 .filter_map(|summary| {
                     Some(ManagedContainer {

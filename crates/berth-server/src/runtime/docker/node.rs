@@ -1,5 +1,5 @@
 //! What the swarm runtime asks of one node's engine beyond [`Runtime`](super::Runtime): its
-//! session subnets (for [`crate::reach`]), its images, and what its sessions hold of its memory.
+//! session subnets (for [`crate::reach`]), its images, and what its sessions hold of it.
 
 use bollard::Docker;
 
@@ -23,28 +23,12 @@ impl DockerRuntime {
         }
     }
 
-    /// The subnets of the session networks on this engine, as its IPAM reports them.
+    /// The subnets of the session networks on this engine, every shard's, as its IPAM reports
+    /// them.
     pub(in crate::runtime) async fn session_subnets(&self) -> Result<Vec<Cidr>, RuntimeError> {
         self.within(async {
             let docker = self.docker().await?;
-            let mut subnets = Vec::new();
-            for network in self.networks.iter() {
-                let inspected = self
-                    .call(
-                        "inspect_network",
-                        docker.inspect_network(&network.name, None),
-                    )
-                    .await?;
-                subnets.extend(
-                    inspected
-                        .ipam
-                        .and_then(|ipam| ipam.config)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|config| config.subnet?.parse::<Cidr>().ok()),
-                );
-            }
-            Ok(subnets)
+            self.all_session_subnets(docker).await
         })
         .await
     }
@@ -65,17 +49,27 @@ impl DockerRuntime {
         .await
     }
 
-    /// The memory limits of this instance's containers on the engine, running or not (a
-    /// stopped one may start again), in bytes.
-    pub(in crate::runtime) async fn promised_memory(&self) -> Result<i64, RuntimeError> {
+    /// What this instance's containers on the engine hold of it, running or not (a stopped
+    /// one may start again).
+    pub(in crate::runtime) async fn load(&self) -> Result<NodeLoad, RuntimeError> {
         self.within(async {
-            Ok(self
-                .instance_containers()
-                .await?
-                .iter()
-                .filter_map(|c| c.labels.as_ref()?.get(labels::MEMORY)?.parse::<i64>().ok())
-                .sum())
+            let containers = self.instance_containers().await?;
+            Ok(NodeLoad {
+                promised_bytes: containers
+                    .iter()
+                    .filter_map(|c| c.labels.as_ref()?.get(labels::MEMORY)?.parse::<i64>().ok())
+                    .sum(),
+                containers: containers.len(),
+            })
         })
         .await
     }
+}
+
+/// [`DockerRuntime::load`]'s answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(in crate::runtime) struct NodeLoad {
+    /// The memory limits of the containers, in bytes.
+    pub promised_bytes: i64,
+    pub containers: usize,
 }

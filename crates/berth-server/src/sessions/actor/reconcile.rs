@@ -31,10 +31,12 @@ pub struct Observed {
     /// written before its container was created, is in the store when the actor reads it),
     /// plus those the listing missed but an inspection found.
     pub containers: Vec<ManagedContainer>,
-    /// Containers of live sessions that the listing lacked and an inspection confirmed gone.
-    /// Containers of live sessions the engine no longer has, and why they went
-    /// ([`Runtime::vanished_reason`]).
+    /// Containers of live sessions that the listing lacked and an inspection confirmed gone,
+    /// and why they went ([`Runtime::vanished_reason`]).
     pub vanished: HashMap<String, &'static str>,
+    /// Live sessions whose engine could not be asked ([`Runtime::unanswered`]): left as they
+    /// are, since nothing is known of their containers.
+    pub unanswered: HashSet<String>,
     /// Every snapshot image of this instance, listed before the store was read.
     pub snapshots: Vec<ManagedSnapshot>,
     /// Images of named snapshots, which are kept whatever their session does.
@@ -71,11 +73,16 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
         }
     }
     let mut vanished = HashMap::new();
+    let mut unanswered = HashSet::new();
     for record in live {
         let Some(container_id) = record.container_id else {
             continue;
         };
         if listed.contains(&container_id) {
+            continue;
+        }
+        if runtime.unanswered(&container_id) {
+            unanswered.insert(record.id);
             continue;
         }
         match runtime.inspect(&container_id).await? {
@@ -89,6 +96,7 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
     Ok(Observed {
         containers,
         vanished,
+        unanswered,
         snapshots,
         named,
         lost,
@@ -126,7 +134,7 @@ impl Actor {
             }
         }
         live.retain(|_, record| record.state.is_live());
-        let mut seen = HashSet::new();
+        let mut seen = observed.unanswered;
         let mut doomed = Vec::new();
 
         for container in observed.containers {
