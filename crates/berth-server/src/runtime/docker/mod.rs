@@ -44,6 +44,11 @@ use crate::{
 /// engine's responsiveness, so it gets a bound of its own.
 pub(super) const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
 
+/// Container removals one engine is asked for at once. Each runs `runc` to kill and delete:
+/// 2,000 sessions deleted together would otherwise start 2,000 of them, and the engine, busy
+/// with them all, would answer nothing else for minutes.
+const REMOVALS_AT_ONCE: usize = 8;
+
 /// uid:gid of the `user` account in every session image.
 const SESSION_USER: &str = "1000:1000";
 
@@ -57,6 +62,8 @@ pub struct DockerRuntime {
     networks: SessionNetworks,
     /// How full each shard of those networks is on this engine.
     shards: std::sync::Mutex<shards::ShardBook>,
+    /// Turns for [`REMOVALS_AT_ONCE`].
+    removals: tokio::sync::Semaphore,
     timeout: Duration,
     /// Connected on first use, so the control plane starts (and answers 503) while the engine
     /// is down, and picks the engine up when it comes back.
@@ -78,6 +85,7 @@ impl DockerRuntime {
             config,
             networks,
             shards: std::sync::Mutex::default(),
+            removals: tokio::sync::Semaphore::new(REMOVALS_AT_ONCE),
             timeout,
             client: OnceCell::new(),
             prepared: OnceCell::new(),
@@ -533,6 +541,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
+        // Waiting for a turn is not the engine's slowness: the deadline starts after it.
+        let _turn = self.removals.acquire().await;
         self.within(async {
             let docker = self.docker().await?;
             let options = RemoveContainerOptionsBuilder::new()
