@@ -388,19 +388,20 @@ async fn blocked(swarm: &Swarm, session: &str, target: &str) -> bool {
 }
 
 fn container_ip(node: u8, session: &str) -> String {
+    inspect_container(
+        node,
+        session,
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    )
+}
+
+/// `docker inspect -f format` of the session's container on `node`.
+fn inspect_container(node: u8, session: &str, format: &str) -> String {
     let filter = format!("label=berth.session={session}");
     let id = node_docker(node, &["ps", "-q", "--filter", &filter]);
-    node_docker(
-        node,
-        &[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            id.trim(),
-        ],
-    )
-    .trim()
-    .to_owned()
+    node_docker(node, &["inspect", "-f", format, id.trim()])
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -566,12 +567,11 @@ fn with_a_nodes_relay_down_the_other_nodes_are_still_reconciled() {
 
 /// The session network (a shard of its policy's) the session's container is on.
 fn container_network(node: u8, session: &str) -> String {
-    let filter = format!("label=berth.session={session}");
-    let id = node_docker(node, &["ps", "-q", "--filter", &filter]);
-    let format = "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}";
-    node_docker(node, &["inspect", "-f", format, id.trim()])
-        .trim()
-        .to_owned()
+    inspect_container(
+        node,
+        session,
+        "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}",
+    )
 }
 
 #[test]

@@ -199,7 +199,7 @@ impl fmt::Display for Cidr {
 /// digit, so no shard's bridge is the first shard's, whose name ends in one.
 const SHARD_MARKS: &str = "ghijklmnopqrstuvwxyz";
 
-/// Networks one policy may shard its sessions over on one engine: 21 of at most 1,023 ports.
+/// Networks one policy may shard its sessions over on one engine: the first, and one per mark.
 pub const MAX_SHARDS: usize = SHARD_MARKS.len() + 1;
 
 /// One policy's Docker networks, with the policy every session on them gets.
