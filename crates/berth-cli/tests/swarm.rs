@@ -590,24 +590,14 @@ fn sessions_past_a_nodes_first_network_work_on_its_next_shard_and_stay_apart() {
         );
         // Reached through the node's relay on a subnet made after the node was first routed.
         assert_eq!(swarm.sh(&second, "hostname").await.trim(), second);
-        assert!(
-            blocked(
-                &swarm,
-                &second,
-                &format!("{}:7681", container_ip(1, &first))
-            )
-            .await,
-            "a session on the node's first network is reachable from its second"
-        );
-        assert!(
-            blocked(
-                &swarm,
-                &first,
-                &format!("{}:7681", container_ip(1, &second))
-            )
-            .await,
-            "a session on the node's second network is reachable from its first"
-        );
+        for (from, to) in [(&second, &first), (&first, &second)] {
+            let target = format!("{}:7681", container_ip(1, to));
+            assert!(
+                blocked(&swarm, from, &target).await,
+                "{to}'s agent on the node's {} is reachable from {from}",
+                container_network(1, to)
+            );
+        }
     });
 }
 

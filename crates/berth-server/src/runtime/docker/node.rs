@@ -28,7 +28,25 @@ impl DockerRuntime {
     pub(in crate::runtime) async fn session_subnets(&self) -> Result<Vec<Cidr>, RuntimeError> {
         self.within(async {
             let docker = self.docker().await?;
-            self.all_session_subnets(docker).await
+            let networks = self
+                .call("list_networks", docker.list_networks(None))
+                .await?;
+            Ok(networks
+                .into_iter()
+                .filter(|network| {
+                    network
+                        .name
+                        .as_deref()
+                        .is_some_and(|name| self.networks.is_session_network(name))
+                })
+                .flat_map(|network| {
+                    network
+                        .ipam
+                        .and_then(|ipam| ipam.config)
+                        .unwrap_or_default()
+                })
+                .filter_map(|config| config.subnet?.parse::<Cidr>().ok())
+                .collect())
         })
         .await
     }

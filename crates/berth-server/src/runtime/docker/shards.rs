@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bollard::{Docker, models::ContainerSummary};
+use bollard::models::ContainerSummary;
 
 use super::{DockerRuntime, RuntimeError};
 use crate::networks::{Cidr, MAX_SHARDS, Shard};
@@ -174,32 +174,6 @@ impl DockerRuntime {
                 .find_map(|name| self.networks.shard_of(name))?;
             Some((summary.id.clone()?, key))
         })
-    }
-
-    /// The subnets of every session network on the engine, every shard's.
-    pub(super) async fn all_session_subnets(
-        &self,
-        docker: &Docker,
-    ) -> Result<Vec<Cidr>, RuntimeError> {
-        let networks = self
-            .call("list_networks", docker.list_networks(None))
-            .await?;
-        Ok(networks
-            .into_iter()
-            .filter(|network| {
-                network
-                    .name
-                    .as_deref()
-                    .is_some_and(|name| self.networks.is_session_network(name))
-            })
-            .flat_map(|network| {
-                network
-                    .ipam
-                    .and_then(|ipam| ipam.config)
-                    .unwrap_or_default()
-            })
-            .filter_map(|config| config.subnet?.parse::<Cidr>().ok())
-            .collect())
     }
 }
 
