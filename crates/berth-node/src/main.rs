@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let relay = Arc::new(Relay::new(reach::node_key(admin_token), &args.engine)?);
+    let relay = Arc::new(Relay::new(admin_token, &args.engine)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {

@@ -1,6 +1,7 @@
 //! The relay: one TCP listener in front of the node's engine socket and its session containers.
 //!
-//! Every connection opens with an HTTP request carrying the node key. `CONNECT ip:port` to an
+//! Every connection is TLS with a certificate the admin secret vouches for
+//! (`berth_server::relay_tls`), and opens with an HTTP request carrying the node key. `CONNECT ip:port` to an
 //! address on one of the node's session networks becomes a byte stream to that container;
 //! any other request, and the rest of the connection, goes to the engine's socket unchanged (so
 //! streamed answers, events and pushes pass as they are).
@@ -13,7 +14,12 @@ use std::{
 };
 
 use berth_proto::{ErrorBody, ErrorCode};
-use berth_server::{cluster::key_matches, networks::Cidr, reach::KEY_HEADER};
+use berth_server::{
+    cluster::key_matches,
+    networks::Cidr,
+    reach::{KEY_HEADER, node_key},
+    relay_tls::{self, RelayTlsError},
+};
 use bollard::{Docker, query_parameters::ListNetworksOptions};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -27,7 +33,8 @@ const MAX_HEAD: usize = 64 * 1024;
 /// How long a container gets to accept a tunnelled connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A connection that sends no complete request head by then is dropped.
+/// A connection that has not finished its TLS handshake and sent a complete request head by
+/// then is dropped.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Addresses not on a known session network are looked up again at most this often, so a
@@ -42,25 +49,37 @@ pub enum RelayError {
     #[error("cannot reach the node's engine at {0}: {1}")]
     Engine(String, String),
     #[error(transparent)]
+    Tls(#[from] RelayTlsError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-#[derive(Debug)]
 pub struct Relay {
     key: String,
+    tls: tokio_rustls::TlsAcceptor,
     engine_socket: PathBuf,
     docker: Docker,
     subnets: Mutex<(Vec<Cidr>, Option<Instant>)>,
 }
 
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("engine_socket", &self.engine_socket)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Relay {
     /// `engine` is the node's own engine: `unix:///var/run/docker.sock` or a socket path.
-    pub fn new(key: String, engine: &str) -> Result<Self, RelayError> {
+    /// `admin_secret` is the control planes': the node key and the TLS certificate derive from it.
+    pub fn new(admin_secret: &str, engine: &str) -> Result<Self, RelayError> {
         let path = engine.strip_prefix("unix://").unwrap_or(engine);
         let docker = Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)
             .map_err(|e| RelayError::Engine(engine.to_owned(), e.to_string()))?;
         Ok(Self {
-            key,
+            key: node_key(admin_secret),
+            tls: tokio_rustls::TlsAcceptor::from(relay_tls::server_config(admin_secret)?),
             engine_socket: PathBuf::from(path),
             docker,
             subnets: Mutex::new((Vec::new(), None)),
@@ -80,12 +99,18 @@ impl Relay {
         }
     }
 
-    async fn handle(&self, mut client: TcpStream) -> Result<(), RelayError> {
+    async fn handle(&self, client: TcpStream) -> Result<(), RelayError> {
         client.set_nodelay(true)?;
-        let Ok(read) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await else {
+        let opened = async {
+            let mut client = self.tls.accept(client).await?;
+            let head = read_head(&mut client).await?;
+            Ok::<_, std::io::Error>((client, head))
+        };
+        let Ok(opened) = tokio::time::timeout(HEAD_TIMEOUT, opened).await else {
             return Ok(());
         };
-        let Some((head, rest)) = read? else {
+        let (mut client, head) = opened?;
+        let Some((head, rest)) = head else {
             return refuse(
                 &mut client,
                 400,
@@ -137,6 +162,7 @@ impl Relay {
             client
                 .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 .await?;
+            client.flush().await?;
             splice(client, container, &rest).await
         } else {
             let engine = match UnixStream::connect(&self.engine_socket).await {
@@ -196,7 +222,9 @@ impl Relay {
 
 /// Reads up to the end of the request head; the bytes read past it come back too. `None` when
 /// the head is too long or the connection closes first.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+async fn read_head(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -263,7 +291,7 @@ impl<'a> Head<'a> {
 }
 
 async fn refuse(
-    client: &mut TcpStream,
+    client: &mut (impl AsyncWrite + Unpin),
     status: u16,
     code: ErrorCode,
     message: &str,
@@ -292,7 +320,7 @@ async fn refuse(
 
 /// Sends `first` to `upstream`, then copies both ways until either side closes.
 async fn splice(
-    mut client: TcpStream,
+    mut client: impl AsyncRead + AsyncWrite + Unpin,
     mut upstream: impl AsyncRead + AsyncWrite + Unpin,
     first: &[u8],
 ) -> Result<(), RelayError> {

@@ -1,6 +1,6 @@
-//! The `berth-node` binary in front of a stand-in engine socket: it refuses callers without the
-//! node key, forwards the engine's API without the key, and tunnels only to addresses on the
-//! engine's session networks. (The real engine and swarm: `crates/berth-cli/tests/swarm.rs`.)
+//! The `berth-node` binary in front of a stand-in engine socket: it speaks only TLS under the
+//! admin secret's authority, refuses callers without the node key, forwards the engine's API
+//! without the key, and tunnels only to addresses on the engine's session networks. (The real engine and swarm: `crates/berth-cli/tests/swarm.rs`.)
 
 use std::{
     path::Path,
@@ -102,10 +102,14 @@ async fn start(dir: &Path) -> (Relay, u16) {
     (relay, port)
 }
 
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
 /// Sends `head` on a new connection: the answer's head, and the connection for what follows.
-async fn ask(port: u16, head: &str) -> (String, TcpStream) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+async fn ask(port: u16, head: &str) -> (String, Tls) {
+    let access = berth_server::reach::RelayAccess::new(ADMIN).unwrap();
+    let mut stream = access.open(([127, 0, 0, 1], port).into()).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
     let answer = read_head(&mut stream).await;
     (answer, stream)
 }
@@ -125,6 +129,33 @@ async fn a_caller_without_the_node_key_is_refused() {
     assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
     let wrong = "GET /v1.41/info HTTP/1.1\r\nx-berth-node-key: nope\r\n\r\n";
     assert!(ask(port, wrong).await.0.starts_with("HTTP/1.1 401"));
+}
+
+#[tokio::test]
+async fn only_tls_under_the_admin_secrets_authority_is_spoken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, port) = start(dir.path()).await;
+    let relay = ([127, 0, 0, 1], port).into();
+    let stranger = berth_server::reach::RelayAccess::new("another cluster's admin token").unwrap();
+    let err = stranger.open(relay).await.unwrap_err();
+    assert!(
+        err.to_string().contains("not a relay of this cluster"),
+        "{err}"
+    );
+
+    // Plain HTTP, even with the key, gets no answer: the relay is waiting for a TLS hello.
+    let mut plain = TcpStream::connect(relay).await.unwrap();
+    let request = format!(
+        "GET /v1.41/info HTTP/1.1\r\nx-berth-node-key: {}\r\n\r\n",
+        key()
+    );
+    plain.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1"),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
@@ -176,6 +207,7 @@ async fn connect_reaches_session_addresses_only() {
     let (answer, mut tunnel) = ask(port, &to_session).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     tunnel.write_all(b"hello").await.unwrap();
+    tunnel.flush().await.unwrap();
     let mut echoed = [0u8; 5];
     tunnel.read_exact(&mut echoed).await.unwrap();
     assert_eq!(&echoed, b"hello");

@@ -18,6 +18,7 @@ pub mod networks;
 pub mod preview;
 pub mod proxy;
 pub mod reach;
+pub mod relay_tls;
 pub mod runtime;
 pub mod sessions;
 pub mod signing;
@@ -55,6 +56,8 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    RelayTls(#[from] relay_tls::RelayTlsError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
     #[error("cannot listen on {addr} ({key})")]
@@ -310,7 +313,7 @@ pub async fn run(
                 config.docker.clone(),
                 networks.clone(),
                 config.swarm.clone(),
-                &admin_token,
+                reach::RelayAccess::new(&admin_token)?,
             ))
         }
     };

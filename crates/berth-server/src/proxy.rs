@@ -123,7 +123,7 @@ pub async fn agent_websocket(
     }
 }
 
-pub type AgentSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+pub type AgentSocket = tokio_tungstenite::WebSocketStream<crate::reach::Stream>;
 
 async fn relay(client: WebSocket, agent: AgentSocket, tap: Tap) {
     let (mut to_client, mut from_client) = client.split();

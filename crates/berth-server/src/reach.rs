@@ -9,8 +9,8 @@
 //! no node claims are dialled directly, which is the single-host case; on a swarm
 //! ([`relays_only`]) they are refused, since the host's own routes would carry them elsewhere.
 //!
-//! The relay speaks HTTP `CONNECT` with the node key ([`node_key`]) in [`KEY_HEADER`]; after its
-//! `200` the stream is the container's.
+//! The relay speaks TLS ([`crate::relay_tls`]), then HTTP `CONNECT` with the node key
+//! ([`node_key`]) in [`KEY_HEADER`]; after its `200` the stream is the container's.
 
 use std::{
     future::Future,
@@ -26,14 +26,21 @@ use std::{
 };
 
 use hyper::Uri;
-use hyper_util::rt::TokioIo;
+use hyper_util::{
+    client::legacy::connect::{Connected, Connection},
+    rt::TokioIo,
+};
 use sha2::{Digest, Sha256};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::TcpStream,
 };
+use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use crate::networks::Cidr;
+use crate::{
+    networks::Cidr,
+    relay_tls::{self, RelayTlsError},
+};
 
 /// The header that carries [`node_key`] to a node's relay.
 pub const KEY_HEADER: &str = "x-berth-node-key";
@@ -53,13 +60,56 @@ pub fn node_key(admin_secret: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// What a control plane needs to use relays: the key it presents and the TLS it checks them by,
+/// both derived from the admin secret.
+#[derive(Clone)]
+pub struct RelayAccess {
+    key: Arc<str>,
+    tls: TlsConnector,
+}
+
+impl std::fmt::Debug for RelayAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RelayAccess")
+    }
+}
+
+impl RelayAccess {
+    pub fn new(admin_secret: &str) -> Result<Self, RelayTlsError> {
+        Ok(Self {
+            key: node_key(admin_secret).into(),
+            tls: TlsConnector::from(relay_tls::client_config(admin_secret)?),
+        })
+    }
+
+    /// The key, as relays expect it in [`KEY_HEADER`].
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// An encrypted stream to the relay at `relay`, its certificate checked.
+    pub async fn open(&self, relay: SocketAddr) -> io::Result<TlsStream<TcpStream>> {
+        let stream = TcpStream::connect(relay).await?;
+        stream.set_nodelay(true)?;
+        self.tls
+            .connect(relay_tls::server_name(), stream)
+            .await
+            .map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("{relay} is not a relay of this cluster: {err} (do its berth-node and this control plane share the admin token?)"),
+                )
+            })
+    }
+}
+
 /// One node's container subnets and the relay in front of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct NodeRoute {
     pub node: String,
     pub subnets: Vec<Cidr>,
     pub relay: SocketAddr,
-    pub key: Arc<str>,
+    pub access: RelayAccess,
 }
 
 static ROUTES: RwLock<Vec<NodeRoute>> = RwLock::new(Vec::new());
@@ -102,19 +152,26 @@ pub fn is_routed(ip: IpAddr) -> bool {
 }
 
 /// The relay that reaches `ip`, if a node claims it.
-fn relay_for(ip: IpAddr) -> Option<(SocketAddr, Arc<str>)> {
+fn relay_for(ip: IpAddr) -> Option<(SocketAddr, RelayAccess)> {
     let routes = ROUTES
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     routes
         .iter()
         .find(|route| route.subnets.iter().any(|net| net.contains(ip)))
-        .map(|route| (route.relay, route.key.clone()))
+        .map(|route| (route.relay, route.access.clone()))
 }
 
-/// A TCP stream to `addr`, through its node's relay when a node claims it; without Nagle's delay
+/// A stream to a container: a TCP connection on this host, or a tunnel through a node's relay.
+#[derive(Debug)]
+pub enum Stream {
+    Direct(TcpStream),
+    Relayed(Box<TlsStream<TcpStream>>),
+}
+
+/// A stream to `addr`, through its node's relay when a node claims it; without Nagle's delay
 /// (terminal keystrokes are single bytes), and failing after `timeout` when nothing answers.
-pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<Stream> {
     let connected = async {
         match relay_for(addr.ip()) {
             None if RELAYS_ONLY.load(Ordering::Relaxed) => Err(io::Error::new(
@@ -124,9 +181,11 @@ pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> 
             None => {
                 let stream = TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;
-                Ok(stream)
+                Ok(Stream::Direct(stream))
             }
-            Some((relay, key)) => through_relay(relay, &key, addr).await,
+            Some((relay, access)) => through_relay(relay, &access, addr)
+                .await
+                .map(|tunnel| Stream::Relayed(Box::new(tunnel))),
         }
     };
     tokio::time::timeout(timeout, connected)
@@ -134,13 +193,19 @@ pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> 
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{addr} did not answer")))?
 }
 
-async fn through_relay(relay: SocketAddr, key: &str, target: SocketAddr) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(relay).await?;
-    stream.set_nodelay(true)?;
+async fn through_relay(
+    relay: SocketAddr,
+    access: &RelayAccess,
+    target: SocketAddr,
+) -> io::Result<TlsStream<TcpStream>> {
+    let mut stream = access.open(relay).await?;
     stream
         .write_all(
-            format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n{KEY_HEADER}: {key}\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n{KEY_HEADER}: {}\r\n\r\n",
+                access.key
+            )
+            .as_bytes(),
         )
         .await?;
     // Byte by byte up to the blank line: what follows it is the container's, not ours to read.
@@ -164,6 +229,52 @@ async fn through_relay(relay: SocketAddr, key: &str, target: SocketAddr) -> io::
     }
 }
 
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Direct(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Relayed(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Direct(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Relayed(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Direct(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Relayed(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Direct(stream) => Pin::new(stream).poll_shutdown(cx),
+            Stream::Relayed(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
 /// [`dial`] as a connector for hyper's pooled client.
 #[derive(Debug, Clone)]
 pub struct ContainerConnector {
@@ -171,7 +282,7 @@ pub struct ContainerConnector {
 }
 
 impl tower::Service<Uri> for ContainerConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<Stream>;
     type Error = io::Error;
     type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
 
@@ -196,18 +307,52 @@ impl tower::Service<Uri> for ContainerConnector {
     }
 }
 
+/// A connector for hyper's pooled client that reaches one relay, whatever the request's address:
+/// a node's engine API behind its `berth-node`.
+#[derive(Debug, Clone)]
+pub struct RelayConnector {
+    pub relay: SocketAddr,
+    pub access: RelayAccess,
+}
+
+impl tower::Service<Uri> for RelayConnector {
+    type Response = TokioIo<Stream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let connector = self.clone();
+        Box::pin(async move {
+            let stream = connector.access.open(connector.relay).await?;
+            Ok(TokioIo::new(Stream::Relayed(Box::new(stream))))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
 
+    const SECRET: &str = "reach-test-admin-secret";
+
+    fn access() -> RelayAccess {
+        RelayAccess::new(SECRET).unwrap()
+    }
+
     /// A relay that answers with `status` and, after a 200, echoes what it is sent.
     async fn fake_relay(status: &'static str) -> (SocketAddr, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let tls = tokio_rustls::TlsAcceptor::from(relay_tls::server_config(SECRET).unwrap());
         let task = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut stream = tls.accept(stream).await.unwrap();
             let mut head = Vec::new();
             while !head.ends_with(b"\r\n\r\n") {
                 head.push(stream.read_u8().await.unwrap());
@@ -216,9 +361,11 @@ mod tests {
                 .write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
+            stream.flush().await.unwrap();
             let mut buf = [0; 5];
             if stream.read_exact(&mut buf).await.is_ok() {
                 stream.write_all(&buf).await.unwrap();
+                stream.flush().await.unwrap();
             }
             String::from_utf8(head).unwrap()
         });
@@ -232,7 +379,7 @@ mod tests {
             node: "relay-test-ok".into(),
             subnets: vec![Cidr::new("10.251.1.0".parse().unwrap(), 24).unwrap()],
             relay,
-            key: "k3y".into(),
+            access: access(),
         })
         .unwrap();
         let target: SocketAddr = "10.251.1.7:7681".parse().unwrap();
@@ -246,7 +393,8 @@ mod tests {
             head.starts_with("CONNECT 10.251.1.7:7681 HTTP/1.1\r\n"),
             "{head}"
         );
-        assert!(head.contains(&format!("{KEY_HEADER}: k3y\r\n")), "{head}");
+        let key = node_key(SECRET);
+        assert!(head.contains(&format!("{KEY_HEADER}: {key}\r\n")), "{head}");
     }
 
     #[tokio::test]
@@ -256,7 +404,7 @@ mod tests {
             node: "relay-test-refuses".into(),
             subnets: vec![Cidr::new("10.251.2.0".parse().unwrap(), 24).unwrap()],
             relay,
-            key: "k3y".into(),
+            access: access(),
         })
         .unwrap();
         let err = dial("10.251.2.9:80".parse().unwrap(), Duration::from_secs(2))
@@ -271,7 +419,7 @@ mod tests {
             node: node.into(),
             subnets: vec![net.parse().unwrap()],
             relay: "127.0.0.1:7700".parse().unwrap(),
-            key: "k3y".into(),
+            access: access(),
         };
         set_route(route("overlap-a", "10.252.0.0/16")).unwrap();
         let err = set_route(route("overlap-b", "10.252.7.0/24")).unwrap_err();

@@ -31,7 +31,7 @@ use super::{
 use crate::{
     config::{DockerConfig, SwarmConfig},
     networks::SessionNetworks,
-    reach::{self, KEY_HEADER, NodeRoute},
+    reach::{self, KEY_HEADER, NodeRoute, RelayAccess, RelayConnector},
 };
 
 /// The swarm's node list is asked for again after this long: drains, labels and new nodes are
@@ -43,7 +43,7 @@ pub struct SwarmRuntime {
     docker: DockerConfig,
     networks: SessionNetworks,
     swarm: SwarmConfig,
-    key: Arc<str>,
+    relays: RelayAccess,
     timeout: Duration,
     manager: OnceCell<Docker>,
     /// The nodes as last listed; held across a placement so two creates never both count on
@@ -107,14 +107,14 @@ impl SwarmRuntime {
         docker: DockerConfig,
         networks: SessionNetworks,
         swarm: SwarmConfig,
-        admin_secret: &str,
+        relays: RelayAccess,
     ) -> Self {
         Self {
             timeout: Duration::from_secs(docker.timeout_seconds),
             docker,
             networks,
             swarm,
-            key: reach::node_key(admin_secret).into(),
+            relays,
             manager: OnceCell::new(),
             view: Mutex::new(View::default()),
             lost: StdMutex::new(BTreeSet::new()),
@@ -273,10 +273,20 @@ impl SwarmRuntime {
     }
 
     fn node(&self, name: String, relay: SocketAddr) -> Result<Node, RuntimeError> {
-        let key = axum::http::HeaderValue::from_str(&self.key)
+        let key = axum::http::HeaderValue::from_str(self.relays.key())
             .map_err(|_| RuntimeError::Engine("the node key is not a header value".into()))?;
-        let engine = Docker::connect_with_http(
-            &format!("http://{relay}"),
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(RelayConnector {
+                    relay,
+                    access: self.relays.clone(),
+                });
+        let engine = Docker::connect_with_custom_transport(
+            move |request: bollard::BollardRequest| {
+                let answer = client.request(request);
+                async move { answer.await.map_err(bollard::errors::Error::from) }
+            },
+            Some(format!("http://{relay}")),
             self.docker.timeout_seconds,
             bollard::API_DEFAULT_VERSION,
         )
@@ -312,7 +322,7 @@ impl SwarmRuntime {
             node: node.name.clone(),
             subnets,
             relay: node.relay,
-            key: self.key.clone(),
+            access: self.relays.clone(),
         })
         .map_err(RuntimeError::Engine)
     }
