@@ -39,7 +39,9 @@ ensure_docker() {
   fi
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd in the background (log: $DOCKERD_LOG)"
-    as_root sh -c "nohup dockerd >'$DOCKERD_LOG' 2>&1 &"
+    # Open files unbounded, as Debian's docker.service has it (LimitNOFILE=infinity): the engine
+    # keeps about ten open per container, so a login shell's limit stops it near 2,000.
+    as_root sh -c "ulimit -n 1048576 2>/dev/null || true; nohup dockerd >'$DOCKERD_LOG' 2>&1 &"
     for _ in $(seq 1 120); do
       docker info >/dev/null 2>&1 && break
       sleep 0.5

@@ -699,14 +699,21 @@ pub struct Density {
     pub free_before: u64,
 }
 
-/// Starts `n` idle sessions on `plane` at once and weighs the host, the agent and the
-/// process.
+/// Creates in flight at once while [`density`] fills the host: more than the control plane's
+/// `capacity.create_concurrency` keeps it busy; thousands at once would only measure how an
+/// overloaded host accepts connections.
+const DENSITY_CREATES_IN_FLIGHT: usize = 64;
+
+/// Starts `n` idle sessions on `plane` and weighs the host, the agent and the process.
 pub async fn density(plane: &ChildPlane, n: usize) -> anyhow::Result<Density> {
     let rss_idle = plane.rss_mb();
     let free_before = berth_server::host::available_memory_mb().unwrap_or(0);
     let request = CreateSession::default();
-    let creates = (0..n).map(|_| plane.client.create_session(&request));
-    let results = futures_util::future::join_all(creates).await;
+    let results: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|_| plane.client.create_session(&request))
+        .buffer_unordered(DENSITY_CREATES_IN_FLIGHT)
+        .collect()
+        .await;
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     let mut ids = Vec::new();
     for result in results {

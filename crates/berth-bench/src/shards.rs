@@ -21,7 +21,7 @@ const HOST_SETTINGS: [(&str, u64); 4] = [
 ];
 
 /// `docker.timeout_seconds` of figure 31's control plane.
-const NODE_ENGINE_TIMEOUT_SECONDS: u64 = 60;
+const NODE_ENGINE_TIMEOUT_SECONDS: u64 = 120;
 
 pub async fn figure(args: &Args) -> anyhow::Result<Option<Row>> {
     if !args.wants(31) {

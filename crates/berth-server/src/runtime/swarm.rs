@@ -243,12 +243,19 @@ impl SwarmRuntime {
         }
         {
             let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
-            lost.extend(
-                view.nodes
-                    .keys()
-                    .filter(|name| !nodes.contains_key(*name))
-                    .cloned(),
-            );
+            for gone in view.nodes.keys().filter(|name| !nodes.contains_key(*name)) {
+                // Its gauges would otherwise keep their last values, as if it still ran sessions.
+                crate::metrics::node(
+                    gone,
+                    &crate::metrics::NodeFigures {
+                        up: false,
+                        containers: Some(0),
+                        memory_bytes: 0,
+                        promised_bytes: 0,
+                    },
+                );
+                lost.insert(gone.clone());
+            }
             for (name, node) in &nodes {
                 if node.state().reachable {
                     lost.remove(name);
