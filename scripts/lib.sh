@@ -133,6 +133,23 @@ ensure_e2b_sdk() {
     (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error "e2b@$E2B_JS_SDK_VERSION")
   fi
 }
+# Berth's own Python client (clients/python): built as a wheel, as the README says, and
+# installed with pytest into target/python-client-venv for crates/berth-server/tests/python_client.rs.
+ensure_python_client() {
+  local venv="$ROOT/target/python-client-venv" dist="$ROOT/target/python-dist"
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  if [ ! -x "$venv/bin/python" ]; then
+    log "making $venv for the Python client's tests"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "pytest>=8"
+  fi
+  log "building the Python client's wheel into $dist"
+  rm -rf "$dist"
+  "$venv/bin/pip" wheel --quiet --disable-pip-version-check --no-deps -w "$dist" "$ROOT/clients/python"
+  "$venv/bin/pip" uninstall --quiet --yes berth 2>/dev/null || true
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$dist"/berth-*.whl
+}
 e2b_venv() {
   local venv=$1 version=$2
   if [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("e2b"))' 2>/dev/null)" = "$version" ]; then

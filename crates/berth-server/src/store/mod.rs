@@ -146,16 +146,23 @@ impl SessionRecord {
             template: self.template.clone(),
             state: self.state,
             labels: self.labels.clone(),
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            last_activity: self.last_activity,
+            created_at: as_stored(self.created_at),
+            expires_at: as_stored(self.expires_at),
+            last_activity: as_stored(self.last_activity),
             stop_reason: self.stop_reason.clone(),
-            hibernated_at: self.hibernated_at,
-            keepalive_until: self.keepalive_until,
+            hibernated_at: self.hibernated_at.map(as_stored),
+            keepalive_until: self.keepalive_until.map(as_stored),
             wake_estimate_ms: None,
             wake_queue_position: None,
         }
     }
+}
+
+/// `at` as every store keeps it, to the millisecond: an answer made from a record in memory
+/// then shows the same times as a later read of it.
+fn as_stored(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    at.trunc_subsecs(3)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +216,7 @@ impl SnapshotRecord {
             session_id: self.session_id.clone(),
             owner: self.owner.clone(),
             name: self.name.clone(),
-            created_at: self.created_at,
+            created_at: as_stored(self.created_at),
             size_bytes: None,
             pause_ms: None,
         }
