@@ -26,7 +26,7 @@ use crate::{AgentError, AgentState, error::AgentJson, user};
 const OUTPUT_CAP: usize = 1024 * 1024;
 /// After the main process ends, how long its output pipes may stay open (held by background
 /// children) before the answer is sent anyway.
-const DRAIN_GRACE: Duration = Duration::from_millis(200);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
 pub(crate) fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, AgentError> {
     let (program, args) = req

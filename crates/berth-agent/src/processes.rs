@@ -39,7 +39,7 @@ use tokio::{
 use crate::{
     AgentError, AgentState,
     error::AgentJson,
-    exec::{command, exit_parts, spawn},
+    exec::{DRAIN_GRACE, command, exit_parts, spawn},
     output::OutputLog,
 };
 
@@ -64,8 +64,9 @@ struct Process {
     keepalive: bool,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     output: OutputLog,
-    /// Output pipes still open; the output is complete when this reaches zero.
-    open_readers: AtomicUsize,
+    /// Output pipes still open; the output is complete when this reaches zero. A watch, so a
+    /// client waiting for the last output hears the moment the pipes close.
+    open_readers: watch::Sender<usize>,
     exited: watch::Receiver<Option<Exit>>,
     attached: AtomicUsize,
 }
@@ -129,7 +130,7 @@ impl Registry {
             keepalive: req.keepalive,
             stdin: tokio::sync::Mutex::new(child.stdin.take()),
             output: OutputLog::new(BACKLOG_BYTES),
-            open_readers: AtomicUsize::new(2),
+            open_readers: watch::Sender::new(2),
             exited,
             attached: AtomicUsize::new(0),
         });
@@ -191,7 +192,7 @@ async fn pump(process: Arc<Process>, pipe: Option<Box<dyn AsyncRead + Send + Unp
             process.output.push(Arc::from(&buf[..=n]));
         }
     }
-    process.open_readers.fetch_sub(1, Ordering::SeqCst);
+    process.open_readers.send_modify(|open| *open -= 1);
 }
 
 /// `GET /exec/stream`: the first text frame is the `ExecRequest`; the process is attached at
@@ -336,15 +337,21 @@ async fn relay(process: &Process, socket: &mut WebSocket) {
     loop {
         let exit = *exited.borrow_and_update();
         if let Some(exit) = exit {
-            // Output pipes may outlive the process by a moment: deliver what they still hold.
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-            while process.open_readers.load(Ordering::SeqCst) > 0 || !live.is_empty() {
-                match tokio::time::timeout_at(deadline, live.recv()).await {
-                    Ok(Ok(chunk)) => {
-                        let _ = socket.send(Message::Binary(chunk.to_vec().into())).await;
-                    }
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-                    _ => break,
+            // Output pipes may outlive the process (a child holding them open, for at most
+            // `DRAIN_GRACE`): deliver what they still hold, and stop once they are closed.
+            let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+            let mut open_readers = process.open_readers.subscribe();
+            while *open_readers.borrow_and_update() > 0 || !live.is_empty() {
+                tokio::select! {
+                    chunk = live.recv() => match chunk {
+                        Ok(chunk) => {
+                            let _ = socket.send(Message::Binary(chunk.to_vec().into())).await;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    changed = open_readers.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep_until(deadline) => break,
                 }
             }
             let end = ProcessEvent::End {

@@ -125,6 +125,7 @@ pub async fn run_all(bench: &Bench, args: &Args) -> anyhow::Result<String> {
     rows.extend(cluster::figures(bench, args, sqlite).await?);
     rows.extend(crate::swarm::figures(args).await?);
     rows.extend(crate::shards::figure(args).await?);
+    rows.extend(crate::e2b::figures(args).await?);
     // Some figures are measured in pairs; `--only` shows just the ones asked for.
     rows.retain(|row| args.wants(row.number));
     rows.sort_by_key(|row| row.number);
@@ -168,7 +169,8 @@ pub fn write_report(path: &Path, args: &Args, table: &str) -> anyhow::Result<()>
          `{BASE_IMAGE}` for figures 11-13. Figures 14-17 on a Redis store: a `redis-server` \
          of the bench's own (`appendfsync everysec`), 2 `berth serve` processes for 15 and 16. \
          Figures 26-30 on the three-node swarm of `scripts/swarm-rig up`, through one `berth serve` \
-         process (left out when the rig is down).\n\n{table}\n",
+         process (left out when the rig is down). Figures 32 and 33 through E2B's Python SDK \
+         (`e2b` from PyPI, as `ensure_e2b_sdk` pins it).\n\n{table}\n",
         args.sessions,
         args.claims,
         args.cycles,
@@ -240,7 +242,7 @@ pub async fn wait_for_full_pool(bench: &Bench) -> anyhow::Result<()> {
 
 /// `n` creates from `template`, one at a time, each with its pool (if any) full: timed until
 /// the session runs, or with `then`, until that command's output is back.
-async fn creates_one_by_one(
+pub async fn creates_one_by_one(
     bench: &Bench,
     template: &str,
     n: usize,

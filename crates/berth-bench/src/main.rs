@@ -10,6 +10,7 @@ mod checkpoint;
 mod cluster;
 mod control_plane;
 mod docker_in_session;
+mod e2b;
 mod figures;
 mod instances;
 mod redis;
@@ -46,10 +47,10 @@ pub const BASE_IMAGE: &str = "berth/base:latest";
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Benchmark Berth against raw Docker and its own agent, in one run")]
 pub struct Args {
-    /// Pooled claims to time (figure 1).
+    /// Pooled claims to time (figure 1), and commands run through E2B's SDK (figure 33).
     #[arg(long, default_value_t = 200)]
     claims: usize,
-    /// Cold creates to time, one at a time (figures 2 and 3).
+    /// Cold creates to time, one at a time (figures 2 and 3), and E2B sandboxes (figure 32).
     #[arg(long, default_value_t = 20)]
     creates: usize,
     /// Creates started at once (figure 4).
@@ -91,7 +92,7 @@ pub struct Args {
     #[arg(long)]
     no_report: bool,
     /// Measure only these figures (comma-separated numbers); implies `--no-report`.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=31))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=33))]
     only: Vec<u8>,
     /// Internal: serve a control plane with its data in DIR (figures 8, 10 and 17 start one).
     #[arg(long, hide = true, value_name = "DIR")]
@@ -117,7 +118,9 @@ pub struct Bench {
     pub app: berth_server::App,
     pub runtime: Arc<DockerRuntime>,
     pub base_url: String,
-    server: tokio::task::JoinHandle<()>,
+    /// With `[e2b] enabled`: E2B's API and sandbox URLs (`E2B_API_URL`, `E2B_SANDBOX_URL`).
+    pub e2b_urls: Option<(String, String)>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
     _data: tempfile::TempDir,
 }
 
@@ -125,7 +128,9 @@ impl Drop for Bench {
     /// The server holds the control plane's state: a bench dropped must stop serving, or its
     /// session manager would live on.
     fn drop(&mut self) {
-        self.server.abort();
+        for server in &self.servers {
+            server.abort();
+        }
     }
 }
 
@@ -250,15 +255,15 @@ pub async fn in_process(config: Config, data: tempfile::TempDir) -> anyhow::Resu
     if let Some(sockets) = sockets {
         app.serve_docker_api(sockets, opened.store, runtime.clone());
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}", listener.local_addr()?);
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let router = app.router.clone();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let mut servers = Vec::new();
+    let base_url = serve(app.router.clone(), &mut servers).await?;
+    let e2b_urls = match app.e2b.take() {
+        Some(e2b) => Some((
+            serve(e2b.api, &mut servers).await?,
+            serve(e2b.sandbox, &mut servers).await?,
+        )),
+        None => None,
+    };
     let client = Client::new(&base_url, TOKEN)?;
     Ok(Bench {
         client,
@@ -266,9 +271,26 @@ pub async fn in_process(config: Config, data: tempfile::TempDir) -> anyhow::Resu
         app,
         runtime,
         base_url,
-        server,
+        e2b_urls,
+        servers,
         _data: data,
     })
+}
+
+/// Serves `router` on a free port of this host; its URL.
+async fn serve(
+    router: axum::Router,
+    servers: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    servers.push(tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    }));
+    Ok(url)
 }
 
 /// The engine as a configuration's control plane sees it.
