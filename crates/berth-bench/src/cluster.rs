@@ -78,13 +78,7 @@ async fn claims(bench: &Bench, args: &Args, sqlite: Option<Samples>) -> anyhow::
     config.store.url = Some(redis.url());
     let on_redis = crate::in_process(config, data).await?;
     let measured = figures::pooled_claims(&on_redis, args.claims).await;
-    // The pool refilled and the lead given up before the containers go, so nothing makes
-    // another one behind the clean-up's back.
-    figures::wait_for_full_pool(&on_redis).await?;
-    on_redis.app.leadership.release().await;
-    let runtime = on_redis.runtime.clone();
-    drop(on_redis);
-    crate::clean_up(&runtime).await;
+    on_redis.stop_and_clean_up().await;
     let samples = measured?;
     let (sqlite, source) = match sqlite {
         Some(samples) => (samples, "figure 1"),

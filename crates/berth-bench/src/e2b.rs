@@ -85,6 +85,8 @@ pub async fn figures(args: &Args) -> anyhow::Result<Vec<Row>> {
     config.quota.sessions_per_user = u32::try_from(args.creates + 2).unwrap_or(u32::MAX);
     config.e2b.enabled = true;
     config.e2b.templates = BTreeMap::from([("base".to_owned(), TEMPLATE.to_owned())]);
+    // What an interrupted run of these figures left.
+    crate::clean_up(&crate::engine(&config)?).await;
     let bench = crate::in_process(config, data).await?;
     let (api_url, sandbox_url) = bench
         .e2b_urls
@@ -150,7 +152,7 @@ pub async fn figures(args: &Args) -> anyhow::Result<Vec<Row>> {
             .collect()
     };
     let (sdk_first_output, sdk_true) = (samples("first_output_ms"), samples("run_true_ms"));
-    crate::clean_up(&bench.runtime).await;
+    bench.stop_and_clean_up().await;
 
     Ok(vec![
         Row {

@@ -301,6 +301,20 @@ pub fn engine(config: &Config) -> anyhow::Result<DockerRuntime> {
     ))
 }
 
+impl Bench {
+    /// Stops this control plane, then removes what it made. Its pools refilled and its lead
+    /// given up first, so nothing makes another container behind the clean-up's back.
+    pub async fn stop_and_clean_up(self) {
+        if let Err(err) = figures::wait_for_full_pool(&self).await {
+            eprintln!("the pools did not refill before the clean-up: {err}");
+        }
+        self.app.leadership.release().await;
+        let runtime = self.runtime.clone();
+        drop(self);
+        clean_up(&runtime).await;
+    }
+}
+
 /// Container removals the clean-up keeps in flight.
 const REMOVALS_AT_ONCE: usize = 8;
 
@@ -347,14 +361,13 @@ fn main() -> anyhow::Result<()> {
         clean_up(&separate).await;
         clean_up(&cluster).await;
         let bench = start(&args).await?;
-        let cleaner = bench.runtime.clone();
         let run = figures::run_all(&bench, &args);
         let result = tokio::select! {
             result = run => result,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         };
         eprintln!("removing the bench's containers and images");
-        clean_up(&cleaner).await;
+        bench.stop_and_clean_up().await;
         clean_up(&separate).await;
         clean_up(&cluster).await;
         let table = result?;
