@@ -17,6 +17,8 @@ pub enum ErrorCode {
     UnknownTemplate,
     InvalidTtl,
     QuotaExceeded,
+    /// Too many requests for this token in too short a time: retry after `retry_after`.
+    RateLimited,
     PayloadTooLarge,
     EngineUnavailable,
     StoreUnavailable,
@@ -43,6 +45,7 @@ impl ErrorCode {
             Self::UnknownTemplate => "unknown_template",
             Self::InvalidTtl => "invalid_ttl",
             Self::QuotaExceeded => "quota_exceeded",
+            Self::RateLimited => "rate_limited",
             Self::PayloadTooLarge => "payload_too_large",
             Self::EngineUnavailable => "engine_unavailable",
             Self::StoreUnavailable => "store_unavailable",
@@ -66,6 +69,9 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// What went wrong and, where it helps, what to do about it.
     pub message: String,
+    /// With `rate_limited`: seconds until a retry is let through (also `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,13 +80,20 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+impl ErrorDetail {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            error: ErrorDetail {
-                code,
-                message: message.into(),
-            },
+            error: ErrorDetail::new(code, message),
         }
     }
 }

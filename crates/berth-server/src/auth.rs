@@ -57,6 +57,11 @@ impl Authenticator {
         }
     }
 
+    /// Whether `token` is the admin token (compared as hashes, as `authenticate` does).
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        hash_token(token) == self.admin_token_hash
+    }
+
     /// The principal a bearer token stands for, or `None` for an unknown token.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
         let hash = hash_token(token);

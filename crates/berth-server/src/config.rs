@@ -251,6 +251,11 @@ pub struct QuotaConfig {
     pub sessions_per_user: u32,
     /// Hibernated sessions one user may keep (they hold an image, not a container).
     pub max_hibernated: u32,
+    /// API requests one token (or browser login) may make per second, per instance, after a
+    /// burst of `request_burst`; past it, `429 rate_limited` with `Retry-After`. 0: no limit.
+    /// The admin token is never limited.
+    pub requests_per_second: u32,
+    pub request_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -476,6 +481,8 @@ impl Default for QuotaConfig {
         Self {
             sessions_per_user: 3,
             max_hibernated: 10,
+            requests_per_second: 0,
+            request_burst: 100,
         }
     }
 }
@@ -642,6 +649,12 @@ impl Config {
         if self.quota.sessions_per_user == 0 {
             return Err(ConfigError::Invalid(
                 "quota.sessions_per_user must be at least 1".into(),
+            ));
+        }
+        if self.quota.requests_per_second > 0 && self.quota.request_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "quota.request_burst must be at least 1 when quota.requests_per_second limits requests"
+                    .into(),
             ));
         }
         // Durations are added to clocks: each is bounded to what anyone could mean.

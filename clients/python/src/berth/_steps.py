@@ -80,7 +80,7 @@ def error_of(status: int, content_type: str, body: bytes) -> BerthError:
     if content_type.startswith("application/json"):
         try:
             error = json.loads(body)["error"]
-            return BerthError(status, error["code"], error["message"])
+            return BerthError(status, error["code"], error["message"], error.get("retry_after"))
         except (ValueError, KeyError, TypeError):
             pass
     text = body.decode("utf-8", "replace").strip()[:200]

@@ -13,11 +13,15 @@ class BerthError(Exception):
     helps, what to do.
     """
 
-    def __init__(self, status: Optional[int], code: str, message: str) -> None:
+    def __init__(
+        self, status: Optional[int], code: str, message: str, retry_after: Optional[int] = None
+    ) -> None:
         super().__init__(f"{message} ({code})")
         self.status = status
         self.code = code
         self.message = message
+        #: With `rate_limited`: seconds until Berth lets this token through again.
+        self.retry_after = retry_after
 
 
 class BerthConnectionError(BerthError):

@@ -22,6 +22,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    /// When a retry will be let through (`rate_limited`): the `Retry-After` header.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -31,6 +33,21 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A caller over its rate (`[quota] requests_per_second`), free again after `wait`.
+    pub fn rate_limited(per_second: f64, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        Self {
+            retry_after: Some(std::time::Duration::from_secs(seconds)),
+            ..Self::coded(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many requests for this token: at most {per_second} a second; retry in {seconds} s"
+                ),
+            )
         }
     }
 
@@ -76,7 +93,13 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(code = %self.code, message = %self.message, "request failed");
         }
-        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
+        let mut body = ErrorBody::new(self.code, self.message);
+        let Some(retry_after) = self.retry_after else {
+            return (self.status, Json(body)).into_response();
+        };
+        body.error.retry_after = Some(retry_after.as_secs());
+        let header = [(axum::http::header::RETRY_AFTER, retry_after.as_secs())];
+        (self.status, header, Json(body)).into_response()
     }
 }
 
@@ -91,7 +114,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnknownTemplate | ErrorCode::InvalidTtl => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::QuotaExceeded | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::EngineUnavailable | ErrorCode::StoreUnavailable | ErrorCode::SessionFailed => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -257,7 +280,9 @@ impl ConnectError {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "unimplemented",
             ErrorCode::Conflict => "failed_precondition",
-            ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => "resource_exhausted",
+            ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded | ErrorCode::RateLimited => {
+                "resource_exhausted"
+            }
             ErrorCode::EngineUnavailable
             | ErrorCode::StoreUnavailable
             | ErrorCode::SessionFailed => "unavailable",

@@ -12,6 +12,7 @@ mod internal;
 mod pool;
 mod previews;
 mod process;
+pub mod rate_limit;
 mod service;
 mod sessions;
 mod snapshots;
@@ -92,6 +93,8 @@ pub struct Services {
     pub e2b_watchers: Arc<e2b::Watchers>,
     /// What other instances present on their lifecycle calls (`cluster::cluster_key`).
     pub cluster_key: Arc<str>,
+    /// `[quota] requests_per_second`; `None` when unlimited.
+    pub rate_limit: Option<rate_limit::RateLimiter>,
 }
 
 #[derive(OpenApi)]
@@ -199,6 +202,10 @@ pub fn router(state: AppState) -> Router {
         })
         .with_state(state.clone());
     behind_layers(routes)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::coded(ErrorCode::Internal, "internal error; see the server log")
                 .into_response()

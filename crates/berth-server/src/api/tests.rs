@@ -552,3 +552,56 @@ async fn at_capacity_a_create_answers_202_and_its_ticket_follows_it() {
         (StatusCode::NOT_FOUND, "not_found")
     );
 }
+
+#[tokio::test]
+async fn a_token_over_its_rate_is_answered_429_with_retry_after_and_the_admin_never_is() {
+    let api = api_with(|config| {
+        config.quota.requests_per_second = 2;
+        config.quota.request_burst = 3;
+    })
+    .await;
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    for _ in 0..3 {
+        let (status, _) = api
+            .call(Method::GET, "/api/v1/sessions", Some(&alice), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let request = Request::get("/api/v1/sessions")
+        .header(header::AUTHORIZATION, format!("Bearer {alice}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(error_code(&body), "rate_limited");
+    assert_eq!(body["error"]["retry_after"], 1);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2 a second"),
+        "{body}"
+    );
+
+    // Others keep their own rate; the admin has none.
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/sessions", Some(&bob), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..20 {
+        let (status, _) = api
+            .call(Method::GET, "/api/v1/sessions", Some(ADMIN), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // After the wait it said, the token is let through again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/sessions", Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -227,13 +227,13 @@ fn lost_in_queue(last: &QueueStatus, err: &SessionError) -> QueueStatus {
         state: QueueState::Failed,
         position: None,
         estimated_wait_seconds: None,
-        error: Some(berth_proto::ErrorDetail {
-            code: ErrorCode::StoreUnavailable,
-            message: format!(
+        error: Some(berth_proto::ErrorDetail::new(
+            ErrorCode::StoreUnavailable,
+            format!(
                 "the queued create was lost when the instance holding the queue stopped ({err}); \
                  create the session again"
             ),
-        }),
+        )),
         ..last.clone()
     }
 }

@@ -212,9 +212,11 @@ impl SessionManager {
                         return current.session.ok_or(SessionError::ManagerGone);
                     }
                     QueueState::Failed => {
-                        let error = current.error.unwrap_or(ErrorDetail {
-                            code: berth_proto::ErrorCode::Internal,
-                            message: "the queued create failed".into(),
+                        let error = current.error.unwrap_or_else(|| {
+                            ErrorDetail::new(
+                                berth_proto::ErrorCode::Internal,
+                                "the queued create failed",
+                            )
                         });
                         return Err(SessionError::Reported {
                             code: error.code,

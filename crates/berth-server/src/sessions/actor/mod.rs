@@ -66,10 +66,7 @@ impl Responder {
                     }
                     Err(err) => {
                         status.state = QueueState::Failed;
-                        status.error = Some(ErrorDetail {
-                            code: err.code(),
-                            message: err.to_string(),
-                        });
+                        status.error = Some(ErrorDetail::new(err.code(), err.to_string()));
                     }
                 }
             }),
