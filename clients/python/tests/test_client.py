@@ -250,3 +250,22 @@ def berth_url() -> str:
     import os
 
     return os.environ["BERTH_URL"].rstrip("/")
+
+
+def test_error_bodies_become_errors_with_their_codes_and_retry_after():
+    from berth._steps import error_of
+
+    limited = error_of(
+        429,
+        "application/json",
+        b'{"error":{"code":"rate_limited","message":"slow down","retry_after":2}}',
+    )
+    assert (limited.status, limited.code, limited.message, limited.retry_after) == (
+        429,
+        "rate_limited",
+        "slow down",
+        2,
+    )
+    proxied = error_of(502, "text/html", b"<h1>Bad Gateway</h1>")
+    assert (proxied.status, proxied.code, proxied.retry_after) == (502, "unknown", None)
+    assert "HTTP 502" in proxied.message
