@@ -38,6 +38,7 @@ pub struct Config {
     /// Token with every right. Generated into the data dir at first start when unset.
     pub admin_token: Option<String>,
     pub quota: QuotaConfig,
+    pub http: HttpConfig,
     pub docker: DockerConfig,
     pub agent: AgentConfig,
     pub lifecycle: LifecycleConfig,
@@ -51,6 +52,27 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub swarm: SwarmConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// `[http]`: what one client connection may hold of a listener (the API's, E2B's).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Open connections a listener serves at once; past it, new ones wait to be accepted.
+    /// Terminals, watches and event streams each hold one while open.
+    pub max_connections: u32,
+    /// A connection that has not sent a whole request head this long after it opened (or after
+    /// its last request) is closed: a slow client cannot hold a connection without asking.
+    pub request_head_timeout_seconds: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            request_head_timeout_seconds: 30,
+        }
+    }
 }
 
 /// `[runtime]`: where sessions' containers run.
@@ -459,6 +481,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             admin_token: None,
             quota: QuotaConfig::default(),
+            http: HttpConfig::default(),
             docker: DockerConfig::default(),
             agent: AgentConfig::default(),
             lifecycle: LifecycleConfig::default(),
@@ -660,6 +683,16 @@ impl Config {
         // Durations are added to clocks: each is bounded to what anyone could mean.
         for (key, value, max) in [
             ("docker.timeout_seconds", self.docker.timeout_seconds, 3_600),
+            (
+                "http.request_head_timeout_seconds",
+                self.http.request_head_timeout_seconds,
+                3_600,
+            ),
+            (
+                "http.max_connections",
+                u64::from(self.http.max_connections),
+                1_000_000,
+            ),
             (
                 "agent.ready_timeout_ms",
                 self.agent.ready_timeout_ms,

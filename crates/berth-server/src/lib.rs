@@ -20,13 +20,14 @@ pub mod proxy;
 pub mod reach;
 pub mod relay_tls;
 pub mod runtime;
+mod serve;
 pub mod sessions;
 pub mod signing;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Router, serve::ListenerExt};
+use axum::Router;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
@@ -376,31 +377,14 @@ pub async fn run(
         }
     };
     let mut servers = tokio::task::JoinSet::new();
-    for (listener, router) in e2b {
-        servers.spawn(serve(listener, router, until_stopped()));
+    for (listener, router) in e2b.into_iter().chain([(listener, app.router.clone())]) {
+        let (limits, stopped) = (config.http.clone(), until_stopped());
+        servers.spawn(async move { serve::serve(listener, router, &limits, stopped).await });
     }
-    servers.spawn(serve(listener, app.router.clone(), until_stopped()));
     while let Some(served) = servers.join_next().await {
-        served.map_err(|join| ServerError::Serve(std::io::Error::other(join)))??;
+        served.map_err(|join| ServerError::Serve(std::io::Error::other(join)))?;
     }
     Ok(())
-}
-
-/// Serves one listener until `shutdown` resolves.
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    // Terminal keystrokes are single bytes: with Nagle's algorithm each would wait for the
-    // peer's delayed ACK (40 ms).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)
 }
 
 /// The sessions' Docker API sockets when a template has `docker.enabled`: under the data dir,
