@@ -80,7 +80,9 @@ def test_archives_go_in_and_out_as_tar(session):
         tar.addfile(info, io.BytesIO(script))
     session.files.upload_archive("/home/user/unpacked", packed.getvalue())
     assert session.exec("/home/user/unpacked/bin/run.sh").stdout == "run\n"
-    with tarfile.open(fileobj=io.BytesIO(session.files.download_archive("/home/user/unpacked"))) as tar:
+    with tarfile.open(
+        fileobj=io.BytesIO(session.files.download_archive("/home/user/unpacked"))
+    ) as tar:
         assert any(name.endswith("bin/run.sh") for name in tar.getnames())
 
 

@@ -11,73 +11,9 @@
 `AsyncBerth` is the same API for asyncio: await each call, `async for` each stream.
 """
 
-from .client import (
-    DEFAULT_URL,
-    AsyncBerth,
-    Berth,
-    EventStream,
-    Files,
-    Processes,
-    ProcessStream,
-    Session,
-    Sessions,
-    Snapshots,
-    Terminal,
-)
-from .errors import BerthConnectionError, BerthError
-from .models import (
-    ExecResult,
-    Exited,
-    FileEntry,
-    FileEvent,
-    ListeningPort,
-    PreviewLink,
-    ProcessEvent,
-    ProcessInfo,
-    Queued,
-    SessionEvent,
-    SessionInfo,
-    Snapshot,
-    Stderr,
-    Stdout,
-    Template,
-    TerminalEvent,
-    TerminalExit,
-    TerminalOutput,
-    TimelineEvent,
-)
+from . import client, errors, models
+from .client import *  # noqa: F403
+from .errors import *  # noqa: F403
+from .models import *  # noqa: F403
 
-__all__ = [
-    "DEFAULT_URL",
-    "AsyncBerth",
-    "Berth",
-    "BerthConnectionError",
-    "BerthError",
-    "EventStream",
-    "ExecResult",
-    "Exited",
-    "FileEntry",
-    "FileEvent",
-    "Files",
-    "ListeningPort",
-    "PreviewLink",
-    "ProcessEvent",
-    "ProcessInfo",
-    "ProcessStream",
-    "Processes",
-    "Queued",
-    "Session",
-    "SessionEvent",
-    "SessionInfo",
-    "Sessions",
-    "Snapshot",
-    "Snapshots",
-    "Stderr",
-    "Stdout",
-    "Template",
-    "TerminalEvent",
-    "TerminalExit",
-    "TerminalOutput",
-    "TimelineEvent",
-    "Terminal",
-]
+__all__ = client.__all__ + errors.__all__ + models.__all__

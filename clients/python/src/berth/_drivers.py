@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Iterator, Union
+from collections.abc import Iterator
+from typing import Any, Union
 from urllib.parse import urlencode
 
 import httpx

@@ -10,8 +10,9 @@ protocol, and differ only in who performs the I/O.
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from .errors import BerthError
 

@@ -10,33 +10,28 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Union
 
 from . import _steps as steps
+from . import models
 from ._drivers import AsyncDriver, Driver, SyncDriver
 from ._steps import Close, Op, Open, Request, Send
 from .errors import BerthError
-from .models import (
-    ExecResult,
-    Exited,
-    FileEntry,
-    FileEvent,
-    ListeningPort,
-    PreviewLink,
-    ProcessEvent,
-    ProcessInfo,
-    Queued,
-    SessionEvent,
-    SessionInfo,
-    Snapshot,
-    Stderr,
-    Stdout,
-    Template,
-    TerminalEvent,
-    TerminalExit,
-    TerminalOutput,
-    TimelineEvent,
-)
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncBerth",
+    "Berth",
+    "EventStream",
+    "Files",
+    "ProcessStream",
+    "Processes",
+    "Session",
+    "Sessions",
+    "Snapshots",
+    "Terminal",
+]
 
 #: The first byte of a process stream's binary frames: which stream the rest came from.
 _STDOUT_TAG, _STDERR_TAG = 1, 2
@@ -124,17 +119,19 @@ def _close(socket: Any) -> Op[None]:
     yield Close(socket)
 
 
-def _decode_process(message: Union[str, bytes]) -> Optional[ProcessEvent]:
+def _decode_process(message: Union[str, bytes]) -> Optional[models.ProcessEvent]:
     if isinstance(message, bytes):
         tag, data = message[:1], message[1:]
         if tag == bytes([_STDOUT_TAG]):
-            return Stdout(data)
+            return models.Stdout(data)
         if tag == bytes([_STDERR_TAG]):
-            return Stderr(data)
+            return models.Stderr(data)
         return None
     event = json.loads(message)
     if event.get("type") == "end":
-        return Exited(event.get("exit_code"), event.get("signal"), event.get("timed_out", False))
+        return models.Exited(
+            event.get("exit_code"), event.get("signal"), event.get("timed_out", False)
+        )
     return None
 
 
@@ -166,18 +163,20 @@ class ProcessStream(EventStream):
         return self._driver.run(_last_event(self._socket))
 
 
-def _last_event(socket: Any) -> Op[Optional[Exited]]:
+def _last_event(socket: Any) -> Op[Optional[models.Exited]]:
     while True:
         event = yield from steps.next_event(socket, _decode_process)
         if event is steps.END:
             return None
-        if isinstance(event, Exited):
+        if isinstance(event, models.Exited):
             return event
 
 
 def _started(message: dict[str, Any]) -> Optional[dict[str, Any]]:
     if message.get("type") == "error":
-        raise BerthError(400, "invalid_request", message.get("message", "the process did not start"))
+        raise BerthError(
+            400, "invalid_request", message.get("message", "the process did not start")
+        )
     return message if message.get("type") == "start" else None
 
 
@@ -189,11 +188,11 @@ def _open_process(path: str, request: Optional[dict[str, Any]]) -> Op[tuple[Any,
     return socket, started
 
 
-def _decode_terminal(message: Union[str, bytes]) -> Optional[TerminalEvent]:
+def _decode_terminal(message: Union[str, bytes]) -> Optional[models.TerminalEvent]:
     if isinstance(message, bytes):
-        return TerminalOutput(message)
+        return models.TerminalOutput(message)
     event = json.loads(message)
-    return TerminalExit(event.get("code")) if event.get("type") == "exit" else None
+    return models.TerminalExit(event.get("code")) if event.get("type") == "exit" else None
 
 
 class Terminal(EventStream):
@@ -229,6 +228,11 @@ def _open(path: str, params: list[tuple[str, str]]) -> Op[Any]:
     return (yield Open(path, params))
 
 
+def _list_of(model: Any, key: str) -> Callable[[dict[str, Any]], list[Any]]:
+    """Parses an answer that lists `model`s under `key`."""
+    return lambda data: [model.from_json(item) for item in data[key]]
+
+
 def _decode_json(parse: Callable[[dict[str, Any]], Any]) -> Callable[[Union[str, bytes]], Any]:
     def decode(message: Union[str, bytes]) -> Any:
         return parse(json.loads(message)) if isinstance(message, str) else None
@@ -246,13 +250,12 @@ class Files:
     def list(self, path: str = "/home/user") -> Any:
         """`list[FileEntry]`: the directory's entries."""
         request = Request("GET", self._path("files"), [("path", path)])
-        parse = lambda data: [FileEntry.from_json(entry) for entry in data["entries"]]  # noqa: E731
-        return self._driver.run(steps.call(request, parse))
+        return self._driver.run(steps.call(request, _list_of(models.FileEntry, "entries")))
 
     def stat(self, path: str) -> Any:
         """`FileEntry`."""
         request = Request("GET", self._path("files/stat"), [("path", path)])
-        return self._driver.run(steps.call(request, FileEntry.from_json))
+        return self._driver.run(steps.call(request, models.FileEntry.from_json))
 
     def exists(self, path: str) -> Any:
         """`bool`."""
@@ -261,13 +264,13 @@ class Files:
     def mkdir(self, path: str) -> Any:
         """`FileEntry`: makes the directory and its missing parents."""
         request = Request("POST", self._path("files/mkdir"), json={"path": path})
-        return self._driver.run(steps.call(request, FileEntry.from_json))
+        return self._driver.run(steps.call(request, models.FileEntry.from_json))
 
     def move(self, source: str, destination: str) -> Any:
         """`FileEntry`: renames; refuses to replace an existing `destination` (`conflict`)."""
         body = {"from": source, "to": destination}
         request = Request("POST", self._path("files/move"), json=body)
-        return self._driver.run(steps.call(request, FileEntry.from_json))
+        return self._driver.run(steps.call(request, models.FileEntry.from_json))
 
     def remove(self, path: str, recursive: bool = False) -> Any:
         params = [("path", path), ("recursive", "true" if recursive else "false")]
@@ -294,7 +297,7 @@ class Files:
             content=content,
             content_type="application/octet-stream",
         )
-        return self._driver.run(steps.call(request, FileEntry.from_json))
+        return self._driver.run(steps.call(request, models.FileEntry.from_json))
 
     def upload_archive(self, directory: str, tar: bytes) -> Any:
         """Unpacks a tar into `directory`, keeping modes and symlinks."""
@@ -315,7 +318,7 @@ class Files:
     def watch(self, directory: str, recursive: bool = True) -> Any:
         """`EventStream` of `FileEvent`: changes under `directory`, from the moment this returns."""
         params = [("path", directory), ("recursive", "true" if recursive else "false")]
-        decode = _decode_json(FileEvent.from_json)
+        decode = _decode_json(models.FileEvent.from_json)
         return self._driver.run(_stream(self._driver, self._path("files/watch"), params, decode))
 
 
@@ -365,12 +368,15 @@ class Processes:
     ) -> Any:
         """`ProcessInfo`. With `keepalive`, the session stays awake while it runs."""
         body = _command(cmd, cwd, env, stdin, timeout_ms, keepalive)
-        return self._driver.run(steps.call(Request("POST", self._path(), json=body), ProcessInfo.from_json))
+        return self._driver.run(
+            steps.call(Request("POST", self._path(), json=body), models.ProcessInfo.from_json)
+        )
 
     def list(self) -> Any:
         """`list[ProcessInfo]`."""
-        parse = lambda data: [ProcessInfo.from_json(p) for p in data["processes"]]  # noqa: E731
-        return self._driver.run(steps.call(Request("GET", self._path()), parse))
+        return self._driver.run(
+            steps.call(Request("GET", self._path()), _list_of(models.ProcessInfo, "processes"))
+        )
 
     def attach(self, process_id: str) -> Any:
         """`ProcessStream`: its recent output first, then live output and its end."""
@@ -398,7 +404,9 @@ def _quote(segment: str) -> str:
     return quote(segment, safe="")
 
 
-def _process_stream(driver: Driver, path: str, request: Optional[dict[str, Any]]) -> Op[ProcessStream]:
+def _process_stream(
+    driver: Driver, path: str, request: Optional[dict[str, Any]]
+) -> Op[ProcessStream]:
     socket, started = yield from _open_process(path, request)
     return ProcessStream(driver, socket, started)
 
@@ -414,19 +422,20 @@ class Snapshots:
     def create(self, name: str) -> Any:
         """`Snapshot`: the session pauses while its files are copied (`pause_ms`)."""
         request = Request("POST", self._path, json={"name": name})
-        return self._driver.run(steps.call(request, Snapshot.from_json))
+        return self._driver.run(steps.call(request, models.Snapshot.from_json))
 
     def list(self) -> Any:
         """`list[Snapshot]`."""
-        parse = lambda data: [Snapshot.from_json(s) for s in data["snapshots"]]  # noqa: E731
-        return self._driver.run(steps.call(Request("GET", self._path), parse))
+        return self._driver.run(
+            steps.call(Request("GET", self._path), _list_of(models.Snapshot, "snapshots"))
+        )
 
 
 class Session:
     """One user's isolated container: run commands, read and write files, open terminals,
     watch its ports. `info` is what Berth said of it last; `refresh()` asks again."""
 
-    def __init__(self, driver: Driver, info: SessionInfo) -> None:
+    def __init__(self, driver: Driver, info: models.SessionInfo) -> None:
         self._driver = driver
         self.info = info
         self.files = Files(driver, info.id)
@@ -448,7 +457,7 @@ class Session:
         return steps.session_path(self.id, rest)
 
     def _update(self, request: Request) -> Op[Session]:
-        self.info = yield from steps.call(request, SessionInfo.from_json)
+        self.info = yield from steps.call(request, models.SessionInfo.from_json)
         return self
 
     def refresh(self) -> Any:
@@ -479,8 +488,11 @@ class Session:
 
     def timeline(self) -> Any:
         """`list[TimelineEvent]`, oldest first: restarts, recoveries, OOM kills, ..."""
-        parse = lambda data: [TimelineEvent.from_json(e) for e in data["events"]]  # noqa: E731
-        return self._driver.run(steps.call(Request("GET", self._path("timeline")), parse))
+        return self._driver.run(
+            steps.call(
+                Request("GET", self._path("timeline")), _list_of(models.TimelineEvent, "events")
+            )
+        )
 
     def exec(
         self,
@@ -494,7 +506,7 @@ class Session:
         """`ExecResult`: runs `cmd` to its end. A string runs in `sh -c`, a list as it is."""
         body = _command(cmd, cwd, env, stdin, timeout_ms)
         request = Request("POST", self._path("exec"), json=body)
-        return self._driver.run(steps.call(request, ExecResult.from_json))
+        return self._driver.run(steps.call(request, models.ExecResult.from_json))
 
     def exec_stream(
         self,
@@ -526,13 +538,14 @@ class Session:
     def events(self) -> Any:
         """`EventStream` of `SessionEvent`: ports opening and closing (one `port-open` per port
         already listening first), idle warnings."""
-        decode = _decode_json(SessionEvent.from_json)
+        decode = _decode_json(models.SessionEvent.from_json)
         return self._driver.run(_stream(self._driver, self._path("events"), [], decode))
 
     def ports(self) -> Any:
         """`list[ListeningPort]`: TCP ports something in the session listens on."""
-        parse = lambda data: [ListeningPort.from_json(p) for p in data["ports"]]  # noqa: E731
-        return self._driver.run(steps.call(Request("GET", self._path("ports")), parse))
+        return self._driver.run(
+            steps.call(Request("GET", self._path("ports")), _list_of(models.ListeningPort, "ports"))
+        )
 
     def preview_link(self, port: int, ttl_seconds: Optional[int] = None) -> Any:
         """`PreviewLink`: a signed link to `port` that works without logging in until it
@@ -541,7 +554,7 @@ class Session:
         if ttl_seconds is not None:
             body["ttl_seconds"] = ttl_seconds
         request = Request("POST", self._path("preview-links"), json=body)
-        return self._driver.run(steps.call(request, PreviewLink.from_json))
+        return self._driver.run(steps.call(request, models.PreviewLink.from_json))
 
 
 def _terminal(driver: Driver, path: str, params: list[tuple[str, str]]) -> Op[Terminal]:
@@ -562,7 +575,7 @@ class Sessions:
         labels: Optional[Mapping[str, str]] = None,
         from_snapshot: Optional[str] = None,
         queue_timeout: float = 300.0,
-        on_queued: Optional[Callable[[Queued], None]] = None,
+        on_queued: Optional[Callable[[models.Queued], None]] = None,
     ) -> Any:
         """`Session`, once it is running.
 
@@ -592,12 +605,15 @@ class Sessions:
         if all:
             params.append(("all", "true"))
         driver = self._driver
-        parse = lambda data: [Session(driver, SessionInfo.from_json(s)) for s in data["sessions"]]  # noqa: E731
+
+        def parse(data: dict[str, Any]) -> list[Session]:
+            return [Session(driver, models.SessionInfo.from_json(s)) for s in data["sessions"]]
+
         return self._driver.run(steps.call(Request("GET", "/api/v1/sessions", params), parse))
 
 
 def _session(driver: Driver, request: Request) -> Op[Session]:
-    info = yield from steps.call(request, SessionInfo.from_json)
+    info = yield from steps.call(request, models.SessionInfo.from_json)
     return Session(driver, info)
 
 
@@ -605,14 +621,14 @@ def _create(
     driver: Driver,
     body: dict[str, Any],
     queue_timeout: float,
-    on_queued: Optional[Callable[[Queued], None]],
+    on_queued: Optional[Callable[[models.Queued], None]],
 ) -> Op[Session]:
     # The server holds a queued request up to `wait` seconds itself; past that, poll.
     wait = str(int(min(max(queue_timeout, 0), 300)))
     deadline = time.monotonic() + queue_timeout
     response = steps.check((yield Request("POST", "/api/v1/sessions", [("wait", wait)], json=body)))
     while response.status == 202:
-        queued = Queued.from_json(response.json())
+        queued = models.Queued.from_json(response.json())
         if on_queued is not None:
             on_queued(queued)
         if time.monotonic() >= deadline:
@@ -620,11 +636,12 @@ def _create(
             raise BerthError(
                 202,
                 "queue_timeout",
-                f"the host stayed at capacity for {queue_timeout:.0f} s; the request left the queue",
+                f"the host stayed at capacity for {queue_timeout:.0f} s; "
+                "the request left the queue",
             )
         yield steps.Sleep(1.0)
         response = steps.check((yield Request("GET", f"/api/v1/queue/{_quote(queued.ticket)}")))
-    return Session(driver, SessionInfo.from_json(response.json()))
+    return Session(driver, models.SessionInfo.from_json(response.json()))
 
 
 class _Client:
@@ -635,8 +652,9 @@ class _Client:
 
     def templates(self) -> Any:
         """`list[Template]`: what sessions can be made of."""
-        parse = lambda data: [Template.from_json(t) for t in data["templates"]]  # noqa: E731
-        return self._driver.run(steps.call(Request("GET", "/api/v1/templates"), parse))
+        return self._driver.run(
+            steps.call(Request("GET", "/api/v1/templates"), _list_of(models.Template, "templates"))
+        )
 
     def delete_snapshot(self, snapshot_id: str) -> Any:
         path = f"/api/v1/snapshots/{_quote(snapshot_id)}"

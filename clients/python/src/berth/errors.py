@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+__all__ = ["BerthConnectionError", "BerthError"]
+
 
 class BerthError(Exception):
     """Berth answered with an error.

@@ -2,20 +2,62 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, TypeVar, Union
+
+__all__ = [
+    "ExecResult",
+    "Exited",
+    "FileEntry",
+    "FileEvent",
+    "ListeningPort",
+    "PreviewLink",
+    "ProcessEvent",
+    "ProcessInfo",
+    "Queued",
+    "SessionEvent",
+    "SessionInfo",
+    "Snapshot",
+    "Stderr",
+    "Stdout",
+    "Template",
+    "TerminalEvent",
+    "TerminalExit",
+    "TerminalOutput",
+    "TimelineEvent",
+]
+
+A = TypeVar("A", bound="_Answer")
 
 
 def _time(value: Optional[str]) -> Optional[datetime]:
     if value is None:
         return None
-    # The API writes RFC 3339 with a `Z`; fromisoformat reads `+00:00` on every Python.
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    # The API writes RFC 3339: `Z`, and up to nine digits of fraction. Python before 3.11 reads
+    # neither, so: `+00:00`, and the fraction to microseconds (six digits).
+    value = value.replace("Z", "+00:00")
+    value = re.sub(r"\.(\d+)", lambda m: "." + m.group(1)[:6].ljust(6, "0"), value)
+    return datetime.fromisoformat(value)
+
+
+class _Answer:
+    """A dataclass the API answers: built from its JSON by field name, times parsed. Keys it
+    does not know are left out (a newer server may add some); absent ones take the default."""
+
+    @classmethod
+    def from_json(cls: type[A], data: dict[str, Any]) -> A:
+        values = {}
+        for known in fields(cls):  # type: ignore[arg-type]
+            if known.name in data:
+                value = data[known.name]
+                values[known.name] = _time(value) if "datetime" in str(known.type) else value
+        return cls(**values)
 
 
 @dataclass(frozen=True)
-class SessionInfo:
+class SessionInfo(_Answer):
     """A session as the API shows it at one moment; `Session.refresh()` reads it again."""
 
     id: str
@@ -35,27 +77,9 @@ class SessionInfo:
     wake_estimate_ms: Optional[int] = None
     wake_queue_position: Optional[int] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SessionInfo:
-        return cls(
-            id=data["id"],
-            owner=data["owner"],
-            template=data["template"],
-            state=data["state"],
-            labels=dict(data.get("labels", {})),
-            created_at=_time(data["created_at"]),
-            expires_at=_time(data["expires_at"]),
-            last_activity=_time(data["last_activity"]),
-            stop_reason=data.get("stop_reason"),
-            hibernated_at=_time(data.get("hibernated_at")),
-            keepalive_until=_time(data.get("keepalive_until")),
-            wake_estimate_ms=data.get("wake_estimate_ms"),
-            wake_queue_position=data.get("wake_queue_position"),
-        )
-
 
 @dataclass(frozen=True)
-class ExecResult:
+class ExecResult(_Answer):
     """A command run to its end."""
 
     #: `None` when a signal ended it (see `signal`).
@@ -68,21 +92,9 @@ class ExecResult:
     duration_ms: int
     signal: Optional[int] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ExecResult:
-        return cls(
-            exit_code=data.get("exit_code"),
-            stdout=data["stdout"],
-            stderr=data["stderr"],
-            truncated=data["truncated"],
-            timed_out=data["timed_out"],
-            duration_ms=data["duration_ms"],
-            signal=data.get("signal"),
-        )
-
 
 @dataclass(frozen=True)
-class FileEntry:
+class FileEntry(_Answer):
     name: str
     #: Absolute path in the session.
     path: str
@@ -95,34 +107,18 @@ class FileEntry:
     #: Where a symlink points.
     target: Optional[str] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FileEntry:
-        return cls(
-            name=data["name"],
-            path=data["path"],
-            type=data["type"],
-            size=data["size"],
-            mode=data["mode"],
-            mtime=_time(data["mtime"]),
-            target=data.get("target"),
-        )
-
 
 @dataclass(frozen=True)
-class FileEvent:
+class FileEvent(_Answer):
     """A change under a watched directory."""
 
     #: `created`, `modified` or `removed`.
     change: str
     path: str
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FileEvent:
-        return cls(change=data["change"], path=data["path"])
-
 
 @dataclass(frozen=True)
-class ProcessInfo:
+class ProcessInfo(_Answer):
     """A background process, as `Processes.list()` shows it."""
 
     #: Attach, write stdin and signal with this id.
@@ -134,21 +130,9 @@ class ProcessInfo:
     exit_code: Optional[int] = None
     signal: Optional[int] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ProcessInfo:
-        return cls(
-            id=data["id"],
-            pid=data["pid"],
-            cmd=list(data["cmd"]),
-            running=data["running"],
-            keepalive=data.get("keepalive", False),
-            exit_code=data.get("exit_code"),
-            signal=data.get("signal"),
-        )
-
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(_Answer):
     id: str
     session_id: str
     owner: str
@@ -159,21 +143,9 @@ class Snapshot:
     #: How long the session was paused while its files were copied (its creation only).
     pause_ms: Optional[int] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Snapshot:
-        return cls(
-            id=data["id"],
-            session_id=data["session_id"],
-            owner=data["owner"],
-            name=data["name"],
-            created_at=_time(data["created_at"]),
-            size_bytes=data.get("size_bytes"),
-            pause_ms=data.get("pause_ms"),
-        )
-
 
 @dataclass(frozen=True)
-class TimelineEvent:
+class TimelineEvent(_Answer):
     """Something that happened to a session that its user should know."""
 
     at: datetime
@@ -181,13 +153,9 @@ class TimelineEvent:
     kind: str
     message: str
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TimelineEvent:
-        return cls(at=_time(data["at"]), kind=data["kind"], message=data["message"])
-
 
 @dataclass(frozen=True)
-class Template:
+class Template(_Answer):
     """What sessions can be made of."""
 
     name: str
@@ -200,20 +168,6 @@ class Template:
     env: dict[str, str]
     #: `{"egress": "open" | "allow" | "none", "allow": [...]}`
     network: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Template:
-        return cls(
-            name=data["name"],
-            image=data["image"],
-            memory_mb=data["memory_mb"],
-            cpus=data["cpus"],
-            pids=data["pids"],
-            ttl_seconds=data["ttl_seconds"],
-            max_ttl_seconds=data["max_ttl_seconds"],
-            env=dict(data.get("env", {})),
-            network=dict(data.get("network", {})),
-        )
 
 
 @dataclass(frozen=True)
@@ -256,7 +210,7 @@ TerminalEvent = Union[TerminalOutput, TerminalExit]
 
 
 @dataclass(frozen=True)
-class SessionEvent:
+class SessionEvent(_Answer):
     """A frame of a session's event stream."""
 
     #: `port-open`, `port-closed`, `idle-warning` or `idle-cancelled`.
@@ -265,13 +219,9 @@ class SessionEvent:
     #: With `idle-warning`: when the session sleeps unless someone works in it.
     at: Optional[datetime] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SessionEvent:
-        return cls(type=data["type"], port=data.get("port"), at=_time(data.get("at")))
-
 
 @dataclass(frozen=True)
-class Queued:
+class Queued(_Answer):
     """A create waiting for capacity: the host is full and the request is in Berth's queue."""
 
     ticket: str
@@ -280,30 +230,18 @@ class Queued:
     #: A rough estimate from how often sessions have been ending lately.
     estimated_wait_seconds: Optional[int] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Queued:
-        return cls(
-            ticket=data["ticket"],
-            position=data.get("position"),
-            estimated_wait_seconds=data.get("estimated_wait_seconds"),
-        )
-
 
 @dataclass(frozen=True)
-class ListeningPort:
+class ListeningPort(_Answer):
     """A TCP port something in the session listens on."""
 
     port: int
     #: Where its owner opens it through Berth, relative to Berth's URL.
     preview_path: Optional[str] = None
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ListeningPort:
-        return cls(port=data["port"], preview_path=data.get("preview_path"))
-
 
 @dataclass(frozen=True)
-class PreviewLink:
+class PreviewLink(_Answer):
     """A signed link to one port of a session that works without logging in until it expires."""
 
     #: Relative to Berth's URL.
@@ -311,7 +249,3 @@ class PreviewLink:
     expires_at: datetime
     #: Host-based, when Berth has a preview domain.
     url: Optional[str] = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PreviewLink:
-        return cls(path=data["path"], expires_at=_time(data["expires_at"]), url=data.get("url"))
