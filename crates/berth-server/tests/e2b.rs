@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use common::{ADMIN, Server};
 use serde_json::{Value, json};
@@ -66,7 +66,8 @@ async fn e2b_server() -> (Server, String, String) {
 /// environment variables and `api_key`.
 async fn quickstart(program: PathBuf, args: &[PathBuf], api_key: &str) {
     let (server, api_url, sandbox_url) = e2b_server().await;
-    let run = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(args)
         .env("E2B_API_URL", &api_url)
         .env("E2B_SANDBOX_URL", &sandbox_url)
@@ -75,22 +76,8 @@ async fn quickstart(program: PathBuf, args: &[PathBuf], api_key: &str) {
         .env("BERTH_TOKEN", ADMIN)
         .env("BERTH_PREVIEW_DOMAIN", PREVIEW_DOMAIN)
         .env_remove("E2B_DEBUG")
-        .env_remove("E2B_DOMAIN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the quickstart ran for five minutes")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the E2B quickstart failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+        .env_remove("E2B_DOMAIN");
+    let stdout = common::run_to_success(command, "the E2B quickstart").await;
     assert!(stdout.contains("all steps passed"), "{stdout}");
     assert!(
         server.containers().is_empty(),

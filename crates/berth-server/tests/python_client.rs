@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::path::PathBuf;
 
 use common::{ADMIN, Server};
 
@@ -21,26 +21,13 @@ async fn the_python_client_passes_its_suite_against_a_real_server() {
         python.display()
     );
     let server = Server::start().await;
-    let run = tokio::process::Command::new(python)
+    let mut command = tokio::process::Command::new(python);
+    command
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(repo().join("clients/python/tests"))
         .env("BERTH_URL", server.client.base_url())
-        .env("BERTH_TOKEN", ADMIN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the Python client's suite ran for five minutes")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the Python client's suite failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+        .env("BERTH_TOKEN", ADMIN);
+    let stdout = common::run_to_success(command, "the Python client's suite").await;
     assert!(stdout.contains(" passed"), "{stdout}");
     assert!(
         server.containers().is_empty(),

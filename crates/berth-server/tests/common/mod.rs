@@ -221,3 +221,25 @@ impl Drop for Registry {
         let _ = self.process.wait();
     }
 }
+
+/// Runs `command` (a client's suite, a quickstart) to its end, at most five minutes, and
+/// asserts it succeeded: its standard output. `what` names it in the failure.
+pub async fn run_to_success(mut command: tokio::process::Command, what: &str) -> String {
+    let run = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .unwrap_or_else(|_| panic!("{what} ran for five minutes"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
