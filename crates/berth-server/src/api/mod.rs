@@ -128,9 +128,57 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every route that takes a token can also answer `401` (no token, or an unknown one) and `429`
+/// (over `quota.requests_per_second`): documented on each here, not in every `#[utoipa::path]`.
+/// A route's own description of either status is kept.
+struct SecuredResponses;
+
+impl Modify for SecuredResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let statuses = [
+            ("401", "Missing or unknown token"),
+            (
+                "429",
+                "Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`)",
+            ),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.as_ref().is_none_or(Vec::is_empty) {
+                    continue;
+                }
+                for (status, description) in statuses {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            let body = ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build();
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content("application/json", body)
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
+
 /// The routes and the OpenAPI document they generate, kept together so they cannot disagree.
 pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let routes = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::extend))
@@ -172,8 +220,10 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::create))
         .routes(routes!(service::healthz))
         .routes(routes!(service::readyz))
-        .routes(routes!(service::metrics))
-        .split_for_parts()
+        .routes(routes!(service::metrics));
+    let (router, mut openapi) = routes.split_for_parts();
+    SecuredResponses.modify(&mut openapi);
+    (router, openapi)
 }
 
 pub fn router(state: AppState) -> Router {

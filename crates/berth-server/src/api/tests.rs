@@ -215,6 +215,12 @@ async fn every_route_in_the_openapi_document_needs_a_valid_token() {
                 );
                 continue;
             }
+            for status in ["401", "429"] {
+                assert!(
+                    operation["responses"].get(status).is_some(),
+                    "{method} {path} does not document {status}"
+                );
+            }
             // Any value fits a path parameter: the token is checked before the parameters.
             let uri = path
                 .split('/')
