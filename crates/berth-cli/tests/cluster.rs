@@ -97,10 +97,12 @@ impl Cluster {
         } else {
             "[cluster]\nlease_ttl_ms = 2000\n\n"
         };
+        // These tests' instances share two cores and one engine with each other: an engine
+        // call can wait behind dozens of creates for longer than the default 5 s.
         std::fs::write(
             &config,
             format!(
-                "[docker]\ninstance = \"{label}\"\nnetwork = \"berth-test\"\n\n\
+                "[docker]\ninstance = \"{label}\"\nnetwork = \"berth-test\"\ntimeout_seconds = 30\n\n\
                  [lifecycle]\nreconcile_interval_seconds = 2\nreap_interval_ms = 250\n\n{cluster}\
                  [templates.default]\nimage = \"berth/tiny:latest\"\nmemory_mb = 64\n\n{extra_config}"
             ),
