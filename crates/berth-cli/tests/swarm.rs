@@ -270,20 +270,37 @@ impl Swarm {
         self.client.create_session(&request).await.unwrap().id
     }
 
-    /// A session whose container is on `node` (others made on the way are removed).
+    /// A session whose container is on `node`. Placement alone would not get it there for
+    /// sure: it picks the node with the most memory unpromised, which sessions other tests
+    /// left running can keep from being `node` however often this asks. So the other nodes are
+    /// paused (they take no new sessions) until it is made; `Drop` sets them active again
+    /// should this fail.
     async fn session_on(&self, node: u8) -> String {
-        for _ in 0..12 {
+        let others: Vec<u8> = NODES.into_iter().filter(|other| *other != node).collect();
+        for other in &others {
+            set_availability(*other, "pause");
+        }
+        let mut made = None;
+        for _ in 0..10 {
             let id = self.create().await;
             if self.node_of(&id) == Some(node) {
-                return id;
+                made = Some(id);
+                break;
             }
             self.client.delete_session(&id).await.unwrap();
+            // Placement sees the pause at its next listing of the nodes, within 2 s.
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        panic!(
-            "no session landed on node {node}: {:?}; log: {}",
-            self.per_node(),
-            self.log()
-        );
+        for other in &others {
+            set_availability(*other, "active");
+        }
+        made.unwrap_or_else(|| {
+            panic!(
+                "no session landed on node {node}: {:?}; log: {}",
+                self.per_node(),
+                self.log()
+            )
+        })
     }
 
     async fn sh(&self, session: &str, command: &str) -> String {

@@ -103,6 +103,12 @@ impl FakeRuntime {
                 agent.abort();
             }
         }
+        self.end_event_streams();
+    }
+
+    /// Ends every event stream with the engine still up, as a swarm's runtime does when its
+    /// nodes change.
+    pub fn end_event_streams(&self) {
         self.subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -748,8 +748,20 @@ impl Runtime for SwarmRuntime {
     /// A node that does not answer is left out rather than holding up the others: the swarm
     /// soon says whether it is down, and reconcile acts on that.
     async fn events(&self, since: SystemTime) -> Result<EventStream, RuntimeError> {
+        let nodes = self.ready_nodes().await?;
+        // The stream ends when the nodes change (the watcher then follows the new set), but not
+        // for the change the listing above made: the first listing after a start fills the
+        // membership, and a stream ended at once would be heard as the engine lost.
         let mut changes = self.membership.subscribe();
-        changes.mark_unchanged();
+        let following: BTreeSet<&str> = nodes.iter().map(|node| node.name.as_str()).collect();
+        let moved_since = changes
+            .borrow_and_update()
+            .iter()
+            .map(String::as_str)
+            .ne(following);
+        if moved_since {
+            changes.mark_changed();
+        }
         let mut streams = vec![
             stream::once(async move {
                 let _ = changes.changed().await;
@@ -758,7 +770,7 @@ impl Runtime for SwarmRuntime {
             .boxed(),
         ];
         let mut silent = None;
-        for node in self.ready_nodes().await? {
+        for node in nodes {
             let subscribed = async {
                 self.route(&node).await?;
                 node.engine.events(since).await

@@ -9,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures_util::StreamExt;
@@ -93,9 +93,9 @@ pub(super) async fn watch(
     let mut retry = FIRST_RETRY;
     let mut reported_lost = false;
     loop {
-        let reason = match runtime.events(since).await {
+        let lost = match runtime.events(since).await {
             Ok(mut events) => {
-                retry = FIRST_RETRY;
+                let followed_from = Instant::now();
                 reported_lost = false;
                 if !send(&commands, Command::EngineConnected).await {
                     return;
@@ -106,12 +106,21 @@ pub(super) async fn watch(
                     }
                 }
                 since = SystemTime::now();
-                "the engine's event stream ended".to_owned()
+                // A stream that ends soon after it began, again and again, backs off like a
+                // failing engine rather than being followed anew ten times a second.
+                if followed_from.elapsed() >= LAST_RETRY {
+                    retry = FIRST_RETRY;
+                }
+                // Not an outage yet: a swarm's stream ends when its nodes change, to be followed
+                // anew at once. An engine that went away fails the next subscription.
+                None
             }
-            Err(err) => err.to_string(),
+            Err(err) => Some(err.to_string()),
         };
         // One report per outage: the actor needs to hear it once, not at every retry.
-        if !reported_lost {
+        if let Some(reason) = lost
+            && !reported_lost
+        {
             reported_lost = true;
             if !send(&commands, Command::EngineLost { reason }).await {
                 return;

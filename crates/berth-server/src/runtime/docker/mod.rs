@@ -467,6 +467,10 @@ pub(in crate::runtime) fn map_error(err: BollardError) -> RuntimeError {
         BollardError::JsonDataError { .. }
         | BollardError::JsonSerdeError { .. }
         | BollardError::APIVersionParseError { .. } => RuntimeError::Engine(err.to_string()),
+        // bollard's own per-request deadline is the same setting `within` enforces.
+        BollardError::RequestTimeoutError => RuntimeError::Unavailable(
+            "the engine did not answer in time (docker.timeout_seconds)".into(),
+        ),
         // Everything else is about reaching the engine: socket missing, connection refused,
         // timeouts, broken streams.
         other => RuntimeError::Unavailable(other.to_string()),

@@ -66,6 +66,27 @@ async fn while_the_engine_is_down_creates_and_work_answer_engine_unavailable_at_
 }
 
 #[tokio::test]
+async fn an_event_stream_that_ends_with_the_engine_up_is_followed_anew_without_an_outage() {
+    let h = harness().await;
+    let mut generations = h.sessions.engine().generations();
+    let first = *generations.borrow_and_update();
+    h.runtime.end_event_streams();
+    let followed_anew = async {
+        while *generations.borrow_and_update() == first {
+            assert!(
+                h.sessions.engine().check().is_ok(),
+                "the engine was reported lost while it answered"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), followed_anew)
+        .await
+        .expect("the watcher followed the engine's events anew");
+    running(&h, "alice", "default").await;
+}
+
+#[tokio::test]
 async fn after_an_engine_restart_sessions_run_again_with_their_files_and_a_restarted_event() {
     let h = harness().await;
     let session = running(&h, "alice", "default").await;
