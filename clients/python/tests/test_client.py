@@ -66,6 +66,8 @@ def test_files_are_written_read_listed_moved_and_removed(session):
     with pytest.raises(BerthError) as refused:
         session.files.move("/home/user/py/kept.txt", "/home/user/py/data.bin")
     assert refused.value.code == "conflict"
+    session.files.move("/home/user/py/kept.txt", "/home/user/py/data.bin", overwrite=True)
+    assert session.files.read_text("/home/user/py/data.bin") == "hello from python"
     assert session.files.mkdir("/home/user/py/a/b").type == "dir"
     session.files.remove("/home/user/py", recursive=True)
     assert not session.files.exists("/home/user/py")
@@ -141,7 +143,11 @@ def test_watched_files_and_opened_ports_arrive_as_events(session):
     with session.files.watch("/home/user/watched") as watch:
         session.files.write("/home/user/watched/new.txt", "x")
         event = next(iter(watch))
-    assert (event.change, event.path) == ("created", "/home/user/watched/new.txt")
+    assert (event.change, event.path, event.type) == (
+        "created",
+        "/home/user/watched/new.txt",
+        "file",
+    )
 
     server = session.processes.start("python3 -m http.server 8123 --bind 0.0.0.0")
     with session.events() as events:

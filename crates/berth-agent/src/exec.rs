@@ -28,23 +28,44 @@ const OUTPUT_CAP: usize = 1024 * 1024;
 /// children) before the answer is sent anyway.
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
-pub(crate) fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, AgentError> {
-    let (program, args) = req
-        .cmd
-        .split_first()
-        .ok_or_else(|| AgentError::bad_request("cmd must not be empty"))?;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_remove(SECRET_ENV)
-        .envs(user::base_env(&state.config.home))
-        .envs(state.session_env())
-        .envs(&req.env)
-        .current_dir(
-            req.cwd
+/// What a request's process is started with, whether its output goes to pipes or a terminal.
+pub(crate) struct Launch<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    /// On top of the agent's environment, which loses the agent's secret.
+    pub env: Vec<(String, String)>,
+    pub cwd: std::path::PathBuf,
+}
+
+impl<'a> Launch<'a> {
+    pub(crate) fn of(state: &AgentState, req: &'a ExecRequest) -> Result<Self, AgentError> {
+        let (program, args) = req
+            .cmd
+            .split_first()
+            .ok_or_else(|| AgentError::bad_request("cmd must not be empty"))?;
+        let mut env = user::base_env(&state.config.home);
+        env.extend(state.session_env());
+        env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(Self {
+            program,
+            args,
+            env,
+            cwd: req
+                .cwd
                 .as_deref()
                 .map_or_else(|| state.config.home.clone(), Into::into),
-        )
+        })
+    }
+}
+
+pub(crate) fn command(state: &AgentState, req: &ExecRequest) -> Result<Command, AgentError> {
+    let launch = Launch::of(state, req)?;
+    let mut command = Command::new(launch.program);
+    command
+        .args(launch.args)
+        .env_remove(SECRET_ENV)
+        .envs(launch.env)
+        .current_dir(launch.cwd)
         .process_group(0)
         .kill_on_drop(false);
     Ok(command)
@@ -96,6 +117,12 @@ pub async fn run(
     State(state): State<AgentState>,
     AgentJson(req): AgentJson<ExecRequest>,
 ) -> Result<Json<ExecResult>, AgentError> {
+    if req.pty.is_some() {
+        return Err(AgentError::bad_request(
+            "pty is for streamed and background processes (exec/stream, processes); this \
+             answer holds stdout and stderr apart",
+        ));
+    }
     let started = Instant::now();
     let mut child = spawn(command(&state, &req)?, &req)?;
     if let Some(mut stdin) = child.stdin.take() {

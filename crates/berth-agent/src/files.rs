@@ -270,7 +270,7 @@ pub async fn rename(
     let from = resolve(&state, &req.from)?;
     let to = resolve(&state, &req.to)?;
     lstat(&from).await?;
-    if tokio::fs::symlink_metadata(&to).await.is_ok() {
+    if !req.overwrite && tokio::fs::symlink_metadata(&to).await.is_ok() {
         return Err(AgentError::conflict(format!(
             "{}: already exists",
             to.display()

@@ -24,9 +24,12 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use berth_proto::process::{
-    ExecRequest, ProcessEvent, ProcessInfo, ProcessInput, ProcessList, STDERR_TAG, STDOUT_TAG,
-    SignalRequest,
+use berth_proto::{
+    agent::SECRET_ENV,
+    process::{
+        ExecRequest, ProcessEvent, ProcessInfo, ProcessInput, ProcessList, PtySize, STDERR_TAG,
+        STDOUT_TAG, SignalRequest,
+    },
 };
 use futures_util::StreamExt;
 use rustix::process::{Pid, Signal};
@@ -39,7 +42,7 @@ use tokio::{
 use crate::{
     AgentError, AgentState,
     error::AgentJson,
-    exec::{DRAIN_GRACE, command, exit_parts, spawn},
+    exec::{DRAIN_GRACE, Launch, command, exit_parts, spawn},
     output::OutputLog,
 };
 
@@ -62,13 +65,36 @@ struct Process {
     cmd: Vec<String>,
     foreground: bool,
     keepalive: bool,
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    stdin: tokio::sync::Mutex<Option<Input>>,
     output: OutputLog,
     /// Output pipes still open; the output is complete when this reaches zero. A watch, so a
     /// client waiting for the last output hears the moment the pipes close.
     open_readers: watch::Sender<usize>,
     exited: watch::Receiver<Option<Exit>>,
     attached: AtomicUsize,
+}
+
+/// Where a process's standard input goes: its pipe, or the terminal it runs under (whose
+/// other side is also its output).
+#[derive(Debug)]
+enum Input {
+    Pipe(ChildStdin),
+    Terminal(pty_process::OwnedWritePty),
+}
+
+impl Input {
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Pipe(pipe) => pipe.write_all(bytes).await,
+            Self::Terminal(terminal) => terminal.write_all(bytes).await,
+        }
+    }
+
+    fn resize(&self, cols: u16, rows: u16) {
+        if let Self::Terminal(terminal) = self {
+            let _ = terminal.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -118,7 +144,26 @@ impl Registry {
         req: &ExecRequest,
         foreground: bool,
     ) -> Result<Arc<Process>, AgentError> {
-        let mut child = spawn(command(state, req)?, req)?;
+        let (mut child, input, outputs) = match req.pty {
+            None => {
+                let mut child = spawn(command(state, req)?, req)?;
+                let input = child.stdin.take().map(Input::Pipe);
+                let outputs: Vec<(Box<dyn AsyncRead + Send + Unpin>, u8)> = [
+                    child.stdout.take().map(|p| (Box::new(p) as _, STDOUT_TAG)),
+                    child.stderr.take().map(|p| (Box::new(p) as _, STDERR_TAG)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                (child, input, outputs)
+            }
+            Some(size) => {
+                let (child, reader, writer) = spawn_in_terminal(state, req, size)?;
+                let outputs: Vec<(Box<dyn AsyncRead + Send + Unpin>, u8)> =
+                    vec![(Box::new(reader), STDOUT_TAG)];
+                (child, Some(Input::Terminal(writer)), outputs)
+            }
+        };
         let pid = child.id().unwrap_or_default();
         let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let (exit_tx, exited) = watch::channel(None);
@@ -128,24 +173,20 @@ impl Registry {
             cmd: req.cmd.clone(),
             foreground,
             keepalive: req.keepalive,
-            stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            stdin: tokio::sync::Mutex::new(input),
             output: OutputLog::new(BACKLOG_BYTES),
-            open_readers: watch::Sender::new(2),
+            open_readers: watch::Sender::new(outputs.len()),
             exited,
             attached: AtomicUsize::new(0),
         });
-        let pipes: [(Option<Box<dyn AsyncRead + Send + Unpin>>, u8); 2] = [
-            (child.stdout.take().map(|p| Box::new(p) as _), STDOUT_TAG),
-            (child.stderr.take().map(|p| Box::new(p) as _), STDERR_TAG),
-        ];
-        for (pipe, tag) in pipes {
-            tokio::spawn(pump(process.clone(), pipe, tag));
+        for (output, tag) in outputs {
+            tokio::spawn(pump(process.clone(), output, tag));
         }
         if let Some(input) = req.stdin.clone().filter(|s| !s.is_empty()) {
             let process = process.clone();
             tokio::spawn(async move {
                 if let Some(stdin) = process.stdin.lock().await.as_mut() {
-                    let _ = stdin.write_all(input.as_bytes()).await;
+                    let _ = stdin.write(input.as_bytes()).await;
                 }
             });
         }
@@ -184,15 +225,47 @@ impl Registry {
 }
 
 /// Copies one output pipe into the process's backlog and broadcast, never blocking on clients.
-async fn pump(process: Arc<Process>, pipe: Option<Box<dyn AsyncRead + Send + Unpin>>, tag: u8) {
-    if let Some(mut pipe) = pipe {
-        let mut buf = vec![0u8; 32 * 1024];
-        while let Ok(n @ 1..) = pipe.read(&mut buf[1..]).await {
-            buf[0] = tag;
-            process.output.push(Arc::from(&buf[..=n]));
-        }
+/// A terminal's ends in EIO once every process holding it is gone: the same as an end here.
+async fn pump(process: Arc<Process>, mut output: Box<dyn AsyncRead + Send + Unpin>, tag: u8) {
+    let mut buf = vec![0u8; 32 * 1024];
+    while let Ok(n @ 1..) = output.read(&mut buf[1..]).await {
+        buf[0] = tag;
+        process.output.push(Arc::from(&buf[..=n]));
     }
     process.open_readers.send_modify(|open| *open -= 1);
+}
+
+/// Starts `req` under a new terminal of `size`, leading its own session (so its process group
+/// gets the signals, as with pipes).
+fn spawn_in_terminal(
+    state: &AgentState,
+    req: &ExecRequest,
+    size: PtySize,
+) -> Result<
+    (
+        tokio::process::Child,
+        pty_process::OwnedReadPty,
+        pty_process::OwnedWritePty,
+    ),
+    AgentError,
+> {
+    let launch = Launch::of(state, req)?;
+    let failed = |err: pty_process::Error| {
+        AgentError::bad_request(format!("cannot run {:?} in a terminal: {err}", req.cmd[0]))
+    };
+    let (pty, pts) = pty_process::open().map_err(failed)?;
+    pty.resize(pty_process::Size::new(size.rows.max(1), size.cols.max(1)))
+        .map_err(failed)?;
+    let child = pty_process::Command::new(launch.program)
+        .args(launch.args)
+        .env_remove(SECRET_ENV)
+        .envs(launch.env)
+        .env("TERM", "xterm-256color")
+        .current_dir(launch.cwd)
+        .spawn(pts)
+        .map_err(failed)?;
+    let (reader, writer) = pty.into_split();
+    Ok((child, reader, writer))
 }
 
 /// `GET /exec/stream`: the first text frame is the `ExecRequest`; the process is attached at
@@ -263,7 +336,7 @@ pub async fn write_stdin(
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| AgentError::bad_request(e.to_string()))?;
-        pipe.write_all(&chunk)
+        pipe.write(&chunk)
             .await
             .map_err(|e| AgentError::conflict(format!("{id} no longer reads its input: {e}")))?;
     }
@@ -275,7 +348,7 @@ pub async fn close_stdin(
     State(state): State<AgentState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AgentError> {
-    state.processes.get(&id)?.stdin.lock().await.take();
+    close_input(&*state.processes.get(&id)?).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,6 +368,17 @@ pub async fn signal(
     }
     process.signal(signal);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the process's input: a pipe is closed; a terminal is typed ^D, its end-of-file (the
+/// terminal stays: it is also the output).
+async fn close_input(process: &Process) {
+    let mut input = process.stdin.lock().await;
+    if let Some(Input::Terminal(terminal)) = input.as_mut() {
+        let _ = terminal.write_all(b"\x04").await;
+    } else {
+        input.take();
+    }
 }
 
 async fn send_event(socket: &mut WebSocket, event: &ProcessEvent) -> bool {
@@ -374,11 +458,16 @@ async fn relay(process: &Process, socket: &mut WebSocket) {
             message = socket.recv() => match message {
                 Some(Ok(Message::Binary(bytes))) => {
                     if let Some(stdin) = process.stdin.lock().await.as_mut() {
-                        let _ = stdin.write_all(&bytes).await;
+                        let _ = stdin.write(&bytes).await;
                     }
                 }
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ProcessInput>(&text) {
-                    Ok(ProcessInput::CloseStdin) => drop(process.stdin.lock().await.take()),
+                    Ok(ProcessInput::CloseStdin) => close_input(process).await,
+                    Ok(ProcessInput::Resize { cols, rows }) => {
+                        if let Some(input) = process.stdin.lock().await.as_ref() {
+                            input.resize(cols, rows);
+                        }
+                    }
                     Ok(ProcessInput::Signal { signal }) => {
                         if let Some(signal) = Signal::from_named_raw(signal) {
                             process.signal(signal);

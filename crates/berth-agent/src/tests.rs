@@ -150,6 +150,25 @@ async fn files_round_trip_and_list() {
         .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 
+    // A rename onto an existing file is refused unless asked to replace it, as fs.rename does.
+    agent
+        .call(Method::PUT, "/files/content?path=other.txt", "other")
+        .await;
+    let onto_moved = r#"{"from":"other.txt","to":"moved.txt"}"#;
+    let (status, body) = agent.call(Method::POST, "/files/move", onto_moved).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let replacing = r#"{"from":"other.txt","to":"moved.txt","overwrite":true}"#;
+    let (status, _) = agent.call(Method::POST, "/files/move", replacing).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        std::fs::read_to_string(agent.home.path().join("moved.txt")).unwrap(),
+        "other"
+    );
+    assert!(!agent.home.path().join("other.txt").exists());
+
     let (status, body) = agent
         .call(Method::DELETE, "/files?path=src", Body::empty())
         .await;
@@ -476,4 +495,140 @@ async fn saved_terminals_restore_once_and_bad_saved_state_is_ignored() {
     assert_eq!(again, "t3", "the live terminal, not a second restore");
     let (fresh, _) = terminal(addr, "").await.unwrap();
     assert_eq!(fresh, "t10", "numbered above every saved id, usable or not");
+}
+
+/// Opens `path` (a WebSocket route) on a served agent.
+async fn socket(addr: std::net::SocketAddr, path: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert(SECRET_HEADER, "s3cret".parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn send_text(socket: &mut Socket, text: &str) {
+    use futures_util::SinkExt;
+    let text = tokio_tungstenite::tungstenite::Message::Text(text.to_owned().into());
+    socket.send(text).await.unwrap();
+}
+
+/// Reads a process stream until its output holds `needle`: that output (tags dropped), and
+/// the text frames met on the way.
+async fn output_until(socket: &mut Socket, needle: &str) -> (String, Vec<String>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut output, mut frames) = (String::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !output.contains(needle) {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Message::Binary(bytes)))) => {
+                assert_eq!(
+                    bytes[0],
+                    berth_proto::process::STDOUT_TAG,
+                    "a terminal is one stream"
+                );
+                output.push_str(&String::from_utf8_lossy(&bytes[1..]));
+            }
+            Ok(Some(Ok(Message::Text(text)))) => frames.push(text.to_string()),
+            other => panic!("no {needle:?} in the output ({other:?}); got {output:?}"),
+        }
+    }
+    (output, frames)
+}
+
+#[tokio::test]
+async fn a_streamed_process_under_a_pty_has_a_terminal_that_resizes_and_merges_its_output() {
+    let agent = agent();
+    let addr = serve(&agent.agent).await;
+    let mut socket = socket(addr, "/exec/stream").await;
+    let script = "test -t 0 && test -t 2 && echo is-a-tty; stty size; read line; stty size; \
+                  echo got-$line >&2; exit 3";
+    let request = serde_json::json!({
+        "cmd": ["sh", "-c", script],
+        "pty": {"cols": 100, "rows": 30},
+    });
+    send_text(&mut socket, &request.to_string()).await;
+    let (seen, frames) = output_until(&mut socket, "30 100").await;
+    assert!(seen.contains("is-a-tty"), "{seen:?}");
+    assert!(frames[0].contains(r#""type":"start""#), "{frames:?}");
+
+    send_text(&mut socket, r#"{"type":"resize","cols":120,"rows":40}"#).await;
+    type_in(&mut socket, "hello\n").await;
+    let (seen, _) = output_until(&mut socket, "got-hello").await;
+    assert!(
+        seen.contains("40 120"),
+        "the new size, after the line: {seen:?}"
+    );
+    // The terminal echoes what is typed and ends lines with CR LF, as terminals do.
+    assert!(seen.contains("hello\r\n"), "{seen:?}");
+    let end = loop {
+        use futures_util::StreamExt;
+        match socket.next().await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => break text,
+            Some(Ok(_)) => {}
+            other => panic!("the stream ended without an end frame: {other:?}"),
+        }
+    };
+    assert!(
+        end.contains(r#""type":"end""#) && end.contains(r#""exit_code":3"#),
+        "{end}"
+    );
+}
+
+#[tokio::test]
+async fn buffered_exec_refuses_a_pty() {
+    let agent = agent();
+    let (status, body) = agent
+        .call(
+            Method::POST,
+            "/exec",
+            r#"{"cmd":["true"],"pty":{"cols":80,"rows":24}}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+}
+
+#[tokio::test]
+async fn watch_events_say_whether_a_file_or_a_directory_changed() {
+    use berth_proto::files::{FileChange, FileEvent};
+    use futures_util::StreamExt;
+    let agent = agent();
+    let addr = serve(&agent.agent).await;
+    let mut socket = socket(addr, "/files/watch?path=.").await;
+    let home = agent.home.path();
+    let mut next = async || {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .unwrap();
+        let event: FileEvent = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        let name = event.path.rsplit('/').next().unwrap().to_owned();
+        (event.change, name, event.kind)
+    };
+    // One step at a time: the new directory is watched only once its creation is read.
+    std::fs::create_dir(home.join("made")).unwrap();
+    let mut seen = vec![next().await];
+    std::fs::write(home.join("made/file.txt"), "x").unwrap();
+    seen.extend([next().await, next().await]);
+    std::fs::remove_file(home.join("made/file.txt")).unwrap();
+    seen.push(next().await);
+    std::fs::remove_dir(home.join("made")).unwrap();
+    seen.push(next().await);
+    let file = |change| (change, "file.txt".to_owned(), FileKind::File);
+    let dir = |change| (change, "made".to_owned(), FileKind::Dir);
+    assert_eq!(
+        seen,
+        [
+            dir(FileChange::Created),
+            file(FileChange::Created),
+            file(FileChange::Modified),
+            file(FileChange::Removed),
+            dir(FileChange::Removed),
+        ]
+    );
 }

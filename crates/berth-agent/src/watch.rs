@@ -1,5 +1,5 @@
 //! `GET /files/watch?path=DIR`: a WebSocket of change events under a directory, from inotify.
-//! Each event is a text frame `{"change":"created"|"modified"|"removed","path":...}`.
+//! Each event is a text frame `{"change":"created"|"modified"|"removed","path":...,"type":...}`.
 
 use std::{
     collections::HashMap,
@@ -15,7 +15,7 @@ use axum::{
     },
     response::Response,
 };
-use berth_proto::files::{FileChange, FileEvent};
+use berth_proto::files::{FileChange, FileEvent, FileKind};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -103,9 +103,20 @@ impl Watcher {
             } else {
                 FileChange::Removed
             };
+            // inotify says whether the entry is a directory; of the rest, only a stat now can
+            // tell a file from a symlink, and a removed entry is past asking.
+            let kind = if flags.contains(ReadFlags::ISDIR) {
+                FileKind::Dir
+            } else {
+                match std::fs::symlink_metadata(&path) {
+                    Ok(meta) if !meta.is_file() => FileKind::Other,
+                    _ => FileKind::File,
+                }
+            };
             events.push(FileEvent {
                 change,
                 path: path.display().to_string(),
+                kind,
             });
         }
         Ok(events)

@@ -56,6 +56,7 @@ impl Client {
         let body = MoveFile {
             from: from.to_owned(),
             to: to.to_owned(),
+            overwrite: false,
         };
         self.expect(
             Method::POST,

@@ -47,13 +47,18 @@ pub struct MakeDir {
     pub path: String,
 }
 
-/// `POST .../files/move`: renames `from` to `to`; refuses to replace an existing `to`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST .../files/move`: renames `from` to `to`; refuses to replace an existing `to` unless
+/// `overwrite` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MoveFile {
     pub from: String,
     pub to: String,
+    /// Replace `to` as Node's `fs.rename` and POSIX `rename(2)` do: a file by a file, an
+    /// empty directory by a directory, atomically.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overwrite: bool,
 }
 
 /// The kind of change `GET .../files/watch` reports.
@@ -71,4 +76,8 @@ pub enum FileChange {
 pub struct FileEvent {
     pub change: FileChange,
     pub path: String,
+    /// `file` or `dir` (a symlink, socket or fifo is `other`); what the path was when it
+    /// changed, so a removed directory is told from a removed file.
+    #[serde(rename = "type")]
+    pub kind: FileKind,
 }

@@ -26,6 +26,21 @@ pub struct ExecRequest {
     /// while it runs: the idle policy counts it as work (a long build, a server).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keepalive: bool,
+    /// Runs the process under a terminal of this size (streamed and background processes
+    /// only): programs see a TTY, so colours, prompts and line editing work; stdout and stderr
+    /// arrive merged, as a terminal shows them, tagged stdout. A `resize` frame changes the
+    /// size; closing stdin types ^D.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<PtySize>,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PtySize {
+    pub cols: u16,
+    pub rows: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +119,14 @@ pub enum ProcessEvent {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProcessInput {
     CloseStdin,
-    Signal { signal: i32 },
+    Signal {
+        signal: i32,
+    },
+    /// For a process started with `pty`; ignored otherwise.
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
 }
 
 /// `POST .../processes/{pid}/signal`.

@@ -266,9 +266,10 @@ class Files:
         request = Request("POST", self._path("files/mkdir"), json={"path": path})
         return self._driver.run(steps.call(request, models.FileEntry.from_json))
 
-    def move(self, source: str, destination: str) -> Any:
-        """`FileEntry`: renames; refuses to replace an existing `destination` (`conflict`)."""
-        body = {"from": source, "to": destination}
+    def move(self, source: str, destination: str, overwrite: bool = False) -> Any:
+        """`FileEntry`: renames; an existing `destination` is replaced with `overwrite`, else
+        refused (`conflict`)."""
+        body = {"from": source, "to": destination, "overwrite": overwrite}
         request = Request("POST", self._path("files/move"), json=body)
         return self._driver.run(steps.call(request, models.FileEntry.from_json))
 

@@ -115,6 +115,8 @@ class FileEvent(_Answer):
     #: `created`, `modified` or `removed`.
     change: str
     path: str
+    #: `file`, `dir` or `other`: what the path was when it changed.
+    type: str = "file"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
         stdin: None,
         timeout_ms: args.timeout.map(|s| s.saturating_mul(1000)),
         keepalive: false,
+        pty: None,
     };
     let mut stream = client
         .exec_stream(&args.session, &request)

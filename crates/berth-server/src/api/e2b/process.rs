@@ -130,6 +130,7 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Body
             // E2B's sandboxes have no idle policy: a command the SDK started must not have
             // its session put to sleep under it.
             keepalive: true,
+            pty: None,
         };
         let body = serde_json::to_value(&exec).map_err(ApiError::internal)?;
         let started: ProcessInfo = sandbox
