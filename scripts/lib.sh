@@ -133,6 +133,21 @@ ensure_e2b_sdk() {
     (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error "e2b@$E2B_JS_SDK_VERSION")
   fi
 }
+# Third-party clients of the seed-compatibility layer (docs/compat.md), in target/compat-npm for
+# crates/berth-server/tests/compat.rs: the real socket.io-client from npm.
+SOCKET_IO_CLIENT_VERSION=4.8.4
+ensure_compat_clients() {
+  local npm_dir="$ROOT/target/compat-npm" installed
+  installed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' \
+    "$npm_dir/node_modules/socket.io-client/package.json" 2>/dev/null || true)
+  if [ "$installed" != "$SOCKET_IO_CLIENT_VERSION" ]; then
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    log "installing socket.io-client@$SOCKET_IO_CLIENT_VERSION (npm) into $npm_dir"
+    mkdir -p "$npm_dir"
+    echo '{"name": "berth-compat-test", "private": true, "type": "module"}' >"$npm_dir/package.json"
+    (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error "socket.io-client@$SOCKET_IO_CLIENT_VERSION")
+  fi
+}
 # Berth's own Python client (clients/python): built as a wheel, as the README says, and
 # installed with pytest into target/python-client-venv for crates/berth-server/tests/python_client.rs.
 ensure_python_client() {

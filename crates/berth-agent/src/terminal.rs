@@ -127,8 +127,8 @@ impl Registry {
     fn create(
         &self,
         state: &AgentState,
-        cols: u16,
-        rows: u16,
+        (cols, rows): (u16, u16),
+        cwd: &Path,
     ) -> Result<Arc<Terminal>, AgentError> {
         let id = format!("t{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         self.spawn(
@@ -137,7 +137,7 @@ impl Registry {
                 id,
                 cols,
                 rows,
-                cwd: &state.config.home,
+                cwd,
                 replay: Vec::new(),
             },
         )
@@ -338,13 +338,20 @@ pub async fn attach(
                 Err(err) => return err.into_response(),
             }
         }
-        None => match state
-            .terminals
-            .create(&state, q.cols.unwrap_or(80), q.rows.unwrap_or(24))
-        {
-            Ok(terminal) => terminal,
-            Err(err) => return err.into_response(),
-        },
+        None => {
+            let cwd = match &q.cwd {
+                Some(cwd) => match crate::files::existing_dir(&state, cwd).await {
+                    Ok(dir) => dir,
+                    Err(err) => return err.into_response(),
+                },
+                None => state.config.home.clone(),
+            };
+            let size = (q.cols.unwrap_or(80), q.rows.unwrap_or(24));
+            match state.terminals.create(&state, size, &cwd) {
+                Ok(terminal) => terminal,
+                Err(err) => return err.into_response(),
+            }
+        }
     };
     ws.on_upgrade(move |socket| serve(terminal, socket, q.readonly))
 }

@@ -90,6 +90,9 @@ pub struct TerminalQuery {
     pub cols: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u16>,
+    /// Where a new terminal's shell starts; `/home/user` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
 }
 
 /// First byte of every binary frame a process stream sends: which stream the rest came from.

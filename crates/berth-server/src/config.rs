@@ -47,6 +47,7 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     pub firewall: FirewallConfig,
     pub e2b: E2bConfig,
+    pub compat: CompatConfig,
     pub cluster: ClusterConfig,
     pub store: StoreConfig,
     pub runtime: RuntimeConfig,
@@ -197,6 +198,38 @@ impl Default for E2bConfig {
             sandbox_listen: SocketAddr::from(([127, 0, 0, 1], 49983)),
             // The SDKs' default template is `base`.
             templates: BTreeMap::from([("base".to_owned(), DEFAULT_TEMPLATE.to_owned())]),
+        }
+    }
+}
+
+/// `[compat]`: seed 003's container manager (`/containers`, `/webcontainer/...`, the Socket.IO
+/// gateway on `/container`) on the API's listener, for frontends written against it. See
+/// docs/compat.md.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompatConfig {
+    /// Off by default: it adds routes outside `/api/v1`.
+    pub enabled: bool,
+    /// What a container is a session of.
+    pub template: String,
+    /// A container's working directory: where `boot`'s and `mount`'s files go, and where
+    /// relative paths and commands start.
+    pub workdir: String,
+    /// The port `previewUrl` shows (a dev server's).
+    pub preview_port: u16,
+    /// Local development only: a client with no token gets an anonymous user of its own (kept
+    /// in a cookie), who can reach the containers it made and nothing else.
+    pub allow_anonymous: bool,
+}
+
+impl Default for CompatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            template: "node".into(),
+            workdir: "/workspace".into(),
+            preview_port: 3000,
+            allow_anonymous: false,
         }
     }
 }
@@ -490,6 +523,7 @@ impl Default for Config {
             snapshots: SnapshotsConfig::default(),
             firewall: FirewallConfig::default(),
             e2b: E2bConfig::default(),
+            compat: CompatConfig::default(),
             cluster: ClusterConfig::default(),
             store: StoreConfig::default(),
             runtime: RuntimeConfig::default(),
@@ -658,6 +692,19 @@ impl Config {
                     "e2b.templates.{alias} names template {template:?}, which is not defined"
                 )));
             }
+        }
+        if self.compat.enabled && !self.templates.contains_key(&self.compat.template) {
+            return Err(ConfigError::Invalid(format!(
+                "compat.template names template {:?}, which is not defined: add \
+                 [templates.{}] (berth.example.toml has a node template on berth/nodejs)",
+                self.compat.template, self.compat.template
+            )));
+        }
+        if !self.compat.workdir.starts_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "compat.workdir {:?} must be an absolute path",
+                self.compat.workdir
+            )));
         }
         if self.e2b.enabled && self.e2b.api_listen == self.e2b.sandbox_listen {
             return Err(ConfigError::Invalid(

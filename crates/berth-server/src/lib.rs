@@ -236,6 +236,7 @@ pub async fn app(
         e2b_templates: Arc::new(config.e2b.templates.clone()),
         e2b_watchers: Default::default(),
         cluster_key: cluster::cluster_key(admin_token).into(),
+        compat: config.compat.clone(),
         rate_limit: api::rate_limit::RateLimiter::new(
             config.quota.requests_per_second,
             config.quota.request_burst,

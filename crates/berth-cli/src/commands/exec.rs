@@ -97,6 +97,9 @@ pub struct ShellArgs {
     /// Watch without typing.
     #[arg(long)]
     readonly: bool,
+    /// Where a new terminal's shell starts (default /home/user).
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -127,6 +130,7 @@ pub async fn shell(args: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
         readonly: args.readonly,
         cols: Some(cols),
         rows: Some(rows),
+        cwd: args.workdir,
     };
     let terminal = client
         .terminal(&args.session, &query)

@@ -234,6 +234,47 @@ impl IntoResponse for E2bError {
     }
 }
 
+/// An error on a seed-compatibility route (`[compat]`): Berth's status, and the body NestJS
+/// answers with (`{"statusCode", "message", "error"}`, what the seed's frontend reads), plus
+/// Berth's stable `code`.
+#[derive(Debug)]
+pub struct CompatError(pub ApiError);
+
+impl<E> From<E> for CompatError
+where
+    ApiError: From<E>,
+{
+    fn from(err: E) -> Self {
+        Self(ApiError::from(err))
+    }
+}
+
+impl CompatError {
+    pub fn body(&self) -> serde_json::Value {
+        let ApiError {
+            status,
+            code,
+            message,
+            ..
+        } = &self.0;
+        serde_json::json!({
+            "statusCode": status.as_u16(),
+            "message": message,
+            "error": status.canonical_reason().unwrap_or("Error"),
+            "code": code,
+        })
+    }
+}
+
+impl IntoResponse for CompatError {
+    fn into_response(self) -> Response {
+        if self.0.status.is_server_error() {
+            tracing::warn!(status = %self.0.status, message = %self.0.message, "compat request failed");
+        }
+        (self.0.status, Json(self.body())).into_response()
+    }
+}
+
 /// An error on an envd Connect RPC route. Unary calls answer it as their response (the status
 /// Connect's protocol gives its code, `{"code": "not_found", "message"}`); streams send it in
 /// their end-of-stream message ([`ConnectError::end_of_stream`]).

@@ -87,7 +87,7 @@ pub async fn caller(
     authenticate(state, token).await
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+pub(super) async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     state
         .auth
         .authenticate(token)
@@ -113,7 +113,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// opaque origin (a sandboxed preview sends `Origin: null`). `Sec-Fetch-Site` is `none` for the address bar and bookmarks; requests with
 /// neither header (curl, older browsers' plain navigations) are not a page acting for another
 /// site.
-fn from_another_site(headers: &HeaderMap) -> bool {
+pub(super) fn from_another_site(headers: &HeaderMap) -> bool {
     let fetch_site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
     let foreign_fetch = fetch_site.is_some_and(|site| site != b"same-origin" && site != b"none");
     let foreign_origin = headers.get(ORIGIN).is_some_and(|origin| {

@@ -3,6 +3,7 @@
 //! Handlers translate HTTP into calls on the session manager and back; they hold no lifecycle
 //! logic. Errors become responses only in `error.rs`.
 
+mod compat;
 mod docker;
 pub mod e2b;
 pub(crate) mod error;
@@ -14,6 +15,7 @@ mod previews;
 mod process;
 pub mod rate_limit;
 mod service;
+pub(crate) mod session_agent;
 mod sessions;
 mod snapshots;
 mod templates;
@@ -93,6 +95,8 @@ pub struct Services {
     pub e2b_watchers: Arc<e2b::Watchers>,
     /// What other instances present on their lifecycle calls (`cluster::cluster_key`).
     pub cluster_key: Arc<str>,
+    /// `[compat]`: seed 003's container manager.
+    pub compat: crate::config::CompatConfig,
     /// `[quota] requests_per_second`; `None` when unlimited.
     pub rate_limit: Option<rate_limit::RateLimiter>,
 }
@@ -240,6 +244,11 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{link}/"), any(previews::proxy_link))
         .route(&format!("{link}/{{*rest}}"), any(previews::proxy_link))
         .route(crate::cluster::CALLS_PATH, post(internal::calls))
+        .merge(if state.compat.enabled {
+            compat::router(state.clone())
+        } else {
+            Router::new()
+        })
         .route("/", get(web::index))
         .route("/assets/{file}", get(web::asset))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))

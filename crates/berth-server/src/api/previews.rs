@@ -33,7 +33,7 @@ const PREVIEW_COOKIE: &str = "berth_preview";
 /// The query parameter a host-based preview link carries its token in, on first visit.
 const PREVIEW_PARAM: &str = "berth_preview";
 const DEFAULT_LINK_SECONDS: u64 = 3600;
-const MAX_LINK_SECONDS: u64 = 7 * 24 * 3600;
+pub(super) const MAX_LINK_SECONDS: u64 = 7 * 24 * 3600;
 
 fn owner_path(id: &str, port: u16) -> String {
     format!("/api/v1/sessions/{id}/ports/{port}/")
@@ -126,9 +126,18 @@ pub async fn create_link(
         )));
     }
     s.sessions.get(&caller, &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(signed_link(&s, &id, port, ttl)),
+    ))
+}
+
+/// A link to `port` of session `id` that works for anyone holding it, for `ttl` seconds; the
+/// caller has checked the session is theirs.
+pub(super) fn signed_link(s: &AppState, id: &str, port: u16, ttl: u64) -> PreviewLink {
     let expires = Utc::now().timestamp() + ttl as i64;
     let token = s.signer.preview_token(&PreviewGrant {
-        session_id: id.clone(),
+        session_id: id.to_owned(),
         port,
         expires,
     });
@@ -136,15 +145,14 @@ pub async fn create_link(
         let scheme = if s.preview.https { "https" } else { "http" };
         format!("{scheme}://{port}-{id}.{domain}/?{PREVIEW_PARAM}={token}")
     });
-    let link = PreviewLink {
+    PreviewLink {
         path: format!("/api/v1/previews/{token}/"),
         url,
         expires_at: Utc
             .timestamp_opt(expires, 0)
             .single()
             .unwrap_or_else(Utc::now),
-    };
-    Ok((StatusCode::CREATED, axum::Json(link)))
+    }
 }
 
 /// `.../ports/{port}` without the slash: relative links in the page need it.

@@ -3,17 +3,15 @@
 //! create or connect answered (an HMAC of the sandbox's id, so nothing is stored). It then acts
 //! as the sandbox's owner on the session's agent, like Berth's own routes.
 
-use std::net::SocketAddr;
-
 use axum::{
     body::{Body, Bytes},
     extract::{FromRequest, Multipart, Query, Request, State},
-    http::{HeaderMap, Method, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use berth_proto::{ErrorBody, ErrorCode, files::FileEntry};
+use berth_proto::{ErrorCode, files::FileEntry};
 use http_body_util::BodyExt;
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::Deserialize;
 
 use super::ENVD_PORT;
 use crate::{
@@ -22,15 +20,11 @@ use crate::{
         error::{ApiError, E2bError},
     },
     auth::{ADMIN_NAME, Principal},
-    proxy::{AgentSocket, encode_query},
+    proxy::encode_query,
     sessions::SessionError,
 };
 
-/// A sandbox a request may work in, and where its agent listens.
-pub struct Sandbox {
-    pub id: String,
-    endpoint: (SocketAddr, String),
-}
+pub use crate::api::session_agent::SessionAgent as Sandbox;
 
 /// The sandbox a request names, once its access token is checked. A paused (hibernated) one is
 /// woken, as any access to a Berth session wakes it.
@@ -77,76 +71,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap, wake: bool) -> Result<Sa
         Err(SessionError::NotFound(_)) => return Err(ApiError::e2b_sandbox_not_found(id)),
         Err(err) => return Err(err.into()),
     };
-    state.sessions.touch(id);
-    Ok(Sandbox {
-        id: id.to_owned(),
-        endpoint,
-    })
-}
-
-impl Sandbox {
-    /// Sends one request to the agent; an answer other than a success becomes its error.
-    pub async fn send(
-        &self,
-        state: &AppState,
-        request: hyper::Request<Body>,
-    ) -> Result<hyper::Response<Body>, ApiError> {
-        let (addr, secret) = &self.endpoint;
-        let response = state.agent.send(*addr, secret, request).await?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status();
-        let body = axum::body::to_bytes(Body::new(response.into_body()), 64 * 1024)
-            .await
-            .unwrap_or_default();
-        Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(error) => ApiError::coded(error.error.code, error.error.message),
-            Err(_) => ApiError::coded(
-                ErrorCode::SessionFailed,
-                format!("the session's agent answered HTTP {status}"),
-            ),
-        })
-    }
-
-    /// A JSON call to the agent.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        state: &AppState,
-        method: Method,
-        path_and_query: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<T, ApiError> {
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(header::CONTENT_TYPE, "application/json");
-        let body = match body {
-            Some(value) => Body::from(serde_json::to_vec(&value).map_err(ApiError::internal)?),
-            None => Body::empty(),
-        };
-        let response = self
-            .send(state, request.body(body).map_err(ApiError::internal)?)
-            .await?;
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ApiError::coded(ErrorCode::SessionFailed, e.to_string()))?
-            .to_bytes();
-        // Some agent routes answer 204: read that as JSON null.
-        let bytes = if bytes.is_empty() {
-            Bytes::from_static(b"null")
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes).map_err(ApiError::internal)
-    }
-
-    /// Opens one of the agent's WebSockets.
-    pub async fn websocket(&self, path_and_query: &str) -> Result<AgentSocket, ApiError> {
-        crate::proxy::agent_websocket(self.endpoint.clone(), path_and_query).await
-    }
+    Ok(Sandbox::at(state, id, endpoint))
 }
 
 /// `GET /health`: 204 while the sandbox is up; 502 "was not found" once it is gone or while it
