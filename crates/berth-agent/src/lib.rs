@@ -108,6 +108,7 @@ impl Agent {
             .route("/processes/{id}/stdin", post(processes::write_stdin))
             .route("/processes/{id}/stdin/close", post(processes::close_stdin))
             .route("/processes/{id}/signal", post(processes::signal))
+            .route("/processes/{id}/resize", post(processes::resize))
             .route("/terminal", get(terminal::attach))
             .route("/files", get(files::list).delete(files::remove))
             .route("/files/stat", get(files::stat))

@@ -65,6 +65,7 @@ struct Process {
     cmd: Vec<String>,
     foreground: bool,
     keepalive: bool,
+    pty: bool,
     stdin: tokio::sync::Mutex<Option<Input>>,
     output: OutputLog,
     /// Output pipes still open; the output is complete when this reaches zero. A watch, so a
@@ -118,6 +119,7 @@ impl Process {
             cmd: self.cmd.clone(),
             running: exit.is_none(),
             keepalive: self.keepalive,
+            pty: self.pty,
             exit_code: exit.and_then(|e| e.code),
             signal: exit.and_then(|e| e.signal),
         }
@@ -173,6 +175,7 @@ impl Registry {
             cmd: req.cmd.clone(),
             foreground,
             keepalive: req.keepalive,
+            pty: req.pty.is_some(),
             stdin: tokio::sync::Mutex::new(input),
             output: OutputLog::new(BACKLOG_BYTES),
             open_readers: watch::Sender::new(outputs.len()),
@@ -352,6 +355,24 @@ pub async fn close_stdin(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /processes/{id}/resize`: the terminal of a process started with `pty`.
+pub async fn resize(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+    AgentJson(size): AgentJson<PtySize>,
+) -> Result<StatusCode, AgentError> {
+    let process = state.processes.get(&id)?;
+    if !process.pty {
+        return Err(AgentError::conflict(format!(
+            "process {id} has no terminal to resize: start it with pty"
+        )));
+    }
+    if let Some(input) = process.stdin.lock().await.as_ref() {
+        input.resize(size.cols, size.rows);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /processes/{id}/signal`: to the process's whole group.
 pub async fn signal(
     State(state): State<AgentState>,
@@ -402,6 +423,7 @@ async fn relay(process: &Process, socket: &mut WebSocket) {
         &ProcessEvent::Start {
             id: process.id.clone(),
             pid: process.pid,
+            pty: process.pty,
         },
     )
     .await

@@ -47,7 +47,7 @@ impl ExecStream {
                 continue;
             };
             match serde_json::from_str(&text) {
-                Ok(ProcessEvent::Start { id, pid }) => return Ok(Self { id, pid, socket }),
+                Ok(ProcessEvent::Start { id, pid, .. }) => return Ok(Self { id, pid, socket }),
                 Ok(ProcessEvent::Error { message }) => {
                     let code = berth_proto::ErrorCode::InvalidRequest;
                     return Err(ClientError::Api {

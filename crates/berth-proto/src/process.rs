@@ -106,6 +106,9 @@ pub enum ProcessEvent {
     Start {
         id: String,
         pid: u32,
+        /// The process runs under a terminal (`pty`): its output is the terminal's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pty: bool,
     },
     End {
         exit_code: Option<i32>,
@@ -153,6 +156,9 @@ pub struct ProcessInfo {
     /// Started with `keepalive`: the session stays awake while it runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keepalive: bool,
+    /// Started with `pty`: it runs under a terminal, resized with `.../resize`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pty: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -209,6 +209,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(process::write_process_stdin))
         .routes(routes!(process::close_process_stdin))
         .routes(routes!(process::signal_process))
+        .routes(routes!(process::resize_process))
         .routes(routes!(docker::build::build))
         .routes(routes!(docker::run::run))
         .routes(routes!(docker::run::exec))

@@ -9,7 +9,9 @@ use axum::{
 };
 use berth_proto::{
     ErrorBody,
-    process::{ExecRequest, ExecResult, ProcessInfo, ProcessList, SignalRequest, TerminalQuery},
+    process::{
+        ExecRequest, ExecResult, ProcessInfo, ProcessList, PtySize, SignalRequest, TerminalQuery,
+    },
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -277,6 +279,30 @@ pub async fn signal_process(
         &caller,
         &id,
         &process_route(&pid, "/signal")?,
+        (Method::POST, None, &h, body),
+    )
+    .await
+}
+
+/// Resize the terminal of a process started with `pty`.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/processes/{pid}/resize", tag = "processes",
+    params(("id" = String, Path), ("pid" = String, Path)), request_body = PtySize,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Not started with pty", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn resize_process(
+    State(s): State<AppState>,
+    caller: Principal,
+    Path((id, pid)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    relay(
+        &s,
+        &caller,
+        &id,
+        &process_route(&pid, "/resize")?,
         (Method::POST, None, &h, body),
     )
     .await

@@ -14,7 +14,9 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use berth_proto::{
     ErrorCode,
-    process::{ExecRequest, ProcessEvent, ProcessInfo, ProcessList, STDERR_TAG, STDOUT_TAG},
+    process::{
+        ExecRequest, ProcessEvent, ProcessInfo, ProcessList, PtySize, STDERR_TAG, STDOUT_TAG,
+    },
 };
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -41,11 +43,18 @@ struct ProcessConfig {
     cwd: Option<String>,
 }
 
+/// envd's `PTY`: the terminal a process runs under.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Pty {
+    size: PtySize,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StartRequest {
     process: ProcessConfig,
-    pty: Option<Value>,
+    pty: Option<Pty>,
     tag: Option<String>,
     /// Absent means an open stdin (envd's default for old SDKs); newer SDKs send `false`.
     stdin: Option<bool>,
@@ -89,16 +98,21 @@ struct SendSignalRequest {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateRequest {
-    #[serde(rename = "process")]
-    _process: Selector,
-    pty: Option<Value>,
+    process: Selector,
+    pty: Option<Pty>,
 }
 
-fn no_pty() -> ConnectError {
-    ConnectError::from(ApiError::coded(
-        ErrorCode::MethodNotAllowed,
-        "PTYs are not served through Berth's E2B layer yet; use Berth's terminal WebSocket",
-    ))
+impl ProcessInput {
+    /// The bytes to write: a PTY's keystrokes go to its terminal as stdin does.
+    fn bytes(self) -> Result<Vec<u8>, ConnectError> {
+        let data = match (self.stdin, self.pty) {
+            (Some(data), None) | (None, Some(data)) => data,
+            _ => return Err(invalid("input must hold exactly one of stdin and pty")),
+        };
+        BASE64
+            .decode(data)
+            .map_err(|e| invalid(format!("input is not base64: {e}")))
+    }
 }
 
 /// `Start` (server stream): runs the command as a background process and streams its events.
@@ -106,9 +120,6 @@ fn no_pty() -> ConnectError {
 pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let opened = async {
         let request: StartRequest = connect::stream_request(&headers, body).await?;
-        if request.pty.is_some() {
-            return Err(no_pty());
-        }
         if request.tag.is_some() {
             return Err(invalid(
                 "process tags are not supported (they name PTY sessions)",
@@ -130,7 +141,7 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Body
             // E2B's sandboxes have no idle policy: a command the SDK started must not have
             // its session put to sleep under it.
             keepalive: true,
-            pty: None,
+            pty: request.pty.map(|pty| pty.size),
         };
         let body = serde_json::to_value(&exec).map_err(ApiError::internal)?;
         let started: ProcessInfo = sandbox
@@ -188,6 +199,8 @@ async fn relay(
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(keepalive);
         ticks.reset();
+        // A terminal's output is envd's `pty` data, not stdout.
+        let mut stdout = "stdout";
         loop {
             let message = tokio::select! {
                 message = socket.next() => message,
@@ -200,12 +213,17 @@ async fn relay(
             };
             let event = match message {
                 Some(Ok(Message::Binary(frame))) => match frame.split_first() {
-                    Some((&STDOUT_TAG, data)) => json!({"data": {"stdout": BASE64.encode(data)}}),
+                    Some((&STDOUT_TAG, data)) => json!({"data": {stdout: BASE64.encode(data)}}),
                     Some((&STDERR_TAG, data)) => json!({"data": {"stderr": BASE64.encode(data)}}),
                     _ => continue,
                 },
                 Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
-                    Ok(ProcessEvent::Start { pid, .. }) => json!({"start": {"pid": pid}}),
+                    Ok(ProcessEvent::Start { pid, pty, .. }) => {
+                        if pty {
+                            stdout = "pty";
+                        }
+                        json!({"start": {"pid": pid}})
+                    }
                     Ok(ProcessEvent::End {
                         exit_code,
                         signal,
@@ -315,27 +333,18 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, body: Body)
         .unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
-/// `SendInput`: bytes to a process's stdin.
+/// `SendInput`: bytes to a process's stdin, or its terminal's.
 pub async fn send_input(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let answer = async {
         let request: SendInputRequest = connect::unary(&headers, body).await?;
-        if request.input.pty.is_some() {
-            return Err(no_pty());
-        }
-        let data = request
-            .input
-            .stdin
-            .ok_or_else(|| invalid("input.stdin is required"))?;
-        let bytes = BASE64
-            .decode(data)
-            .map_err(|e| invalid(format!("input.stdin is not base64: {e}")))?;
+        let bytes = request.input.bytes()?;
         let sandbox = sandbox(&state, &headers).await?;
         let process = find(&state, &sandbox, &request.process).await?;
         let write = hyper::Request::post(format!("/processes/{}/stdin", process.id))
             .body(Body::from(bytes))
             .map_err(ApiError::internal)?;
         sandbox.send(&state, write).await?;
-        Ok(connect::reply(json!({})))
+        Ok::<_, ConnectError>(connect::reply(json!({})))
     };
     answer
         .await
@@ -454,12 +463,7 @@ pub async fn stream_input(
                 } => continue,
                 _ => return Err(invalid("after start, a stream carries data or keepalives")),
             };
-            if input.pty.is_some() {
-                return Err(no_pty());
-            }
-            let bytes = BASE64
-                .decode(input.stdin.unwrap_or_default())
-                .map_err(|e| invalid(format!("input.stdin is not base64: {e}")))?;
+            let bytes = input.bytes()?;
             let write = hyper::Request::post(format!("/processes/{}/stdin", process.id))
                 .body(Body::from(bytes))
                 .map_err(ApiError::internal)?;
@@ -470,12 +474,18 @@ pub async fn stream_input(
     connect::client_stream_reply(result.await)
 }
 
-/// `Update`: resizes a PTY, which Berth's E2B layer does not start.
-pub async fn update(headers: HeaderMap, body: Body) -> Response {
+/// `Update`: resizes a PTY.
+pub async fn update(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let answer = async {
         let request: UpdateRequest = connect::unary(&headers, body).await?;
-        if request.pty.is_some() {
-            return Err(no_pty());
+        if let Some(pty) = request.pty {
+            let sandbox = sandbox(&state, &headers).await?;
+            let process = find(&state, &sandbox, &request.process).await?;
+            let path = format!("/processes/{}/resize", process.id);
+            let size = serde_json::to_value(pty.size).map_err(ApiError::internal)?;
+            sandbox
+                .call::<Value>(&state, Method::POST, &path, Some(size))
+                .await?;
         }
         Ok::<_, ConnectError>(connect::reply(json!({})))
     };
