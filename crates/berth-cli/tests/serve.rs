@@ -440,6 +440,24 @@ fn exec_cp_and_files_from_the_cli() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
     let piped = serve.berth_with_input(ADMIN, &["exec", "-i", &id, "--", "wc", "-c"], b"12345");
     assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "5");
+    // -t: a terminal in the session, stderr merged into it as a terminal shows it.
+    let tty = serve.berth(
+        ADMIN,
+        &[
+            "exec",
+            "-t",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "test -t 1 && echo is-a-tty; echo to-err >&2; exit 4",
+        ],
+    );
+    assert_eq!(tty.status.code(), Some(4));
+    assert_eq!(
+        String::from_utf8_lossy(&tty.stdout),
+        "is-a-tty\r\nto-err\r\n"
+    );
 
     // 100 MB of random bytes up and back, through the control plane process.
     let original = dir.path().join("random.bin");

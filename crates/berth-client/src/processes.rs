@@ -78,6 +78,14 @@ impl ExecStream {
             .map_err(ws_error)
     }
 
+    /// Resizes the terminal of a process started with `pty`.
+    pub async fn resize(&mut self, cols: u16, rows: u16) -> Result<(), ClientError> {
+        self.socket
+            .send(input(ProcessInput::Resize { cols, rows }))
+            .await
+            .map_err(ws_error)
+    }
+
     /// Sends a signal (e.g. 15 for SIGTERM) to the process's whole group.
     pub async fn signal(&mut self, signal: i32) -> Result<(), ClientError> {
         self.socket

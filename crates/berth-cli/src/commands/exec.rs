@@ -1,10 +1,10 @@
 //! `berth exec` and `berth shell`: like `docker exec` and `docker exec -it`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use berth_client::{ExecEvent, TerminalEvent};
-use berth_proto::process::{ExecRequest, TerminalQuery};
+use berth_proto::process::{ExecRequest, PtySize, TerminalQuery};
 use clap::Args;
 use tokio::io::AsyncReadExt;
 
@@ -26,6 +26,11 @@ pub struct ExecArgs {
     /// Pass this terminal's standard input to the command.
     #[arg(long, short)]
     interactive: bool,
+    /// Run the command under a terminal of this one's size, as `docker exec -t` does: colours,
+    /// prompts and line editing work, stderr arrives merged into stdout. With `-i`, keys go to
+    /// it as typed (this terminal is put in raw mode).
+    #[arg(long, short)]
+    tty: bool,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true)]
     command: Vec<String>,
@@ -44,20 +49,34 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
         stdin: None,
         timeout_ms: args.timeout.map(|s| s.saturating_mul(1000)),
         keepalive: false,
-        pty: None,
+        pty: args.tty.then(|| {
+            let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
+            PtySize { cols, rows }
+        }),
     };
     let mut stream = client
         .exec_stream(&args.session, &request)
         .await
         .map_err(explain)?;
+    // Keys go through as typed only to a terminal: a pipe's input is passed as it is.
+    let _raw = (args.tty && args.interactive && std::io::stdin().is_terminal())
+        .then(RawMode::enable)
+        .transpose()?;
+    let mut resized =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut stdin = tokio::io::stdin();
     let mut input = vec![0u8; 32 * 1024];
     let mut stdin_open = args.interactive;
-    if !stdin_open {
+    if !stdin_open && !args.tty {
         stream.close_stdin().await.map_err(explain)?;
     }
     loop {
         tokio::select! {
+            _ = resized.recv(), if args.tty => {
+                if let Ok((cols, rows)) = crossterm::terminal::size() {
+                    stream.resize(cols, rows).await.map_err(explain)?;
+                }
+            }
             event = stream.next() => match event {
                 Some(ExecEvent::Stdout(bytes)) => write_all(&mut std::io::stdout(), &bytes)?,
                 Some(ExecEvent::Stderr(bytes)) => write_all(&mut std::io::stderr(), &bytes)?,

@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::{
-        rejection::{JsonRejection, QueryRejection},
+        rejection::{BytesRejection, JsonRejection, QueryRejection},
         ws::rejection::WebSocketUpgradeRejection,
     },
     http::StatusCode,
@@ -189,6 +189,17 @@ impl From<JsonRejection> for ApiError {
             _ => (ErrorCode::InvalidRequest, rejection.body_text()),
         };
         Self::coded(code, message)
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::PayloadTooLarge
+        } else {
+            ErrorCode::InvalidRequest
+        };
+        Self::coded(code, rejection.body_text())
     }
 }
 

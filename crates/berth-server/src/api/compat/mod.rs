@@ -31,6 +31,9 @@ use crate::auth::{Principal, hash_token};
 /// `HttpOnly`. Its user's name is derived from its hash, so the name never reveals it.
 const ANONYMOUS_COOKIE: &str = "berth_compat_anonymous";
 
+/// The largest JSON body a route takes: a `boot` or `mount` carries a whole file tree.
+const MAX_BODY_BYTES: usize = 64 << 20;
+
 /// The label every container made through this layer carries: `GET /containers` lists those.
 const LABEL: &str = "berth.compat";
 
@@ -74,6 +77,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             axum::routing::delete(webcontainer::rm),
         )
         .route("/webcontainer/{id}/fs/rename", post(webcontainer::rename))
+        // A file tree or a file travels whole in one JSON body.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// Who calls: a bearer token, the login cookie (with its CSRF token on changes), or, where

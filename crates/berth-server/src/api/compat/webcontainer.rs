@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::{
     body::Bytes,
+    extract::rejection::BytesRejection,
     extract::{Path, State},
     http::{HeaderMap, Method, StatusCode},
 };
@@ -22,9 +23,14 @@ use crate::{
     auth::Principal,
 };
 
-/// A JSON body, its errors Berth's (`invalid_json`) in the compat shape.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    let bytes = if bytes.is_empty() { &b"{}"[..] } else { bytes };
+/// A JSON body, its errors Berth's (`invalid_json`, `payload_too_large`) in the compat shape.
+fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = bytes?;
+    let bytes = if bytes.is_empty() {
+        &b"{}"[..]
+    } else {
+        &bytes[..]
+    };
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::coded(
             berth_proto::ErrorCode::InvalidJson,
@@ -58,8 +64,12 @@ pub struct Boot {
 
 /// `POST /webcontainer/boot {files?}`: a new container with `files` mounted in its working
 /// directory.
-pub async fn boot(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> CompatResult {
-    let request: Boot = body(&bytes)?;
+pub async fn boot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> CompatResult {
+    let request: Boot = body(bytes)?;
     let (caller, set_cookie) = compat_caller(&state, &headers, &Method::POST).await?;
     let (session, workspace) = start(&state, &caller).await?;
     if let Some(files) = &request.files
@@ -113,9 +123,9 @@ pub async fn mount(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
-    let request: Mount = body(&bytes)?;
+    let request: Mount = body(bytes)?;
     let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
     let at = at_workdir(&state, request.mount_point.as_deref().unwrap_or_default());
     let files = workspace.mount(&state, &at, &request.files).await?;
@@ -156,9 +166,9 @@ pub async fn spawn(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
-    let request: Spawn = body(&bytes)?;
+    let request: Spawn = body(bytes)?;
     let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
     let cmd = match request.args {
         Some(args) => std::iter::once(request.command).chain(args).collect(),
@@ -205,9 +215,9 @@ pub async fn write_file(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
-    let request: WriteFile = body(&bytes)?;
+    let request: WriteFile = body(bytes)?;
     let contents = decode(&request.contents, request.encoding)?;
     let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
     let path = at_workdir(&state, &request.path);
@@ -277,9 +287,9 @@ pub async fn mkdir(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
-    let request: PathRequest = body(&bytes)?;
+    let request: PathRequest = body(bytes)?;
     let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
     let path = at_workdir(&state, &request.path);
     workspace.mkdir(&state, &path).await?;
@@ -296,9 +306,9 @@ pub async fn rm(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
-    let request: PathRequest = body(&bytes)?;
+    let request: PathRequest = body(bytes)?;
     let (_, workspace, set_cookie) = open(&state, &headers, &Method::DELETE, &id).await?;
     let path = at_workdir(&state, &request.path);
     workspace
@@ -323,9 +333,9 @@ pub async fn rename(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
-    let request: Rename = body(&bytes)?;
+    let request: Rename = body(bytes)?;
     let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
     let (from, to) = (
         at_workdir(&state, &request.old_path),
