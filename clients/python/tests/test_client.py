@@ -99,6 +99,27 @@ def test_a_streamed_command_sends_its_output_as_written_and_its_end(session):
     assert events[-1] == Exited(exit_code=4, signal=None, timed_out=False)
 
 
+def test_a_process_under_a_pty_sees_a_terminal_that_resizes(session):
+    with session.exec_stream("stty size; read line; stty size; exit 3", pty=(100, 30)) as stream:
+        seen = b""
+        for event in stream:
+            seen += event.data if isinstance(event, Stdout) else b""
+            if b"30 100" in seen:
+                break
+        stream.resize(120, 40)
+        stream.write_stdin("go\n")
+        events = list(stream)
+    seen += b"".join(e.data for e in events if isinstance(e, Stdout))
+    assert b"40 120" in seen, seen
+    assert not any(isinstance(e, Stderr) for e in events), "a terminal is one stream"
+    assert events[-1] == Exited(exit_code=3, signal=None, timed_out=False)
+
+    process = session.processes.start("sleep 30", pty=(80, 24))
+    assert process.pty
+    session.processes.resize(process.id, 90, 20)
+    session.processes.signal(process.id, 9)
+
+
 def test_a_background_process_is_listed_attached_fed_and_signalled(session):
     process = session.processes.start("cat", keepalive=True)
     assert process.running

@@ -44,8 +44,10 @@ def _command(
     stdin: Optional[str],
     timeout_ms: Optional[int],
     keepalive: bool = False,
+    pty: Optional[tuple[int, int]] = None,
 ) -> dict[str, Any]:
-    """The API's ExecRequest. A string is run by `sh -c`; a list is run as it is."""
+    """The API's ExecRequest. A string is run by `sh -c`; a list is run as it is. `pty` is
+    `(cols, rows)`: the process runs under a terminal of that size."""
     body: dict[str, Any] = {"cmd": ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)}
     if cwd is not None:
         body["cwd"] = cwd
@@ -57,6 +59,8 @@ def _command(
         body["timeout_ms"] = timeout_ms
     if keepalive:
         body["keepalive"] = True
+    if pty is not None:
+        body["pty"] = {"cols": pty[0], "rows": pty[1]}
     return body
 
 
@@ -157,6 +161,10 @@ class ProcessStream(EventStream):
     def signal(self, signal: int) -> Any:
         """Sends `signal` (e.g. 15, SIGTERM) to the process's whole group."""
         return self._send(json.dumps({"type": "signal", "signal": signal}))
+
+    def resize(self, cols: int, rows: int) -> Any:
+        """Resizes the terminal of a process started with `pty`."""
+        return self._send(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
 
     def wait(self) -> Any:
         """Reads the stream to its end: the process's `Exited` (`None` if the stream broke)."""
@@ -366,9 +374,11 @@ class Processes:
         stdin: Optional[str] = None,
         timeout_ms: Optional[int] = None,
         keepalive: bool = False,
+        pty: Optional[tuple[int, int]] = None,
     ) -> Any:
-        """`ProcessInfo`. With `keepalive`, the session stays awake while it runs."""
-        body = _command(cmd, cwd, env, stdin, timeout_ms, keepalive)
+        """`ProcessInfo`. With `keepalive`, the session stays awake while it runs; with `pty`
+        (`(cols, rows)`), it runs under a terminal (output merged into stdout)."""
+        body = _command(cmd, cwd, env, stdin, timeout_ms, keepalive, pty)
         return self._driver.run(
             steps.call(Request("POST", self._path(), json=body), models.ProcessInfo.from_json)
         )
@@ -397,6 +407,12 @@ class Processes:
         """Sends `signal` (e.g. 15, SIGTERM) to the process's whole group."""
         path = self._path(f"/{_quote(process_id)}/signal")
         return self._driver.run(steps.call_empty(Request("POST", path, json={"signal": signal})))
+
+    def resize(self, process_id: str, cols: int, rows: int) -> Any:
+        """Resizes the terminal of a process started with `pty`."""
+        path = self._path(f"/{_quote(process_id)}/resize")
+        body = {"cols": cols, "rows": rows}
+        return self._driver.run(steps.call_empty(Request("POST", path, json=body)))
 
 
 def _quote(segment: str) -> str:
@@ -516,9 +532,11 @@ class Session:
         cwd: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         timeout_ms: Optional[int] = None,
+        pty: Optional[tuple[int, int]] = None,
     ) -> Any:
-        """`ProcessStream`: `cmd`'s output as it is written; closing it kills the process."""
-        body = _command(cmd, cwd, env, None, timeout_ms)
+        """`ProcessStream`: `cmd`'s output as it is written; closing it kills the process.
+        With `pty` (`(cols, rows)`) it runs under a terminal: stderr arrives in stdout."""
+        body = _command(cmd, cwd, env, None, timeout_ms, pty=pty)
         return self._driver.run(_process_stream(self._driver, self._path("exec/stream"), body))
 
     def terminal(

@@ -129,6 +129,8 @@ class ProcessInfo(_Answer):
     cmd: list[str]
     running: bool
     keepalive: bool = False
+    #: Started with `pty`: it runs under a terminal.
+    pty: bool = False
     exit_code: Optional[int] = None
     signal: Optional[int] = None
 
