@@ -15,6 +15,43 @@ use serde::de::DeserializeOwned;
 use super::{AppState, error::ApiError};
 use crate::{auth::Principal, proxy::AgentSocket};
 
+/// The largest JSON answer read from an agent: a listing of a huge directory is refused rather
+/// than held whole.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// An agent's answer, whole, if it is at most `limit` bytes; `payload_too_large` otherwise, so
+/// a session cannot make the control plane hold what it likes.
+pub async fn read_limited(
+    response: hyper::Response<Body>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::coded(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the answer is larger than {} MiB; download files through \
+                 GET /api/v1/sessions/{{id}}/files/content, which streams",
+                limit >> 20
+            ),
+        )
+    };
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(err) => Err(ApiError::coded(ErrorCode::SessionFailed, err.to_string())),
+    }
+}
+
 /// A session a caller may work in, and where its agent listens.
 pub struct SessionAgent {
     pub id: String,
@@ -82,12 +119,7 @@ impl SessionAgent {
         let response = self
             .send(state, request.body(body).map_err(ApiError::internal)?)
             .await?;
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ApiError::coded(ErrorCode::SessionFailed, e.to_string()))?
-            .to_bytes();
+        let bytes = read_limited(response, MAX_ANSWER_BYTES).await?;
         // Some agent routes answer 204: read that as JSON null.
         let bytes = if bytes.is_empty() {
             Bytes::from_static(b"null")

@@ -92,6 +92,8 @@ pub(super) async fn watch(
 ) {
     let mut retry = FIRST_RETRY;
     let mut reported_lost = false;
+    // Streams in a row that ended soon after they began.
+    let mut quick_ends = 0;
     loop {
         let lost = match runtime.events(since).await {
             Ok(mut events) => {
@@ -106,21 +108,23 @@ pub(super) async fn watch(
                     }
                 }
                 since = SystemTime::now();
-                // A stream that ends soon after it began, again and again, backs off like a
-                // failing engine rather than being followed anew ten times a second.
                 if followed_from.elapsed() >= LAST_RETRY {
                     retry = FIRST_RETRY;
+                    quick_ends = 0;
+                } else {
+                    quick_ends += 1;
                 }
-                // Not an outage yet: a swarm's stream ends when its nodes change, to be followed
-                // anew at once. An engine that went away fails the next subscription.
-                None
+                // A stream that ends is followed anew at once, and is an outage only if that
+                // fails: a swarm's stream ends when its nodes change, and an engine that went
+                // away fails the next subscription. One that keeps ending as soon as it began
+                // is an outage too (and is not followed ten times a second).
+                (quick_ends > 1).then(|| "the engine's event stream keeps ending".to_owned())
             }
             Err(err) => Some(err.to_string()),
         };
+        let Some(reason) = lost else { continue };
         // One report per outage: the actor needs to hear it once, not at every retry.
-        if let Some(reason) = lost
-            && !reported_lost
-        {
+        if !reported_lost {
             reported_lost = true;
             if !send(&commands, Command::EngineLost { reason }).await {
                 return;

@@ -5,20 +5,26 @@ use std::collections::BTreeMap;
 
 use axum::{
     extract::{Path, State},
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, StatusCode},
 };
 use berth_proto::{CreateSession, Session};
 use serde_json::json;
 
-use super::{CompatResult, ContainerInfo, LABEL, answer, compat_caller, workspace::Workspace};
+use super::{Caller, CompatResult, ContainerInfo, LABEL, answer, workspace::Workspace};
 use crate::{
     api::{AppState, error::ApiError},
     auth::Principal,
 };
 
 /// `GET /containers`: the caller's containers made through this layer, newest last.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> CompatResult {
-    let (caller, set_cookie) = compat_caller(&state, &headers, &Method::GET).await?;
+pub async fn list(
+    State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
+    headers: HeaderMap,
+) -> CompatResult {
     let label = vec![(LABEL.to_owned(), "1".to_owned())];
     let sessions = state.sessions.list(&caller, label, false).await?;
     let infos: Vec<ContainerInfo> = sessions
@@ -29,9 +35,15 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> CompatRe
 }
 
 /// `POST /containers`: a new container, running, its working directory made.
-pub async fn create(State(state): State<AppState>, headers: HeaderMap) -> CompatResult {
-    let (caller, set_cookie) = compat_caller(&state, &headers, &Method::POST).await?;
-    let (session, _) = start(&state, &caller).await?;
+pub async fn create(
+    State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
+    headers: HeaderMap,
+) -> CompatResult {
+    let session = start(&state, &caller, |_, _| async { Ok(()) }).await?;
     Ok(answer(
         StatusCode::CREATED,
         ContainerInfo::of(&state, &headers, &session),
@@ -39,52 +51,66 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap) -> Compat
     ))
 }
 
-/// Creates a container for `caller` and makes its working directory; a container whose
-/// directory cannot be made is deleted again, so a failed create leaves nothing behind.
-pub(super) async fn start(
+/// Creates a container for `caller`, makes its working directory and runs `then` in it; a
+/// container that fails any of that is deleted again, so a failed create leaves nothing behind.
+/// It runs as a task of its own: a client that hangs up half-way cannot stop the clean-up.
+pub(super) async fn start<F, Fut>(
     state: &AppState,
     caller: &Principal,
-) -> Result<(Session, Workspace), ApiError> {
-    let request = CreateSession {
-        template: state.compat.template.clone(),
-        labels: BTreeMap::from([(LABEL.to_owned(), "1".to_owned())]),
-        ..CreateSession::default()
-    };
-    let session = state.sessions.create(caller.clone(), request).await?;
-    let prepared = async {
-        let workspace = Workspace::open(state, caller, &session.id).await?;
-        workspace.mkdir(state, &state.compat.workdir).await?;
-        Ok::<_, ApiError>(workspace)
-    };
-    match prepared.await {
-        Ok(workspace) => Ok((session, workspace)),
-        Err(err) => {
-            if let Err(cleanup) = state
-                .sessions
-                .delete(caller.clone(), session.id.clone())
+    then: F,
+) -> Result<Session, ApiError>
+where
+    F: FnOnce(AppState, Workspace) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), ApiError>> + Send,
+{
+    let (state, caller) = (state.clone(), caller.clone());
+    let made = tokio::spawn(async move {
+        let request = CreateSession {
+            template: state.compat.template.clone(),
+            labels: BTreeMap::from([(LABEL.to_owned(), "1".to_owned())]),
+            ..CreateSession::default()
+        };
+        let session = state.sessions.create(caller.clone(), request).await?;
+        let prepared = async {
+            let workspace = Workspace::open(&state, &caller, &session.id).await?;
+            workspace
+                .mkdir(&state, &state.compat.workdir)
                 .await
-            {
-                tracing::warn!(session = %session.id, %cleanup, "could not delete a container whose workdir failed");
+                .map_err(|err| {
+                    ApiError::coded(
+                        err.code,
+                        format!(
+                            "the container could not make its working directory {} ({}); the \
+                             template's image must let its user create it",
+                            state.compat.workdir, err.message
+                        ),
+                    )
+                })?;
+            then(state.clone(), workspace).await
+        };
+        match prepared.await {
+            Ok(()) => Ok(session),
+            Err(err) => {
+                if let Err(cleanup) = state.sessions.delete(caller, session.id.clone()).await {
+                    tracing::warn!(session = %session.id, %cleanup, "could not delete a container whose create failed half-way");
+                }
+                Err(err)
             }
-            Err(ApiError::coded(
-                err.code,
-                format!(
-                    "the container could not make its working directory {} ({}); the template's \
-                     image must let its user create it",
-                    state.compat.workdir, err.message
-                ),
-            ))
         }
-    }
+    });
+    made.await.map_err(ApiError::internal)?
 }
 
 /// `GET /containers/{id}`.
 pub async fn get(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> CompatResult {
-    let (caller, set_cookie) = compat_caller(&state, &headers, &Method::GET).await?;
     let session = state.sessions.get(&caller, &id).await?;
     Ok(answer(
         StatusCode::OK,
@@ -96,10 +122,12 @@ pub async fn get(
 /// `DELETE /containers/{id}`: stopped and removed, its files with it.
 pub async fn delete(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> CompatResult {
-    let (caller, set_cookie) = compat_caller(&state, &headers, &Method::DELETE).await?;
     state.sessions.delete(caller, id.clone()).await?;
     Ok(answer(
         StatusCode::OK,
@@ -111,10 +139,15 @@ pub async fn delete(
 /// `GET /containers/{id}/url`: the preview link of `compat.preview_port`.
 pub async fn url(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> CompatResult {
-    let (caller, set_cookie) = compat_caller(&state, &headers, &Method::GET).await?;
+    // A sleeping container wakes for its preview, as for any use.
+    Workspace::open(&state, &caller, &id).await?;
     let session = state.sessions.get(&caller, &id).await?;
     let info = ContainerInfo::of(&state, &headers, &session);
     let url = info.preview_url.ok_or_else(|| {

@@ -36,10 +36,30 @@ pub fn serve(io: &SocketIo) {
     io.ns("/container", on_connect.with(authenticated));
 }
 
+/// Requests one connection may have under way at once: each runs as a task of its own, and a
+/// command may run for minutes.
+const IN_FLIGHT_PER_CONNECTION: usize = 8;
+
 /// One connection's state: who it is, and the container it joined.
 struct Connection {
     caller: Principal,
     joined: Mutex<Option<Joined>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Connection {
+    /// A place for one more request under way, or `rate_limited` when all are taken.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            ApiError::coded(
+                berth_proto::ErrorCode::RateLimited,
+                format!(
+                    "this connection already has {IN_FLIGHT_PER_CONNECTION} requests under way; \
+                     wait for one to answer"
+                ),
+            )
+        })
+    }
 }
 
 struct Joined {
@@ -73,6 +93,10 @@ async fn authenticated(
         } else {
             authenticate(&state, token).await
         }
+    } else if state.compat.allow_anonymous && from_another_site(headers) {
+        Err(ApiError::forbidden(
+            "the anonymous cookie is not taken from another origin; send auth.token",
+        ))
     } else if state.compat.allow_anonymous {
         let secret = cookie(headers, super::ANONYMOUS_COOKIE)
             .map(str::to_owned)
@@ -85,11 +109,19 @@ async fn authenticated(
     socket.extensions.insert(Arc::new(Connection {
         caller,
         joined: Mutex::new(None),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_PER_CONNECTION)),
     }));
     Ok(())
 }
 
 async fn on_connect(socket: SocketRef) {
+    // Its terminal relay ends with it (the terminal itself lives on in the container, to be
+    // joined again by its id).
+    socket.on_disconnect(async |socket: SocketRef| {
+        if let Some(connection) = connection(&socket) {
+            connection.joined.lock().await.take();
+        }
+    });
     socket.on("join-container", join);
     socket.on("fs-operation", fs_operation);
     socket.on("process-operation", process_operation);
@@ -155,6 +187,9 @@ struct JoinOptions {
     /// is run as a command.
     #[serde(default)]
     mode: Option<String>,
+    /// With `pty`: join this terminal again (its recent output is replayed) instead of a new one.
+    #[serde(default)]
+    terminal_id: Option<String>,
     #[serde(default)]
     cols: Option<u16>,
     #[serde(default)]
@@ -170,11 +205,16 @@ async fn join(
     let Some(connection) = connection(&socket) else {
         return;
     };
+    let _under_way = match connection.admit() {
+        Ok(permit) => permit,
+        Err(err) => return fail(&socket, ack, "join-container", err),
+    };
     let outcome = async {
         let options = match parse::<JoinRequest>(data)? {
             JoinRequest::Id(container_id) => JoinOptions {
                 container_id,
                 mode: None,
+                terminal_id: None,
                 cols: None,
                 rows: None,
             },
@@ -190,15 +230,23 @@ async fn join(
             }
         };
         let workspace = Workspace::open(&state, &connection.caller, &options.container_id).await?;
-        let terminal = if pty {
+        let (terminal, terminal_id) = if pty {
             let (cols, rows) = (options.cols.unwrap_or(80), options.rows.unwrap_or(24));
-            let cwd = crate::proxy::encode_query(&state.compat.workdir);
-            let agent = workspace
-                .websocket(&format!("/terminal?cols={cols}&rows={rows}&cwd={cwd}"))
-                .await?;
-            Some(stream_terminal(socket.clone(), agent))
+            let query = match &options.terminal_id {
+                Some(id) => format!("terminal_id={}", crate::proxy::encode_query(id)),
+                None => format!(
+                    "cols={cols}&rows={rows}&cwd={}",
+                    crate::proxy::encode_query(&state.compat.workdir)
+                ),
+            };
+            let mut agent = workspace.websocket(&format!("/terminal?{query}")).await?;
+            let terminal_id = ready(&mut agent).await?;
+            (
+                Some(stream_terminal(socket.clone(), agent)),
+                Some(terminal_id),
+            )
         } else {
-            None
+            (None, None)
         };
         *connection.joined.lock().await = Some(Joined {
             container: workspace.id().to_owned(),
@@ -209,6 +257,7 @@ async fn join(
             "containerId": workspace.id(),
             "workingDir": state.compat.workdir,
             "mode": if pty { "pty" } else { "exec" },
+            "terminalId": terminal_id,
             "success": true,
         }))
     };
@@ -216,6 +265,22 @@ async fn join(
         Ok(body) => reply(&socket, ack, "joined-container", &body),
         Err(err) => fail(&socket, ack, "join-container", err),
     }
+}
+
+/// A terminal's id, from the `ready` frame every terminal connection starts with.
+async fn ready(agent: &mut crate::proxy::AgentSocket) -> Result<String, ApiError> {
+    while let Some(frame) = agent.next().await {
+        if let Ok(Message::Text(text)) = frame
+            && let Ok(berth_proto::process::TerminalServerMessage::Ready { terminal_id }) =
+                serde_json::from_str(&text)
+        {
+            return Ok(terminal_id);
+        }
+    }
+    Err(ApiError::coded(
+        berth_proto::ErrorCode::SessionFailed,
+        "the session's terminal closed before it was ready",
+    ))
 }
 
 /// Relays a terminal's output to the client as `terminal-output` until either side ends;
@@ -320,6 +385,10 @@ async fn fs_operation(
     let Some(connection) = connection(&socket) else {
         return;
     };
+    let _under_way = match connection.admit() {
+        Ok(permit) => permit,
+        Err(err) => return fail(&socket, ack, "fs-operation", err),
+    };
     let request = match parse::<FsRequest>(data) {
         Ok(request) => request,
         Err(err) => return fail(&socket, ack, "fs-operation", err),
@@ -416,6 +485,10 @@ async fn process_operation(
     let Some(connection) = connection(&socket) else {
         return;
     };
+    let _under_way = match connection.admit() {
+        Ok(permit) => permit,
+        Err(err) => return fail(&socket, ack, "process-operation", err),
+    };
     let request = match parse::<ProcessRequest>(data) {
         Ok(request) => request,
         Err(err) => return fail(&socket, ack, "process-operation", err),
@@ -450,15 +523,19 @@ async fn run(
         .is_none()
         .then(|| changes_directory(&command))
         .flatten();
-    let cmd = match (args, moves_to) {
-        (Some(args), _) => std::iter::once(command.clone()).chain(args).collect(),
-        (None, Some(target)) => vec!["sh".into(), "-c".into(), format!("cd {target} && pwd")],
-        (None, None) => vec!["sh".into(), "-c".into(), command.clone()],
+    let cmd = match moves_to {
+        // `cd -` and CDPATH print where they went: only `pwd`'s line is the answer.
+        Some(target) => workspace::command(format!("cd {target} >/dev/null && pwd"), None),
+        None => workspace::command(command.clone(), args),
     };
     let result = workspace.run(state, cmd, &cwd, env, timeout).await?;
     let mut now_in = cwd;
-    if moves_to.is_some() && result.exit_code == Some(0) {
-        let moved = result.stdout.strip_suffix('\n').unwrap_or(&result.stdout);
+    let moved = result.stdout.strip_suffix('\n').unwrap_or(&result.stdout);
+    if moves_to.is_some()
+        && result.exit_code == Some(0)
+        && moved.starts_with('/')
+        && !moved.contains('\n')
+    {
         now_in = moved.to_owned();
         if let Some(joined) = connection.joined.lock().await.as_mut() {
             joined.cwd = now_in.clone();
@@ -518,6 +595,10 @@ async fn terminal_input(
 ) {
     let Some(connection) = connection(&socket) else {
         return;
+    };
+    let _under_way = match connection.admit() {
+        Ok(permit) => permit,
+        Err(err) => return fail(&socket, ack, "terminal-input", err),
     };
     let input = match parse::<TerminalInput>(data) {
         Ok(TerminalInput::Text(input) | TerminalInput::Object { input }) => input,

@@ -13,7 +13,8 @@ mod workspace;
 
 use axum::{
     Router,
-    http::{HeaderMap, HeaderValue, Method, header},
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, Method, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -23,7 +24,7 @@ use serde::Serialize;
 use super::{
     AppState,
     error::{ApiError, CompatError},
-    extract::{Csrf, bearer, caller, cookie, secure},
+    extract::{Csrf, bearer, caller, cookie, from_another_site, secure},
 };
 use crate::auth::{Principal, hash_token};
 
@@ -39,7 +40,11 @@ const LABEL: &str = "berth.compat";
 
 /// The routes and the gateway, when `[compat] enabled`.
 pub fn router(state: AppState) -> Router<AppState> {
+    // A `writeFile` over the gateway carries its whole file, as REST does; and a terminal's
+    // output may come in bursts faster than a long-polling client collects it.
     let (gateway, io) = socketioxide::SocketIo::builder()
+        .max_payload(MAX_BODY_BYTES as u64)
+        .max_buffer_size(4096)
         .with_state(state)
         .build_svc();
     gateway::serve(&io);
@@ -98,6 +103,14 @@ async fn compat_caller(
             None,
         ));
     }
+    // The cookie is `SameSite=Lax`, so another origin of the same site (a dev server on
+    // another port, a preview) would send it: only Berth's own pages and non-browser clients
+    // may act with it.
+    if from_another_site(headers) {
+        return Err(ApiError::forbidden(
+            "the anonymous cookie is not taken from another origin; send a token instead",
+        ));
+    }
     if let Some(secret) = cookie(headers, ANONYMOUS_COOKIE) {
         return Ok((anonymous_user(secret), None));
     }
@@ -108,6 +121,26 @@ async fn compat_caller(
     );
     let set = HeaderValue::from_str(&set).map_err(ApiError::internal)?;
     Ok((anonymous_user(&secret), Some(set)))
+}
+
+/// The caller of a compat REST route, worked out before its body is read: a request without
+/// one is refused before it can make the control plane hold a large body.
+pub struct Caller {
+    principal: Principal,
+    /// The anonymous cookie to set, when this call made one.
+    set_cookie: Option<HeaderValue>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = CompatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, CompatError> {
+        let (principal, set_cookie) = compat_caller(state, &parts.headers, &parts.method).await?;
+        Ok(Self {
+            principal,
+            set_cookie,
+        })
+    }
 }
 
 fn anonymous_user(secret: &str) -> Principal {

@@ -8,20 +8,17 @@ use axum::{
     body::Bytes,
     extract::rejection::BytesRejection,
     extract::{Path, State},
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, StatusCode},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::{
-    CompatResult, ContainerInfo, answer, compat_caller,
+    Caller, CompatResult, ContainerInfo, answer,
     containers::start,
     workspace::{self, Contents, Encoding, TreeNode, Workspace, decode},
 };
-use crate::{
-    api::{AppState, error::ApiError},
-    auth::Principal,
-};
+use crate::api::{AppState, error::ApiError};
 
 /// A JSON body, its errors Berth's (`invalid_json`, `payload_too_large`) in the compat shape.
 fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
@@ -39,18 +36,6 @@ fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, 
     })
 }
 
-/// The caller's container `id`, and the anonymous cookie to set, if any.
-async fn open(
-    state: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    id: &str,
-) -> Result<(Principal, Workspace, Option<axum::http::HeaderValue>), ApiError> {
-    let (caller, set_cookie) = compat_caller(state, headers, method).await?;
-    let workspace = Workspace::open(state, &caller, id).await?;
-    Ok((caller, workspace, set_cookie))
-}
-
 fn at_workdir(state: &AppState, path: &str) -> String {
     workspace::resolve(&state.compat.workdir, path)
 }
@@ -66,19 +51,25 @@ pub struct Boot {
 /// directory.
 pub async fn boot(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
     let request: Boot = body(bytes)?;
-    let (caller, set_cookie) = compat_caller(&state, &headers, &Method::POST).await?;
-    let (session, workspace) = start(&state, &caller).await?;
-    if let Some(files) = &request.files
-        && let Err(err) = workspace.mount(&state, &state.compat.workdir, files).await
-    {
-        // A boot is whole or not at all.
-        let _ = state.sessions.delete(caller, session.id.clone()).await;
-        return Err(err.into());
-    }
+    // A boot is whole or not at all: files that cannot be mounted delete the container.
+    let session = start(&state, &caller, move |state, workspace| async move {
+        match &request.files {
+            Some(files) => workspace
+                .mount(&state, &state.compat.workdir, files)
+                .await
+                .map(drop),
+            None => Ok(()),
+        }
+    })
+    .await?;
     let info = ContainerInfo::of(&state, &headers, &session);
     Ok(answer(
         StatusCode::CREATED,
@@ -96,10 +87,13 @@ pub async fn boot(
 /// `GET /webcontainer/{id}/status`.
 pub async fn status(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> CompatResult {
-    let (caller, set_cookie) = compat_caller(&state, &headers, &Method::GET).await?;
     let session = state.sessions.get(&caller, &id).await?;
     let info = ContainerInfo::of(&state, &headers, &session);
     Ok(answer(
@@ -121,12 +115,15 @@ pub struct Mount {
 /// `POST /webcontainer/{id}/mount {files, mountPoint?}`.
 pub async fn mount(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
     let request: Mount = body(bytes)?;
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
+    let workspace = Workspace::open(&state, &caller, &id).await?;
     let at = at_workdir(&state, request.mount_point.as_deref().unwrap_or_default());
     let files = workspace.mount(&state, &at, &request.files).await?;
     Ok(answer(
@@ -164,16 +161,16 @@ pub struct SpawnOptions {
 /// output (`output` is stdout then stderr; the gateway and the TypeScript package stream).
 pub async fn spawn(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
     let request: Spawn = body(bytes)?;
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
-    let cmd = match request.args {
-        Some(args) => std::iter::once(request.command).chain(args).collect(),
-        None => vec!["sh".into(), "-c".into(), request.command],
-    };
+    let workspace = Workspace::open(&state, &caller, &id).await?;
+    let cmd = workspace::command(request.command, request.args);
     let cwd = at_workdir(&state, request.options.cwd.as_deref().unwrap_or_default());
     let result = workspace
         .run(
@@ -213,13 +210,16 @@ pub struct WriteFile {
 /// `contents`, parents made.
 pub async fn write_file(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
     let request: WriteFile = body(bytes)?;
     let contents = decode(&request.contents, request.encoding)?;
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
+    let workspace = Workspace::open(&state, &caller, &id).await?;
     let path = at_workdir(&state, &request.path);
     workspace.write(&state, &path, contents).await?;
     Ok(answer(
@@ -242,11 +242,14 @@ fn url_path(state: &AppState, params: &HashMap<String, String>) -> String {
 /// when the file is not UTF-8.
 pub async fn read_file(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(params): Path<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> CompatResult {
-    let id = params.get("id").cloned().unwrap_or_default();
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::GET, &id).await?;
+    let id = params.get("id").map(String::as_str).unwrap_or_default();
+    let workspace = Workspace::open(&state, &caller, id).await?;
     let path = url_path(&state, &params);
     let Contents { contents, encoding } = Contents::of(workspace.read(&state, &path).await?);
     Ok(answer(
@@ -259,11 +262,14 @@ pub async fn read_file(
 /// `GET /webcontainer/{id}/fs/readdir/{path}`: directories first, then by name.
 pub async fn readdir(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(params): Path<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> CompatResult {
-    let id = params.get("id").cloned().unwrap_or_default();
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::GET, &id).await?;
+    let id = params.get("id").map(String::as_str).unwrap_or_default();
+    let workspace = Workspace::open(&state, &caller, id).await?;
     let path = url_path(&state, &params);
     let entries = workspace.readdir(&state, &path).await?;
     Ok(answer(StatusCode::OK, entries, set_cookie))
@@ -285,12 +291,15 @@ pub struct PathRequest {
 /// `POST /webcontainer/{id}/fs/mkdir {path, recursive?}`.
 pub async fn mkdir(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
     let request: PathRequest = body(bytes)?;
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
+    let workspace = Workspace::open(&state, &caller, &id).await?;
     let path = at_workdir(&state, &request.path);
     workspace.mkdir(&state, &path).await?;
     Ok(answer(
@@ -304,12 +313,15 @@ pub async fn mkdir(
 /// frontend sends it).
 pub async fn rm(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
     let request: PathRequest = body(bytes)?;
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::DELETE, &id).await?;
+    let workspace = Workspace::open(&state, &caller, &id).await?;
     let path = at_workdir(&state, &request.path);
     workspace
         .remove(&state, &path, request.recursive, request.force)
@@ -331,12 +343,15 @@ pub struct Rename {
 /// `POST /webcontainer/{id}/fs/rename {oldPath, newPath}`: replaces `newPath`, as `fs.rename`.
 pub async fn rename(
     State(state): State<AppState>,
+    Caller {
+        principal: caller,
+        set_cookie,
+    }: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> CompatResult {
     let request: Rename = body(bytes)?;
-    let (_, workspace, set_cookie) = open(&state, &headers, &Method::POST, &id).await?;
+    let workspace = Workspace::open(&state, &caller, &id).await?;
     let (from, to) = (
         at_workdir(&state, &request.old_path),
         at_workdir(&state, &request.new_path),

@@ -15,14 +15,20 @@ use berth_proto::{
     files::{FileEntry, FileKind, FileList},
     process::{ExecRequest, ExecResult},
 };
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::{AppState, error::ApiError, session_agent::SessionAgent},
+    api::{
+        AppState,
+        error::ApiError,
+        session_agent::{SessionAgent, read_limited},
+    },
     auth::Principal,
     proxy::encode_query,
 };
+
+/// The largest file read into a JSON answer (it is held whole, and grows by a third in base64).
+pub const MAX_FILE_BYTES: usize = 64 << 20;
 
 /// A command's longest run before it is killed, unless the caller asks for less.
 pub const COMMAND_TIMEOUT_MS: u64 = 10 * 60 * 1000;
@@ -137,13 +143,7 @@ impl Workspace {
             .body(Body::empty())
             .map_err(ApiError::internal)?;
         let response = self.agent.send(state, request).await?;
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ApiError::coded(ErrorCode::SessionFailed, e.to_string()))?
-            .to_bytes();
-        Ok(bytes.to_vec())
+        Ok(read_limited(response, MAX_FILE_BYTES).await?.to_vec())
     }
 
     /// Writes the file whole, making its parents.
@@ -331,6 +331,15 @@ fn pack(
         }
     }
     Ok(written)
+}
+
+/// The argument vector of a command: `command` run with `args` as they are, or, without
+/// `args`, `command` as a shell line (`sh -c`), as the seed's frontends send whole lines.
+pub fn command(command: String, args: Option<Vec<String>>) -> Vec<String> {
+    match args {
+        Some(args) => std::iter::once(command).chain(args).collect(),
+        None => vec!["sh".into(), "-c".into(), command],
+    }
 }
 
 /// `path` from `cwd`: an absolute one as it is, a relative one joined to `cwd`, an empty one

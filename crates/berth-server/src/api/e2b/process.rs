@@ -149,7 +149,9 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Body
             .await?;
         // The attach replays the output from the start, so it need not wait for the close.
         let close_stdin = async {
-            if request.stdin == Some(false) {
+            // A PTY's input is its terminal, which envd never closes: closing it would type ^D
+            // into the shell.
+            if request.stdin == Some(false) && exec.pty.is_none() {
                 let path = format!("/processes/{}/stdin/close", started.id);
                 sandbox
                     .call::<Value>(&state, Method::POST, &path, None)
