@@ -121,32 +121,28 @@ ensure_e2b_sdk() {
   command -v python3 >/dev/null 2>&1 || apt_install python3
   e2b_venv "$ROOT/target/e2b-venv" "$E2B_SDK_VERSION"
   e2b_venv "$ROOT/target/e2b-venv-previous" "$E2B_SDK_PREVIOUS_VERSION"
-  # The JavaScript SDK (npm's `e2b`), in target/e2b-npm.
-  local npm_dir="$ROOT/target/e2b-npm" installed
+  # The JavaScript SDK (npm's `e2b`).
+  npm_package "$ROOT/target/e2b-npm" e2b "$E2B_JS_SDK_VERSION"
+}
+# Installs npm's PACKAGE@VERSION into DIR (an ES-module project of its own) unless it is there;
+# tests copy their scripts next to its node_modules. Usage: npm_package DIR PACKAGE VERSION
+npm_package() {
+  local dir=$1 package=$2 version=$3 installed
   installed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' \
-    "$npm_dir/node_modules/e2b/package.json" 2>/dev/null || true)
-  if [ "$installed" != "$E2B_JS_SDK_VERSION" ]; then
+    "$dir/node_modules/$package/package.json" 2>/dev/null || true)
+  if [ "$installed" != "$version" ]; then
     command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-    log "installing E2B's JavaScript SDK e2b@$E2B_JS_SDK_VERSION (npm) into $npm_dir"
-    mkdir -p "$npm_dir"
-    echo '{"name": "berth-e2b-test", "private": true, "type": "module"}' >"$npm_dir/package.json"
-    (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error "e2b@$E2B_JS_SDK_VERSION")
+    log "installing $package@$version (npm) into $dir"
+    mkdir -p "$dir"
+    echo '{"private": true, "type": "module"}' >"$dir/package.json"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "$package@$version")
   fi
 }
 # Third-party clients of the seed-compatibility layer (docs/compat.md), in target/compat-npm for
 # crates/berth-server/tests/compat.rs: the real socket.io-client from npm.
 SOCKET_IO_CLIENT_VERSION=4.8.4
 ensure_compat_clients() {
-  local npm_dir="$ROOT/target/compat-npm" installed
-  installed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' \
-    "$npm_dir/node_modules/socket.io-client/package.json" 2>/dev/null || true)
-  if [ "$installed" != "$SOCKET_IO_CLIENT_VERSION" ]; then
-    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-    log "installing socket.io-client@$SOCKET_IO_CLIENT_VERSION (npm) into $npm_dir"
-    mkdir -p "$npm_dir"
-    echo '{"name": "berth-compat-test", "private": true, "type": "module"}' >"$npm_dir/package.json"
-    (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error "socket.io-client@$SOCKET_IO_CLIENT_VERSION")
-  fi
+  npm_package "$ROOT/target/compat-npm" socket.io-client "$SOCKET_IO_CLIENT_VERSION"
 }
 # Berth's own Python client (clients/python): built as a wheel, as the README says, and
 # installed with pytest into target/python-client-venv for crates/berth-server/tests/python_client.rs.
