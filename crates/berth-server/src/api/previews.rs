@@ -126,16 +126,16 @@ pub async fn create_link(
         )));
     }
     s.sessions.get(&caller, &id).await?;
+    let expires = Utc::now().timestamp() + ttl as i64;
     Ok((
         StatusCode::CREATED,
-        axum::Json(signed_link(&s, &id, port, ttl)),
+        axum::Json(signed_link(&s, &id, port, expires)),
     ))
 }
 
-/// A link to `port` of session `id` that works for anyone holding it, for `ttl` seconds; the
-/// caller has checked the session is theirs.
-pub(super) fn signed_link(s: &AppState, id: &str, port: u16, ttl: u64) -> PreviewLink {
-    let expires = Utc::now().timestamp() + ttl as i64;
+/// A link to `port` of session `id` that works for anyone holding it until `expires` (Unix
+/// seconds); the caller has checked the session is theirs.
+pub(super) fn signed_link(s: &AppState, id: &str, port: u16, expires: i64) -> PreviewLink {
     let token = s.signer.preview_token(&PreviewGrant {
         session_id: id.to_owned(),
         port,

@@ -147,6 +147,41 @@ fn fail(socket: &SocketRef, ack: AckSender, during: &str, err: ApiError) {
     let _ = ack.send(&json!({ "success": false, "error": body["message"], "code": body["code"] }));
 }
 
+/// A request event under way: its connection, its place among the connection's requests
+/// (held until it is answered), its payload, and its ack.
+struct Started<T> {
+    connection: Arc<Connection>,
+    _under_way: tokio::sync::OwnedSemaphorePermit,
+    payload: T,
+    ack: AckSender,
+}
+
+/// What every request event starts with; `None` once a refusal (no room, a bad payload) is
+/// answered.
+fn begin<T: serde::de::DeserializeOwned>(
+    socket: &SocketRef,
+    ack: AckSender,
+    event: &str,
+    data: Value,
+) -> Option<Started<T>> {
+    let connection = connection(socket)?;
+    let admitted = connection
+        .admit()
+        .and_then(|permit| Ok((permit, parse::<T>(data)?)));
+    match admitted {
+        Ok((permit, payload)) => Some(Started {
+            connection,
+            _under_way: permit,
+            payload,
+            ack,
+        }),
+        Err(err) => {
+            fail(socket, ack, event, err);
+            None
+        }
+    }
+}
+
 /// A payload as `T`, or the `invalid_request` that says why not.
 fn parse<T: serde::de::DeserializeOwned>(data: Value) -> Result<T, ApiError> {
     serde_json::from_value(data)
@@ -202,15 +237,17 @@ async fn join(
     Data(data): Data<Value>,
     ack: AckSender,
 ) {
-    let Some(connection) = connection(&socket) else {
+    let Some(Started {
+        connection,
+        payload,
+        ack,
+        _under_way,
+    }) = begin::<JoinRequest>(&socket, ack, "join-container", data)
+    else {
         return;
     };
-    let _under_way = match connection.admit() {
-        Ok(permit) => permit,
-        Err(err) => return fail(&socket, ack, "join-container", err),
-    };
     let outcome = async {
-        let options = match parse::<JoinRequest>(data)? {
+        let options = match payload {
             JoinRequest::Id(container_id) => JoinOptions {
                 container_id,
                 mode: None,
@@ -382,16 +419,14 @@ async fn fs_operation(
     Data(data): Data<Value>,
     ack: AckSender,
 ) {
-    let Some(connection) = connection(&socket) else {
+    let Some(Started {
+        connection,
+        payload: request,
+        ack,
+        _under_way,
+    }) = begin::<FsRequest>(&socket, ack, "fs-operation", data)
+    else {
         return;
-    };
-    let _under_way = match connection.admit() {
-        Ok(permit) => permit,
-        Err(err) => return fail(&socket, ack, "fs-operation", err),
-    };
-    let request = match parse::<FsRequest>(data) {
-        Ok(request) => request,
-        Err(err) => return fail(&socket, ack, "fs-operation", err),
     };
     let Ok(operation) = serde_json::from_value::<FsOperation>(json!(request.r#type)) else {
         let unknown = ApiError::invalid_request(format!(
@@ -482,16 +517,14 @@ async fn process_operation(
     Data(data): Data<Value>,
     ack: AckSender,
 ) {
-    let Some(connection) = connection(&socket) else {
+    let Some(Started {
+        connection,
+        payload: request,
+        ack,
+        _under_way,
+    }) = begin::<ProcessRequest>(&socket, ack, "process-operation", data)
+    else {
         return;
-    };
-    let _under_way = match connection.admit() {
-        Ok(permit) => permit,
-        Err(err) => return fail(&socket, ack, "process-operation", err),
-    };
-    let request = match parse::<ProcessRequest>(data) {
-        Ok(request) => request,
-        Err(err) => return fail(&socket, ack, "process-operation", err),
     };
     match run(
         &state,
@@ -593,16 +626,14 @@ async fn terminal_input(
     Data(data): Data<Value>,
     ack: AckSender,
 ) {
-    let Some(connection) = connection(&socket) else {
+    let Some(Started {
+        connection,
+        payload: TerminalInput::Text(input) | TerminalInput::Object { input },
+        ack,
+        _under_way,
+    }) = begin::<TerminalInput>(&socket, ack, "terminal-input", data)
+    else {
         return;
-    };
-    let _under_way = match connection.admit() {
-        Ok(permit) => permit,
-        Err(err) => return fail(&socket, ack, "terminal-input", err),
-    };
-    let input = match parse::<TerminalInput>(data) {
-        Ok(TerminalInput::Text(input) | TerminalInput::Object { input }) => input,
-        Err(err) => return fail(&socket, ack, "terminal-input", err),
     };
     let terminal = connection
         .joined
@@ -641,12 +672,14 @@ struct Resize {
 
 /// `terminal-resize {cols, rows}`, for a `pty` join.
 async fn terminal_resize(socket: SocketRef, Data(data): Data<Value>, ack: AckSender) {
-    let Some(connection) = connection(&socket) else {
+    let Some(Started {
+        connection,
+        payload: size,
+        ack,
+        _under_way,
+    }) = begin::<Resize>(&socket, ack, "terminal-resize", data)
+    else {
         return;
-    };
-    let size = match parse::<Resize>(data) {
-        Ok(size) => size,
-        Err(err) => return fail(&socket, ack, "terminal-resize", err),
     };
     let terminal = connection
         .joined

@@ -184,13 +184,13 @@ impl ContainerInfo {
     fn of(state: &AppState, headers: &HeaderMap, session: &Session) -> Self {
         let origin = origin(state, headers);
         let live = session.state.is_live();
+        // Valid as long as the session (within the longest a link may live), and the same
+        // link every time it is asked for.
         let preview_url = live.then(|| {
-            let left = (session.expires_at - chrono::Utc::now())
-                .num_seconds()
-                .max(1) as u64;
-            let ttl = left.min(super::previews::MAX_LINK_SECONDS);
-            let link =
-                super::previews::signed_link(state, &session.id, state.compat.preview_port, ttl);
+            let longest = chrono::Utc::now().timestamp() + super::previews::MAX_LINK_SECONDS as i64;
+            let expires = session.expires_at.timestamp().min(longest);
+            let port = state.compat.preview_port;
+            let link = super::previews::signed_link(state, &session.id, port, expires);
             link.url.unwrap_or(format!("{origin}{}", link.path))
         });
         Self {
