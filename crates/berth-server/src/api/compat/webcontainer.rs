@@ -36,6 +36,15 @@ fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, 
     })
 }
 
+/// The answer of a change to one path: `{success, path}`.
+fn done(path: &str, set_cookie: Option<axum::http::HeaderValue>) -> axum::response::Response {
+    answer(
+        StatusCode::OK,
+        json!({ "success": true, "path": path }),
+        set_cookie,
+    )
+}
+
 fn at_workdir(state: &AppState, path: &str) -> String {
     workspace::resolve(&state.compat.workdir, path)
 }
@@ -222,11 +231,7 @@ pub async fn write_file(
     let workspace = Workspace::open(&state, &caller, &id).await?;
     let path = at_workdir(&state, &request.path);
     workspace.write(&state, &path, contents).await?;
-    Ok(answer(
-        StatusCode::OK,
-        json!({ "success": true, "path": path }),
-        set_cookie,
-    ))
+    Ok(done(&path, set_cookie))
 }
 
 /// The path in `.../readFile/{*path}` and `.../readdir/{*path}`, decoded; the working
@@ -302,11 +307,7 @@ pub async fn mkdir(
     let workspace = Workspace::open(&state, &caller, &id).await?;
     let path = at_workdir(&state, &request.path);
     workspace.mkdir(&state, &path).await?;
-    Ok(answer(
-        StatusCode::OK,
-        json!({ "success": true, "path": path }),
-        set_cookie,
-    ))
+    Ok(done(&path, set_cookie))
 }
 
 /// `DELETE /webcontainer/{id}/fs/rm {path, recursive?, force?}` (a JSON body, as the seed's
@@ -326,11 +327,7 @@ pub async fn rm(
     workspace
         .remove(&state, &path, request.recursive, request.force)
         .await?;
-    Ok(answer(
-        StatusCode::OK,
-        json!({ "success": true, "path": path }),
-        set_cookie,
-    ))
+    Ok(done(&path, set_cookie))
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,9 +354,5 @@ pub async fn rename(
         at_workdir(&state, &request.new_path),
     );
     workspace.rename(&state, &from, &to).await?;
-    Ok(answer(
-        StatusCode::OK,
-        json!({ "success": true, "path": to }),
-        set_cookie,
-    ))
+    Ok(done(&to, set_cookie))
 }
