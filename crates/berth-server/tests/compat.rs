@@ -57,6 +57,32 @@ async fn the_seed_frontends_rest_calls_and_socket_io_client_work_against_berth()
     server.stop().await;
 }
 
+/// Events on the gateway count against a user's request rate, as HTTP requests do.
+#[tokio::test]
+async fn gateway_events_count_against_the_tokens_request_rate() {
+    let server = Server::start_with(|config| {
+        with_compat(config);
+        config.quota.requests_per_second = 1;
+        config.quota.request_burst = 2;
+    })
+    .await;
+    let user = server.client.create_user("rated").await.unwrap();
+    let script = npm_dir().join("gateway_limits.mjs");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat_gateway_limits.mjs"),
+        &script,
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(&script)
+        .env("BERTH_URL", server.client.base_url())
+        .env("BERTH_TOKEN", &user.token);
+    let stdout = common::run_to_success(command, "the gateway limits script").await;
+    assert!(stdout.contains("all steps passed"), "{stdout}");
+    server.stop().await;
+}
+
 /// Off by default: the seed's paths are Berth's 404s.
 #[tokio::test]
 async fn without_compat_enabled_the_seeds_routes_do_not_exist() {

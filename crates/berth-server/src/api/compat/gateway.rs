@@ -43,13 +43,22 @@ const IN_FLIGHT_PER_CONNECTION: usize = 8;
 /// One connection's state: who it is, and the container it joined.
 struct Connection {
     caller: Principal,
+    /// The token or login cookie it came with, whose `quota.requests_per_second` each request
+    /// event counts against, as an HTTP request does; `None` for the admin and anonymous users.
+    credential: Option<String>,
     joined: Mutex<Option<Joined>>,
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Connection {
-    /// A place for one more request under way, or `rate_limited` when all are taken.
-    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    /// A place for one more request under way, or `rate_limited` when the credential is over
+    /// its rate or all places are taken.
+    fn admit(&self, state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        if let (Some(limiter), Some(credential)) = (&state.rate_limit, &self.credential) {
+            limiter
+                .take(credential, std::time::Instant::now())
+                .map_err(|wait| ApiError::rate_limited(limiter.per_second(), wait))?;
+        }
         self.in_flight.clone().try_acquire_owned().map_err(|_| {
             ApiError::coded(
                 berth_proto::ErrorCode::RateLimited,
@@ -83,6 +92,10 @@ async fn authenticated(
         .ok()
         .and_then(|auth| auth.get("token").and_then(Value::as_str).map(str::to_owned));
     let token = handshake_token.or_else(|| bearer(headers).map(str::to_owned));
+    let credential = token
+        .clone()
+        .or_else(|| cookie(headers, LOGIN_COOKIE).map(str::to_owned))
+        .filter(|credential| !state.auth.is_admin_token(credential));
     let caller = if let Some(token) = token {
         authenticate(&state, &token).await
     } else if let Some(token) = cookie(headers, LOGIN_COOKIE) {
@@ -108,6 +121,7 @@ async fn authenticated(
     .map_err(|err| err.message)?;
     socket.extensions.insert(Arc::new(Connection {
         caller,
+        credential,
         joined: Mutex::new(None),
         in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_PER_CONNECTION)),
     }));
@@ -160,13 +174,12 @@ struct Started<T> {
 /// answered.
 fn begin<T: serde::de::DeserializeOwned>(
     socket: &SocketRef,
-    ack: AckSender,
-    event: &str,
-    data: Value,
+    state: &AppState,
+    (event, data, ack): (&str, Value, AckSender),
 ) -> Option<Started<T>> {
     let connection = connection(socket)?;
     let admitted = connection
-        .admit()
+        .admit(state)
         .and_then(|permit| Ok((permit, parse::<T>(data)?)));
     match admitted {
         Ok((permit, payload)) => Some(Started {
@@ -242,7 +255,7 @@ async fn join(
         payload,
         ack,
         _under_way,
-    }) = begin::<JoinRequest>(&socket, ack, "join-container", data)
+    }) = begin::<JoinRequest>(&socket, &state, ("join-container", data, ack))
     else {
         return;
     };
@@ -424,7 +437,7 @@ async fn fs_operation(
         payload: request,
         ack,
         _under_way,
-    }) = begin::<FsRequest>(&socket, ack, "fs-operation", data)
+    }) = begin::<FsRequest>(&socket, &state, ("fs-operation", data, ack))
     else {
         return;
     };
@@ -522,7 +535,7 @@ async fn process_operation(
         payload: request,
         ack,
         _under_way,
-    }) = begin::<ProcessRequest>(&socket, ack, "process-operation", data)
+    }) = begin::<ProcessRequest>(&socket, &state, ("process-operation", data, ack))
     else {
         return;
     };
@@ -631,7 +644,7 @@ async fn terminal_input(
         payload: TerminalInput::Text(input) | TerminalInput::Object { input },
         ack,
         _under_way,
-    }) = begin::<TerminalInput>(&socket, ack, "terminal-input", data)
+    }) = begin::<TerminalInput>(&socket, &state, ("terminal-input", data, ack))
     else {
         return;
     };
@@ -671,13 +684,18 @@ struct Resize {
 }
 
 /// `terminal-resize {cols, rows}`, for a `pty` join.
-async fn terminal_resize(socket: SocketRef, Data(data): Data<Value>, ack: AckSender) {
+async fn terminal_resize(
+    socket: SocketRef,
+    State(state): State<AppState>,
+    Data(data): Data<Value>,
+    ack: AckSender,
+) {
     let Some(Started {
         connection,
         payload: size,
         ack,
         _under_way,
-    }) = begin::<Resize>(&socket, ack, "terminal-resize", data)
+    }) = begin::<Resize>(&socket, &state, ("terminal-resize", data, ack))
     else {
         return;
     };
