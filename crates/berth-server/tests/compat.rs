@@ -33,13 +33,15 @@ fn npm_dir() -> PathBuf {
     dir
 }
 
-#[tokio::test]
-async fn the_seed_frontends_rest_calls_and_socket_io_client_work_against_berth() {
-    let server = Server::start_with(with_compat).await;
-    // Next to its node_modules, where Node's module resolution finds socket.io-client.
-    let script = npm_dir().join("gateway.mjs");
+/// Runs the Node script `fixture` (tests/fixtures) against `server` as the holder of `token`;
+/// it must print "all steps passed". It is copied next to `npm_dir`'s node_modules, where
+/// Node's module resolution finds socket.io-client.
+async fn run_script(server: &Server, fixture: &str, token: &str) {
+    let script = npm_dir().join(fixture);
     std::fs::copy(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat_gateway.mjs"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fixture),
         &script,
     )
     .unwrap();
@@ -47,9 +49,15 @@ async fn the_seed_frontends_rest_calls_and_socket_io_client_work_against_berth()
     command
         .arg(&script)
         .env("BERTH_URL", server.client.base_url())
-        .env("BERTH_TOKEN", ADMIN);
-    let stdout = common::run_to_success(command, "the compat client script").await;
+        .env("BERTH_TOKEN", token);
+    let stdout = common::run_to_success(command, fixture).await;
     assert!(stdout.contains("all steps passed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_seed_frontends_rest_calls_and_socket_io_client_work_against_berth() {
+    let server = Server::start_with(with_compat).await;
+    run_script(&server, "compat_gateway.mjs", ADMIN).await;
     assert!(
         server.containers().is_empty(),
         "deleted containers leave nothing behind"
@@ -67,19 +75,7 @@ async fn gateway_events_count_against_the_tokens_request_rate() {
     })
     .await;
     let user = server.client.create_user("rated").await.unwrap();
-    let script = npm_dir().join("gateway_limits.mjs");
-    std::fs::copy(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat_gateway_limits.mjs"),
-        &script,
-    )
-    .unwrap();
-    let mut command = tokio::process::Command::new("node");
-    command
-        .arg(&script)
-        .env("BERTH_URL", server.client.base_url())
-        .env("BERTH_TOKEN", &user.token);
-    let stdout = common::run_to_success(command, "the gateway limits script").await;
-    assert!(stdout.contains("all steps passed"), "{stdout}");
+    run_script(&server, "compat_gateway_limits.mjs", &user.token).await;
     server.stop().await;
 }
 
