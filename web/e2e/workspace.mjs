@@ -1,4 +1,4 @@
-// End-to-end: the seven steps a newcomer does by hand, in Debian's Chromium driven by
+// End-to-end: the steps a newcomer does by hand, in Debian's Chromium driven by
 // playwright-core, against a running `berth serve`. Every step leaves a screenshot in
 // SCREENSHOTS (default e2e/screenshots); a failing step leaves one named FAILED and prints the
 // page's text and console.
@@ -174,6 +174,33 @@ await step("snapshot-and-fork", async () => {
   await page.locator(".snapshots-panel li", { hasText: "e2e snapshot" }).getByRole("button", { name: "Fork" }).click();
   await page.waitForURL((url) => url.toString() !== before);
   await page.locator('.tree-row[data-path="/home/user/hello.py"]').waitFor();
+});
+
+await step("docker-build-run-preview", async () => {
+  // A `docker` session: write a Dockerfile in the editor, build and run it with -p in the
+  // terminal, and see the container's page in the preview, as a learner of seed 004 does.
+  await page.goto(new URL("#/", page.url()).toString());
+  await page.getByLabel("Template").selectOption("docker");
+  await page.getByRole("button", { name: "New session" }).click();
+  await page.waitForURL(/#\/s\/[a-z0-9]+/);
+  await page.locator(".workspace-bar .badge", { hasText: "running" }).waitFor({ timeout: 30000 });
+  await waitForTerminalLine((l) => /[$#] ?$/.test(l), "a shell prompt");
+  await page.getByRole("button", { name: "+ File" }).click();
+  await page.locator(".name-input").pressSequentially("Dockerfile", { delay: 100 });
+  await page.locator(".name-input").press("Enter");
+  await page.locator(".editor .tab.active", { hasText: "Dockerfile" }).waitFor();
+  await page.locator(".cm-content").click();
+  await page.keyboard.insertText(
+    "FROM berth/busybox\n" +
+      "RUN mkdir -p /www && echo hello-from-a-container > /www/index.html\n" +
+      'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n',
+  );
+  await page.keyboard.press("Control+s");
+  await page.locator(".toast", { hasText: "Saved Dockerfile" }).waitFor();
+  await typeInTerminal("docker build -q -t web . && docker run -d -p 8080:80 web\n");
+  await page.locator(".preview .chip", { hasText: ":8080" }).waitFor({ timeout: 60000 });
+  const frame = page.frameLocator(".preview-frame");
+  await frame.getByText("hello-from-a-container").waitFor({ timeout: 30000 });
 });
 
 await browser.close();

@@ -15,6 +15,7 @@ pub mod init;
 mod output;
 mod ports;
 mod processes;
+pub mod relays;
 mod terminal;
 mod user;
 mod watch;

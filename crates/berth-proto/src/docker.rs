@@ -5,6 +5,24 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Where a session of a template with Docker finds its Docker API: a directory of the host,
+/// mounted read-only, holding the socket `DOCKER_HOST` names and [`PORT_RELAYS_FILE`].
+pub const DIR_IN_SESSION: &str = "/run/berth/docker";
+
+/// The file in [`DIR_IN_SESSION`] listing the ports the session's Docker containers publish
+/// into it (`-p 8080:80`): a JSON list of [`PortRelay`], written by the control plane as they
+/// start and stop, read by the session's agent.
+pub const PORT_RELAYS_FILE: &str = "ports.json";
+
+/// One published port: the agent listens on `port` in the session (every address, so the
+/// session's `localhost` and its preview both reach it) and relays each connection to
+/// `target`, the container's address and port on the session's network.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortRelay {
+    pub port: u16,
+    pub target: std::net::SocketAddr,
+}
+
 /// `POST /api/v1/sessions/{id}/docker/build`: build the directory `context_path` of the
 /// session as `tag`, through the session's own Docker API (its policy applies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +53,8 @@ pub struct DockerRun {
     pub cmd: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// Ports to publish, as `-p` takes them (`"8080:80"`). Refused like `docker run -p`:
-    /// nothing of a session is published on the host.
+    /// Ports to publish, as `-p` takes them (`"8080:80"`): into the session, as `docker run
+    /// -p` in it does (`localhost:8080` there, and its preview), never on the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
     /// Answer once it has started, with its id (`docker run -d`).

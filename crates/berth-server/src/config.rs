@@ -334,6 +334,9 @@ pub struct DockerConfig {
     /// networks is made (a Linux bridge takes at most 1,023 ports). The subnet the engine gives
     /// a network may hold fewer: then that is its bound.
     pub sessions_per_network: u32,
+    /// Where the networks of sessions' Docker children get their subnets: a /27 each, taken
+    /// in order. Outside the engine's own address pools, so they never meet the sessions'.
+    pub child_network_pool: crate::networks::Cidr,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -431,6 +434,9 @@ pub struct TemplateDockerConfig {
     pub max_containers: u32,
     /// Tagged images the session may have at once.
     pub max_images: u32,
+    /// Networks the session may have at once (`docker network create`, one per compose
+    /// project), its default network included.
+    pub max_networks: u32,
 }
 
 impl Default for TemplateDockerConfig {
@@ -441,6 +447,7 @@ impl Default for TemplateDockerConfig {
             allow_pull: false,
             max_containers: 10,
             max_images: 20,
+            max_networks: 5,
         }
     }
 }
@@ -556,6 +563,8 @@ impl Default for DockerConfig {
             cap_add: Vec::new(),
             log_max_size: "10m".to_owned(),
             sessions_per_network: MAX_SESSIONS_PER_NETWORK,
+            child_network_pool: crate::networks::Cidr::new([10, 213, 0, 0].into(), 16)
+                .expect("a /16 with no host bits"),
         }
     }
 }
@@ -817,6 +826,14 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "docker.sessions_per_network must be 1 to {MAX_SESSIONS_PER_NETWORK} (a Linux bridge \
                  takes at most 1,023 ports, and each network keeps a few for itself)"
+            )));
+        }
+        let pool = self.docker.child_network_pool;
+        if !pool.is_ipv4() || pool.prefix() > crate::networks::CHILD_SUBNET_PREFIX {
+            return Err(ConfigError::Invalid(format!(
+                "docker.child_network_pool must be an IPv4 network of /{} or larger, such as \
+                 \"10.213.0.0/16\"; it is {pool}",
+                crate::networks::CHILD_SUBNET_PREFIX,
             )));
         }
         if self.docker.instance.is_empty() || self.docker.network.is_empty() {

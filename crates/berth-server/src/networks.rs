@@ -28,6 +28,36 @@ use crate::config::{Config, ConfigError, TemplateNetworkConfig};
 /// into an interface named so, which covers the sessions of every policy and installation.
 pub const BRIDGE_PREFIX: &str = "berth-";
 
+/// The bridges of the networks sessions' Docker children run on (`crate::docker_api`) start
+/// with this: after `berth-` comes a letter no policy's stem has there (theirs are hex), so no
+/// policy's rules match them, while `berth-+`, every session bridge, which no session may
+/// route into, does.
+pub const CHILD_BRIDGE_PREFIX: &str = "berth-k";
+
+/// A child network's subnet size: 29 addresses past the bridge's own, for the session's
+/// `docker.max_containers` children and the session itself.
+pub const CHILD_SUBNET_PREFIX: u8 = 27;
+
+/// The bridge interface of the child network named `network` on the engine.
+pub fn child_bridge(network: &str) -> String {
+    format!("{CHILD_BRIDGE_PREFIX}{}", &short_hash(network)[..8])
+}
+
+/// The child networks' subnets `pool` holds (`docker.child_network_pool`), in order.
+pub fn child_subnets(pool: &Cidr) -> impl Iterator<Item = Cidr> {
+    let (base, count) = match pool.addr {
+        IpAddr::V4(addr) if pool.prefix <= CHILD_SUBNET_PREFIX => {
+            (u32::from(addr), 1u32 << (CHILD_SUBNET_PREFIX - pool.prefix))
+        }
+        _ => (0, 0),
+    };
+    let size = 1u32 << (32 - CHILD_SUBNET_PREFIX);
+    (0..count).filter_map(move |i| {
+        let addr = Ipv4Addr::from(base + i * size);
+        Cidr::new(IpAddr::V4(addr), CHILD_SUBNET_PREFIX).ok()
+    })
+}
+
 /// What a template's sessions may reach besides what is always blocked, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EgressPolicy {
@@ -186,6 +216,20 @@ impl FromStr for Cidr {
             .parse()
             .map_err(|_| format!("{text:?} has a bad prefix length"))?;
         Self::new(addr, prefix)
+    }
+}
+
+/// In the config, as text: `"10.213.0.0/16"`.
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -561,5 +605,27 @@ mod tests {
             err.contains("\"locked\"") && err.contains("10.0.0.1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn child_networks_take_the_pools_subnets_in_order_and_name_their_bridges_apart() {
+        let pool: Cidr = "10.213.0.0/25".parse().unwrap();
+        let subnets: Vec<String> = child_subnets(&pool).map(|c| c.to_string()).collect();
+        assert_eq!(
+            subnets,
+            [
+                "10.213.0.0/27",
+                "10.213.0.32/27",
+                "10.213.0.64/27",
+                "10.213.0.96/27"
+            ]
+        );
+        assert_eq!(
+            child_subnets(&"10.213.0.0/16".parse().unwrap()).count(),
+            2048
+        );
+        let bridge = child_bridge("s1_default");
+        assert_eq!(bridge.len(), 15, "{bridge}: Linux's limit");
+        assert_ne!(bridge, child_bridge("s2_default"));
     }
 }

@@ -12,7 +12,7 @@ use berth_proto::{
 use berth_server::config::{TemplateConfig, TemplateDockerConfig};
 use std::time::Duration;
 
-use common::{Registry, Server, docker, inspect, session, sh};
+use common::{ADMIN, Registry, Server, docker, inspect, session, sh};
 
 const DOCKER_IMAGE: &str = "berth/docker:latest";
 
@@ -32,9 +32,10 @@ async fn docker_server_with(customise: impl FnOnce(&mut berth_server::config::Co
                 pids: 256,
                 docker: TemplateDockerConfig {
                     enabled: true,
-                    base_images: vec!["berth/busybox:latest".into()],
+                    base_images: vec!["berth/busybox:latest".into(), "python:3.11-slim".into()],
                     max_containers: 3,
                     max_images: 5,
+                    max_networks: 3,
                     allow_pull: false,
                 },
                 ..TemplateConfig::default()
@@ -91,14 +92,35 @@ async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) {
     }
 }
 
-/// A session's children on the engine: containers, images and volumes.
-fn children(session_id: &str) -> (String, String, String) {
+/// A session's children on the engine: containers, images, volumes and networks.
+fn children(session_id: &str) -> (String, String, String, String) {
     let filter = format!("label=berth.parent={session_id}");
     (
         docker(&["ps", "-aq", "--filter", &filter]).unwrap(),
         docker(&["images", "-q", "--filter", &filter]).unwrap(),
         docker(&["volume", "ls", "-q", "--filter", &filter]).unwrap(),
+        docker(&["network", "ls", "-q", "--filter", &filter]).unwrap(),
     )
+}
+
+/// A busybox web server answering `text` on port 80, as `docker run` arguments.
+fn web_server(text: &str) -> String {
+    format!(
+        "berth/busybox sh -c 'mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www'"
+    )
+}
+
+/// Fetches `url` from inside the session until it answers (a server just started), or fails
+/// after 20 tries; the body, or curl's complaint.
+async fn fetch_in_session(server: &Server, id: &str, url: &str) -> ExecResult {
+    run(
+        server,
+        id,
+        &format!(
+            "for i in $(seq 20); do curl -sS --max-time 2 {url} && exit 0; sleep 0.5; done; exit 1"
+        ),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -185,7 +207,11 @@ async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
         "not taken for a session"
     );
     let host = &child["HostConfig"];
-    assert_eq!(host["NetworkMode"], "berth-test-open");
+    assert_eq!(
+        host["NetworkMode"],
+        format!("{id}_default"),
+        "its own network"
+    );
     assert_eq!(host["Memory"], 256 * 1024 * 1024);
     assert_eq!(host["Privileged"], false);
     assert!(
@@ -229,10 +255,15 @@ async fn the_docker_cli_builds_runs_lists_logs_and_removes_inside_a_session() {
     assert!(err.contains("docker.max_containers"), "{err}");
 
     // Deleting the session removes what it made.
-    let (containers, images, volumes) = children(&id);
+    let (containers, images, volumes, networks) = children(&id);
     assert_eq!(containers.lines().count(), 3, "{containers}");
     assert_eq!(images.lines().count(), 1, "{images}");
     assert_eq!(volumes.lines().count(), 1, "{volumes}");
+    assert_eq!(
+        networks.lines().count(),
+        1,
+        "its default network: {networks}"
+    );
     server.client.delete_session(&id).await.unwrap();
     assert_eq!(children(&id), Default::default());
     server.stop().await;
@@ -253,7 +284,10 @@ async fn every_escape_is_refused_with_the_rule_it_breaks() {
         ("--security-opt seccomp=unconfined", "security_opt"),
         ("--device /dev/null", "devices"),
         ("--sysctl net.ipv4.ip_forward=1", "sysctls"),
-        ("-p 8080:80", "ports"),
+        ("-p 8080:80/udp", "ports"),
+        ("-p 80", "ports"),
+        ("-P", "ports"),
+        ("--network container:x", "network"),
         ("--cgroup-parent /", "runtime"),
         ("--label berth.parent=someone", "labels"),
         ("--name berth-snext", "names"),
@@ -271,7 +305,15 @@ async fn every_escape_is_refused_with_the_rule_it_breaks() {
     }
     for (script, rule) in [
         ("docker pull busybox", "pull"),
-        ("docker network create mine", "networks"),
+        ("docker network create -d macvlan mine", "network"),
+        (
+            "docker network create --subnet 10.99.0.0/24 mine",
+            "network",
+        ),
+        (
+            "docker network create -o com.docker.network.bridge.name=eth9 mine",
+            "network",
+        ),
         (
             "docker volume create --opt device=/ --opt o=bind --opt type=none v",
             "mounts",
@@ -508,15 +550,232 @@ async fn children_sleep_while_their_session_hibernates_and_wake_with_it() {
         &format!("docker create --name {stopped} berth/busybox true"),
     )
     .await;
+    let web = format!("web-{id}");
+    ok(
+        &server,
+        &id,
+        &format!(
+            "docker run -d --name {web} -p 8080:80 {}",
+            web_server("before-sleep")
+        ),
+    )
+    .await;
+    assert_eq!(
+        fetch_in_session(&server, &id, "localhost:8080")
+            .await
+            .stdout
+            .trim(),
+        "before-sleep"
+    );
     server.client.hibernate_session(&id).await.unwrap();
     assert_eq!(inspect(&name)["State"]["Running"], false, "stopped with it");
 
     // Any access wakes the session, and its running children with it; the stopped one stays.
-    let listed = ok(&server, &id, "docker ps --format '{{.Names}}'").await;
-    assert_eq!(listed.trim(), name);
+    let listed = ok(&server, &id, "docker ps --format '{{.Names}}' | sort").await;
+    let mut expected = [name.as_str(), web.as_str()];
+    expected.sort();
+    assert_eq!(listed.trim(), expected.join("\n"));
     assert_eq!(inspect(&stopped)["State"]["Running"], false);
+    // The new container joined the session's network again: the published port answers.
+    let answer = fetch_in_session(&server, &id, "localhost:8080").await;
+    assert_eq!(answer.stdout.trim(), "before-sleep", "{answer:?}");
     server.client.delete_session(&id).await.unwrap();
     assert_eq!(children(&id), Default::default());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn published_ports_reach_into_the_session_and_its_preview_and_nothing_reaches_out() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    let other = session(&server, "docker").await;
+    let web = format!("web-{id}");
+    ok(
+        &server,
+        &id,
+        &format!(
+            "docker run -d --name {web} -p 8080:80 {}",
+            web_server("hello-from-a-child")
+        ),
+    )
+    .await;
+    // Nothing is published on the host.
+    let bindings = &inspect(&web)["HostConfig"]["PortBindings"];
+    assert!(
+        bindings.as_object().is_none_or(|b| b.is_empty()),
+        "{bindings}"
+    );
+    let answer = fetch_in_session(&server, &id, "localhost:8080").await;
+    assert_eq!(answer.stdout.trim(), "hello-from-a-child", "{answer:?}");
+
+    // The preview finds the port listening, as any server of the session.
+    let base = server.client.base_url().to_owned();
+    let url = format!("{base}/api/v1/sessions/{id}/ports/8080/");
+    let mut body = String::new();
+    for _ in 0..40 {
+        let response = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        if response.status().is_success() {
+            body = response.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(body.trim(), "hello-from-a-child");
+
+    // One container per port; the error says which holds it.
+    let err = fails(
+        &server,
+        &id,
+        "docker run -d -p 8080:80 berth/busybox sleep 60",
+    )
+    .await;
+    assert!(
+        err.contains(&format!("published by container {web}")),
+        "{err}"
+    );
+
+    // The child's network holds the session and its own containers, nothing else: the session
+    // reaches the child by its address; another session, the host and the outside do not.
+    let address =
+        inspect(&web)["NetworkSettings"]["Networks"][format!("{id}_default")]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    // The engine gives a network's first address to its bridge, the host's side.
+    let subnet = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Subnet}}",
+        &format!("{id}_default"),
+    ])
+    .unwrap();
+    let network: std::net::Ipv4Addr = subnet.trim().split('/').next().unwrap().parse().unwrap();
+    let gateway = std::net::Ipv4Addr::from(u32::from(network) + 1).to_string();
+    let direct = fetch_in_session(&server, &id, &format!("{address}:80")).await;
+    assert_eq!(direct.stdout.trim(), "hello-from-a-child", "{direct:?}");
+    let sibling = ok(
+        &server,
+        &id,
+        &format!("docker run --rm berth/busybox wget -q -O- http://{address}/"),
+    )
+    .await;
+    assert_eq!(
+        sibling.trim(),
+        "hello-from-a-child",
+        "siblings reach each other"
+    );
+    let from_other = run(
+        &server,
+        &other,
+        &format!("curl -sS --max-time 2 {address}:80"),
+    )
+    .await;
+    assert_eq!(
+        from_other.exit_code,
+        Some(28),
+        "dropped on the way: {from_other:?}"
+    );
+    // A server on every address of the host: neither the child bridge's gateway nor (routed
+    // out of the child network) the session network's reaches it.
+    let host = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    let session_gateway = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}",
+        &format!("berth-{id}"),
+    ])
+    .unwrap();
+    for target in [gateway]
+        .into_iter()
+        .chain(session_gateway.split_whitespace().map(str::to_owned))
+    {
+        let reached = run(
+            &server,
+            &id,
+            &format!("docker exec {web} timeout 2 wget -q -O- http://{target}:{host_port}/"),
+        )
+        .await;
+        // Dropped, not refused: a refusal would be the host answering.
+        assert_eq!(reached.exit_code, Some(143), "{target}: {reached:?}");
+    }
+    drop(host);
+
+    // Stopped, it is no longer published; removed with the session, so is its network.
+    ok(&server, &id, &format!("docker stop -t 0 {web}")).await;
+    let gone = run(&server, &id, "curl -sS --max-time 2 localhost:8080").await;
+    assert_ne!(gone.exit_code, Some(0), "{gone:?}");
+    server.client.delete_session(&id).await.unwrap();
+    assert_eq!(children(&id), Default::default());
+    server.client.delete_session(&other).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn compose_brings_up_services_that_find_each_other_and_takes_them_down() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    // `web` is built from a Dockerfile on the offline stand-in for python:3.11-slim.
+    let dockerfile = "FROM python:3.11-slim\n\
+        RUN mkdir /www && echo served-by-web > /www/index.html\n\
+        CMD [\"python\", \"-m\", \"http.server\", \"80\", \"-d\", \"/www\"]\n";
+    let compose = r#"
+services:
+  web:
+    build: .
+    ports: ["8081:80"]
+  client:
+    image: berth/busybox
+    command: sh -c 'until wget -qO- http://web/; do sleep 0.5; done; exec sleep 3600'
+"#;
+    ok(
+        &server,
+        &id,
+        &format!(
+            "mkdir -p app && cd app && printf '{dockerfile}' > Dockerfile && \
+             cat > docker-compose.yml <<'EOF'\n{compose}\nEOF\ndocker compose up -d 2>&1"
+        ),
+    )
+    .await;
+    let mut logs = String::new();
+    for _ in 0..40 {
+        logs = ok(&server, &id, "cd app && docker compose logs client 2>&1").await;
+        if logs.contains("served-by-web") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        logs.contains("served-by-web"),
+        "the client found web by its name: {logs}"
+    );
+    let answer = fetch_in_session(&server, &id, "localhost:8081").await;
+    assert_eq!(answer.stdout.trim(), "served-by-web", "{answer:?}");
+    // A second `up` finds the network as it left it: nothing to recreate.
+    let again = ok(&server, &id, "cd app && docker compose up -d 2>&1").await;
+    assert!(!again.contains("needs to be recreated"), "{again}");
+    let networks = ok(
+        &server,
+        &id,
+        "docker network ls --format '{{.Name}}' | sort",
+    )
+    .await;
+    assert_eq!(networks.trim(), format!("{id}_app_default"));
+
+    ok(&server, &id, "cd app && docker compose down 2>&1").await;
+    let (containers, _, _, networks) = children(&id);
+    assert_eq!(
+        (containers.as_str(), networks.as_str()),
+        ("", ""),
+        "down removed what up made"
+    );
+    server.client.delete_session(&id).await.unwrap();
     server.stop().await;
 }
 
@@ -536,12 +795,7 @@ async fn the_runner_builds_a_sessions_directory_under_the_same_policy() {
         "{}/api/v1/sessions/{id}/docker/build",
         server.client.base_url()
     );
-    let build = |body: serde_json::Value| {
-        http.post(&url)
-            .bearer_auth(common::ADMIN)
-            .json(&body)
-            .send()
-    };
+    let build = |body: serde_json::Value| http.post(&url).bearer_auth(ADMIN).json(&body).send();
     let answer = build(serde_json::json!({"context_path": "lab", "tag": "lab:1"}))
         .await
         .unwrap();
@@ -595,7 +849,7 @@ async fn the_runner_builds_a_sessions_directory_under_the_same_policy() {
     );
     let answer = http
         .post(&url)
-        .bearer_auth(common::ADMIN)
+        .bearer_auth(ADMIN)
         .json(&serde_json::json!({"context_path": ".", "tag": "x"}))
         .send()
         .await
@@ -696,7 +950,7 @@ async fn the_runner_runs_containers_and_execs_in_them_under_the_same_policy() {
     let refused =
         |request: DockerRun| async move { client.docker_run(id, &request).await.unwrap_err() };
     let published = refused(DockerRun {
-        ports: vec!["8080:80".into()],
+        ports: vec!["8080:80/udp".into()],
         ..busybox("true")
     })
     .await;

@@ -149,7 +149,7 @@ impl From<DockerApiError> for ApiError {
             DockerApiError::Refused { .. } => ErrorCode::Forbidden,
             DockerApiError::NotFound { .. } => ErrorCode::NotFound,
             DockerApiError::Quota(_) => ErrorCode::QuotaExceeded,
-            DockerApiError::NameTaken(_) => ErrorCode::Conflict,
+            DockerApiError::Conflict(_) => ErrorCode::Conflict,
             DockerApiError::Invalid(_) => ErrorCode::InvalidRequest,
             DockerApiError::Engine(_) => ErrorCode::EngineUnavailable,
         };

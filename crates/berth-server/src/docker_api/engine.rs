@@ -72,42 +72,61 @@ impl Engine {
             })
     }
 
-    /// `GET path` as JSON; `None` when the engine says 404.
-    pub async fn get_json(&self, path: &str) -> Result<Option<Value>, DockerApiError> {
-        tokio::time::timeout(self.timeout, self.get_json_unbounded(path))
+    /// One call with a JSON body (or none) and its answer read whole, within
+    /// `docker.timeout_seconds`: the status, and the body as JSON (`Null` when empty or not
+    /// JSON).
+    pub async fn call(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(hyper::StatusCode, Value), DockerApiError> {
+        let what = format!("{method} {path}");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, HOST);
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .map_err(|e| DockerApiError::Invalid(e.to_string()))?;
+        let call = async {
+            let response = self.send(request).await?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| DockerApiError::Engine(e.to_string()))?
+                .to_bytes();
+            Ok((
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ))
+        };
+        tokio::time::timeout(self.timeout, call)
             .await
             .unwrap_or_else(|_| {
                 Err(DockerApiError::Engine(format!(
-                    "GET {path} took longer than {} s (docker.timeout_seconds)",
+                    "{what} took longer than {} s (docker.timeout_seconds)",
                     self.timeout.as_secs()
                 )))
             })
     }
 
-    async fn get_json_unbounded(&self, path: &str) -> Result<Option<Value>, DockerApiError> {
-        let request = Request::get(path)
-            .header(hyper::header::HOST, HOST)
-            .body(Body::empty())
-            .map_err(|e| DockerApiError::Invalid(e.to_string()))?;
-        let response = self.send(request).await?;
-        let status = response.status();
+    /// `GET path` as JSON; `None` when the engine says 404.
+    pub async fn get_json(&self, path: &str) -> Result<Option<Value>, DockerApiError> {
+        let (status, body) = self.call(hyper::Method::GET, path, None).await?;
         if status == hyper::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| DockerApiError::Engine(e.to_string()))?
-            .to_bytes();
         if !status.is_success() {
             return Err(DockerApiError::Engine(format!(
-                "GET {path}: {status} {}",
-                String::from_utf8_lossy(&body)
+                "GET {path}: {status} {body}"
             )));
         }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| DockerApiError::Engine(format!("GET {path}: {e}")))
+        Ok(Some(body))
     }
 }

@@ -14,7 +14,9 @@
 
 mod context;
 mod engine;
+mod networks;
 pub mod policy;
+mod published;
 mod serve;
 mod sockets;
 
@@ -36,7 +38,7 @@ use crate::{
 };
 
 /// Where the session's socket directory is mounted in its container.
-pub const SOCKET_DIR_IN_SESSION: &str = "/run/berth/docker";
+pub const SOCKET_DIR_IN_SESSION: &str = berth_proto::docker::DIR_IN_SESSION;
 const SOCKET_NAME: &str = "docker.sock";
 
 /// How often the open sockets are matched with the sessions: an ended session's socket closes
@@ -44,6 +46,9 @@ const SOCKET_NAME: &str = "docker.sock";
 const SYNC_PERIOD: Duration = Duration::from_millis(250);
 /// How often ended sessions' children are looked for.
 const SWEEP_PERIOD: Duration = Duration::from_secs(30);
+/// How often the published ports are matched with what runs: a container that stops by
+/// itself stops being published within this (a start or stop through the API is at once).
+const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
 
 /// `DOCKER_HOST` inside a session.
 pub fn docker_host() -> String {
@@ -84,10 +89,13 @@ impl DockerApi {
             sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut sweep = tokio::time::interval(SWEEP_PERIOD);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut publish = tokio::time::interval(PUBLISH_PERIOD);
+            publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = sync.tick() => self.sync().await,
                     _ = sweep.tick() => self.sweep().await,
+                    _ = publish.tick() => self.publish().await,
                 }
             }
         })
@@ -115,6 +123,15 @@ impl DockerApi {
             if let Err(err) = self.sockets.ensure_open(&id, &template) {
                 tracing::warn!(session = %id, %err, "docker api: cannot open the socket");
             }
+        }
+    }
+
+    async fn publish(&self) {
+        let sockets = &self.sockets;
+        if let Err(err) =
+            published::publish(sockets.engine(), sockets.dir(), sockets.instance(), None).await
+        {
+            tracing::debug!(%err, "docker api: published ports not updated");
         }
     }
 

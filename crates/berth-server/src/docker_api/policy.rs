@@ -20,8 +20,9 @@ pub enum DockerApiError {
     NotFound { kind: &'static str, name: String },
     #[error("{0}")]
     Quota(String),
+    /// A name or a port the session asked for is held already.
     #[error("{0}")]
-    NameTaken(String),
+    Conflict(String),
     #[error("invalid request: {0}")]
     Invalid(String),
     #[error("the container engine is unreachable: {0}")]
@@ -40,7 +41,8 @@ fn refused(rule: &'static str, message: impl Into<String>) -> DockerApiError {
 pub struct Scope {
     pub session_id: String,
     pub instance: String,
-    /// The session's own network: its children join it, and so do build steps.
+    /// The session's own network: build steps join it, for the egress its template allows.
+    /// Its containers run on networks of their own (`docker_api::networks`).
     pub network: String,
     pub memory_bytes: i64,
     pub nano_cpus: i64,
@@ -50,6 +52,7 @@ pub struct Scope {
     pub allow_pull: bool,
     pub max_containers: u32,
     pub max_images: u32,
+    pub max_networks: u32,
     pub log_max_size: String,
 }
 
@@ -98,15 +101,26 @@ impl Scope {
         }
     }
 
-    /// Where a volume the session names lives on the engine: volume names are global, and
-    /// cannot hold a `/`.
-    pub fn volume_name(&self, name: &str) -> String {
+    /// Where a volume or network the session names lives on the engine: their names are
+    /// global, and cannot hold a `/`.
+    pub fn scoped_name(&self, name: &str) -> String {
         let prefix = format!("{}_", self.session_id);
         if name.starts_with(&prefix) {
             name.to_owned()
         } else {
             format!("{prefix}{name}")
         }
+    }
+
+    /// The network the session's containers join unless they name another: `default`,
+    /// `bridge` and no name at all mean it, as they mean the engine's own bridge elsewhere.
+    pub fn default_network(&self) -> String {
+        self.scoped_name(DEFAULT_NETWORK)
+    }
+
+    /// The session's own container, which joins each of its networks to reach its children.
+    pub fn session_container(&self) -> String {
+        crate::runtime::container_name(&self.session_id)
     }
 
     /// Whether `reference` names one of the template's base images (`busybox` is
@@ -116,6 +130,9 @@ impl Scope {
         self.base_images.iter().any(|base| with_tag(base) == wanted)
     }
 }
+
+/// What a session calls its default network.
+pub const DEFAULT_NETWORK: &str = "default";
 
 /// `busybox`, `busybox:latest` and `docker.io/library/busybox:latest` are one image.
 fn with_tag(reference: &str) -> String {
@@ -171,6 +188,17 @@ pub enum Route {
     /// Inspect or remove a volume: the session's own.
     Volume {
         name: String,
+    },
+    ListNetworks,
+    CreateNetwork,
+    /// Inspect or remove a network: the session's own.
+    Network {
+        name: String,
+    },
+    /// `docker network connect|disconnect`: the session's network and container.
+    NetworkMembership {
+        name: String,
+        connect: bool,
     },
 }
 
@@ -252,17 +280,30 @@ pub fn route(method: &str, path: &str) -> Result<Route, DockerApiError> {
         ("POST", ["images", name @ .., "tag"]) if !name.is_empty() => Route::TagImage {
             name: name.join("/"),
         },
-        // `docker inspect NAME` asks every kind of object in turn: the session has none of
-        // these, so they are not found, and the CLI goes on to the next kind.
-        ("GET", [kind @ "networks", name]) | ("GET", [kind @ "plugins", name, "json"]) => {
+        // `docker inspect NAME` asks every kind of object in turn: the session has no
+        // plugins, so they are not found, and the CLI goes on to the next kind.
+        ("GET", ["plugins", name, "json"]) => {
             return Err(DockerApiError::NotFound {
-                kind: if *kind == "networks" {
-                    "network"
-                } else {
-                    "plugin"
-                },
+                kind: "plugin",
                 name: (*name).to_owned(),
             });
+        }
+        ("GET", ["networks"]) => Route::ListNetworks,
+        ("POST", ["networks", "create"]) => Route::CreateNetwork,
+        ("POST", ["networks", "prune"]) => {
+            return Err(refused(
+                "scope",
+                "prune would reach other sessions' networks; remove yours with `docker network rm`",
+            ));
+        }
+        ("GET" | "DELETE", ["networks", name]) => Route::Network {
+            name: (*name).to_owned(),
+        },
+        ("POST", ["networks", name, action @ ("connect" | "disconnect")]) => {
+            Route::NetworkMembership {
+                name: (*name).to_owned(),
+                connect: *action == "connect",
+            }
         }
         ("GET", ["volumes"]) => Route::ListVolumes,
         ("POST", ["volumes", "create"]) => Route::CreateVolume,
@@ -275,19 +316,12 @@ pub fn route(method: &str, path: &str) -> Result<Route, DockerApiError> {
         ("GET" | "DELETE", ["volumes", name]) => Route::Volume {
             name: (*name).to_owned(),
         },
-        (_, ["networks", ..]) => {
-            return Err(refused(
-                "networks",
-                "networks are not available in a session yet: containers join the session's \
-                 network",
-            ));
-        }
         (_, [first, ..]) => {
             return Err(refused(
                 "scope",
                 format!(
                     "`{method} /{first}` is outside what a session may do with Docker \
-                     (containers, exec, build and images are)"
+                     (containers, exec, build, images, volumes and networks are)"
                 ),
             ));
         }
@@ -576,7 +610,8 @@ pub fn check_create(
     body: &mut Value,
     scope: &Scope,
     volumes: &BTreeMap<String, String>,
-) -> Result<(), DockerApiError> {
+    networks: &BTreeMap<String, String>,
+) -> Result<Vec<PublishedPort>, DockerApiError> {
     let config = body
         .as_object_mut()
         .ok_or_else(|| DockerApiError::Invalid("the body must be a JSON object".into()))?;
@@ -589,20 +624,234 @@ pub fn check_create(
         .ok_or_else(|| DockerApiError::Invalid("HostConfig must be an object".into()))?;
     check_host_config(&mut *host)?;
     rename_volumes(host, volumes)?;
-    force_host_config(host, scope);
+    let published = published_ports(host)?;
+    host.remove("PortBindings");
+    host.remove("PublishAllPorts");
+    let mode = match host.get("NetworkMode").and_then(Value::as_str) {
+        Some(NO_NETWORK) => NO_NETWORK.to_owned(),
+        mode => engine_network(networks, &network_meant(mode.unwrap_or_default()))?,
+    };
+    force_host_config(host, scope, &mode);
 
     let mut labels = match config.remove("Labels") {
         Some(Value::Object(labels)) => labels,
         _ => Map::new(),
     };
     labels.extend(scope.labels());
+    if !published.is_empty() {
+        let text: Vec<String> = published.iter().map(ToString::to_string).collect();
+        labels.insert(labels::PUBLISHED_PORTS.into(), text.join(",").into());
+    }
     config.insert("Labels".into(), Value::Object(labels));
-    // Only the session's network, whatever endpoints the request names.
+    // Only the session's networks, under the engine's names for them.
+    let asked = config
+        .remove("NetworkingConfig")
+        .and_then(|mut c| c.get_mut("EndpointsConfig").map(Value::take));
+    let mut endpoints = Map::new();
+    for (name, endpoint) in asked
+        .as_ref()
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        endpoints.insert(
+            engine_network(networks, &network_meant(name))?,
+            check_endpoint(endpoint)?,
+        );
+    }
+    if endpoints.is_empty() && mode != NO_NETWORK {
+        endpoints.insert(mode, Value::Object(Map::new()));
+    }
     config.insert(
         "NetworkingConfig".into(),
-        serde_json::json!({ "EndpointsConfig": { scope.network.clone(): {} } }),
+        serde_json::json!({ "EndpointsConfig": endpoints }),
     );
-    Ok(())
+    Ok(published)
+}
+
+/// The network mode that joins no network at all.
+const NO_NETWORK: &str = "none";
+
+/// The session's name for a network a create names: no name, `default` and `bridge` are its
+/// default network.
+fn network_meant(name: &str) -> String {
+    match name {
+        "" | "default" | "bridge" => DEFAULT_NETWORK.to_owned(),
+        name => name.to_owned(),
+    }
+}
+
+fn engine_network(
+    networks: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<String, DockerApiError> {
+    networks
+        .get(name)
+        .cloned()
+        .ok_or_else(|| DockerApiError::NotFound {
+            kind: "network",
+            name: name.to_owned(),
+        })
+}
+
+/// The networks a create joins, as the session names them (`default` for its default
+/// network), to be found as the session's, or made for `default`, before `check_create`.
+pub fn requested_networks(body: &Value) -> Vec<String> {
+    let mode = body["HostConfig"]["NetworkMode"]
+        .as_str()
+        .unwrap_or_default();
+    let endpoints = body["NetworkingConfig"]["EndpointsConfig"]
+        .as_object()
+        .into_iter()
+        .flat_map(|e| e.keys().map(String::as_str));
+    let mut names: Vec<String> = std::iter::once(mode)
+        .filter(|m| *m != NO_NETWORK)
+        .chain(endpoints)
+        .map(network_meant)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// One endpoint of a create or a `network connect`: aliases, which other containers on the
+/// network resolve to it; no fixed address or link, which the network's own DNS replaces.
+pub fn check_endpoint(endpoint: &Value) -> Result<Value, DockerApiError> {
+    let mut checked = Map::new();
+    for (key, value) in endpoint.as_object().into_iter().flatten() {
+        if is_empty(value) {
+            continue;
+        }
+        match key.as_str() {
+            "Aliases" => {
+                let aliases = value.as_array().ok_or_else(|| {
+                    DockerApiError::Invalid("EndpointsConfig.Aliases must be a list".into())
+                })?;
+                for alias in aliases {
+                    check_object_name("alias", alias.as_str().unwrap_or_default())?;
+                }
+                checked.insert(key.clone(), value.clone());
+            }
+            key => {
+                return Err(refused(
+                    "network",
+                    format!(
+                        "{key} is not available for a network endpoint here; containers get \
+                         their addresses from the network and find each other by name"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Value::Object(checked))
+}
+
+/// A network, volume or alias name as the engine allows them, so it can be prefixed with the
+/// session's and still be one.
+pub fn check_object_name(kind: &str, name: &str) -> Result<(), DockerApiError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 128;
+    if valid {
+        Ok(())
+    } else {
+        Err(DockerApiError::Invalid(format!(
+            "{kind} {name:?}: names start with a letter or digit and hold only letters, digits \
+             and _.- (128 at most)"
+        )))
+    }
+}
+
+/// A port published with `-p SESSION_PORT:CONTAINER_PORT`. Nothing listens on the host: the
+/// session's agent listens on `SESSION_PORT` inside the session (so `localhost:8080` there, and
+/// the preview, reach it) and relays to the container over the session's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PublishedPort {
+    pub session_port: u16,
+    pub container_port: u16,
+}
+
+impl std::fmt::Display for PublishedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.session_port, self.container_port)
+    }
+}
+
+impl PublishedPort {
+    /// The ports a container's `berth.ports` label lists; what does not parse is left out.
+    pub fn parse_label(text: &str) -> Vec<Self> {
+        text.split(',')
+            .filter_map(|pair| {
+                let (session, container) = pair.split_once(':')?;
+                Some(Self {
+                    session_port: session.parse().ok()?,
+                    container_port: container.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The ports a create's `PortBindings` publish (`-p 8080:80`), checked.
+fn published_ports(host: &Map<String, Value>) -> Result<Vec<PublishedPort>, DockerApiError> {
+    let mut published = Vec::new();
+    let bindings = host.get("PortBindings").and_then(Value::as_object);
+    for (key, binds) in bindings.into_iter().flatten() {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        if proto != "tcp" {
+            return Err(refused(
+                "ports",
+                format!("-p ...:{key} is refused: only TCP ports are published into a session"),
+            ));
+        }
+        let container_port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| DockerApiError::Invalid(format!("port {key:?}")))?;
+        for bind in binds.as_array().into_iter().flatten() {
+            let address = bind["HostIp"].as_str().unwrap_or_default();
+            if !matches!(address, "" | "0.0.0.0" | "::" | "127.0.0.1") {
+                return Err(refused(
+                    "ports",
+                    format!(
+                        "-p {address}:... is refused: ports are published on the session's own \
+                         addresses; leave the address out"
+                    ),
+                ));
+            }
+            let session_port = bind["HostPort"]
+                .as_str()
+                .unwrap_or_default()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    refused(
+                        "ports",
+                        format!(
+                            "name the session's port for container port {container_port}: \
+                             -p 8080:{container_port} makes it localhost:8080 in the session"
+                        ),
+                    )
+                })?;
+            if published
+                .iter()
+                .any(|p: &PublishedPort| p.session_port == session_port)
+            {
+                return Err(DockerApiError::Conflict(format!(
+                    "port {session_port} is published twice"
+                )));
+            }
+            published.push(PublishedPort {
+                session_port,
+                container_port,
+            });
+        }
+    }
+    published.sort();
+    Ok(published)
 }
 
 fn check_labels(labels: Option<&Value>) -> Result<(), DockerApiError> {
@@ -686,15 +935,16 @@ fn check_host_config(host: &mut Map<String, Value>) -> Result<(), DockerApiError
                     ),
                 ));
             }
-            "NetworkMode" => check_mode(key, value, &["default", "bridge"], "network")?,
+            "NetworkMode" => check_network_mode(value)?,
             "PidMode" | "IpcMode" | "UTSMode" | "UsernsMode" | "CgroupnsMode" | "Cgroup" => {
                 check_mode(key, value, &["private", "shareable"], "namespaces")?
             }
-            "PortBindings" | "PublishAllPorts" => {
+            // Checked with the ports they name, in `published_ports`.
+            "PortBindings" => {}
+            "PublishAllPorts" => {
                 return Err(refused(
                     "ports",
-                    "publishing ports (-p, -P) on the host is refused; reach the container from \
-                     its own processes with `docker exec`",
+                    "-P is refused: name each port to publish into the session (-p 8080:80)",
                 ));
             }
             "Devices" | "DeviceRequests" | "DeviceCgroupRules" => {
@@ -717,7 +967,7 @@ fn check_host_config(host: &mut Map<String, Value>) -> Result<(), DockerApiError
             "Links" => {
                 return Err(refused(
                     "network",
-                    "--link is refused; containers find each other on the session's network",
+                    "--link is refused; containers on one network find each other by name",
                 ));
             }
             "OomKillDisable" | "OomScoreAdj" => {
@@ -803,12 +1053,31 @@ fn check_mode(
         rule,
         format!(
             "{key} {mode} is refused: a container shares nothing with the host or other \
-             containers, and joins the session's network only"
+             containers"
         ),
     ))
 }
 
-fn force_host_config(host: &mut Map<String, Value>, scope: &Scope) {
+/// A container joins the session's networks, or none: never the host's, another container's,
+/// or a network of the engine's own (a name the session has not made is not found).
+fn check_network_mode(value: &Value) -> Result<(), DockerApiError> {
+    let mode = value.as_str().unwrap_or_default();
+    if mode == "host" || mode.starts_with("container:") {
+        return Err(refused(
+            "network",
+            format!(
+                "--network {mode} is refused: a container shares nothing with the host or other \
+                 containers; it joins the session's networks only"
+            ),
+        ));
+    }
+    if matches!(mode, "" | "default" | "bridge" | NO_NETWORK) {
+        return Ok(());
+    }
+    check_object_name("network", mode)
+}
+
+fn force_host_config(host: &mut Map<String, Value>, scope: &Scope, network: &str) {
     let capped = |requested: Option<&Value>, max: i64| -> i64 {
         match requested.and_then(Value::as_i64) {
             Some(n) if n > 0 && n < max => n,
@@ -822,7 +1091,7 @@ fn force_host_config(host: &mut Map<String, Value>, scope: &Scope) {
         host.remove(*key);
     }
     let forced = serde_json::json!({
-        "NetworkMode": scope.network,
+        "NetworkMode": network,
         "Memory": memory,
         // No swap beyond the limit, like the session's own container.
         "MemorySwap": memory,
@@ -868,7 +1137,7 @@ pub fn check_volume_create(body: &mut Value, scope: &Scope) -> Result<(), Docker
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
     {
-        let name = scope.volume_name(name);
+        let name = scope.scoped_name(name);
         volume.insert("Name".into(), name.into());
     }
     let mut labels = match volume.remove("Labels") {
@@ -878,6 +1147,127 @@ pub fn check_volume_create(body: &mut Value, scope: &Scope) -> Result<(), Docker
     labels.extend(scope.labels());
     volume.insert("Labels".into(), Value::Object(labels));
     Ok(())
+}
+
+/// Checks a network create's body and rewrites it into the session's network: a bridge whose
+/// name the firewall knows (`berth-k…`), internal (nothing is routed in or out: its containers
+/// reach each other and the session), on `subnet`, named and labelled as the session's.
+pub fn check_network_create(
+    body: &mut Value,
+    scope: &Scope,
+    subnet: &str,
+) -> Result<(), DockerApiError> {
+    let network = body
+        .as_object()
+        .ok_or_else(|| DockerApiError::Invalid("the body must be a JSON object".into()))?;
+    only_keys(
+        network,
+        &[
+            "Name",
+            "CheckDuplicate",
+            "Driver",
+            "Internal",
+            "Attachable",
+            "Ingress",
+            "IPAM",
+            "EnableIPv6",
+            "Options",
+            "Labels",
+            "ConfigOnly",
+            "ConfigFrom",
+            "Scope",
+        ],
+        "",
+    )?;
+    let name = network
+        .get("Name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    check_object_name("network", name)?;
+    if matches!(name, "bridge" | "host" | NO_NETWORK) {
+        return Err(DockerApiError::Conflict(format!(
+            "network with name {name} already exists"
+        )));
+    }
+    if !matches!(
+        network.get("Driver").and_then(Value::as_str),
+        None | Some("" | "bridge")
+    ) {
+        return Err(refused(
+            "network",
+            "only bridge networks are made in a session; leave --driver out",
+        ));
+    }
+    let ipam = network.get("IPAM").cloned().unwrap_or_default();
+    if !matches!(ipam["Driver"].as_str(), None | Some("" | "default"))
+        || !is_empty(&ipam["Config"])
+        || !is_empty(&ipam["Options"])
+    {
+        return Err(refused(
+            "network",
+            "subnets and address management are Berth's to choose; leave --subnet, --ip-range, \
+             --gateway and --ipam-driver out",
+        ));
+    }
+    for key in [
+        "Options",
+        "Ingress",
+        "EnableIPv6",
+        "ConfigOnly",
+        "ConfigFrom",
+        "Scope",
+    ] {
+        if network.get(key).is_some_and(|v| !is_empty(v)) {
+            return Err(refused(
+                "network",
+                format!("{key} is refused: session networks are plain bridges (no -o, no IPv6)"),
+            ));
+        }
+    }
+    check_labels(network.get("Labels"))?;
+    let internal_asked = network.get("Internal") == Some(&Value::Bool(true));
+    let engine_name = scope.scoped_name(name);
+    let mut labels = match network.get("Labels") {
+        Some(Value::Object(labels)) => labels.clone(),
+        _ => Map::new(),
+    };
+    labels.extend(scope.labels());
+    labels.insert(
+        labels::INTERNAL_ASKED.into(),
+        internal_asked.to_string().into(),
+    );
+    *body = serde_json::json!({
+        "Name": engine_name,
+        "CheckDuplicate": true,
+        "Driver": "bridge",
+        "Internal": true,
+        "IPAM": { "Driver": "default", "Config": [{ "Subnet": subnet }] },
+        "Options": { BRIDGE_NAME_OPTION: crate::networks::child_bridge(&engine_name) },
+        "Labels": labels,
+    });
+    Ok(())
+}
+
+/// The engine's option naming a bridge network's interface.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+
+/// A session's network as inspecting it answers: as the session made it, without what Berth
+/// added (its bridge's name, `Internal` unless asked, its labels, the session's own container).
+/// `docker-compose` compares the network it finds with its file, and would otherwise ask to
+/// recreate it.
+pub fn narrow_network(network: &mut Value, scope: &Scope) {
+    let session = scope.session_container();
+    if let Some(containers) = network["Containers"].as_object_mut() {
+        containers.retain(|_, container| container["Name"] != session.as_str());
+    }
+    let internal_asked = network["Labels"][labels::INTERNAL_ASKED] == "true";
+    if let Some(options) = network["Options"].as_object_mut() {
+        options.remove(BRIDGE_NAME_OPTION);
+    }
+    if let Some(labels) = network["Labels"].as_object_mut() {
+        labels.retain(|key, _| !key.starts_with("berth."));
+    }
+    network["Internal"] = internal_asked.into();
 }
 
 /// A child's name (`--name`, `docker rename`) may not be one Berth gives sessions'
@@ -1220,8 +1610,18 @@ mod tests {
             allow_pull: false,
             max_containers: 3,
             max_images: 3,
+            max_networks: 2,
             log_max_size: "10m".into(),
         }
+    }
+
+    fn default_network() -> BTreeMap<String, String> {
+        BTreeMap::from([(DEFAULT_NETWORK.to_owned(), "sabc_default".to_owned())])
+    }
+
+    /// A create with no volumes, on the session's default network.
+    fn create(body: &mut Value) -> Result<Vec<PublishedPort>, DockerApiError> {
+        check_create(body, &scope(), &BTreeMap::new(), &default_network())
     }
 
     fn rule(err: DockerApiError) -> &'static str {
@@ -1270,7 +1670,7 @@ mod tests {
             ("GET", "/v1.41/plugins", "scope"),
             ("POST", "/v1.41/containers/prune", "scope"),
             ("POST", "/v1.41/containers/x/update", "limits"),
-            ("POST", "/v1.41/networks/create", "networks"),
+            ("POST", "/v1.41/networks/prune", "scope"),
             ("POST", "/v1.41/volumes/prune", "scope"),
         ] {
             assert_eq!(rule(route(method, path).unwrap_err()), expected, "{path}");
@@ -1323,11 +1723,11 @@ mod tests {
             "Image": "berth/busybox",
             "Labels": {"app": "web"},
             "HostConfig": {"NetworkMode": "default", "Memory": 0, "Binds": null, "PidsLimit": null},
-            "NetworkingConfig": {"EndpointsConfig": {"other": {}}},
+            "NetworkingConfig": {"EndpointsConfig": {"bridge": {"Aliases": ["web"], "Links": null}}},
         });
-        check_create(&mut body, &scope(), &Default::default()).unwrap();
+        create(&mut body).unwrap();
         let host = &body["HostConfig"];
-        assert_eq!(host["NetworkMode"], "berth-open");
+        assert_eq!(host["NetworkMode"], "sabc_default");
         assert_eq!(host["Memory"], 256 << 20);
         assert_eq!(host["MemorySwap"], 256 << 20);
         assert_eq!(host["PidsLimit"], 128);
@@ -1338,11 +1738,12 @@ mod tests {
         assert_eq!(body["Labels"]["berth.parent-instance"], "test");
         assert_eq!(
             body["NetworkingConfig"],
-            json!({"EndpointsConfig": {"berth-open": {}}})
+            json!({"EndpointsConfig": {"sabc_default": {"Aliases": ["web"]}}})
         );
+        assert!(body["Labels"].get("berth.ports").is_none());
         // Smaller limits than the session's are kept.
         let mut body = json!({"HostConfig": {"Memory": 64 << 20}});
-        check_create(&mut body, &scope(), &Default::default()).unwrap();
+        create(&mut body).unwrap();
         assert_eq!(body["HostConfig"]["Memory"], 64 << 20);
     }
 
@@ -1379,7 +1780,6 @@ mod tests {
             (json!({"VolumesFrom": ["other"]}), "mounts"),
             (json!({"NetworkMode": "host"}), "network"),
             (json!({"NetworkMode": "container:other"}), "network"),
-            (json!({"NetworkMode": "berth-other"}), "network"),
             (json!({"PidMode": "host"}), "namespaces"),
             (json!({"IpcMode": "host"}), "namespaces"),
             (json!({"UTSMode": "host"}), "namespaces"),
@@ -1392,7 +1792,15 @@ mod tests {
             (json!({"CgroupParent": "/"}), "runtime"),
             (json!({"Runtime": "runsc"}), "runtime"),
             (
-                json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}),
+                json!({"PortBindings": {"80/udp": [{"HostPort": "8080"}]}}),
+                "ports",
+            ),
+            (
+                json!({"PortBindings": {"80/tcp": [{"HostPort": ""}]}}),
+                "ports",
+            ),
+            (
+                json!({"PortBindings": {"80/tcp": [{"HostIp": "10.0.0.1", "HostPort": "8080"}]}}),
                 "ports",
             ),
             (json!({"PublishAllPorts": true}), "ports"),
@@ -1400,17 +1808,10 @@ mod tests {
             (json!({"SomeFutureOption": "x"}), "unknown_option"),
         ] {
             let mut body = json!({"Image": "x", "HostConfig": host.clone()});
-            assert_eq!(
-                rule(check_create(&mut body, &scope(), &Default::default()).unwrap_err()),
-                expected,
-                "{host}"
-            );
+            assert_eq!(rule(create(&mut body).unwrap_err()), expected, "{host}");
         }
         let mut body = json!({"Labels": {"berth.parent": "someone-else"}});
-        assert_eq!(
-            rule(check_create(&mut body, &scope(), &Default::default()).unwrap_err()),
-            "labels"
-        );
+        assert_eq!(rule(create(&mut body).unwrap_err()), "labels");
         // The engine reads keys whatever their case, the later spelling winning: only the
         // exact ones pass.
         for mut body in [
@@ -1420,14 +1821,14 @@ mod tests {
             json!({"labels": {"berth.parent": "x"}}),
         ] {
             assert_eq!(
-                rule(check_create(&mut body, &scope(), &Default::default()).unwrap_err()),
+                rule(create(&mut body).unwrap_err()),
                 "unknown_option",
                 "{body}"
             );
         }
         // An empty misspelling would reset what Berth forces: it is dropped.
         let mut body = json!({"HostConfig": {"networkmode": "", "maskedpaths": [], "memory": 0}});
-        check_create(&mut body, &scope(), &Default::default()).unwrap();
+        create(&mut body).unwrap();
         let host = body["HostConfig"].as_object().unwrap();
         assert!(
             host.keys()
@@ -1446,6 +1847,151 @@ mod tests {
     }
 
     #[test]
+    fn published_ports_become_a_label_and_nothing_is_bound_on_the_host() {
+        let mut body = json!({"HostConfig": {
+            "PortBindings": {
+                "80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                "443": [{"HostIp": "0.0.0.0", "HostPort": "8443"}, {"HostIp": "::", "HostPort": "9443"}],
+            },
+            "PublishAllPorts": false,
+        }});
+        let published = create(&mut body).unwrap();
+        let pairs: Vec<String> = published.iter().map(ToString::to_string).collect();
+        assert_eq!(pairs, ["8080:80", "8443:443", "9443:443"]);
+        assert_eq!(body["Labels"]["berth.ports"], "8080:80,8443:443,9443:443");
+        assert_eq!(
+            PublishedPort::parse_label("8080:80,8443:443,9443:443"),
+            published
+        );
+        let host = body["HostConfig"].as_object().unwrap();
+        assert!(!host.contains_key("PortBindings") && !host.contains_key("PublishAllPorts"));
+
+        let mut twice = json!({"HostConfig": {"PortBindings": {
+            "80/tcp": [{"HostPort": "8080"}], "81/tcp": [{"HostPort": "8080"}],
+        }}});
+        assert!(matches!(
+            create(&mut twice),
+            Err(DockerApiError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn containers_join_only_networks_the_session_has() {
+        let body = json!({
+            "HostConfig": {"NetworkMode": "app_default"},
+            "NetworkingConfig": {"EndpointsConfig": {"app_default": {"Aliases": ["db"]}}},
+        });
+        assert_eq!(requested_networks(&body), ["app_default"]);
+        assert_eq!(requested_networks(&json!({})), [DEFAULT_NETWORK]);
+        assert!(requested_networks(&json!({"HostConfig": {"NetworkMode": "none"}})).is_empty());
+
+        let networks = BTreeMap::from([("app_default".to_owned(), "sabc_app_default".to_owned())]);
+        let mut joined = body;
+        check_create(&mut joined, &scope(), &BTreeMap::new(), &networks).unwrap();
+        assert_eq!(joined["HostConfig"]["NetworkMode"], "sabc_app_default");
+        assert_eq!(
+            joined["NetworkingConfig"]["EndpointsConfig"],
+            json!({"sabc_app_default": {"Aliases": ["db"]}})
+        );
+        // A network the session has not made (another session's, the engine's) is not found.
+        let mut other = json!({"HostConfig": {"NetworkMode": "berth-open"}});
+        assert!(matches!(
+            create(&mut other),
+            Err(DockerApiError::NotFound {
+                kind: "network",
+                ..
+            })
+        ));
+        // No network at all is allowed, and joins nothing.
+        let mut none = json!({"HostConfig": {"NetworkMode": "none"}});
+        create(&mut none).unwrap();
+        assert_eq!(none["NetworkingConfig"], json!({"EndpointsConfig": {}}));
+        for endpoint in [
+            json!({"IPAMConfig": {"IPv4Address": "10.213.0.9"}}),
+            json!({"Links": ["db:db"]}),
+            json!({"DriverOpts": {"x": "y"}}),
+        ] {
+            let mut body = json!({"NetworkingConfig": {"EndpointsConfig": {"default": endpoint}}});
+            assert_eq!(rule(create(&mut body).unwrap_err()), "network");
+        }
+    }
+
+    #[test]
+    fn a_network_create_is_rewritten_into_an_internal_bridge_of_the_sessions() {
+        let mut body = json!({
+            "Name": "app_default", "CheckDuplicate": true, "Driver": "bridge",
+            "Internal": false, "Attachable": false, "IPAM": {"Driver": "default", "Config": [], "Options": {}},
+            "EnableIPv6": false, "Options": {}, "Labels": {"com.docker.compose.project": "app"},
+        });
+        check_network_create(&mut body, &scope(), "10.213.0.32/27").unwrap();
+        assert_eq!(body["Name"], "sabc_app_default");
+        assert_eq!(body["Internal"], true);
+        assert_eq!(
+            body["IPAM"]["Config"],
+            json!([{"Subnet": "10.213.0.32/27"}])
+        );
+        let bridge = body["Options"]["com.docker.network.bridge.name"]
+            .as_str()
+            .unwrap();
+        assert!(bridge.starts_with(crate::networks::CHILD_BRIDGE_PREFIX) && bridge.len() <= 15);
+        assert_eq!(body["Labels"]["berth.parent"], "sabc");
+        assert_eq!(body["Labels"]["com.docker.compose.project"], "app");
+
+        // Inspected, it is what was asked for, as compose compares it.
+        let mut inspected = json!({
+            "Name": "sabc_app_default", "Internal": true,
+            "Options": body["Options"].clone(), "Labels": body["Labels"].clone(),
+            "Containers": {"a1": {"Name": "berth-sabc"}, "b2": {"Name": "app_web_1"}},
+        });
+        narrow_network(&mut inspected, &scope());
+        assert_eq!(inspected["Internal"], false);
+        assert_eq!(inspected["Options"], json!({}));
+        assert_eq!(
+            inspected["Labels"],
+            json!({"com.docker.compose.project": "app"})
+        );
+        assert_eq!(
+            inspected["Containers"],
+            json!({"b2": {"Name": "app_web_1"}})
+        );
+
+        for (asked, expected) in [
+            (json!({"Name": "n", "Driver": "macvlan"}), "network"),
+            (
+                json!({"Name": "n", "Options": {"parent": "eth0"}}),
+                "network",
+            ),
+            (
+                json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}}),
+                "network",
+            ),
+            (json!({"Name": "n", "EnableIPv6": true}), "network"),
+            (
+                json!({"Name": "n", "Labels": {"berth.parent": "x"}}),
+                "labels",
+            ),
+            (json!({"Name": "n", "Something": 1}), "unknown_option"),
+        ] {
+            let mut body = asked.clone();
+            assert_eq!(
+                rule(check_network_create(&mut body, &scope(), "10.213.0.0/27").unwrap_err()),
+                expected,
+                "{asked}"
+            );
+        }
+        let mut bad_name = json!({"Name": "../x"});
+        assert!(matches!(
+            check_network_create(&mut bad_name, &scope(), "10.213.0.0/27"),
+            Err(DockerApiError::Invalid(_))
+        ));
+        let mut taken = json!({"Name": "host"});
+        assert!(matches!(
+            check_network_create(&mut taken, &scope(), "10.213.0.0/27"),
+            Err(DockerApiError::Conflict(_))
+        ));
+    }
+
+    #[test]
     fn volumes_are_the_sessions_own_and_never_a_host_path() {
         let mut body = json!({"HostConfig": {
             "Binds": ["data:/data:ro"],
@@ -1456,7 +2002,7 @@ mod tests {
             ("data".to_owned(), "sabc_data".to_owned()),
             ("cache".to_owned(), "sabc_cache".to_owned()),
         ]);
-        check_create(&mut body, &scope(), &volumes).unwrap();
+        check_create(&mut body, &scope(), &volumes, &default_network()).unwrap();
         assert_eq!(body["HostConfig"]["Binds"], json!(["sabc_data:/data:ro"]));
         assert_eq!(body["HostConfig"]["Mounts"][0]["Source"], "sabc_cache");
 
@@ -1504,7 +2050,7 @@ mod tests {
     #[test]
     fn masked_paths_cannot_be_unmasked() {
         let mut body = json!({"HostConfig": {"MaskedPaths": [], "ReadonlyPaths": []}});
-        check_create(&mut body, &scope(), &Default::default()).unwrap();
+        create(&mut body).unwrap();
         assert!(body["HostConfig"].get("MaskedPaths").is_none());
         assert!(body["HostConfig"].get("ReadonlyPaths").is_none());
     }

@@ -18,7 +18,8 @@ use serde_json::Value;
 use super::{
     context,
     engine::Engine,
-    policy::{self, DockerApiError, Route, Scope},
+    policy::{self, DockerApiError, PublishedPort, Route, Scope},
+    published,
 };
 use crate::api::error::ApiError;
 
@@ -32,8 +33,15 @@ const MAX_UNREAD_BODY: usize = 64 << 20;
 pub struct SessionApi {
     pub scope: Scope,
     pub engine: Engine,
+    /// The directory of every session's socket directory (`docker_api::session_dir`).
+    pub sockets_dir: std::path::PathBuf,
     /// Where build contexts wait while their Dockerfile is checked; not in any session's view.
     pub spool_dir: std::path::PathBuf,
+    /// `docker.child_network_pool`.
+    pub network_pool: crate::networks::Cidr,
+    /// Held while a network's subnet is chosen and made, by every session of this control
+    /// plane.
+    pub network_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Every path of the session's socket.
@@ -78,7 +86,10 @@ impl SessionApi {
                     .ok_or_else(|| DockerApiError::Engine("the engine has no /info".into()))?;
                 return Ok(axum::Json(policy::narrow_info(&info, &self.scope)).into_response());
             }
-            Route::ListContainers | Route::ListImages | Route::ListVolumes => {
+            Route::ListContainers
+            | Route::ListImages
+            | Route::ListVolumes
+            | Route::ListNetworks => {
                 let mut pairs = query_pairs(request.uri())?;
                 let filters = pairs
                     .iter()
@@ -90,48 +101,55 @@ impl SessionApi {
                 ));
                 set_uri(request, &path, &pairs)?;
             }
-            Route::CreateContainer => {
-                policy::check_name(request.uri().query())?;
-                let mut body = read_json(request).await?;
-                // Checked whole first: a refused create makes nothing (no volume) and says
-                // why before anything about its image.
-                let named = policy::named_volumes(&body);
-                let same = named.iter().map(|n| (n.clone(), n.clone())).collect();
-                policy::check_create(&mut body.clone(), &self.scope, &same)?;
-                if let Some(image) = body["Image"].as_str().map(str::to_owned) {
-                    let (resolved, _) = self.resolve_image(&image).await?;
-                    body["Image"] = resolved.into();
-                }
-                let count = self.count("containers", true).await?;
-                if count >= self.scope.max_containers as usize {
-                    return Err(DockerApiError::Quota(format!(
-                        "this session has {count} containers, its most \
-                         (docker.max_containers); remove one with `docker rm` first"
-                    )));
-                }
-                let mut volumes = std::collections::BTreeMap::new();
-                for name in named {
-                    let engine_name = self.own_volume(&name, true).await?;
-                    volumes.insert(name, engine_name);
-                }
-                policy::check_create(&mut body, &self.scope, &volumes)?;
-                set_json(request, &body)?;
-                let response = self.forward(std::mem::take(request)).await?;
-                if response.status() == StatusCode::CONFLICT {
-                    // The engine's message would name the container holding the name, which
-                    // may be another session's.
-                    return Err(DockerApiError::NameTaken(
-                        "that container name is taken on this engine; choose another (--name)"
-                            .into(),
-                    ));
-                }
-                return Ok(response);
-            }
+            Route::CreateContainer => return self.create_container(request).await,
             Route::Container { id } => {
                 if path.ends_with("/rename") {
                     policy::check_name(request.uri().query())?;
                 }
-                self.own_container(&id).await?
+                self.own_container(&id).await?;
+                let changes_what_runs = request.method() == axum::http::Method::DELETE
+                    || ["start", "stop", "restart", "kill", "pause", "unpause"]
+                        .iter()
+                        .any(|action| path.ends_with(&format!("/{action}")));
+                let response = self.forward(std::mem::take(request)).await?;
+                if changes_what_runs && response.status().is_success() {
+                    self.publish_ports().await;
+                }
+                return Ok(response);
+            }
+            Route::CreateNetwork => {
+                let body = read_json(request).await?;
+                let answer = self.create_network(body).await?;
+                return Ok((StatusCode::CREATED, axum::Json(answer)).into_response());
+            }
+            Route::Network { name } if request.method() == axum::http::Method::DELETE => {
+                self.remove_network(&name).await?;
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            }
+            Route::Network { name } => {
+                let (_, mut network) = self.own_network(&name).await?;
+                policy::narrow_network(&mut network, &self.scope);
+                return Ok(axum::Json(network).into_response());
+            }
+            Route::NetworkMembership { name, connect } => {
+                let (engine_name, _) = self.own_network(&name).await?;
+                let mut body = read_json(request).await?;
+                let container = body["Container"].as_str().unwrap_or_default().to_owned();
+                self.own_container(&container).await?;
+                if connect {
+                    body["EndpointConfig"] = policy::check_endpoint(&body["EndpointConfig"])?;
+                }
+                let action = if connect { "connect" } else { "disconnect" };
+                let body = serde_json::json!({
+                    "Container": container,
+                    "EndpointConfig": body["EndpointConfig"],
+                    "Force": body["Force"] == true,
+                });
+                set_json(request, &body)?;
+                *request.uri_mut() = uri(&format!("{version}/networks/{engine_name}/{action}"))?;
+                let response = self.forward(std::mem::take(request)).await?;
+                self.publish_ports().await;
+                return Ok(response);
             }
             Route::CreateVolume => {
                 let mut body = read_json(request).await?;
@@ -178,7 +196,7 @@ impl SessionApi {
                     .find(|(k, v)| k == "dockerfile" && !v.is_empty())
                     .map(|(_, v)| v);
                 let query = policy::check_build(request.uri().query(), &self.scope)?;
-                let count = self.count("images", false).await?;
+                let count = self.list_own("images/json", false).await?.len();
                 if count >= self.scope.max_images as usize {
                     return Err(DockerApiError::Quota(format!(
                         "this session has {count} images, its most (docker.max_images); \
@@ -233,6 +251,73 @@ impl SessionApi {
             }
         }
         self.forward(std::mem::take(request)).await
+    }
+
+    /// `docker create` (and `run`): checked whole first, so a refused create makes nothing (no
+    /// volume, no network) and says why before anything about its image; then its volumes and
+    /// networks are found or made as the session's, and it goes to the engine rewritten.
+    async fn create_container(&self, request: &mut Request) -> Result<Response, DockerApiError> {
+        policy::check_name(request.uri().query())?;
+        let mut body = read_json(request).await?;
+        let volume_names = policy::named_volumes(&body);
+        let network_names = policy::requested_networks(&body);
+        let same = |names: &[String]| names.iter().map(|n| (n.clone(), n.clone())).collect();
+        let published = policy::check_create(
+            &mut body.clone(),
+            &self.scope,
+            &same(&volume_names),
+            &same(&network_names),
+        )?;
+        if let Some(image) = body["Image"].as_str().map(str::to_owned) {
+            let (resolved, _) = self.resolve_image(&image).await?;
+            body["Image"] = resolved.into();
+        }
+        let containers = self.list_own("containers/json", true).await?;
+        if containers.len() >= self.scope.max_containers as usize {
+            return Err(DockerApiError::Quota(format!(
+                "this session has {} containers, its most (docker.max_containers); remove one \
+                 with `docker rm` first",
+                containers.len()
+            )));
+        }
+        check_ports_free(&published, &containers)?;
+        let mut volumes = std::collections::BTreeMap::new();
+        for name in volume_names {
+            let engine_name = self.own_volume(&name, true).await?;
+            volumes.insert(name, engine_name);
+        }
+        let mut networks = std::collections::BTreeMap::new();
+        for name in network_names {
+            let engine_name = self.network_for_create(&name).await?;
+            networks.insert(name, engine_name);
+        }
+        policy::check_create(&mut body, &self.scope, &volumes, &networks)?;
+        set_json(request, &body)?;
+        let response = self.forward(std::mem::take(request)).await?;
+        if response.status() == StatusCode::CONFLICT {
+            // The engine's message would name the container holding the name, which may be
+            // another session's.
+            return Err(DockerApiError::Conflict(
+                "that container name is taken on this engine; choose another (--name)".into(),
+            ));
+        }
+        Ok(response)
+    }
+
+    /// Brings the session's published ports up to date with what runs now; a failure is the
+    /// periodic update's to mend.
+    async fn publish_ports(&self) {
+        let session = Some(self.scope.session_id.as_str());
+        if let Err(err) = published::publish(
+            &self.engine,
+            &self.sockets_dir,
+            &self.scope.instance,
+            session,
+        )
+        .await
+        {
+            tracing::debug!(session = %self.scope.session_id, %err, "docker api: ports not published yet");
+        }
     }
 
     /// Sends the request on and relays the answer; a 101 joins the two connections.
@@ -323,7 +408,7 @@ impl SessionApi {
             kind: "volume",
             name: name.to_owned(),
         };
-        for candidate in [self.scope.volume_name(name), name.to_owned()] {
+        for candidate in [self.scope.scoped_name(name), name.to_owned()] {
             if let Some(volume) = self
                 .engine
                 .get_json(&format!("/volumes/{candidate}"))
@@ -412,23 +497,50 @@ impl SessionApi {
         })
     }
 
-    /// How many containers (all, not only running ones) or images the session has.
-    async fn count(&self, kind: &str, all: bool) -> Result<usize, DockerApiError> {
+    /// The session's objects of one kind as the engine lists them (`containers/json`,
+    /// `images/json`, `networks`); `all` counts stopped containers too.
+    pub(super) async fn list_own(
+        &self,
+        listing: &str,
+        all: bool,
+    ) -> Result<Vec<Value>, DockerApiError> {
         let filters = policy::scoped_filters(None, &self.scope)?;
         let query = serde_urlencoded::to_string([
             ("filters", filters.as_str()),
             ("all", if all { "1" } else { "0" }),
         ])
         .map_err(|e| DockerApiError::Invalid(e.to_string()))?;
-        let listed = self
-            .engine
-            .get_json(&format!("/{kind}/json?{query}"))
-            .await?;
-        Ok(listed
-            .as_ref()
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len))
+        let listed = self.engine.get_json(&format!("/{listing}?{query}")).await?;
+        Ok(match listed {
+            Some(Value::Array(objects)) => objects,
+            _ => Vec::new(),
+        })
     }
+}
+
+/// A port is published by one of the session's containers at a time, running or not, as the
+/// engine allows one container per host port.
+fn check_ports_free(wanted: &[PublishedPort], containers: &[Value]) -> Result<(), DockerApiError> {
+    for container in containers {
+        let held = container["Labels"][crate::runtime::labels::PUBLISHED_PORTS]
+            .as_str()
+            .map(PublishedPort::parse_label)
+            .unwrap_or_default();
+        if let Some(port) = wanted
+            .iter()
+            .find(|w| held.iter().any(|h| h.session_port == w.session_port))
+        {
+            let name = container["Names"][0].as_str().unwrap_or_default();
+            return Err(DockerApiError::Conflict(format!(
+                "port {} is published by container {} already; remove it or choose another \
+                 port (-p OTHER:{})",
+                port.session_port,
+                name.trim_start_matches('/'),
+                port.container_port
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `/v1.41` of `/v1.41/containers/json`, or nothing.

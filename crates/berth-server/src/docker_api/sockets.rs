@@ -29,6 +29,8 @@ struct Shared {
     networks: SessionNetworks,
     instance: String,
     log_max_size: String,
+    network_pool: crate::networks::Cidr,
+    network_lock: Arc<tokio::sync::Mutex<()>>,
     open: Mutex<HashMap<String, Listener>>,
 }
 
@@ -55,6 +57,8 @@ impl Sockets {
             networks,
             instance: config.docker.instance.clone(),
             log_max_size: config.docker.log_max_size.clone(),
+            network_pool: config.docker.child_network_pool,
+            network_lock: Arc::default(),
             open: Mutex::default(),
         }))
     }
@@ -62,6 +66,15 @@ impl Sockets {
     /// The directory holding every session's socket directory.
     pub fn dir(&self) -> &Path {
         &self.0.dir
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    /// `docker.instance`: which of the engine's children are this installation's.
+    pub fn instance(&self) -> &str {
+        &self.0.instance
     }
 
     /// Whether sessions of `template` get a socket.
@@ -146,11 +159,15 @@ impl Sockets {
                 allow_pull: config.docker.allow_pull,
                 max_containers: config.docker.max_containers,
                 max_images: config.docker.max_images,
+                max_networks: config.docker.max_networks,
                 log_max_size: shared.log_max_size.clone(),
             },
             engine: shared.engine.clone(),
+            sockets_dir: shared.dir.clone(),
             // Beside the sessions' directories, never in one: each is mounted in a session.
             spool_dir: shared.dir.join(".contexts"),
+            network_pool: shared.network_pool,
+            network_lock: shared.network_lock.clone(),
         });
         let router = axum::Router::new().fallback(serve::handle).with_state(api);
         let session = session_id.to_owned();

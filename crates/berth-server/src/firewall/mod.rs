@@ -206,33 +206,46 @@ impl Firewall {
             }
         }
         let mut hooks: Vec<Hook> = rules::entry_hooks(anchor).into();
+        let mut wanted = Vec::new();
         for network in &self.inner.networks {
-            for (chain, want) in [
-                (rules::input_chain(network), rules::input_rules(network)),
-                (
-                    rules::forward_chain(network),
-                    rules::forward_rules(network, family),
-                ),
-            ] {
-                let have = table.chains.get(&chain);
-                let as_written = written.get(&(family, chain.clone()));
-                let intact = have.is_some_and(|have| {
-                    let rendered: Vec<&str> = want
-                        .iter()
-                        .map(|line| line.trim_start_matches(&format!("-A {chain} ")))
-                        .collect();
-                    have.iter().map(String::as_str).eq(rendered) || Some(have) == as_written
-                });
-                if !intact {
-                    script.declare(&chain);
-                    for line in want {
-                        script.rule(line);
-                    }
-                    script.rewritten.push(chain.clone());
-                    changes.push(format!("wrote chain {chain} ({})", network.name));
-                }
-            }
+            wanted.push((
+                rules::input_chain(network),
+                rules::input_rules(network),
+                network.name.as_str(),
+            ));
+            wanted.push((
+                rules::forward_chain(network),
+                rules::forward_rules(network, family),
+                network.name.as_str(),
+            ));
             hooks.extend(rules::dispatch_hooks(network));
+        }
+        let (child_input, child_forward) = rules::child_chains();
+        wanted.push((child_input, rules::child_input_rules(), "child networks"));
+        wanted.push((
+            child_forward,
+            rules::child_forward_rules(),
+            "child networks",
+        ));
+        hooks.extend(rules::child_dispatch_hooks());
+        for (chain, want, owner) in wanted {
+            let have = table.chains.get(&chain);
+            let as_written = written.get(&(family, chain.clone()));
+            let intact = have.is_some_and(|have| {
+                let rendered: Vec<&str> = want
+                    .iter()
+                    .map(|line| line.trim_start_matches(&format!("-A {chain} ")))
+                    .collect();
+                have.iter().map(String::as_str).eq(rendered) || Some(have) == as_written
+            });
+            if !intact {
+                script.declare(&chain);
+                for line in want {
+                    script.rule(line);
+                }
+                script.rewritten.push(chain.clone());
+                changes.push(format!("wrote chain {chain} ({owner})"));
+            }
         }
         for hook in hooks {
             if self.hook_present(family, table, &hook)? {
@@ -276,13 +289,34 @@ impl Firewall {
         for &family in &self.inner.families {
             let table = Table::parse(&self.inner.netfilter.list(family)?);
             let ours: BTreeSet<String> = match scope {
-                Scope::Configured => self
-                    .inner
-                    .networks
-                    .iter()
-                    .flat_map(|n| [rules::input_chain(n), rules::forward_chain(n)])
-                    .filter(|chain| table.has(chain))
-                    .collect(),
+                Scope::Configured => {
+                    let mut ours: BTreeSet<String> = self
+                        .inner
+                        .networks
+                        .iter()
+                        .flat_map(|n| [rules::input_chain(n), rules::forward_chain(n)])
+                        .filter(|chain| table.has(chain))
+                        .collect();
+                    // The child networks' chains serve every configuration on the host: they
+                    // go with the last one's.
+                    let (child_input, child_forward) = rules::child_chains();
+                    let others_left = table.chains.keys().any(|chain| {
+                        rules::NETWORK_CHAIN_PREFIXES
+                            .iter()
+                            .any(|p| chain.starts_with(p))
+                            && !ours.contains(chain)
+                            && *chain != child_input
+                            && *chain != child_forward
+                    });
+                    if !others_left {
+                        ours.extend(
+                            [child_input, child_forward]
+                                .into_iter()
+                                .filter(|chain| table.has(chain)),
+                        );
+                    }
+                    ours
+                }
                 Scope::All => table
                     .chains
                     .keys()

@@ -14,7 +14,7 @@
 //! Traffic the chains do not drop goes on (`RETURN`) to the rules after them, the engine's own,
 //! so Berth only ever takes away.
 
-use crate::networks::{BRIDGE_PREFIX, EgressPolicy, SessionNetwork};
+use crate::networks::{BRIDGE_PREFIX, CHILD_BRIDGE_PREFIX, EgressPolicy, SessionNetwork};
 
 /// Jumped to from `INPUT`: traffic from sessions to any address of the host.
 pub const INPUT: &str = "BERTH-INPUT";
@@ -125,7 +125,10 @@ const REPLIES: &str = "-m conntrack --ctstate RELATED,ESTABLISHED";
 /// (every interface's, the gateways', docker0's). The control plane reaches sessions from the
 /// host, so what comes back from them is a reply; nothing else from a session is for the host.
 pub fn input_rules(network: &SessionNetwork) -> Vec<String> {
-    let chain = input_chain(network);
+    replies_only(&input_chain(network))
+}
+
+fn replies_only(chain: &str) -> Vec<String> {
     vec![
         format!("-A {chain} {REPLIES} -j ACCEPT"),
         format!("-A {chain} -j DROP"),
@@ -189,4 +192,53 @@ pub fn forward_rules(network: &SessionNetwork, family: Family) -> Vec<String> {
         }
     }
     rules
+}
+
+/// The child networks' chains, as (`INPUT` chain, `FORWARD` chain).
+pub fn child_chains() -> (String, String) {
+    (
+        format!("{}children", NETWORK_CHAIN_PREFIXES[0]),
+        format!("{}children", NETWORK_CHAIN_PREFIXES[1]),
+    )
+}
+
+/// Every child bridge, with iptables' wildcard.
+fn child_bridges() -> String {
+    format!("{CHILD_BRIDGE_PREFIX}+")
+}
+
+/// From a child network to the host: replies only, as from a session.
+pub fn child_input_rules() -> Vec<String> {
+    replies_only(&child_chains().0)
+}
+
+/// Through the host from or to a child network: only what stays on the one bridge (a child and
+/// its siblings, the session and its children; `physdev` tells a bridged packet from a routed
+/// one). Nothing is routed into a child network or out of it, so children reach neither other
+/// networks nor the outside, whatever their session's policy.
+pub fn child_forward_rules() -> Vec<String> {
+    let chain = child_chains().1;
+    vec![
+        format!("-A {chain} -m physdev --physdev-is-bridged -j RETURN"),
+        format!("-A {chain} -j DROP"),
+    ]
+}
+
+/// The rules that send the child networks' traffic to their chains.
+pub fn child_dispatch_hooks() -> [Hook; 3] {
+    let (input, forward) = child_chains();
+    let bridges = child_bridges();
+    [
+        Hook::new(INPUT, format!("-i {bridges} -j {input}"), Position::Last),
+        Hook::new(
+            FORWARD,
+            format!("-i {bridges} -j {forward}"),
+            Position::Last,
+        ),
+        Hook::new(
+            FORWARD,
+            format!("-o {bridges} -j {forward}"),
+            Position::Last,
+        ),
+    ]
 }

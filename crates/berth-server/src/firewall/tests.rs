@@ -326,6 +326,10 @@ fn uninstall_takes_only_its_own_networks_and_the_last_one_out_takes_the_entry_ch
 
     let removed = first.uninstall(Scope::Configured).unwrap();
     assert_eq!(removed.0.len(), 2 * 2 * 3, "two chains per network, family");
+    assert!(
+        listing(&fake).contains("BERTH-FWD-children"),
+        "the child networks' chains stay while another configuration has networks"
+    );
     let left = listing(&fake);
     for net in ours.iter() {
         assert!(!left.contains(&net.bridges), "{left}");
@@ -355,4 +359,29 @@ fn uninstall_everything_leaves_the_engine_and_the_operator_alone() {
         .unwrap();
     assert!(!removed.is_empty());
     assert_eq!(listing(&fake), before);
+}
+
+#[test]
+fn child_networks_keep_to_their_bridge_whatever_their_sessions_policy() {
+    let fake = FakeNetfilter::with_engine();
+    firewall(&fake, &networks("bn")).ensure_blocking().unwrap();
+    let rules = rule_set(&fake);
+    for expected in [
+        "-A BERTH-INPUT -i berth-k+ -j BERTH-IN-children",
+        "-A BERTH-IN-children -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A BERTH-IN-children -j DROP",
+        "-A BERTH-FORWARD -i berth-k+ -j BERTH-FWD-children",
+        "-A BERTH-FORWARD -o berth-k+ -j BERTH-FWD-children",
+        "-A BERTH-FWD-children -m physdev --physdev-is-bridged -j RETURN",
+        "-A BERTH-FWD-children -j DROP",
+    ] {
+        assert!(
+            rules.iter().any(|r| r == expected),
+            "{expected} in {rules:#?}"
+        );
+    }
+    // No policy's dispatch takes a child bridge for one of its own: their stems are hex.
+    let open = network(&networks("bn"), "open").bridges.clone();
+    assert!(!open.starts_with(crate::networks::CHILD_BRIDGE_PREFIX));
+    assert!(!crate::networks::child_bridge("sabc_default").starts_with(open.trim_end_matches('+')));
 }

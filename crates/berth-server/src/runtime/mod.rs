@@ -35,9 +35,20 @@ pub mod labels {
     pub const PARENT: &str = "berth.parent";
     /// The instance of the session in `PARENT`, so two installations' sweeps stay apart.
     pub const PARENT_INSTANCE: &str = "berth.parent-instance";
+    /// On a session's Docker container: the ports it publishes into the session,
+    /// `SESSION_PORT:CONTAINER_PORT` joined by commas.
+    pub const PUBLISHED_PORTS: &str = "berth.ports";
+    /// On a session's Docker network: whether the session asked for an internal one. Every
+    /// such network is internal; this is what inspecting it reports back.
+    pub const INTERNAL_ASKED: &str = "berth.internal";
     /// The memory limit a session's container was made with, in bytes: what a swarm node has
     /// promised its sessions, read back by placement after a restart.
     pub const MEMORY: &str = "berth.memory-bytes";
+}
+
+/// The name of a session's own container on its engine.
+pub fn container_name(session_id: &str) -> String {
+    format!("berth-{session_id}")
 }
 
 /// Everything the engine needs to make one session's container.

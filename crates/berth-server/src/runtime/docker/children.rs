@@ -1,12 +1,16 @@
-//! A session's Docker children (containers, images and volumes it made through its Docker
-//! API, `crate::docker_api`): removed with it, stopped while it sleeps and started when it
-//! wakes, and found by the sweep that removes those of ended sessions.
+//! A session's Docker children (containers, images, volumes and networks it made through its
+//! Docker API, `crate::docker_api`): removed with it, stopped while it sleeps and started when
+//! it wakes (its new container joining its networks again), and found by the sweep that
+//! removes those of ended sessions.
 
 use std::time::Duration;
 
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+use bollard::{
+    models::{NetworkConnectRequest, NetworkDisconnectRequest},
+    query_parameters::{
+        ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
+        ListVolumesOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+    },
 };
 
 use super::DockerRuntime;
@@ -40,6 +44,27 @@ impl DockerRuntime {
             .await?;
         if let Some(record) = self.hibernated_children(session_id) {
             let _ = std::fs::remove_file(record);
+        }
+        // Networks once their containers are gone, the session's own container leaving first
+        // (it may still be there: its removal comes after its children's).
+        for network in self.session_networks(session_id).await? {
+            let leave = NetworkDisconnectRequest {
+                container: crate::runtime::container_name(session_id),
+                force: Some(true),
+            };
+            let _ = self
+                .call(
+                    "disconnect_network",
+                    docker.disconnect_network(&network, leave),
+                )
+                .await;
+            match self
+                .call("remove_network", docker.remove_network(&network))
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
         }
         // Volumes once their containers are gone: a volume in use cannot be removed.
         let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
@@ -101,9 +126,12 @@ impl DockerRuntime {
         ids.sort();
         ids.dedup();
         write_ids(&record, &ids)?;
-        for id in running {
-            self.stop(&id, CHILD_STOP_GRACE).await?;
-        }
+        // All at once: each may take the whole grace.
+        let stops = running.iter().map(|id| self.stop(id, CHILD_STOP_GRACE));
+        futures_util::future::join_all(stops)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
         Ok(())
     }
 
@@ -114,11 +142,27 @@ impl DockerRuntime {
         let Some(record) = self.hibernated_children(session_id) else {
             return Ok(());
         };
+        // The session's container is a new one after a hibernation: it joins its networks
+        // again, so it reaches its children (and their published ports) as before.
+        let docker = self.docker().await?;
+        for network in self.session_networks(session_id).await? {
+            let join = NetworkConnectRequest {
+                container: crate::runtime::container_name(session_id),
+                endpoint_config: None,
+            };
+            match self
+                .call("connect_network", docker.connect_network(&network, join))
+                .await
+            {
+                Ok(()) => {}
+                Err(RuntimeError::Engine(message)) if message.contains("already exists") => {}
+                Err(err) => return Err(err),
+            }
+        }
         let ids = read_ids(&record);
         if ids.is_empty() {
             return Ok(());
         }
-        let docker = self.docker().await?;
         for id in &ids {
             match self
                 .call("start_container", docker.start_container(id, None))
@@ -165,12 +209,31 @@ impl DockerRuntime {
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|mut v| v.labels.remove(labels::PARENT));
+            let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+            let networks = self
+                .call("list_networks", docker.list_networks(Some(options)))
+                .await?;
+            let from_networks = networks
+                .into_iter()
+                .filter_map(|n| n.labels?.remove(labels::PARENT));
             Ok(from_containers
                 .chain(from_images)
                 .chain(from_volumes)
+                .chain(from_networks)
                 .collect())
         })
         .await
+    }
+
+    /// The names of the networks a session made (its default one included).
+    async fn session_networks(&self, session_id: &str) -> Result<Vec<String>, RuntimeError> {
+        let docker = self.docker().await?;
+        let filters = self.children_filter(Some(session_id));
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = self
+            .call("list_networks", docker.list_networks(Some(options)))
+            .await?;
+        Ok(networks.into_iter().filter_map(|n| n.name).collect())
     }
 }
 

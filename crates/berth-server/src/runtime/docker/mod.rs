@@ -292,7 +292,7 @@ impl DockerRuntime {
             }),
             ..ContainerCreateBody::default()
         };
-        let name = format!("berth-{}", spec.session_id);
+        let name = crate::runtime::container_name(&spec.session_id);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         match self
             .call(
@@ -727,9 +727,12 @@ impl Runtime for DockerRuntime {
                 t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
                 signal: None,
             };
-            // 304 (already stopped) is a success for bollard.
-            self.call(
+            // 304 (already stopped) is a success for bollard. The engine answers once the
+            // container is down, which takes the grace for one that ignores SIGTERM (a shell as
+            // PID 1): the call has the whole deadline, not one call's.
+            self.call_within(
                 "stop_container",
+                deadline,
                 docker.stop_container(container_id, Some(options)),
             )
             .await
