@@ -780,6 +780,63 @@ services:
 }
 
 #[tokio::test]
+async fn a_session_and_its_children_share_its_memory_limit() {
+    let server = docker_server().await;
+    let id = session(&server, "docker").await;
+    // The session's container and its children run under one cgroup with the template's limits.
+    let parent = format!("/berth/{}/{id}", server.instance);
+    assert_eq!(
+        inspect(&format!("berth-{id}"))["HostConfig"]["CgroupParent"],
+        parent.as_str()
+    );
+    let limit = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory{parent}/memory.limit_in_bytes"
+    ))
+    .unwrap();
+    assert_eq!(limit.trim(), (256u64 << 20).to_string());
+
+    // One child holding 150 MB fits in the session's 256 MB; a second one does not: the
+    // kernel kills one of them, where each with limits of its own would have fitted.
+    let hold = "import time; held = b'a' * (150 << 20); print('held', flush=True); time.sleep(600)";
+    ok(
+        &server,
+        &id,
+        &format!("docker run -d --name hog-a-{id} python:3.11-slim python3 -c \"{hold}\""),
+    )
+    .await;
+    let mut logs = String::new();
+    for _ in 0..60 {
+        logs = ok(&server, &id, &format!("docker logs hog-a-{id}")).await;
+        if logs.contains("held") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(logs.contains("held"), "one child alone fits: {logs}");
+    assert_eq!(
+        inspect(&format!("hog-a-{id}"))["HostConfig"]["CgroupParent"],
+        parent.as_str()
+    );
+    let second = run(
+        &server,
+        &id,
+        &format!("docker run --name hog-b-{id} python:3.11-slim python3 -c \"held = b'a' * (150 << 20); print('held')\""),
+    )
+    .await;
+    let first = &inspect(&format!("hog-a-{id}"))["State"];
+    assert!(
+        second.exit_code == Some(137) || first["OOMKilled"] == true,
+        "both fitted: {second:?}, {first}"
+    );
+    server.client.delete_session(&id).await.unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory{parent}")).exists(),
+        "its cgroup goes with it"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn the_runner_builds_a_sessions_directory_under_the_same_policy() {
     let server = docker_server().await;
     let id = session(&server, "docker").await;

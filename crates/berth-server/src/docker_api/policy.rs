@@ -606,11 +606,34 @@ fn is_empty(value: &Value) -> bool {
 /// Checks a container create's body against the policy and rewrites it into what runs: on the
 /// session's network, within its limits, hardened, labelled as the session's. The image has
 /// been resolved by the caller.
+/// What a create names, as found on the engine for the session by the caller.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// The engine's names of the volumes it mounts, by the session's names for them.
+    pub volumes: BTreeMap<String, String>,
+    /// The engine's names of the networks it joins, by the session's names for them.
+    pub networks: BTreeMap<String, String>,
+    /// The cgroup the session's own container runs under, which its children join, so that
+    /// its limits bound them all together; `None` where the host has none.
+    pub cgroup_parent: Option<String>,
+}
+
+impl Resolved {
+    /// Every name as the session wrote it: for checking a create before anything is looked up.
+    pub fn as_named(volumes: &[String], networks: &[String]) -> Self {
+        let same = |names: &[String]| names.iter().map(|n| (n.clone(), n.clone())).collect();
+        Self {
+            volumes: same(volumes),
+            networks: same(networks),
+            cgroup_parent: None,
+        }
+    }
+}
+
 pub fn check_create(
     body: &mut Value,
     scope: &Scope,
-    volumes: &BTreeMap<String, String>,
-    networks: &BTreeMap<String, String>,
+    resolved: &Resolved,
 ) -> Result<Vec<PublishedPort>, DockerApiError> {
     let config = body
         .as_object_mut()
@@ -623,15 +646,18 @@ pub fn check_create(
         .as_object_mut()
         .ok_or_else(|| DockerApiError::Invalid("HostConfig must be an object".into()))?;
     check_host_config(&mut *host)?;
-    rename_volumes(host, volumes)?;
+    rename_volumes(host, &resolved.volumes)?;
     let published = published_ports(host)?;
     host.remove("PortBindings");
     host.remove("PublishAllPorts");
     let mode = match host.get("NetworkMode").and_then(Value::as_str) {
         Some(NO_NETWORK) => NO_NETWORK.to_owned(),
-        mode => engine_network(networks, &network_meant(mode.unwrap_or_default()))?,
+        mode => engine_network(&resolved.networks, &network_meant(mode.unwrap_or_default()))?,
     };
     force_host_config(host, scope, &mode);
+    if let Some(parent) = &resolved.cgroup_parent {
+        host.insert("CgroupParent".into(), parent.clone().into());
+    }
 
     let mut labels = match config.remove("Labels") {
         Some(Value::Object(labels)) => labels,
@@ -655,7 +681,7 @@ pub fn check_create(
         .flatten()
     {
         endpoints.insert(
-            engine_network(networks, &network_meant(name))?,
+            engine_network(&resolved.networks, &network_meant(name))?,
             check_endpoint(endpoint)?,
         );
     }
@@ -1321,7 +1347,11 @@ const HARMLESS_BUILD: &[&str] = &[
 /// Checks a build's query and rewrites it: tags into the session's namespace, the session's
 /// labels on the image, `RUN` steps on the session's network within its limits. Returns the
 /// new query.
-pub fn check_build(query: Option<&str>, scope: &Scope) -> Result<String, DockerApiError> {
+pub fn check_build(
+    query: Option<&str>,
+    scope: &Scope,
+    cgroup_parent: Option<&str>,
+) -> Result<String, DockerApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
         .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
     let mut out: Vec<(String, String)> = Vec::new();
@@ -1368,6 +1398,12 @@ pub fn check_build(query: Option<&str>, scope: &Scope) -> Result<String, DockerA
                     ));
                 }
             }
+            "cgroupparent" if !value.is_empty() => {
+                return Err(refused(
+                    "runtime",
+                    "--cgroup-parent is refused: build steps run within the session's limits",
+                ));
+            }
             // Replaced below by the session's limits.
             "memory" | "memswap" | "cpuquota" | "cpuperiod" | "remote" | "pull" | "version" => {}
             _ if value.is_empty() || value == "0" || value == "false" => {}
@@ -1392,6 +1428,9 @@ pub fn check_build(query: Option<&str>, scope: &Scope) -> Result<String, DockerA
             (scope.nano_cpus / (1_000_000_000 / PERIOD)).to_string(),
         ),
     ]);
+    if let Some(parent) = cgroup_parent {
+        out.push(("cgroupparent".to_owned(), parent.to_owned()));
+    }
     let query = serde_urlencoded::to_string(&out)
         .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
     Ok(query)
@@ -1621,7 +1660,11 @@ mod tests {
 
     /// A create with no volumes, on the session's default network.
     fn create(body: &mut Value) -> Result<Vec<PublishedPort>, DockerApiError> {
-        check_create(body, &scope(), &BTreeMap::new(), &default_network())
+        let resolved = Resolved {
+            networks: default_network(),
+            ..Resolved::default()
+        };
+        check_create(body, &scope(), &resolved)
     }
 
     fn rule(err: DockerApiError) -> &'static str {
@@ -1887,7 +1930,16 @@ mod tests {
 
         let networks = BTreeMap::from([("app_default".to_owned(), "sabc_app_default".to_owned())]);
         let mut joined = body;
-        check_create(&mut joined, &scope(), &BTreeMap::new(), &networks).unwrap();
+        let resolved = Resolved {
+            networks,
+            cgroup_parent: Some("/berth/sabc".into()),
+            ..Resolved::default()
+        };
+        check_create(&mut joined, &scope(), &resolved).unwrap();
+        assert_eq!(
+            joined["HostConfig"]["CgroupParent"], "/berth/sabc",
+            "the session's limits"
+        );
         assert_eq!(joined["HostConfig"]["NetworkMode"], "sabc_app_default");
         assert_eq!(
             joined["NetworkingConfig"]["EndpointsConfig"],
@@ -2002,7 +2054,16 @@ mod tests {
             ("data".to_owned(), "sabc_data".to_owned()),
             ("cache".to_owned(), "sabc_cache".to_owned()),
         ]);
-        check_create(&mut body, &scope(), &volumes, &default_network()).unwrap();
+        check_create(
+            &mut body,
+            &scope(),
+            &Resolved {
+                volumes,
+                networks: default_network(),
+                cgroup_parent: None,
+            },
+        )
+        .unwrap();
         assert_eq!(body["HostConfig"]["Binds"], json!(["sabc_data:/data:ro"]));
         assert_eq!(body["HostConfig"]["Mounts"][0]["Source"], "sabc_cache");
 
@@ -2060,6 +2121,7 @@ mod tests {
         let query = check_build(
             Some("t=app%3A1&t=sabc%2Fother&dockerfile=Dockerfile&rm=1&networkmode=default"),
             &scope(),
+            Some("/berth/sabc"),
         )
         .unwrap();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap();
@@ -2073,6 +2135,7 @@ mod tests {
         assert_eq!(get("networkmode"), "berth-open");
         assert_eq!(get("memory"), (256 << 20).to_string());
         assert_eq!(get("cpuquota"), "100000");
+        assert_eq!(get("cgroupparent"), "/berth/sabc");
         let labels: Value = serde_json::from_str(&get("labels")).unwrap();
         assert_eq!(labels["berth.parent"], "sabc");
         for (query, expected) in [
@@ -2080,11 +2143,11 @@ mod tests {
             ("pull=1", "pull"),
             ("version=2", "buildkit"),
             ("networkmode=host", "network"),
-            ("cgroupparent=/", "unknown_option"),
+            ("cgroupparent=/", "runtime"),
             ("labels=%7B%22berth.parent%22%3A%22x%22%7D", "labels"),
         ] {
             assert_eq!(
-                rule(check_build(Some(query), &scope()).unwrap_err()),
+                rule(check_build(Some(query), &scope(), None).unwrap_err()),
                 expected,
                 "{query}"
             );

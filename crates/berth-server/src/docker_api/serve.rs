@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{
     context,
     engine::Engine,
-    policy::{self, DockerApiError, PublishedPort, Route, Scope},
+    policy::{self, DockerApiError, PublishedPort, Resolved, Route, Scope},
     published,
 };
 use crate::api::error::ApiError;
@@ -195,7 +195,12 @@ impl SessionApi {
                     .into_iter()
                     .find(|(k, v)| k == "dockerfile" && !v.is_empty())
                     .map(|(_, v)| v);
-                let query = policy::check_build(request.uri().query(), &self.scope)?;
+                let cgroup_parent = self.session_cgroup_parent().await?;
+                let query = policy::check_build(
+                    request.uri().query(),
+                    &self.scope,
+                    cgroup_parent.as_deref(),
+                )?;
                 let count = self.list_own("images/json", false).await?.len();
                 if count >= self.scope.max_images as usize {
                     return Err(DockerApiError::Quota(format!(
@@ -261,12 +266,10 @@ impl SessionApi {
         let mut body = read_json(request).await?;
         let volume_names = policy::named_volumes(&body);
         let network_names = policy::requested_networks(&body);
-        let same = |names: &[String]| names.iter().map(|n| (n.clone(), n.clone())).collect();
         let published = policy::check_create(
             &mut body.clone(),
             &self.scope,
-            &same(&volume_names),
-            &same(&network_names),
+            &Resolved::as_named(&volume_names, &network_names),
         )?;
         if let Some(image) = body["Image"].as_str().map(str::to_owned) {
             let (resolved, _) = self.resolve_image(&image).await?;
@@ -281,17 +284,19 @@ impl SessionApi {
             )));
         }
         check_ports_free(&published, &containers)?;
-        let mut volumes = std::collections::BTreeMap::new();
+        let mut resolved = Resolved {
+            cgroup_parent: self.session_cgroup_parent().await?,
+            ..Resolved::default()
+        };
         for name in volume_names {
             let engine_name = self.own_volume(&name, true).await?;
-            volumes.insert(name, engine_name);
+            resolved.volumes.insert(name, engine_name);
         }
-        let mut networks = std::collections::BTreeMap::new();
         for name in network_names {
             let engine_name = self.network_for_create(&name).await?;
-            networks.insert(name, engine_name);
+            resolved.networks.insert(name, engine_name);
         }
-        policy::check_create(&mut body, &self.scope, &volumes, &networks)?;
+        policy::check_create(&mut body, &self.scope, &resolved)?;
         set_json(request, &body)?;
         let response = self.forward(std::mem::take(request)).await?;
         if response.status() == StatusCode::CONFLICT {
@@ -302,6 +307,25 @@ impl SessionApi {
             ));
         }
         Ok(response)
+    }
+
+    /// The cgroup the session's own container runs under, which its children and build steps
+    /// join so that its limits bound them all (`runtime::docker::budget`); `None` where the
+    /// host keeps no such cgroup.
+    async fn session_cgroup_parent(&self) -> Result<Option<String>, DockerApiError> {
+        let session = self
+            .engine
+            .get_json(&format!(
+                "/containers/{}/json",
+                self.scope.session_container()
+            ))
+            .await?;
+        Ok(session.and_then(|c| {
+            c["HostConfig"]["CgroupParent"]
+                .as_str()
+                .filter(|parent| !parent.is_empty())
+                .map(str::to_owned)
+        }))
     }
 
     /// Brings the session's published ports up to date with what runs now; a failure is the

@@ -97,6 +97,10 @@ impl DockerRuntime {
                 Err(err) => return Err(err),
             }
         }
+        // Empty once its container and children are gone; kept (for the sweep) otherwise.
+        if let Some(budgets) = self.budgets().await {
+            budgets.remove(session_id);
+        }
         Ok(())
     }
 
@@ -216,10 +220,15 @@ impl DockerRuntime {
             let from_networks = networks
                 .into_iter()
                 .filter_map(|n| n.labels?.remove(labels::PARENT));
+            let with_budget = match self.budgets().await {
+                Some(budgets) => budgets.sessions(),
+                None => Vec::new(),
+            };
             Ok(from_containers
                 .chain(from_images)
                 .chain(from_volumes)
                 .chain(from_networks)
+                .chain(with_budget)
                 .collect())
         })
         .await

@@ -3,6 +3,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, SocketAddr},
+    path::Path,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -24,6 +25,7 @@ use bollard::{
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
+mod budget;
 mod children;
 mod compact;
 mod node;
@@ -73,6 +75,9 @@ pub struct DockerRuntime {
     prepared: OnceCell<()>,
     /// The sessions' Docker API sockets (`crate::docker_api`), opened as containers are made.
     docker_api: Option<crate::docker_api::Sockets>,
+    /// The cgroups sessions with Docker share with their children, where the host allows;
+    /// looked for on first use.
+    budgets: OnceCell<Option<budget::SessionBudgets>>,
     /// The engine's client before version negotiation, when it is not `docker.host`'s (a swarm
     /// node's, through its relay).
     engine: Option<Docker>,
@@ -90,6 +95,7 @@ impl DockerRuntime {
             client: OnceCell::new(),
             prepared: OnceCell::new(),
             docker_api: None,
+            budgets: OnceCell::new(),
             engine: None,
         }
     }
@@ -132,6 +138,41 @@ impl DockerRuntime {
     fn hibernated_children(&self, session_id: &str) -> Option<std::path::PathBuf> {
         let dir = self.docker_api.as_ref()?.dir().join(".hibernated");
         Some(dir.join(session_id))
+    }
+
+    /// The sessions' shared cgroups, where Docker in sessions is served, the engine is this
+    /// host's and places containers by cgroup path, and the hierarchies are v1 and writable.
+    async fn budgets(&self) -> Option<&budget::SessionBudgets> {
+        self.budgets
+            .get_or_init(|| async {
+                if self.docker_api.is_none() || self.engine.is_some() {
+                    return None;
+                }
+                let driver = match self.docker().await {
+                    Ok(docker) => self.call("info", docker.info()).await.ok()?.cgroup_driver,
+                    Err(_) => return None,
+                };
+                let driver = driver.map(|d| d.to_string()).unwrap_or_default();
+                let budgets = (driver == "cgroupfs")
+                    .then(|| {
+                        budget::SessionBudgets::detect(
+                            Path::new(budget::CGROUP_ROOT),
+                            &self.config.instance,
+                        )
+                    })
+                    .flatten();
+                if budgets.is_none() {
+                    tracing::warn!(
+                        %driver,
+                        "sessions with Docker do not share their limits with their children here \
+                         (needs the engine's cgroupfs driver on cgroup v1); each child gets the \
+                         session's limits of its own"
+                    );
+                }
+                budgets
+            })
+            .await
+            .as_ref()
     }
 
     fn children_filter(&self, session_id: Option<&str>) -> HashMap<String, Vec<String>> {
@@ -253,7 +294,25 @@ impl DockerRuntime {
             (labels::INSTANCE.to_owned(), self.config.instance.clone()),
             (labels::MEMORY.to_owned(), spec.memory_bytes.to_string()),
         ]);
+        let cgroup_parent = match self.budgets().await.filter(|_| spec.docker_api) {
+            Some(budgets) => {
+                let limits = budget::Limits {
+                    memory_bytes: spec.memory_bytes,
+                    nano_cpus: spec.nano_cpus,
+                    pids: spec.pids_limit,
+                };
+                budgets.ensure(&spec.session_id, limits).map_err(|e| {
+                    RuntimeError::Engine(format!(
+                        "cannot set the limits of {}'s cgroup: {e}",
+                        spec.session_id
+                    ))
+                })?;
+                Some(budgets.parent(&spec.session_id))
+            }
+            None => None,
+        };
         let host_config = HostConfig {
+            cgroup_parent,
             memory: Some(spec.memory_bytes),
             // Equal to memory: no swap beyond the limit.
             memory_swap: Some(spec.memory_bytes),
