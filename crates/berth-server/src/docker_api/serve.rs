@@ -42,6 +42,9 @@ pub struct SessionApi {
     /// Held while a network's subnet is chosen and made, by every session of this control
     /// plane.
     pub network_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The session container's cgroup parent once seen: the runtime gives every container of
+    /// the session the same one.
+    pub cgroup_parent: tokio::sync::OnceCell<Option<String>>,
 }
 
 /// Every path of the session's socket.
@@ -106,13 +109,18 @@ impl SessionApi {
                 if path.ends_with("/rename") {
                     policy::check_name(request.uri().query())?;
                 }
-                self.own_container(&id).await?;
+                let container = self.own_container(&id).await?;
+                // Only a container that publishes ports changes what the session's agent
+                // relays when it starts or stops.
+                let publishes = container["Config"]["Labels"]
+                    .get(crate::runtime::labels::PUBLISHED_PORTS)
+                    .is_some();
                 let changes_what_runs = request.method() == axum::http::Method::DELETE
                     || ["start", "stop", "restart", "kill", "pause", "unpause"]
                         .iter()
                         .any(|action| path.ends_with(&format!("/{action}")));
                 let response = self.forward(std::mem::take(request)).await?;
-                if changes_what_runs && response.status().is_success() {
+                if publishes && changes_what_runs && response.status().is_success() {
                     self.publish_ports().await;
                 }
                 return Ok(response);
@@ -313,19 +321,22 @@ impl SessionApi {
     /// join so that its limits bound them all (`runtime::docker::budget`); `None` where the
     /// host keeps no such cgroup.
     async fn session_cgroup_parent(&self) -> Result<Option<String>, DockerApiError> {
-        let session = self
-            .engine
-            .get_json(&format!(
-                "/containers/{}/json",
-                self.scope.session_container()
-            ))
+        let parent = self
+            .cgroup_parent
+            .get_or_try_init(|| async {
+                let path = format!("/containers/{}/json", self.scope.session_container());
+                let session = self.engine.get_json(&path).await?.ok_or_else(|| {
+                    DockerApiError::Engine("the session's own container is gone".into())
+                })?;
+                Ok::<_, DockerApiError>(
+                    session["HostConfig"]["CgroupParent"]
+                        .as_str()
+                        .filter(|parent| !parent.is_empty())
+                        .map(str::to_owned),
+                )
+            })
             .await?;
-        Ok(session.and_then(|c| {
-            c["HostConfig"]["CgroupParent"]
-                .as_str()
-                .filter(|parent| !parent.is_empty())
-                .map(str::to_owned)
-        }))
+        Ok(parent.clone())
     }
 
     /// Brings the session's published ports up to date with what runs now; a failure is the
@@ -462,13 +473,14 @@ impl SessionApi {
         Ok(body["Name"].as_str().unwrap_or(name).to_owned())
     }
 
-    async fn own_container(&self, id: &str) -> Result<(), DockerApiError> {
+    /// The container `id` names, as the engine describes it, if it is the session's.
+    async fn own_container(&self, id: &str) -> Result<Value, DockerApiError> {
         let container = self
             .engine
             .get_json(&format!("/containers/{id}/json"))
             .await?;
         match container {
-            Some(c) if self.scope.owns(&c["Config"]["Labels"]) => Ok(()),
+            Some(c) if self.scope.owns(&c["Config"]["Labels"]) => Ok(c),
             _ => Err(DockerApiError::NotFound {
                 kind: "container",
                 name: id.to_owned(),
