@@ -8,5 +8,5 @@ export default defineConfig({
   plugins: [preact()],
   build: { outDir: "dist", emptyOutDir: true, chunkSizeWarningLimit: 2000 },
   server: { proxy: { "/api": { target: api, ws: true } } },
-  test: { environment: "happy-dom", include: ["test/**/*.test.ts"] },
+  test: { environment: "happy-dom", include: ["test/**/*.test.ts", "packages/*/test/**/*.test.ts"] },
 });

@@ -20,26 +20,40 @@ describe("errors", () => {
 
 describe("requests", () => {
   it("send the CSRF token from login on changes, not on reads", async () => {
-    const calls: { method: string; headers: Record<string, string> }[] = [];
-    vi.stubGlobal("fetch", async (path: string, init: RequestInit) => {
-      calls.push({ method: init.method!, headers: init.headers as Record<string, string> });
+    const calls: { method: string; csrf: string | null }[] = [];
+    vi.stubGlobal("fetch", async (request: Request) => {
+      calls.push({ method: request.method, csrf: request.headers.get("x-csrf-token") });
+      const path = new URL(request.url).pathname;
       if (path === "/api/v1/auth/login") {
         return new Response(JSON.stringify({ name: "alice", admin: false, csrf_token: "c5rf" }));
       }
-      if (path === "/api/v1/sessions" && init.method === "GET") return new Response('{"sessions":[]}');
+      if (path === "/api/v1/sessions" && request.method === "GET") return new Response('{"sessions":[]}');
       return new Response(JSON.stringify({ id: "s1" }), { status: 201 });
     });
     await api.login("token");
     await api.sessions();
     await api.createSession("default");
-    expect(calls[1].headers["x-csrf-token"]).toBeUndefined();
-    expect(calls[2].headers["x-csrf-token"]).toBe("c5rf");
+    expect(calls[1].csrf).toBeNull();
+    expect(calls[2].csrf).toBe("c5rf");
   });
   it("turn a failed connection into a network error", async () => {
     vi.stubGlobal("fetch", async () => {
       throw new TypeError("Failed to fetch");
     });
     await expect(api.sessions()).rejects.toMatchObject({ code: "network" });
+  });
+  it("turn an error answer into an ApiError with its code", async () => {
+    vi.stubGlobal("fetch", async () =>
+      new Response(JSON.stringify({ error: { code: "not_found", message: "no session s9" } }), { status: 404 }),
+    );
+    const err = await api.session("s9").catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect([err.status, err.code, err.message]).toEqual([404, "not_found", "no session s9"]);
+  });
+  it("follow a queued create to its session once admitted (201 with the session)", async () => {
+    vi.stubGlobal("fetch", async () => new Response(JSON.stringify({ id: "s7", state: "running" }), { status: 201 }));
+    const status = await api.queue("t1");
+    expect("ticket" in status).toBe(false);
   });
 });
 

@@ -45,6 +45,8 @@ enum Command {
     /// Work on the store behind `berth serve` (copy it to another).
     #[command(subcommand)]
     Store(commands::store::StoreCommand),
+    /// Print the API's OpenAPI document (what `GET /openapi.json` serves), to generate clients.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             Command::Files(command) => done(commands::files::run(command).await),
             Command::Firewall(command) => done(commands::firewall::run(command)),
             Command::Store(command) => done(commands::store::run(command).await),
+            Command::Openapi => done(commands::openapi::run()),
         }
     });
     // Leaving at once: stdin may still be held by a reader task that would block a clean exit.

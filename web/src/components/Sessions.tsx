@@ -43,10 +43,11 @@ export function Sessions() {
     if (!queued || queued.state !== "queued") return;
     const timer = setTimeout(async () => {
       try {
-        const status = await api.queue(queued.status_url);
-        if (status.state === "admitted" && status.session) {
+        const status = await api.queue(queued.ticket);
+        // Admitted: the answer is the session itself (201), no longer a place in line.
+        if (!("ticket" in status)) {
           setQueued(null);
-          location.hash = `#/s/${status.session.id}`;
+          location.hash = `#/s/${status.id}`;
         } else if (status.state === "failed") {
           setQueued(null);
           toast(`Create failed: ${status.error?.message ?? "unknown error"}`, "error");

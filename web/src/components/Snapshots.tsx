@@ -67,7 +67,7 @@ export function Snapshots({ sessionId, template }: { sessionId: string; template
                 <li key={s.id} data-snapshot={s.id}>
                   <span title={s.id}>{s.name}</span>{" "}
                   <span class="muted">{new Date(s.created_at).toLocaleString()}</span>{" "}
-                  {s.size_bytes !== undefined && (
+                  {s.size_bytes != null && (
                     <span class="muted">{(s.size_bytes / 1e6).toFixed(1)} MB </span>
                   )}
                   <button onClick={() => fork(s)}>Fork</button>{" "}

@@ -95,7 +95,7 @@ export function restartNotice(events: { at: string; kind: string }[]): string | 
 }
 
 /** A session's state in words, as the sessions list and the workspace show it. */
-export function stateInWords(state: string, stopReason?: string): string {
+export function stateInWords(state: string, stopReason?: string | null): string {
   const words: Record<string, string> = {
     hibernating: "going to sleep",
     hibernated: "hibernated (opens on access)",
@@ -106,9 +106,9 @@ export function stateInWords(state: string, stopReason?: string): string {
 }
 
 /** What a sleeping or waking session's workspace says while it waits for it, in words. */
-export function wakeNotice(state: string, estimateMs?: number, queuePosition?: number): string | null {
-  const seconds = estimateMs === undefined ? undefined : Math.max(1, Math.round(estimateMs / 1000));
-  if (state === "hibernated" && queuePosition !== undefined) {
+export function wakeNotice(state: string, estimateMs?: number | null, queuePosition?: number | null): string | null {
+  const seconds = estimateMs == null ? undefined : Math.max(1, Math.round(estimateMs / 1000));
+  if (state === "hibernated" && queuePosition != null) {
     const place = queuePosition === 1 ? "next in line" : `${queuePosition - 1} ahead of it`;
     const wait = seconds === undefined ? "" : `, about ${seconds} s`;
     return `Waiting for room to wake: the server is full (${place}${wait}). It wakes as soon as another session ends.`;

@@ -202,3 +202,20 @@ impl FromRequestParts<AppState> for Principal {
         caller(state, &parts.headers, Csrf::for_method(&parts.method)).await
     }
 }
+
+/// A body of raw bytes, as the OpenAPI document describes it: a `string` of format `binary`.
+/// (`Vec<u8>` would be described as an array of integers, and clients generated from the
+/// document would send JSON.)
+pub struct RawBytes;
+
+impl utoipa::PartialSchema for RawBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RawBytes {}

@@ -34,7 +34,7 @@ pub(super) async fn relay(
 
 /// List a directory: directories first, then by name.
 #[utoipa::path(
-    get, path = "/api/v1/sessions/{id}/files", tag = "files",
+    get, path = "/api/v1/sessions/{id}/files", tag = "files", operation_id = "list_files",
     params(("id" = String, Path), ("path" = String, Query, description = "Directory; relative paths start at /home/user")),
     responses(
         (status = 200, body = FileList),
@@ -64,7 +64,7 @@ pub async fn list(
 
 /// Delete a file, or a directory (non-empty ones only with `recursive=true`).
 #[utoipa::path(
-    delete, path = "/api/v1/sessions/{id}/files", tag = "files",
+    delete, path = "/api/v1/sessions/{id}/files", tag = "files", operation_id = "remove_file",
     params(("id" = String, Path), ("path" = String, Query), ("recursive" = Option<bool>, Query)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Directory not empty", body = ErrorBody)),
     security(("bearer" = []))
@@ -143,7 +143,7 @@ pub async fn read(
 #[utoipa::path(
     put, path = "/api/v1/sessions/{id}/files/content", tag = "files",
     params(("id" = String, Path), ("path" = String, Query)),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = super::extract::RawBytes, content_type = "application/octet-stream"),
     responses(
         (status = 200, body = FileEntry),
         (status = 409, description = "A directory is in the way", body = ErrorBody),
@@ -258,7 +258,7 @@ pub async fn download_archive(
 #[utoipa::path(
     put, path = "/api/v1/sessions/{id}/files/archive", tag = "files",
     params(("id" = String, Path), ("path" = String, Query)),
-    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    request_body(content = super::extract::RawBytes, content_type = "application/x-tar"),
     responses((status = 204), (status = 400, description = "Not a tar", body = ErrorBody)),
     security(("bearer" = []))
 )]

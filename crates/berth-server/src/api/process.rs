@@ -25,7 +25,7 @@ use crate::{
 /// Run a command and answer when it ends, with its exit code and output (1 MiB per stream at
 /// most). On `timeout_ms` the whole process group is killed and `timed_out` is set.
 #[utoipa::path(
-    post, path = "/api/v1/sessions/{id}/exec", tag = "processes",
+    post, path = "/api/v1/sessions/{id}/exec", tag = "processes", operation_id = "exec",
     params(("id" = String, Path)), request_body = ExecRequest,
     responses(
         (status = 200, body = ExecResult),
@@ -216,7 +216,7 @@ pub async fn attach_process(
 #[utoipa::path(
     post, path = "/api/v1/sessions/{id}/processes/{pid}/stdin", tag = "processes",
     params(("id" = String, Path), ("pid" = String, Path)),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = super::extract::RawBytes, content_type = "application/octet-stream"),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Stdin is closed", body = ErrorBody)),
     security(("bearer" = []))
 )]

@@ -36,7 +36,7 @@ pub struct CreateQuery {
 /// the request joins a queue served fairly across users: it waits up to `?wait=` seconds, then
 /// answers `202` with its position, an estimated wait and a status URL to poll.
 #[utoipa::path(
-    post, path = "/api/v1/sessions", tag = "sessions",
+    post, path = "/api/v1/sessions", tag = "sessions", operation_id = "create_session",
     params(("wait" = Option<u64>, Query, description = "At capacity, seconds to wait in the queue (at most 300) before answering 202")),
     request_body = CreateSession,
     responses(
@@ -128,7 +128,7 @@ pub async fn cancel_queued(
 
 /// List the caller's sessions (every session for the admin).
 #[utoipa::path(
-    get, path = "/api/v1/sessions", tag = "sessions",
+    get, path = "/api/v1/sessions", tag = "sessions", operation_id = "list_sessions",
     params(
         ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat to require several labels"),
         ("all" = Option<bool>, Query, description = "Include stopped and failed sessions"),
@@ -169,7 +169,7 @@ pub async fn list(
 
 /// One session. Sessions of other users are reported as not found.
 #[utoipa::path(
-    get, path = "/api/v1/sessions/{id}", tag = "sessions",
+    get, path = "/api/v1/sessions/{id}", tag = "sessions", operation_id = "get_session",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -201,7 +201,7 @@ pub async fn timeline(
 /// Stop a session and remove its container. Answers once the container is gone; deleting an
 /// ended session again also answers 204.
 #[utoipa::path(
-    delete, path = "/api/v1/sessions/{id}", tag = "sessions",
+    delete, path = "/api/v1/sessions/{id}", tag = "sessions", operation_id = "delete_session",
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 204, description = "The session is stopped"),

@@ -16,7 +16,7 @@ use crate::auth::Principal;
 /// Copy a running session's files into a named snapshot. The session is paused while its files
 /// are copied; the answer says for how long (`pause_ms`).
 #[utoipa::path(
-    post, path = "/api/v1/sessions/{id}/snapshots", tag = "snapshots",
+    post, path = "/api/v1/sessions/{id}/snapshots", tag = "snapshots", operation_id = "create_snapshot",
     params(("id" = String, Path, description = "Session id")),
     request_body = CreateSnapshot,
     responses(
@@ -42,7 +42,7 @@ pub async fn create(
 
 /// A session's named snapshots, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/sessions/{id}/snapshots", tag = "snapshots",
+    get, path = "/api/v1/sessions/{id}/snapshots", tag = "snapshots", operation_id = "list_snapshots",
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = SnapshotList), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -58,7 +58,7 @@ pub async fn list(
 
 /// Delete a named snapshot and its image; sessions forked from it keep their files.
 #[utoipa::path(
-    delete, path = "/api/v1/snapshots/{id}", tag = "snapshots",
+    delete, path = "/api/v1/snapshots/{id}", tag = "snapshots", operation_id = "delete_snapshot",
     params(("id" = String, Path, description = "Snapshot id")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("bearer" = []))

@@ -8,7 +8,7 @@ use crate::auth::Principal;
 
 /// The templates sessions can be created from.
 #[utoipa::path(
-    get, path = "/api/v1/templates", tag = "templates",
+    get, path = "/api/v1/templates", tag = "templates", operation_id = "list_templates",
     responses((status = 200, body = TemplateList), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]

@@ -473,6 +473,16 @@ async fn service_routes_openapi_and_metrics() {
         assert!(paths.contains_key(path), "openapi.json lacks {path}");
     }
     assert!(spec["components"]["schemas"]["Session"].is_object());
+    // Generated clients name a method per operation: no two may share an id.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "every operationId is unique");
 
     let (status, page) = api.call(Method::GET, "/docs/", None, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -13,7 +13,7 @@ use crate::{
 
 /// Create a user and its API token (admin only). The token is shown in this answer only.
 #[utoipa::path(
-    post, path = "/api/v1/users", tag = "users",
+    post, path = "/api/v1/users", tag = "users", operation_id = "create_user",
     request_body = CreateUser,
     responses(
         (status = 201, body = UserCreated),

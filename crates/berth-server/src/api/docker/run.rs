@@ -176,7 +176,7 @@ async fn collect(
 /// Run a command in one of the session's running containers (`docker exec`): its output and
 /// exit code once it exits. The session's Docker policy applies.
 #[utoipa::path(
-    post, path = "/api/v1/sessions/{id}/docker/exec", tag = "docker",
+    post, path = "/api/v1/sessions/{id}/docker/exec", tag = "docker", operation_id = "docker_exec",
     params(("id" = String, Path)),
     request_body = DockerExec,
     responses(
