@@ -85,8 +85,7 @@ export const api = {
   },
 };
 
-/** `ws://` or `wss://` URL of an API path on this page's host; the login cookie rides along. */
-export function socketUrl(apiPath: string): string {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}${apiPath}`;
+/** The URL of one of a session's WebSockets on this page's host; the login cookie rides along. */
+export function socketUrl(sessionId: string, path: string, query: Record<string, string> = {}): string {
+  return berth().webSocketUrl(sessionId, path, query);
 }

@@ -49,7 +49,7 @@ export function FileTree({ sessionId, onOpen, onGone }: Props) {
   useEffect(() => {
     load(HOME);
     // Reload a listed folder whenever something in it changes.
-    const watch = new WebSocket(socketUrl(`/api/v1/sessions/${sessionId}/files/watch?path=${encodeURIComponent(HOME)}`));
+    const watch = new WebSocket(socketUrl(sessionId, "files/watch", { path: HOME }));
     let stale = new Set<string>();
     let timer: number | undefined;
     watch.onmessage = (event) => {

@@ -20,7 +20,7 @@ export function Preview({ sessionId }: { sessionId: string }) {
     let timer: number | undefined;
     const connect = () => {
       setPorts([]);
-      socket = new WebSocket(socketUrl(`/api/v1/sessions/${sessionId}/events`));
+      socket = new WebSocket(socketUrl(sessionId, "events"));
       socket.onopen = () => (attempt = 0);
       socket.onmessage = (message) => {
         const event = parsePortEvent(String(message.data));

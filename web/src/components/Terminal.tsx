@@ -62,7 +62,7 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
     const connect = () => {
       const query = new URLSearchParams({ cols: String(xterm.cols), rows: String(xterm.rows) });
       if (id) query.set("terminal_id", id);
-      const ws = new WebSocket(socketUrl(`/api/v1/sessions/${sessionId}/terminal?${query}`));
+      const ws = new WebSocket(socketUrl(sessionId, "terminal", Object.fromEntries(query)));
       ws.binaryType = "arraybuffer";
       socket = ws;
       let ready = false;

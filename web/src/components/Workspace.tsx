@@ -56,7 +56,7 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
   // The idle policy's warnings, and a presence beacon while someone uses the keyboard or mouse
   // (an open tab alone keeps nothing awake).
   useEffect(() => {
-    const events = new WebSocket(socketUrl(`/api/v1/sessions/${id}/events`));
+    const events = new WebSocket(socketUrl(id, "events"));
     events.onmessage = (event) => {
       const notice = typeof event.data === "string" ? idleNotice(event.data) : null;
       if (notice === "cancelled") setSleepsAt(null);

@@ -233,15 +233,10 @@ export class Berth {
     query: Record<string, string | number | boolean> = {},
     onMessage?: (message: MessageEvent) => void,
   ): Promise<WebSocket> {
-    const params = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]));
-    if (this.#token) {
-      const { data } = await this.api.POST("/api/v1/sessions/{id}/tickets", { params: { path: { id } } });
-      params.set("ticket", data!.ticket);
-    }
-    const url = new URL(`${this.baseUrl}/api/v1/sessions/${enc(id)}/${path}`);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    url.search = params.toString();
-    const socket = new this.#WebSocket(url.toString());
+    const ticket = this.#token
+      ? (await this.api.POST("/api/v1/sessions/{id}/tickets", { params: { path: { id } } })).data!.ticket
+      : undefined;
+    const socket = new this.#WebSocket(this.webSocketUrl(id, path, ticket ? { ...query, ticket } : query));
     socket.binaryType = "arraybuffer";
     if (onMessage) socket.onmessage = onMessage;
     await new Promise<void>((resolve, reject) => {
@@ -252,6 +247,33 @@ export class Berth {
     socket.onerror = null;
     socket.onclose = null;
     return socket;
+  }
+
+  /**
+   * The `ws://` or `wss://` URL of one of a session's WebSockets, for callers that open (and
+   * reopen) the socket themselves. With a token, add a `ticket` from `POST .../tickets`.
+   */
+  webSocketUrl(id: string, path: string, query: Record<string, string | number | boolean> = {}): string {
+    const url = new URL(`${this.baseUrl}/api/v1/sessions/${enc(id)}/${path}`);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.search = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString();
+    return url.toString();
+  }
+
+  /**
+   * A terminal in the session: a new shell, or the one `terminalId` names (its recent output is
+   * replayed first). Keys go in as written; `resize` follows the screen.
+   */
+  async terminal(id: string, options: TerminalOptions = {}): Promise<TerminalStream> {
+    const query: Record<string, string | number | boolean> = {};
+    if (options.cols) query.cols = options.cols;
+    if (options.rows) query.rows = options.rows;
+    if (options.terminalId) query.terminal_id = options.terminalId;
+    if (options.cwd) query.cwd = options.cwd;
+    if (options.readonly) query.readonly = true;
+    const stream = new TerminalStream();
+    stream.socket = await this.socket(id, "terminal", query, (message) => stream.receive(message));
+    return stream;
   }
 
   /** A WebSocket of JSON text frames, each handed to `listener`. */
@@ -268,6 +290,66 @@ export class Berth {
       socket.onclose = () => resolve();
     });
     return { close: () => socket.close(), closed };
+  }
+}
+
+export interface TerminalOptions {
+  cols?: number;
+  rows?: number;
+  /** Reattach to this terminal (its scrollback is replayed) instead of starting a shell. */
+  terminalId?: string;
+  /** Where a new terminal's shell starts. */
+  cwd?: string;
+  /** Watch without typing. */
+  readonly?: boolean;
+}
+
+/**
+ * A terminal's WebSocket: a `ready` frame with its id, binary frames of output, an `exit` frame
+ * when its shell ends. Keys are sent as binary frames, a new size as a `resize` frame.
+ */
+export class TerminalStream {
+  /** Resolves with the terminal's id, to reattach with later. */
+  readonly ready: Promise<string>;
+  /** Resolves with the shell's exit code when it ends (not when the socket merely closes). */
+  readonly exit: Promise<number | null>;
+  socket?: WebSocket;
+  #ready: (id: string) => void = () => {};
+  #exit: (code: number | null) => void = () => {};
+  #listeners: ((data: Uint8Array) => void)[] = [];
+  #early: Uint8Array[] = [];
+
+  constructor() {
+    this.ready = new Promise((resolve) => (this.#ready = resolve));
+    this.exit = new Promise((resolve) => (this.#exit = resolve));
+  }
+
+  /** One frame from the server. */
+  receive(message: MessageEvent): void {
+    if (typeof message.data !== "string") {
+      const bytes = new Uint8Array(message.data as ArrayBuffer);
+      if (this.#listeners.length === 0) this.#early.push(bytes);
+      for (const listener of this.#listeners) listener(bytes);
+      return;
+    }
+    const frame = JSON.parse(message.data);
+    if (frame.type === "ready") this.#ready(frame.terminal_id);
+    else if (frame.type === "exit") this.#exit(frame.code ?? null);
+  }
+
+  onOutput(listener: (data: Uint8Array) => void): void {
+    this.#listeners.push(listener);
+    for (const bytes of this.#early.splice(0)) listener(bytes);
+  }
+  write(data: string | Uint8Array): void {
+    this.socket?.send(typeof data === "string" ? new TextEncoder().encode(data) : data);
+  }
+  resize(cols: number, rows: number): void {
+    this.socket?.send(JSON.stringify({ type: "resize", cols, rows }));
+  }
+  /** Leaves the terminal running, to reattach to by its id. */
+  close(): void {
+    this.socket?.close();
   }
 }
 

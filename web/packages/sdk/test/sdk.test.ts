@@ -80,6 +80,30 @@ describe("process streams", () => {
   });
 });
 
+describe("terminals", () => {
+  it("say their id, relay output, take keys and sizes, and report the shell's exit", async () => {
+    const { FakeSocket, opened } = fakeSocket([
+      JSON.stringify({ type: "ready", terminal_id: "t1" }),
+      new TextEncoder().encode("$ "),
+      JSON.stringify({ type: "exit", code: 0 }),
+    ]);
+    const client = berth(FakeSocket, { "/api/v1/sessions/s1/tickets": { ticket: "tk", expires_in_seconds: 30 } });
+    const terminal = await client.terminal("s1", { cols: 100, rows: 30, terminalId: "t0", cwd: "/tmp" });
+    expect(await terminal.ready).toBe("t1");
+    const seen: string[] = [];
+    terminal.onOutput((bytes) => seen.push(new TextDecoder().decode(bytes)));
+    expect(seen).toEqual(["$ "]);
+    expect(await terminal.exit).toBe(0);
+    expect(opened[0].url).toBe(
+      "ws://berth.test:8080/api/v1/sessions/s1/terminal?cols=100&rows=30&terminal_id=t0&cwd=%2Ftmp&ticket=tk",
+    );
+    terminal.write("ls\r");
+    terminal.resize(120, 40);
+    expect(new TextDecoder().decode(opened[0].sent[0] as Uint8Array)).toBe("ls\r");
+    expect(opened[0].sent[1]).toBe(JSON.stringify({ type: "resize", cols: 120, rows: 40 }));
+  });
+});
+
 describe("errors", () => {
   it("carry Berth's code and message", async () => {
     const client = berth(undefined);
