@@ -205,28 +205,19 @@ mod tests {
         let held_port = held.local_addr().unwrap().port();
         let target = echo_server().await;
         let port = free_port().await;
+        let wanted = [
+            PortRelay {
+                port: held_port,
+                target,
+            },
+            PortRelay { port, target },
+        ];
         let mut relays = Relays::default();
-        relays
-            .set(&[
-                PortRelay {
-                    port: held_port,
-                    target,
-                },
-                PortRelay { port, target },
-            ])
-            .await;
+        relays.set(&wanted).await;
         assert!(!relays.all_bound());
         assert_eq!(round_trip(port).await.unwrap(), b"ping");
         drop(held);
-        relays
-            .set(&[
-                PortRelay {
-                    port: held_port,
-                    target,
-                },
-                PortRelay { port, target },
-            ])
-            .await;
+        relays.set(&wanted).await;
         assert!(relays.all_bound(), "bound once the session let go of it");
         assert_eq!(round_trip(held_port).await.unwrap(), b"ping");
     }

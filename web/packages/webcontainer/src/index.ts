@@ -457,7 +457,8 @@ class SessionProcess implements WebContainerProcess {
   }
 }
 
-/** WebContainer's `fs`, rooted at the working directory, on the session's files. */
+/** WebContainer's `fs`, rooted at the working directory, on the session's files. Each method is
+ * the one implementation of the interface's overloads. */
 class SessionFileSystem implements FileSystemAPI {
   constructor(
     private readonly berth: Berth,
@@ -469,13 +470,6 @@ class SessionFileSystem implements FileSystemAPI {
     return resolvePath(this.workdir, path);
   }
 
-  readdir(path: string, options: "buffer" | { encoding: "buffer"; withFileTypes?: false }): Promise<Uint8Array[]>;
-  readdir(
-    path: string,
-    options?: { encoding?: BufferEncoding | null; withFileTypes?: false } | BufferEncoding | null,
-  ): Promise<string[]>;
-  readdir(path: string, options: { encoding: "buffer"; withFileTypes: true }): Promise<DirEnt<Uint8Array>[]>;
-  readdir(path: string, options: { encoding?: BufferEncoding | null; withFileTypes: true }): Promise<DirEnt<string>[]>;
   async readdir(path: string, options?: unknown): Promise<any[]> {
     const opts = typeof options === "string" ? { encoding: options } : ((options ?? {}) as { encoding?: string; withFileTypes?: boolean });
     const entries = await this.berth.listFiles(this.session, this.#path(path));
@@ -488,8 +482,6 @@ class SessionFileSystem implements FileSystemAPI {
     }));
   }
 
-  readFile(path: string, encoding?: null): Promise<Uint8Array>;
-  readFile(path: string, encoding: BufferEncoding): Promise<string>;
   async readFile(path: string, encoding?: BufferEncoding | null): Promise<any> {
     const bytes = await this.berth.readFile(this.session, this.#path(path));
     return encoding ? decode(bytes, encoding) : bytes;
@@ -501,8 +493,6 @@ class SessionFileSystem implements FileSystemAPI {
     await this.berth.writeFile(this.session, this.#path(path), bytes);
   }
 
-  mkdir(path: string, options?: { recursive?: false }): Promise<void>;
-  mkdir(path: string, options: { recursive: true }): Promise<string>;
   async mkdir(path: string, options?: { recursive?: boolean }): Promise<any> {
     const full = this.#path(path);
     await this.berth.mkdir(this.session, full);
@@ -522,8 +512,6 @@ class SessionFileSystem implements FileSystemAPI {
     await this.berth.move(this.session, this.#path(oldPath), this.#path(newPath), true);
   }
 
-  watch(filename: string, options?: FSWatchOptions, listener?: FSWatchCallback): IFSWatcher;
-  watch(filename: string, listener?: FSWatchCallback): IFSWatcher;
   /** Changes under a path: `change` when a file's contents change, `rename` when something appears or goes. */
   watch(filename: string, optionsOrListener?: FSWatchOptions | FSWatchCallback, maybeListener?: FSWatchCallback): IFSWatcher {
     const listener = typeof optionsOrListener === "function" ? optionsOrListener : maybeListener;
