@@ -117,10 +117,17 @@ ensure_browser() {
 E2B_SDK_VERSION=2.63.0
 E2B_SDK_PREVIOUS_VERSION=2.40.0
 E2B_JS_SDK_VERSION=2.51.0
+E2B_CODE_INTERPRETER_VERSION=2.11.5
 ensure_e2b_sdk() {
   command -v python3 >/dev/null 2>&1 || apt_install python3
   e2b_venv "$ROOT/target/e2b-venv" "$E2B_SDK_VERSION"
   e2b_venv "$ROOT/target/e2b-venv-previous" "$E2B_SDK_PREVIOUS_VERSION"
+  # The code interpreter's SDK (`e2b-code-interpreter`), beside the current SDK it builds on.
+  if [ "$("$ROOT/target/e2b-venv/bin/python" -c 'import importlib.metadata as m; print(m.version("e2b-code-interpreter"))' 2>/dev/null)" != "$E2B_CODE_INTERPRETER_VERSION" ]; then
+    log "installing e2b-code-interpreter==$E2B_CODE_INTERPRETER_VERSION (PyPI) into target/e2b-venv"
+    "$ROOT/target/e2b-venv/bin/pip" install --quiet --disable-pip-version-check \
+      "e2b-code-interpreter==$E2B_CODE_INTERPRETER_VERSION" "e2b==$E2B_SDK_VERSION"
+  fi
   # The JavaScript SDK (npm's `e2b`).
   npm_package "$ROOT/target/e2b-npm" e2b "$E2B_JS_SDK_VERSION"
 }

@@ -40,8 +40,13 @@ async fn e2b_server() -> (Server, String, String) {
         config.e2b.enabled = true;
         config.e2b.api_listen = api;
         config.e2b.sandbox_listen = sandbox;
-        // E2B's `base` is a Debian with bash, as Berth's base image is.
-        config.e2b.templates = [("base".to_owned(), "base".to_owned())].into();
+        // E2B's `base` is a Debian with bash, as Berth's base image is; the code interpreter's
+        // needs Python, which it has too.
+        config.e2b.templates = [
+            ("base".to_owned(), "base".to_owned()),
+            ("code-interpreter-v1".to_owned(), "base".to_owned()),
+        ]
+        .into();
         config.preview.domain = Some(PREVIEW_DOMAIN.into());
     })
     .await;
@@ -90,6 +95,25 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
+}
+
+/// E2B's code interpreter SDK (`e2b-code-interpreter`, on the current SDK): `run_code` and
+/// contexts, on the sandbox listener as port 49999.
+#[tokio::test]
+async fn the_e2b_code_interpreter_runs_code_against_berth() {
+    let (server, api_url, sandbox_url) = e2b_server().await;
+    let mut command = tokio::process::Command::new(python("e2b-venv"));
+    command
+        .arg(fixture("e2b_run_code.py"))
+        .env("E2B_API_URL", &api_url)
+        .env("E2B_SANDBOX_URL", &sandbox_url)
+        .env("E2B_API_KEY", ADMIN)
+        .env_remove("E2B_DEBUG")
+        .env_remove("E2B_DOMAIN");
+    let stdout = common::run_to_success(command, "the code interpreter script").await;
+    assert!(stdout.contains("all steps passed"), "{stdout}");
+    assert!(server.containers().is_empty(), "killed: no container left");
+    server.stop().await;
 }
 
 /// The current SDK (`/v2/sandboxes`), with a Berth token as its key.

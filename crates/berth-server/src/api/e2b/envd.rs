@@ -26,29 +26,47 @@ use crate::{
 
 pub use crate::api::session_agent::SessionAgent as Sandbox;
 
-/// The sandbox a request names, once its access token is checked. A paused (hibernated) one is
-/// woken, as any access to a Berth session wakes it.
+/// The sandbox a request to envd names, once its access token is checked. A paused
+/// (hibernated) one is woken, as any access to a Berth session wakes it.
 pub async fn sandbox(state: &AppState, headers: &HeaderMap) -> Result<Sandbox, ApiError> {
-    resolve(state, headers, true).await
+    resolve(state, headers, true, ENVD_PORT).await
+}
+
+/// The sandbox a request to another of its servers (`port`: the code interpreter's) names.
+pub async fn sandbox_on(
+    state: &AppState,
+    headers: &HeaderMap,
+    port: u16,
+) -> Result<Sandbox, ApiError> {
+    resolve(state, headers, true, port).await
 }
 
 /// The same, without waking a paused sandbox: it is not found, as E2B's proxy says of it.
-async fn resolve(state: &AppState, headers: &HeaderMap, wake: bool) -> Result<Sandbox, ApiError> {
+async fn resolve(
+    state: &AppState,
+    headers: &HeaderMap,
+    wake: bool,
+    port: u16,
+) -> Result<Sandbox, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let id = header("e2b-sandbox-id").ok_or_else(|| {
         ApiError::invalid_request(
             "no E2b-Sandbox-Id header: point E2B_SANDBOX_URL at this listener (docs/e2b.md)",
         )
     })?;
-    if let Some(port) = header("e2b-sandbox-port")
-        && port != ENVD_PORT.to_string()
+    if let Some(asked) = header("e2b-sandbox-port")
+        && asked != port.to_string()
     {
         return Err(ApiError::invalid_request(format!(
-            "this listener serves envd (port {ENVD_PORT}) only; reach port {port} of a sandbox \
-             through Berth's preview routes"
+            "this route is port {port}'s; port {asked} of a sandbox is reached through Berth's \
+             preview routes"
         )));
     }
-    let token = header("x-access-token").unwrap_or_default();
+    // The SDKs send the code interpreter the traffic token and envd the access token; Berth's
+    // create answers the same token under both names.
+    let token = header("x-access-token")
+        .or_else(|| header("e2b-traffic-access-token"))
+        .unwrap_or_default();
     if !state.signer.e2b_access_token_matches(id, token) {
         return Err(ApiError::coded(
             ErrorCode::Unauthorized,
@@ -80,7 +98,7 @@ pub async fn health(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<StatusCode, E2bError> {
-    resolve(&state, &headers, false).await?;
+    resolve(&state, &headers, false, ENVD_PORT).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

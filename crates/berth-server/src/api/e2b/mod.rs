@@ -10,6 +10,7 @@
 mod connect;
 mod envd;
 mod filesystem;
+mod interpreter;
 mod process;
 mod sandboxes;
 mod watchers;
@@ -85,6 +86,17 @@ pub fn sandbox_router(state: AppState) -> Router {
     let filesystem = |method| format!("/filesystem.Filesystem/{method}");
     let routes = Router::new()
         .route("/health", get(envd::health))
+        // The code interpreter's server (port 49999 in E2B's sandboxes): its paths are not envd's.
+        .route("/execute", post(interpreter::execute))
+        .route(
+            "/contexts",
+            post(interpreter::create_context).get(interpreter::list_contexts),
+        )
+        .route(
+            "/contexts/{id}",
+            axum::routing::delete(interpreter::remove_context),
+        )
+        .route("/contexts/{id}/restart", post(interpreter::restart_context))
         .route("/files", get(envd::download).post(envd::upload))
         .route(&process("Start"), post(process::start))
         .route(&process("Connect"), post(process::connect))

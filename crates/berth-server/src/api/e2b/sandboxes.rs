@@ -160,6 +160,8 @@ fn sandbox(state: &AppState, session: &Session, alias: &str) -> Value {
         "clientID": "berth",
         "envdVersion": ENVD_VERSION,
         "envdAccessToken": state.signer.e2b_access_token(&session.id),
+        // What the code interpreter's SDK sends to port 49999; the same token.
+        "trafficAccessToken": state.signer.e2b_access_token(&session.id),
         "domain": state.preview.domain,
     })
 }
