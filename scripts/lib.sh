@@ -3,7 +3,8 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AGENT_TARGET=x86_64-unknown-linux-gnu
-AGENT_BIN="$ROOT/target/$AGENT_TARGET/agent/berth-agent"
+# A packaged Berth (the .deb) brings the agent built: BERTH_AGENT_BIN names it.
+AGENT_BIN=${BERTH_AGENT_BIN:-"$ROOT/target/$AGENT_TARGET/agent/berth-agent"}
 DOCKERD_LOG=${BERTH_DOCKERD_LOG:-/var/log/berth-dockerd.log}
 # The legacy builder works on every engine without the buildx plugin and offline.
 export DOCKER_BUILDKIT=0
@@ -61,6 +62,9 @@ ensure_image_tools() {
 }
 
 build_agent() {
+  if [ -n "${BERTH_AGENT_BIN:-}" ]; then
+    return 0
+  fi
   log "building berth-agent (static)"
   RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --quiet --manifest-path "$ROOT/Cargo.toml" --profile agent -p berth-agent --target "$AGENT_TARGET"

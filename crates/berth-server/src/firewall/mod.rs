@@ -32,7 +32,9 @@ use crate::networks::{SessionNetwork, SessionNetworks};
 
 /// Held while rules are read and changed, so two control planes on one host (or `berth firewall
 /// uninstall` next to `berth serve`) never interleave their changes.
-const LOCK_FILE: &str = "/run/berth-firewall.lock";
+/// In a directory of Berth's own, which the packaged service (`berth` user) gets from systemd
+/// (`RuntimeDirectory=berth`) and root makes as it needs it.
+const LOCK_FILE: &str = "/run/berth/firewall.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
@@ -422,6 +424,9 @@ impl Firewall {
             path: path.clone(),
             source,
         };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(error)?;
+        }
         let file = std::fs::File::options()
             .create(true)
             .truncate(false)
