@@ -135,6 +135,13 @@ ensure_e2b_sdk() {
   # The JavaScript SDK (npm's `e2b`).
   npm_package "$ROOT/target/e2b-npm" e2b "$E2B_JS_SDK_VERSION"
 }
+# The newest `e2b` from PyPI, unpinned, in target/e2b-venv-latest: scripts/test runs E2B's
+# quickstart with it as an extra that does not fail the run (the pinned SDKs are the gate).
+ensure_e2b_latest() {
+  local venv="$ROOT/target/e2b-venv-latest"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade e2b
+}
 # Installs npm's PACKAGE@VERSION into DIR (an ES-module project of its own) unless it is there;
 # tests copy their scripts next to its node_modules. Usage: npm_package DIR PACKAGE VERSION
 npm_package() {
