@@ -35,16 +35,27 @@ fn free_port() -> std::net::SocketAddr {
 }
 
 async fn e2b_server() -> (Server, String, String) {
+    e2b_server_with("base").await
+}
+
+/// With the code interpreter's template (`code-interpreter-v1`) as Berth's `interpreter`.
+async fn e2b_server_with(interpreter: &str) -> (Server, String, String) {
     let (api, sandbox) = (free_port(), free_port());
     let server = Server::start_with(|config| {
         config.e2b.enabled = true;
         config.e2b.api_listen = api;
         config.e2b.sandbox_listen = sandbox;
-        // E2B's `base` is a Debian with bash, as Berth's base image is; the code interpreter's
-        // needs Python, which it has too.
+        config.templates.insert(
+            "code-interpreter".into(),
+            berth_server::config::TemplateConfig {
+                image: "berth/code-interpreter:latest".into(),
+                ..berth_server::config::TemplateConfig::default()
+            },
+        );
+        // E2B's `base` is a Debian with bash, as Berth's base image is.
         config.e2b.templates = [
             ("base".to_owned(), "base".to_owned()),
-            ("code-interpreter-v1".to_owned(), "base".to_owned()),
+            ("code-interpreter-v1".to_owned(), interpreter.to_owned()),
         ]
         .into();
         config.preview.domain = Some(PREVIEW_DOMAIN.into());
@@ -98,22 +109,35 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// E2B's code interpreter SDK (`e2b-code-interpreter`, on the current SDK): `run_code` and
-/// contexts, on the sandbox listener as port 49999.
-#[tokio::test]
-async fn the_e2b_code_interpreter_runs_code_against_berth() {
-    let (server, api_url, sandbox_url) = e2b_server().await;
+/// contexts, on the sandbox listener as port 49999, with its template as `template` (`kernel`
+/// says which kind of kernel that image gives).
+async fn run_code(template: &str, kernel: &str) {
+    let (server, api_url, sandbox_url) = e2b_server_with(template).await;
     let mut command = tokio::process::Command::new(python("e2b-venv"));
     command
         .arg(fixture("e2b_run_code.py"))
         .env("E2B_API_URL", &api_url)
         .env("E2B_SANDBOX_URL", &sandbox_url)
         .env("E2B_API_KEY", ADMIN)
+        .env("BERTH_KERNEL", kernel)
         .env_remove("E2B_DEBUG")
         .env_remove("E2B_DOMAIN");
     let stdout = common::run_to_success(command, "the code interpreter script").await;
     assert!(stdout.contains("all steps passed"), "{stdout}");
     assert!(server.containers().is_empty(), "killed: no container left");
     server.stop().await;
+}
+
+/// On `berth/code-interpreter`: cells on a Jupyter kernel, IPython's syntax, charts.
+#[tokio::test]
+async fn the_e2b_code_interpreter_runs_code_on_a_jupyter_kernel() {
+    run_code("code-interpreter", "jupyter").await;
+}
+
+/// On any template with Python 3: cells on the kernel's own Python.
+#[tokio::test]
+async fn the_e2b_code_interpreter_runs_code_on_plain_python() {
+    run_code("base", "plain").await;
 }
 
 /// The newest `e2b` on PyPI, whatever it is today: run by scripts/test as an extra that does not

@@ -5,7 +5,8 @@
 //!
 //! A context is a Python process in the session (`kernel.py`), a background process of its agent
 //! named by its arguments (`python3 -u -c KERNEL CONTEXT_ID CWD`), so nothing is kept here: any
-//! instance finds it by listing the agent's processes. It keeps one namespace across cells. A
+//! instance finds it by listing the agent's processes. It keeps one namespace across cells, on a
+//! Jupyter kernel where the image has one (`berth/code-interpreter`), else on its own Python. A
 //! cell goes in as a line of its stdin; the kernel marks what it says with the cell's id, and the
 //! stream follows the process's output from the cell's `begin` to its `end`.
 
@@ -352,11 +353,30 @@ async fn start(
         .await
 }
 
+/// Ends a context: SIGTERM, on which the kernel stops its Jupyter kernel too, and waits until it
+/// is gone (a restart's new process must not meet the old one); SIGKILL after 5 s.
 async fn kill(state: &AppState, sandbox: &Sandbox, kernel: &ProcessInfo) -> Result<(), ApiError> {
     let path = format!("/processes/{}/signal", kernel.id);
-    sandbox
-        .call::<Value>(state, Method::POST, &path, Some(json!({"signal": 9})))
-        .await?;
+    let signal = |number: i32| {
+        sandbox.call::<Value>(
+            state,
+            Method::POST,
+            &path,
+            Some(json!({ "signal": number })),
+        )
+    };
+    signal(15).await?;
+    for _ in 0..50 {
+        if !kernels(state, sandbox)
+            .await?
+            .iter()
+            .any(|k| k.id == kernel.id)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    signal(9).await?;
     Ok(())
 }
 
