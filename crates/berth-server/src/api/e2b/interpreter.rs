@@ -260,10 +260,7 @@ pub async fn remove_context(
     headers: HeaderMap,
     Path(context): Path<String>,
 ) -> Result<StatusCode, E2bError> {
-    let sandbox = sandbox_on(&state, &headers, JUPYTER_PORT).await?;
-    let kernel = find(&state, &sandbox, &context)
-        .await?
-        .ok_or_else(|| context_not_found(&context))?;
+    let (sandbox, kernel) = existing(&state, &headers, &context).await?;
     kill(&state, &sandbox, &kernel).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -274,10 +271,7 @@ pub async fn restart_context(
     headers: HeaderMap,
     Path(context): Path<String>,
 ) -> Result<StatusCode, E2bError> {
-    let sandbox = sandbox_on(&state, &headers, JUPYTER_PORT).await?;
-    let kernel = find(&state, &sandbox, &context)
-        .await?
-        .ok_or_else(|| context_not_found(&context))?;
+    let (sandbox, kernel) = existing(&state, &headers, &context).await?;
     let cwd = kernel
         .cmd
         .get(5)
@@ -286,6 +280,19 @@ pub async fn restart_context(
     kill(&state, &sandbox, &kernel).await?;
     start(&state, &sandbox, &context, &cwd).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The sandbox a request names and its running context `context`.
+async fn existing(
+    state: &AppState,
+    headers: &HeaderMap,
+    context: &str,
+) -> Result<(Sandbox, ProcessInfo), ApiError> {
+    let sandbox = sandbox_on(state, headers, JUPYTER_PORT).await?;
+    let kernel = find(state, &sandbox, context)
+        .await?
+        .ok_or_else(|| context_not_found(context))?;
+    Ok((sandbox, kernel))
 }
 
 fn context_not_found(context: &str) -> ApiError {
