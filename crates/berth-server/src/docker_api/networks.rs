@@ -59,6 +59,10 @@ impl SessionApi {
     /// Makes a network as the session's on the next free subnet, and joins the session to it.
     /// The engine's answer to the create.
     pub(super) async fn create_network(&self, asked: Value) -> Result<Value, DockerApiError> {
+        // One create at a time on this control plane: two at once could pass the count below
+        // together, or choose one subnet; the engine refuses an overlapping subnet from
+        // anywhere else, and the next is tried.
+        let _choosing = self.network_lock.lock().await;
         let count = self.list_own("networks", false).await?.len();
         if count >= self.scope.max_networks as usize {
             return Err(DockerApiError::Quota(format!(
@@ -66,9 +70,6 @@ impl SessionApi {
                  with `docker network rm` first"
             )));
         }
-        // One choice of subnet at a time on this control plane; the engine refuses an
-        // overlapping one from anywhere else, and the next is tried.
-        let _choosing = self.network_lock.lock().await;
         for _ in 0..SUBNET_ATTEMPTS {
             let subnet = self.free_subnet().await?;
             let mut body = asked.clone();

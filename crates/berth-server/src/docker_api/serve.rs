@@ -35,8 +35,6 @@ pub struct SessionApi {
     pub engine: Engine,
     /// The directory of every session's socket directory (`docker_api::session_dir`).
     pub sockets_dir: std::path::PathBuf,
-    /// Where build contexts wait while their Dockerfile is checked; not in any session's view.
-    pub spool_dir: std::path::PathBuf,
     /// `docker.child_network_pool`.
     pub network_pool: crate::networks::Cidr,
     /// Held while a network's subnet is chosen and made, by every session of this control
@@ -383,8 +381,11 @@ impl SessionApi {
         use tokio::io::AsyncWriteExt;
         let failed =
             |e: std::io::Error| DockerApiError::Engine(format!("spooling the context: {e}"));
-        std::fs::create_dir_all(&self.spool_dir).map_err(failed)?;
-        let path = self.spool_dir.join(crate::ids::secret());
+        // Where build contexts wait while their Dockerfile is checked: beside the sessions'
+        // directories, never in one (each is mounted in a session).
+        let spool_dir = self.sockets_dir.join(".contexts");
+        std::fs::create_dir_all(&spool_dir).map_err(failed)?;
+        let path = spool_dir.join(crate::ids::secret());
         let mut file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -164,8 +164,6 @@ impl Sockets {
             },
             engine: shared.engine.clone(),
             sockets_dir: shared.dir.clone(),
-            // Beside the sessions' directories, never in one: each is mounted in a session.
-            spool_dir: shared.dir.join(".contexts"),
             network_pool: shared.network_pool,
             network_lock: shared.network_lock.clone(),
             cgroup_parent: tokio::sync::OnceCell::new(),
