@@ -79,6 +79,29 @@ async function typeInTerminal(text) {
   await page.keyboard.type(text);
 }
 
+/** Presses the lab's Check and waits for the judge's answer: a Docker build can take a while. */
+async function checkLab() {
+  const panel = page.locator(".lab-panel");
+  const before = Number(await panel.getAttribute("data-judgings"));
+  await panel.getByRole("button", { name: "Check", exact: true }).click();
+  await page.waitForFunction(
+    (before) =>
+      Number(document.querySelector(".lab-panel")?.getAttribute("data-judgings")) > before ||
+      [...document.querySelectorAll(".toast-error")].some((t) => t.textContent.startsWith("Checking failed")),
+    before,
+    { timeout: 120_000 },
+  );
+  const error = page.locator(".toast-error", { hasText: "Checking failed" });
+  if ((await error.count()) > 0) throw new Error(await error.first().innerText());
+}
+
+/** After a check: `passed` is there, or the failing checks say why not. */
+async function expectStep(passed, what) {
+  if (await passed.isVisible()) return;
+  const failed = await page.locator(".lab-panel .check.failed").allInnerTexts();
+  throw new Error(`expected ${what}; the checks said:\n${failed.join("\n") || "(nothing)"}`);
+}
+
 await step("log-in", async () => {
   await page.goto(url);
   await page.locator("input[name=token]").fill(token);
@@ -201,6 +224,76 @@ await step("docker-build-run-preview", async () => {
   await page.locator(".preview .chip", { hasText: ":8080" }).waitFor({ timeout: 60000 });
   const frame = page.frameLocator(".preview-frame");
   await frame.getByText("hello-from-a-container").waitFor({ timeout: 30000 });
+});
+
+await step("lab-dockerfile-basics", async () => {
+  // A lab as a learner does it: from the catalogue into its workspace, a failing check, the
+  // Dockerfile written in the editor, a hint, the .dockerignore written in the terminal, done.
+  // The steps before left three sessions, e2e-user's quota: make room for the lab's.
+  await page.goto(new URL("#/", page.url()).toString());
+  const rows = page.locator("tr[data-session]");
+  await rows.first().or(page.getByText("No sessions yet")).waitFor();
+  while ((await rows.count()) > 0) {
+    const id = await rows.first().getAttribute("data-session");
+    page.once("dialog", (dialog) => dialog.accept());
+    await rows.first().getByRole("button", { name: "Delete" }).click();
+    await page.locator(`tr[data-session="${id}"]`).waitFor({ state: "detached", timeout: 30000 });
+  }
+
+  await page.getByRole("link", { name: "Labs", exact: true }).click();
+  const card = page.locator('.lab-card[data-lab="dockerfile-basics"]');
+  await card.locator(".lab-status").waitFor();
+  await card.locator("a.button").click();
+  await page.waitForURL(/#\/labs\/dockerfile-basics/);
+  const panel = page.locator(".lab-panel");
+  const start = page.getByRole("button", { name: "Start lab" });
+  await start.or(panel).waitFor();
+  if (await start.isVisible()) {
+    await start.click();
+  } else {
+    // An attempt an earlier run left open: start it over.
+    page.once("dialog", (dialog) => dialog.accept());
+    await panel.getByRole("button", { name: "Reset ▾" }).click();
+    await panel.getByRole("button", { name: "Restart the lab" }).click();
+    await page.locator(".toast", { hasText: "The lab starts over" }).waitFor({ timeout: 60000 });
+  }
+  await panel.locator(".lab-progress", { hasText: /Step 1 of \d/ }).waitFor({ timeout: 60000 });
+  await page.locator(".workspace-bar .badge", { hasText: "running" }).waitFor({ timeout: 30000 });
+  await waitForTerminalLine((l) => /[$#] ?$/.test(l), "a shell prompt");
+  // The lab's files are in the home folder, where the editor's new file goes.
+  await page.locator('.tree-row[data-path="/home/user/app.py"]').waitFor();
+
+  await checkLab();
+  const failed = await panel.locator(".check.failed").allInnerTexts();
+  if (failed.length === 0 || !failed[0].includes("✗")) throw new Error("step 1 passed without a Dockerfile");
+
+  await page.getByRole("button", { name: "+ File" }).click();
+  await page.locator(".name-input").pressSequentially("Dockerfile", { delay: 100 });
+  await page.locator(".name-input").press("Enter");
+  await page.locator(".editor .tab.active", { hasText: "Dockerfile" }).waitFor();
+  await page.locator(".cm-content").click();
+  await page.keyboard.insertText(
+    "FROM python:3.11-slim\nWORKDIR /app\nCOPY . .\nEXPOSE 8000\n" + 'CMD ["python", "app.py"]\n',
+  );
+  await page.keyboard.press("Control+s");
+  await page.locator(".toast", { hasText: "Saved Dockerfile" }).waitFor();
+  await checkLab();
+  await expectStep(panel.locator(".lab-passed", { hasText: "Step 1 passed" }), "step 1 to pass");
+  await panel.locator(".lab-progress", { hasText: /Step 2 of \d/ }).waitFor();
+
+  const hints = panel.locator(".lab-hint");
+  const before = await hints.count();
+  await panel.getByRole("button", { name: "Get a hint" }).click();
+  const hint = hints.nth(before).locator(".lab-hint-text");
+  await hint.or(page.locator(".toast-error", { hasText: "No hint" })).waitFor({ timeout: 60000 });
+  if (!(await hint.isVisible()) || !(await hint.innerText()).trim()) {
+    throw new Error(`no hint came: ${await page.locator(".toast-error").allInnerTexts()}`);
+  }
+
+  await typeInTerminal("printf '.env\\n.git\\n__pycache__\\nvenv\\n' > .dockerignore && echo ignore-written\n");
+  await waitForTerminalLine((l) => l === "ignore-written", "that .dockerignore was written");
+  await checkLab();
+  await expectStep(panel.locator(".lab-complete", { hasText: "Lab complete" }), "the lab to be complete");
 });
 
 await browser.close();

@@ -2,9 +2,41 @@
 // cookie the page never sees; changes carry the CSRF token that login and /auth/me hand out
 // (kept in memory). The types are the SDK's, generated from Berth's OpenAPI document.
 import { Berth, BerthError, errorFrom } from "@berth/sdk";
-import type { FileEntry, Me, PreviewLink, QueueStatus, Session, Snapshot, Template, TimelineEvent } from "@berth/sdk";
+import type {
+  FileEntry,
+  Hint,
+  JudgeResult,
+  Lab,
+  LabAttempt,
+  LabStep,
+  LabSummary,
+  Me,
+  PreviewLink,
+  QueueStatus,
+  ResetMode,
+  Session,
+  Snapshot,
+  Template,
+  TimelineEvent,
+} from "@berth/sdk";
 
-export type { FileEntry, Me, PreviewLink, QueueStatus, Session, Snapshot, Template, TimelineEvent };
+export type {
+  FileEntry,
+  Hint,
+  JudgeResult,
+  Lab,
+  LabAttempt,
+  LabStep,
+  LabSummary,
+  Me,
+  PreviewLink,
+  QueueStatus,
+  ResetMode,
+  Session,
+  Snapshot,
+  Template,
+  TimelineEvent,
+};
 /** An error the API answered with: a stable `code` and a message meant for people. */
 export { BerthError as ApiError, errorFrom };
 
@@ -18,6 +50,7 @@ function berth(): Berth {
 }
 
 const path = (id: string) => ({ params: { path: { id } } });
+const labPath = (slug: string) => ({ params: { path: { slug } } });
 
 export const api = {
   async login(token: string): Promise<Me> {
@@ -67,6 +100,32 @@ export const api = {
   previewLink: async (id: string, port: number): Promise<PreviewLink> =>
     (await berth().api.POST("/api/v1/sessions/{id}/preview-links", { ...path(id), body: { port, ttl_seconds: 24 * 3600 } }))
       .data!,
+
+  labs: async (): Promise<LabSummary[]> => (await berth().api.GET("/api/v1/labs")).data!.labs,
+  lab: async (slug: string): Promise<Lab> => (await berth().api.GET("/api/v1/labs/{slug}", labPath(slug))).data!,
+  /** The caller's attempts at every lab, newest first. */
+  labProgress: async (): Promise<LabAttempt[]> => (await berth().api.GET("/api/v1/labs/progress")).data!.attempts,
+  /** The caller's attempt at a lab whose session still lives, or null when there is none. */
+  async activeAttempt(slug: string): Promise<LabAttempt | null> {
+    try {
+      return (await berth().api.GET("/api/v1/labs/{slug}/active", labPath(slug))).data!;
+    } catch (err) {
+      if (err instanceof BerthError && err.status === 404) return null;
+      throw err;
+    }
+  },
+  /** A session made for the lab (about 10 s), or the attempt already under way. */
+  startLab: async (slug: string): Promise<LabAttempt> =>
+    (await berth().api.POST("/api/v1/labs/{slug}/start", labPath(slug))).data!,
+  /** Runs the current step's checks in the session: seconds, a minute for a Docker build. */
+  judge: async (slug: string): Promise<JudgeResult> =>
+    (await berth().api.POST("/api/v1/labs/{slug}/judge", { ...labPath(slug), body: {} })).data!,
+  hint: async (slug: string, question?: string): Promise<Hint> =>
+    (await berth().api.POST("/api/v1/labs/{slug}/hint", { ...labPath(slug), body: { question } })).data!,
+  explain: async (slug: string, text: string): Promise<Hint> =>
+    (await berth().api.POST("/api/v1/labs/{slug}/explain", { ...labPath(slug), body: { question: text } })).data!,
+  resetLab: async (slug: string, mode: ResetMode, step?: number): Promise<LabAttempt> =>
+    (await berth().api.POST("/api/v1/labs/{slug}/reset", { ...labPath(slug), body: { mode, step } })).data!,
 
   /** Uploads with progress (fetch has no upload progress; XMLHttpRequest does). */
   upload(id: string, file: string, blob: Blob, onProgress: (fraction: number) => void): Promise<void> {

@@ -1,5 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, type Me } from "./api";
+import { LabPage } from "./components/Lab";
+import { Labs } from "./components/Labs";
 import { Login } from "./components/Login";
 import { Sessions } from "./components/Sessions";
 import { Workspace } from "./components/Workspace";
@@ -13,7 +15,8 @@ function initialTheme(): Theme {
   return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
 }
 
-/** `#/s/<id>` opens a workspace; anything else is the sessions page. */
+/** `#/s/<id>` opens a workspace, `#/labs` the labs and `#/labs/<slug>` one of them; anything
+ *  else is the sessions page. */
 function useRoute(): string {
   const [hash, setHash] = useState(location.hash);
   useEffect(() => {
@@ -47,11 +50,16 @@ export function App() {
   };
 
   const workspace = route.match(/^#\/s\/([a-z0-9]+)/)?.[1];
+  const lab = route.match(/^#\/labs\/([a-z0-9][a-z0-9_-]*)/)?.[1];
+  const labs = /^#\/labs\/?$/.test(route);
   return (
     <div class="app">
       <header class="topbar">
         <a class="brand" href="#/">
           ⚓ Berth
+        </a>
+        <a class={`nav-link ${lab || labs ? "active" : ""}`} href="#/labs">
+          Labs
         </a>
         <span class="spacer" />
         <button class="ghost" title="Switch theme" onClick={() => setTheme(theme === "dark" ? "light" : "dark")}>
@@ -73,6 +81,10 @@ export function App() {
           <Login onLogin={setMe} />
         ) : workspace ? (
           <Workspace id={workspace} theme={theme} />
+        ) : lab ? (
+          <LabPage key={lab} slug={lab} theme={theme} />
+        ) : labs ? (
+          <Labs />
         ) : (
           <Sessions />
         )}

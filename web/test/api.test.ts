@@ -57,6 +57,36 @@ describe("requests", () => {
   });
 });
 
+describe("labs", () => {
+  it("find no active attempt on a 404, and pass other errors on", async () => {
+    vi.stubGlobal("fetch", async () =>
+      new Response(JSON.stringify({ error: { code: "not_found", message: "no active attempt" } }), { status: 404 }),
+    );
+    expect(await api.activeAttempt("dockerfile-basics")).toBeNull();
+    vi.stubGlobal("fetch", async () =>
+      new Response(JSON.stringify({ error: { code: "store_unavailable", message: "the store is down" } }), { status: 503 }),
+    );
+    await expect(api.activeAttempt("dockerfile-basics")).rejects.toMatchObject({ code: "store_unavailable" });
+  });
+  it("send their requests to the lab's routes with their bodies", async () => {
+    const calls: { method: string; path: string; body: string }[] = [];
+    vi.stubGlobal("fetch", async (request: Request) => {
+      calls.push({ method: request.method, path: new URL(request.url).pathname, body: await request.text() });
+      return new Response("{}");
+    });
+    await api.judge("dockerfile-basics");
+    await api.hint("dockerfile-basics");
+    await api.explain("dockerfile-basics", "COPY failed");
+    await api.resetLab("dockerfile-basics", "skip_to", 2);
+    expect(calls).toEqual([
+      { method: "POST", path: "/api/v1/labs/dockerfile-basics/judge", body: "{}" },
+      { method: "POST", path: "/api/v1/labs/dockerfile-basics/hint", body: "{}" },
+      { method: "POST", path: "/api/v1/labs/dockerfile-basics/explain", body: '{"question":"COPY failed"}' },
+      { method: "POST", path: "/api/v1/labs/dockerfile-basics/reset", body: '{"mode":"skip_to","step":2}' },
+    ]);
+  });
+});
+
 describe("saved terminals", () => {
   it("round-trip per session and survive garbage", () => {
     saveTerminals("s1", ["t1", "t2"]);

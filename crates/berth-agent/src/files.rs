@@ -24,6 +24,7 @@ use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::{
     AgentError, AgentState,
+    dockerignore::DockerIgnore,
     error::{AgentJson, AgentQuery},
 };
 
@@ -33,10 +34,50 @@ pub struct PathQuery {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct ArchiveQuery {
+    path: String,
+    /// Leave out what the directory's `.dockerignore` lists, as the docker CLI does when it
+    /// sends a build context.
+    #[serde(default)]
+    dockerignore: bool,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct RemoveQuery {
     path: String,
     #[serde(default)]
     recursive: bool,
+}
+
+/// `dir`'s entries under `prefix` in the archive, in name order, leaving out what `ignore`
+/// excludes (a directory it excludes is walked only when a `!` line may bring some back).
+fn append_filtered<W: io::Write>(
+    builder: &mut tar::Builder<W>,
+    dir: &Path,
+    prefix: &str,
+    ignore: &DockerIgnore,
+) -> io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let relative = format!("{prefix}{name}");
+        let excluded = ignore.excludes(&relative);
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            if excluded && !ignore.has_exceptions() {
+                continue;
+            }
+            if !excluded {
+                builder.append_dir(&relative, entry.path())?;
+            }
+            append_filtered(builder, &entry.path(), &format!("{relative}/"), ignore)?;
+        } else if !excluded {
+            builder.append_path_with_name(entry.path(), &relative)?;
+        }
+    }
+    Ok(())
 }
 
 /// Absolute paths as given; relative ones from the home directory.
@@ -333,15 +374,27 @@ pub async fn upload_archive(
 /// Streams a directory as a tar: entries relative to it, symlinks kept as symlinks.
 pub async fn download_archive(
     State(state): State<AgentState>,
-    AgentQuery(q): AgentQuery<PathQuery>,
+    AgentQuery(q): AgentQuery<ArchiveQuery>,
 ) -> Result<Response, AgentError> {
     let dir = existing_dir(&state, &q.path).await?;
+    let ignore = if q.dockerignore {
+        let text = tokio::fs::read_to_string(dir.join(".dockerignore"))
+            .await
+            .unwrap_or_default();
+        Some(DockerIgnore::parse(&text))
+    } else {
+        None
+    };
     let (writer, reader) = tokio::io::duplex(256 * 1024);
     tokio::task::spawn_blocking(move || {
         let mut builder = tar::Builder::new(SyncIoBridge::new(writer));
         builder.follow_symlinks(false);
+        let appended = match &ignore {
+            None => builder.append_dir_all(".", &dir),
+            Some(ignore) => append_filtered(&mut builder, &dir, "", ignore),
+        };
         // A failure midway ends the stream early; the client sees a truncated archive.
-        if builder.append_dir_all(".", &dir).is_ok() {
+        if appended.is_ok() {
             let _ = builder.finish();
         }
     });

@@ -8,6 +8,7 @@
 //! This crate is both the binary baked into session images and a library, so the control
 //! plane's fast tests serve the very same router in-process.
 
+mod dockerignore;
 mod error;
 mod exec;
 mod files;
@@ -111,6 +112,7 @@ impl Agent {
             .route("/processes/{id}/signal", post(processes::signal))
             .route("/processes/{id}/resize", post(processes::resize))
             .route("/terminal", get(terminal::attach))
+            .route("/terminals/tail", get(terminal::tail))
             .route("/files", get(files::list).delete(files::remove))
             .route("/files/stat", get(files::stat))
             .route("/files/content", get(files::read).put(files::write))

@@ -315,6 +315,40 @@ impl Terminal {
     }
 }
 
+/// The most `GET /terminals/tail` gives of one terminal.
+const MAX_TAIL_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct TailQuery {
+    #[serde(default)]
+    bytes: Option<usize>,
+}
+
+/// `GET /terminals/tail?bytes=N`: the last `N` bytes (at most 16 KiB, 4 KiB by default) of
+/// every live terminal's output, oldest terminal first.
+pub async fn tail(
+    State(state): State<AgentState>,
+    AgentQuery(q): AgentQuery<TailQuery>,
+) -> axum::Json<Vec<berth_proto::process::TerminalTail>> {
+    let bytes = q.bytes.unwrap_or(4096).min(MAX_TAIL_BYTES);
+    let mut terminals: Vec<Arc<Terminal>> =
+        lock(&state.terminals.terminals).values().cloned().collect();
+    terminals.sort_by_key(|t| id_number(&t.id));
+    let tails = terminals
+        .iter()
+        .map(|terminal| {
+            let (backlog, _) = terminal.output.attach();
+            let mut output = backlog.concat();
+            output.drain(..output.len().saturating_sub(bytes));
+            berth_proto::process::TerminalTail {
+                terminal_id: terminal.id.clone(),
+                text: String::from_utf8_lossy(&output).into_owned(),
+            }
+        })
+        .collect();
+    axum::Json(tails)
+}
+
 /// `GET /terminal`: attach to a terminal over a WebSocket (see `TerminalQuery`).
 pub async fn attach(
     State(state): State<AgentState>,

@@ -45,6 +45,9 @@ enum Command {
     /// Work on the store behind `berth serve` (copy it to another).
     #[command(subcommand)]
     Store(commands::store::StoreCommand),
+    /// Write and check labs: `berth labs check DIR`, `berth labs import SCENARIO OUT`.
+    #[command(subcommand)]
+    Labs(commands::labs::LabsCommand),
     /// Print the API's OpenAPI document (what `GET /openapi.json` serves), to generate clients.
     Openapi,
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Command::Files(command) => done(commands::files::run(command).await),
             Command::Firewall(command) => done(commands::firewall::run(command)),
             Command::Store(command) => done(commands::store::run(command).await),
+            Command::Labs(command) => done(commands::labs::run(command)),
             Command::Openapi => done(commands::openapi::run()),
         }
     });

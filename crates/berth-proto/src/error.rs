@@ -26,6 +26,10 @@ pub enum ErrorCode {
     /// The server's configuration cannot serve this (a template's image is missing, say):
     /// an operator must act, retrying does not help.
     Misconfigured,
+    /// A service Berth called for this request (a labs assistant's provider) failed.
+    UpstreamFailed,
+    /// The work did not finish in its time (a judging, an assistant's answer).
+    Timeout,
     Internal,
     /// A code this client version does not know yet.
     #[serde(other)]
@@ -51,6 +55,8 @@ impl ErrorCode {
             Self::StoreUnavailable => "store_unavailable",
             Self::SessionFailed => "session_failed",
             Self::Misconfigured => "misconfigured",
+            Self::UpstreamFailed => "upstream_failed",
+            Self::Timeout => "timeout",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }

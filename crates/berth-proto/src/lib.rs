@@ -8,6 +8,7 @@ pub mod agent;
 pub mod docker;
 pub mod error;
 pub mod files;
+pub mod lab;
 pub mod pool;
 pub mod ports;
 pub mod process;

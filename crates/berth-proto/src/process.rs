@@ -76,6 +76,16 @@ pub enum TerminalServerMessage {
     Exit { code: Option<i32> },
 }
 
+/// The agent's `GET /terminals/tail`: the end of each live terminal's output, for the labs
+/// assistant's view of what the learner ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalTail {
+    pub terminal_id: String,
+    /// The last bytes of its scrollback (as the agent keeps it, escape sequences and all),
+    /// read as UTF-8 with invalid bytes replaced.
+    pub text: String,
+}
+
 /// Query of `GET .../terminal`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]

@@ -254,3 +254,45 @@ impl AgentClient {
         }
     }
 }
+
+/// A workspace seed or a lab's starter files as a tar: a `.tar` file as it is, or a
+/// directory's contents at the archive's root. They are small, so the archive is held in
+/// memory.
+pub fn directory_archive(seed: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    if seed.is_file() {
+        return std::fs::read(seed);
+    }
+    let dir = seed;
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir)?;
+    builder.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::directory_archive;
+
+    #[test]
+    fn a_seed_is_a_directory_packed_or_a_tar_passed_through() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("case")).unwrap();
+        std::fs::write(dir.path().join("case/brief.txt"), "facts").unwrap();
+        let packed = directory_archive(dir.path()).unwrap();
+        let mut archive = tar::Archive::new(packed.as_slice());
+        let mut found = String::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().ends_with("case/brief.txt") {
+                entry.read_to_string(&mut found).unwrap();
+            }
+        }
+        assert_eq!(found, "facts");
+
+        let file = dir.path().join("seed.tar");
+        std::fs::write(&file, &packed).unwrap();
+        assert_eq!(directory_archive(&file).unwrap(), packed);
+    }
+}

@@ -52,7 +52,63 @@ pub struct Config {
     pub store: StoreConfig,
     pub runtime: RuntimeConfig,
     pub swarm: SwarmConfig,
+    pub labs: LabsConfig,
+    pub ai: AiConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// `[labs]`: hands-on lessons with a judge (docs/labs.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabsConfig {
+    /// The directory of labs, one subdirectory each (Berth ships its own in `labs/`). Unset:
+    /// no labs. Relative to the config file.
+    pub dir: Option<PathBuf>,
+    /// A judging that has not finished this long after it began is stopped and answered
+    /// `504 timeout`.
+    pub judge_timeout_seconds: u64,
+}
+
+impl Default for LabsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            judge_timeout_seconds: 300,
+        }
+    }
+}
+
+/// `[ai]`: the assistant behind labs' hints, one OpenAI-compatible chat-completions endpoint
+/// (OpenAI, Gemini's OpenAI endpoint, Ollama, vLLM). Unset `base_url`: static hints only.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    /// Up to the version, such as `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`;
+    /// `/chat/completions` is added.
+    pub base_url: Option<String>,
+    pub model: String,
+    /// The environment variable holding the API key (never the key itself in the file); unset
+    /// or empty for a provider without keys (Ollama).
+    pub api_key_env: Option<String>,
+    /// An answer slower than this is `504 ai_timeout`.
+    pub timeout_seconds: u64,
+    /// Assistant answers per session per minute; past it `429` with `retry_after`.
+    pub rpm_per_session: u32,
+    /// Assistant answers per user per day (UTC).
+    pub daily_per_user: u32,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            model: "gpt-4o-mini".to_owned(),
+            api_key_env: None,
+            timeout_seconds: 30,
+            rpm_per_session: 5,
+            daily_per_user: 100,
+        }
+    }
 }
 
 /// `[http]`: what one client connection may hold of a listener (the API's, E2B's).
@@ -535,6 +591,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             runtime: RuntimeConfig::default(),
             swarm: SwarmConfig::default(),
+            labs: LabsConfig::default(),
+            ai: AiConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -639,8 +697,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        // Seed directories are written relative to the file that names them.
+        // Seed and lab directories are written relative to the file that names them.
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(dir) = config.labs.dir.as_mut()
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
         for template in config.templates.values_mut() {
             if let Some(seed) = template.workspace_seed.as_mut()
                 && seed.is_relative()
@@ -707,6 +770,26 @@ impl Config {
                 "compat.template names template {:?}, which is not defined: add \
                  [templates.{}] (berth.example.toml has a node template on berth/nodejs)",
                 self.compat.template, self.compat.template
+            )));
+        }
+        if let Some(url) = &self.ai.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "ai.base_url {url:?} must be an http:// or https:// URL such as \
+                 \"https://api.openai.com/v1\""
+            )));
+        }
+        if !(1..=600).contains(&self.ai.timeout_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "ai.timeout_seconds {} must be from 1 to 600",
+                self.ai.timeout_seconds
+            )));
+        }
+        if !(10..=3600).contains(&self.labs.judge_timeout_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "labs.judge_timeout_seconds {} must be from 10 to 3600",
+                self.labs.judge_timeout_seconds
             )));
         }
         if !self.compat.workdir.starts_with('/') {

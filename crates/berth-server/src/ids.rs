@@ -29,6 +29,11 @@ pub fn user_id() -> String {
     format!("u{}", random_base32(12))
 }
 
+/// An attempt at a lab: `a` + 12 characters.
+pub fn attempt_id() -> String {
+    format!("a{}", random_base32(12))
+}
+
 /// An E2B file watcher: `w` + 12 characters.
 pub fn watcher_id() -> String {
     format!("w{}", random_base32(12))

@@ -13,6 +13,7 @@ pub mod docker_api;
 pub mod firewall;
 pub mod host;
 pub mod ids;
+pub mod labs;
 pub mod metrics;
 pub mod networks;
 pub mod preview;
@@ -61,6 +62,11 @@ pub enum ServerError {
     RelayTls(#[from] relay_tls::RelayTlsError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    #[error("labs in {dir}:\n{errors}")]
+    Labs {
+        dir: std::path::PathBuf,
+        errors: String,
+    },
     #[error("cannot listen on {addr} ({key})")]
     Bind {
         key: &'static str,
@@ -241,6 +247,11 @@ pub async fn app(
             config.quota.requests_per_second,
             config.quota.request_burst,
         ),
+        labs: api::labs::LabsService::new(
+            lab_catalogue(config),
+            &config.ai,
+            Duration::from_secs(config.labs.judge_timeout_seconds),
+        ),
     });
     App {
         router: api::router(state.clone()),
@@ -254,6 +265,23 @@ pub async fn app(
             background.extend([reaper, reconciler]);
             background
         },
+    }
+}
+
+/// The labs of `[labs] dir`. `run` refuses to start with a broken one; a caller of `app` that
+/// did not check gets no labs, and the log says why.
+fn lab_catalogue(config: &Config) -> labs::Catalogue {
+    let Some(dir) = &config.labs.dir else {
+        return labs::Catalogue::default();
+    };
+    match labs::load_catalogue(dir, &config.templates) {
+        Ok(catalogue) => catalogue,
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!(%error, "lab left out");
+            }
+            labs::Catalogue::default()
+        }
     }
 }
 
@@ -276,6 +304,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
+    if let Some(dir) = &config.labs.dir
+        && let Err(errors) = labs::load_catalogue(dir, &config.templates)
+    {
+        let errors: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        return Err(ServerError::Labs {
+            dir: dir.clone(),
+            errors: errors.join("\n"),
+        });
+    }
     private_dir(&data_dir).map_err(|source| ServerError::DataDir {
         path: data_dir.clone(),
         source,

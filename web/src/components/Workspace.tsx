@@ -1,4 +1,6 @@
 // One session: files on the left, editor over terminals in the middle, previews on the right.
+// A page that guides the work (a lab's steps) puts its panel left of the files.
+import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, socketUrl, type Session } from "../api";
 import { beaconDue, baseName, countdown, idleNotice, restartNotice, stateInWords, wakeNotice } from "../lib/format";
@@ -19,7 +21,7 @@ interface Tab {
 
 let nextTab = 1;
 
-export function Workspace({ id, theme }: { id: string; theme: Theme }) {
+export function Workspace({ id, theme, aside }: { id: string; theme: Theme; aside?: ComponentChildren }) {
   const [session, setSession] = useState<Session | null>(null);
   const [restarted, setRestarted] = useState<string | null>(null);
   const [sleepsAt, setSleepsAt] = useState<Date | null>(null);
@@ -177,7 +179,8 @@ export function Workspace({ id, theme }: { id: string; theme: Theme }) {
           </span>
         )}
       </div>
-      <div class="workspace-grid">
+      <div class={`workspace-grid ${aside ? "with-aside" : ""}`}>
+        {aside && <aside class="workspace-aside">{aside}</aside>}
         <FileTree sessionId={id} onOpen={openFile} onGone={(path) => setFiles((f) => f.filter((x) => x.path !== path))} />
         <div class="middle">
           <Editor

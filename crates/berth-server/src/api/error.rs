@@ -40,14 +40,21 @@ impl ApiError {
     /// A caller over its rate (`[quota] requests_per_second`), free again after `wait`.
     pub fn rate_limited(per_second: f64, wait: std::time::Duration) -> Self {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        Self::limited(
+            format!(
+                "too many requests for this token: at most {per_second} a second; retry in {seconds} s"
+            ),
+            wait,
+        )
+    }
+
+    /// `429 rate_limited` with `Retry-After`: free again after `wait` (whole seconds, at
+    /// least one).
+    pub fn limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         Self {
             retry_after: Some(std::time::Duration::from_secs(seconds)),
-            ..Self::coded(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many requests for this token: at most {per_second} a second; retry in {seconds} s"
-                ),
-            )
+            ..Self::coded(ErrorCode::RateLimited, message)
         }
     }
 
@@ -118,6 +125,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::EngineUnavailable | ErrorCode::StoreUnavailable | ErrorCode::SessionFailed => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        ErrorCode::UpstreamFailed => StatusCode::BAD_GATEWAY,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::Misconfigured | ErrorCode::Internal | ErrorCode::Unknown => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -337,7 +346,9 @@ impl ConnectError {
             }
             ErrorCode::EngineUnavailable
             | ErrorCode::StoreUnavailable
-            | ErrorCode::SessionFailed => "unavailable",
+            | ErrorCode::SessionFailed
+            | ErrorCode::UpstreamFailed => "unavailable",
+            ErrorCode::Timeout => "deadline_exceeded",
             ErrorCode::Misconfigured | ErrorCode::Internal | ErrorCode::Unknown => "internal",
         }
     }
@@ -354,6 +365,7 @@ impl ConnectError {
             "failed_precondition" => StatusCode::PRECONDITION_FAILED,
             "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "deadline_exceeded" => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -17,6 +17,34 @@ use crate::auth::Principal;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// A JSON body that may be left out: an empty body is `T::default()` (seed 004's clients
+/// `POST /judge/{slug}` with none).
+#[derive(Debug)]
+pub struct ApiJsonOrDefault<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJsonOrDefault<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(Self).map_err(|err| {
+            let code = if err.is_data() {
+                berth_proto::ErrorCode::InvalidRequest
+            } else {
+                berth_proto::ErrorCode::InvalidJson
+            };
+            ApiError::coded(code, err.to_string())
+        })
+    }
+}
+
 /// `axum::extract::Query` with JSON errors.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]

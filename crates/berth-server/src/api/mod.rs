@@ -10,6 +10,7 @@ pub(crate) mod error;
 mod extract;
 mod files;
 mod internal;
+pub mod labs;
 mod pool;
 mod previews;
 mod process;
@@ -99,6 +100,8 @@ pub struct Services {
     pub compat: crate::config::CompatConfig,
     /// `[quota] requests_per_second`; `None` when unlimited.
     pub rate_limit: Option<rate_limit::RateLimiter>,
+    /// `[labs]` and `[ai]`: the catalogue, the judge's and the assistant's state.
+    pub labs: labs::LabsService,
 }
 
 #[derive(OpenApi)]
@@ -114,6 +117,7 @@ pub struct Services {
         (name = "docker", description = "A session's Docker, for programs (seed 004's runner)"),
         (name = "auth", description = "Browser login (an HttpOnly cookie and a CSRF token)"),
         (name = "templates", description = "What sessions can be made from"),
+        (name = "labs", description = "Hands-on lessons: the catalogue, attempts, the judge and hints"),
         (name = "users", description = "Users and their tokens (admin)"),
         (name = "service", description = "Health, readiness and metrics"),
     )
@@ -220,6 +224,18 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(web::whoami))
         .routes(routes!(web::logout))
         .routes(routes!(templates::list))
+        .routes(routes!(labs::list))
+        .routes(routes!(labs::progress))
+        .routes(routes!(labs::get))
+        .routes(routes!(labs::start))
+        .routes(routes!(labs::active))
+        .routes(routes!(labs::judge))
+        .routes(routes!(labs::judge_seed))
+        .routes(routes!(labs::hint))
+        .routes(routes!(labs::explain))
+        .routes(routes!(labs::hint_seed))
+        .routes(routes!(labs::explain_seed))
+        .routes(routes!(labs::reset))
         .routes(routes!(pool::status))
         .routes(routes!(sessions::queue_status, sessions::cancel_queued))
         .routes(routes!(users::create))

@@ -76,6 +76,11 @@ impl SessionAgent {
 }
 
 impl SessionAgent {
+    /// The session container's address: where its own servers listen.
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.endpoint.0.ip()
+    }
+
     /// Sends one request to the agent; an answer other than a success becomes its error.
     pub async fn send(
         &self,

@@ -6,7 +6,8 @@ use berth_proto::SessionState;
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
-    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
+    UserRecord,
 };
 
 fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> SessionRecord {
@@ -38,6 +39,49 @@ pub async fn run(store: &dyn Store) {
     users_are_found_by_token_hash_and_names_are_unique(store).await;
     timelines_keep_their_order_per_session(store).await;
     snapshots_are_kept_listed_and_deleted(store).await;
+    lab_attempts_are_replaced_whole_and_listed_newest_first(store).await;
+}
+
+async fn lab_attempts_are_replaced_whole_and_listed_newest_first(store: &dyn Store) {
+    let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+    let attempt = |id: &str, owner: &str, offset: i64| AttemptRecord {
+        attempt: berth_proto::lab::LabAttempt {
+            id: id.to_owned(),
+            lab: "dockerfile-basics".to_owned(),
+            owner: owner.to_owned(),
+            session_id: format!("s-{id}"),
+            step: 1,
+            steps: 2,
+            started_at: at + Duration::seconds(offset),
+            completed_at: None,
+            duration_seconds: None,
+            judgings: 0,
+            hints_shown: 0,
+            last_result: None,
+            session_state: None,
+        },
+        start_snapshot: None,
+        hints_shown: BTreeMap::new(),
+    };
+    let older = attempt("a1", "alice", 0);
+    let newer = attempt("a2", "alice", 5);
+    for record in [&older, &newer, &attempt("b1", "bob", 1)] {
+        store.put_attempt(record).await.unwrap();
+    }
+    let mut progressed = older.clone();
+    progressed.attempt.step = 2;
+    progressed.attempt.judgings = 3;
+    progressed.start_snapshot = Some("k1".to_owned());
+    progressed.hints_shown.insert(1, 2);
+    store.put_attempt(&progressed).await.unwrap();
+    assert_eq!(
+        store.get_attempt("a1").await.unwrap(),
+        Some(progressed.clone())
+    );
+    assert_eq!(store.get_attempt("zz").await.unwrap(), None);
+    let listed = store.list_attempts("alice").await.unwrap();
+    assert_eq!(listed, vec![newer, progressed], "newest first, each once");
+    assert!(store.list_attempts("carol").await.unwrap().is_empty());
 }
 
 async fn snapshots_are_kept_listed_and_deleted(store: &dyn Store) {

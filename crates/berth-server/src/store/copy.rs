@@ -10,12 +10,14 @@ pub struct CopyProgress {
     pub sessions: u64,
     pub events: u64,
     pub snapshots: u64,
+    pub attempts: u64,
 }
 
 /// Rows between two progress reports.
 const REPORT_EVERY: u64 = 100;
 
-/// Copies users, sessions (every state), their timelines and snapshots from `from` to `to`,
+/// Copies users, sessions (every state), their timelines, snapshots and lab attempts from
+/// `from` to `to`,
 /// calling `progress` every few rows and once at the end.
 ///
 /// Refuses (`Conflict`) a target that already holds users, sessions or snapshots unless
@@ -36,14 +38,15 @@ pub async fn copy(
     }
     let mut done = CopyProgress::default();
     let mut tick = |done: &CopyProgress| {
-        let rows = done.users + done.sessions + done.events + done.snapshots;
+        let rows = done.users + done.sessions + done.events + done.snapshots + done.attempts;
         if rows.is_multiple_of(REPORT_EVERY) {
             progress(done);
         }
     };
 
-    for user in from.list_users().await? {
-        match to.insert_user(&user).await {
+    let users = from.list_users().await?;
+    for user in &users {
+        match to.insert_user(user).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) if force => continue,
             Err(err) => return Err(err),
@@ -78,6 +81,15 @@ pub async fn copy(
         tick(&done);
     }
 
+    // Attempts are replaced whole, so a forced copy needs no conflict handling.
+    for user in &users {
+        for attempt in from.list_attempts(&user.name).await? {
+            to.put_attempt(&attempt).await?;
+            done.attempts += 1;
+            tick(&done);
+        }
+    }
+
     progress(&done);
     Ok(done)
 }
@@ -100,8 +112,8 @@ mod tests {
 
     use super::*;
     use crate::store::{
-        RedisStore, SessionEvent, SessionRecord, SnapshotRecord, SqliteStore, UserRecord,
-        redis::test_server::RedisServer,
+        AttemptRecord, RedisStore, SessionEvent, SessionRecord, SnapshotRecord, SqliteStore,
+        UserRecord, redis::test_server::RedisServer,
     };
 
     async fn everything(store: &dyn Store) -> impl PartialEq + std::fmt::Debug {
@@ -118,6 +130,7 @@ mod tests {
             sessions,
             events,
             store.list_snapshots(None).await.unwrap(),
+            store.list_attempts("alice").await.unwrap(),
         )
     }
 
@@ -180,6 +193,28 @@ mod tests {
             })
             .await
             .unwrap();
+        store
+            .put_attempt(&AttemptRecord {
+                attempt: berth_proto::lab::LabAttempt {
+                    id: "a-1".to_owned(),
+                    lab: "dockerfile-basics".to_owned(),
+                    owner: "alice".to_owned(),
+                    session_id: "s-0".to_owned(),
+                    step: 2,
+                    steps: 2,
+                    started_at: at,
+                    completed_at: None,
+                    duration_seconds: None,
+                    judgings: 1,
+                    hints_shown: 0,
+                    last_result: None,
+                    session_state: None,
+                },
+                start_snapshot: Some("k-1".to_owned()),
+                hints_shown: BTreeMap::from([(1, 2)]),
+            })
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -200,7 +235,8 @@ mod tests {
                 users: 2,
                 sessions: states,
                 events: 2 * states,
-                snapshots: 1
+                snapshots: 1,
+                attempts: 1,
             }
         );
         assert_eq!(reports.last(), Some(&done));

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use berth_proto::SessionState;
 
 use super::{
-    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
+    UserRecord,
 };
 
 #[derive(Debug)]
@@ -130,5 +131,20 @@ impl<S: Store> Store for FaultyStore<S> {
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.inner.list_users().await
+    }
+
+    async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.put_attempt(attempt).await
+    }
+
+    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.get_attempt(id).await
+    }
+
+    async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_attempts(owner).await
     }
 }

@@ -223,6 +223,17 @@ impl SnapshotRecord {
     }
 }
 
+/// A user's attempt at a lab, kept whole: the judge, hints and resets rewrite it as one
+/// document, and nothing queries inside it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: berth_proto::lab::LabAttempt,
+    /// The named snapshot taken when the lab started, which "restart the lab" goes back to.
+    pub start_snapshot: Option<String>,
+    /// The static hints shown, per step (1-based), so a page reload does not restart a ladder.
+    pub hints_shown: BTreeMap<u32, u32>,
+}
+
 /// Which sessions to list. Every condition set must hold.
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
@@ -349,6 +360,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every user, oldest first (what `berth store copy` moves).
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Inserts or replaces an attempt at a lab.
+    async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError>;
+
+    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError>;
+
+    /// The owner's attempts, newest first.
+    async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 }
 
 #[cfg(test)]

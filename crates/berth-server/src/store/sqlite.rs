@@ -15,7 +15,8 @@ use sqlx::{
 };
 
 use super::{
-    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
+    UserRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -92,6 +93,11 @@ fn millis(at: DateTime<Utc>) -> i64 {
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
+}
+
+fn attempt_from_row(row: &SqliteRow) -> Result<AttemptRecord, StoreError> {
+    let body: String = row.try_get("body").map_err(unavailable)?;
+    serde_json::from_str(&body).map_err(|err| StoreError::Corrupt(format!("attempt: {err}")))
 }
 
 fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
@@ -417,6 +423,43 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        let body = serde_json::to_string(attempt)
+            .map_err(|err| StoreError::Corrupt(format!("attempt {}: {err}", attempt.attempt.id)))?;
+        sqlx::query(
+            "INSERT INTO lab_attempts (id, owner, started_at, body) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&attempt.attempt.id)
+        .bind(&attempt.attempt.owner)
+        .bind(millis(attempt.attempt.started_at))
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError> {
+        let row = sqlx::query("SELECT body FROM lab_attempts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(attempt_from_row).transpose()
+    }
+
+    async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM lab_attempts WHERE owner = ? ORDER BY started_at DESC, id DESC",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(attempt_from_row).collect()
     }
 }
 

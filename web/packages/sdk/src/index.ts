@@ -22,6 +22,20 @@ export type PreviewLink = Schemas["PreviewLink"];
 export type QueueStatus = Schemas["QueueStatus"];
 export type TimelineEvent = Schemas["TimelineEvent"];
 export type Me = Schemas["Me"];
+export type LabSummary = Schemas["LabSummary"];
+export type LabList = Schemas["LabList"];
+export type Lab = Schemas["Lab"];
+export type LabStep = Schemas["LabStep"];
+export type LabCheckInfo = Schemas["LabCheckInfo"];
+export type LabAttempt = Schemas["LabAttempt"];
+export type LabProgress = Schemas["LabProgress"];
+export type JudgeRequest = Schemas["JudgeRequest"];
+export type JudgeResult = Schemas["JudgeResult"];
+export type CheckResult = Schemas["CheckResult"];
+export type ResetRequest = Schemas["ResetRequest"];
+export type ResetMode = Schemas["ResetMode"];
+export type HintRequest = Schemas["HintRequest"];
+export type Hint = Schemas["Hint"];
 
 /** An answer that is not a success: Berth's stable `code`, and a message meant for people. */
 export class BerthError extends Error {

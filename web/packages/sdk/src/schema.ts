@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/agent/explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Seed 004's `POST /agent/explain`: the lab named in the body. */
+        post: operations["labs_explain_seed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/agent/hint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Seed 004's `POST /agent/hint`: the lab named in the body. */
+        post: operations["labs_hint_seed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -49,6 +83,172 @@ export interface paths {
         get: operations["whoami"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The labs of the catalogue. */
+        get: operations["labs_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/progress": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's attempts at every lab, newest first. */
+        get: operations["labs_progress"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One lab with its steps (markdown, and the same as safe HTML). */
+        get: operations["labs_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/{slug}/active": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's active attempt at the lab (its session not ended). */
+        get: operations["labs_active"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/{slug}/explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The assistant explains a piece of text (an error, a line) for the current step. */
+        post: operations["labs_explain"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/{slug}/hint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The next hint for the current step: the lab's own, in order, then the assistant's (with
+         *     `[ai]` configured), which sees the learner's files, terminal and failing checks.
+         */
+        post: operations["labs_hint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/{slug}/judge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Judge a step of the active attempt against the live session: each check's result, and
+         *     the attempt moved on when the step passed.
+         */
+        post: operations["labs_judge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/{slug}/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reset the active attempt: run a step's setup again (`step`), do the steps before one and
+         *     go on from there (`skip_to`), or go back to the lab's start (`restart`: a new session from
+         *     the snapshot taken at start).
+         */
+        post: operations["labs_reset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/labs/{slug}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start the lab: a session with its template, starter files and TTL, step 1 set up. One
+         *     attempt per user and lab: an active one is answered as it is (`200`).
+         */
+        post: operations["labs_start"];
         delete?: never;
         options?: never;
         head?: never;
@@ -829,6 +1029,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/judge/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Seed 004's `POST /judge/{slug}`: judges the current step. */
+        post: operations["labs_judge_seed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -867,6 +1084,26 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description `POST /agent/hint` and `/agent/explain`, seed 004's routes: the lab named in the body. */
+        AgentHintRequest: {
+            lab: string;
+            question?: string | null;
+        };
+        CheckResult: {
+            /** Format: int64 */
+            duration_ms: number;
+            /** @description What to try, when it failed. */
+            hint?: string | null;
+            id: string;
+            /** @description What passed, or what is wrong, for the learner. */
+            message: string;
+            /** @description What it measured (`size_mb`, `layers`, `status`...). */
+            metrics?: {
+                [key: string]: number;
+            };
+            passed: boolean;
+            title: string;
+        };
         /**
          * @description `POST /api/v1/sessions/{id}/preview-links`: a signed link to one port that works without
          *     logging in, until it expires.
@@ -1005,7 +1242,7 @@ export interface components {
          * @description Stable, machine-readable error codes. Clients match on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "unknown_template" | "invalid_ttl" | "quota_exceeded" | "rate_limited" | "payload_too_large" | "engine_unavailable" | "store_unavailable" | "session_failed" | "misconfigured" | "internal" | "unknown";
+        ErrorCode: "invalid_json" | "invalid_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "unknown_template" | "invalid_ttl" | "quota_exceeded" | "rate_limited" | "payload_too_large" | "engine_unavailable" | "store_unavailable" | "session_failed" | "misconfigured" | "upstream_failed" | "timeout" | "internal" | "unknown";
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
             /** @description What went wrong and, where it helps, what to do about it. */
@@ -1101,10 +1338,158 @@ export interface components {
             entries: components["schemas"]["FileEntry"][];
             path: string;
         };
+        /** @description A hint: the step's own, in order, then the assistant's. */
+        Hint: {
+            /**
+             * Format: int32
+             * @description For a static hint: its place on the ladder (1-based).
+             */
+            level?: number | null;
+            /**
+             * Format: int32
+             * @description Static hints of the step not yet shown.
+             */
+            remaining_static: number;
+            /** @description `static` (the lab's hint ladder) or `ai`. */
+            source: string;
+            /**
+             * Format: int32
+             * @description The step it is for (1-based).
+             */
+            step: number;
+            text: string;
+        };
+        /** @description `POST /api/v1/labs/{slug}/hint` and `.../explain`. */
+        HintRequest: {
+            /**
+             * @description The learner's question, or for `explain` the text to explain (an error, a line of the
+             *     Dockerfile). At most 2,000 characters.
+             */
+            question?: string | null;
+        };
+        /** @description `POST /api/v1/labs/{slug}/judge`. */
+        JudgeRequest: {
+            /**
+             * Format: int32
+             * @description The step to judge (1-based): the attempt's current one when omitted; an earlier one
+             *     may be judged again, a later one not.
+             */
+            step?: number | null;
+        };
+        /** @description What a judging found, `POST /api/v1/labs/{slug}/judge`. */
+        JudgeResult: {
+            checks: components["schemas"]["CheckResult"][];
+            /** @description Every step of the lab has passed. */
+            completed: boolean;
+            /** Format: int64 */
+            duration_ms: number;
+            /** Format: date-time */
+            judged_at: string;
+            /** @description Every check of the step passed. */
+            passed: boolean;
+            /**
+             * Format: int32
+             * @description The step judged (1-based).
+             */
+            step: number;
+        };
         /** @description `POST /api/v1/sessions/{id}/keepalive`: stay awake `seconds` from now. */
         Keepalive: {
             /** Format: int64 */
             seconds: number;
+        };
+        /** @description `GET /api/v1/labs/{slug}`: the lab with its steps. */
+        Lab: components["schemas"]["LabSummary"] & {
+            steps: components["schemas"]["LabStep"][];
+        };
+        /** @description One user's attempt at a lab: its session and how far it got. */
+        LabAttempt: {
+            /**
+             * Format: date-time
+             * @description When the last step passed.
+             */
+            completed_at?: string | null;
+            /**
+             * Format: int64
+             * @description How long it took, start to the last step passed, in seconds.
+             */
+            duration_seconds?: number | null;
+            /**
+             * Format: int32
+             * @description Static hints shown for the current step.
+             */
+            hints_shown: number;
+            id: string;
+            /**
+             * Format: int32
+             * @description Judgings asked for.
+             */
+            judgings: number;
+            lab: string;
+            last_result?: components["schemas"]["JudgeResult"] | null;
+            owner: string;
+            session_id: string;
+            session_state?: components["schemas"]["SessionState"] | null;
+            /** Format: date-time */
+            started_at: string;
+            /**
+             * Format: int32
+             * @description The step being worked on (1-based); `steps + 1` once every step has passed.
+             */
+            step: number;
+            /** Format: int32 */
+            steps: number;
+        };
+        /** @description What a check is about, before it runs. */
+        LabCheckInfo: {
+            id: string;
+            title: string;
+        };
+        LabList: {
+            labs: components["schemas"]["LabSummary"][];
+        };
+        /** @description `GET /api/v1/labs/progress`: the caller's attempts, newest first. */
+        LabProgress: {
+            attempts: components["schemas"]["LabAttempt"][];
+        };
+        LabStep: {
+            checks: components["schemas"]["LabCheckInfo"][];
+            /**
+             * Format: int32
+             * @description How many static hints the step has (`POST .../hint` gives them in order).
+             */
+            hints: number;
+            /** @description The same rendered to HTML, with any HTML of the author's escaped: safe to insert. */
+            html: string;
+            id: string;
+            /** @description The step's text as its author wrote it. */
+            markdown: string;
+            /**
+             * Format: int32
+             * @description 1 for the first step.
+             */
+            number: number;
+            title: string;
+        };
+        /** @description One lab of the catalogue, `GET /api/v1/labs`. */
+        LabSummary: {
+            /** @description `beginner`, `intermediate` or `advanced`. */
+            difficulty: string;
+            /** @description Its sessions have a Docker of their own. */
+            docker: boolean;
+            /** @description The slug: the lab's directory name, used in every lab route. */
+            id: string;
+            /** Format: int32 */
+            step_count: number;
+            summary: string;
+            /** @description The template its sessions are made from. */
+            template: string;
+            title: string;
+            /**
+             * Format: int64
+             * @description How long an attempt's session lives.
+             */
+            ttl_minutes: number;
         };
         /** @description One TCP port something in the session listens on. */
         ListeningPort: {
@@ -1234,6 +1619,17 @@ export interface components {
             ready: boolean;
             /** @description `ok`, or why the store cannot be used. */
             store: string;
+        };
+        /** @enum {string} */
+        ResetMode: "step" | "skip_to" | "restart";
+        /** @description `POST /api/v1/labs/{slug}/reset`. */
+        ResetRequest: {
+            mode: components["schemas"]["ResetMode"];
+            /**
+             * Format: int32
+             * @description For `step` and `skip_to`: the step (1-based).
+             */
+            step?: number | null;
         };
         /** @description A session as the API shows it. */
         Session: {
@@ -1438,6 +1834,150 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    labs_explain_seed: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentHintRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hint"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_hint_seed: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentHintRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hint"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     login: {
         parameters: {
             query?: never;
@@ -1514,6 +2054,566 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabList"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_progress: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabProgress"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Lab"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_active: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabAttempt"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such lab, or no active attempt */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_explain: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HintRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hint"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No assistant is configured */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_hint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HintRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hint"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No hints left, and no assistant */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the assistant's rate (`retry_after`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The assistant's provider failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The assistant did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_judge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JudgeRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JudgeResult"];
+                };
+            };
+            /** @description A step not reached yet */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such lab, or no active attempt */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A judging of this session is running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The judging ran out of time (`timeout`) */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_reset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResetRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabAttempt"];
+                };
+            };
+            /** @description No such step */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A judging of this session is running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    labs_start: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The active attempt, already started */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabAttempt"];
+                };
+            };
+            /** @description Started */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabAttempt"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A start of this lab is already running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the session quota */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4279,6 +5379,69 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    labs_judge_seed: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JudgeResult"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };

@@ -59,8 +59,13 @@ pub async fn build(
         ));
     }
     let (endpoint, engine) = session_docker(&state, &caller, &id).await?;
-    let query = serde_urlencoded::to_string([("path", request.context_path.as_str())])
-        .map_err(ApiError::internal)?;
+    // As the docker CLI sends a context: without what its `.dockerignore` lists (the engine's
+    // builder does not read it).
+    let query = serde_urlencoded::to_string([
+        ("path", request.context_path.as_str()),
+        ("dockerignore", "true"),
+    ])
+    .map_err(ApiError::internal)?;
     let archive = crate::proxy::http(
         &state.agent,
         endpoint,

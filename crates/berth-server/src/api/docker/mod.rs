@@ -15,7 +15,7 @@ use crate::{auth::Principal, docker_api};
 
 /// The session's agent and Docker API, for `caller`, the session awake (a sleeping one wakes)
 /// and its activity counted; `409` when its template has no Docker.
-async fn session_docker(
+pub(crate) async fn session_docker(
     state: &AppState,
     caller: &Principal,
     id: &str,

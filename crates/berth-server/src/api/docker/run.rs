@@ -118,7 +118,7 @@ pub async fn run(
 
 /// Waits for a started container to exit (killing it at `timeout`) and reads its output;
 /// with `rm` removes it, whatever happened.
-async fn finish(
+pub(crate) async fn finish(
     engine: Engine,
     container: String,
     timeout: Duration,
@@ -300,7 +300,7 @@ fn port_bindings(ports: &[String]) -> Result<Option<Value>, ApiError> {
 }
 
 /// One call to the session's Docker API, its answer in full as JSON (`Null` for none).
-async fn call(
+pub(crate) async fn call(
     engine: &Engine,
     method: Method,
     path: &str,
@@ -371,7 +371,25 @@ fn refusal(status: StatusCode, body: &[u8]) -> ApiError {
     ApiError::coded(code, message)
 }
 
-async fn remove(engine: &Engine, container: &str) -> Result<(), ApiError> {
+/// The last `tail` lines of each of a container's streams, stdout's then stderr's.
+pub(crate) async fn logs_tail(
+    engine: &Engine,
+    container: &str,
+    tail: u32,
+) -> Result<String, ApiError> {
+    let path = format!("/containers/{container}/logs?stdout=1&stderr=1&tail={tail}");
+    let mut output = Output::default();
+    output
+        .read(send(engine, Method::GET, &path, None).await?)
+        .await?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+pub(crate) async fn remove(engine: &Engine, container: &str) -> Result<(), ApiError> {
     let path = format!("/containers/{container}?force=1");
     call(engine, Method::DELETE, &path, None).await.map(drop)
 }

@@ -563,55 +563,15 @@ async fn configure_agent(
             .map_err(|e| seed_error(e.to_string()))?;
     }
     if let Some(seed) = seed {
-        let tar = tokio::task::spawn_blocking(move || seed_archive(&seed))
-            .await
-            .map_err(|e| seed_error(e.to_string()))?
-            .map_err(|e| seed_error(e.to_string()))?;
+        let tar =
+            tokio::task::spawn_blocking(move || crate::agent_client::directory_archive(&seed))
+                .await
+                .map_err(|e| seed_error(e.to_string()))?
+                .map_err(|e| seed_error(e.to_string()))?;
         agent
             .upload_archive(addr, secret, ".", tar)
             .await
             .map_err(|e| seed_error(e.to_string()))?;
     }
     Ok(())
-}
-
-/// A workspace seed as a tar: a `.tar` file as it is, or a directory's contents at the
-/// archive's root. Seeds are small (starter files), so the archive is held in memory.
-fn seed_archive(seed: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    if seed.is_file() {
-        return std::fs::read(seed);
-    }
-    let dir = seed;
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    builder.append_dir_all(".", dir)?;
-    builder.into_inner()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Read;
-
-    use super::seed_archive;
-
-    #[test]
-    pub(super) fn a_seed_is_a_directory_packed_or_a_tar_passed_through() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("case")).unwrap();
-        std::fs::write(dir.path().join("case/brief.txt"), "facts").unwrap();
-        let packed = seed_archive(dir.path()).unwrap();
-        let mut archive = tar::Archive::new(packed.as_slice());
-        let mut found = String::new();
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            if entry.path().unwrap().ends_with("case/brief.txt") {
-                entry.read_to_string(&mut found).unwrap();
-            }
-        }
-        assert_eq!(found, "facts");
-
-        let file = dir.path().join("seed.tar");
-        std::fs::write(&file, &packed).unwrap();
-        assert_eq!(seed_archive(&file).unwrap(), packed);
-    }
 }

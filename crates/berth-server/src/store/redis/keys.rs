@@ -35,6 +35,14 @@ pub fn session_snapshots(session_id: &str) -> String {
     format!("berth:session:{session_id}:snapshots")
 }
 
+pub fn attempt(id: &str) -> String {
+    format!("berth:attempt:{id}")
+}
+
+pub fn owner_attempts(owner: &str) -> String {
+    format!("berth:user:{owner}:attempts")
+}
+
 pub fn ticket(ticket: &str) -> String {
     format!("berth:ticket:{ticket}")
 }

@@ -28,7 +28,8 @@ use redis::{
 };
 
 use super::{
-    SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError, UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
+    UserRecord,
 };
 
 /// The backstop around every call, below the 5 s a caller may wait for an answer: the
@@ -450,6 +451,57 @@ impl Store for RedisStore {
         users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(users)
     }
+
+    async fn put_attempt(&self, record: &AttemptRecord) -> Result<(), StoreError> {
+        let attempt = &record.attempt;
+        let json = serde_json::to_string(record)
+            .map_err(|err| StoreError::Corrupt(format!("attempt {}: {err}", attempt.id)))?;
+        // MULTI/EXEC: the document and its index land together; nothing is read first.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(keys::attempt(&attempt.id))
+            .arg(json)
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys::owner_attempts(&attempt.owner))
+            .arg(attempt.started_at.timestamp_millis())
+            .arg(&attempt.id)
+            .ignore();
+        self.pipeline::<()>(&pipe).await
+    }
+
+    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(keys::attempt(id))).await?;
+        raw.as_deref().map(attempt_from_json).transpose()
+    }
+
+    async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        // Newest first; equal times by id, descending, as SQLite orders them.
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(keys::owner_attempts(owner))
+                    .arg("+inf")
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV"),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| keys::attempt(id)).collect();
+        let raws: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+        raws.iter()
+            .flatten()
+            .map(|raw| attempt_from_json(raw))
+            .collect()
+    }
+}
+
+fn attempt_from_json(raw: &str) -> Result<AttemptRecord, StoreError> {
+    serde_json::from_str(raw).map_err(|err| StoreError::Corrupt(format!("attempt: {err}")))
 }
 
 #[cfg(test)]
