@@ -1185,6 +1185,9 @@ mod tests {
         config.cluster.advertise = Some("http://10.0.0.5:8080".into());
         config.store.url = Some("redis://127.0.0.1:6379/0".into());
         config.swarm.manager = Some("unix:///var/run/docker.sock".into());
+        config.labs.dir = Some("labs".into());
+        config.ai.base_url = Some("http://127.0.0.1:11434/v1".into());
+        config.ai.api_key_env = Some("OPENAI_API_KEY".into());
         let template = config.templates.get_mut(DEFAULT_TEMPLATE).unwrap();
         template.workspace_seed = Some("seed".into());
         template.pool.max = Some(4);
