@@ -19,6 +19,7 @@ pub use processes::{ExecEvent, ExecStream};
 use berth_proto::{
     CreateSession, CreateUser, ErrorBody, ErrorCode, ExtendSession, Session, SessionList, Template,
     TemplateList, UserCreated,
+    user::{Role, User, UserList},
 };
 use reqwest::{Method, StatusCode, header};
 use serde::{Serialize, de::DeserializeOwned};
@@ -321,15 +322,41 @@ impl Client {
     }
 
     pub async fn create_user(&self, name: &str) -> Result<UserCreated, ClientError> {
+        self.create_user_with_role(name, Role::User).await
+    }
+
+    pub async fn create_user_with_role(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> Result<UserCreated, ClientError> {
         self.expect(
             Method::POST,
             "/api/v1/users",
             &[],
             Some(&CreateUser {
                 name: name.to_owned(),
+                role,
             }),
         )
         .await
+    }
+
+    /// Every user, without their tokens (admin).
+    pub async fn users(&self) -> Result<Vec<User>, ClientError> {
+        let list: UserList = self
+            .expect(Method::GET, "/api/v1/users", &[], None::<&()>)
+            .await?;
+        Ok(list.users)
+    }
+
+    /// Changes a user's role (admin).
+    pub async fn set_role(&self, name: &str, role: Role) -> Result<(), ClientError> {
+        let path = format!("/api/v1/users/{}", encode(name));
+        let body = berth_proto::lab::UpdateUser { role };
+        self.send::<serde_json::Value>(Method::PATCH, &path, &[], Some(&body))
+            .await
+            .map(drop)
     }
 }
 

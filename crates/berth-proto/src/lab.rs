@@ -205,3 +205,80 @@ pub struct AgentHintRequest {
 pub struct LabProgress {
     pub attempts: Vec<LabAttempt>,
 }
+
+/// `POST /api/v1/classes`: a class, a roster of users an instructor teaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateClass {
+    /// For people: 1 to 64 characters.
+    pub name: String,
+    /// The learners' user names.
+    pub members: Vec<String>,
+    /// How many of its members' lab sessions may live at once; unlimited when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Class {
+    pub id: String,
+    pub name: String,
+    /// The instructor who made it.
+    pub instructor: String,
+    pub members: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u32>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClassList {
+    pub classes: Vec<Class>,
+}
+
+/// `GET /api/v1/classes/{id}`: the class and where each learner stands, now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClassView {
+    #[serde(flatten)]
+    pub class: Class,
+    pub learners: Vec<Learner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Learner {
+    pub user: String,
+    /// Their newest attempt at each lab, newest first.
+    pub attempts: Vec<LabAttempt>,
+}
+
+/// `POST /api/v1/classes/{id}/labs/{slug}/start`: what happened for each member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClassStart {
+    pub started: Vec<MemberStart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberStart {
+    pub user: String,
+    /// The attempt, started or already active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<LabAttempt>,
+    /// Why it was not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorDetail>,
+}
+
+/// `PATCH /api/v1/users/{name}` (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub role: crate::user::Role,
+}

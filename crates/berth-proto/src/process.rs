@@ -77,8 +77,9 @@ pub enum TerminalServerMessage {
 }
 
 /// The agent's `GET /terminals/tail`: the end of each live terminal's output, for the labs
-/// assistant's view of what the learner ran.
+/// assistant's view of what the learner ran, and an instructor's list of a learner's terminals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalTail {
     pub terminal_id: String,
     /// The last bytes of its scrollback (as the agent keeps it, escape sequences and all),

@@ -10,6 +10,43 @@ use serde::{Deserialize, Serialize};
 pub struct CreateUser {
     /// 1 to 32 characters: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
     pub name: String,
+    /// `user` when omitted.
+    #[serde(default, skip_serializing_if = "Role::is_user")]
+    pub role: Role,
+}
+
+/// What a user may do beyond their own sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Their own sessions and labs.
+    #[default]
+    User,
+    /// Also classes: a roster's labs started, followed live, reset, terminals shadowed.
+    Instructor,
+}
+
+impl Role {
+    pub fn is_user(&self) -> bool {
+        *self == Self::User
+    }
+}
+
+/// A user as the admin lists them (`GET /api/v1/users`), without their token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserList {
+    pub users: Vec<User>,
 }
 
 /// The answer to `POST /api/v1/users`. The token is shown this once; only its hash is stored.
@@ -18,6 +55,8 @@ pub struct CreateUser {
 pub struct UserCreated {
     pub id: String,
     pub name: String,
+    #[serde(default)]
+    pub role: Role,
     pub token: String,
     pub created_at: DateTime<Utc>,
 }

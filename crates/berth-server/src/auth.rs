@@ -17,6 +17,9 @@ pub const ADMIN_NAME: &str = "admin";
 pub struct Principal {
     pub name: String,
     pub admin: bool,
+    /// What a user may do beyond their own sessions (the admin may do everything).
+    #[serde(default)]
+    pub role: berth_proto::user::Role,
 }
 
 impl Principal {
@@ -24,6 +27,21 @@ impl Principal {
         Self {
             name: ADMIN_NAME.to_owned(),
             admin: true,
+            role: berth_proto::user::Role::User,
+        }
+    }
+
+    /// Whether this caller may keep classes: an instructor, or the admin.
+    pub fn teaches(&self) -> bool {
+        self.admin || self.role == berth_proto::user::Role::Instructor
+    }
+
+    /// A learner, as an instructor acts for them on their own sessions (`api/labs/classes.rs`).
+    pub fn user(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            admin: false,
+            role: berth_proto::user::Role::User,
         }
     }
 
@@ -80,6 +98,7 @@ impl Authenticator {
         let principal = found.map(|user| Principal {
             name: user.name,
             admin: false,
+            role: user.role,
         });
         if let Some(principal) = &principal {
             self.known

@@ -34,6 +34,11 @@ pub fn attempt_id() -> String {
     format!("a{}", random_base32(12))
 }
 
+/// A class: `c` + 12 characters.
+pub fn class_id() -> String {
+    format!("c{}", random_base32(12))
+}
+
 /// An E2B file watcher: `w` + 12 characters.
 pub fn watcher_id() -> String {
     format!("w{}", random_base32(12))

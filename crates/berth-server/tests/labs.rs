@@ -642,3 +642,199 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
     drop(labs);
     server.stop().await;
 }
+
+/// Reads a terminal until `needle` shows up; everything seen.
+async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        match tokio::time::timeout(Duration::from_secs(10), terminal.next()).await {
+            Ok(Some(TerminalEvent::Output(bytes))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes))
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no {needle:?} in the terminal ({other:?}); saw {seen:?}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_read_only() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let labs = test_labs();
+    let server = Server::start_with(|config| {
+        config.labs.dir = Some(labs.path().to_owned());
+    })
+    .await;
+    let teacher = server
+        .client
+        .create_user_with_role("teacher", berth_proto::user::Role::Instructor)
+        .await
+        .unwrap();
+    let teacher = Learner {
+        http: reqwest::Client::new(),
+        base: server.client.base_url().trim_end_matches('/').to_owned(),
+        token: teacher.token,
+    };
+    let ann = Learner::new(&server, "ann").await;
+    Learner::new(&server, "ben").await;
+
+    // Only instructors keep classes; members must be users.
+    let (status, refused) = ann
+        .post(
+            "/api/v1/classes",
+            json!({"name": "mine", "members": ["ben"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (403, &json!("forbidden")),
+        "{refused}"
+    );
+    let (status, unknown) = teacher
+        .post(
+            "/api/v1/classes",
+            json!({"name": "x", "members": ["ann", "zed"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{unknown}");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("zed")
+    );
+    let (status, class) = teacher
+        .post(
+            "/api/v1/classes",
+            json!({"name": "Docker 101", "members": ["ann", "ben"], "max_sessions": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{class}");
+    let class_id = class["id"].as_str().unwrap().to_owned();
+    let (status, _) = ann.get(&format!("/api/v1/classes/{class_id}")).await;
+    assert_eq!(status, 404, "a learner does not see the class");
+
+    // The lab for the whole class, within its one session at a time.
+    let (status, started) = teacher
+        .post(
+            &format!("/api/v1/classes/{class_id}/labs/steps/start"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let session = started["started"][0]["attempt"]["session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started:#}"))
+        .to_owned();
+    assert_eq!(started["started"][0]["user"], "ann");
+    assert_eq!(
+        started["started"][1]["error"]["code"], "quota_exceeded",
+        "{started:#}"
+    );
+    let (_, mine) = ann.get("/api/v1/labs/steps/active").await;
+    assert_eq!(
+        mine["session_id"],
+        session.as_str(),
+        "the attempt is ann's own"
+    );
+
+    // Live: ann's judging shows in the class view.
+    let result = ann.judge("steps").await;
+    assert_eq!(result["passed"], false);
+    let (_, view) = teacher.get(&format!("/api/v1/classes/{class_id}")).await;
+    let learners = view["learners"].as_array().unwrap();
+    assert_eq!(learners[0]["user"], "ann");
+    assert_eq!(learners[0]["attempts"][0]["judgings"], 1, "{view:#}");
+    assert_eq!(learners[0]["attempts"][0]["last_result"]["passed"], false);
+    assert_eq!(learners[1]["attempts"], json!([]));
+
+    // Shadowing: the learner's terminal, its output live, the watcher's input dropped.
+    let ann_client = berth_client::Client::new(&ann.base, &ann.token).unwrap();
+    let mut own = ann_client
+        .terminal(&session, &TerminalQuery::default())
+        .await
+        .unwrap();
+    own.send(b"echo ann-typed-$((1+1))\n").await.unwrap();
+    read_until(&mut own, "ann-typed-2").await;
+    let (_, terminals) = teacher
+        .get(&format!(
+            "/api/v1/classes/{class_id}/sessions/{session}/terminals"
+        ))
+        .await;
+    let terminal_id = terminals[0]["terminal_id"].as_str().unwrap().to_owned();
+    assert!(
+        terminals[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("ann-typed-2"),
+        "{terminals}"
+    );
+
+    let url = format!(
+        "{}/api/v1/classes/{class_id}/sessions/{session}/terminal?terminal_id={terminal_id}",
+        ann.base.replacen("http", "ws", 1)
+    );
+    let mut request = url.clone().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", teacher.token).parse().unwrap(),
+    );
+    let (mut shadow, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut watched = String::new();
+    let mut watch_until = async |shadow: &mut tokio_tungstenite::WebSocketStream<_>,
+                                 needle: &str| {
+        while !watched.contains(needle) {
+            match tokio::time::timeout(Duration::from_secs(10), shadow.next()).await {
+                Ok(Some(Ok(Message::Binary(bytes)))) => {
+                    watched.push_str(&String::from_utf8_lossy(&bytes))
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!("the shadow saw no {needle:?} ({other:?}): {watched:?}"),
+            }
+        }
+    };
+    watch_until(&mut shadow, "ann-typed-2").await;
+    shadow
+        .send(Message::binary(b"echo shadow-typed-$((2+2))\n".to_vec()))
+        .await
+        .unwrap();
+    own.send(b"echo after-shadow-$((3+3))\n").await.unwrap();
+    let seen = read_until(&mut own, "after-shadow-6").await;
+    watch_until(&mut shadow, "after-shadow-6").await;
+    assert!(
+        !seen.contains("shadow-typed"),
+        "the watcher typed: {seen:?}"
+    );
+    assert!(
+        !watched.contains("shadow-typed"),
+        "the watcher typed: {watched:?}"
+    );
+
+    // Someone who does not keep the class cannot watch.
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", ann.token).parse().unwrap(),
+    );
+    let refused = tokio_tungstenite::connect_async(request).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 404),
+        "{refused:?}"
+    );
+
+    // The instructor moves ann on to step 3.
+    let (status, reset) = teacher
+        .post(
+            &format!("/api/v1/classes/{class_id}/members/ann/labs/steps/reset"),
+            json!({"mode": "skip_to", "step": 3}),
+        )
+        .await;
+    assert_eq!((status, &reset["step"]), (200, &json!(3)), "{reset}");
+    let (_, mine) = ann.get("/api/v1/labs/steps/active").await;
+    assert_eq!(mine["step"], 3);
+    drop(labs);
+    server.stop().await;
+}

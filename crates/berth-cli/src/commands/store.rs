@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy users, sessions (every state), their timelines, snapshots and lab attempts from
-    /// one store to another, e.g. from SQLite to Redis before running several instances.
+    /// Copy users, sessions (every state), their timelines, snapshots, lab attempts and
+    /// classes from one store to another, e.g. from SQLite to Redis before running several instances.
     ///
     /// Stop every `berth serve` using either store first: what they write meanwhile may be
     /// missed. Session containers and snapshot images stay in Docker; only their records move.
@@ -70,7 +70,7 @@ async fn copy(from: &str, to: &str, force: bool) -> anyhow::Result<()> {
 
 fn counts(p: &CopyProgress) -> String {
     format!(
-        "{} users, {} sessions, {} events, {} snapshots, {} lab attempts",
-        p.users, p.sessions, p.events, p.snapshots, p.attempts
+        "{} users, {} sessions, {} events, {} snapshots, {} lab attempts, {} classes",
+        p.users, p.sessions, p.events, p.snapshots, p.attempts, p.classes
     )
 }

@@ -1,5 +1,6 @@
 //! `berth user ...`.
 
+use berth_proto::user::Role;
 use clap::Subcommand;
 
 use super::{Connection, explain};
@@ -10,17 +11,59 @@ pub enum UserCommand {
     /// Create a user and print its API token (shown this once).
     Create {
         name: String,
+        /// `instructor` may keep classes (docs/labs.md); `user` by default.
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         conn: Connection,
     },
+    /// List the users and their roles (never their tokens).
+    Ls {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Change a user's role.
+    Role {
+        name: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    User,
+    Instructor,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::User => Role::User,
+            RoleArg::Instructor => Role::Instructor,
+        }
+    }
 }
 
 pub async fn run(command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Create { name, json, conn } => {
-            let user = conn.client()?.create_user(&name).await.map_err(explain)?;
+        UserCommand::Create {
+            name,
+            role,
+            json,
+            conn,
+        } => {
+            let user = conn
+                .client()?
+                .create_user_with_role(&name, role.into())
+                .await
+                .map_err(explain)?;
             if json {
                 return output::json(&user);
             }
@@ -29,6 +72,32 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                 "Created user {} ({}). Keep the token above: it is not shown again.",
                 user.name, user.id
             );
+            Ok(())
+        }
+        UserCommand::Ls { json, conn } => {
+            let users = conn.client()?.users().await.map_err(explain)?;
+            if json {
+                return output::json(&users);
+            }
+            let rows: Vec<Vec<String>> = users
+                .iter()
+                .map(|u| {
+                    let role = match u.role {
+                        Role::User => "user",
+                        Role::Instructor => "instructor",
+                    };
+                    vec![u.name.clone(), role.to_owned(), u.created_at.to_rfc3339()]
+                })
+                .collect();
+            output::table(&["NAME", "ROLE", "CREATED"], &rows);
+            Ok(())
+        }
+        UserCommand::Role { name, role, conn } => {
+            conn.client()?
+                .set_role(&name, role.into())
+                .await
+                .map_err(explain)?;
+            eprintln!("{name} is now {}", format!("{role:?}").to_lowercase());
             Ok(())
         }
     }

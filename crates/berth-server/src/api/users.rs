@@ -1,7 +1,16 @@
 //! `/api/v1/users`.
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse};
-use berth_proto::{CreateUser, ErrorBody, UserCreated};
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+    response::IntoResponse,
+};
+use berth_proto::{
+    CreateUser, ErrorBody, UserCreated,
+    lab::UpdateUser,
+    user::{User, UserList},
+};
 use chrono::Utc;
 
 use super::{AppState, error::ApiError, extract::ApiJson};
@@ -55,13 +64,69 @@ pub async fn create(
         name,
         token_hash: hash_token(&token),
         created_at: Utc::now(),
+        role: request.role,
     };
     state.store.insert_user(&user).await?;
     let created = UserCreated {
         id: user.id,
         name: user.name,
+        role: user.role,
         token,
         created_at: user.created_at,
     };
-    Ok((StatusCode::CREATED, axum::Json(created)))
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Every user, without their tokens (admin only).
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users", operation_id = "list_users",
+    responses((status = 200, body = UserList), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Principal,
+) -> Result<Json<UserList>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::forbidden("only the admin can list users"));
+    }
+    let users = state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .map(|user| User {
+            id: user.id,
+            name: user.name,
+            role: user.role,
+            created_at: user.created_at,
+        })
+        .collect();
+    Ok(Json(UserList { users }))
+}
+
+/// Change a user's role (admin only): `instructor` may keep classes.
+#[utoipa::path(
+    patch, path = "/api/v1/users/{name}", tag = "users", operation_id = "update_user",
+    params(("name" = String, Path)),
+    request_body = UpdateUser,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<UpdateUser>,
+) -> Result<StatusCode, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::forbidden("only the admin can change roles"));
+    }
+    state.store.set_user_role(&name, request.role).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

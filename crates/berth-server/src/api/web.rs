@@ -31,6 +31,7 @@ pub struct Login {
 pub struct Me {
     pub name: String,
     pub admin: bool,
+    pub role: berth_proto::user::Role,
     pub csrf_token: String,
 }
 
@@ -38,6 +39,7 @@ fn me(s: &AppState, caller: Principal, token: &str) -> axum::Json<Me> {
     axum::Json(Me {
         name: caller.name,
         admin: caller.admin,
+        role: caller.role,
         csrf_token: s.signer.csrf_token(token),
     })
 }

@@ -180,6 +180,7 @@ mod tests {
             caller: Principal {
                 name: owner.into(),
                 admin: false,
+                role: berth_proto::user::Role::User,
             },
             request: CreateSession::default(),
             ttl: 60,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_proto::SessionState;
+use berth_proto::{SessionState, lab::Class, user::Role};
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
@@ -40,6 +40,7 @@ pub async fn run(store: &dyn Store) {
     timelines_keep_their_order_per_session(store).await;
     snapshots_are_kept_listed_and_deleted(store).await;
     lab_attempts_are_replaced_whole_and_listed_newest_first(store).await;
+    classes_are_replaced_whole_listed_and_deleted(store).await;
 }
 
 async fn lab_attempts_are_replaced_whole_and_listed_newest_first(store: &dyn Store) {
@@ -258,6 +259,7 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         name: "carol".to_owned(),
         token_hash: "ab12".to_owned(),
         created_at: Utc.timestamp_millis_opt(1_700_000_000_000).unwrap(),
+        role: Role::User,
     };
     store.insert_user(&user).await.unwrap();
     assert_eq!(
@@ -270,6 +272,7 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         name: "dave".to_owned(),
         token_hash: "ef56".to_owned(),
         created_at: user.created_at - Duration::seconds(1),
+        role: Role::Instructor,
     };
     store.insert_user(&older).await.unwrap();
     assert_eq!(
@@ -286,4 +289,46 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         store.insert_user(&same_name).await,
         Err(StoreError::Conflict(_))
     ));
+
+    store
+        .set_user_role("carol", Role::Instructor)
+        .await
+        .unwrap();
+    let carol = store.user_by_token_hash("ab12").await.unwrap().unwrap();
+    assert_eq!(
+        (carol.role, carol.created_at),
+        (Role::Instructor, user.created_at)
+    );
+    assert!(matches!(
+        store.set_user_role("nobody", Role::Instructor).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn classes_are_replaced_whole_listed_and_deleted(store: &dyn Store) {
+    let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+    let class = |id: &str, offset: i64| Class {
+        id: id.to_owned(),
+        name: format!("class {id}"),
+        instructor: "erin".to_owned(),
+        members: vec!["alice".to_owned(), "bob".to_owned()],
+        max_sessions: Some(2),
+        created_at: at + Duration::seconds(offset),
+    };
+    let (later, earlier) = (class("c2", 5), class("c1", 0));
+    store.put_class(&later).await.unwrap();
+    store.put_class(&earlier).await.unwrap();
+    let mut grown = earlier.clone();
+    grown.members.push("carol".to_owned());
+    store.put_class(&grown).await.unwrap();
+    assert_eq!(store.get_class("c1").await.unwrap(), Some(grown.clone()));
+    assert_eq!(
+        store.list_classes().await.unwrap(),
+        [grown, later.clone()],
+        "oldest first"
+    );
+    store.delete_class("c1").await.unwrap();
+    store.delete_class("c1").await.unwrap();
+    assert_eq!(store.get_class("c1").await.unwrap(), None);
+    assert_eq!(store.list_classes().await.unwrap(), [later]);
 }

@@ -11,13 +11,14 @@ pub struct CopyProgress {
     pub events: u64,
     pub snapshots: u64,
     pub attempts: u64,
+    pub classes: u64,
 }
 
 /// Rows between two progress reports.
 const REPORT_EVERY: u64 = 100;
 
-/// Copies users, sessions (every state), their timelines, snapshots and lab attempts from
-/// `from` to `to`,
+/// Copies users, sessions (every state), their timelines, snapshots, lab attempts and classes
+/// from `from` to `to`,
 /// calling `progress` every few rows and once at the end.
 ///
 /// Refuses (`Conflict`) a target that already holds users, sessions or snapshots unless
@@ -38,7 +39,12 @@ pub async fn copy(
     }
     let mut done = CopyProgress::default();
     let mut tick = |done: &CopyProgress| {
-        let rows = done.users + done.sessions + done.events + done.snapshots + done.attempts;
+        let rows = done.users
+            + done.sessions
+            + done.events
+            + done.snapshots
+            + done.attempts
+            + done.classes;
         if rows.is_multiple_of(REPORT_EVERY) {
             progress(done);
         }
@@ -81,7 +87,12 @@ pub async fn copy(
         tick(&done);
     }
 
-    // Attempts are replaced whole, so a forced copy needs no conflict handling.
+    // Attempts and classes are replaced whole, so a forced copy needs no conflict handling.
+    for class in from.list_classes().await? {
+        to.put_class(&class).await?;
+        done.classes += 1;
+        tick(&done);
+    }
     for user in &users {
         for attempt in from.list_attempts(&user.name).await? {
             to.put_attempt(&attempt).await?;
@@ -131,6 +142,7 @@ mod tests {
             events,
             store.list_snapshots(None).await.unwrap(),
             store.list_attempts("alice").await.unwrap(),
+            store.list_classes().await.unwrap(),
         )
     }
 
@@ -178,6 +190,11 @@ mod tests {
                     name: name.to_owned(),
                     token_hash: format!("hash-{name}"),
                     created_at: at + Duration::seconds(i64::try_from(i).unwrap()),
+                    role: if i == 0 {
+                        berth_proto::user::Role::Instructor
+                    } else {
+                        berth_proto::user::Role::User
+                    },
                 })
                 .await
                 .unwrap();
@@ -215,6 +232,17 @@ mod tests {
             })
             .await
             .unwrap();
+        store
+            .put_class(&berth_proto::lab::Class {
+                id: "c-1".to_owned(),
+                name: "docker 101".to_owned(),
+                instructor: "alice".to_owned(),
+                members: vec!["bob".to_owned()],
+                max_sessions: None,
+                created_at: at,
+            })
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -237,6 +265,7 @@ mod tests {
                 events: 2 * states,
                 snapshots: 1,
                 attempts: 1,
+                classes: 1,
             }
         );
         assert_eq!(reports.last(), Some(&done));

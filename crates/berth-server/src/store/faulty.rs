@@ -133,6 +133,34 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.list_users().await
     }
 
+    async fn set_user_role(
+        &self,
+        name: &str,
+        role: berth_proto::user::Role,
+    ) -> Result<(), StoreError> {
+        self.inner.set_user_role(name, role).await
+    }
+
+    async fn put_class(&self, class: &berth_proto::lab::Class) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.put_class(class).await
+    }
+
+    async fn get_class(&self, id: &str) -> Result<Option<berth_proto::lab::Class>, StoreError> {
+        self.check_reachable()?;
+        self.inner.get_class(id).await
+    }
+
+    async fn list_classes(&self) -> Result<Vec<berth_proto::lab::Class>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_classes().await
+    }
+
+    async fn delete_class(&self, id: &str) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.delete_class(id).await
+    }
+
     async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
         self.check_reachable()?;
         self.inner.put_attempt(attempt).await

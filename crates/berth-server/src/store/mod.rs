@@ -173,6 +173,7 @@ pub struct UserRecord {
     /// as a slow one here and keeps per-request authentication cheap.
     pub token_hash: String,
     pub created_at: DateTime<Utc>,
+    pub role: berth_proto::user::Role,
 }
 
 /// One entry of a session's timeline.
@@ -361,6 +362,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every user, oldest first (what `berth store copy` moves).
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
 
+    /// Fails with `NotFound` when there is no user of that name.
+    async fn set_user_role(
+        &self,
+        name: &str,
+        role: berth_proto::user::Role,
+    ) -> Result<(), StoreError>;
+
     /// Inserts or replaces an attempt at a lab.
     async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError>;
 
@@ -368,6 +376,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The owner's attempts, newest first.
     async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// Inserts or replaces a class.
+    async fn put_class(&self, class: &berth_proto::lab::Class) -> Result<(), StoreError>;
+
+    async fn get_class(&self, id: &str) -> Result<Option<berth_proto::lab::Class>, StoreError>;
+
+    /// Every class, oldest first.
+    async fn list_classes(&self) -> Result<Vec<berth_proto::lab::Class>, StoreError>;
+
+    /// Succeeds when it is already gone.
+    async fn delete_class(&self, id: &str) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::{path::Path, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
-use berth_proto::SessionState;
+use berth_proto::{SessionState, lab::Class, user::Role};
 use chrono::{DateTime, Utc};
 use sqlx::{
     Row,
@@ -146,7 +146,28 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
         name: row.try_get("name").map_err(unavailable)?,
         token_hash: row.try_get("token_hash").map_err(unavailable)?,
         created_at: from_millis(row.try_get("created_at").map_err(unavailable)?)?,
+        role: role_from_text(&row.try_get::<String, _>("role").map_err(unavailable)?)?,
     })
+}
+
+fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Instructor => "instructor",
+    }
+}
+
+fn role_from_text(text: &str) -> Result<Role, StoreError> {
+    match text {
+        "user" => Ok(Role::User),
+        "instructor" => Ok(Role::Instructor),
+        other => Err(StoreError::Corrupt(format!("role {other:?}"))),
+    }
+}
+
+fn class_from_row(row: &SqliteRow) -> Result<Class, StoreError> {
+    let body: String = row.try_get("body").map_err(unavailable)?;
+    serde_json::from_str(&body).map_err(|err| StoreError::Corrupt(format!("class: {err}")))
 }
 
 fn labels_json(session: &SessionRecord) -> String {
@@ -392,19 +413,22 @@ impl Store for SqliteStore {
     }
 
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO users (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&user.id)
-            .bind(&user.name)
-            .bind(&user.token_hash)
-            .bind(millis(user.created_at))
-            .execute(&self.pool)
-            .await
-            .map_err(|err| match err {
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    StoreError::Conflict(format!("user {:?} already exists", user.name))
-                }
-                other => unavailable(other),
-            })?;
+        sqlx::query(
+            "INSERT INTO users (id, name, token_hash, created_at, role) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&user.id)
+        .bind(&user.name)
+        .bind(&user.token_hash)
+        .bind(millis(user.created_at))
+        .bind(role_text(user.role))
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("user {:?} already exists", user.name))
+            }
+            other => unavailable(other),
+        })?;
         Ok(())
     }
 
@@ -423,6 +447,62 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_role(&self, name: &str, role: Role) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
+            .bind(role_text(role))
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {name:?}")));
+        }
+        Ok(())
+    }
+
+    async fn put_class(&self, class: &Class) -> Result<(), StoreError> {
+        let body = serde_json::to_string(class)
+            .map_err(|err| StoreError::Corrupt(format!("class {}: {err}", class.id)))?;
+        sqlx::query(
+            "INSERT INTO classes (id, instructor, created_at, body) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&class.id)
+        .bind(&class.instructor)
+        .bind(millis(class.created_at))
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_class(&self, id: &str) -> Result<Option<Class>, StoreError> {
+        let row = sqlx::query("SELECT body FROM classes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(class_from_row).transpose()
+    }
+
+    async fn list_classes(&self) -> Result<Vec<Class>, StoreError> {
+        let rows = sqlx::query("SELECT body FROM classes ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(class_from_row).collect()
+    }
+
+    async fn delete_class(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM classes WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {

@@ -147,6 +147,7 @@ fn anonymous_user(secret: &str) -> Principal {
     Principal {
         name: format!("anonymous-{}", &hash_token(secret)[..16]),
         admin: false,
+        role: berth_proto::user::Role::User,
     }
 }
 

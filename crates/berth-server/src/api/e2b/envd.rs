@@ -82,6 +82,7 @@ async fn resolve(
         .ok_or_else(|| ApiError::e2b_sandbox_not_found(id))?;
     let owner = Principal {
         admin: record.owner == ADMIN_NAME,
+        role: berth_proto::user::Role::User,
         name: record.owner,
     };
     let endpoint = match state.sessions.agent_endpoint(&owner, id).await {

@@ -5,6 +5,7 @@
 
 mod attempts;
 mod checks;
+pub mod classes;
 mod hints;
 mod judge;
 

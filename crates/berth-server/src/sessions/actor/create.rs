@@ -332,6 +332,7 @@ impl Actor {
                 let pool_owner = Principal {
                     name: String::new(),
                     admin: true,
+                    role: berth_proto::user::Role::User,
                 };
                 let responder = Responder::Pool {
                     template: template.clone(),

@@ -134,6 +134,7 @@ fn user(name: &str) -> Principal {
     Principal {
         name: name.to_owned(),
         admin: false,
+        role: berth_proto::user::Role::User,
     }
 }
 

@@ -10,6 +10,7 @@ pub const USER_TOKENS: &str = "berth:users:by-token";
 pub const LEASE: &str = "berth:lease";
 pub const LEASE_EPOCH: &str = "berth:lease:epoch";
 pub const NOTICES: &str = "berth:notices";
+pub const CLASSES: &str = "berth:classes";
 
 pub fn session(id: &str) -> String {
     format!("berth:session:{id}")
@@ -33,6 +34,10 @@ pub fn snapshot(id: &str) -> String {
 
 pub fn session_snapshots(session_id: &str) -> String {
     format!("berth:session:{session_id}:snapshots")
+}
+
+pub fn class(id: &str) -> String {
+    format!("berth:class:{id}")
 }
 
 pub fn attempt(id: &str) -> String {

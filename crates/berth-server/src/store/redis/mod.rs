@@ -21,7 +21,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use berth_proto::SessionState;
+use berth_proto::{SessionState, lab::Class};
 use redis::{
     Client, Cmd, FromRedisValue, RedisResult, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -45,6 +45,7 @@ struct Scripts {
     update_sessions: Script,
     add_event: Script,
     insert_snapshot: Script,
+    set_user_role: Script,
     delete_snapshot: Script,
     insert_user: Script,
     claim_lease: Script,
@@ -58,6 +59,7 @@ impl Scripts {
             update_sessions: Script::new(scripts::UPDATE_SESSIONS),
             add_event: Script::new(scripts::ADD_EVENT),
             insert_snapshot: Script::new(scripts::INSERT_SNAPSHOT),
+            set_user_role: Script::new(scripts::SET_USER_ROLE),
             delete_snapshot: Script::new(scripts::DELETE_SNAPSHOT),
             insert_user: Script::new(scripts::INSERT_USER),
             claim_lease: Script::new(scripts::CLAIM_LEASE),
@@ -452,6 +454,75 @@ impl Store for RedisStore {
         Ok(users)
     }
 
+    async fn set_user_role(
+        &self,
+        name: &str,
+        role: berth_proto::user::Role,
+    ) -> Result<(), StoreError> {
+        let reply: String = self
+            .script(
+                &self.scripts.set_user_role,
+                &[keys::USERS, keys::USER_NAMES],
+                &[name, role_name(role)],
+            )
+            .await?;
+        match reply.as_str() {
+            "OK" => Ok(()),
+            "MISSING" => Err(StoreError::NotFound(format!("user {name:?}"))),
+            other => Err(StoreError::Corrupt(format!("script answered {other:?}"))),
+        }
+    }
+
+    async fn put_class(&self, class: &Class) -> Result<(), StoreError> {
+        let json = serde_json::to_string(class)
+            .map_err(|err| StoreError::Corrupt(format!("class {}: {err}", class.id)))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(keys::class(&class.id))
+            .arg(json)
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys::CLASSES)
+            .arg(class.created_at.timestamp_millis())
+            .arg(&class.id)
+            .ignore();
+        self.pipeline::<()>(&pipe).await
+    }
+
+    async fn get_class(&self, id: &str) -> Result<Option<Class>, StoreError> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(keys::class(id))).await?;
+        raw.as_deref().map(class_from_json).transpose()
+    }
+
+    async fn list_classes(&self) -> Result<Vec<Class>, StoreError> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(keys::CLASSES).arg(0).arg(-1))
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| keys::class(id)).collect();
+        let raws: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+        raws.iter()
+            .flatten()
+            .map(|raw| class_from_json(raw))
+            .collect()
+    }
+
+    async fn delete_class(&self, id: &str) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(keys::class(id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(keys::CLASSES)
+            .arg(id)
+            .ignore();
+        self.pipeline::<()>(&pipe).await
+    }
+
     async fn put_attempt(&self, record: &AttemptRecord) -> Result<(), StoreError> {
         let attempt = &record.attempt;
         let json = serde_json::to_string(record)
@@ -497,6 +568,17 @@ impl Store for RedisStore {
             .flatten()
             .map(|raw| attempt_from_json(raw))
             .collect()
+    }
+}
+
+fn class_from_json(raw: &str) -> Result<Class, StoreError> {
+    serde_json::from_str(raw).map_err(|err| StoreError::Corrupt(format!("class: {err}")))
+}
+
+fn role_name(role: berth_proto::user::Role) -> &'static str {
+    match role {
+        berth_proto::user::Role::User => "user",
+        berth_proto::user::Role::Instructor => "instructor",
     }
 }
 

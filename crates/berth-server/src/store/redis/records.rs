@@ -166,6 +166,9 @@ struct StoredUser {
     name: String,
     token_hash: String,
     created_at: i64,
+    /// Absent in users stored before roles: `user`.
+    #[serde(default)]
+    role: berth_proto::user::Role,
 }
 
 pub fn user_json(u: &UserRecord) -> String {
@@ -174,6 +177,7 @@ pub fn user_json(u: &UserRecord) -> String {
         name: u.name.clone(),
         token_hash: u.token_hash.clone(),
         created_at: u.created_at.timestamp_millis(),
+        role: u.role,
     };
     // Serialising strings and a number cannot fail.
     serde_json::to_string(&stored).unwrap_or_default()
@@ -187,6 +191,7 @@ pub fn user_from_json(raw: &str) -> Result<UserRecord, StoreError> {
         name: stored.name,
         token_hash: stored.token_hash,
         created_at: from_ms(stored.created_at)?,
+        role: stored.role,
     })
 }
 

@@ -116,6 +116,19 @@ redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
 return 'OK'
 "#;
 
+/// KEYS: users, users by name. ARGV: name, role. The user's JSON with its role replaced, in one
+/// step, so a concurrent change of the same user cannot be lost between the read and the write.
+pub const SET_USER_ROLE: &str = r#"
+local id = redis.call('HGET', KEYS[2], ARGV[1])
+if not id then
+  return 'MISSING'
+end
+local user = cjson.decode(redis.call('HGET', KEYS[1], id))
+user.role = ARGV[2]
+redis.call('HSET', KEYS[1], id, cjson.encode(user))
+return 'OK'
+"#;
+
 /// KEYS: lease, epoch counter. ARGV: holder, address, ttl (ms). Answers the lease as it
 /// stands afterwards: holder, address, epoch.
 pub const CLAIM_LEASE: &str = r#"
