@@ -3,13 +3,14 @@
 // SCREENSHOTS (default e2e/screenshots); a failing step leaves one named FAILED and prints the
 // page's text and console.
 //
-//   BERTH_URL=http://127.0.0.1:8080 BERTH_TOKEN=<user token> node e2e/workspace.mjs
+//   BERTH_URL=http://127.0.0.1:8080 BERTH_TOKEN=<an instructor's token> BERTH_LEARNER_TOKEN=<e2e-learner's token> node e2e/workspace.mjs
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 const url = process.env.BERTH_URL;
 const token = process.env.BERTH_TOKEN;
+const learnerToken = process.env.BERTH_LEARNER_TOKEN;
 const shots = process.env.SCREENSHOTS ?? new URL("./screenshots", import.meta.url).pathname;
 if (!url || !token) {
   console.error("set BERTH_URL and BERTH_TOKEN (a user token: `berth user create NAME`)");
@@ -297,6 +298,61 @@ await step("lab-dockerfile-basics", async () => {
   await waitForTerminalLine((l) => l === "ignore-written", "that .dockerignore was written");
   await checkLab();
   await expectStep(panel.locator(".lab-complete", { hasText: "Lab complete" }), "the lab to be complete");
+});
+
+await step("class-live-and-shadow", async () => {
+  // e2e-user is an instructor: a class of one learner, a lab started for it, the learner's
+  // step followed live, and the learner's terminal watched read-only while they type in it
+  // (the learner in a browser context of their own).
+  if (!learnerToken) throw new Error("set BERTH_LEARNER_TOKEN (a second user's token)");
+  await page.getByRole("link", { name: "Classes", exact: true }).click();
+  await page.waitForURL(/#\/classes$/);
+  const form = page.locator("form.class-form");
+  await form.getByLabel("Name").fill("E2E class");
+  await form.getByLabel("Members").fill("e2e-learner");
+  await form.getByRole("button", { name: "Create class" }).click();
+  const row = page.locator("tr[data-class]", { hasText: "E2E class" });
+  await row.getByRole("link", { name: "Open" }).click();
+  await page.locator(".class-head[data-class]").waitFor();
+  await page.locator('select[aria-label="Lab"]').selectOption("dockerfile-basics");
+  await page.getByRole("button", { name: "Start for the class" }).click();
+  await page.locator('.class-start-results li[data-member="e2e-learner"].started').waitFor({ timeout: 60000 });
+  const learner = page.locator('tr[data-learner="e2e-learner"]');
+  await learner.locator(".learner-progress", { hasText: "Step 1 of 2" }).waitFor({ timeout: 15000 });
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const other = await context.newPage();
+  other.setDefaultTimeout(20_000);
+  await other.goto(url);
+  await other.locator("input[name=token]").fill(learnerToken);
+  await other.getByRole("button", { name: "Log in" }).click();
+  await other.goto(new URL("#/labs/dockerfile-basics", url).toString());
+  await other.locator(".lab-panel").waitFor({ timeout: 60000 });
+  await other.locator(".terminal:not(.hidden) .xterm-rows", { hasText: "$" }).waitFor();
+  await other.locator(".terminal:not(.hidden) .xterm").click();
+  await other.keyboard.type("echo learner-typed-$((20+22))\n");
+  await other.locator(".terminal:not(.hidden) .xterm-rows", { hasText: "learner-typed-42" }).waitFor();
+
+  // The learner's Check shows in the class view without a reload.
+  await other.locator(".lab-panel").getByRole("button", { name: "Check", exact: true }).click();
+  await learner.locator(".learner-checks", { hasText: "✗" }).waitFor({ timeout: 60000 });
+
+  await learner.getByRole("button", { name: "Watch terminal" }).click();
+  const shadow = page.locator('.shadow-terminal[data-learner="e2e-learner"]');
+  await shadow.locator(".readonly-banner", { hasText: "Read-only: you are watching e2e-learner's terminal" }).waitFor();
+  const picker = shadow.locator(".shadow-picker button[data-terminal]");
+  if (await picker.count()) await picker.first().click();
+  await shadow.locator(".xterm-rows", { hasText: "learner-typed-42" }).waitFor();
+  await other.locator(".terminal:not(.hidden) .xterm").click();
+  await other.keyboard.type("echo still-typing-$((6*7))\n");
+  await shadow.locator(".xterm-rows", { hasText: "still-typing-42" }).waitFor();
+  // Keys pressed in the watched terminal go nowhere.
+  await shadow.locator(".xterm").click();
+  await page.keyboard.type("echo watcher-typed\n");
+  await page.waitForTimeout(1000);
+  const learnerSees = await other.locator(".terminal:not(.hidden) .xterm-rows").innerText();
+  if (learnerSees.includes("watcher-typed")) throw new Error("the watcher's keys reached the learner");
+  await context.close();
 });
 
 await browser.close();

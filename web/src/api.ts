@@ -3,6 +3,9 @@
 // (kept in memory). The types are the SDK's, generated from Berth's OpenAPI document.
 import { Berth, BerthError, errorFrom } from "@berth/sdk";
 import type {
+  Class,
+  ClassView,
+  CreateClass,
   FileEntry,
   Hint,
   JudgeResult,
@@ -10,17 +13,23 @@ import type {
   LabAttempt,
   LabStep,
   LabSummary,
+  Learner,
   Me,
+  MemberStart,
   PreviewLink,
   QueueStatus,
   ResetMode,
   Session,
   Snapshot,
   Template,
+  TerminalTail,
   TimelineEvent,
 } from "@berth/sdk";
 
 export type {
+  Class,
+  ClassView,
+  CreateClass,
   FileEntry,
   Hint,
   JudgeResult,
@@ -28,13 +37,16 @@ export type {
   LabAttempt,
   LabStep,
   LabSummary,
+  Learner,
   Me,
+  MemberStart,
   PreviewLink,
   QueueStatus,
   ResetMode,
   Session,
   Snapshot,
   Template,
+  TerminalTail,
   TimelineEvent,
 };
 /** An error the API answered with: a stable `code` and a message meant for people. */
@@ -127,6 +139,28 @@ export const api = {
   resetLab: async (slug: string, mode: ResetMode, step?: number): Promise<LabAttempt> =>
     (await berth().api.POST("/api/v1/labs/{slug}/reset", { ...labPath(slug), body: { mode, step } })).data!,
 
+  // Classes: an instructor's rosters, their labs started and followed.
+  classes: async (): Promise<Class[]> => (await berth().api.GET("/api/v1/classes")).data!.classes,
+  createClass: async (body: CreateClass): Promise<Class> => (await berth().api.POST("/api/v1/classes", { body })).data!,
+  /** The class and where each learner stands now. */
+  classView: async (id: string): Promise<ClassView> => (await berth().api.GET("/api/v1/classes/{id}", path(id))).data!,
+  deleteClass: async (id: string) => void (await berth().api.DELETE("/api/v1/classes/{id}", path(id))),
+  /** Starts the lab for every member, one after another (about 2 s each): what happened for each. */
+  startClassLab: async (id: string, slug: string): Promise<MemberStart[]> =>
+    (await berth().api.POST("/api/v1/classes/{id}/labs/{slug}/start", { params: { path: { id, slug } } })).data!.started,
+  /** Resets a member's active attempt, as LabSteps' Reset does for the learner. */
+  resetMember: async (id: string, user: string, slug: string, mode: ResetMode, step?: number): Promise<LabAttempt> =>
+    (
+      await berth().api.POST("/api/v1/classes/{id}/members/{user}/labs/{slug}/reset", {
+        params: { path: { id, user, slug } },
+        body: { mode, step },
+      })
+    ).data!,
+  /** A learner's live terminals, each with the end of its output. */
+  learnerTerminals: async (id: string, session: string): Promise<TerminalTail[]> =>
+    (await berth().api.GET("/api/v1/classes/{id}/sessions/{session}/terminals", { params: { path: { id, session } } }))
+      .data!,
+
   /** Uploads with progress (fetch has no upload progress; XMLHttpRequest does). */
   upload(id: string, file: string, blob: Blob, onProgress: (fraction: number) => void): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -147,4 +181,14 @@ export const api = {
 /** The URL of one of a session's WebSockets on this page's host; the login cookie rides along. */
 export function socketUrl(sessionId: string, path: string, query: Record<string, string> = {}): string {
   return berth().webSocketUrl(sessionId, path, query);
+}
+
+/** The URL of a learner's terminal as their class's instructor watches it: read-only, the
+ *  server ignores what is typed. */
+export function shadowTerminalUrl(classId: string, sessionId: string, terminalId: string): string {
+  const enc = encodeURIComponent;
+  const url = new URL(`${berth().baseUrl}/api/v1/classes/${enc(classId)}/sessions/${enc(sessionId)}/terminal`);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.search = new URLSearchParams({ terminal_id: terminalId }).toString();
+  return url.toString();
 }

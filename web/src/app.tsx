@@ -1,10 +1,13 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, type Me } from "./api";
+import { ClassPage } from "./components/Class";
+import { Classes } from "./components/Classes";
 import { LabPage } from "./components/Lab";
 import { Labs } from "./components/Labs";
 import { Login } from "./components/Login";
 import { Sessions } from "./components/Sessions";
 import { Workspace } from "./components/Workspace";
+import { canTeach } from "./lib/classes";
 import { Toasts, toastError } from "./toasts";
 
 export type Theme = "light" | "dark";
@@ -15,8 +18,8 @@ function initialTheme(): Theme {
   return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
 }
 
-/** `#/s/<id>` opens a workspace, `#/labs` the labs and `#/labs/<slug>` one of them; anything
- *  else is the sessions page. */
+/** `#/s/<id>` opens a workspace, `#/labs` the labs and `#/labs/<slug>` one of them, `#/classes`
+ *  an instructor's classes and `#/classes/<id>` one of them; anything else is the sessions page. */
 function useRoute(): string {
   const [hash, setHash] = useState(location.hash);
   useEffect(() => {
@@ -52,6 +55,8 @@ export function App() {
   const workspace = route.match(/^#\/s\/([a-z0-9]+)/)?.[1];
   const lab = route.match(/^#\/labs\/([a-z0-9][a-z0-9_-]*)/)?.[1];
   const labs = /^#\/labs\/?$/.test(route);
+  const classId = route.match(/^#\/classes\/([A-Za-z0-9_-]+)/)?.[1];
+  const classes = /^#\/classes\/?$/.test(route);
   return (
     <div class="app">
       <header class="topbar">
@@ -61,6 +66,11 @@ export function App() {
         <a class={`nav-link ${lab || labs ? "active" : ""}`} href="#/labs">
           Labs
         </a>
+        {me && canTeach(me) && (
+          <a class={`nav-link ${classId || classes ? "active" : ""}`} href="#/classes">
+            Classes
+          </a>
+        )}
         <span class="spacer" />
         <button class="ghost" title="Switch theme" onClick={() => setTheme(theme === "dark" ? "light" : "dark")}>
           {theme === "dark" ? "☀ Light" : "☾ Dark"}
@@ -85,6 +95,10 @@ export function App() {
           <LabPage key={lab} slug={lab} theme={theme} />
         ) : labs ? (
           <Labs />
+        ) : classId ? (
+          <ClassPage key={classId} id={classId} theme={theme} />
+        ) : classes ? (
+          <Classes me={me} />
         ) : (
           <Sessions />
         )}

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { api, ApiError, errorFrom } from "../src/api";
+import { api, ApiError, errorFrom, shadowTerminalUrl } from "../src/api";
 import { savedTerminals, saveTerminals } from "../src/lib/terminals";
 
 afterEach(() => vi.unstubAllGlobals());
@@ -94,5 +94,43 @@ describe("saved terminals", () => {
     expect(savedTerminals("s2")).toEqual([]);
     sessionStorage.setItem("berth.terminals.s3", "{not json");
     expect(savedTerminals("s3")).toEqual([]);
+  });
+});
+
+describe("classes", () => {
+  it("send their requests to the class routes with their bodies", async () => {
+    const calls: { method: string; path: string; body: string }[] = [];
+    vi.stubGlobal("fetch", async (request: Request) => {
+      calls.push({ method: request.method, path: new URL(request.url).pathname, body: await request.text() });
+      const path = new URL(request.url).pathname;
+      if (path.endsWith("/start")) return new Response('{"started":[{"user":"alice"}]}');
+      if (path.endsWith("/terminals")) return new Response('[{"terminal_id":"t1","text":"$ "}]');
+      if (request.method === "DELETE") return new Response(null, { status: 204 });
+      return new Response('{"classes":[]}');
+    });
+    expect(await api.classes()).toEqual([]);
+    await api.createClass({ name: "Monday", members: ["alice", "bob"], max_sessions: 2 });
+    await api.classView("c1");
+    await api.deleteClass("c1");
+    expect(await api.startClassLab("c1", "dockerfile-basics")).toEqual([{ user: "alice" }]);
+    await api.resetMember("c1", "alice", "dockerfile-basics", "step", 2);
+    expect(await api.learnerTerminals("c1", "s1")).toEqual([{ terminal_id: "t1", text: "$ " }]);
+    expect(calls).toEqual([
+      { method: "GET", path: "/api/v1/classes", body: "" },
+      { method: "POST", path: "/api/v1/classes", body: '{"name":"Monday","members":["alice","bob"],"max_sessions":2}' },
+      { method: "GET", path: "/api/v1/classes/c1", body: "" },
+      { method: "DELETE", path: "/api/v1/classes/c1", body: "" },
+      { method: "POST", path: "/api/v1/classes/c1/labs/dockerfile-basics/start", body: "" },
+      {
+        method: "POST",
+        path: "/api/v1/classes/c1/members/alice/labs/dockerfile-basics/reset",
+        body: '{"mode":"step","step":2}',
+      },
+      { method: "GET", path: "/api/v1/classes/c1/sessions/s1/terminals", body: "" },
+    ]);
+  });
+  it("watch a learner's terminal on the class's WebSocket route", () => {
+    const url = new URL(shadowTerminalUrl("c1", "s1", "t2"));
+    expect([url.protocol, url.pathname, url.search]).toEqual(["ws:", "/api/v1/classes/c1/sessions/s1/terminal", "?terminal_id=t2"]);
   });
 });

@@ -526,6 +526,17 @@ fn test_labs() -> tempfile::TempDir {
          [[steps]]\nid = \"wait\"\ntitle = \"Wait\"\ntext = \"steps/01.md\"\n\n\
          [[steps.checks]]\nid = \"sleep\"\ntitle = \"Sleeps\"\nkind = \"command\"\nrun = \"sleep 50\"\n",
     );
+    write("kinds/steps/01.md", "# Serve your notes\n");
+    write(
+        "kinds/lab.toml",
+        "id = \"kinds\"\ntitle = \"Kinds\"\nsummary = \"The session's own server.\"\n\
+         template = \"base\"\n\n[[steps]]\nid = \"serve\"\ntitle = \"Serve\"\n\
+         text = \"steps/01.md\"\n\n[[steps.checks]]\nid = \"notes\"\ntitle = \"Notes say hello\"\n\
+         kind = \"file_matches\"\npath = \"notes.txt\"\nmatches = ['^hello$']\n\
+         not_matches = ['(?i)password']\n\n[[steps.checks]]\nid = \"served\"\n\
+         title = \"Port 8123 serves the folder\"\nkind = \"http_probe\"\nport = 8123\n\
+         body = 'notes\\.txt'\n",
+    );
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/killercoda-hello");
     berth_server::labs::import::import_killercoda(&fixture, dir.path(), Some("hello"), "base")
         .unwrap();
@@ -538,6 +549,8 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
     let server = Server::start_with(|config| {
         config.labs.dir = Some(labs.path().to_owned());
         config.labs.judge_timeout_seconds = 10;
+        // A session per lab of this test.
+        config.quota.sessions_per_user = 6;
     })
     .await;
     let learner = Learner::new(&server, "resetter").await;
@@ -629,6 +642,30 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
         (409, &json!("conflict")),
         "{second:?}"
     );
+
+    // `file_matches` and `http_probe` on the session's own port.
+    let kinds = learner.start("kinds").await;
+    learner
+        .put_file(&kinds, "notes.txt", "hello\npassword: x\n")
+        .await;
+    let before = learner.judge("kinds").await;
+    assert!(
+        failed(&before, "notes").contains("should not have `password`"),
+        "{before:#}"
+    );
+    assert!(
+        failed(&before, "served").contains("nothing answered"),
+        "{before:#}"
+    );
+    learner.put_file(&kinds, "notes.txt", "hello\n").await;
+    exec(
+        kinds.clone(),
+        "setsid python3 -m http.server 8123 >/dev/null 2>&1 </dev/null & sleep 1",
+    )
+    .await;
+    let after = learner.judge("kinds").await;
+    assert_eq!(after["passed"], true, "{after:#}");
+    assert_eq!(after["checks"][1]["metrics"]["status"], 200.0);
 
     // The imported Killercoda scenario: its verify scripts judge the session.
     let hello = learner.start("hello").await;

@@ -1,6 +1,6 @@
 // One terminal tab: xterm.js on the session's terminal WebSocket. It fits its box, sends
 // resizes, and after a dropped connection reattaches to the same terminal, whose scrollback the
-// server replays.
+// server replays. Read-only, it shows someone else's terminal (an instructor watching a learner).
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
@@ -22,11 +22,15 @@ interface Props {
   onReady: (terminalId: string) => void;
   /** The terminal is gone: its shell exited, or (`missing`) the server no longer has it. */
   onGone: (missing: boolean) => void;
+  /** Connect here instead of the session's own terminal route (with `terminalId` in it). */
+  url?: string;
+  /** Watch only: no keys are sent, nor sizes (the screen's size is its owner's). */
+  readonly?: boolean;
 }
 
 type Status = "connecting" | "open" | "reconnecting" | "exited";
 
-export function TerminalView({ sessionId, terminalId, active, theme, onReady, onGone }: Props) {
+export function TerminalView({ sessionId, terminalId, active, theme, onReady, onGone, url, readonly = false }: Props) {
   const box = useRef<HTMLDivElement>(null);
   const term = useRef<Terminal | null>(null);
   const fit = useRef<FitAddon | null>(null);
@@ -38,6 +42,7 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
       fontSize: 13,
       scrollback: 5000,
       theme: THEMES[theme],
+      disableStdin: readonly,
     });
     const fitAddon = new FitAddon();
     xterm.loadAddon(fitAddon);
@@ -54,7 +59,7 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
     const encoder = new TextEncoder();
 
     const sendResize = () => {
-      if (socket?.readyState === WebSocket.OPEN) {
+      if (!readonly && socket?.readyState === WebSocket.OPEN) {
         socket.send(JSON.stringify({ type: "resize", cols: xterm.cols, rows: xterm.rows }));
       }
     };
@@ -62,7 +67,7 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
     const connect = () => {
       const query = new URLSearchParams({ cols: String(xterm.cols), rows: String(xterm.rows) });
       if (id) query.set("terminal_id", id);
-      const ws = new WebSocket(socketUrl(sessionId, "terminal", Object.fromEntries(query)));
+      const ws = new WebSocket(url ?? socketUrl(sessionId, "terminal", Object.fromEntries(query)));
       ws.binaryType = "arraybuffer";
       socket = ws;
       let ready = false;
@@ -103,7 +108,7 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
     connect();
 
     const input = xterm.onData((data) => {
-      if (socket?.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));
+      if (!readonly && socket?.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));
     });
     const resize = xterm.onResize(sendResize);
     const observer = new ResizeObserver(() => {
@@ -129,7 +134,8 @@ export function TerminalView({ sessionId, terminalId, active, theme, onReady, on
   useEffect(() => {
     if (active) {
       fit.current?.fit();
-      term.current?.focus();
+      // Nothing to type into a terminal being watched: the page keeps its focus.
+      if (!readonly) term.current?.focus();
     }
   }, [active]);
 

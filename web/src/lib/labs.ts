@@ -34,10 +34,15 @@ export function progressInWords(attempt: LabAttempt): string {
 
 const ENDED = ["stopping", "stopped", "failed"];
 
+/** The attempt's session still lives (asleep counts: opening it wakes it). */
+export function sessionLives(attempt: LabAttempt): boolean {
+  return !attempt.session_state || !ENDED.includes(attempt.session_state);
+}
+
 /** Where the caller stands with a lab (its newest attempt), and what its card's button says. */
 export function labStatus(attempt: LabAttempt | undefined): { words: string; action: string } {
   if (!attempt) return { words: "Not started", action: "Start" };
-  const live = !attempt.session_state || !ENDED.includes(attempt.session_state);
+  const live = sessionLives(attempt);
   if (isFinished(attempt)) return { words: progressInWords(attempt), action: live ? "Open" : "Start again" };
   if (live) return { words: progressInWords(attempt), action: "Continue" };
   return { words: `Stopped at step ${attempt.step} of ${attempt.steps}: its session has ended`, action: "Start again" };

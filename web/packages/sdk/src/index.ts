@@ -36,6 +36,18 @@ export type ResetRequest = Schemas["ResetRequest"];
 export type ResetMode = Schemas["ResetMode"];
 export type HintRequest = Schemas["HintRequest"];
 export type Hint = Schemas["Hint"];
+export type Role = Schemas["Role"];
+export type User = Schemas["User"];
+export type UserList = Schemas["UserList"];
+export type UpdateUser = Schemas["UpdateUser"];
+export type CreateClass = Schemas["CreateClass"];
+export type Class = Schemas["Class"];
+export type ClassList = Schemas["ClassList"];
+export type ClassView = Schemas["ClassView"];
+export type Learner = Schemas["Learner"];
+export type ClassStart = Schemas["ClassStart"];
+export type MemberStart = Schemas["MemberStart"];
+export type TerminalTail = Schemas["TerminalTail"];
 
 /** An answer that is not a success: Berth's stable `code`, and a message meant for people. */
 export class BerthError extends Error {

@@ -30,6 +30,8 @@ const MAX_BUILD_LOG: usize = 8 << 20;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a server started by the judge has to answer.
 const PROBE_WAIT: Duration = Duration::from_secs(20);
+/// How long the learner's own server has: it is running, or it is not.
+const SESSION_PROBE_WAIT: Duration = Duration::from_secs(3);
 
 /// What a check found: passed or not, what it says, what it measured.
 struct Found {
@@ -758,7 +760,12 @@ async fn probe_check(
     };
     let url = format!("http://{address}:{port}{path}");
     let client = crate::agent_client::container_network_client(Duration::from_secs(1));
-    let deadline = Instant::now() + PROBE_WAIT;
+    let wait = if container.is_some() {
+        PROBE_WAIT
+    } else {
+        SESSION_PROBE_WAIT
+    };
+    let deadline = Instant::now() + wait;
     let answer = loop {
         let request = hyper::Request::get(&url)
             .header(hyper::header::HOST, format!("localhost:{port}"))
@@ -816,7 +823,7 @@ async fn probe_check(
     let Some((code, text)) = answer else {
         return Ok(Found::fail(format!(
             "nothing answered GET {path} on port {port} of {where_} within {} s",
-            PROBE_WAIT.as_secs()
+            wait.as_secs()
         )));
     };
     let found = if code != status {
