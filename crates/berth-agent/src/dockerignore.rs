@@ -11,6 +11,8 @@
 #[derive(Debug, Default)]
 pub struct DockerIgnore {
     rules: Vec<Rule>,
+    /// The Dockerfile the build names (`Dockerfile` when it names none): always sent.
+    dockerfile: String,
 }
 
 #[derive(Debug)]
@@ -20,7 +22,9 @@ struct Rule {
 }
 
 impl DockerIgnore {
-    pub fn parse(text: &str) -> Self {
+    /// The rules of a `.dockerignore`, for a build of `dockerfile` (relative to the context;
+    /// `Dockerfile` when `None`).
+    pub fn parse(text: &str, dockerfile: Option<&str>) -> Self {
         let rules = text
             .lines()
             .map(str::trim)
@@ -38,12 +42,16 @@ impl DockerIgnore {
                 (!segments.is_empty()).then_some(Rule { segments, negated })
             })
             .collect();
-        Self { rules }
+        let dockerfile = dockerfile
+            .unwrap_or("Dockerfile")
+            .trim_start_matches("./")
+            .to_owned();
+        Self { rules, dockerfile }
     }
 
     /// Whether the context leaves out `path` (relative, `/`-separated).
     pub fn excludes(&self, path: &str) -> bool {
-        if path == "Dockerfile" || path == ".dockerignore" {
+        if path == self.dockerfile || path == ".dockerignore" {
             return false;
         }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -123,7 +131,8 @@ mod tests {
     #[test]
     fn patterns_exclude_as_the_docker_cli_does() {
         let ignore = DockerIgnore::parse(
-            "# secrets\n.env\n.git\n**/__pycache__\n*.pyc\nvenv/\ndocs/*.md\n!docs/README.md\nDockerfile\n",
+            "# secrets\n.env\n.git\n**/__pycache__\n*.pyc\nvenv/\ndocs/*.md\n!docs/README.md\nDockerfile\nbuild/\n",
+            None,
         );
         for out in [
             ".env",
@@ -146,6 +155,9 @@ mod tests {
             assert!(!ignore.excludes(kept), "{kept}");
         }
         assert!(ignore.has_exceptions());
+        let named = DockerIgnore::parse("build/\n", Some("./build/Dockerfile.prod"));
+        assert!(!named.excludes("build/Dockerfile.prod"));
+        assert!(named.excludes("build/cache"));
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct ArchiveQuery {
     /// sends a build context.
     #[serde(default)]
     dockerignore: bool,
+    /// With `dockerignore`: the build's Dockerfile, relative to the directory, sent whatever
+    /// `.dockerignore` says (`Dockerfile` when omitted).
+    #[serde(default)]
+    dockerfile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,7 +385,7 @@ pub async fn download_archive(
         let text = tokio::fs::read_to_string(dir.join(".dockerignore"))
             .await
             .unwrap_or_default();
-        Some(DockerIgnore::parse(&text))
+        Some(DockerIgnore::parse(&text, q.dockerfile.as_deref()))
     } else {
         None
     };

@@ -353,7 +353,7 @@ impl Client {
     /// Changes a user's role (admin).
     pub async fn set_role(&self, name: &str, role: Role) -> Result<(), ClientError> {
         let path = format!("/api/v1/users/{}", encode(name));
-        let body = berth_proto::lab::UpdateUser { role };
+        let body = berth_proto::user::UpdateUser { role };
         self.send::<serde_json::Value>(Method::PATCH, &path, &[], Some(&body))
             .await
             .map(drop)

@@ -274,11 +274,3 @@ pub struct MemberStart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::ErrorDetail>,
 }
-
-/// `PATCH /api/v1/users/{name}` (admin only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct UpdateUser {
-    pub role: crate::user::Role,
-}

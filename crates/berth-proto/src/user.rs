@@ -31,6 +31,22 @@ impl Role {
     pub fn is_user(&self) -> bool {
         *self == Self::User
     }
+
+    /// As the wire and the stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Instructor => "instructor",
+        }
+    }
+}
+
+/// `PATCH /api/v1/users/{name}` (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub role: Role,
 }
 
 /// A user as the admin lists them (`GET /api/v1/users`), without their token.

@@ -90,7 +90,7 @@ pub struct AiConfig {
     /// The environment variable holding the API key (never the key itself in the file); unset
     /// or empty for a provider without keys (Ollama).
     pub api_key_env: Option<String>,
-    /// An answer slower than this is `504 ai_timeout`.
+    /// An answer slower than this is `504 timeout`.
     pub timeout_seconds: u64,
     /// Assistant answers per session per minute; past it `429` with `retry_after`.
     pub rpm_per_session: u32,
@@ -785,6 +785,13 @@ impl Config {
                 "ai.timeout_seconds {} must be from 1 to 600",
                 self.ai.timeout_seconds
             )));
+        }
+        if self.ai.rpm_per_session == 0 || self.ai.daily_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "ai.rpm_per_session and ai.daily_per_user must be at least 1 (leave out \
+                 ai.base_url for no assistant)"
+                    .into(),
+            ));
         }
         if !(10..=3600).contains(&self.labs.judge_timeout_seconds) {
             return Err(ConfigError::Invalid(format!(

@@ -45,6 +45,7 @@ fn docker_template(config: &mut Config) {
 }
 
 /// A user of the server and their token.
+#[derive(Clone)]
 struct Learner {
     http: reqwest::Client,
     base: String,
@@ -219,6 +220,28 @@ async fn solve(
     let (_, attempt) = learner.get(&format!("/api/v1/labs/{lab}/active")).await;
     assert_eq!(attempt["step"], 3, "{attempt:#}");
     assert!(attempt["completed_at"].is_string(), "{attempt:#}");
+
+    // The judge took back what it did: no container of its left, nothing planted, the file
+    // it changed to test the cache as it was.
+    let filter = format!("label=berth.parent={session}");
+    let left = common::docker(&["ps", "-aq", "--filter", &filter]).unwrap();
+    assert_eq!(left.trim(), "", "{lab}: the judge's containers");
+    let home = server
+        .client
+        .exec(&session, &sh("ls -A; cat app.py 2>/dev/null"))
+        .await
+        .unwrap()
+        .stdout;
+    for planted in [".git", "venv", "__pycache__"] {
+        assert!(
+            !home.lines().any(|l| l == planted),
+            "{lab}: {planted} left: {home}"
+        );
+    }
+    assert!(
+        !home.contains("changed by the judge"),
+        "{lab}: app.py not restored"
+    );
     json!({"first": first, "second": second})
 }
 
@@ -358,6 +381,11 @@ fn labs_with_marked_solution() -> tempfile::TempDir {
     let solution = dir.path().join("dockerfile-basics/solution/Dockerfile");
     let text = std::fs::read_to_string(&solution).unwrap();
     std::fs::write(&solution, format!("{text}# solution-marker-5521\n")).unwrap();
+    let lab = dir.path().join("dockerfile-basics/lab.toml");
+    let text = std::fs::read_to_string(&lab).unwrap();
+    let marked = text.replacen("EXPOSE 8000\n", "EXPOSE 8000\n# solve-marker-7710\n", 1);
+    assert_ne!(marked, text, "step 1's solve writes EXPOSE 8000");
+    std::fs::write(&lab, marked).unwrap();
     dir
 }
 
@@ -440,6 +468,10 @@ async fn hints_climb_the_ladder_then_ask_an_assistant_grounded_in_the_session() 
     assert!(
         !prompt.contains("solution-marker-5521"),
         "the solution: {prompt}"
+    );
+    assert!(
+        !prompt.contains("solve-marker-7710"),
+        "a solve script: {prompt}"
     );
     assert!(!prompt.contains("sekrit-value-991"), "a secret: {prompt}");
     assert!(
@@ -580,7 +612,7 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
         .await;
     assert_eq!(status, 400, "{ahead}");
 
-    // Skip to step 3: the solves of 1 and 2 ran, then 3's setup.
+    // Skip to step 3: 1's solve, 2's setup and solve, then 3's setup.
     let (status, skipped) = learner
         .post(
             "/api/v1/labs/steps/reset",
@@ -589,10 +621,14 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
         .await;
     assert_eq!((status, &skipped["step"]), (200, &json!(3)), "{skipped}");
     assert_eq!(
-        exec(session.clone(), "ls done1.txt done2.txt setup3.txt").await,
-        "done1.txt\ndone2.txt\nsetup3.txt\n"
+        exec(
+            session.clone(),
+            "ls done1.txt done2.txt setup2.txt setup3.txt"
+        )
+        .await,
+        "done1.txt\ndone2.txt\nsetup2.txt\nsetup3.txt\n"
     );
-    // Back to step 2: its setup runs again; a step not reached yet is refused.
+    // Back to step 2: its setup runs again.
     let (status, back) = learner
         .post(
             "/api/v1/labs/steps/reset",
@@ -600,7 +636,7 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
         )
         .await;
     assert_eq!((status, &back["step"]), (200, &json!(2)), "{back}");
-    assert_eq!(exec(session.clone(), "cat setup2.txt").await, "set\n");
+    assert_eq!(exec(session.clone(), "cat setup2.txt").await, "set\nset\n");
     let result = learner.judge("steps").await;
     assert_eq!(
         (&result["passed"], &result["step"]),
@@ -621,10 +657,18 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
     assert_ne!(fresh, session);
     assert_eq!(restarted["step"], 1);
     assert_eq!(exec(fresh.clone(), "ls").await, "setup1.txt\n");
-    let (status, _) = learner.get(&format!("/api/v1/sessions/{session}")).await;
-    assert!(status == 404 || status == 200, "{status}");
+    let (_, old) = learner.get(&format!("/api/v1/sessions/{session}")).await;
+    assert_eq!(old["state"], "stopped", "{old}");
     let (_, progress) = learner.get("/api/v1/labs/progress").await;
     assert_eq!(progress["attempts"][0]["session_id"], fresh.as_str());
+    // And again: each restart keeps a start to go back to.
+    exec(fresh.clone(), "touch done1.txt").await;
+    let (status, again) = learner
+        .post("/api/v1/labs/steps/reset", json!({"mode": "restart"}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    let third = again["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(exec(third.clone(), "ls").await, "setup1.txt\n");
 
     // A judging that outlives labs.judge_timeout_seconds is answered 504; one at a time.
     learner.start("slow").await;
@@ -752,7 +796,7 @@ async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_re
     assert_eq!(status, 201, "{class}");
     let class_id = class["id"].as_str().unwrap().to_owned();
     let (status, _) = ann.get(&format!("/api/v1/classes/{class_id}")).await;
-    assert_eq!(status, 404, "a learner does not see the class");
+    assert_eq!(status, 403, "a learner keeps no class");
 
     // The lab for the whole class, within its one session at a time.
     let (status, started) = teacher
@@ -850,6 +894,33 @@ async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_re
         "the watcher typed: {watched:?}"
     );
 
+    // Another instructor finds no such class; a learner's sessions but their labs' are not
+    // the class's to watch.
+    let other = server
+        .client
+        .create_user_with_role("other-teacher", berth_proto::user::Role::Instructor)
+        .await
+        .unwrap();
+    let other = Learner {
+        token: other.token,
+        ..teacher.clone()
+    };
+    assert_eq!(
+        other.get(&format!("/api/v1/classes/{class_id}")).await.0,
+        404
+    );
+    let (status, own_session) = ann
+        .post("/api/v1/sessions", json!({"template": "base"}))
+        .await;
+    assert_eq!(status, 201, "{own_session}");
+    let own_session = own_session["id"].as_str().unwrap();
+    let (status, _) = teacher
+        .get(&format!(
+            "/api/v1/classes/{class_id}/sessions/{own_session}/terminals"
+        ))
+        .await;
+    assert_eq!(status, 404, "a session that is not a lab's");
+
     // Someone who does not keep the class cannot watch.
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert(
@@ -858,7 +929,7 @@ async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_re
     );
     let refused = tokio_tungstenite::connect_async(request).await;
     assert!(
-        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 404),
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
         "{refused:?}"
     );
 

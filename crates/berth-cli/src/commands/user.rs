@@ -82,22 +82,23 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
             let rows: Vec<Vec<String>> = users
                 .iter()
                 .map(|u| {
-                    let role = match u.role {
-                        Role::User => "user",
-                        Role::Instructor => "instructor",
-                    };
-                    vec![u.name.clone(), role.to_owned(), u.created_at.to_rfc3339()]
+                    vec![
+                        u.name.clone(),
+                        u.role.as_str().to_owned(),
+                        u.created_at.to_rfc3339(),
+                    ]
                 })
                 .collect();
             output::table(&["NAME", "ROLE", "CREATED"], &rows);
             Ok(())
         }
         UserCommand::Role { name, role, conn } => {
+            let role = Role::from(role);
             conn.client()?
-                .set_role(&name, role.into())
+                .set_role(&name, role)
                 .await
                 .map_err(explain)?;
-            eprintln!("{name} is now {}", format!("{role:?}").to_lowercase());
+            eprintln!("{name} is now {}", role.as_str());
             Ok(())
         }
     }

@@ -8,8 +8,7 @@ use axum::{
 };
 use berth_proto::{
     CreateUser, ErrorBody, UserCreated,
-    lab::UpdateUser,
-    user::{User, UserList},
+    user::{UpdateUser, User, UserList},
 };
 use chrono::Utc;
 

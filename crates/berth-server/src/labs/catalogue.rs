@@ -35,19 +35,7 @@ pub fn load_catalogue(
     dir: &Path,
     templates: &BTreeMap<String, TemplateConfig>,
 ) -> Result<Catalogue, Vec<LabError>> {
-    let entries = std::fs::read_dir(dir).map_err(|err| {
-        vec![LabError {
-            file: dir.to_owned(),
-            field: "-".into(),
-            message: format!("cannot read the labs directory: {err}"),
-        }]
-    })?;
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.join("lab.toml").is_file())
-        .collect();
-    dirs.sort();
+    let dirs = lab_dirs(dir)?;
     let mut labs = Vec::new();
     let mut errors = Vec::new();
     for dir in dirs {
@@ -69,21 +57,9 @@ pub fn check_dir(dir: &Path) -> Result<Vec<String>, Vec<LabError>> {
     if dir.join("lab.toml").is_file() {
         return load_lab(dir, None).map(|lab| vec![lab.file.id]);
     }
-    let entries = std::fs::read_dir(dir).map_err(|err| {
-        vec![LabError {
-            file: dir.to_owned(),
-            field: "-".into(),
-            message: format!("cannot read it: {err}"),
-        }]
-    })?;
+    let dirs = lab_dirs(dir)?;
     let mut ids = Vec::new();
     let mut errors = Vec::new();
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.join("lab.toml").is_file())
-        .collect();
-    dirs.sort();
     if dirs.is_empty() {
         errors.push(LabError {
             file: dir.to_owned(),
@@ -102,6 +78,24 @@ pub fn check_dir(dir: &Path) -> Result<Vec<String>, Vec<LabError>> {
     } else {
         Err(errors)
     }
+}
+
+/// The directories under `dir` that hold a `lab.toml`, in name order.
+fn lab_dirs(dir: &Path) -> Result<Vec<PathBuf>, Vec<LabError>> {
+    let entries = std::fs::read_dir(dir).map_err(|err| {
+        vec![LabError {
+            file: dir.to_owned(),
+            field: "-".into(),
+            message: format!("cannot read the labs directory: {err}"),
+        }]
+    })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.join("lab.toml").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
 }
 
 /// Reads and checks one lab's directory.
@@ -245,20 +239,8 @@ fn check_lab_fields(
     }
     let mut seen = BTreeSet::new();
     for (index, step) in file.steps.iter().enumerate() {
-        if !is_slug(&step.id) {
-            errors.add(
-                &format!("steps[{index}].id"),
-                "1 to 64 of lowercase letters, digits and -",
-            );
-        } else if !seen.insert(step.id.as_str()) {
-            errors.add(
-                &format!("steps[{index}].id"),
-                format!("{:?} is used twice", step.id),
-            );
-        }
-        if step.title.trim().is_empty() {
-            errors.add(&format!("steps[{index}].title"), "must not be empty");
-        }
+        let at = format!("steps[{index}]");
+        id_and_title(errors, &at, &step.id, &step.title, &mut seen);
         if step.checks.is_empty() {
             errors.add(
                 &format!("steps[{index}].checks"),
@@ -282,20 +264,7 @@ fn check_step_checks(
     let mut built = BTreeSet::new();
     for (index, check) in step.checks.iter().enumerate() {
         let at = format!("{at}.checks[{index}]");
-        if !is_slug(&check.id) {
-            errors.add(
-                &format!("{at}.id"),
-                "1 to 64 of lowercase letters, digits and -",
-            );
-        } else if !ids.insert(check.id.clone()) {
-            errors.add(
-                &format!("{at}.id"),
-                format!("{:?} is used twice in this step", check.id),
-            );
-        }
-        if check.title.trim().is_empty() {
-            errors.add(&format!("{at}.title"), "must not be empty");
-        }
+        id_and_title(errors, &at, &check.id, &check.title, &mut ids);
         let image_ref = |image: &str, field: &str, errors: &mut Errors| {
             if !built.contains(image) {
                 errors.add(
@@ -350,8 +319,11 @@ fn check_step_checks(
                 if let Some(dockerfile) = dockerfile {
                     relative(dockerfile, &format!("{at}.dockerfile"), errors);
                 }
-                for path in plant.keys().chain(cached_after_touching) {
+                for path in plant.keys() {
                     relative(path, &format!("{at}.plant"), errors);
+                }
+                if let Some(path) = cached_after_touching {
+                    relative(path, &format!("{at}.cached_after_touching"), errors);
                 }
                 if !is_tag(tag) {
                     errors.add(
@@ -441,6 +413,27 @@ fn check_step_checks(
         }
     }
     scripts
+}
+
+/// A step's or a check's `id` (a slug, not among `seen` yet) and `title` (not empty).
+fn id_and_title<'a>(
+    errors: &mut Errors,
+    at: &str,
+    id: &'a str,
+    title: &str,
+    seen: &mut BTreeSet<&'a str>,
+) {
+    if !is_slug(id) {
+        errors.add(
+            &format!("{at}.id"),
+            "1 to 64 of lowercase letters, digits and -, starting with a letter",
+        );
+    } else if !seen.insert(id) {
+        errors.add(&format!("{at}.id"), format!("{id:?} is used twice"));
+    }
+    if title.trim().is_empty() {
+        errors.add(&format!("{at}.title"), "must not be empty");
+    }
 }
 
 fn relative(path: &str, field: &str, errors: &mut Errors) {

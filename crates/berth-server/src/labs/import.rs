@@ -121,13 +121,48 @@ pub fn import_killercoda(
             dir.display()
         )));
     }
+    // Written beside it and renamed once whole: a failed import leaves nothing half-made.
+    let staging = target.join(format!(".{id}.importing"));
+    let _ = std::fs::remove_dir_all(&staging);
+    let imported = write_lab(source, &staging, &id, template, &index, read);
+    let renamed = imported.and_then(|(steps, unverified)| {
+        std::fs::rename(&staging, &dir)
+            .map(|()| (steps, unverified))
+            .map_err(|err| ImportError::Read {
+                path: dir.clone(),
+                message: err.to_string(),
+            })
+    });
+    match renamed {
+        Ok((steps, unverified)) => Ok(Imported {
+            id,
+            dir,
+            steps,
+            unverified,
+        }),
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(err)
+        }
+    }
+}
+
+/// Writes the lab into `dir`; the number of steps and the titles of those without `verify`.
+fn write_lab(
+    source: &Path,
+    dir: &Path,
+    id: &str,
+    template: &str,
+    index: &Index,
+    read: impl Fn(&str) -> Result<String, ImportError>,
+) -> Result<(usize, Vec<String>), ImportError> {
     let write = |relative: &str, text: &str| -> Result<(), ImportError> {
         let path = dir.join(relative);
         let failed = |err: std::io::Error| ImportError::Read {
             path: path.clone(),
             message: err.to_string(),
         };
-        std::fs::create_dir_all(path.parent().unwrap_or(&dir)).map_err(failed)?;
+        std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(failed)?;
         std::fs::write(&path, text).map_err(failed)
     };
 
@@ -157,7 +192,7 @@ pub fn import_killercoda(
         "# Imported from the Killercoda scenario {:?} by `berth labs import`.\n\
          id = {}\ntitle = {}\nsummary = {}\ntemplate = {}\n",
         source.display().to_string(),
-        quote(&id),
+        quote(id),
         quote(&index.title),
         quote(if index.description.trim().is_empty() {
             &index.title
@@ -189,15 +224,16 @@ pub fn import_killercoda(
             quote(&step.title),
             quote(&text_path)
         ));
-        let mut setup = String::new();
+        let mut scripts = Vec::new();
         if number == 1
             && let Some(script) = &intro_setup
         {
-            setup.push_str(script);
+            scripts.push(script.trim_end().to_owned());
         }
         if let Some(background) = &step.background {
-            setup.push_str(&read(background)?);
+            scripts.push(read(background)?.trim_end().to_owned());
         }
+        let setup = scripts.join("\n");
         if !setup.trim().is_empty() {
             toml.push_str(&format!("setup = {}\n", quote(&setup)));
         }
@@ -217,12 +253,7 @@ pub fn import_killercoda(
         ));
     }
     write("lab.toml", &toml)?;
-    Ok(Imported {
-        id,
-        dir,
-        steps: count,
-        unverified,
-    })
+    Ok((count, unverified))
 }
 
 fn quote(text: &str) -> String {
@@ -251,6 +282,44 @@ fn slug(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/killercoda-hello")
+    }
+
+    #[test]
+    fn a_scenario_becomes_a_lab_that_passes_the_check() {
+        let out = tempfile::tempdir().unwrap();
+        let imported = import_killercoda(&fixture(), out.path(), None, "base").unwrap();
+        assert_eq!(
+            (imported.id.as_str(), imported.steps),
+            ("killercoda-hello", 2)
+        );
+        assert_eq!(
+            crate::labs::check_dir(&imported.dir).unwrap(),
+            ["killercoda-hello"]
+        );
+        let toml = std::fs::read_to_string(imported.dir.join("lab.toml")).unwrap();
+        assert!(toml.contains("kind = \"script\""), "{toml}");
+    }
+
+    #[test]
+    fn a_failed_import_leaves_nothing() {
+        let scenario = tempfile::tempdir().unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", fixture().display()))
+            .arg(scenario.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        std::fs::remove_file(scenario.path().join("step2/verify.sh")).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err =
+            import_killercoda(scenario.path(), out.path(), Some("hello"), "base").unwrap_err();
+        assert!(err.to_string().contains("verify.sh"), "{err}");
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
 
     #[test]
     fn titles_become_slugs() {

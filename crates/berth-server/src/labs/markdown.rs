@@ -1,6 +1,6 @@
 //! A step's markdown as HTML a page can insert as it is.
 
-use pulldown_cmark::{Event, Options, Parser, html};
+use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
 
 /// CommonMark with tables and strikethrough. HTML the author wrote is shown as text, never
 /// passed through, and links keep only `http(s)`, `mailto` and relative targets: the page that
@@ -9,33 +9,25 @@ pub fn to_html(markdown: &str) -> String {
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let events = Parser::new_ext(markdown, options).map(|event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-        Event::Start(pulldown_cmark::Tag::Link {
+        Event::Start(Tag::Link {
             link_type,
             dest_url,
             title,
             id,
-        }) => Event::Start(pulldown_cmark::Tag::Link {
+        }) => Event::Start(Tag::Link {
             link_type,
-            dest_url: if safe_url(&dest_url) {
-                dest_url
-            } else {
-                "#".into()
-            },
+            dest_url: safe_url(dest_url),
             title,
             id,
         }),
-        Event::Start(pulldown_cmark::Tag::Image {
+        Event::Start(Tag::Image {
             link_type,
             dest_url,
             title,
             id,
-        }) => Event::Start(pulldown_cmark::Tag::Image {
+        }) => Event::Start(Tag::Image {
             link_type,
-            dest_url: if safe_url(&dest_url) {
-                dest_url
-            } else {
-                "#".into()
-            },
+            dest_url: safe_url(dest_url),
             title,
             id,
         }),
@@ -46,15 +38,17 @@ pub fn to_html(markdown: &str) -> String {
     out
 }
 
-fn safe_url(url: &str) -> bool {
+/// The URL when its scheme is safe to follow from Berth's pages, `#` otherwise.
+fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     let lower = url.trim().to_ascii_lowercase();
-    match lower.split_once(':') {
+    let safe = match lower.split_once(':') {
         // A colon after a slash, `?` or `#` is part of a relative URL, not a scheme.
         Some((scheme, _)) if !scheme.contains(['/', '?', '#']) => {
             matches!(scheme, "http" | "https" | "mailto")
         }
         _ => true,
-    }
+    };
+    if safe { url } else { "#".into() }
 }
 
 #[cfg(test)]

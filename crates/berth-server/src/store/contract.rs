@@ -75,11 +75,6 @@ async fn lab_attempts_are_replaced_whole_and_listed_newest_first(store: &dyn Sto
     progressed.start_snapshot = Some("k1".to_owned());
     progressed.hints_shown.insert(1, 2);
     store.put_attempt(&progressed).await.unwrap();
-    assert_eq!(
-        store.get_attempt("a1").await.unwrap(),
-        Some(progressed.clone())
-    );
-    assert_eq!(store.get_attempt("zz").await.unwrap(), None);
     let listed = store.list_attempts("alice").await.unwrap();
     assert_eq!(listed, vec![newer, progressed], "newest first, each once");
     assert!(store.list_attempts("carol").await.unwrap().is_empty());

@@ -166,11 +166,6 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.put_attempt(attempt).await
     }
 
-    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError> {
-        self.check_reachable()?;
-        self.inner.get_attempt(id).await
-    }
-
     async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         self.check_reachable()?;
         self.inner.list_attempts(owner).await

@@ -372,8 +372,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Inserts or replaces an attempt at a lab.
     async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError>;
 
-    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError>;
-
     /// The owner's attempts, newest first.
     async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 

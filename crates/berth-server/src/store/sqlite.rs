@@ -150,19 +150,11 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
     })
 }
 
-fn role_text(role: Role) -> &'static str {
-    match role {
-        Role::User => "user",
-        Role::Instructor => "instructor",
-    }
-}
-
 fn role_from_text(text: &str) -> Result<Role, StoreError> {
-    match text {
-        "user" => Ok(Role::User),
-        "instructor" => Ok(Role::Instructor),
-        other => Err(StoreError::Corrupt(format!("role {other:?}"))),
-    }
+    [Role::User, Role::Instructor]
+        .into_iter()
+        .find(|role| role.as_str() == text)
+        .ok_or_else(|| StoreError::Corrupt(format!("role {text:?}")))
 }
 
 fn class_from_row(row: &SqliteRow) -> Result<Class, StoreError> {
@@ -420,7 +412,7 @@ impl Store for SqliteStore {
         .bind(&user.name)
         .bind(&user.token_hash)
         .bind(millis(user.created_at))
-        .bind(role_text(user.role))
+        .bind(user.role.as_str())
         .execute(&self.pool)
         .await
         .map_err(|err| match err {
@@ -451,7 +443,7 @@ impl Store for SqliteStore {
 
     async fn set_user_role(&self, name: &str, role: Role) -> Result<(), StoreError> {
         let done = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
-            .bind(role_text(role))
+            .bind(role.as_str())
             .bind(name)
             .execute(&self.pool)
             .await
@@ -520,15 +512,6 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError> {
-        let row = sqlx::query("SELECT body FROM lab_attempts WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.as_ref().map(attempt_from_row).transpose()
     }
 
     async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError> {

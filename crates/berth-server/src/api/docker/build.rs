@@ -61,11 +61,17 @@ pub async fn build(
     let (endpoint, engine) = session_docker(&state, &caller, &id).await?;
     // As the docker CLI sends a context: without what its `.dockerignore` lists (the engine's
     // builder does not read it).
-    let query = serde_urlencoded::to_string([
+    let mut archive = vec![
         ("path", request.context_path.as_str()),
         ("dockerignore", "true"),
-    ])
-    .map_err(ApiError::internal)?;
+    ];
+    archive.extend(
+        request
+            .dockerfile
+            .as_deref()
+            .map(|name| ("dockerfile", name)),
+    );
+    let query = serde_urlencoded::to_string(&archive).map_err(ApiError::internal)?;
     let archive = crate::proxy::http(
         &state.agent,
         endpoint,

@@ -79,7 +79,8 @@ pub async fn start(
         .sessions
         .create(caller.clone(), create_request(state, lab, None))
         .await?;
-    match prepare(state, caller, lab, &session.id).await {
+    let prepared = prepare(state, caller, lab, &session.id).await;
+    match prepared {
         Ok(start_snapshot) => {
             let record = AttemptRecord {
                 attempt: LabAttempt {
@@ -100,7 +101,10 @@ pub async fn start(
                 start_snapshot: Some(start_snapshot),
                 hints_shown: BTreeMap::new(),
             };
-            state.store.put_attempt(&record).await?;
+            if let Err(err) = state.store.put_attempt(&record).await {
+                remove_session(state, caller, &session.id).await;
+                return Err(err.into());
+            }
             Ok((
                 StatusCode::CREATED,
                 Json(view(&record, Some(session.state))),
@@ -108,13 +112,7 @@ pub async fn start(
         }
         Err(err) => {
             // Nothing half-made stays: the session goes with the failed start.
-            if let Err(cleanup) = state
-                .sessions
-                .delete(caller.clone(), session.id.clone())
-                .await
-            {
-                tracing::warn!(session = %session.id, %cleanup, "removing a lab session whose start failed");
-            }
+            remove_session(state, caller, &session.id).await;
             Err(err)
         }
     }
@@ -164,9 +162,21 @@ async fn prepare(
     run_step_script(state, &agent, lab, 1, Script::Setup).await?;
     let snapshot = state
         .sessions
-        .create_snapshot(caller, session_id, &format!("lab {}: start", lab.id()))
+        .create_snapshot(caller, session_id, &start_snapshot_name(lab))
         .await?;
     Ok(snapshot.id)
+}
+
+fn start_snapshot_name(lab: &Lab) -> String {
+    format!("lab {}: start", lab.id())
+}
+
+/// Removes a session a lab made and cannot use, logging a failure (reconcile and the TTL
+/// still end it).
+async fn remove_session(state: &AppState, caller: &Principal, id: &str) {
+    if let Err(err) = state.sessions.delete(caller.clone(), id.to_owned()).await {
+        tracing::warn!(session = %id, %err, "removing a lab session that could not be used");
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,17 +271,33 @@ pub async fn progress(state: &AppState, caller: &Principal) -> Result<LabProgres
     Ok(LabProgress { attempts })
 }
 
+/// The active attempt, with its session's claim held: nothing else judges or resets it until
+/// the claim is dropped. The attempt is read again once the claim is held, so what another
+/// request wrote before is not overwritten.
+pub async fn claimed<'a>(
+    state: &'a AppState,
+    caller: &Principal,
+    lab: &Lab,
+) -> Result<(AttemptRecord, Claim<'a, String>), ApiError> {
+    let (record, _) = active(state, caller, lab).await?;
+    let session_id = record.attempt.session_id.clone();
+    let Some(claim) = Claim::take(&state.labs.judging, session_id.clone()) else {
+        return Err(judging_now(&session_id));
+    };
+    match active(state, caller, lab).await? {
+        (fresh, _) if fresh.attempt.session_id == session_id => Ok((fresh, claim)),
+        _ => Err(judging_now(&session_id)),
+    }
+}
+
 pub async fn reset(
     state: &AppState,
     caller: &Principal,
     lab: &Lab,
     request: ResetRequest,
 ) -> Result<LabAttempt, ApiError> {
-    let (mut record, _) = active(state, caller, lab).await?;
+    let (mut record, _claim) = claimed(state, caller, lab).await?;
     let session_id = record.attempt.session_id.clone();
-    let Some(_judging) = Claim::take(&state.labs.judging, session_id.clone()) else {
-        return Err(judging_now(&session_id));
-    };
     let steps = lab.step_count();
     let target = match request.mode {
         ResetMode::Restart => 1,
@@ -295,8 +321,14 @@ pub async fn reset(
             run_step_script(state, &agent, lab, target, Script::Setup).await?;
         }
         ResetMode::SkipTo => {
+            // Each step skipped is set up and done, as if the learner had reached and passed
+            // it (the current one is set up already).
             let agent = SessionAgent::reach(state, caller, &session_id).await?;
-            for number in record.attempt.step.min(target)..target {
+            let current = record.attempt.step;
+            for number in current.min(target)..target {
+                if number > current {
+                    run_step_script(state, &agent, lab, number, Script::Setup).await?;
+                }
                 run_step_script(state, &agent, lab, number, Script::Solve).await?;
             }
             run_step_script(state, &agent, lab, target, Script::Setup).await?;
@@ -312,6 +344,20 @@ pub async fn reset(
                 .sessions
                 .create(caller.clone(), create_request(state, lab, Some(snapshot)))
                 .await?;
+            // The old session's snapshots go with it, the start's too: the new session's own
+            // start is the next restart's.
+            let start = state
+                .sessions
+                .create_snapshot(caller, &session.id, &start_snapshot_name(lab))
+                .await;
+            let start = match start {
+                Ok(snapshot) => snapshot.id,
+                Err(err) => {
+                    remove_session(state, caller, &session.id).await;
+                    return Err(err.into());
+                }
+            };
+            record.start_snapshot = Some(start);
             // The new session first, then the old one goes: a failure leaves the learner one.
             if let Err(err) = state
                 .sessions

@@ -12,7 +12,10 @@ use hyper::Method;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Value, json};
 
-use super::{attempts, judge::Judging};
+use super::{
+    attempts,
+    judge::{Judging, Undo},
+};
 use crate::{
     api::{docker::run, error::ApiError, session_agent::read_limited},
     docker_api::Engine,
@@ -329,17 +332,23 @@ fn multiline(pattern: &str) -> Result<Regex, ApiError> {
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// A file of the session's home, up to [`MAX_FILE_BYTES`]; `None` when there is none.
+/// A file of the session's home as text, up to [`MAX_FILE_BYTES`]; `None` when there is none.
 async fn read_file(judging: &Judging<'_>, path: &str) -> Result<Option<String>, ApiError> {
+    let bytes = read_bytes(judging, path).await?;
+    Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A file of the session's home, up to [`MAX_FILE_BYTES`]; `None` when there is none.
+async fn read_bytes(
+    judging: &Judging<'_>,
+    path: &str,
+) -> Result<Option<axum::body::Bytes>, ApiError> {
     let query = serde_urlencoded::to_string([("path", path)]).map_err(ApiError::internal)?;
     let request = hyper::Request::get(format!("/files/content?{query}"))
         .body(Body::empty())
         .map_err(ApiError::internal)?;
     match judging.agent.send(judging.state, request).await {
-        Ok(response) => {
-            let bytes = read_limited(response, MAX_FILE_BYTES).await?;
-            Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
-        }
+        Ok(response) => Ok(Some(read_limited(response, MAX_FILE_BYTES).await?)),
         Err(err) if err.code == ErrorCode::NotFound => Ok(None),
         Err(err) if err.code == ErrorCode::InvalidRequest => Ok(None),
         Err(err) => Err(err),
@@ -389,14 +398,18 @@ async fn exec_in(
         .await
 }
 
-/// Writes `plant`'s files into the context where none is, and answers what to remove after:
-/// the topmost path each one made, so a learner's own file or directory is never removed.
+/// Writes `plant`'s files into the context where none is; what to remove after (the topmost
+/// path each one made, so a learner's own file or directory is never removed) is on the
+/// judging's undo list as it is made.
 async fn plant_files(
-    judging: &Judging<'_>,
+    judging: &mut Judging<'_>,
     context: &str,
     plant: &BTreeMap<String, String>,
-) -> Result<Vec<String>, ApiError> {
-    let mut made = Vec::new();
+) -> Result<Undo, ApiError> {
+    let mut made = Undo::Planted {
+        dir: context.to_owned(),
+        paths: Vec::new(),
+    };
     for (path, content) in plant {
         // Prints the topmost path the planting makes; nothing when the file is there already.
         let script = "p=$1; [ -e \"$p\" ] && exit 0; top=$p; d=$(dirname \"$p\"); \
@@ -415,6 +428,13 @@ async fn plant_files(
             Some(content.clone()),
         )
         .await?;
+        if let Undo::Planted { paths, .. } = &mut made {
+            paths.extend(result.stdout.lines().map(str::to_owned));
+        }
+        judging
+            .undo
+            .retain(|change| !matches!(change, Undo::Planted { dir, .. } if dir == context));
+        judging.undo.push(made.clone());
         if result.exit_code != Some(0) {
             return Err(ApiError::coded(
                 ErrorCode::SessionFailed,
@@ -424,20 +444,51 @@ async fn plant_files(
                 ),
             ));
         }
-        made.extend(result.stdout.lines().map(str::to_owned));
     }
     Ok(made)
 }
 
-async fn unplant_files(judging: &Judging<'_>, context: &str, made: &[String]) {
-    if made.is_empty() {
-        return;
+/// Takes back one change of this judging's and forgets it.
+async fn take_back(judging: &mut Judging<'_>, change: Undo) {
+    judging.undo.retain(|listed| *listed != change);
+    undo(judging, &change).await;
+}
+
+/// Takes back every change this judging made and has not taken back, newest first.
+pub async fn undo_all(judging: &mut Judging<'_>) {
+    while let Some(change) = judging.undo.pop() {
+        undo(judging, &change).await;
     }
-    let mut cmd = vec!["rm".into(), "-rf".into(), "--".into()];
-    cmd.extend(made.iter().cloned());
-    if let Err(err) = exec_in(judging, context, cmd, None).await {
-        tracing::warn!(code = %err.code, message = %err.message, "removing the judge's planted files");
+}
+
+async fn undo(judging: &Judging<'_>, change: &Undo) {
+    let failed = match change {
+        Undo::Container(id) => match &judging.engine {
+            Some(engine) => run::remove(engine, id).await.err(),
+            None => None,
+        },
+        Undo::Planted { paths, .. } if paths.is_empty() => None,
+        Undo::Planted { dir, paths } => {
+            let mut cmd = vec!["rm".into(), "-rf".into(), "--".into()];
+            cmd.extend(paths.iter().cloned());
+            exec_in(judging, dir, cmd, None).await.err()
+        }
+        Undo::Rewritten { path, original } => {
+            write_file(judging, path, original.clone()).await.err()
+        }
+    };
+    if let Some(err) = failed {
+        tracing::warn!(?change, code = %err.code, message = %err.message, "taking back a judge's change");
     }
+}
+
+/// Writes a file of the session's home, bytes as they are.
+async fn write_file(judging: &Judging<'_>, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {
+    let query = serde_urlencoded::to_string([("path", path)]).map_err(ApiError::internal)?;
+    let request = hyper::Request::put(format!("/files/content?{query}"))
+        .body(Body::from(bytes))
+        .map_err(ApiError::internal)?;
+    judging.agent.send(judging.state, request).await.map(drop)
 }
 
 fn home_path(relative: &str) -> String {
@@ -464,8 +515,9 @@ async fn build_once(
     tag: &str,
 ) -> Result<BuildLog, ApiError> {
     // The context as the docker CLI would send it: without what `.dockerignore` lists.
-    let query = serde_urlencoded::to_string([("path", context), ("dockerignore", "true")])
-        .map_err(ApiError::internal)?;
+    let mut archive = vec![("path", context), ("dockerignore", "true")];
+    archive.extend(dockerfile.map(|name| ("dockerfile", name)));
+    let query = serde_urlencoded::to_string(&archive).map_err(ApiError::internal)?;
     let request = hyper::Request::get(format!("/files/archive?{query}"))
         .body(Body::empty())
         .map_err(ApiError::internal)?;
@@ -576,10 +628,10 @@ async fn build_check(
 ) -> Result<Found, ApiError> {
     let engine = engine(judging)?;
     let context_dir = home_path(context);
-    let made = plant_files(judging, &context_dir, plant).await?;
+    let planted = plant_files(judging, &context_dir, plant).await?;
     let started = Instant::now();
     let first = build_once(judging, &engine, context, dockerfile, tag).await;
-    unplant_files(judging, &context_dir, &made).await;
+    take_back(judging, planted).await;
     let first = first?;
     let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     let id = match first.image {
@@ -597,32 +649,24 @@ async fn build_check(
 
     // The rebuild after a change to `touched` must reuse what comes before copying it in.
     let path = format!("{}/{}", context_dir, touched.trim_start_matches("./"));
-    let original = read_file(judging, &path).await?.ok_or_else(|| {
+    let original = read_bytes(judging, &path).await?.ok_or_else(|| {
         ApiError::coded(
             ErrorCode::Conflict,
             format!("there is no {touched} to change"),
         )
     })?;
-    let write = |text: String| {
-        exec_in(
-            judging,
-            &context_dir,
-            vec![
-                "sh".into(),
-                "-c".into(),
-                "cat > \"$1\"".into(),
-                "write".into(),
-                path.clone(),
-            ],
-            Some(text),
-        )
+    let rewritten = Undo::Rewritten {
+        path: path.clone(),
+        original: original.to_vec(),
     };
-    write(format!(
-        "{original}\n# changed by the judge to test the build cache\n"
-    ))
-    .await?;
-    let second = build_once(judging, &engine, context, dockerfile, tag).await;
-    write(original).await?;
+    judging.undo.push(rewritten.clone());
+    let mut changed = original.to_vec();
+    changed.extend_from_slice(b"\n# changed by the judge to test the build cache\n");
+    let second = match write_file(judging, &path, changed).await {
+        Ok(()) => build_once(judging, &engine, context, dockerfile, tag).await,
+        Err(err) => Err(err),
+    };
+    take_back(judging, rewritten).await;
     let second = second?;
     if let Err(error) = second.image {
         return Ok(Found::fail(format!("the rebuild failed: {error}")));
@@ -663,7 +707,7 @@ async fn build_check(
 /// Starts a container of a built image through the session's Docker API (hardened by its
 /// policy), recorded for removal.
 async fn start_container(
-    judging: &Judging<'_>,
+    judging: &mut Judging<'_>,
     engine: &Engine,
     image: &str,
     cmd: Option<Vec<String>>,
@@ -678,11 +722,7 @@ async fn start_container(
         .as_str()
         .ok_or_else(|| ApiError::internal("the engine made a container without an id"))?
         .to_owned();
-    judging
-        .containers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(id.clone());
+    judging.undo.push(Undo::Container(id.clone()));
     run::call(
         engine,
         Method::POST,
@@ -693,16 +733,8 @@ async fn start_container(
     Ok(id)
 }
 
-fn forget_container(judging: &Judging<'_>, id: &str) {
-    judging
-        .containers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|c| c != id);
-}
-
 async fn run_in_image(
-    judging: &Judging<'_>,
+    judging: &mut Judging<'_>,
     image: &str,
     script: &str,
 ) -> Result<DockerOutcome, ApiError> {
@@ -713,16 +745,16 @@ async fn run_in_image(
         engine,
         container.clone(),
         COMMAND_TIMEOUT,
-        true,
+        false,
         Instant::now(),
     )
     .await;
-    forget_container(judging, &container);
+    take_back(judging, Undo::Container(container)).await;
     outcome
 }
 
 async fn probe_check(
-    judging: &Judging<'_>,
+    judging: &mut Judging<'_>,
     image: Option<&str>,
     port: u16,
     path: &str,
@@ -748,8 +780,7 @@ async fn probe_check(
                 .find(|ip| !ip.is_empty())
                 .map(str::to_owned);
             let Some(ip) = ip else {
-                let _ = run::remove(&engine, &container).await;
-                forget_container(judging, &container);
+                take_back(judging, Undo::Container(container)).await;
                 return Ok(Found::fail(
                     "the container got no address; did it exit at once?",
                 ));
@@ -795,9 +826,8 @@ async fn probe_check(
                 Some((engine, id)) => container_logs(engine, id).await,
                 None => String::new(),
             };
-            if let Some((engine, id)) = &container {
-                let _ = run::remove(engine, id).await;
-                forget_container(judging, id);
+            if let Some((_, id)) = container {
+                take_back(judging, Undo::Container(id)).await;
             }
             return Ok(Found::fail(format!(
                 "the container exited (code {}) before answering on port {port}{}",
@@ -812,9 +842,8 @@ async fn probe_check(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    if let Some((engine, id)) = &container {
-        let _ = run::remove(engine, id).await;
-        forget_container(judging, id);
+    if let Some((_, id)) = container {
+        take_back(judging, Undo::Container(id)).await;
     }
     let where_ = match image {
         Some(image) => format!("a container of {image}"),

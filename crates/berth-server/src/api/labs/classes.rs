@@ -40,6 +40,8 @@ const MAX_MEMBERS: usize = 500;
 /// The class `id` if the caller keeps it (its instructor, or the admin); another's does not
 /// exist for them.
 async fn kept_class(state: &AppState, caller: &Principal, id: &str) -> Result<Class, ApiError> {
+    // An instructor whose role was taken back keeps no class.
+    must_teach(caller)?;
     match state.store.get_class(id).await? {
         Some(class) if caller.admin || class.instructor == caller.name => Ok(class),
         _ => Err(ApiError::not_found(format!("no class {id}"))),
@@ -222,11 +224,22 @@ pub async fn start_lab(
 ) -> Result<Json<ClassStart>, ApiError> {
     let class = kept_class(&state, &caller, &id).await?;
     let lab = lab(&state, &slug)?;
-    let mut live = live_lab_sessions(&state, &class).await?;
+    // A task of its own: a caller who hangs up does not stop the starts half-way.
+    tokio::spawn(async move { start_for_members(&state, &class, &lab).await })
+        .await
+        .map_err(ApiError::internal)?
+}
+
+async fn start_for_members(
+    state: &AppState,
+    class: &Class,
+    lab: &std::sync::Arc<crate::labs::Lab>,
+) -> Result<Json<ClassStart>, ApiError> {
+    let mut live = live_lab_sessions(state, class).await?;
     let mut started = Vec::with_capacity(class.members.len());
     for user in &class.members {
         let learner = Principal::user(user);
-        let active = attempts::active(&state, &learner, &lab).await.ok();
+        let active = attempts::active(state, &learner, lab).await.ok();
         let outcome = match (active, class.max_sessions) {
             (Some((record, session)), _) => Ok(attempts::view(&record, Some(session))),
             (None, Some(max)) if live >= max => Err(ApiError::coded(
@@ -237,7 +250,7 @@ pub async fn start_lab(
                     class.name
                 ),
             )),
-            (None, _) => attempts::start(&state, &learner, &lab)
+            (None, _) => attempts::start(state, &learner, lab)
                 .await
                 .map(|(_, Json(attempt))| attempt),
         };
@@ -304,7 +317,8 @@ pub async fn reset_learner(
     ))
 }
 
-/// The session of a member of the class, as that member.
+/// A lab session of a member of the class, as that member: an instructor sees a learner's
+/// lab sessions, never their others.
 async fn learner_session(
     state: &AppState,
     caller: &Principal,
@@ -313,7 +327,12 @@ async fn learner_session(
 ) -> Result<Principal, ApiError> {
     let class = kept_class(state, caller, class_id).await?;
     let owner = match state.store.get_session(session).await? {
-        Some(record) if class.members.contains(&record.owner) => record.owner,
+        Some(record)
+            if class.members.contains(&record.owner)
+                && record.labels.contains_key(attempts::LAB_LABEL) =>
+        {
+            record.owner
+        }
         _ => {
             return Err(ApiError::not_found(format!(
                 "no session {session} of a member of class {}",

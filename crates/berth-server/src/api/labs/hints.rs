@@ -6,18 +6,15 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use berth_proto::{ErrorCode, lab::Hint, process::TerminalTail};
 use chrono::Utc;
+use http_body_util::BodyExt;
 
 use super::{LabsService, attempts};
 use crate::{
-    api::{
-        AppState,
-        error::ApiError,
-        session_agent::{SessionAgent, read_limited},
-    },
+    api::{AppState, error::ApiError, session_agent::SessionAgent},
     auth::Principal,
     labs::{
         Lab,
-        assistant::AssistantError,
+        assistant::{Assistant, AssistantError},
         prompt::{self, Ask, Context},
     },
     store::AttemptRecord,
@@ -35,41 +32,46 @@ pub async fn hint(
     let (mut record, _) = attempts::active(state, caller, lab).await?;
     let number = record.attempt.step.min(lab.step_count());
     let step = lab.step(number).expect("a step in range");
-    let ladder = &step.file.hints;
     let shown = record.hints_shown.get(&number).copied().unwrap_or(0);
-    let remaining = |shown: u32| {
-        u32::try_from(ladder.len())
-            .unwrap_or(u32::MAX)
-            .saturating_sub(shown)
-    };
-    // A question is for the assistant when there is one; the ladder does not answer questions.
-    let ask_assistant = question.is_some() && assistant_for(state, lab).is_some();
-    if !ask_assistant && let Some(text) = ladder.get(shown as usize) {
-        record.hints_shown.insert(number, shown + 1);
-        state.store.put_attempt(&record).await?;
+    let assistant = assistant_for(state, lab);
+    let ladder_next = step.file.hints.get(shown as usize);
+    // The ladder first; a question goes to the assistant when there is one, as the ladder
+    // answers no questions.
+    let to_assistant = assistant.filter(|_| question.is_some() || ladder_next.is_none());
+    if let Some(assistant) = to_assistant {
+        let text = ask(state, caller, lab, assistant, &record, Ask::Hint, question).await?;
         return Ok(Hint {
-            source: "static".into(),
-            text: text.clone(),
+            source: "ai".into(),
+            text,
             step: number,
-            level: Some(shown + 1),
-            remaining_static: remaining(shown + 1),
+            level: None,
+            remaining_static: remaining(lab, number, shown),
         });
     }
-    if assistant_for(state, lab).is_none() {
+    let Some(text) = ladder_next else {
         return Err(ApiError::coded(
             ErrorCode::Conflict,
             "no hints are left for this step; read the failing checks' messages, or ask your \
              operator to configure an assistant ([ai] in berth.toml)",
         ));
-    }
-    let text = ask(state, caller, lab, &record, number, Ask::Hint, question).await?;
+    };
+    record.hints_shown.insert(number, shown + 1);
+    state.store.put_attempt(&record).await?;
     Ok(Hint {
-        source: "ai".into(),
-        text,
+        source: "static".into(),
+        text: text.clone(),
         step: number,
-        level: None,
-        remaining_static: remaining(shown),
+        level: Some(shown + 1),
+        remaining_static: remaining(lab, number, shown + 1),
     })
+}
+
+/// Static hints of step `number` not shown yet, `shown` having been.
+fn remaining(lab: &Lab, number: u32, shown: u32) -> u32 {
+    let ladder = lab.step(number).map_or(0, |s| s.file.hints.len());
+    u32::try_from(ladder)
+        .unwrap_or(u32::MAX)
+        .saturating_sub(shown)
 }
 
 pub async fn explain(
@@ -80,25 +82,31 @@ pub async fn explain(
 ) -> Result<Hint, ApiError> {
     let question = checked_question(question)?;
     let (record, _) = attempts::active(state, caller, lab).await?;
-    if assistant_for(state, lab).is_none() {
+    let Some(assistant) = assistant_for(state, lab) else {
         return Err(ApiError::coded(
             ErrorCode::Conflict,
             "explanations come from the assistant, and none is configured for this lab \
              ([ai] in berth.toml, `[ai] enabled` in its lab.toml)",
         ));
-    }
+    };
     let number = record.attempt.step.min(lab.step_count());
     let shown = record.hints_shown.get(&number).copied().unwrap_or(0);
-    let ladder = lab.step(number).map_or(0, |s| s.file.hints.len());
-    let text = ask(state, caller, lab, &record, number, Ask::Explain, question).await?;
+    let text = ask(
+        state,
+        caller,
+        lab,
+        assistant,
+        &record,
+        Ask::Explain,
+        question,
+    )
+    .await?;
     Ok(Hint {
         source: "ai".into(),
         text,
         step: number,
         level: None,
-        remaining_static: u32::try_from(ladder)
-            .unwrap_or(u32::MAX)
-            .saturating_sub(shown),
+        remaining_static: remaining(lab, number, shown),
     })
 }
 
@@ -112,10 +120,7 @@ fn checked_question(question: Option<String>) -> Result<Option<String>, ApiError
     }
 }
 
-fn assistant_for<'a>(
-    state: &'a AppState,
-    lab: &Lab,
-) -> Option<&'a crate::labs::assistant::Assistant> {
+fn assistant_for<'a>(state: &'a AppState, lab: &Lab) -> Option<&'a Assistant> {
     state
         .labs
         .assistant
@@ -127,12 +132,12 @@ async fn ask(
     state: &AppState,
     caller: &Principal,
     lab: &Lab,
+    assistant: &Assistant,
     record: &AttemptRecord,
-    number: u32,
     what: Ask,
     question: Option<String>,
 ) -> Result<String, ApiError> {
-    let assistant = assistant_for(state, lab).expect("checked by the caller");
+    let number = record.attempt.step.min(lab.step_count());
     admit(&state.labs, &record.attempt.session_id, &caller.name)?;
     let agent = SessionAgent::reach(state, caller, &record.attempt.session_id).await?;
     let context = Context {
@@ -226,13 +231,30 @@ async fn learner_files(state: &AppState, agent: &SessionAgent, lab: &Lab) -> Vec
         let Ok(response) = agent.send(state, request).await else {
             continue;
         };
-        // Read a little past the cap, so `capped` can say it cut.
-        if let Ok(bytes) = read_limited(response, 1 << 20).await {
-            let text = String::from_utf8_lossy(&bytes);
-            files.push((path.clone(), prompt::capped(&text, prompt::MAX_FILE_BYTES)));
-        }
+        // Read just past the cap, however large the file, so `capped` can say it cut.
+        let head = read_head(response, prompt::MAX_FILE_BYTES + 1).await;
+        let text = String::from_utf8_lossy(&head);
+        files.push((path.clone(), prompt::capped(&text, prompt::MAX_FILE_BYTES)));
     }
     files
+}
+
+/// The first `max` bytes of an answer's body, or fewer when it ends first; the rest unread.
+async fn read_head(response: hyper::Response<Body>, max: usize) -> Vec<u8> {
+    let mut body = response.into_body();
+    let mut head = Vec::new();
+    while head.len() < max {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+            _ => break,
+        }
+    }
+    head.truncate(max);
+    head
 }
 
 /// The end of the session's terminals as text; empty when the agent cannot say.

@@ -3,22 +3,14 @@
 //! never asked whether it passed: files are read through its agent, images built and run
 //! through its Docker API (its policy applies), and servers probed from here.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::{collections::BTreeMap, time::Instant};
 
-use berth_proto::{
-    ErrorCode,
-    lab::{CheckResult, JudgeResult},
-};
+use berth_proto::{ErrorCode, lab::JudgeResult};
 use chrono::Utc;
 
 use super::{
-    Claim,
     attempts::{self, Script},
-    checks, judging_now,
+    checks,
 };
 use crate::{
     api::{AppState, docker::session_docker, error::ApiError, session_agent::SessionAgent},
@@ -35,17 +27,43 @@ pub struct Judging<'a> {
     pub engine: Option<Engine>,
     /// Images this judging built, by the tag their `docker_build` check named.
     pub built: BTreeMap<String, String>,
-    /// Containers this judging started: removed when it ends, also when it runs out of time.
-    pub containers: Arc<Mutex<Vec<String>>>,
+    /// What a check changed and has not put back yet: undone when the judging ends, also when
+    /// it ran out of time in the middle of that check.
+    pub undo: Vec<Undo>,
 }
 
+/// A change the judge made to the session, and how to take it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// A container the judge started.
+    Container(String),
+    /// Paths the judge planted (`rm -rf` in `dir`).
+    Planted { dir: String, paths: Vec<String> },
+    /// A file the judge changed, with what it held.
+    Rewritten { path: String, original: Vec<u8> },
+}
+
+/// Judges in a task of its own: a caller who hangs up does not stop it half-way, with its
+/// containers running or its planted files in the learner's home.
 pub async fn judge(
+    state: &AppState,
+    caller: &Principal,
+    lab: &std::sync::Arc<Lab>,
+    step: Option<u32>,
+) -> Result<JudgeResult, ApiError> {
+    let (state, caller, lab) = (state.clone(), caller.clone(), lab.clone());
+    tokio::spawn(async move { judge_here(&state, &caller, &lab, step).await })
+        .await
+        .map_err(ApiError::internal)?
+}
+
+async fn judge_here(
     state: &AppState,
     caller: &Principal,
     lab: &Lab,
     step: Option<u32>,
 ) -> Result<JudgeResult, ApiError> {
-    let (mut record, _) = attempts::active(state, caller, lab).await?;
+    let (record, _claim) = attempts::claimed(state, caller, lab).await?;
     let session_id = record.attempt.session_id.clone();
     let current = record.attempt.step;
     let number = step.unwrap_or(current.min(lab.step_count()));
@@ -60,9 +78,6 @@ pub async fn judge(
             "step {number} is not reached yet; pass step {current} first"
         )));
     }
-    let Some(_judging) = Claim::take(&state.labs.judging, session_id.clone()) else {
-        return Err(judging_now(&session_id));
-    };
     let started = Instant::now();
     let engine = if lab.file.docker {
         Some(session_docker(state, caller, &session_id).await?.1)
@@ -74,31 +89,19 @@ pub async fn judge(
         agent: SessionAgent::reach(state, caller, &session_id).await?,
         engine,
         built: BTreeMap::new(),
-        containers: Arc::default(),
+        undo: Vec::new(),
     };
-    let containers = judging.containers.clone();
     let step_def = lab.step(number).expect("a step in range");
     let timeout = state.labs.judge_timeout;
+    let mut results = Vec::new();
     let ran = tokio::time::timeout(timeout, async {
-        let mut results = Vec::new();
         for check in step_def.checks() {
             results.push(checks::run(&mut judging, step_def, check).await);
         }
-        results
     })
     .await;
-    // Whatever happened, the judge's own containers go.
-    let engine = session_docker(state, caller, &session_id)
-        .await
-        .ok()
-        .map(|(_, e)| e);
-    let leftover = std::mem::take(&mut *containers.lock().unwrap_or_else(|p| p.into_inner()));
-    if let Some(engine) = engine {
-        for container in leftover {
-            let _ = crate::api::docker::run::remove(&engine, &container).await;
-        }
-    }
-    let checks: Vec<CheckResult> = ran.map_err(|_| {
+    checks::undo_all(&mut judging).await;
+    ran.map_err(|_| {
         ApiError::coded(
             ErrorCode::Timeout,
             format!(
@@ -109,11 +112,21 @@ pub async fn judge(
         )
     })?;
 
-    let passed = checks.iter().all(|c| c.passed);
+    let passed = results.iter().all(|c| c.passed);
     let now = Utc::now();
-    let advanced = passed && number == current;
+    let result = JudgeResult {
+        passed,
+        step: number,
+        checks: results,
+        completed: false,
+        judged_at: now,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    // Read again: a hint shown while the checks ran is kept.
+    let (mut record, _) = attempts::active(state, caller, lab).await?;
+    let advanced = passed && number == record.attempt.step;
     if advanced {
-        record.attempt.step = current + 1;
+        record.attempt.step += 1;
     }
     let completed = record.attempt.step > lab.step_count();
     if advanced && completed {
@@ -122,25 +135,21 @@ pub async fn judge(
             u64::try_from((now - record.attempt.started_at).num_seconds()).ok();
     }
     let result = JudgeResult {
-        passed,
-        step: number,
-        checks,
         completed,
-        judged_at: now,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ..result
     };
     record.attempt.judgings = record.attempt.judgings.saturating_add(1);
     record.attempt.last_result = Some(result.clone());
     state.store.put_attempt(&record).await?;
     if advanced && !completed {
-        attempts::run_step_script(
-            state,
-            &judging.agent,
-            lab,
-            record.attempt.step,
-            Script::Setup,
-        )
-        .await?;
+        // The pass stands whatever the next step's setup does; a reset of that step runs it
+        // again.
+        let next = record.attempt.step;
+        if let Err(err) =
+            attempts::run_step_script(state, &judging.agent, lab, next, Script::Setup).await
+        {
+            tracing::warn!(lab = lab.id(), step = next, message = %err.message, "a step's setup failed");
+        }
     }
     Ok(result)
 }

@@ -165,7 +165,10 @@ pub async fn start(
     Path(slug): Path<String>,
 ) -> Result<(StatusCode, Json<LabAttempt>), ApiError> {
     let lab = lab(&state, &slug)?;
-    attempts::start(&state, &caller, &lab).await
+    // A task of its own: a caller who hangs up does not leave a session without its attempt.
+    tokio::spawn(async move { attempts::start(&state, &caller, &lab).await })
+        .await
+        .map_err(ApiError::internal)?
 }
 
 /// The caller's active attempt at the lab (its session not ended).

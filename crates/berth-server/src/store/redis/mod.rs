@@ -463,7 +463,7 @@ impl Store for RedisStore {
             .script(
                 &self.scripts.set_user_role,
                 &[keys::USERS, keys::USER_NAMES],
-                &[name, role_name(role)],
+                &[name, role.as_str()],
             )
             .await?;
         match reply.as_str() {
@@ -542,11 +542,6 @@ impl Store for RedisStore {
         self.pipeline::<()>(&pipe).await
     }
 
-    async fn get_attempt(&self, id: &str) -> Result<Option<AttemptRecord>, StoreError> {
-        let raw: Option<String> = self.query(redis::cmd("GET").arg(keys::attempt(id))).await?;
-        raw.as_deref().map(attempt_from_json).transpose()
-    }
-
     async fn list_attempts(&self, owner: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         // Newest first; equal times by id, descending, as SQLite orders them.
         let ids: Vec<String> = self
@@ -573,13 +568,6 @@ impl Store for RedisStore {
 
 fn class_from_json(raw: &str) -> Result<Class, StoreError> {
     serde_json::from_str(raw).map_err(|err| StoreError::Corrupt(format!("class: {err}")))
-}
-
-fn role_name(role: berth_proto::user::Role) -> &'static str {
-    match role {
-        berth_proto::user::Role::User => "user",
-        berth_proto::user::Role::Instructor => "instructor",
-    }
 }
 
 fn attempt_from_json(raw: &str) -> Result<AttemptRecord, StoreError> {
