@@ -10,22 +10,7 @@ use berth_proto::{
     ErrorCode,
     process::{ExecRequest, TerminalQuery},
 };
-use common::{Server, container_of, docker, session, sh};
-
-/// Reads terminal output until `needle` shows up, returning everything read.
-async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) -> String {
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !seen.contains(needle) {
-        match tokio::time::timeout_at(deadline, terminal.next()).await {
-            Ok(Some(TerminalEvent::Output(bytes))) => {
-                seen.push_str(&String::from_utf8_lossy(&bytes))
-            }
-            other => panic!("no {needle:?} in the terminal ({other:?}); got {seen:?}"),
-        }
-    }
-    seen
-}
+use common::{Server, container_of, docker, read_until, session, sh};
 
 #[tokio::test]
 async fn terminals_echo_resize_reattach_and_watch_read_only() {

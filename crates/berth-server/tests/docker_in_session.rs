@@ -4,7 +4,7 @@
 
 mod common;
 
-use berth_client::{ClientError, TerminalEvent};
+use berth_client::ClientError;
 use berth_proto::{
     docker::{DockerExec, DockerRun},
     process::{ExecResult, TerminalQuery},
@@ -12,7 +12,7 @@ use berth_proto::{
 use berth_server::config::{TemplateConfig, TemplateDockerConfig};
 use std::time::Duration;
 
-use common::{ADMIN, Registry, Server, docker, inspect, session, sh};
+use common::{ADMIN, Registry, Server, docker, inspect, read_until, session, sh};
 
 const DOCKER_IMAGE: &str = "berth/docker:latest";
 
@@ -76,20 +76,6 @@ async fn fails(server: &Server, id: &str, script: &str) -> String {
         result.stdout
     );
     result.stderr
-}
-
-/// Reads terminal output until `needle` shows up.
-async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) {
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !seen.contains(needle) {
-        match tokio::time::timeout_at(deadline, terminal.next()).await {
-            Ok(Some(TerminalEvent::Output(bytes))) => {
-                seen.push_str(&String::from_utf8_lossy(&bytes))
-            }
-            other => panic!("no {needle:?} in the terminal ({other:?}); got {seen:?}"),
-        }
-    }
 }
 
 /// A session's children on the engine: containers, images, volumes and networks.

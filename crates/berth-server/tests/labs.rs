@@ -12,12 +12,11 @@ use std::{
     time::Duration,
 };
 
-use berth_client::TerminalEvent;
-use berth_proto::process::TerminalQuery;
+use berth_proto::{process::TerminalQuery, user::Role};
 use berth_server::config::{Config, TemplateConfig, TemplateDockerConfig};
 use serde_json::{Value, json};
 
-use common::{Server, sh};
+use common::{Server, read_until, sh};
 
 fn shipped_labs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../labs")
@@ -45,7 +44,6 @@ fn docker_template(config: &mut Config) {
 }
 
 /// A user of the server and their token.
-#[derive(Clone)]
 struct Learner {
     http: reqwest::Client,
     base: String,
@@ -54,7 +52,15 @@ struct Learner {
 
 impl Learner {
     async fn new(server: &Server, name: &str) -> Self {
-        let created = server.client.create_user(name).await.unwrap();
+        Self::with_role(server, name, Role::User).await
+    }
+
+    async fn with_role(server: &Server, name: &str, role: Role) -> Self {
+        let created = server
+            .client
+            .create_user_with_role(name, role)
+            .await
+            .unwrap();
         Self {
             http: reqwest::Client::new(),
             base: server.client.base_url().trim_end_matches('/').to_owned(),
@@ -428,15 +434,7 @@ async fn hints_climb_the_ladder_then_ask_an_assistant_grounded_in_the_session() 
         .await
         .unwrap();
     terminal.send(b"echo terminal-$((40+2))\n").await.unwrap();
-    let mut seen = String::new();
-    while !seen.contains("terminal-42") {
-        match tokio::time::timeout(Duration::from_secs(10), terminal.next()).await {
-            Ok(Some(TerminalEvent::Output(bytes))) => {
-                seen.push_str(&String::from_utf8_lossy(&bytes))
-            }
-            other => panic!("no output in the terminal: {other:?}"),
-        }
-    }
+    read_until(&mut terminal, "terminal-42").await;
 
     // The lab's own hints first, in order.
     let (_, lab_view) = learner.get(&format!("/api/v1/labs/{lab}")).await;
@@ -724,21 +722,6 @@ async fn resets_the_judges_bounds_and_an_imported_killercoda_scenario() {
     server.stop().await;
 }
 
-/// Reads a terminal until `needle` shows up; everything seen.
-async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) -> String {
-    let mut seen = String::new();
-    while !seen.contains(needle) {
-        match tokio::time::timeout(Duration::from_secs(10), terminal.next()).await {
-            Ok(Some(TerminalEvent::Output(bytes))) => {
-                seen.push_str(&String::from_utf8_lossy(&bytes))
-            }
-            Ok(Some(_)) => {}
-            other => panic!("no {needle:?} in the terminal ({other:?}); saw {seen:?}"),
-        }
-    }
-    seen
-}
-
 #[tokio::test]
 async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_read_only() {
     use futures_util::{SinkExt, StreamExt};
@@ -749,16 +732,7 @@ async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_re
         config.labs.dir = Some(labs.path().to_owned());
     })
     .await;
-    let teacher = server
-        .client
-        .create_user_with_role("teacher", berth_proto::user::Role::Instructor)
-        .await
-        .unwrap();
-    let teacher = Learner {
-        http: reqwest::Client::new(),
-        base: server.client.base_url().trim_end_matches('/').to_owned(),
-        token: teacher.token,
-    };
+    let teacher = Learner::with_role(&server, "teacher", Role::Instructor).await;
     let ann = Learner::new(&server, "ann").await;
     Learner::new(&server, "ben").await;
 
@@ -896,15 +870,7 @@ async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_re
 
     // Another instructor finds no such class; a learner's sessions but their labs' are not
     // the class's to watch.
-    let other = server
-        .client
-        .create_user_with_role("other-teacher", berth_proto::user::Role::Instructor)
-        .await
-        .unwrap();
-    let other = Learner {
-        token: other.token,
-        ..teacher.clone()
-    };
+    let other = Learner::with_role(&server, "other-teacher", Role::Instructor).await;
     assert_eq!(
         other.get(&format!("/api/v1/classes/{class_id}")).await.0,
         404

@@ -142,6 +142,21 @@ pub async fn session(server: &Server, template: &str) -> String {
     server.client.create_session(&request).await.unwrap().id
 }
 
+/// Reads a terminal until `needle` shows up (at most 20 s); everything it showed.
+pub async fn read_until(terminal: &mut berth_client::Terminal, needle: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, terminal.next()).await {
+            Ok(Some(berth_client::TerminalEvent::Output(bytes))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes))
+            }
+            other => panic!("no {needle:?} in the terminal ({other:?}); got {seen:?}"),
+        }
+    }
+    seen
+}
+
 /// `sh -c script`, as an exec request.
 pub fn sh(script: &str) -> ExecRequest {
     ExecRequest {
