@@ -352,6 +352,14 @@ await step("class-live-and-shadow", async () => {
   await page.waitForTimeout(1000);
   const learnerSees = await other.locator(".terminal:not(.hidden) .xterm-rows").innerText();
   if (learnerSees.includes("watcher-typed")) throw new Error("the watcher's keys reached the learner");
+
+  // The instructor restarts the learner's lab; the learner's page follows on its own.
+  await shadow.getByRole("button", { name: "Stop watching" }).click();
+  page.once("dialog", (dialog) => dialog.accept());
+  await learner.getByRole("button", { name: "Reset ▾" }).click();
+  await learner.getByRole("button", { name: "Restart the lab" }).click();
+  await other.locator(".toast", { hasText: "Your lab was reset" }).waitFor({ timeout: 30000 });
+  await other.locator(".lab-progress", { hasText: "Step 1 of 2" }).waitFor();
   await context.close();
 });
 

@@ -26,6 +26,23 @@ export function LabPage({ slug, theme }: { slug: string; theme: Theme }) {
     });
   }, [slug]);
 
+  // An instructor may reset or move the attempt: look again now and then, and follow.
+  useEffect(() => {
+    if (!attempt) return;
+    const timer = setInterval(() => {
+      api.activeAttempt(slug).then((fresh) => {
+        if (!fresh || (fresh.step === attempt.step && fresh.session_id === attempt.session_id)) return;
+        // A step further on may be the learner's own pass, still being set up: said by the
+        // steps panel. Going back or to a new session is someone else's doing.
+        if (fresh.step < attempt.step || fresh.session_id !== attempt.session_id) {
+          toast(`Your lab was reset: you are at step ${fresh.step} of ${fresh.steps}`);
+        }
+        setAttempt(fresh);
+      }, () => {});
+    }, 10000);
+    return () => clearInterval(timer);
+  }, [slug, attempt?.step, attempt?.session_id]);
+
   const start = async () => {
     setStarting(true);
     try {
