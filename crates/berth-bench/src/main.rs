@@ -250,6 +250,7 @@ pub async fn in_process(config: Config, data: tempfile::TempDir) -> anyhow::Resu
         opened.coordination,
         runtime.clone(),
         TOKEN,
+        Default::default(),
     )
     .await;
     if let Some(sockets) = sockets {

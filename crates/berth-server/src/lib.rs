@@ -115,8 +115,8 @@ impl Drop for App {
     }
 }
 
-/// Wires the control plane on a given store, coordination and runtime, claims the lead of
-/// lifecycle (a new leader converges with the engine before this returns), and starts the
+/// Wires the control plane on a given store, coordination, runtime and labs, claims the lead
+/// of lifecycle (a new leader converges with the engine before this returns), and starts the
 /// reaper, the periodic reconcile and the lease's renewals.
 pub async fn app(
     config: &Config,
@@ -124,6 +124,7 @@ pub async fn app(
     coordination: Arc<dyn Coordination>,
     runtime: Arc<dyn Runtime>,
     admin_token: &str,
+    labs: labs::Catalogue,
 ) -> App {
     // Installed before anything records, so no early measurement is lost.
     metrics::handle();
@@ -248,7 +249,7 @@ pub async fn app(
             config.quota.request_burst,
         ),
         labs: api::labs::LabsService::new(
-            lab_catalogue(config),
+            labs,
             &config.ai,
             Duration::from_secs(config.labs.judge_timeout_seconds),
         ),
@@ -268,21 +269,19 @@ pub async fn app(
     }
 }
 
-/// The labs of `[labs] dir`. `run` refuses to start with a broken one; a caller of `app` that
-/// did not check gets no labs, and the log says why.
-fn lab_catalogue(config: &Config) -> labs::Catalogue {
+/// The labs of `[labs] dir`, every one checked: one broken lab stops the start, with the
+/// file and field it is wrong in.
+fn lab_catalogue(config: &Config) -> Result<labs::Catalogue, ServerError> {
     let Some(dir) = &config.labs.dir else {
-        return labs::Catalogue::default();
+        return Ok(labs::Catalogue::default());
     };
-    match labs::load_catalogue(dir, &config.templates) {
-        Ok(catalogue) => catalogue,
-        Err(errors) => {
-            for error in &errors {
-                tracing::error!(%error, "lab left out");
-            }
-            labs::Catalogue::default()
+    labs::load_catalogue(dir, &config.templates).map_err(|errors| {
+        let errors: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        ServerError::Labs {
+            dir: dir.clone(),
+            errors: errors.join("\n"),
         }
-    }
+    })
 }
 
 /// Creates the data dir, or narrows an existing one, to its owner alone (0700): it holds the
@@ -304,15 +303,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
-    if let Some(dir) = &config.labs.dir
-        && let Err(errors) = labs::load_catalogue(dir, &config.templates)
-    {
-        let errors: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        return Err(ServerError::Labs {
-            dir: dir.clone(),
-            errors: errors.join("\n"),
-        });
-    }
+    let labs = lab_catalogue(&config)?;
     private_dir(&data_dir).map_err(|source| ServerError::DataDir {
         path: data_dir.clone(),
         source,
@@ -366,6 +357,7 @@ pub async fn run(
         coordination,
         runtime.clone(),
         &admin_token,
+        labs,
     )
     .await;
     if let Some(sockets) = docker_sockets {

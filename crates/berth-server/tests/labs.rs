@@ -122,34 +122,22 @@ impl Learner {
         })
         .await
         .unwrap();
-        let response = self
-            .http
-            .put(format!(
-                "{}/api/v1/sessions/{session}/files/archive?path=.",
-                self.base
-            ))
-            .bearer_auth(&self.token)
-            .body(tar)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{}",
-            response.text().await.unwrap()
-        );
+        self.put(session, "files/archive", ".", tar).await;
     }
 
     async fn put_file(&self, session: &str, path: &str, text: &str) {
+        self.put(session, "files/content", path, text.to_owned())
+            .await;
+    }
+
+    /// `PUT /api/v1/sessions/{session}/{route}?path=...`, which must succeed.
+    async fn put(&self, session: &str, route: &str, path: &str, body: impl Into<reqwest::Body>) {
         let response = self
             .http
-            .put(format!(
-                "{}/api/v1/sessions/{session}/files/content",
-                self.base
-            ))
+            .put(format!("{}/api/v1/sessions/{session}/{route}", self.base))
             .query(&[("path", path)])
             .bearer_auth(&self.token)
-            .body(text.to_owned())
+            .body(body)
             .send()
             .await
             .unwrap();

@@ -45,7 +45,15 @@ async fn api_with(customise: impl FnOnce(&mut Config)) -> Api {
     let runtime = Arc::new(FakeRuntime::default());
     let store = Arc::new(SqliteStore::in_memory().await.unwrap());
     let coordination = Arc::new(crate::cluster::LocalCoordination::default());
-    let app = crate::app(&config, store, coordination, runtime.clone(), ADMIN).await;
+    let app = crate::app(
+        &config,
+        store,
+        coordination,
+        runtime.clone(),
+        ADMIN,
+        Default::default(),
+    )
+    .await;
     Api {
         router: app.router.clone(),
         runtime,
