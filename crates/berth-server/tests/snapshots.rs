@@ -430,3 +430,85 @@ async fn a_commit_longer_than_the_engine_timeout_still_hibernates() {
     client.delete_session(&session.id).await.unwrap();
     server.stop().await;
 }
+
+/// Every image on the engine, tagged or not, that was committed from `session_id`.
+fn images_of_session(session_id: &str) -> Vec<String> {
+    let filter = format!("label=berth.session={session_id}");
+    docker(&["images", "--all", "--quiet", "--filter", &filter])
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A server whose reconcile looks at the engine every second.
+async fn eagerly_reconciling_server() -> Server {
+    Server::start_with(|config| config.lifecycle.reconcile_interval_seconds = 1).await
+}
+
+/// Deleting a named snapshot a fork still runs on only takes its tag; the untagged image is
+/// left alone while the fork uses it and swept once the fork is gone, not kept forever.
+#[tokio::test]
+async fn an_untagged_snapshot_is_swept_once_no_session_runs_on_it() {
+    let server = eagerly_reconciling_server().await;
+    let client = &server.client;
+    let origin = default_session_with(client, "echo forked > /home/user/notes").await;
+    let snapshot = client.create_snapshot(&origin.id, "before").await.unwrap();
+    let fork = client
+        .create_session(&CreateSession {
+            from_snapshot: Some(snapshot.id.clone()),
+            ..CreateSession::default()
+        })
+        .await
+        .unwrap();
+    client.delete_snapshot(&snapshot.id).await.unwrap();
+    client.delete_session(&origin.id).await.unwrap();
+    assert_eq!(
+        images_of_session(&origin.id).len(),
+        1,
+        "the fork runs on it"
+    );
+
+    // Reconciles come and go: the fork keeps its image and its files.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let notes = client
+        .exec(&fork.id, &sh("cat /home/user/notes"))
+        .await
+        .unwrap();
+    assert_eq!(notes.stdout, "forked\n");
+    assert_eq!(images_of_session(&origin.id).len(), 1);
+
+    client.delete_session(&fork.id).await.unwrap();
+    let mut left = images_of_session(&origin.id);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = images_of_session(&origin.id);
+    }
+    assert!(left.is_empty(), "the untagged snapshot stays: {left:?}");
+    server.stop().await;
+}
+
+/// A commit pauses the session's container; a reconcile that looks meanwhile must see it
+/// alive, not start it again (which the engine refuses: the session used to fail).
+#[tokio::test]
+async fn a_paused_container_is_alive_to_reconcile() {
+    let server = eagerly_reconciling_server().await;
+    let client = &server.client;
+    let session = default_session_with(client, "echo kept > /home/user/notes").await;
+    let container = common::container_of(&server, &session.id);
+    docker(&["pause", &container]).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let state = client.get_session(&session.id).await.unwrap();
+    docker(&["unpause", &container]).unwrap();
+    assert_eq!(state.state, SessionState::Running, "{state:?}");
+    let notes = client
+        .exec(&session.id, &sh("cat /home/user/notes"))
+        .await
+        .unwrap();
+    assert_eq!(notes.stdout, "kept\n");
+    client.delete_session(&session.id).await.unwrap();
+    server.stop().await;
+}

@@ -105,7 +105,8 @@ impl From<ContainerOrigin> for ManagedContainer {
 /// A snapshot image of this instance, as the engine lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedSnapshot {
-    /// The image's reference (`repository:tag`), which `remove_snapshot` takes.
+    /// The image's reference (`repository:tag`, or its id once untagged), which
+    /// `remove_snapshot` takes.
     pub image: String,
     pub session_id: String,
 }

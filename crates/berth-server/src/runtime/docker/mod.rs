@@ -54,6 +54,9 @@ const REMOVALS_AT_ONCE: usize = 8;
 /// uid:gid of the `user` account in every session image.
 const SESSION_USER: &str = "1000:1000";
 
+/// How the engine lists an image's tags once it has none.
+const UNTAGGED: &str = "<none>:<none>";
+
 /// The option that names a bridge network's interface; the firewall's rules are keyed by it.
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
@@ -661,7 +664,15 @@ impl Runtime for DockerRuntime {
                     Some(ManagedContainer {
                         id: summary.id?,
                         session_id: summary.labels?.remove(labels::SESSION)?,
-                        running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+                        // A paused container (a commit pauses it) is alive, as inspecting
+                        // it says: reconcile must not start it again.
+                        running: matches!(
+                            summary.state,
+                            Some(
+                                ContainerSummaryStateEnum::RUNNING
+                                    | ContainerSummaryStateEnum::PAUSED
+                            )
+                        ),
                     })
                 })
                 .collect())
@@ -910,21 +921,28 @@ impl Runtime for DockerRuntime {
             let options = ListImagesOptionsBuilder::new()
                 .filters(&self.instance_filter())
                 .build();
-            let images = self
-                .call("list_images", docker.list_images(Some(options)))
-                .await?;
+            let (images, containers) = tokio::try_join!(
+                self.call("list_images", docker.list_images(Some(options))),
+                self.instance_containers(),
+            )?;
+            let in_use: std::collections::HashSet<String> = containers
+                .into_iter()
+                .filter_map(|container| container.image_id)
+                .collect();
             Ok(images
                 .into_iter()
                 .filter_map(|mut image| {
                     let session_id = image.labels.remove(labels::SESSION)?;
-                    image
-                        .repo_tags
-                        .into_iter()
-                        .map(move |image| ManagedSnapshot {
-                            image,
-                            session_id: session_id.clone(),
-                        })
-                        .next()
+                    let tag = image.repo_tags.into_iter().find(|tag| tag != UNTAGGED);
+                    // Removing a snapshot a restored container still runs on only takes its
+                    // tag; the image is named by its id from then on, and swept by it once
+                    // no container of this instance uses it.
+                    let image = match tag {
+                        Some(tag) => tag,
+                        None if in_use.contains(&image.id) => return None,
+                        None => image.id,
+                    };
+                    Some(ManagedSnapshot { image, session_id })
                 })
                 .collect())
         })
