@@ -8,6 +8,7 @@
 //! This crate is both the binary baked into session images and a library, so the control
 //! plane's fast tests serve the very same router in-process.
 
+pub mod callback_relay;
 mod dockerignore;
 mod error;
 mod exec;

@@ -39,6 +39,12 @@ pub enum SessionEvent {
     },
     /// Activity came after a warning: the session stays.
     IdleCancelled,
+    /// Sent by code inside the session (`POST /api/v1/self/events`).
+    Custom {
+        name: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        data: serde_json::Value,
+    },
 }
 
 /// `POST /api/v1/sessions/{id}/preview-links`: a signed link to one port that works without

@@ -132,6 +132,13 @@ pub struct Session {
     /// its place among the waiting restores, 1 next. The session stays `hibernated` meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_queue_position: Option<u32>,
+    /// When an app inside said it is ready (`POST /api/v1/self/ready`), for the container it
+    /// runs in now (`GET .../sessions/{id}` only): a restart or a wake clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<DateTime<Utc>>,
+    /// What it said with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_message: Option<String>,
 }
 
 /// `POST /api/v1/sessions/{id}/keepalive`: stay awake `seconds` from now.

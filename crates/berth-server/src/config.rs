@@ -54,6 +54,7 @@ pub struct Config {
     pub swarm: SwarmConfig,
     pub labs: LabsConfig,
     pub ai: AiConfig,
+    pub callback: CallbackConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
 }
 
@@ -74,6 +75,27 @@ impl Default for LabsConfig {
         Self {
             dir: None,
             judge_timeout_seconds: 300,
+        }
+    }
+}
+
+/// `[callback]`: the API code inside a session calls back (docs/integration.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// Give every session `BERTH_API_URL`, `BERTH_SESSION_TOKEN` and the `/api/v1/self`
+    /// routes. Served where sessions run on this host's engine (`runtime.kind = "docker"`
+    /// with a local engine).
+    pub enabled: bool,
+    /// How long a session token works; the token file gets a new one every half of this.
+    pub token_ttl_seconds: u64,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_ttl_seconds: 3600,
         }
     }
 }
@@ -593,6 +615,7 @@ impl Default for Config {
             swarm: SwarmConfig::default(),
             labs: LabsConfig::default(),
             ai: AiConfig::default(),
+            callback: CallbackConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -792,6 +815,12 @@ impl Config {
                  ai.base_url for no assistant)"
                     .into(),
             ));
+        }
+        if !(10..=86_400).contains(&self.callback.token_ttl_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "callback.token_ttl_seconds {} must be from 10 to 86400",
+                self.callback.token_ttl_seconds
+            )));
         }
         if !(10..=3600).contains(&self.labs.judge_timeout_seconds) {
             return Err(ConfigError::Invalid(format!(

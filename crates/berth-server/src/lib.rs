@@ -7,6 +7,7 @@
 pub mod agent_client;
 pub mod api;
 pub mod auth;
+pub mod callback;
 pub mod cluster;
 pub mod config;
 pub mod docker_api;
@@ -83,6 +84,8 @@ pub struct App {
     /// With `[e2b] enabled`: E2B's control-plane REST and envd, each for a listener of its own.
     pub e2b: Option<E2bRouters>,
     pub sessions: SessionManager,
+    /// What the sessions' callback sockets serve (`callback`).
+    pub callback: Router,
     /// This instance's part in leading lifecycle; released on a graceful stop.
     pub leadership: Leadership,
     background: Vec<JoinHandle<()>>,
@@ -256,6 +259,7 @@ pub async fn app(
     });
     App {
         router: api::router(state.clone()),
+        callback: api::callback_router(state.clone()),
         e2b: config.e2b.enabled.then(|| E2bRouters {
             api: api::e2b::api_router(state.clone()),
             sandbox: api::e2b::sandbox_router(state),
@@ -333,11 +337,15 @@ pub async fn run(
         RuntimeKind::Swarm => None,
     };
     let docker_sockets = docker_sockets(&config, &networks)?;
+    let callback_sockets = callback_sockets(&config, &admin_token);
     let runtime: Arc<dyn Runtime> = match config.runtime.kind {
         RuntimeKind::Docker => {
             let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
             if let Some(sockets) = &docker_sockets {
                 runtime = runtime.with_docker_api(sockets.clone());
+            }
+            if let Some(sockets) = &callback_sockets {
+                runtime = runtime.with_callback(sockets.clone());
             }
             Arc::new(runtime)
         }
@@ -360,6 +368,10 @@ pub async fn run(
         labs,
     )
     .await;
+    if let Some(sockets) = callback_sockets {
+        sockets.serve(app.callback.clone());
+        app.background.push(sockets.spawn(store.clone()));
+    }
     if let Some(sockets) = docker_sockets {
         app.serve_docker_api(sockets, store, runtime);
     }
@@ -432,6 +444,25 @@ pub fn docker_sockets(
             networks.clone(),
         )
     }))
+}
+
+/// The sessions' callback sockets (`callback`), with `[callback] enabled` where sessions run
+/// on this host's engine: the socket directories are mounted from this host.
+fn callback_sockets(config: &Config, admin_token: &str) -> Option<callback::CallbackSockets> {
+    let local_engine = config
+        .docker
+        .host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .is_none_or(|host| host.starts_with("unix://"));
+    if !config.callback.enabled || config.runtime.kind != RuntimeKind::Docker || !local_engine {
+        return None;
+    }
+    Some(callback::CallbackSockets::new(
+        config.data_dir.join("callback"),
+        signing::Signer::from_secret(admin_token),
+        Duration::from_secs(config.callback.token_ttl_seconds),
+    ))
 }
 
 /// Where the sessions' Docker API sockets live, one directory each.

@@ -34,6 +34,15 @@ pub enum PreviewDenied {
     Expired,
 }
 
+/// Why a session's callback token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenDenied {
+    #[error("this session token is not valid")]
+    Invalid,
+    #[error("this session token has expired; read the current one from the token file")]
+    Expired,
+}
+
 impl Signer {
     pub fn from_secret(secret: &str) -> Self {
         let mut hasher = Sha256::new();
@@ -78,6 +87,35 @@ impl Signer {
 
     pub fn e2b_access_token_matches(&self, session_id: &str, presented: &str) -> bool {
         self.verify("e2b-envd", session_id, presented)
+    }
+
+    /// A session's callback token (`berth_proto::callback`): `bst_{session}.{expires}.{signature}`.
+    /// It needs no storage; whether its session still runs is checked where it is used.
+    pub fn session_token(&self, session_id: &str, expires: i64) -> String {
+        let message = format!("{session_id}.{expires}");
+        let signature = self.sign("session-callback", &message);
+        format!(
+            "{}{message}.{signature}",
+            berth_proto::callback::TOKEN_PREFIX
+        )
+    }
+
+    /// The session and expiry (Unix seconds) a callback token carries, if this control plane
+    /// signed it and it has not expired.
+    pub fn check_session_token(&self, token: &str, now: i64) -> Result<(String, i64), TokenDenied> {
+        let body = token
+            .strip_prefix(berth_proto::callback::TOKEN_PREFIX)
+            .ok_or(TokenDenied::Invalid)?;
+        let (message, signature) = body.rsplit_once('.').ok_or(TokenDenied::Invalid)?;
+        if !self.verify("session-callback", message, signature) {
+            return Err(TokenDenied::Invalid);
+        }
+        let (session, expires) = message.split_once('.').ok_or(TokenDenied::Invalid)?;
+        let expires: i64 = expires.parse().map_err(|_| TokenDenied::Invalid)?;
+        if expires <= now {
+            return Err(TokenDenied::Expired);
+        }
+        Ok((session.to_owned(), expires))
     }
 
     /// `{session}.{port}.{expires}.{signature}`: safe in a URL path and a host name's cookie.
@@ -147,6 +185,42 @@ mod tests {
             Err(PreviewDenied::Invalid)
         );
         assert_eq!(signer.check_preview("junk", 0), Err(PreviewDenied::Invalid));
+    }
+
+    #[test]
+    fn a_session_token_names_its_session_until_it_expires_and_cannot_be_changed() {
+        let signer = Signer::from_secret("admin");
+        let token = signer.session_token("sabc", 100);
+        assert!(token.starts_with("bst_sabc.100."), "{token}");
+        assert_eq!(
+            signer.check_session_token(&token, 99),
+            Ok(("sabc".into(), 100))
+        );
+        assert_eq!(
+            signer.check_session_token(&token, 100),
+            Err(TokenDenied::Expired)
+        );
+        let other = token.replacen("sabc", "sabd", 1);
+        assert_eq!(
+            signer.check_session_token(&other, 0),
+            Err(TokenDenied::Invalid)
+        );
+        let longer = token.replacen(".100.", ".999.", 1);
+        assert_eq!(
+            signer.check_session_token(&longer, 0),
+            Err(TokenDenied::Invalid)
+        );
+        let foreign = Signer::from_secret("other").session_token("sabc", 100);
+        assert_eq!(
+            signer.check_session_token(&foreign, 0),
+            Err(TokenDenied::Invalid)
+        );
+        // A preview token's signature is for another purpose.
+        let preview = signer.preview_token(&grant(100));
+        assert_eq!(
+            signer.check_session_token(&format!("bst_{preview}"), 0),
+            Err(TokenDenied::Invalid)
+        );
     }
 
     #[test]

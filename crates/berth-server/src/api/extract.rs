@@ -116,6 +116,11 @@ pub async fn caller(
 }
 
 pub(super) async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    if token.starts_with(berth_proto::callback::TOKEN_PREFIX) {
+        return Err(ApiError::forbidden(
+            "a session token serves only the /api/v1/self routes; use a user's token here",
+        ));
+    }
     state
         .auth
         .authenticate(token)

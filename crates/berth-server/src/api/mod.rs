@@ -3,6 +3,7 @@
 //! Handlers translate HTTP into calls on the session manager and back; they hold no lifecycle
 //! logic. Errors become responses only in `error.rs`.
 
+mod callback;
 mod compat;
 mod docker;
 pub mod e2b;
@@ -119,6 +120,7 @@ pub struct Services {
         (name = "templates", description = "What sessions can be made from"),
         (name = "labs", description = "Hands-on lessons: the catalogue, attempts, the judge and hints"),
         (name = "users", description = "Users and their tokens (admin)"),
+        (name = "callback", description = "For code inside a session, with its session token (`BERTH_SESSION_TOKEN`)"),
         (name = "service", description = "Health, readiness and metrics"),
     )
 )]
@@ -132,6 +134,18 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session's callback token (`bst_...`): `BERTH_SESSION_TOKEN` in the \
+                         session, or the newer one in `BERTH_TOKEN_FILE`",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
@@ -248,7 +262,8 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::update))
         .routes(routes!(service::healthz))
         .routes(routes!(service::readyz))
-        .routes(routes!(service::metrics));
+        .routes(routes!(service::metrics))
+        .merge(callback::routes());
     let (router, mut openapi) = routes.split_for_parts();
     SecuredResponses.modify(&mut openapi);
     (router, openapi)
@@ -302,6 +317,11 @@ pub fn router(state: AppState) -> Router {
 /// serves: with the API's routes that was ~150 KB per open connection, 120 MB for 800 clients
 /// kept alive. Behind this a connection costs one copy of the layers, and a request turns only
 /// its own route's handler into a service.
+/// What a session's callback socket serves (`crate::callback`).
+pub fn callback_router(state: AppState) -> Router {
+    callback::socket_router(state)
+}
+
 pub(crate) fn behind_layers(routes: Router) -> Router {
     Router::new().fallback_service(routes)
 }

@@ -54,7 +54,7 @@ impl SessionManager {
                 })
                 .await?;
                 Ok(match created {
-                    Created::Running(running) => session(running),
+                    Created::Running(running) => session(*running),
                     Created::Queued(status) => Answer::Queued(status),
                 })
             }

@@ -158,7 +158,8 @@ impl Command {
 /// The answer to a create.
 #[derive(Debug)]
 pub enum Created {
-    Running(Session),
+    /// Boxed: a session is large beside a receiver.
+    Running(Box<Session>),
     /// Waiting for capacity; the receiver follows the request to its end.
     Queued(tokio::sync::watch::Receiver<berth_proto::queue::QueueStatus>),
 }

@@ -10,6 +10,7 @@ mod error;
 mod pool;
 mod queue;
 mod reached;
+mod readiness;
 mod snapshots;
 pub(crate) mod validate;
 mod wake_outlook;
@@ -32,6 +33,7 @@ pub use engine::EngineState;
 pub use error::SessionError;
 pub use queue::QueueTickets;
 use reached::Reached;
+pub use readiness::Readiness;
 pub use snapshots::snapshot_repository;
 pub use validate::label_filter as parse_label_filter;
 pub use wake_outlook::{WakeEstimate, WakeOutlook};
@@ -170,6 +172,11 @@ impl SessionManager {
         self.activity.touch(id);
     }
 
+    /// Tells whoever watches the session's events, on whichever instance.
+    pub fn notify(&self, id: &str, event: berth_proto::ports::SessionEvent) {
+        self.activity.notify(id, event);
+    }
+
     /// For relaying one of the session's WebSockets: its input counts as activity, and with
     /// `notices` the client also hears the control plane's idle warnings.
     pub fn tap(&self, id: &str, notices: bool) -> Tap {
@@ -204,7 +211,7 @@ impl SessionManager {
         request: CreateSession,
     ) -> Result<Session, SessionError> {
         match self.create_or_queue(caller, request).await? {
-            Created::Running(session) => Ok(session),
+            Created::Running(session) => Ok(*session),
             Created::Queued(mut status) => loop {
                 let current = status.borrow_and_update().clone();
                 match current.state {
@@ -239,7 +246,7 @@ impl SessionManager {
         request: CreateSession,
     ) -> Result<Created, SessionError> {
         match self.call(Call::Create { caller, request }).await? {
-            Answer::Session(session) => Ok(Created::Running(session)),
+            Answer::Session(session) => Ok(Created::Running(Box::new(session))),
             Answer::Queued(status) => Ok(Created::Queued(status)),
             other => Err(SessionError::Internal(format!(
                 "a create was answered {other:?}"
@@ -311,6 +318,12 @@ impl SessionManager {
                     let estimate = self.wake_outlook.estimate(&session.id);
                     session.wake_estimate_ms = estimate.millis;
                     session.wake_queue_position = estimate.position;
+                }
+                if session.state == SessionState::Running
+                    && let Some(ready) = Readiness::of(self.store.as_ref(), &record).await?
+                {
+                    session.ready_at = Some(ready.at);
+                    session.ready_message = ready.message;
                 }
                 Ok(session)
             }

@@ -6,8 +6,8 @@ use berth_proto::{SessionState, lab::Class, user::Role};
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
-    UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope, Store,
+    StoreError, UserRecord,
 };
 
 fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> SessionRecord {
@@ -41,6 +41,49 @@ pub async fn run(store: &dyn Store) {
     snapshots_are_kept_listed_and_deleted(store).await;
     lab_attempts_are_replaced_whole_and_listed_newest_first(store).await;
     classes_are_replaced_whole_listed_and_deleted(store).await;
+    callback_state_is_kept_per_scope_within_its_limit(store).await;
+}
+
+async fn callback_state_is_kept_per_scope_within_its_limit(store: &dyn Store) {
+    let session = StateScope::Session("s-state".into());
+    let user = StateScope::User("s-state".into());
+    assert!(
+        store
+            .put_state(&session, "cart", r#"{"items":2}"#, 2)
+            .await
+            .unwrap()
+    );
+    assert!(store.put_state(&session, "b", "true", 2).await.unwrap());
+    // Full: a new key is refused and nothing is written; an existing one is replaced.
+    assert!(!store.put_state(&session, "c", "1", 2).await.unwrap());
+    assert_eq!(store.get_state(&session, "c").await.unwrap(), None);
+    assert!(
+        store
+            .put_state(&session, "cart", r#"{"items":3}"#, 2)
+            .await
+            .unwrap()
+    );
+    let cart = store.get_state(&session, "cart").await.unwrap().unwrap();
+    assert_eq!(cart.value, r#"{"items":3}"#);
+    assert!((Utc::now() - cart.updated_at).num_seconds().abs() < 60);
+
+    // The same name in another scope is another value.
+    assert_eq!(store.get_state(&user, "cart").await.unwrap(), None);
+    assert!(store.put_state(&user, "cart", "\"ünï\"", 2).await.unwrap());
+    let keys = store.list_state(&session).await.unwrap();
+    let listed: Vec<(&str, u64)> = keys.iter().map(|k| (k.key.as_str(), k.bytes)).collect();
+    assert_eq!(listed, [("b", 4), ("cart", 11)]);
+    assert_eq!(
+        store.list_state(&user).await.unwrap()[0].bytes,
+        7,
+        "bytes, not letters"
+    );
+
+    assert!(store.delete_state(&session, "b").await.unwrap());
+    assert!(!store.delete_state(&session, "b").await.unwrap());
+    store.clear_state(&session).await.unwrap();
+    assert!(store.list_state(&session).await.unwrap().is_empty());
+    assert_eq!(store.list_state(&user).await.unwrap().len(), 1);
 }
 
 async fn lab_attempts_are_replaced_whole_and_listed_newest_first(store: &dyn Store) {

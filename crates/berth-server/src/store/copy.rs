@@ -1,7 +1,7 @@
 //! `berth store copy`: everything one store keeps, into another (SQLite to Redis when a
 //! deployment grows to several instances, and back).
 
-use super::{SessionFilter, Store, StoreError};
+use super::{SessionFilter, StateScope, Store, StoreError};
 
 /// How far a copy got; handed to the caller's progress callback as it grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -12,13 +12,15 @@ pub struct CopyProgress {
     pub snapshots: u64,
     pub attempts: u64,
     pub classes: u64,
+    /// Callback state values (sessions', users' and the platform's notes).
+    pub state: u64,
 }
 
 /// Rows between two progress reports.
 const REPORT_EVERY: u64 = 100;
 
-/// Copies users, sessions (every state), their timelines, snapshots, lab attempts and classes
-/// from `from` to `to`,
+/// Copies users, sessions (every state), their timelines, snapshots, lab attempts, classes
+/// and callback state from `from` to `to` (a state value's time becomes the copy's),
 /// calling `progress` every few rows and once at the end.
 ///
 /// Refuses (`Conflict`) a target that already holds users, sessions or snapshots unless
@@ -44,7 +46,8 @@ pub async fn copy(
             + done.events
             + done.snapshots
             + done.attempts
-            + done.classes;
+            + done.classes
+            + done.state;
         if rows.is_multiple_of(REPORT_EVERY) {
             progress(done);
         }
@@ -61,6 +64,7 @@ pub async fn copy(
         tick(&done);
     }
 
+    let mut scopes = Vec::new();
     for session in from.list_sessions(&SessionFilter::default()).await? {
         match to.insert_session(&session).await {
             Err(StoreError::Conflict(_)) if force => to.update_session(&session).await?,
@@ -73,6 +77,8 @@ pub async fn copy(
             done.events += 1;
             tick(&done);
         }
+        scopes.push(StateScope::Session(session.id.clone()));
+        scopes.push(StateScope::Platform(session.id));
     }
 
     for snapshot in from.list_snapshots(None).await? {
@@ -102,6 +108,20 @@ pub async fn copy(
         for attempt in from.list_attempts(owner).await? {
             to.put_attempt(&attempt).await?;
             done.attempts += 1;
+            tick(&done);
+        }
+        scopes.push(StateScope::User(owner.to_owned()));
+    }
+
+    for scope in &scopes {
+        for key in from.list_state(scope).await? {
+            // Gone between the listing and the read: nothing to copy.
+            let Some(value) = from.get_state(scope, &key.key).await? else {
+                continue;
+            };
+            to.put_state(scope, &key.key, &value.value, usize::MAX)
+                .await?;
+            done.state += 1;
             tick(&done);
         }
     }
@@ -148,7 +168,24 @@ mod tests {
             store.list_snapshots(None).await.unwrap(),
             store.list_attempts("alice").await.unwrap(),
             store.list_classes().await.unwrap(),
+            state_of(store).await,
         )
+    }
+
+    /// Every callback value `fill` writes, without their times (a copy's are its own).
+    async fn state_of(store: &dyn Store) -> Vec<(String, String)> {
+        let mut values = Vec::new();
+        for scope in [
+            StateScope::Session("s-0".into()),
+            StateScope::Platform("s-0".into()),
+            StateScope::User("bob".into()),
+        ] {
+            for key in store.list_state(&scope).await.unwrap() {
+                let value = store.get_state(&scope, &key.key).await.unwrap().unwrap();
+                values.push((format!("{}/{}", scope.key(), key.key), value.value));
+            }
+        }
+        values
     }
 
     async fn fill(store: &dyn Store) {
@@ -238,6 +275,23 @@ mod tests {
             .await
             .unwrap();
         store
+            .put_state(&StateScope::Session("s-0".into()), "cart", "[1,2]", 8)
+            .await
+            .unwrap();
+        store
+            .put_state(&StateScope::Platform("s-0".into()), "ready", "{}", 8)
+            .await
+            .unwrap();
+        store
+            .put_state(
+                &StateScope::User("bob".into()),
+                "prefs",
+                r#"{"dark":true}"#,
+                8,
+            )
+            .await
+            .unwrap();
+        store
             .put_class(&berth_proto::lab::Class {
                 id: "c-1".to_owned(),
                 name: "docker 101".to_owned(),
@@ -271,6 +325,7 @@ mod tests {
                 snapshots: 1,
                 attempts: 1,
                 classes: 1,
+                state: 3,
             }
         );
         assert_eq!(reports.last(), Some(&done));

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use berth_proto::SessionState;
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
-    UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope,
+    StateValue, Store, StoreError, UserRecord,
 };
 
 #[derive(Debug)]
@@ -159,6 +159,44 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn delete_class(&self, id: &str) -> Result<(), StoreError> {
         self.check_reachable()?;
         self.inner.delete_class(id).await
+    }
+
+    async fn put_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+        max_keys: usize,
+    ) -> Result<bool, StoreError> {
+        self.check_reachable()?;
+        self.inner.put_state(scope, key, value, max_keys).await
+    }
+
+    async fn get_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<Option<StateValue>, StoreError> {
+        self.check_reachable()?;
+        self.inner.get_state(scope, key).await
+    }
+
+    async fn delete_state(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
+        self.check_reachable()?;
+        self.inner.delete_state(scope, key).await
+    }
+
+    async fn list_state(
+        &self,
+        scope: &StateScope,
+    ) -> Result<Vec<berth_proto::callback::StateKey>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_state(scope).await
+    }
+
+    async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.clear_state(scope).await
     }
 
     async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {

@@ -154,6 +154,8 @@ impl SessionRecord {
             keepalive_until: self.keepalive_until.map(as_stored),
             wake_estimate_ms: None,
             wake_queue_position: None,
+            ready_at: None,
+            ready_message: None,
         }
     }
 }
@@ -278,6 +280,34 @@ impl SessionFilter {
     }
 }
 
+/// Whose a callback state value is: a session's (`/api/v1/self/state`), a user's across their
+/// sessions (`/self/user-state`), or the platform's own notes on a session (its readiness),
+/// which no route lists.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StateScope {
+    Session(String),
+    User(String),
+    Platform(String),
+}
+
+impl StateScope {
+    /// The scope as the stores key it.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Session(id) => format!("session:{id}"),
+            Self::User(name) => format!("user:{name}"),
+            Self::Platform(id) => format!("platform:{id}"),
+        }
+    }
+}
+
+/// One state value: JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateValue {
+    pub value: String,
+    pub updated_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
@@ -385,6 +415,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Succeeds when it is already gone.
     async fn delete_class(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Writes `key` of `scope` (JSON text); `false`, writing nothing, when the key is new and
+    /// the scope already holds `max_keys`.
+    async fn put_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+        max_keys: usize,
+    ) -> Result<bool, StoreError>;
+
+    async fn get_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<Option<StateValue>, StoreError>;
+
+    /// Whether it was there.
+    async fn delete_state(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError>;
+
+    /// Every key of `scope` in key order, with its value's size.
+    async fn list_state(
+        &self,
+        scope: &StateScope,
+    ) -> Result<Vec<berth_proto::callback::StateKey>, StoreError>;
+
+    /// Forgets the whole scope (a session that ended).
+    async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

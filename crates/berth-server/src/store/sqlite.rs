@@ -15,8 +15,8 @@ use sqlx::{
 };
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
-    UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope,
+    StateValue, Store, StoreError, UserRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -486,6 +486,96 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         rows.iter().map(class_from_row).collect()
+    }
+
+    async fn put_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+        max_keys: usize,
+    ) -> Result<bool, StoreError> {
+        // One statement: the count and the write cannot be split by another writer.
+        let written = sqlx::query(
+            "INSERT INTO callback_state (scope, key, value, updated_at) \
+             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS \
+               (SELECT 1 FROM callback_state WHERE scope = ?1 AND key = ?2) \
+             OR (SELECT COUNT(*) FROM callback_state WHERE scope = ?1) < ?5 \
+             ON CONFLICT (scope, key) DO UPDATE \
+             SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(scope.key())
+        .bind(key)
+        .bind(value)
+        .bind(millis(Utc::now()))
+        .bind(i64::try_from(max_keys).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(written.rows_affected() > 0)
+    }
+
+    async fn get_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<Option<StateValue>, StoreError> {
+        let row =
+            sqlx::query("SELECT value, updated_at FROM callback_state WHERE scope = ? AND key = ?")
+                .bind(scope.key())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        row.map(|row| {
+            Ok(StateValue {
+                value: row.try_get("value").map_err(unavailable)?,
+                updated_at: from_millis(row.try_get("updated_at").map_err(unavailable)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_state(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM callback_state WHERE scope = ? AND key = ?")
+            .bind(scope.key())
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn list_state(
+        &self,
+        scope: &StateScope,
+    ) -> Result<Vec<berth_proto::callback::StateKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, length(CAST(value AS BLOB)) AS bytes, updated_at FROM callback_state \
+             WHERE scope = ? ORDER BY key",
+        )
+        .bind(scope.key())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(berth_proto::callback::StateKey {
+                    key: row.try_get("key").map_err(unavailable)?,
+                    bytes: row.try_get::<i64, _>("bytes").map_err(unavailable)?.max(0) as u64,
+                    updated_at: from_millis(row.try_get("updated_at").map_err(unavailable)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM callback_state WHERE scope = ?")
+            .bind(scope.key())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn delete_class(&self, id: &str) -> Result<(), StoreError> {

@@ -128,7 +128,7 @@ pub async fn create(
         .create_or_queue(caller.clone(), create)
         .await?
     {
-        Created::Running(session) => session,
+        Created::Running(session) => *session,
         Created::Queued(status) => {
             let ticket = status.borrow().ticket.clone();
             // Admitted between the answer and this cancel: the session is then the caller's.

@@ -78,6 +78,8 @@ pub struct DockerRuntime {
     prepared: OnceCell<()>,
     /// The sessions' Docker API sockets (`crate::docker_api`), opened as containers are made.
     docker_api: Option<crate::docker_api::Sockets>,
+    /// The sessions' callback sockets (`crate::callback`), opened as containers are made.
+    callback: Option<crate::callback::CallbackSockets>,
     /// The cgroups sessions with Docker share with their children, where the host allows;
     /// looked for on first use.
     budgets: OnceCell<Option<budget::SessionBudgets>>,
@@ -98,6 +100,7 @@ impl DockerRuntime {
             client: OnceCell::new(),
             prepared: OnceCell::new(),
             docker_api: None,
+            callback: None,
             budgets: OnceCell::new(),
             engine: None,
         }
@@ -108,6 +111,39 @@ impl DockerRuntime {
     pub fn with_docker_api(mut self, sockets: crate::docker_api::Sockets) -> Self {
         self.docker_api = Some(sockets);
         self
+    }
+
+    /// Gives every session the callback API: its socket directory from `sockets` mounted at
+    /// [`crate::callback::DIR_IN_SESSION`], and the variables that find it.
+    pub fn with_callback(mut self, sockets: crate::callback::CallbackSockets) -> Self {
+        self.callback = Some(sockets);
+        self
+    }
+
+    /// The callback API's bind and variables for a session's container, when it is served.
+    fn callback_for(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<(String, [String; 3])>, RuntimeError> {
+        use berth_proto::callback::{
+            API_URL_ENV, RELAY_PORT, TOKEN_ENV, TOKEN_FILE, TOKEN_FILE_ENV,
+        };
+        let Some(sockets) = &self.callback else {
+            return Ok(None);
+        };
+        // Read-only and the directory, not the socket, as for the Docker API's.
+        let dir = sockets.ensure_open(session_id).map_err(|e| {
+            RuntimeError::Engine(format!(
+                "cannot open the callback socket of {session_id}: {e}"
+            ))
+        })?;
+        let bind = format!("{}:{}:ro", dir.display(), crate::callback::DIR_IN_SESSION);
+        let env = [
+            format!("{API_URL_ENV}=http://127.0.0.1:{RELAY_PORT}"),
+            format!("{TOKEN_ENV}={}", sockets.token(session_id)),
+            format!("{TOKEN_FILE_ENV}={TOKEN_FILE}"),
+        ];
+        Ok(Some((bind, env)))
     }
 
     /// The bind that puts the session's socket directory in its container. The directory, not
@@ -314,6 +350,15 @@ impl DockerRuntime {
             }
             None => None,
         };
+        let mut binds = Vec::new();
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if spec.docker_api {
+            binds.push(self.docker_api_bind(spec)?);
+        }
+        if let Some((bind, callback_env)) = self.callback_for(&spec.session_id)? {
+            binds.push(bind);
+            env.extend(callback_env);
+        }
         let host_config = HostConfig {
             cgroup_parent,
             memory: Some(spec.memory_bytes),
@@ -327,11 +372,7 @@ impl DockerRuntime {
             security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
             privileged: Some(false),
             network_mode: Some(network.clone()),
-            binds: if spec.docker_api {
-                Some(vec![self.docker_api_bind(spec)?])
-            } else {
-                None
-            },
+            binds: Some(binds),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_owned()),
                 config: Some(HashMap::from([
@@ -346,7 +387,7 @@ impl DockerRuntime {
             // Everything in a session, the agent included, runs as the session user.
             user: Some(SESSION_USER.to_owned()),
             hostname: Some(spec.session_id.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(env),
             labels: Some(labels),
             host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
@@ -833,11 +874,15 @@ impl Runtime for DockerRuntime {
                 ..CommitContainerOptions::default()
             };
             // The engine keeps the container's environment in the image unless the commit
-            // names the variable: the agent's secret is blanked, a restore brings a fresh one.
+            // names the variable: the agent's secret and the session's callback token are
+            // blanked, a restore brings fresh ones.
             // The container's labels (session, instance) go into the image, which is how
             // `snapshots` finds it.
             let config = ContainerConfig {
-                env: Some(vec![format!("{}=", berth_proto::agent::SECRET_ENV)]),
+                env: Some(vec![
+                    format!("{}=", berth_proto::agent::SECRET_ENV),
+                    format!("{}=", berth_proto::callback::TOKEN_ENV),
+                ]),
                 ..ContainerConfig::default()
             };
             let commit = docker.commit_container(options, config);

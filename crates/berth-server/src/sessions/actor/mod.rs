@@ -53,7 +53,7 @@ impl Responder {
     fn answer(self, result: Result<Session, SessionError>) {
         match self {
             Self::Caller(reply) => {
-                let _ = reply.send(result.map(Created::Running));
+                let _ = reply.send(result.map(|session| Created::Running(Box::new(session))));
             }
             Self::Ticket(status) => status.send_modify(|status| {
                 use berth_proto::queue::QueueState;

@@ -8,7 +8,7 @@ use crate::{
     auth::Principal,
     config::ExpiryAction,
     sessions::{Command, SessionError, command::Reply, validate},
-    store::{SessionFilter, SessionRecord},
+    store::{SessionFilter, SessionRecord, StateScope},
 };
 
 impl Actor {
@@ -138,6 +138,15 @@ impl Actor {
         record.snapshot = None;
         self.ctx.activity.forget(id);
         self.ctx.store.update_session(&record).await?;
+        // Its callback state ends with it (its owner's, `user-state`, stays).
+        for scope in [
+            StateScope::Session(id.to_owned()),
+            StateScope::Platform(id.to_owned()),
+        ] {
+            if let Err(err) = self.ctx.store.clear_state(&scope).await {
+                tracing::warn!(%err, session = id, "could not forget the session's callback state");
+            }
+        }
         Ok(())
     }
 

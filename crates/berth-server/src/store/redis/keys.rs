@@ -48,6 +48,11 @@ pub fn owner_attempts(owner: &str) -> String {
     format!("berth:user:{owner}:attempts")
 }
 
+/// A callback state scope's hash: its keys, each a [`super::records::StateEntry`].
+pub fn callback_state(scope: &crate::store::StateScope) -> String {
+    format!("berth:kv:{}", scope.key())
+}
+
 pub fn ticket(ticket: &str) -> String {
     format!("berth:ticket:{ticket}")
 }

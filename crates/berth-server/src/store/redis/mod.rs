@@ -28,8 +28,8 @@ use redis::{
 };
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError,
-    UserRecord,
+    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope,
+    StateValue, Store, StoreError, UserRecord,
 };
 
 /// The backstop around every call, below the 5 s a caller may wait for an answer: the
@@ -50,6 +50,7 @@ struct Scripts {
     insert_user: Script,
     claim_lease: Script,
     release_lease: Script,
+    put_state: Script,
 }
 
 impl Scripts {
@@ -64,6 +65,7 @@ impl Scripts {
             insert_user: Script::new(scripts::INSERT_USER),
             claim_lease: Script::new(scripts::CLAIM_LEASE),
             release_lease: Script::new(scripts::RELEASE_LEASE),
+            put_state: Script::new(scripts::PUT_STATE),
         }
     }
 }
@@ -508,6 +510,69 @@ impl Store for RedisStore {
             .flatten()
             .map(|raw| class_from_json(raw))
             .collect()
+    }
+
+    async fn put_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+        max_keys: usize,
+    ) -> Result<bool, StoreError> {
+        let entry = records::StateEntry::now(value).to_json()?;
+        let written: i64 = self
+            .script(
+                &self.scripts.put_state,
+                &[&keys::callback_state(scope)],
+                &[key, &entry, &max_keys.to_string()],
+            )
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn get_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<Option<StateValue>, StoreError> {
+        let entry: Option<String> = self
+            .query(redis::cmd("HGET").arg(keys::callback_state(scope)).arg(key))
+            .await?;
+        entry
+            .map(|entry| StateValue::try_from(records::StateEntry::from_json(&entry)?))
+            .transpose()
+    }
+
+    async fn delete_state(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .query(redis::cmd("HDEL").arg(keys::callback_state(scope)).arg(key))
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn list_state(
+        &self,
+        scope: &StateScope,
+    ) -> Result<Vec<berth_proto::callback::StateKey>, StoreError> {
+        let entries: std::collections::BTreeMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(keys::callback_state(scope)))
+            .await?;
+        entries
+            .into_iter()
+            .map(|(key, entry)| {
+                let value = StateValue::try_from(records::StateEntry::from_json(&entry)?)?;
+                Ok(berth_proto::callback::StateKey {
+                    key,
+                    bytes: value.value.len() as u64,
+                    updated_at: value.updated_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
+        self.query(redis::cmd("DEL").arg(keys::callback_state(scope)))
+            .await
     }
 
     async fn delete_class(&self, id: &str) -> Result<(), StoreError> {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{SessionEvent, SessionRecord, SnapshotRecord, StoreError, UserRecord};
+use crate::store::{
+    SessionEvent, SessionRecord, SnapshotRecord, StateValue, StoreError, UserRecord,
+};
 
 fn millis(at: DateTime<Utc>) -> String {
     at.timestamp_millis().to_string()
@@ -193,6 +195,41 @@ pub fn user_from_json(raw: &str) -> Result<UserRecord, StoreError> {
         created_at: from_ms(stored.created_at)?,
         role: stored.role,
     })
+}
+
+/// One callback state value in its scope's hash.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateEntry {
+    value: String,
+    at: i64,
+}
+
+impl StateEntry {
+    pub fn now(value: &str) -> Self {
+        Self {
+            value: value.to_owned(),
+            at: Utc::now().timestamp_millis(),
+        }
+    }
+
+    pub fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(self).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub fn from_json(raw: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+impl TryFrom<StateEntry> for StateValue {
+    type Error = StoreError;
+
+    fn try_from(entry: StateEntry) -> Result<Self, StoreError> {
+        Ok(StateValue {
+            value: entry.value,
+            updated_at: from_ms(entry.at)?,
+        })
+    }
 }
 
 /// A time as a sorted set's score: milliseconds fit a double exactly (below 2^53).

@@ -165,3 +165,13 @@ if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
 end
 return 'OK'
 "#;
+
+/// KEYS: a callback state hash. ARGV: key, entry, most keys. Writes unless the key is new and
+/// the hash is full; answers 1 when it wrote.
+pub const PUT_STATE: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
