@@ -18,6 +18,7 @@ pub mod session;
 pub mod snapshot;
 pub mod template;
 pub mod user;
+pub mod webhook;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use session::{

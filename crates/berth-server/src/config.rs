@@ -55,6 +55,9 @@ pub struct Config {
     pub labs: LabsConfig,
     pub ai: AiConfig,
     pub callback: CallbackConfig,
+    /// `[[webhooks]]`: the operator's endpoints, for every session's events.
+    pub webhooks: Vec<WebhookConfig>,
+    pub webhook_delivery: WebhookDeliveryConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
 }
 
@@ -98,6 +101,74 @@ impl Default for CallbackConfig {
             token_ttl_seconds: 3600,
         }
     }
+}
+
+/// One `[[webhooks]]` table: an endpoint of the operator's, for every session's events
+/// (docs/integration.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// `whsec_` and base64 of 24 to 64 bytes: `echo whsec_$(openssl rand -base64 32)`.
+    pub secret: String,
+    /// Event types, or `["*"]` for all.
+    #[serde(default = "every_event")]
+    pub events: Vec<String>,
+}
+
+fn every_event() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+/// `[webhook_delivery]`: how webhooks are posted.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookDeliveryConfig {
+    /// After a failed attempt, the next comes this long after it; when the list is used up the
+    /// delivery has failed. The default is Standard Webhooks' (about a day in all).
+    pub retry_seconds: Vec<u64>,
+    /// An attempt without an answer this long fails.
+    pub timeout_seconds: u64,
+    /// Users may register webhooks for their own sessions (`POST /api/v1/webhooks`).
+    pub user_webhooks: bool,
+    /// The most webhooks one user keeps.
+    pub max_per_user: usize,
+}
+
+impl Default for WebhookDeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_seconds: vec![5, 300, 1800, 7200, 18_000, 36_000, 36_000],
+            timeout_seconds: 10,
+            user_webhooks: true,
+            max_per_user: 10,
+        }
+    }
+}
+
+/// Why a webhook's URL or events are refused, if they are.
+pub fn webhook_problem(url: &str, events: &[String]) -> Option<String> {
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(err) => return Some(format!("webhook url {url:?} is not a URL: {err}")),
+    };
+    if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
+        return Some(format!(
+            "webhook url {url:?} must be http:// or https://, at most 2048 characters"
+        ));
+    }
+    if events.is_empty() {
+        return Some("a webhook needs at least one event type, or \"*\"".to_owned());
+    }
+    events
+        .iter()
+        .find(|e| *e != "*" && !berth_proto::webhook::EVENT_TYPES.contains(&e.as_str()))
+        .map(|bad| {
+            format!(
+                "unknown event type {bad:?}; use \"*\" or any of {}",
+                berth_proto::webhook::EVENT_TYPES.join(", ")
+            )
+        })
 }
 
 /// `[ai]`: the assistant behind labs' hints, one OpenAI-compatible chat-completions endpoint
@@ -616,6 +687,8 @@ impl Default for Config {
             labs: LabsConfig::default(),
             ai: AiConfig::default(),
             callback: CallbackConfig::default(),
+            webhooks: Vec::new(),
+            webhook_delivery: WebhookDeliveryConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -813,6 +886,31 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "ai.rpm_per_session and ai.daily_per_user must be at least 1 (leave out \
                  ai.base_url for no assistant)"
+                    .into(),
+            ));
+        }
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            if let Some(problem) = webhook_problem(&hook.url, &hook.events) {
+                return Err(ConfigError::Invalid(format!("webhooks[{i}]: {problem}")));
+            }
+            if crate::webhooks::signature::key_of(&hook.secret).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks[{i}].secret must be whsec_ and base64 of 24 to 64 bytes \
+                     (`echo whsec_$(openssl rand -base64 32)` makes one)"
+                )));
+            }
+        }
+        let delivery = &self.webhook_delivery;
+        if delivery.retry_seconds.len() > 20
+            || delivery
+                .retry_seconds
+                .iter()
+                .any(|s| !(1..=86_400).contains(s))
+            || !(1..=300).contains(&delivery.timeout_seconds)
+        {
+            return Err(ConfigError::Invalid(
+                "webhook_delivery: at most 20 retry_seconds, each 1 to 86400; timeout_seconds \
+                 1 to 300"
                     .into(),
             ));
         }

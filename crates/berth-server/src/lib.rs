@@ -26,6 +26,7 @@ mod serve;
 pub mod sessions;
 pub mod signing;
 pub mod store;
+pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -140,6 +141,11 @@ pub async fn app(
         activity.clone(),
     ));
     let leader = LeaderClient::new(coordination.clone(), &holder, admin_token);
+    let (webhooks, announcements, dispatcher) = webhooks::Dispatcher::new(
+        store.clone(),
+        config.webhooks.clone(),
+        config.webhook_delivery.clone(),
+    );
     let sessions = SessionManager::clustered(
         ManagerContext {
             store: store.clone(),
@@ -166,9 +172,11 @@ pub async fn app(
             engine: Default::default(),
             activity,
             wake_outlook: Default::default(),
+            webhooks: webhooks.clone(),
         },
         leader,
     );
+    background.extend(dispatcher.spawn(announcements, sessions.clone()));
 
     let leadership = Leadership::new(
         coordination.clone(),
@@ -251,6 +259,11 @@ pub async fn app(
             config.quota.requests_per_second,
             config.quota.request_burst,
         ),
+        webhooks,
+        webhook_config: api::WebhookSettings {
+            operators: config.webhooks.clone(),
+            delivery: config.webhook_delivery.clone(),
+        },
         labs: api::labs::LabsService::new(
             labs,
             &config.ai,

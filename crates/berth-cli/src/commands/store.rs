@@ -70,7 +70,15 @@ async fn copy(from: &str, to: &str, force: bool) -> anyhow::Result<()> {
 
 fn counts(p: &CopyProgress) -> String {
     format!(
-        "{} users, {} sessions, {} events, {} snapshots, {} lab attempts, {} classes, {} state values",
-        p.users, p.sessions, p.events, p.snapshots, p.attempts, p.classes, p.state
+        "{} users, {} sessions, {} events, {} snapshots, {} lab attempts, {} classes, {} state values, {} webhooks, {} deliveries",
+        p.users,
+        p.sessions,
+        p.events,
+        p.snapshots,
+        p.attempts,
+        p.classes,
+        p.state,
+        p.webhooks,
+        p.deliveries
     )
 }

@@ -363,6 +363,10 @@ pub async fn post_event(
     let id = &caller.session.id;
     let entry = TimelineEntry::now(id, "custom", &format!("{} {data}", event.name));
     state.store.add_event(&entry).await?;
+    let detail = serde_json::json!({ "name": event.name, "data": event.data });
+    state
+        .webhooks
+        .announce("session.custom", &caller.session, detail);
     state.sessions.notify(
         id,
         SessionEvent::Custom {

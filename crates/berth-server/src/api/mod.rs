@@ -23,6 +23,7 @@ mod snapshots;
 mod templates;
 mod users;
 mod web;
+mod webhooks;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -103,6 +104,16 @@ pub struct Services {
     pub rate_limit: Option<rate_limit::RateLimiter>,
     /// `[labs]` and `[ai]`: the catalogue, the judge's and the assistant's state.
     pub labs: labs::LabsService,
+    /// Where custom events go for webhooks.
+    pub webhooks: crate::webhooks::Emitter,
+    pub webhook_config: WebhookSettings,
+}
+
+/// `[[webhooks]]` and `[webhook_delivery]`, for the webhook routes.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub operators: Vec<crate::config::WebhookConfig>,
+    pub delivery: crate::config::WebhookDeliveryConfig,
 }
 
 #[derive(OpenApi)]
@@ -120,6 +131,7 @@ pub struct Services {
         (name = "templates", description = "What sessions can be made from"),
         (name = "labs", description = "Hands-on lessons: the catalogue, attempts, the judge and hints"),
         (name = "users", description = "Users and their tokens (admin)"),
+        (name = "webhooks", description = "Endpoints for sessions' events, signed the Standard Webhooks way"),
         (name = "callback", description = "For code inside a session, with its session token (`BERTH_SESSION_TOKEN`)"),
         (name = "service", description = "Health, readiness and metrics"),
     )
@@ -260,6 +272,9 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::queue_status, sessions::cancel_queued))
         .routes(routes!(users::create, users::list))
         .routes(routes!(users::update))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(service::healthz))
         .routes(routes!(service::readyz))
         .routes(routes!(service::metrics))

@@ -85,6 +85,8 @@ pub struct ManagerContext {
     pub activity: Arc<Activity>,
     /// How long restores take lately and which wait for room, kept by the actor.
     pub wake_outlook: Arc<WakeOutlook>,
+    /// Where lifecycle events go for webhooks.
+    pub webhooks: crate::webhooks::Emitter,
 }
 
 #[derive(Debug, Clone)]

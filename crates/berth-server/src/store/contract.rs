@@ -6,8 +6,8 @@ use berth_proto::{SessionState, lab::Class, user::Role};
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope, Store,
-    StoreError, UserRecord,
+    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
+    StateScope, Store, StoreError, UserRecord, WebhookRecord,
 };
 
 fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> SessionRecord {
@@ -42,6 +42,114 @@ pub async fn run(store: &dyn Store) {
     lab_attempts_are_replaced_whole_and_listed_newest_first(store).await;
     classes_are_replaced_whole_listed_and_deleted(store).await;
     callback_state_is_kept_per_scope_within_its_limit(store).await;
+    webhooks_and_their_deliveries_are_kept_and_found_when_due(store).await;
+}
+
+async fn webhooks_and_their_deliveries_are_kept_and_found_when_due(store: &dyn Store) {
+    use berth_proto::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Webhook};
+    let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+    let webhook = |id: &str, offset: i64| WebhookRecord {
+        webhook: Webhook {
+            id: id.to_owned(),
+            owner: Some("alice".to_owned()),
+            url: "http://127.0.0.1:9/hook".to_owned(),
+            events: vec!["*".to_owned()],
+            created_at: Some(at + Duration::seconds(offset)),
+            secret: None,
+        },
+        secret: format!("whsec_{id}"),
+    };
+    store.put_webhook(&webhook("wh-2", 1)).await.unwrap();
+    store.put_webhook(&webhook("wh-1", 0)).await.unwrap();
+    assert!(matches!(
+        store.put_webhook(&webhook("wh-1", 5)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let listed: Vec<String> = store
+        .list_webhooks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.webhook.id)
+        .collect();
+    assert_eq!(listed, ["wh-1", "wh-2"], "oldest first");
+    assert_eq!(store.list_webhooks().await.unwrap()[0], webhook("wh-1", 0));
+
+    let delivery = |id: &str, offset: i64, next: Option<i64>| DeliveryRecord {
+        delivery: Delivery {
+            id: id.to_owned(),
+            webhook_id: "wh-1".to_owned(),
+            event: "session.running".to_owned(),
+            session_id: "s1".to_owned(),
+            created_at: at + Duration::seconds(offset),
+            status: if next.is_some() {
+                DeliveryStatus::Pending
+            } else {
+                DeliveryStatus::Delivered
+            },
+            attempts: Vec::new(),
+            next_attempt_at: next.map(|n| at + Duration::seconds(n)),
+        },
+        payload: format!(r#"{{"id":"{id}"}}"#),
+    };
+    store
+        .put_delivery(&delivery("m-1", 0, Some(10)))
+        .await
+        .unwrap();
+    store
+        .put_delivery(&delivery("m-2", 1, Some(5)))
+        .await
+        .unwrap();
+    store.put_delivery(&delivery("m-3", 2, None)).await.unwrap();
+    let due = |now: i64| async move {
+        store
+            .due_deliveries(at + Duration::seconds(now), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.delivery.id)
+            .collect::<Vec<_>>()
+    };
+    assert!(due(4).await.is_empty());
+    assert_eq!(
+        due(10).await,
+        ["m-2", "m-1"],
+        "soonest first; delivered never due"
+    );
+    assert_eq!(
+        store
+            .due_deliveries(at + Duration::seconds(10), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // An attempt rewrites it whole: delivered, it is due no more.
+    let mut done = delivery("m-2", 1, None);
+    done.delivery.attempts.push(DeliveryAttempt {
+        at,
+        status_code: Some(204),
+        error: None,
+        duration_ms: 3,
+    });
+    store.put_delivery(&done).await.unwrap();
+    assert_eq!(due(10).await, ["m-1"]);
+    let log = store.list_deliveries("wh-1", 10).await.unwrap();
+    let ids: Vec<&str> = log.iter().map(|d| d.delivery.id.as_str()).collect();
+    assert_eq!(ids, ["m-3", "m-2", "m-1"], "newest first");
+    assert_eq!(log[1], done);
+    assert_eq!(store.list_deliveries("wh-1", 2).await.unwrap().len(), 2);
+    assert!(store.list_deliveries("wh-2", 10).await.unwrap().is_empty());
+
+    assert!(store.delete_webhook("wh-1").await.unwrap());
+    assert!(!store.delete_webhook("wh-1").await.unwrap());
+    assert_eq!(store.list_webhooks().await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_deliveries("wh-1", 10).await.unwrap().len(),
+        3,
+        "the log stays"
+    );
 }
 
 async fn callback_state_is_kept_per_scope_within_its_limit(store: &dyn Store) {

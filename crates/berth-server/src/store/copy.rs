@@ -14,13 +14,17 @@ pub struct CopyProgress {
     pub classes: u64,
     /// Callback state values (sessions', users' and the platform's notes).
     pub state: u64,
+    /// Users' webhooks and their deliveries.
+    pub webhooks: u64,
+    pub deliveries: u64,
 }
 
 /// Rows between two progress reports.
 const REPORT_EVERY: u64 = 100;
 
 /// Copies users, sessions (every state), their timelines, snapshots, lab attempts, classes
-/// and callback state from `from` to `to` (a state value's time becomes the copy's),
+/// callback state, users' webhooks and their deliveries from `from` to `to` (a state value's
+/// time becomes the copy's; the config's webhooks' deliveries are not copied),
 /// calling `progress` every few rows and once at the end.
 ///
 /// Refuses (`Conflict`) a target that already holds users, sessions or snapshots unless
@@ -47,7 +51,9 @@ pub async fn copy(
             + done.snapshots
             + done.attempts
             + done.classes
-            + done.state;
+            + done.state
+            + done.webhooks
+            + done.deliveries;
         if rows.is_multiple_of(REPORT_EVERY) {
             progress(done);
         }
@@ -126,6 +132,23 @@ pub async fn copy(
         }
     }
 
+    for webhook in from.list_webhooks().await? {
+        match to.put_webhook(&webhook).await {
+            Err(StoreError::Conflict(_)) if force => {}
+            other => other?,
+        }
+        done.webhooks += 1;
+        tick(&done);
+        for delivery in from
+            .list_deliveries(&webhook.webhook.id, usize::MAX)
+            .await?
+        {
+            to.put_delivery(&delivery).await?;
+            done.deliveries += 1;
+            tick(&done);
+        }
+    }
+
     progress(&done);
     Ok(done)
 }
@@ -148,8 +171,8 @@ mod tests {
 
     use super::*;
     use crate::store::{
-        AttemptRecord, RedisStore, SessionEvent, SessionRecord, SnapshotRecord, SqliteStore,
-        UserRecord, redis::test_server::RedisServer,
+        AttemptRecord, DeliveryRecord, RedisStore, SessionEvent, SessionRecord, SnapshotRecord,
+        SqliteStore, UserRecord, WebhookRecord, redis::test_server::RedisServer,
     };
 
     async fn everything(store: &dyn Store) -> impl PartialEq + std::fmt::Debug {
@@ -169,6 +192,8 @@ mod tests {
             store.list_attempts("alice").await.unwrap(),
             store.list_classes().await.unwrap(),
             state_of(store).await,
+            store.list_webhooks().await.unwrap(),
+            store.list_deliveries("wh-1", 10).await.unwrap(),
         )
     }
 
@@ -275,6 +300,36 @@ mod tests {
             .await
             .unwrap();
         store
+            .put_webhook(&WebhookRecord {
+                webhook: berth_proto::webhook::Webhook {
+                    id: "wh-1".to_owned(),
+                    owner: Some("alice".to_owned()),
+                    url: "http://127.0.0.1:9/".to_owned(),
+                    events: vec!["*".to_owned()],
+                    created_at: Some(at),
+                    secret: None,
+                },
+                secret: "whsec_x".to_owned(),
+            })
+            .await
+            .unwrap();
+        store
+            .put_delivery(&DeliveryRecord {
+                delivery: berth_proto::webhook::Delivery {
+                    id: "msg-1".to_owned(),
+                    webhook_id: "wh-1".to_owned(),
+                    event: "session.running".to_owned(),
+                    session_id: "s-0".to_owned(),
+                    created_at: at,
+                    status: berth_proto::webhook::DeliveryStatus::Pending,
+                    attempts: Vec::new(),
+                    next_attempt_at: Some(at),
+                },
+                payload: "{}".to_owned(),
+            })
+            .await
+            .unwrap();
+        store
             .put_state(&StateScope::Session("s-0".into()), "cart", "[1,2]", 8)
             .await
             .unwrap();
@@ -326,6 +381,8 @@ mod tests {
                 attempts: 1,
                 classes: 1,
                 state: 3,
+                webhooks: 1,
+                deliveries: 1,
             }
         );
         assert_eq!(reports.last(), Some(&done));

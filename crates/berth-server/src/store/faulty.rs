@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use berth_proto::SessionState;
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope,
-    StateValue, Store, StoreError, UserRecord,
+    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
+    StateScope, StateValue, Store, StoreError, UserRecord, WebhookRecord,
 };
 
 #[derive(Debug)]
@@ -197,6 +197,44 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
         self.check_reachable()?;
         self.inner.clear_state(scope).await
+    }
+
+    async fn put_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.put_webhook(webhook).await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_webhooks().await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        self.check_reachable()?;
+        self.inner.delete_webhook(id).await
+    }
+
+    async fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.put_delivery(delivery).await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.due_deliveries(now, limit).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_deliveries(webhook_id, limit).await
     }
 
     async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {

@@ -280,6 +280,21 @@ impl SessionFilter {
     }
 }
 
+/// A user's webhook as kept: the public view and its signing secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookRecord {
+    pub webhook: berth_proto::webhook::Webhook,
+    /// `whsec_...`.
+    pub secret: String,
+}
+
+/// One event for one webhook: its delivery log and the body every attempt posts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryRecord {
+    pub delivery: berth_proto::webhook::Delivery,
+    pub payload: String,
+}
+
 /// Whose a callback state value is: a session's (`/api/v1/self/state`), a user's across their
 /// sessions (`/self/user-state`), or the platform's own notes on a session (its readiness),
 /// which no route lists.
@@ -443,6 +458,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Forgets the whole scope (a session that ended).
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError>;
+
+    /// Adds a user's webhook.
+    async fn put_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError>;
+
+    /// Every user's webhook, oldest first.
+    async fn list_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError>;
+
+    /// Whether it was there. Its deliveries stay, for their log.
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Writes a delivery whole (new, or after an attempt).
+    async fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError>;
+
+    /// Pending deliveries whose next attempt is due at `now`, soonest first, at most `limit`.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// A webhook's deliveries, newest first, at most `limit`.
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
 }
 
 #[cfg(test)]

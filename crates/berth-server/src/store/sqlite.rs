@@ -15,8 +15,8 @@ use sqlx::{
 };
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope,
-    StateValue, Store, StoreError, UserRecord,
+    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
+    StateScope, StateValue, Store, StoreError, UserRecord, WebhookRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -86,6 +86,12 @@ fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// A row's `body` column, a JSON document of `what`.
+fn json_body<T: serde::de::DeserializeOwned>(row: &SqliteRow, what: &str) -> Result<T, StoreError> {
+    let body: String = row.try_get("body").map_err(unavailable)?;
+    serde_json::from_str(&body).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+}
+
 fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -93,11 +99,6 @@ fn millis(at: DateTime<Utc>) -> i64 {
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
-}
-
-fn attempt_from_row(row: &SqliteRow) -> Result<AttemptRecord, StoreError> {
-    let body: String = row.try_get("body").map_err(unavailable)?;
-    serde_json::from_str(&body).map_err(|err| StoreError::Corrupt(format!("attempt: {err}")))
 }
 
 fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
@@ -155,11 +156,6 @@ fn role_from_text(text: &str) -> Result<Role, StoreError> {
         .into_iter()
         .find(|role| role.as_str() == text)
         .ok_or_else(|| StoreError::Corrupt(format!("role {text:?}")))
-}
-
-fn class_from_row(row: &SqliteRow) -> Result<Class, StoreError> {
-    let body: String = row.try_get("body").map_err(unavailable)?;
-    serde_json::from_str(&body).map_err(|err| StoreError::Corrupt(format!("class: {err}")))
 }
 
 fn labels_json(session: &SessionRecord) -> String {
@@ -477,7 +473,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(class_from_row).transpose()
+        row.map(|row| json_body(&row, "class")).transpose()
     }
 
     async fn list_classes(&self) -> Result<Vec<Class>, StoreError> {
@@ -485,7 +481,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(class_from_row).collect()
+        rows.iter().map(|row| json_body(row, "class")).collect()
     }
 
     async fn put_state(
@@ -578,6 +574,98 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn put_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError> {
+        let id = &webhook.webhook.id;
+        let body = serde_json::to_string(webhook)
+            .map_err(|err| StoreError::Corrupt(format!("webhook {id}: {err}")))?;
+        sqlx::query("INSERT INTO webhooks (id, created_at, body) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(millis(webhook.webhook.created_at.unwrap_or_else(Utc::now)))
+            .bind(body)
+            .execute(&self.pool)
+            .await
+            .map_err(|err| match err {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict(format!("webhook {id} already exists"))
+                }
+                other => unavailable(other),
+            })?;
+        Ok(())
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+        let rows = sqlx::query("SELECT body FROM webhooks ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(|row| json_body(row, "webhook")).collect()
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM webhooks WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn put_delivery(&self, record: &DeliveryRecord) -> Result<(), StoreError> {
+        let delivery = &record.delivery;
+        let body = serde_json::to_string(record)
+            .map_err(|err| StoreError::Corrupt(format!("delivery {}: {err}", delivery.id)))?;
+        let next = (delivery.status == berth_proto::webhook::DeliveryStatus::Pending)
+            .then(|| millis(delivery.next_attempt_at.unwrap_or(delivery.created_at)));
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, webhook_id, created_at, next_attempt_at, body) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE \
+             SET next_attempt_at = excluded.next_attempt_at, body = excluded.body",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.webhook_id)
+        .bind(millis(delivery.created_at))
+        .bind(next)
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM webhook_deliveries WHERE next_attempt_at <= ? \
+             ORDER BY next_attempt_at, id LIMIT ?",
+        )
+        .bind(millis(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|row| json_body(row, "delivery")).collect()
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM webhook_deliveries WHERE webhook_id = ? \
+             ORDER BY created_at DESC, id DESC LIMIT ?",
+        )
+        .bind(webhook_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|row| json_body(row, "delivery")).collect()
+    }
+
     async fn delete_class(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM classes WHERE id = ?")
             .bind(id)
@@ -612,7 +700,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter().map(attempt_from_row).collect()
+        rows.iter().map(|row| json_body(row, "attempt")).collect()
     }
 }
 

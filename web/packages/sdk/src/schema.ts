@@ -1291,6 +1291,61 @@ export interface paths {
         patch: operations["update_user"];
         trace?: never;
     };
+    "/api/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's webhooks (the admin: every user's and the config's), without secrets. */
+        get: operations["list_webhooks"];
+        put?: never;
+        /**
+         * Register a webhook for the caller's sessions' events (the admin's: every session's). The
+         *     secret signs every post (Standard Webhooks) and is shown in this answer only.
+         */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a webhook; its pending deliveries fail, its log stays readable by the admin. */
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A webhook's deliveries, newest first: each event, its status and every attempt. */
+        get: operations["list_webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1465,6 +1520,18 @@ export interface components {
             /** @description `user` when omitted. */
             role?: components["schemas"]["Role"];
         };
+        /** @description `POST /api/v1/webhooks`: an endpoint for the caller's own sessions' events. */
+        CreateWebhook: {
+            /** @description Event types (see `EVENT_TYPES`), or `["*"]` (the default) for all. */
+            events?: string[];
+            /**
+             * @description `whsec_` and base64 of 24 to 64 bytes; one is made when left out. Shown only in this
+             *     answer.
+             */
+            secret?: string | null;
+            /** @description `http://` or `https://`. */
+            url: string;
+        };
         /**
          * @description `POST /api/v1/self/events`: a custom event, on the session's events WebSocket (as
          *     `{"type":"custom","name":...,"data":...}`) and in its timeline.
@@ -1475,6 +1542,39 @@ export interface components {
             /** @description Letters, digits, `.`, `_`, `-` and `:`; at most 64. */
             name: string;
         };
+        /** @description One event for one webhook, and every attempt to post it. */
+        Delivery: {
+            attempts: components["schemas"]["DeliveryAttempt"][];
+            /** Format: date-time */
+            created_at: string;
+            event: string;
+            /** @description `msg_...`: the `webhook-id` header, the same on every attempt (receivers dedupe by it). */
+            id: string;
+            /** Format: date-time */
+            next_attempt_at?: string | null;
+            session_id: string;
+            status: components["schemas"]["DeliveryStatus"];
+            webhook_id: string;
+        };
+        DeliveryAttempt: {
+            /** Format: date-time */
+            at: string;
+            /** Format: int64 */
+            duration_ms: number;
+            /** @description Why it did not count: no answer, a timeout, a status that is not 2xx. */
+            error?: string | null;
+            /**
+             * Format: int32
+             * @description The receiver's status code, when it answered.
+             */
+            status_code?: number | null;
+        };
+        DeliveryList: {
+            /** @description Newest first. */
+            deliveries: components["schemas"]["Delivery"][];
+        };
+        /** @enum {string} */
+        DeliveryStatus: "pending" | "delivered" | "failed";
         /**
          * @description `POST /api/v1/sessions/{id}/docker/build`: build the directory `context_path` of the
          *     session as `tag`, through the session's own Docker API (its policy applies).
@@ -2242,6 +2342,21 @@ export interface components {
         };
         UserList: {
             users: components["schemas"]["User"][];
+        };
+        Webhook: {
+            /** Format: date-time */
+            created_at?: string | null;
+            events: string[];
+            /** @description `wh_...`, or `config-N` for the config's `[[webhooks]]` (the N-th, from 0). */
+            id: string;
+            /** @description Whose sessions it hears; absent for the operator's, which hear every session. */
+            owner?: string | null;
+            /** @description Only in the answer to its creation. */
+            secret?: string | null;
+            url: string;
+        };
+        WebhookList: {
+            webhooks: components["schemas"]["Webhook"][];
         };
     };
     responses: never;
@@ -6834,6 +6949,206 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `webhook_delivery.user_webhooks` is off */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `webhook_delivery.max_per_user` already (`quota_exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description One of the config's: change the config */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhook_deliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+                /** @description At most this many, newest first (default 50, at most 500). */
+                limit: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryList"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -137,6 +137,9 @@ impl Actor {
             self.pool.warming_started(&record.template);
             None
         } else {
+            self.ctx
+                .webhooks
+                .announce("session.created", &record, serde_json::Value::Null);
             template.workspace_seed.clone()
         };
         let id = record.id.clone();
@@ -238,8 +241,13 @@ impl Actor {
         } in claims
         {
             crate::metrics::pool_hit(&record.template, started.elapsed());
+            let webhooks = &self.ctx.webhooks;
+            webhooks.announce("session.created", &record, serde_json::Value::Null);
             match agent_work {
-                None => responder.answer(Ok(record.to_public())),
+                None => {
+                    webhooks.announce("session.running", &record, serde_json::Value::Null);
+                    responder.answer(Ok(record.to_public()))
+                }
                 Some((env, seed)) => {
                     let pending = PendingCreate {
                         responder,
@@ -384,7 +392,14 @@ impl Actor {
                 ready.last_activity = Utc::now();
                 match self.ctx.store.update_session(&ready).await {
                     Ok(()) if warming => self.pool_ready(&ready.template, ready.id.clone()),
-                    Ok(()) => pending.responder.answer(Ok(ready.to_public())),
+                    Ok(()) => {
+                        self.ctx.webhooks.announce(
+                            "session.running",
+                            &ready,
+                            serde_json::Value::Null,
+                        );
+                        pending.responder.answer(Ok(ready.to_public()))
+                    }
                     Err(err) => {
                         // Without a durable row the session cannot be handed out. A removal
                         // failing here is retried by reconcile: the row is `failed`.

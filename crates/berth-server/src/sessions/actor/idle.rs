@@ -86,6 +86,10 @@ impl Actor {
                     self.ctx
                         .activity
                         .notify(&record.id, SessionEvent::IdleWarning { at: acts_at });
+                    let at = serde_json::json!({ "at": acts_at, "action": idle.action });
+                    self.ctx
+                        .webhooks
+                        .announce("session.idle_warning", &record, at);
                 }
             } else if self.idle_warned.remove(&record.id).is_some() {
                 self.ctx

@@ -219,6 +219,9 @@ impl Actor {
                 }
                 self.push_in_background(record.snapshot.clone());
                 tracing::info!(session = id, compacted, reused, "hibernated");
+                self.ctx
+                    .webhooks
+                    .announce("session.hibernated", &record, serde_json::Value::Null);
                 if let Some(layers) = compacted {
                     let message = format!("the snapshot's {layers} layers were folded into one");
                     self.record_event(id, "compacted", &message).await;
@@ -437,6 +440,14 @@ impl Actor {
                     return self.answer_waking(id, Err(err.into()));
                 }
                 tracing::info!(session = id, "restored");
+                let event = if self.recovering.contains_key(id) {
+                    "session.recovered"
+                } else {
+                    "session.restored"
+                };
+                self.ctx
+                    .webhooks
+                    .announce(event, &record, serde_json::Value::Null);
                 if let Some(reason) = self.recovering.remove(id) {
                     let taken = record
                         .snapshot

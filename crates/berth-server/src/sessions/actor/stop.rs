@@ -138,6 +138,12 @@ impl Actor {
         record.snapshot = None;
         self.ctx.activity.forget(id);
         self.ctx.store.update_session(&record).await?;
+        if !record.owner.is_empty() {
+            let reason = serde_json::json!({ "reason": record.stop_reason });
+            self.ctx
+                .webhooks
+                .announce("session.stopped", &record, reason);
+        }
         // Its callback state ends with it (its owner's, `user-state`, stays).
         for scope in [
             StateScope::Session(id.to_owned()),
@@ -161,9 +167,13 @@ impl Actor {
         if let Err(err) = self.ctx.store.update_session(&record).await {
             tracing::error!(session = %record.id, %err, "could not record the failure");
         }
-        // Pooled sessions belong to no one: nobody reads their timeline.
+        // Pooled sessions belong to no one: nobody reads their timeline or hears of them.
         if !record.owner.is_empty() {
             self.record_event(&record.id, "failed", reason).await;
+            let reason = serde_json::json!({ "reason": reason });
+            self.ctx
+                .webhooks
+                .announce("session.failed", &record, reason);
         }
         record.container_id
     }

@@ -120,6 +120,7 @@ async fn harness_tuned(
         engine: Default::default(),
         activity: Default::default(),
         wake_outlook: Default::default(),
+        webhooks: Default::default(),
     };
     tune(&mut ctx);
     let sessions = SessionManager::spawn(ctx);

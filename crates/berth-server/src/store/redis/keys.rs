@@ -53,6 +53,24 @@ pub fn callback_state(scope: &crate::store::StateScope) -> String {
     format!("berth:kv:{}", scope.key())
 }
 
+/// Users' webhooks by creation time (ms).
+pub const WEBHOOKS: &str = "berth:webhooks";
+/// Pending deliveries by the time of their next attempt (ms).
+pub const DUE_DELIVERIES: &str = "berth:deliveries:due";
+
+pub fn webhook(id: &str) -> String {
+    format!("berth:webhook:{id}")
+}
+
+pub fn delivery(id: &str) -> String {
+    format!("berth:delivery:{id}")
+}
+
+/// A webhook's deliveries by creation time (ms).
+pub fn webhook_deliveries(webhook_id: &str) -> String {
+    format!("berth:webhook:{webhook_id}:deliveries")
+}
+
 pub fn ticket(ticket: &str) -> String {
     format!("berth:ticket:{ticket}")
 }

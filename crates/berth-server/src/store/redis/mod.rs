@@ -28,8 +28,8 @@ use redis::{
 };
 
 use super::{
-    AttemptRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, StateScope,
-    StateValue, Store, StoreError, UserRecord,
+    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
+    StateScope, StateValue, Store, StoreError, UserRecord, WebhookRecord,
 };
 
 /// The backstop around every call, below the 5 s a caller may wait for an answer: the
@@ -157,6 +157,23 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// The JSON documents at `keys` (MGET), those still there, in the keys' order.
+    async fn documents<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: impl Iterator<Item = String>,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let keys: Vec<String> = keys.collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+        raws.iter()
+            .flatten()
+            .map(|raw| from_json(raw, what))
+            .collect()
     }
 
     /// Runs a fenced write script: the lease is its first key, the epoch its first argument.
@@ -494,7 +511,9 @@ impl Store for RedisStore {
 
     async fn get_class(&self, id: &str) -> Result<Option<Class>, StoreError> {
         let raw: Option<String> = self.query(redis::cmd("GET").arg(keys::class(id))).await?;
-        raw.as_deref().map(class_from_json).transpose()
+        raw.as_deref()
+            .map(|raw| from_json(raw, "class"))
+            .transpose()
     }
 
     async fn list_classes(&self) -> Result<Vec<Class>, StoreError> {
@@ -504,12 +523,8 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| keys::class(id)).collect();
-        let raws: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
-        raws.iter()
-            .flatten()
-            .map(|raw| class_from_json(raw))
-            .collect()
+        self.documents(ids.iter().map(|id| keys::class(id)), "class")
+            .await
     }
 
     async fn put_state(
@@ -575,6 +590,126 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn put_webhook(&self, record: &WebhookRecord) -> Result<(), StoreError> {
+        let webhook = &record.webhook;
+        let created = webhook.created_at.unwrap_or_else(chrono::Utc::now);
+        let written: bool = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::webhook(&webhook.id))
+                    .arg(to_json(record, "webhook")?)
+                    .arg("NX"),
+            )
+            .await?;
+        if !written {
+            return Err(StoreError::Conflict(format!(
+                "webhook {} already exists",
+                webhook.id
+            )));
+        }
+        self.query(
+            redis::cmd("ZADD")
+                .arg(keys::WEBHOOKS)
+                .arg(created.timestamp_millis())
+                .arg(&webhook.id),
+        )
+        .await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(keys::WEBHOOKS).arg(0).arg(-1))
+            .await?;
+        self.documents(ids.iter().map(|id| keys::webhook(id)), "webhook")
+            .await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(keys::webhook(id))
+            .cmd("ZREM")
+            .arg(keys::WEBHOOKS)
+            .arg(id)
+            .ignore();
+        let (deleted,): (i64,) = self.pipeline(&pipe).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_delivery(&self, record: &DeliveryRecord) -> Result<(), StoreError> {
+        let delivery = &record.delivery;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(keys::delivery(&delivery.id))
+            .arg(to_json(record, "delivery")?)
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys::webhook_deliveries(&delivery.webhook_id))
+            .arg(delivery.created_at.timestamp_millis())
+            .arg(&delivery.id)
+            .ignore();
+        if delivery.status == berth_proto::webhook::DeliveryStatus::Pending {
+            let next = delivery.next_attempt_at.unwrap_or(delivery.created_at);
+            pipe.cmd("ZADD")
+                .arg(keys::DUE_DELIVERIES)
+                .arg(next.timestamp_millis())
+                .arg(&delivery.id)
+                .ignore();
+        } else {
+            pipe.cmd("ZREM")
+                .arg(keys::DUE_DELIVERIES)
+                .arg(&delivery.id)
+                .ignore();
+        }
+        self.pipeline::<()>(&pipe).await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(keys::DUE_DELIVERIES)
+                    .arg("-inf")
+                    .arg(now.timestamp_millis())
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
+            .await?;
+        self.documents(ids.iter().map(|id| keys::delivery(id)), "delivery")
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // Newest first; equal times by id, descending, as SQLite orders them.
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(keys::webhook_deliveries(webhook_id))
+                    .arg("+inf")
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
+            .await?;
+        self.documents(ids.iter().map(|id| keys::delivery(id)), "delivery")
+            .await
+    }
+
     async fn delete_class(&self, id: &str) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -622,21 +757,17 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| keys::attempt(id)).collect();
-        let raws: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
-        raws.iter()
-            .flatten()
-            .map(|raw| attempt_from_json(raw))
-            .collect()
+        self.documents(ids.iter().map(|id| keys::attempt(id)), "attempt")
+            .await
     }
 }
 
-fn class_from_json(raw: &str) -> Result<Class, StoreError> {
-    serde_json::from_str(raw).map_err(|err| StoreError::Corrupt(format!("class: {err}")))
+fn from_json<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
 }
 
-fn attempt_from_json(raw: &str) -> Result<AttemptRecord, StoreError> {
-    serde_json::from_str(raw).map_err(|err| StoreError::Corrupt(format!("attempt: {err}")))
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
 }
 
 #[cfg(test)]
