@@ -286,6 +286,13 @@ pub async fn app(
     }
 }
 
+/// Installs the process's rustls provider (ring's, the one Berth links), which every outbound
+/// HTTPS client (the assistant's, webhooks') needs before it is built; later calls change
+/// nothing.
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The labs of `[labs] dir`, every one checked: one broken lab stops the start, with the
 /// file and field it is wrong in.
 fn lab_catalogue(config: &Config) -> Result<labs::Catalogue, ServerError> {

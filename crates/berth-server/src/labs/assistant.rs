@@ -30,7 +30,7 @@ impl Assistant {
     /// environment variable once, here.
     pub fn from_config(config: &AiConfig) -> Option<Self> {
         let base = config.base_url.as_deref()?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         let timeout = Duration::from_secs(config.timeout_seconds);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5).min(timeout))

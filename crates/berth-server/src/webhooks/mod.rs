@@ -101,6 +101,7 @@ impl Dispatcher {
         delivery: WebhookDeliveryConfig,
     ) -> (Emitter, mpsc::UnboundedReceiver<Announcement>, Arc<Self>) {
         let (sender, receiver) = mpsc::unbounded_channel();
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(delivery.timeout_seconds))
             .redirect(reqwest::redirect::Policy::none())
