@@ -1326,6 +1326,11 @@ mod tests {
         template.workspace_seed = Some("seed".into());
         template.pool.max = Some(4);
         template.node_labels = BTreeMap::from([("gpu".into(), "yes".into())]);
+        config.webhooks = vec![WebhookConfig {
+            url: "https://app.example/hook".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            events: vec!["*".into()],
+        }];
         let value = toml::Value::try_from(&config).unwrap();
         let mut in_code = std::collections::BTreeSet::new();
         collect_keys(&value, "", &mut in_code);
@@ -1353,9 +1358,9 @@ mod tests {
         assert_eq!(in_code, documented, "docs/config.md and the code disagree");
     }
 
-    /// Dotted paths of every leaf; the tables under `templates` are one `NAME`, and a template's
-    /// `env` and `node_labels` and `e2b.templates` are one key each (their contents are the
-    /// user's).
+    /// Dotted paths of every leaf; the tables under `templates` are one `NAME`, an array of
+    /// tables (`[[webhooks]]`) is its first table's keys, and a template's `env` and
+    /// `node_labels` and `e2b.templates` are one key each (their contents are the user's).
     fn collect_keys(
         value: &toml::Value,
         prefix: &str,
@@ -1376,6 +1381,9 @@ mod tests {
                     };
                     collect_keys(value, &path, keys);
                 }
+            }
+            toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table) => {
+                collect_keys(&items[0], prefix, keys);
             }
             _ => {
                 keys.insert(prefix.to_owned());
