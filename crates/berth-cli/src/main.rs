@@ -24,6 +24,9 @@ enum Command {
     /// Manage users (admin token required).
     #[command(subcommand)]
     User(commands::user::UserCommand),
+    /// Your API tokens: named, scoped, expiring, revocable.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
     /// Named snapshots of sessions, to fork new sessions from.
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => done(commands::serve::run(args).await),
             Command::Session(command) => done(commands::session::run(command).await),
             Command::User(command) => done(commands::user::run(command).await),
+            Command::Token(command) => done(commands::token::run(command).await),
             Command::Template(command) => done(commands::template::run(command).await),
             Command::Snapshot(command) => done(commands::snapshot::run(command).await),
             Command::Exec(args) => commands::exec::exec(args).await,

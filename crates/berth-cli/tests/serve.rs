@@ -241,6 +241,45 @@ fn the_cli_drives_a_session_through_its_life() {
     let templates = stdout(&serve.berth(&token, &["template", "ls"]));
     assert!(templates.contains("berth/tiny:latest"), "{templates}");
 
+    // A narrower token: it reads, it cannot create, and once removed it fails.
+    let args = [
+        "token",
+        "create",
+        "ci",
+        "--scope",
+        "sessions:read,files",
+        "--expires",
+        "30d",
+    ];
+    let narrow = stdout(&serve.berth(&token, &args));
+    assert!(stdout(&serve.berth(&narrow, &["session", "ls"])).starts_with("ID"));
+    let refused = serve.berth(&narrow, &["session", "create"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("sessions:write"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let tokens = stdout(&serve.berth(&token, &["token", "ls"]));
+    assert!(
+        tokens.contains("ci")
+            && tokens.contains("sessions:read,files")
+            && !tokens.contains(&narrow),
+        "{tokens}"
+    );
+    let id = tokens
+        .split_whitespace()
+        .find(|word| word.starts_with("tok_"))
+        .unwrap()
+        .to_owned();
+    serve.berth(&token, &["token", "rm", &id]);
+    assert!(
+        !serve.berth(&narrow, &["session", "ls"]).status.success(),
+        "revoked"
+    );
+    let unknown = serve.berth(&token, &["token", "create", "x", "--scope", "root"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown scope"));
+
     let bad = serve.berth("not-a-token", &["session", "ls"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Check BERTH_TOKEN"));
 }

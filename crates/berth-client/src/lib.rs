@@ -321,6 +321,39 @@ impl Client {
         Ok(list.pools)
     }
 
+    /// Makes an API token for the caller, with `scopes`, lasting `expires_in_seconds` (or
+    /// forever); its secret is in the answer only.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        scopes: Vec<berth_proto::token::Scope>,
+        expires_in_seconds: Option<u64>,
+    ) -> Result<berth_proto::token::TokenCreated, ClientError> {
+        let request = berth_proto::token::CreateToken {
+            name: name.to_owned(),
+            scopes,
+            expires_in_seconds,
+        };
+        self.expect(Method::POST, "/api/v1/tokens", &[], Some(&request))
+            .await
+    }
+
+    /// The caller's API tokens (the admin's: everyone's), without their secrets.
+    pub async fn tokens(&self) -> Result<Vec<berth_proto::token::ApiToken>, ClientError> {
+        let list: berth_proto::token::TokenList = self
+            .expect(Method::GET, "/api/v1/tokens", &[], None::<&()>)
+            .await?;
+        Ok(list.tokens)
+    }
+
+    /// Revokes a token.
+    pub async fn delete_token(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/tokens/{}", encode(id));
+        self.send::<serde_json::Value>(Method::DELETE, &path, &[], None::<&()>)
+            .await
+            .map(drop)
+    }
+
     pub async fn create_user(&self, name: &str) -> Result<UserCreated, ClientError> {
         self.create_user_with_role(name, Role::User).await
     }

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod session;
 pub mod snapshot;
 pub mod template;
+pub mod token;
 pub mod user;
 pub mod webhook;
 

@@ -2,6 +2,7 @@
 
 use std::{io, path::Path, sync::Arc};
 
+use berth_proto::token::Scope;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -20,6 +21,10 @@ pub struct Principal {
     /// What a user may do beyond their own sessions (the admin may do everything).
     #[serde(default)]
     pub role: berth_proto::user::Role,
+    /// What an API token may do (`/api/v1/tokens`); `None`: everything its owner may (a login
+    /// token, the admin token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
 }
 
 impl Principal {
@@ -28,6 +33,7 @@ impl Principal {
             name: ADMIN_NAME.to_owned(),
             admin: true,
             role: berth_proto::user::Role::User,
+            scopes: None,
         }
     }
 
@@ -42,6 +48,24 @@ impl Principal {
             name: name.to_owned(),
             admin: false,
             role: berth_proto::user::Role::User,
+            scopes: None,
+        }
+    }
+
+    /// Why this caller may not make a request that needs `need` (`None`: full access).
+    pub fn lacks(&self, need: Option<Scope>) -> Option<String> {
+        let scopes = self.scopes.as_ref()?;
+        let listed: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        match need {
+            Some(need) if scopes.contains(&need) => None,
+            Some(need) => Some(format!(
+                "this token's scopes ({}) do not include {need}, which this route needs",
+                listed.join(", ")
+            )),
+            None => Some(format!(
+                "this token is limited to {}; this route needs full access (a login token)",
+                listed.join(", ")
+            )),
         }
     }
 
@@ -80,8 +104,59 @@ impl Authenticator {
         hash_token(token) == self.admin_token_hash
     }
 
-    /// The principal a bearer token stands for, or `None` for an unknown token.
+    /// The principal a full-access token stands for (the admin's, a user's login token), or
+    /// `None` for an unknown token or a scoped one: APIs that do not check scopes (E2B's, seed
+    /// 003's) take only these.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        Ok(self
+            .authenticate_scoped(token)
+            .await?
+            .filter(|principal| principal.scopes.is_none()))
+    }
+
+    /// An API token's principal, limited to its scopes: `None` when unknown or expired, or
+    /// when its owner is gone.
+    async fn by_api_token(&self, hash: &str) -> Result<Option<Principal>, StoreError> {
+        let Some(record) = self.store.token_by_hash(hash).await? else {
+            return Ok(None);
+        };
+        let token = record.token;
+        let now = chrono::Utc::now();
+        if token.expires_at.is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        let (admin, role) = if token.owner == ADMIN_NAME {
+            (true, berth_proto::user::Role::User)
+        } else {
+            let users = self.store.list_users().await?;
+            match users.into_iter().find(|user| user.name == token.owner) {
+                Some(user) => (false, user.role),
+                None => return Ok(None),
+            }
+        };
+        // To the minute: one write a minute per busy token, outside the request's path.
+        if token
+            .last_used_at
+            .is_none_or(|at| now - at > chrono::TimeDelta::minutes(1))
+        {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(err) = store.touch_token(&token.id, now).await {
+                    tracing::debug!(%err, "a token's last use was not recorded");
+                }
+            });
+        }
+        Ok(Some(Principal {
+            name: token.owner,
+            admin,
+            role,
+            scopes: Some(token.scopes),
+        }))
+    }
+
+    /// The principal any bearer token stands for, scoped ones included (the main API, which
+    /// checks scopes route by route), or `None` for an unknown token.
+    pub async fn authenticate_scoped(&self, token: &str) -> Result<Option<Principal>, StoreError> {
         let hash = hash_token(token);
         // Comparing hashes, not tokens, keeps this comparison free of timing leaks about the token.
         if hash == self.admin_token_hash {
@@ -95,11 +170,15 @@ impl Authenticator {
             }
             Err(err) => return Err(err),
         };
-        let principal = found.map(|user| Principal {
-            name: user.name,
-            admin: false,
-            role: user.role,
-        });
+        let principal = match found {
+            Some(user) => Some(Principal {
+                name: user.name,
+                admin: false,
+                role: user.role,
+                scopes: None,
+            }),
+            None => self.by_api_token(&hash).await?,
+        };
         if let Some(principal) = &principal {
             self.known
                 .lock()
@@ -230,5 +309,45 @@ mod tests {
         assert!(!generated_again);
         let (configured, _) = load_or_generate_admin_token(dir.path(), Some("from-env")).unwrap();
         assert_eq!(configured, "from-env");
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_or_one_whose_owner_is_gone_is_unknown() {
+        use berth_proto::token::ApiToken;
+
+        use crate::store::{SqliteStore, TokenRecord};
+        let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let auth = Authenticator::new("admin-secret", store.clone());
+        let now = chrono::Utc::now();
+        for (id, owner, expires) in [
+            ("t-live", "admin", Some(now + chrono::TimeDelta::hours(1))),
+            ("t-old", "admin", Some(now - chrono::TimeDelta::seconds(1))),
+            ("t-orphan", "nobody", None),
+        ] {
+            let token = ApiToken {
+                id: id.into(),
+                name: id.into(),
+                owner: owner.into(),
+                scopes: vec![Scope::Files],
+                created_at: now,
+                expires_at: expires,
+                last_used_at: None,
+            };
+            let hash = hash_token(id);
+            store.put_token(&TokenRecord { token, hash }).await.unwrap();
+        }
+        let live = auth.authenticate_scoped("t-live").await.unwrap().unwrap();
+        assert_eq!(live.scopes, Some(vec![Scope::Files]));
+        assert!(
+            live.admin,
+            "the admin's token acts as the admin within its scopes"
+        );
+        assert_eq!(
+            auth.authenticate("t-live").await.unwrap(),
+            None,
+            "not full access"
+        );
+        assert_eq!(auth.authenticate_scoped("t-old").await.unwrap(), None);
+        assert_eq!(auth.authenticate_scoped("t-orphan").await.unwrap(), None);
     }
 }

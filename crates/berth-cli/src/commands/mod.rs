@@ -9,6 +9,7 @@ pub mod session;
 pub mod snapshot;
 pub mod store;
 pub mod template;
+pub mod token;
 pub mod user;
 
 use std::path::PathBuf;

@@ -70,7 +70,7 @@ async fn copy(from: &str, to: &str, force: bool) -> anyhow::Result<()> {
 
 fn counts(p: &CopyProgress) -> String {
     format!(
-        "{} users, {} sessions, {} events, {} snapshots, {} lab attempts, {} classes, {} state values, {} webhooks, {} deliveries",
+        "{} users, {} sessions, {} events, {} snapshots, {} lab attempts, {} classes, {} state values, {} tokens, {} webhooks, {} deliveries",
         p.users,
         p.sessions,
         p.events,
@@ -78,6 +78,7 @@ fn counts(p: &CopyProgress) -> String {
         p.attempts,
         p.classes,
         p.state,
+        p.tokens,
         p.webhooks,
         p.deliveries
     )

@@ -9,6 +9,8 @@ use axum::{
     },
 };
 
+use berth_proto::token::Scope;
+
 use super::{AppState, error::ApiError};
 use crate::auth::Principal;
 
@@ -82,14 +84,25 @@ impl Csrf {
     }
 }
 
-/// The caller of an HTTP request: the `Authorization` header, or else the login cookie.
+/// The caller of an HTTP request with full access: the `Authorization` header, or else the
+/// login cookie.
 pub async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     csrf: Csrf,
 ) -> Result<Principal, ApiError> {
+    caller_needing(state, headers, csrf, None).await
+}
+
+/// [`caller`], for a request that needs the scope `need` (`None`: full access).
+pub async fn caller_needing(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: Csrf,
+    need: Option<Scope>,
+) -> Result<Principal, ApiError> {
     if let Some(token) = bearer(headers) {
-        return authenticate(state, token).await;
+        return authenticate_needing(state, token, need).await;
     }
     let token = cookie(headers, LOGIN_COOKIE).ok_or_else(ApiError::unauthorized)?;
     match csrf {
@@ -112,20 +125,33 @@ pub async fn caller(
         }
         Csrf::SameOrigin | Csrf::NotRequired => {}
     }
-    authenticate(state, token).await
+    authenticate_needing(state, token, need).await
 }
 
+/// The principal of a token with full access.
 pub(super) async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    authenticate_needing(state, token, None).await
+}
+
+async fn authenticate_needing(
+    state: &AppState,
+    token: &str,
+    need: Option<Scope>,
+) -> Result<Principal, ApiError> {
     if token.starts_with(berth_proto::callback::TOKEN_PREFIX) {
         return Err(ApiError::forbidden(
             "a session token serves only the /api/v1/self routes; use a user's token here",
         ));
     }
-    state
+    let principal = state
         .auth
-        .authenticate(token)
+        .authenticate_scoped(token)
         .await?
-        .ok_or_else(ApiError::unauthorized)
+        .ok_or_else(ApiError::unauthorized)?;
+    match principal.lacks(need) {
+        Some(why) => Err(ApiError::forbidden(why)),
+        None => Ok(principal),
+    }
 }
 
 /// The value of one cookie of the request.
@@ -184,13 +210,14 @@ pub async fn websocket_caller(
     headers: &HeaderMap,
     session_id: &str,
     query: Option<&str>,
+    need: Scope,
 ) -> Result<(Principal, String), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let (tickets, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "ticket");
     let rest = serde_urlencoded::to_string(&rest).unwrap_or_default();
     if let Some(token) = bearer(headers) {
-        return Ok((authenticate(state, token).await?, rest));
+        return Ok((authenticate_needing(state, token, Some(need)).await?, rest));
     }
     if let Some(token) = cookie(headers, LOGIN_COOKIE) {
         // `SameSite` keeps only other sites' handshakes from carrying the cookie; another
@@ -200,7 +227,7 @@ pub async fn websocket_caller(
                 "WebSocket from another origin; open it from Berth's own pages",
             ));
         }
-        return Ok((authenticate(state, token).await?, rest));
+        return Ok((authenticate_needing(state, token, Some(need)).await?, rest));
     }
     let (_, ticket) = tickets
         .into_iter()
@@ -211,6 +238,10 @@ pub async fn websocket_caller(
         .redeem(&ticket, session_id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
+    // Issued to a token with its own scopes: they hold here too.
+    if let Some(why) = caller.lacks(Some(need)) {
+        return Err(ApiError::forbidden(why));
+    }
     Ok((caller, rest))
 }
 
@@ -232,7 +263,8 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        caller(state, &parts.headers, Csrf::for_method(&parts.method)).await
+        let need = super::scopes::needed(&parts.method, parts.uri.path());
+        caller_needing(state, &parts.headers, Csrf::for_method(&parts.method), need).await
     }
 }
 

@@ -301,8 +301,14 @@ pub async fn watch(
     headers: HeaderMap,
     upgrade: crate::proxy::WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    let (caller, rest) =
-        super::extract::websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let (caller, rest) = super::extract::websocket_caller(
+        &s,
+        &headers,
+        &id,
+        query.as_deref(),
+        berth_proto::token::Scope::Files,
+    )
+    .await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
     let tap = s.sessions.tap(&id, false);
     crate::proxy::websocket(endpoint, &format!("/files/watch?{rest}"), upgrade, tap).await

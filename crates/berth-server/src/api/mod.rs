@@ -16,11 +16,13 @@ mod pool;
 mod previews;
 mod process;
 pub mod rate_limit;
+mod scopes;
 mod service;
 pub(crate) mod session_agent;
 mod sessions;
 mod snapshots;
 mod templates;
+mod tokens;
 mod users;
 mod web;
 mod webhooks;
@@ -272,6 +274,8 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::queue_status, sessions::cancel_queued))
         .routes(routes!(users::create, users::list))
         .routes(routes!(users::update))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::delete))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))

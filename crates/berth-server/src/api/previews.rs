@@ -10,6 +10,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
+use berth_proto::token::Scope;
 use berth_proto::{
     ErrorBody,
     agent::AGENT_PORT,
@@ -20,7 +21,7 @@ use chrono::{TimeZone, Utc};
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiJson, Csrf, bearer, caller, cookie, secure},
+    extract::{ApiJson, Csrf, bearer, caller_needing, cookie, secure},
 };
 use crate::{
     auth::Principal,
@@ -95,7 +96,9 @@ pub async fn events(
     headers: axum::http::HeaderMap,
     upgrade: crate::proxy::WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = super::extract::websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let (caller, _) =
+        super::extract::websocket_caller(&s, &headers, &id, query.as_deref(), Scope::Previews)
+            .await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
     let tap = s.sessions.tap(&id, true);
     crate::proxy::websocket(endpoint, "/ports/watch", upgrade, tap).await
@@ -191,7 +194,13 @@ pub async fn proxy_owner(
         .parse()
         .map_err(|_| ApiError::invalid_request("port must be between 1 and 65535"))
         .and_then(checked_port)?;
-    let caller = caller(&s, request.headers(), Csrf::SameOrigin).await?;
+    let caller = caller_needing(
+        &s,
+        request.headers(),
+        Csrf::SameOrigin,
+        Some(Scope::Previews),
+    )
+    .await?;
     let ip = session_ip(&s, &caller, id).await?;
     let prefix = owner_path(id, port);
     let target = Target {
@@ -350,7 +359,14 @@ pub async fn host_route(State(s): State<AppState>, request: Request, next: Next)
     let path_and_query = upstream_path(&request, "", Some(PREVIEW_PARAM));
     let grant = match (bearer(request.headers()), token) {
         (Some(_), _) => {
-            let caller = match caller(&s, request.headers(), Csrf::NotRequired).await {
+            let caller = match caller_needing(
+                &s,
+                request.headers(),
+                Csrf::NotRequired,
+                Some(Scope::Previews),
+            )
+            .await
+            {
                 Ok(caller) => caller,
                 Err(err) => return err.into_response(),
             };

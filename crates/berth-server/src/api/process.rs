@@ -62,7 +62,14 @@ pub async fn exec_stream(
     headers: HeaderMap,
     upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let (caller, _) = websocket_caller(
+        &s,
+        &headers,
+        &id,
+        query.as_deref(),
+        berth_proto::token::Scope::Exec,
+    )
+    .await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
     let tap = s.sessions.tap(&id, false);
     crate::proxy::websocket(endpoint, "/exec/stream", upgrade, tap).await
@@ -90,7 +97,14 @@ pub async fn terminal(
     headers: HeaderMap,
     upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    let (caller, query) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let (caller, query) = websocket_caller(
+        &s,
+        &headers,
+        &id,
+        query.as_deref(),
+        berth_proto::token::Scope::Exec,
+    )
+    .await?;
     let query: TerminalQuery =
         serde_urlencoded::from_str(&query).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
@@ -206,7 +220,14 @@ pub async fn attach_process(
     headers: HeaderMap,
     upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    let (caller, _) = websocket_caller(&s, &headers, &id, query.as_deref()).await?;
+    let (caller, _) = websocket_caller(
+        &s,
+        &headers,
+        &id,
+        query.as_deref(),
+        berth_proto::token::Scope::Exec,
+    )
+    .await?;
     let endpoint = s.sessions.agent_endpoint(&caller, &id).await?;
     let tap = s.sessions.tap(&id, false);
     crate::proxy::websocket(endpoint, &process_route(&pid, "/attach")?, upgrade, tap).await

@@ -629,3 +629,176 @@ async fn a_token_over_its_rate_is_answered_429_with_retry_after_and_the_admin_ne
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Every bearer route of the OpenAPI document against scoped tokens: one without the scope
+/// the route needs is refused before the handler, one with only that scope is let through.
+#[tokio::test]
+async fn every_route_takes_a_scoped_token_only_with_its_scope() {
+    use berth_proto::token::Scope;
+    let api = api().await;
+    let token = |scopes: Vec<Scope>| {
+        let api = &api;
+        async move {
+            let request = json!({ "name": crate::ids::user_id(), "scopes": scopes });
+            let (status, body) = api
+                .call(
+                    Method::POST,
+                    "/api/v1/tokens",
+                    Some(ADMIN),
+                    Some(&request.to_string()),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let (_, spec) = api.call(Method::GET, "/openapi.json", None, None).await;
+    let mut checked = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let bearer = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s.get("bearer").is_some()));
+            if !bearer {
+                continue;
+            }
+            let uri = path
+                .split('/')
+                .map(|segment| match segment {
+                    "{port}" => "8000",
+                    s if s.starts_with('{') => "x1",
+                    s => s,
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let need = super::scopes::needed(&method, &uri);
+            let without: Vec<Scope> = Scope::ALL
+                .into_iter()
+                .filter(|s| Some(*s) != need)
+                .collect();
+            let (status, body) = api
+                .call(
+                    method.clone(),
+                    &uri,
+                    Some(&token(without).await),
+                    Some("{}"),
+                )
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{method} {uri} without {need:?}: {body}"
+            );
+            assert!(
+                body.to_string().contains("this token"),
+                "{method} {uri}: {body}"
+            );
+            if let Some(need) = need {
+                let (status, body) = api
+                    .call(
+                        method.clone(),
+                        &uri,
+                        Some(&token(vec![need]).await),
+                        Some("{}"),
+                    )
+                    .await;
+                assert!(
+                    status != StatusCode::FORBIDDEN || !body.to_string().contains("this token"),
+                    "{method} {uri} with {need}: {body}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "only {checked} routes were checked");
+}
+
+#[tokio::test]
+async fn api_tokens_are_named_listed_without_secrets_expire_and_are_revoked() {
+    let api = api().await;
+    let alice = api.user("alice").await;
+    let create = |body: Value| {
+        let (api, alice) = (&api, alice.clone());
+        async move {
+            api.call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(&alice),
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    let (status, made) =
+        create(json!({"name": "ci", "scopes": ["sessions:read"], "expires_in_seconds": 3600}))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let expires: chrono::DateTime<chrono::Utc> =
+        made["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (expires - chrono::Utc::now() - chrono::TimeDelta::hours(1))
+            .num_seconds()
+            .abs()
+            < 60
+    );
+    for (bad, code) in [
+        (json!({"name": "ci", "scopes": ["files"]}), "conflict"),
+        (json!({"name": "x", "scopes": []}), "invalid_request"),
+        (json!({"name": "x", "scopes": ["admin"]}), "invalid_request"),
+        (json!({"name": "x", "scopes": ["root"]}), "invalid_request"),
+        (
+            json!({"name": "x", "scopes": ["files"], "expires_in_seconds": 1}),
+            "invalid_request",
+        ),
+    ] {
+        let (_, body) = create(bad.clone()).await;
+        assert_eq!(error_code(&body), code, "{bad}: {body}");
+    }
+
+    // It works within its scope, as alice, and says when it was used.
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/sessions", Some(&secret), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .call(Method::POST, "/api/v1/sessions", Some(&secret), Some("{}"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("sessions:write"), "{body}");
+    let (_, listed) = api
+        .call(Method::GET, "/api/v1/tokens", Some(&alice), None)
+        .await;
+    assert!(!listed.to_string().contains(&secret), "no secret is listed");
+    let id = listed["tokens"][0]["id"].as_str().unwrap().to_owned();
+    for _ in 0..50 {
+        let (_, listed) = api
+            .call(Method::GET, "/api/v1/tokens", Some(&alice), None)
+            .await;
+        if listed["tokens"][0]["last_used_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, listed) = api
+        .call(Method::GET, "/api/v1/tokens", Some(&alice), None)
+        .await;
+    assert!(listed["tokens"][0]["last_used_at"].is_string(), "{listed}");
+
+    // A scoped token cannot manage tokens; bob cannot revoke alice's; alice can.
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/tokens", Some(&secret), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let bob = api.user("bob").await;
+    let uri = format!("/api/v1/tokens/{id}");
+    let (status, _) = api.call(Method::DELETE, &uri, Some(&bob), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.call(Method::DELETE, &uri, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/sessions", Some(&secret), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
+}

@@ -181,6 +181,7 @@ mod tests {
                 name: owner.into(),
                 admin: false,
                 role: berth_proto::user::Role::User,
+                scopes: None,
             },
             request: CreateSession::default(),
             ttl: 60,

@@ -7,7 +7,7 @@ use chrono::{Duration, TimeZone, Utc};
 
 use super::{
     AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, Store, StoreError, UserRecord, WebhookRecord,
+    StateScope, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
 };
 
 fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> SessionRecord {
@@ -43,6 +43,67 @@ pub async fn run(store: &dyn Store) {
     classes_are_replaced_whole_listed_and_deleted(store).await;
     callback_state_is_kept_per_scope_within_its_limit(store).await;
     webhooks_and_their_deliveries_are_kept_and_found_when_due(store).await;
+    api_tokens_are_found_by_hash_listed_touched_and_deleted(store).await;
+}
+
+async fn api_tokens_are_found_by_hash_listed_touched_and_deleted(store: &dyn Store) {
+    use berth_proto::token::{ApiToken, Scope};
+    let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+    let token = |id: &str, owner: &str, offset: i64| TokenRecord {
+        token: ApiToken {
+            id: id.to_owned(),
+            name: format!("name-{id}"),
+            owner: owner.to_owned(),
+            scopes: vec![Scope::SessionsRead, Scope::Files],
+            created_at: at + Duration::seconds(offset),
+            expires_at: Some(at + Duration::days(1)),
+            last_used_at: None,
+        },
+        hash: format!("hash-{id}"),
+    };
+    store.put_token(&token("t-2", "alice", 1)).await.unwrap();
+    store.put_token(&token("t-1", "alice", 0)).await.unwrap();
+    store.put_token(&token("t-3", "bob", 2)).await.unwrap();
+    let mut same_hash = token("t-4", "bob", 3);
+    same_hash.hash = "hash-t-1".to_owned();
+    assert!(matches!(
+        store.put_token(&same_hash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.token_by_hash("hash-t-1").await.unwrap(),
+        Some(token("t-1", "alice", 0))
+    );
+    assert_eq!(store.token_by_hash("hash-none").await.unwrap(), None);
+    let ids = |tokens: Vec<TokenRecord>| -> Vec<String> {
+        tokens.into_iter().map(|t| t.token.id).collect()
+    };
+    assert_eq!(
+        ids(store.list_tokens(Some("alice")).await.unwrap()),
+        ["t-1", "t-2"]
+    );
+    assert_eq!(
+        ids(store.list_tokens(None).await.unwrap()),
+        ["t-1", "t-2", "t-3"]
+    );
+
+    let used = at + Duration::minutes(5);
+    store.touch_token("t-1", used).await.unwrap();
+    let touched = store.token_by_hash("hash-t-1").await.unwrap().unwrap();
+    assert_eq!(touched.token.last_used_at, Some(used));
+    store.touch_token("t-gone", used).await.unwrap();
+
+    assert!(store.delete_token("t-1").await.unwrap());
+    assert!(!store.delete_token("t-1").await.unwrap());
+    assert_eq!(
+        store.token_by_hash("hash-t-1").await.unwrap(),
+        None,
+        "revoked"
+    );
+    assert_eq!(
+        ids(store.list_tokens(Some("alice")).await.unwrap()),
+        ["t-2"]
+    );
 }
 
 async fn webhooks_and_their_deliveries_are_kept_and_found_when_due(store: &dyn Store) {

@@ -14,6 +14,8 @@ pub struct CopyProgress {
     pub classes: u64,
     /// Callback state values (sessions', users' and the platform's notes).
     pub state: u64,
+    /// Users' API tokens (their hashes: the secrets stay unknown).
+    pub tokens: u64,
     /// Users' webhooks and their deliveries.
     pub webhooks: u64,
     pub deliveries: u64,
@@ -23,7 +25,7 @@ pub struct CopyProgress {
 const REPORT_EVERY: u64 = 100;
 
 /// Copies users, sessions (every state), their timelines, snapshots, lab attempts, classes
-/// callback state, users' webhooks and their deliveries from `from` to `to` (a state value's
+/// callback state, API tokens, users' webhooks and their deliveries from `from` to `to` (a state value's
 /// time becomes the copy's; the config's webhooks' deliveries are not copied),
 /// calling `progress` every few rows and once at the end.
 ///
@@ -52,6 +54,7 @@ pub async fn copy(
             + done.attempts
             + done.classes
             + done.state
+            + done.tokens
             + done.webhooks
             + done.deliveries;
         if rows.is_multiple_of(REPORT_EVERY) {
@@ -132,6 +135,15 @@ pub async fn copy(
         }
     }
 
+    for token in from.list_tokens(None).await? {
+        match to.put_token(&token).await {
+            Err(StoreError::Conflict(_)) if force => {}
+            other => other?,
+        }
+        done.tokens += 1;
+        tick(&done);
+    }
+
     for webhook in from.list_webhooks().await? {
         match to.put_webhook(&webhook).await {
             Err(StoreError::Conflict(_)) if force => {}
@@ -172,7 +184,7 @@ mod tests {
     use super::*;
     use crate::store::{
         AttemptRecord, DeliveryRecord, RedisStore, SessionEvent, SessionRecord, SnapshotRecord,
-        SqliteStore, UserRecord, WebhookRecord, redis::test_server::RedisServer,
+        SqliteStore, TokenRecord, UserRecord, WebhookRecord, redis::test_server::RedisServer,
     };
 
     async fn everything(store: &dyn Store) -> impl PartialEq + std::fmt::Debug {
@@ -194,6 +206,7 @@ mod tests {
             state_of(store).await,
             store.list_webhooks().await.unwrap(),
             store.list_deliveries("wh-1", 10).await.unwrap(),
+            store.list_tokens(None).await.unwrap(),
         )
     }
 
@@ -300,6 +313,21 @@ mod tests {
             .await
             .unwrap();
         store
+            .put_token(&TokenRecord {
+                token: berth_proto::token::ApiToken {
+                    id: "tok-1".to_owned(),
+                    name: "ci".to_owned(),
+                    owner: "alice".to_owned(),
+                    scopes: vec![berth_proto::token::Scope::SessionsRead],
+                    created_at: at,
+                    expires_at: None,
+                    last_used_at: Some(at),
+                },
+                hash: "hash-tok-1".to_owned(),
+            })
+            .await
+            .unwrap();
+        store
             .put_webhook(&WebhookRecord {
                 webhook: berth_proto::webhook::Webhook {
                     id: "wh-1".to_owned(),
@@ -381,6 +409,7 @@ mod tests {
                 attempts: 1,
                 classes: 1,
                 state: 3,
+                tokens: 1,
                 webhooks: 1,
                 deliveries: 1,
             }

@@ -11,7 +11,7 @@ use berth_proto::SessionState;
 
 use super::{
     AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, StateValue, Store, StoreError, UserRecord, WebhookRecord,
+    StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
 };
 
 #[derive(Debug)]
@@ -197,6 +197,35 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
         self.check_reachable()?;
         self.inner.clear_state(scope).await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.put_token(token).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.token_by_hash(hash).await
+    }
+
+    async fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_tokens(owner).await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        self.check_reachable()?;
+        self.inner.delete_token(id).await
+    }
+
+    async fn touch_token(
+        &self,
+        id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.touch_token(id, at).await
     }
 
     async fn put_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError> {

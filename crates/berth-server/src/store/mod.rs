@@ -280,6 +280,13 @@ impl SessionFilter {
     }
 }
 
+/// A user's API token as kept: the public view and its secret's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenRecord {
+    pub token: berth_proto::token::ApiToken,
+    pub hash: String,
+}
+
 /// A user's webhook as kept: the public view and its signing secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WebhookRecord {
@@ -458,6 +465,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Forgets the whole scope (a session that ended).
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError>;
+
+    /// Adds an API token; `Conflict` when its id or hash is taken.
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// `owner`'s tokens (`None`: everyone's), oldest first.
+    async fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Whether it was there.
+    async fn delete_token(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Sets a token's `last_used_at`; a token gone meanwhile is no error.
+    async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Adds a user's webhook.
     async fn put_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError>;

@@ -16,7 +16,7 @@ use sqlx::{
 
 use super::{
     AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, StateValue, Store, StoreError, UserRecord, WebhookRecord,
+    StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -571,6 +571,72 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn put_token(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let token = &record.token;
+        let body = serde_json::to_string(record)
+            .map_err(|err| StoreError::Corrupt(format!("token {}: {err}", token.id)))?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, owner, hash, created_at, body) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(&token.owner)
+        .bind(&record.hash)
+        .bind(millis(token.created_at))
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("token {} already exists", token.id))
+            }
+            other => unavailable(other),
+        })?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT body FROM api_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|row| json_body(&row, "token")).transpose()
+    }
+
+    async fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM api_tokens WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at, id",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|row| json_body(row, "token")).collect()
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let at = serde_json::to_value(at)
+            .map_err(|err| StoreError::Corrupt(format!("token {id}: {err}")))?;
+        sqlx::query(
+            "UPDATE api_tokens SET body = json_set(body, '$.token.last_used_at', ?) WHERE id = ?",
+        )
+        .bind(at.as_str().unwrap_or_default().to_owned())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 

@@ -1256,6 +1256,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's tokens (the admin: everyone's), never their secrets. */
+        get: operations["list_tokens"];
+        put?: never;
+        /**
+         * Make a token for the caller: named, with scopes, optionally expiring. The secret is shown
+         *     in this answer only.
+         */
+        post: operations["create_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tokens/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a token: it fails from the next request on. */
+        delete: operations["delete_token"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users": {
         parameters: {
             query?: never;
@@ -1423,6 +1461,23 @@ export interface components {
             lab: string;
             question?: string | null;
         };
+        /** @description A token, without its secret. */
+        ApiToken: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** @description `tok_...`: what `DELETE /api/v1/tokens/{id}` takes. */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When it last authenticated a request (to the minute).
+             */
+            last_used_at?: string | null;
+            name: string;
+            owner: string;
+            scopes: components["schemas"]["Scope"][];
+        };
         CheckResult: {
             /** Format: int64 */
             duration_ms: number;
@@ -1512,6 +1567,18 @@ export interface components {
         CreateSnapshot: {
             /** @description For people: 1 to 64 characters. */
             name: string;
+        };
+        /** @description `POST /api/v1/tokens`. */
+        CreateToken: {
+            /**
+             * Format: int64
+             * @description It stops working this long from now; never, when left out.
+             */
+            expires_in_seconds?: number | null;
+            /** @description 1 to 64 characters, unique among the caller's tokens. */
+            name: string;
+            /** @description At least one. */
+            scopes: components["schemas"]["Scope"][];
         };
         /** @description `POST /api/v1/users` (admin only). */
         CreateUser: {
@@ -2077,6 +2144,11 @@ export interface components {
          * @enum {string}
          */
         Role: "user" | "instructor";
+        /**
+         * @description What a token may do. A user's own login token, and the admin token, may do everything.
+         * @enum {string}
+         */
+        Scope: "sessions:read" | "sessions:write" | "files" | "exec" | "previews" | "labs" | "webhooks" | "admin";
         /** @description `GET /api/v1/self`: the session the token is for. */
         SelfSession: {
             /** Format: date-time */
@@ -2318,6 +2390,14 @@ export interface components {
              */
             kind: string;
             message: string;
+        };
+        /** @description The answer to `POST /api/v1/tokens`: the only time the secret is shown. */
+        TokenCreated: components["schemas"]["ApiToken"] & {
+            /** @description Send it as `Authorization: Bearer <secret>`. */
+            secret: string;
+        };
+        TokenList: {
+            tokens: components["schemas"]["ApiToken"][];
         };
         /** @description `PATCH /api/v1/users/{name}` (admin only). */
         UpdateUser: {
@@ -6781,6 +6861,156 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_tokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenList"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateToken"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenCreated"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a full-access token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The name is taken among the caller's tokens */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Token id (`tok_...`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

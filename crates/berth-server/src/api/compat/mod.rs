@@ -148,6 +148,7 @@ fn anonymous_user(secret: &str) -> Principal {
         name: format!("anonymous-{}", &hash_token(secret)[..16]),
         admin: false,
         role: berth_proto::user::Role::User,
+        scopes: None,
     }
 }
 

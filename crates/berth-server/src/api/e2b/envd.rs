@@ -83,6 +83,7 @@ async fn resolve(
     let owner = Principal {
         admin: record.owner == ADMIN_NAME,
         role: berth_proto::user::Role::User,
+        scopes: None,
         name: record.owner,
     };
     let endpoint = match state.sessions.agent_endpoint(&owner, id).await {

@@ -388,7 +388,14 @@ pub async fn shadow(
     headers: HeaderMap,
     upgrade: WebSocketRequest,
 ) -> Result<Response, ApiError> {
-    let (caller, query) = websocket_caller(&state, &headers, &session, query.as_deref()).await?;
+    let (caller, query) = websocket_caller(
+        &state,
+        &headers,
+        &session,
+        query.as_deref(),
+        berth_proto::token::Scope::Labs,
+    )
+    .await?;
     let asked: TerminalQuery =
         serde_urlencoded::from_str(&query).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let Some(terminal_id) = asked.terminal_id else {

@@ -341,6 +341,7 @@ impl Actor {
                     name: String::new(),
                     admin: true,
                     role: berth_proto::user::Role::User,
+                    scopes: None,
                 };
                 let responder = Responder::Pool {
                     template: template.clone(),

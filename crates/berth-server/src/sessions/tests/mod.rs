@@ -136,6 +136,7 @@ fn user(name: &str) -> Principal {
         name: name.to_owned(),
         admin: false,
         role: berth_proto::user::Role::User,
+        scopes: None,
     }
 }
 

@@ -53,6 +53,23 @@ pub fn callback_state(scope: &crate::store::StateScope) -> String {
     format!("berth:kv:{}", scope.key())
 }
 
+/// Every API token by creation time (ms).
+pub const TOKENS: &str = "berth:apitokens";
+
+pub fn token(id: &str) -> String {
+    format!("berth:apitoken:{id}")
+}
+
+/// An API token's id by its secret's hash.
+pub fn token_hash(hash: &str) -> String {
+    format!("berth:apitoken-hash:{hash}")
+}
+
+/// A user's API tokens by creation time (ms).
+pub fn owner_tokens(owner: &str) -> String {
+    format!("berth:user:{owner}:apitokens")
+}
+
 /// Users' webhooks by creation time (ms).
 pub const WEBHOOKS: &str = "berth:webhooks";
 /// Pending deliveries by the time of their next attempt (ms).

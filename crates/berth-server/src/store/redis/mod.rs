@@ -29,7 +29,7 @@ use redis::{
 
 use super::{
     AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, StateValue, Store, StoreError, UserRecord, WebhookRecord,
+    StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
 };
 
 /// The backstop around every call, below the 5 s a caller may wait for an answer: the
@@ -588,6 +588,114 @@ impl Store for RedisStore {
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
         self.query(redis::cmd("DEL").arg(keys::callback_state(scope)))
             .await
+    }
+
+    async fn put_token(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let token = &record.token;
+        // The hash's key first, alone: a taken hash (or id) writes nothing else.
+        let claimed: bool = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::token_hash(&record.hash))
+                    .arg(&token.id)
+                    .arg("NX"),
+            )
+            .await?;
+        if !claimed {
+            return Err(StoreError::Conflict(format!(
+                "token {} already exists",
+                token.id
+            )));
+        }
+        let created = token.created_at.timestamp_millis();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(keys::token(&token.id))
+            .arg(to_json(record, "token")?)
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys::TOKENS)
+            .arg(created)
+            .arg(&token.id)
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys::owner_tokens(&token.owner))
+            .arg(created)
+            .arg(&token.id)
+            .ignore();
+        self.pipeline::<()>(&pipe).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let id: Option<String> = self
+            .query(redis::cmd("GET").arg(keys::token_hash(hash)))
+            .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        Ok(self
+            .documents(std::iter::once(keys::token(&id)), "token")
+            .await?
+            .pop())
+    }
+
+    async fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        let index = owner.map_or_else(|| keys::TOKENS.to_owned(), keys::owner_tokens);
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(-1))
+            .await?;
+        self.documents(ids.iter().map(|id| keys::token(id)), "token")
+            .await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(record) = self
+            .documents::<TokenRecord>(std::iter::once(keys::token(id)), "token")
+            .await?
+            .pop()
+        else {
+            return Ok(false);
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(keys::token(id))
+            .arg(keys::token_hash(&record.hash))
+            .ignore()
+            .cmd("ZREM")
+            .arg(keys::TOKENS)
+            .arg(id)
+            .ignore()
+            .cmd("ZREM")
+            .arg(keys::owner_tokens(&record.token.owner))
+            .arg(id)
+            .ignore();
+        self.pipeline::<()>(&pipe).await?;
+        Ok(true)
+    }
+
+    async fn touch_token(
+        &self,
+        id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(mut record) = self
+            .documents::<TokenRecord>(std::iter::once(keys::token(id)), "token")
+            .await?
+            .pop()
+        else {
+            return Ok(());
+        };
+        record.token.last_used_at = Some(at);
+        // XX: a token deleted meanwhile stays deleted.
+        self.query(
+            redis::cmd("SET")
+                .arg(keys::token(id))
+                .arg(to_json(&record, "token")?)
+                .arg("XX"),
+        )
+        .await
     }
 
     async fn put_webhook(&self, record: &WebhookRecord) -> Result<(), StoreError> {
