@@ -5,6 +5,7 @@
 //! from these types (feature `openapi`), so a change here is a change of the public API.
 
 pub mod agent;
+pub mod audit;
 pub mod callback;
 pub mod docker;
 pub mod error;

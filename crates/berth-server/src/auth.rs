@@ -99,6 +99,16 @@ impl Authenticator {
         }
     }
 
+    /// The name of a token this instance has authenticated (`None`: never, or it failed).
+    pub fn seen(&self, token: &str) -> Option<String> {
+        let hash = hash_token(token);
+        if hash == self.admin_token_hash {
+            return Some(ADMIN_NAME.to_owned());
+        }
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&hash).map(|principal| principal.name.clone())
+    }
+
     /// Whether `token` is the admin token (compared as hashes, as `authenticate` does).
     pub fn is_admin_token(&self, token: &str) -> bool {
         hash_token(token) == self.admin_token_hash

@@ -58,6 +58,7 @@ pub struct Config {
     /// `[[webhooks]]`: the operator's endpoints, for every session's events.
     pub webhooks: Vec<WebhookConfig>,
     pub webhook_delivery: WebhookDeliveryConfig,
+    pub audit: AuditConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
 }
 
@@ -99,6 +100,24 @@ impl Default for CallbackConfig {
         Self {
             enabled: true,
             token_ttl_seconds: 3600,
+        }
+    }
+}
+
+/// `[audit]`: the log of state-changing calls (`GET /api/v1/audit`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// Entries older than this many days are forgotten.
+    pub retention_days: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention_days: 90,
         }
     }
 }
@@ -689,6 +708,7 @@ impl Default for Config {
             callback: CallbackConfig::default(),
             webhooks: Vec::new(),
             webhook_delivery: WebhookDeliveryConfig::default(),
+            audit: AuditConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -899,6 +919,12 @@ impl Config {
                      (`echo whsec_$(openssl rand -base64 32)` makes one)"
                 )));
             }
+        }
+        if !(1..=3650).contains(&self.audit.retention_days) {
+            return Err(ConfigError::Invalid(format!(
+                "audit.retention_days {} must be from 1 to 3650",
+                self.audit.retention_days
+            )));
         }
         let delivery = &self.webhook_delivery;
         if delivery.retry_seconds.len() > 20

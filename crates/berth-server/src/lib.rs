@@ -233,6 +233,14 @@ pub async fn app(
         })
     };
 
+    let audit = if config.audit.enabled {
+        let retention = Duration::from_secs(config.audit.retention_days.saturating_mul(86_400));
+        let (audit, writer) = api::AuditLog::spawn(store.clone(), retention);
+        background.push(writer);
+        audit
+    } else {
+        api::AuditLog::default()
+    };
     let state = AppState::new(api::Services {
         sessions: sessions.clone(),
         auth: Authenticator::new(admin_token, store.clone()),
@@ -260,6 +268,7 @@ pub async fn app(
             config.quota.request_burst,
         ),
         webhooks,
+        audit,
         webhook_config: api::WebhookSettings {
             operators: config.webhooks.clone(),
             delivery: config.webhook_delivery.clone(),

@@ -3,6 +3,7 @@
 //! Handlers translate HTTP into calls on the session manager and back; they hold no lifecycle
 //! logic. Errors become responses only in `error.rs`.
 
+mod audit;
 mod callback;
 mod compat;
 mod docker;
@@ -43,6 +44,7 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use audit::AuditLog;
 pub use error::ApiError;
 
 use crate::{
@@ -109,6 +111,8 @@ pub struct Services {
     /// Where custom events go for webhooks.
     pub webhooks: crate::webhooks::Emitter,
     pub webhook_config: WebhookSettings,
+    /// Where state-changing calls are recorded.
+    pub audit: AuditLog,
 }
 
 /// `[[webhooks]]` and `[webhook_delivery]`, for the webhook routes.
@@ -276,6 +280,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::update))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::delete))
+        .routes(routes!(audit::list))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))
@@ -323,6 +328,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             rate_limit::limit,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::coded(ErrorCode::Internal, "internal error; see the server log")
                 .into_response()

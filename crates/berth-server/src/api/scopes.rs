@@ -38,7 +38,7 @@ pub fn needed(method: &Method, path: &str) -> Option<Scope> {
         }
         ["labs", ..] | ["classes", ..] => Some(Scope::Labs),
         ["webhooks", ..] => Some(Scope::Webhooks),
-        ["users", ..] | ["pool", ..] => Some(Scope::Admin),
+        ["users", ..] | ["pool", ..] | ["audit", ..] => Some(Scope::Admin),
         ["previews", ..] => Some(Scope::Previews),
         // Tokens themselves, logins, and whatever comes next: full access only.
         _ => None,

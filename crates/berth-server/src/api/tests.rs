@@ -802,3 +802,67 @@ async fn api_tokens_are_named_listed_without_secrets_expire_and_are_revoked() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
 }
+
+#[tokio::test]
+async fn every_change_is_in_the_audit_log_with_who_what_and_how_it_ended() {
+    let api = api().await;
+    let alice = api.user("alice").await;
+    let (status, session) = api
+        .call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    let hibernate = format!("/api/v1/sessions/{id}/hibernate");
+    api.call(Method::POST, &hibernate, Some("wrong"), None).await;
+    api.call(Method::GET, "/api/v1/sessions", Some(&alice), None).await;
+
+    let mut entries = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = api
+            .call(Method::GET, "/api/v1/audit", Some(ADMIN), None)
+            .await;
+        entries = body["entries"].clone();
+        if entries.as_array().is_some_and(|e| e.len() >= 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let entries = entries.as_array().unwrap();
+    let summary: Vec<(String, String, String, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["method"].as_str().unwrap().to_owned(),
+                e["path"].as_str().unwrap().to_owned(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let row = |actor: &str, method: &str, path: &str, status: u64| {
+        (actor.to_owned(), method.to_owned(), path.to_owned(), status)
+    };
+    assert_eq!(
+        summary,
+        [
+            row("-", "POST", &hibernate, 401),
+            row("alice", "POST", "/api/v1/sessions", 201),
+            row("admin", "POST", "/api/v1/users", 201),
+        ],
+        "newest first; reads are not kept"
+    );
+    assert_eq!(entries[1]["session_id"], Value::Null);
+    assert_eq!(entries[0]["session_id"], id.as_str());
+
+    let (_, alices) = api
+        .call(Method::GET, "/api/v1/audit?actor=alice", Some(ADMIN), None)
+        .await;
+    assert_eq!(alices["entries"].as_array().unwrap().len(), 1);
+    let uri = format!("/api/v1/audit?session={id}&limit=5");
+    let (_, on_session) = api.call(Method::GET, &uri, Some(ADMIN), None).await;
+    assert_eq!(on_session["entries"].as_array().unwrap().len(), 1);
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/audit", Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -6,8 +6,8 @@ use berth_proto::{SessionState, lab::Class, user::Role};
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
-    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
+    AttemptRecord, AuditFilter, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord,
+    SnapshotRecord, StateScope, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
 };
 
 fn session(id: &str, owner: &str, state: SessionState, expires_in_secs: i64) -> SessionRecord {
@@ -44,6 +44,74 @@ pub async fn run(store: &dyn Store) {
     callback_state_is_kept_per_scope_within_its_limit(store).await;
     webhooks_and_their_deliveries_are_kept_and_found_when_due(store).await;
     api_tokens_are_found_by_hash_listed_touched_and_deleted(store).await;
+    the_audit_log_is_filtered_newest_first_and_pruned(store).await;
+}
+
+async fn the_audit_log_is_filtered_newest_first_and_pruned(store: &dyn Store) {
+    use berth_proto::audit::AuditEntry;
+    let at = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+    let entry = |offset: i64, actor: &str, session: Option<&str>| AuditEntry {
+        at: at + Duration::seconds(offset),
+        actor: actor.to_owned(),
+        method: "POST".to_owned(),
+        path: session.map_or("/api/v1/users".to_owned(), |s| {
+            format!("/api/v1/sessions/{s}/hibernate")
+        }),
+        session_id: session.map(str::to_owned),
+        status: 200,
+        address: Some("127.0.0.1".to_owned()),
+    };
+    let entries = [
+        entry(0, "alice", Some("s1")),
+        entry(1, "admin", None),
+        entry(2, "alice", Some("s2")),
+        entry(2, "alice", Some("s2")),
+        entry(3, "bob", Some("s1")),
+    ];
+    store.add_audit(&entries[..2]).await.unwrap();
+    store.add_audit(&entries[2..]).await.unwrap();
+    let list = |filter: AuditFilter| async move {
+        let filter = AuditFilter {
+            limit: if filter.limit == 0 { 100 } else { filter.limit },
+            ..filter
+        };
+        store.list_audit(&filter).await.unwrap()
+    };
+    let all = list(AuditFilter::default()).await;
+    assert_eq!(all.len(), 5, "two equal calls are two entries");
+    assert_eq!(all[0], entries[4], "newest first");
+    assert_eq!(all[4], entries[0]);
+    let alices = list(AuditFilter {
+        actor: Some("alice".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(alices.len(), 3);
+    let s1 = list(AuditFilter {
+        session_id: Some("s1".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(s1, [entries[4].clone(), entries[0].clone()]);
+    let window = list(AuditFilter {
+        since: Some(at + Duration::seconds(1)),
+        until: Some(at + Duration::seconds(3)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window.len(), 3, "since is in, until is out");
+    assert_eq!(
+        list(AuditFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+
+    store.prune_audit(at + Duration::seconds(2)).await.unwrap();
+    assert_eq!(list(AuditFilter::default()).await.len(), 3);
 }
 
 async fn api_tokens_are_found_by_hash_listed_touched_and_deleted(store: &dyn Store) {

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use berth_proto::SessionState;
 
 use super::{
-    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
+    AttemptRecord, AuditFilter, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord,
+    SnapshotRecord, StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord,
+    WebhookRecord,
 };
 
 #[derive(Debug)]
@@ -197,6 +198,27 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
         self.check_reachable()?;
         self.inner.clear_state(scope).await
+    }
+
+    async fn add_audit(
+        &self,
+        entries: &[berth_proto::audit::AuditEntry],
+    ) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.add_audit(entries).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<berth_proto::audit::AuditEntry>, StoreError> {
+        self.check_reachable()?;
+        self.inner.list_audit(filter).await
+    }
+
+    async fn prune_audit(&self, before: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.prune_audit(before).await
     }
 
     async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {

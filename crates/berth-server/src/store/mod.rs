@@ -280,6 +280,30 @@ impl SessionFilter {
     }
 }
 
+/// Which audit entries to list: all those given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub session_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: usize,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, entry: &berth_proto::audit::AuditEntry) -> bool {
+        self.actor
+            .as_ref()
+            .is_none_or(|actor| *actor == entry.actor)
+            && self
+                .session_id
+                .as_ref()
+                .is_none_or(|id| entry.session_id.as_ref() == Some(id))
+            && self.since.is_none_or(|since| entry.at >= since)
+            && self.until.is_none_or(|until| entry.at < until)
+    }
+}
+
 /// A user's API token as kept: the public view and its secret's SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenRecord {
@@ -465,6 +489,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Forgets the whole scope (a session that ended).
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError>;
+
+    /// Appends entries to the audit log.
+    async fn add_audit(&self, entries: &[berth_proto::audit::AuditEntry])
+    -> Result<(), StoreError>;
+
+    /// The audit entries `filter` selects, newest first, at most `filter.limit`.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<berth_proto::audit::AuditEntry>, StoreError>;
+
+    /// Forgets the entries from before `before`.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Adds an API token; `Conflict` when its id or hash is taken.
     async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError>;

@@ -14,9 +14,12 @@ use sqlx::{
     },
 };
 
+use berth_proto::audit::AuditEntry;
+
 use super::{
-    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
+    AttemptRecord, AuditFilter, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord,
+    SnapshotRecord, StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord,
+    WebhookRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -568,6 +571,51 @@ impl Store for SqliteStore {
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM callback_state WHERE scope = ?")
             .bind(scope.key())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn add_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for entry in entries {
+            let body = serde_json::to_string(entry)
+                .map_err(|err| StoreError::Corrupt(format!("audit entry: {err}")))?;
+            sqlx::query("INSERT INTO audit_log (at, actor, session_id, body) VALUES (?, ?, ?, ?)")
+                .bind(millis(entry.at))
+                .bind(&entry.actor)
+                .bind(&entry.session_id)
+                .bind(body)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM audit_log WHERE (?1 IS NULL OR actor = ?1) \
+             AND (?2 IS NULL OR session_id = ?2) AND (?3 IS NULL OR at >= ?3) \
+             AND (?4 IS NULL OR at < ?4) ORDER BY at DESC, id DESC LIMIT ?5",
+        )
+        .bind(&filter.actor)
+        .bind(&filter.session_id)
+        .bind(filter.since.map(millis))
+        .bind(filter.until.map(millis))
+        .bind(i64::try_from(filter.limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| json_body(row, "audit entry"))
+            .collect()
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM audit_log WHERE at < ?")
+            .bind(millis(before))
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;

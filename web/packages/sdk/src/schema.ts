@@ -38,6 +38,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every call that changed something, newest first (admin only). */
+        get: operations["list_audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -1478,6 +1495,32 @@ export interface components {
             owner: string;
             scopes: components["schemas"]["Scope"][];
         };
+        /** @description One state-changing call. */
+        AuditEntry: {
+            /**
+             * @description Who: a user's name, `admin`, `session:<id>` for a session's callback token, or `-`
+             *     when the call did not authenticate.
+             */
+            actor: string;
+            /** @description The client's address as the control plane saw it. */
+            address?: string | null;
+            /** Format: date-time */
+            at: string;
+            method: string;
+            /** @description The path called, ids included (no query: it may carry tickets). */
+            path: string;
+            /** @description The session the path names, if it names one. */
+            session_id?: string | null;
+            /**
+             * Format: int32
+             * @description The answer's status code.
+             */
+            status: number;
+        };
+        AuditList: {
+            /** @description Newest first. */
+            entries: components["schemas"]["AuditEntry"][];
+        };
         CheckResult: {
             /** Format: int64 */
             duration_ms: number;
@@ -2582,6 +2625,62 @@ export interface operations {
                 };
             };
             504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_audit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Only this actor's calls (a user's name, `admin`, `session:<id>`). */
+                actor: string | null;
+                /** @description Only calls on this session. */
+                session: string | null;
+                /** @description From this time on (RFC 3339). */
+                since: string | null;
+                /** @description Before this time (RFC 3339). */
+                until: string | null;
+                /** @description At most this many, newest first (default 100, at most 1000). */
+                limit: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditList"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -53,6 +53,9 @@ pub fn callback_state(scope: &crate::store::StateScope) -> String {
     format!("berth:kv:{}", scope.key())
 }
 
+/// The audit log: entries (JSON with a unique id) by time (ms).
+pub const AUDIT: &str = "berth:audit";
+
 /// Every API token by creation time (ms).
 pub const TOKENS: &str = "berth:apitokens";
 

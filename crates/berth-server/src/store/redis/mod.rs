@@ -28,8 +28,9 @@ use redis::{
 };
 
 use super::{
-    AttemptRecord, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord, SnapshotRecord,
-    StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord, WebhookRecord,
+    AttemptRecord, AuditFilter, DeliveryRecord, SessionEvent, SessionFilter, SessionRecord,
+    SnapshotRecord, StateScope, StateValue, Store, StoreError, TokenRecord, UserRecord,
+    WebhookRecord,
 };
 
 /// The backstop around every call, below the 5 s a caller may wait for an answer: the
@@ -37,6 +38,9 @@ use super::{
 const CALL_TIMEOUT: Duration = Duration::from_millis(4500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Audit entries read per round trip while filtering.
+const AUDIT_PAGE: usize = 500;
 
 /// The scripts, hashed once: each call sends EVALSHA and loads the source only when Redis
 /// does not know it yet (after a restart).
@@ -588,6 +592,81 @@ impl Store for RedisStore {
     async fn clear_state(&self, scope: &StateScope) -> Result<(), StoreError> {
         self.query(redis::cmd("DEL").arg(keys::callback_state(scope)))
             .await
+    }
+
+    async fn add_audit(
+        &self,
+        entries: &[berth_proto::audit::AuditEntry],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut add = redis::cmd("ZADD");
+        add.arg(keys::AUDIT);
+        for entry in entries {
+            // A set's members are unique: the id keeps two equal calls two entries.
+            let stored = records::AuditMember {
+                id: crate::ids::user_id(),
+                entry: entry.clone(),
+            };
+            add.arg(entry.at.timestamp_millis())
+                .arg(to_json(&stored, "audit entry")?);
+        }
+        self.query(&add).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<berth_proto::audit::AuditEntry>, StoreError> {
+        let newest = filter.until.map_or_else(
+            || "+inf".to_owned(),
+            |t| format!("({}", t.timestamp_millis()),
+        );
+        let oldest = filter
+            .since
+            .map_or_else(|| "-inf".to_owned(), |t| t.timestamp_millis().to_string());
+        let mut found = Vec::new();
+        let mut offset = 0;
+        // Pages, newest first, until enough match: the filters on actor and session are
+        // applied here.
+        while found.len() < filter.limit {
+            let page: Vec<String> = self
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(keys::AUDIT)
+                        .arg(&newest)
+                        .arg(&oldest)
+                        .arg("BYSCORE")
+                        .arg("REV")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(AUDIT_PAGE),
+                )
+                .await?;
+            offset += page.len();
+            let last = page.len() < AUDIT_PAGE;
+            for raw in page {
+                let stored: records::AuditMember = from_json(&raw, "audit entry")?;
+                if filter.matches(&stored.entry) && found.len() < filter.limit {
+                    found.push(stored.entry);
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn prune_audit(&self, before: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.query(
+            redis::cmd("ZREMRANGEBYSCORE")
+                .arg(keys::AUDIT)
+                .arg("-inf")
+                .arg(format!("({}", before.timestamp_millis())),
+        )
+        .await
     }
 
     async fn put_token(&self, record: &TokenRecord) -> Result<(), StoreError> {

@@ -197,6 +197,13 @@ pub fn user_from_json(raw: &str) -> Result<UserRecord, StoreError> {
     })
 }
 
+/// An audit entry as a member of the log's sorted set.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditMember {
+    pub id: String,
+    pub entry: berth_proto::audit::AuditEntry,
+}
+
 /// One callback state value in its scope's hash.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StateEntry {
