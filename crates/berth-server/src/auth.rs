@@ -138,8 +138,7 @@ impl Authenticator {
         let (admin, role) = if token.owner == ADMIN_NAME {
             (true, berth_proto::user::Role::User)
         } else {
-            let users = self.store.list_users().await?;
-            match users.into_iter().find(|user| user.name == token.owner) {
+            match self.store.user_by_name(&token.owner).await? {
                 Some(user) => (false, user.role),
                 None => return Ok(None),
             }

@@ -152,6 +152,8 @@ pub struct WebhookDeliveryConfig {
     pub user_webhooks: bool,
     /// The most webhooks one user keeps.
     pub max_per_user: usize,
+    /// Deliveries that ended (delivered or failed) are kept in the log this many days.
+    pub log_days: u64,
 }
 
 impl Default for WebhookDeliveryConfig {
@@ -159,8 +161,9 @@ impl Default for WebhookDeliveryConfig {
         Self {
             retry_seconds: vec![5, 300, 1800, 7200, 18_000, 36_000, 36_000],
             timeout_seconds: 10,
-            user_webhooks: true,
+            user_webhooks: false,
             max_per_user: 10,
+            log_days: 30,
         }
     }
 }
@@ -933,10 +936,11 @@ impl Config {
                 .iter()
                 .any(|s| !(1..=86_400).contains(s))
             || !(1..=300).contains(&delivery.timeout_seconds)
+            || !(1..=3650).contains(&delivery.log_days)
         {
             return Err(ConfigError::Invalid(
                 "webhook_delivery: at most 20 retry_seconds, each 1 to 86400; timeout_seconds \
-                 1 to 300"
+                 1 to 300; log_days 1 to 3650"
                     .into(),
             ));
         }

@@ -269,6 +269,11 @@ pub async fn app(
         ),
         webhooks,
         audit,
+        callback_rate: api::rate_limit::RateLimiter::new(
+            api::callback::RATE_PER_SECOND,
+            api::callback::RATE_BURST,
+        )
+        .expect("the callback's rate is not zero"),
         webhook_config: api::WebhookSettings {
             operators: config.webhooks.clone(),
             delivery: config.webhook_delivery.clone(),

@@ -14,6 +14,11 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder on first call. Several servers in one process (tests)
 /// share it; `None` means another recorder was installed by the embedding program.
+/// An audit entry dropped: the writer's queue was full.
+pub fn audit_dropped() {
+    metrics::counter!("berth_audit_dropped_total").increment(1);
+}
+
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {

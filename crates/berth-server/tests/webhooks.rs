@@ -136,6 +136,7 @@ async fn lifecycle_events_reach_signed_webhooks_with_retries_and_a_log() {
     let server = Server::start_with(|config| {
         config.webhooks = vec![operator(operator_url)];
         config.webhook_delivery.retry_seconds = vec![1, 1, 1];
+        config.webhook_delivery.user_webhooks = true;
     })
     .await;
     let admin = &server.client;

@@ -36,17 +36,20 @@ use crate::{
 
 /// Entries written in one batch at most.
 const BATCH: usize = 256;
+/// Entries waiting for the writer at most: past it (a store far slower than the callers)
+/// entries are dropped and counted, never queued without bound.
+const QUEUE: usize = 10_000;
 /// How often entries past their retention are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Where entries go; cheap to clone. The default records nothing (`audit.enabled = false`).
 #[derive(Debug, Clone, Default)]
-pub struct AuditLog(Option<mpsc::UnboundedSender<AuditEntry>>);
+pub struct AuditLog(Option<mpsc::Sender<AuditEntry>>);
 
 impl AuditLog {
     /// The log and its writer, which keeps `retention` of entries in `store`.
     pub fn spawn(store: Arc<dyn Store>, retention: Duration) -> (Self, JoinHandle<()>) {
-        let (sender, mut entries) = mpsc::unbounded_channel::<AuditEntry>();
+        let (sender, mut entries) = mpsc::channel::<AuditEntry>(QUEUE);
         let writer = tokio::spawn(async move {
             let mut prune = tokio::time::interval(PRUNE_EVERY);
             loop {
@@ -77,14 +80,18 @@ impl AuditLog {
     }
 
     fn record(&self, entry: AuditEntry) {
-        if let Some(sender) = &self.0 {
-            // The writer gone means the instance is stopping.
-            let _ = sender.send(entry);
+        let Some(sender) = &self.0 else {
+            return;
+        };
+        // Closed: the instance is stopping.
+        if let Err(mpsc::error::TrySendError::Full(_)) = sender.try_send(entry) {
+            crate::metrics::audit_dropped();
         }
     }
 }
 
-/// The middleware: records every call that changes something, after its answer.
+/// The middleware: records every call that changes something and presents a credential,
+/// after its answer.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if !audited(request.method(), request.uri().path()) {
         return next.run(request).await;
@@ -95,11 +102,16 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
-    let token = bearer(request.headers())
+    // A call with no credential at all is refused before it does anything: not worth a row,
+    // and anyone could send floods of them.
+    let Some(token) = bearer(request.headers())
         .or_else(|| cookie(request.headers(), LOGIN_COOKIE))
-        .map(str::to_owned);
+        .map(str::to_owned)
+    else {
+        return next.run(request).await;
+    };
     let response = next.run(request).await;
-    let actor = token.map_or_else(|| "-".to_owned(), |token| actor_of(&state, &token));
+    let actor = actor_of(&state, &token);
     state.audit.record(AuditEntry {
         at: Utc::now(),
         actor,

@@ -43,16 +43,25 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(report_ready))
 }
 
-/// What a session's socket serves: these routes and nothing else.
+/// What a session's socket serves: these routes and nothing else, recorded in the audit log
+/// as the main listener's are.
 pub fn socket_router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     let routes = routes
         .fallback(|| async {
             ApiError::not_found("this socket serves only the /api/v1/self routes")
         })
-        .with_state(state);
-    super::behind_layers(routes)
+        .with_state(state.clone());
+    super::behind_layers(routes).layer(axum::middleware::from_fn_with_state(
+        state,
+        super::audit::record,
+    ))
 }
+
+/// Calls one session's code may make, per second and at once: enough for any app, not
+/// enough to flood the store (state, timeline, webhook deliveries) from a loop.
+pub const RATE_PER_SECOND: u32 = 20;
+pub const RATE_BURST: u32 = 100;
 
 /// The caller of a `/api/v1/self` route: a session that is still there, by its token.
 pub struct SelfCaller {
@@ -81,6 +90,15 @@ impl FromRequestParts<AppState> for SelfCaller {
         {
             return Err(ApiError::forbidden(
                 "this token is another session's; use this session's own",
+            ));
+        }
+        if let Err(wait) = state
+            .callback_rate
+            .take(&session_id, std::time::Instant::now())
+        {
+            return Err(ApiError::rate_limited(
+                state.callback_rate.per_second(),
+                wait,
             ));
         }
         match state.store.get_session(&session_id).await? {

@@ -4,7 +4,7 @@
 //! logic. Errors become responses only in `error.rs`.
 
 mod audit;
-mod callback;
+pub(crate) mod callback;
 mod compat;
 mod docker;
 pub mod e2b;
@@ -113,6 +113,8 @@ pub struct Services {
     pub webhook_config: WebhookSettings,
     /// Where state-changing calls are recorded.
     pub audit: AuditLog,
+    /// `/api/v1/self` calls per session.
+    pub callback_rate: rate_limit::RateLimiter,
 }
 
 /// `[[webhooks]]` and `[webhook_delivery]`, for the webhook routes.
@@ -293,6 +295,11 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, openapi)
 }
 
+/// What a session's callback socket serves (`crate::callback`).
+pub fn callback_router(state: AppState) -> Router {
+    callback::socket_router(state)
+}
+
 pub fn router(state: AppState) -> Router {
     let (routes, openapi) = router_and_openapi();
     // The proxy routes take every method, so they are routed here; `paths(...)` above
@@ -342,11 +349,6 @@ pub fn router(state: AppState) -> Router {
 /// serves: with the API's routes that was ~150 KB per open connection, 120 MB for 800 clients
 /// kept alive. Behind this a connection costs one copy of the layers, and a request turns only
 /// its own route's handler into a service.
-/// What a session's callback socket serves (`crate::callback`).
-pub fn callback_router(state: AppState) -> Router {
-    callback::socket_router(state)
-}
-
 pub(crate) fn behind_layers(routes: Router) -> Router {
     Router::new().fallback_service(routes)
 }

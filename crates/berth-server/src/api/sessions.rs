@@ -179,7 +179,9 @@ pub async fn get(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Session>, ApiError> {
-    Ok(axum::Json(state.sessions.get(&caller, &id).await?))
+    Ok(axum::Json(
+        state.sessions.get_with_readiness(&caller, &id).await?,
+    ))
 }
 
 /// What happened to a session that its user should know, oldest first: restarts that lost its

@@ -813,8 +813,10 @@ async fn every_change_is_in_the_audit_log_with_who_what_and_how_it_ended() {
     assert_eq!(status, StatusCode::CREATED, "{session}");
     let id = session["id"].as_str().unwrap().to_owned();
     let hibernate = format!("/api/v1/sessions/{id}/hibernate");
-    api.call(Method::POST, &hibernate, Some("wrong"), None).await;
-    api.call(Method::GET, "/api/v1/sessions", Some(&alice), None).await;
+    api.call(Method::POST, &hibernate, Some("wrong"), None)
+        .await;
+    api.call(Method::GET, "/api/v1/sessions", Some(&alice), None)
+        .await;
 
     let mut entries = Value::Null;
     for _ in 0..100 {

@@ -33,7 +33,7 @@ use crate::{
     responses(
         (status = 201, body = Webhook),
         (status = 400, body = ErrorBody),
-        (status = 403, description = "`webhook_delivery.user_webhooks` is off", body = ErrorBody),
+        (status = 403, description = "`webhook_delivery.user_webhooks` is off (the admin may still)", body = ErrorBody),
         (status = 429, description = "`webhook_delivery.max_per_user` already (`quota_exceeded`)", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -44,7 +44,7 @@ pub async fn create(
     ApiJson(request): ApiJson<CreateWebhook>,
 ) -> Result<impl IntoResponse, ApiError> {
     let settings = &state.webhook_config.delivery;
-    if !settings.user_webhooks {
+    if !settings.user_webhooks && !caller.admin {
         return Err(ApiError::forbidden(
             "webhooks are the operator's here (webhook_delivery.user_webhooks = false)",
         ));

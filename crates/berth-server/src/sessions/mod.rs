@@ -310,6 +310,38 @@ impl SessionManager {
     }
 
     pub async fn get(&self, caller: &Principal, id: &str) -> Result<Session, SessionError> {
+        self.get_record(caller, id)
+            .await
+            .map(|(session, _)| session)
+    }
+
+    /// [`Self::get`] with what an app inside said of its readiness (`GET .../sessions/{id}`):
+    /// one more store read, which the other callers of `get` need not pay.
+    pub async fn get_with_readiness(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<Session, SessionError> {
+        let (mut session, record) = self.get_record(caller, id).await?;
+        if session.state == SessionState::Running {
+            match Readiness::of(self.store.as_ref(), &record).await {
+                Ok(Some(ready)) => {
+                    session.ready_at = Some(ready.at);
+                    session.ready_message = ready.message;
+                }
+                Ok(None) => {}
+                // Unreadable, it is as if never said: the session itself is fine.
+                Err(err) => tracing::warn!(%err, session = id, "readiness unreadable"),
+            }
+        }
+        Ok(session)
+    }
+
+    async fn get_record(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<(Session, crate::store::SessionRecord), SessionError> {
         match self.store.get_session(id).await? {
             Some(record) if caller.may_access(&record.owner) => {
                 let mut session = record.to_public();
@@ -321,13 +353,7 @@ impl SessionManager {
                     session.wake_estimate_ms = estimate.millis;
                     session.wake_queue_position = estimate.position;
                 }
-                if session.state == SessionState::Running
-                    && let Some(ready) = Readiness::of(self.store.as_ref(), &record).await?
-                {
-                    session.ready_at = Some(ready.at);
-                    session.ready_message = ready.message;
-                }
-                Ok(session)
+                Ok((session, record))
             }
             // Someone else's session is reported exactly like a missing one.
             _ => Err(SessionError::NotFound(id.to_owned())),

@@ -143,6 +143,17 @@ async fn api_tokens_are_found_by_hash_listed_touched_and_deleted(store: &dyn Sto
         Some(token("t-1", "alice", 0))
     );
     assert_eq!(store.token_by_hash("hash-none").await.unwrap(), None);
+    let mut reused_id = token("t-1", "bob", 4);
+    reused_id.hash = "hash-other".to_owned();
+    assert!(matches!(
+        store.put_token(&reused_id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.token_by_hash("hash-other").await.unwrap(),
+        None,
+        "nothing written"
+    );
     let ids = |tokens: Vec<TokenRecord>| -> Vec<String> {
         tokens.into_iter().map(|t| t.token.id).collect()
     };
@@ -270,6 +281,25 @@ async fn webhooks_and_their_deliveries_are_kept_and_found_when_due(store: &dyn S
     assert_eq!(log[1], done);
     assert_eq!(store.list_deliveries("wh-1", 2).await.unwrap().len(), 2);
     assert!(store.list_deliveries("wh-2", 10).await.unwrap().is_empty());
+
+    // Pruning forgets only what ended before the time given.
+    store
+        .prune_deliveries(at + Duration::seconds(2))
+        .await
+        .unwrap();
+    let kept: Vec<String> = store
+        .list_deliveries("wh-1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.delivery.id)
+        .collect();
+    assert_eq!(
+        kept,
+        ["m-3", "m-1"],
+        "m-2 was delivered and older; m-1 is pending"
+    );
+    store.put_delivery(&done).await.unwrap();
 
     assert!(store.delete_webhook("wh-1").await.unwrap());
     assert!(!store.delete_webhook("wh-1").await.unwrap());
@@ -542,6 +572,11 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         Some(user.clone())
     );
     assert_eq!(store.user_by_token_hash("ab13").await.unwrap(), None);
+    assert_eq!(
+        store.user_by_name("carol").await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(store.user_by_name("nobody").await.unwrap(), None);
     let older = UserRecord {
         id: "u-older".to_owned(),
         name: "dave".to_owned(),

@@ -130,6 +130,10 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.user_by_token_hash(token_hash).await
     }
 
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_name(name).await
+    }
+
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.inner.list_users().await
     }
@@ -277,6 +281,14 @@ impl<S: Store> Store for FaultyStore<S> {
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.check_reachable()?;
         self.inner.due_deliveries(now, limit).await
+    }
+
+    async fn prune_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.prune_deliveries(before).await
     }
 
     async fn list_deliveries(

@@ -438,6 +438,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every user, oldest first (what `berth store copy` moves).
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
 
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+
     /// Fails with `NotFound` when there is no user of that name.
     async fn set_user_role(
         &self,
@@ -535,6 +537,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Forgets the deliveries made before `before` that are no longer pending.
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// A webhook's deliveries, newest first, at most `limit`.
     async fn list_deliveries(

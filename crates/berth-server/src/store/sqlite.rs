@@ -432,6 +432,15 @@ impl Store for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM users ORDER BY created_at, id")
             .fetch_all(&self.pool)
@@ -761,6 +770,17 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         rows.iter().map(|row| json_body(row, "delivery")).collect()
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE created_at < ? AND next_attempt_at IS NULL",
+        )
+        .bind(millis(before))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn list_deliveries(

@@ -4,9 +4,9 @@
 //!
 //! Announcing costs the announcer one channel send ([`Emitter`]): the actor never waits on a
 //! receiver. [`Dispatcher::spawn`] turns each announcement into one delivery per webhook that
-//! wants it, kept in the store before anything is posted, and posts what is due: each in a
-//! task of its own, bounded by `webhook_delivery.timeout_seconds`, so a slow receiver holds
-//! up nothing but its own deliveries. A failed attempt is tried again after the next step of
+//! wants it, kept in the store before anything is posted, and posts what is due: each leased
+//! in the store and tried in a task of its own, bounded by `webhook_delivery.timeout_seconds`,
+//! so a slow receiver holds up nothing but its own deliveries. A failed attempt is tried again after the next step of
 //! `webhook_delivery.retry_seconds`; deliveries pending when the control plane stops are
 //! taken up again when one leads. Only the lifecycle leader posts, so a delivery goes out
 //! once per attempt however many instances run (receivers dedupe by `webhook-id` across a
@@ -14,11 +14,7 @@
 
 pub mod signature;
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use berth_proto::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, wants};
 use chrono::Utc;
@@ -37,6 +33,10 @@ use crate::{
 const POLL: Duration = Duration::from_secs(1);
 /// Deliveries taken from the store per look.
 const BATCH: usize = 64;
+/// How often the log's deliveries past `webhook_delivery.log_days` are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long past its timeout an attempt's lease lasts (the webhook's lookup, the record).
+const LEASE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// One event of one session, to every webhook that wants it.
 #[derive(Debug)]
@@ -85,7 +85,6 @@ pub struct Dispatcher {
     delivery: WebhookDeliveryConfig,
     client: reqwest::Client,
     due: Notify,
-    in_flight: Mutex<HashSet<String>>,
 }
 
 /// The id of the config's `index`-th webhook.
@@ -113,7 +112,6 @@ impl Dispatcher {
             delivery,
             client,
             due: Notify::new(),
-            in_flight: Mutex::default(),
         });
         (Emitter(Some(sender)), receiver, dispatcher)
     }
@@ -136,10 +134,19 @@ impl Dispatcher {
             })
         };
         let sender = tokio::spawn(async move {
+            let mut pruned = std::time::Instant::now();
             loop {
                 let _ = tokio::time::timeout(POLL, self.due.notified()).await;
-                if sessions.leads() {
-                    self.post_due().await;
+                if !sessions.leads() {
+                    continue;
+                }
+                self.post_due().await;
+                if pruned.elapsed() >= PRUNE_EVERY {
+                    pruned = std::time::Instant::now();
+                    let days = chrono::TimeDelta::days(self.delivery.log_days as i64);
+                    if let Err(err) = self.store.prune_deliveries(Utc::now() - days).await {
+                        tracing::warn!(%err, "webhooks: old deliveries not pruned; retrying later");
+                    }
                 }
             }
         });
@@ -160,22 +167,21 @@ impl Dispatcher {
             .filter(|(_, hook)| wants(&hook.events, event))
             .map(|(index, _)| config_webhook_id(index))
             .collect();
-        if self.delivery.user_webhooks {
-            targets.extend(
-                self.store
-                    .list_webhooks()
-                    .await?
-                    .into_iter()
-                    .map(|record| record.webhook)
-                    .filter(|hook| {
-                        hook.owner
-                            .as_ref()
-                            .is_none_or(|owner| *owner == session.owner)
-                            && wants(&hook.events, event)
-                    })
-                    .map(|hook| hook.id),
-            );
-        }
+        // The admin's hear every session; users' (while allowed) their own.
+        let users_allowed = self.delivery.user_webhooks;
+        targets.extend(
+            self.store
+                .list_webhooks()
+                .await?
+                .into_iter()
+                .map(|record| record.webhook)
+                .filter(|hook| match &hook.owner {
+                    None => true,
+                    Some(owner) => users_allowed && *owner == session.owner,
+                })
+                .filter(|hook| wants(&hook.events, event))
+                .map(|hook| hook.id),
+        );
         if targets.is_empty() {
             return Ok(());
         }
@@ -220,22 +226,19 @@ impl Dispatcher {
                 return;
             }
         };
-        for record in due {
-            let id = record.delivery.id.clone();
-            if !self.lock_in_flight().insert(id.clone()) {
-                continue;
+        // Each is leased first: due again only once its attempt must have ended, so what
+        // hangs on a slow receiver is never looked at again meanwhile and the next look finds
+        // the deliveries behind it.
+        let lease = chrono::TimeDelta::seconds(self.delivery.timeout_seconds as i64) + LEASE_MARGIN;
+        for mut record in due {
+            record.delivery.next_attempt_at = Some(Utc::now() + lease);
+            if let Err(err) = self.store.put_delivery(&record).await {
+                tracing::warn!(%err, "webhooks: cannot lease a delivery; retrying");
+                return;
             }
             let dispatcher = self.clone();
-            tokio::spawn(async move {
-                dispatcher.attempt(record).await;
-                dispatcher.lock_in_flight().remove(&id);
-            });
+            tokio::spawn(async move { dispatcher.attempt(record).await });
         }
-    }
-
-    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A panic while holding it leaves the set whole: every change is one insert or remove.
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Where a webhook posts: the config's, or a user's from the store (gone: `None`).

@@ -144,7 +144,12 @@ impl Actor {
                 .webhooks
                 .announce("session.stopped", &record, reason);
         }
-        // Its callback state ends with it (its owner's, `user-state`, stays).
+        self.forget_callback_state(id).await;
+        Ok(())
+    }
+
+    /// An ended session's callback state ends with it (its owner's, `user-state`, stays).
+    async fn forget_callback_state(&self, id: &str) {
         for scope in [
             StateScope::Session(id.to_owned()),
             StateScope::Platform(id.to_owned()),
@@ -153,7 +158,6 @@ impl Actor {
                 tracing::warn!(%err, session = id, "could not forget the session's callback state");
             }
         }
-        Ok(())
     }
 
     /// Marks a session failed with `reason`; returns its container, which the caller removes.
@@ -167,6 +171,7 @@ impl Actor {
         if let Err(err) = self.ctx.store.update_session(&record).await {
             tracing::error!(session = %record.id, %err, "could not record the failure");
         }
+        self.forget_callback_state(&record.id).await;
         // Pooled sessions belong to no one: nobody reads their timeline or hears of them.
         if !record.owner.is_empty() {
             self.record_event(&record.id, "failed", reason).await;

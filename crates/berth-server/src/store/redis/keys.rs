@@ -75,6 +75,8 @@ pub fn owner_tokens(owner: &str) -> String {
 
 /// Users' webhooks by creation time (ms).
 pub const WEBHOOKS: &str = "berth:webhooks";
+/// Every delivery by creation time (ms), for pruning.
+pub const DELIVERIES: &str = "berth:deliveries";
 /// Pending deliveries by the time of their next attempt (ms).
 pub const DUE_DELIVERIES: &str = "berth:deliveries:due";
 

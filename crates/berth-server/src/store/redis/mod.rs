@@ -466,6 +466,17 @@ impl Store for RedisStore {
         raw.as_deref().map(records::user_from_json).transpose()
     }
 
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id: Option<String> = self
+            .query(redis::cmd("HGET").arg(keys::USER_NAMES).arg(name))
+            .await?;
+        let Some(id) = id else { return Ok(None) };
+        let raw: Option<String> = self
+            .query(redis::cmd("HGET").arg(keys::USERS).arg(&id))
+            .await?;
+        raw.as_deref().map(records::user_from_json).transpose()
+    }
+
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let all: HashMap<String, String> =
             self.query(redis::cmd("HGETALL").arg(keys::USERS)).await?;
@@ -680,19 +691,27 @@ impl Store for RedisStore {
                     .arg("NX"),
             )
             .await?;
+        let taken = || StoreError::Conflict(format!("token {} already exists", token.id));
         if !claimed {
-            return Err(StoreError::Conflict(format!(
-                "token {} already exists",
-                token.id
-            )));
+            return Err(taken());
+        }
+        let written: bool = self
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::token(&token.id))
+                    .arg(to_json(record, "token")?)
+                    .arg("NX"),
+            )
+            .await?;
+        if !written {
+            // The id is taken: the hash claimed above goes back.
+            self.query::<()>(redis::cmd("DEL").arg(keys::token_hash(&record.hash)))
+                .await?;
+            return Err(taken());
         }
         let created = token.created_at.timestamp_millis();
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("SET")
-            .arg(keys::token(&token.id))
-            .arg(to_json(record, "token")?)
-            .ignore()
             .cmd("ZADD")
             .arg(keys::TOKENS)
             .arg(created)
@@ -836,6 +855,11 @@ impl Store for RedisStore {
             .arg(keys::webhook_deliveries(&delivery.webhook_id))
             .arg(delivery.created_at.timestamp_millis())
             .arg(&delivery.id)
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys::DELIVERIES)
+            .arg(delivery.created_at.timestamp_millis())
+            .arg(&delivery.id)
             .ignore();
         if delivery.status == berth_proto::webhook::DeliveryStatus::Pending {
             let next = delivery.next_attempt_at.unwrap_or(delivery.created_at);
@@ -872,6 +896,46 @@ impl Store for RedisStore {
             .await?;
         self.documents(ids.iter().map(|id| keys::delivery(id)), "delivery")
             .await
+    }
+
+    async fn prune_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(keys::DELIVERIES)
+                    .arg("-inf")
+                    .arg(format!("({}", before.timestamp_millis()))
+                    .arg("BYSCORE"),
+            )
+            .await?;
+        let records: Vec<DeliveryRecord> = self
+            .documents(ids.iter().map(|id| keys::delivery(id)), "delivery")
+            .await?;
+        let pending = berth_proto::webhook::DeliveryStatus::Pending;
+        for delivery in records
+            .iter()
+            .map(|r| &r.delivery)
+            .filter(|d| d.status != pending)
+        {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("DEL")
+                .arg(keys::delivery(&delivery.id))
+                .ignore()
+                .cmd("ZREM")
+                .arg(keys::webhook_deliveries(&delivery.webhook_id))
+                .arg(&delivery.id)
+                .ignore()
+                .cmd("ZREM")
+                .arg(keys::DELIVERIES)
+                .arg(&delivery.id)
+                .ignore();
+            self.pipeline::<()>(&pipe).await?;
+        }
+        Ok(())
     }
 
     async fn list_deliveries(
