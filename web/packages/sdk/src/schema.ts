@@ -7379,7 +7379,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `webhook_delivery.user_webhooks` is off */
+            /** @description `webhook_delivery.user_webhooks` is off (the admin may still) */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -163,6 +163,16 @@ impl RedisStore {
         bounded(invocation.invoke_async(&mut conn)).await
     }
 
+    /// The user an index of users (a hash of something unique to their id) finds by `key`.
+    async fn user_by(&self, index: &str, key: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id: Option<String> = self.query(redis::cmd("HGET").arg(index).arg(key)).await?;
+        let Some(id) = id else { return Ok(None) };
+        let raw: Option<String> = self
+            .query(redis::cmd("HGET").arg(keys::USERS).arg(&id))
+            .await?;
+        raw.as_deref().map(records::user_from_json).transpose()
+    }
+
     /// The JSON documents at `keys` (MGET), those still there, in the keys' order.
     async fn documents<T: serde::de::DeserializeOwned>(
         &self,
@@ -456,25 +466,11 @@ impl Store for RedisStore {
     }
 
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<UserRecord>, StoreError> {
-        let id: Option<String> = self
-            .query(redis::cmd("HGET").arg(keys::USER_TOKENS).arg(token_hash))
-            .await?;
-        let Some(id) = id else { return Ok(None) };
-        let raw: Option<String> = self
-            .query(redis::cmd("HGET").arg(keys::USERS).arg(&id))
-            .await?;
-        raw.as_deref().map(records::user_from_json).transpose()
+        self.user_by(keys::USER_TOKENS, token_hash).await
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let id: Option<String> = self
-            .query(redis::cmd("HGET").arg(keys::USER_NAMES).arg(name))
-            .await?;
-        let Some(id) = id else { return Ok(None) };
-        let raw: Option<String> = self
-            .query(redis::cmd("HGET").arg(keys::USERS).arg(&id))
-            .await?;
-        raw.as_deref().map(records::user_from_json).transpose()
+        self.user_by(keys::USER_NAMES, name).await
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
