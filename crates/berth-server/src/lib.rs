@@ -483,12 +483,7 @@ pub fn docker_sockets(
 /// The sessions' callback sockets (`callback`), with `[callback] enabled` where sessions run
 /// on this host's engine: the socket directories are mounted from this host.
 fn callback_sockets(config: &Config, admin_token: &str) -> Option<callback::CallbackSockets> {
-    let local_engine = config
-        .docker
-        .host
-        .clone()
-        .or_else(|| std::env::var("DOCKER_HOST").ok())
-        .is_none_or(|host| host.starts_with("unix://"));
+    let local_engine = engine_address(config).starts_with("unix://");
     if !config.callback.enabled || config.runtime.kind != RuntimeKind::Docker || !local_engine {
         return None;
     }
@@ -497,6 +492,17 @@ fn callback_sockets(config: &Config, admin_token: &str) -> Option<callback::Call
         signing::Signer::from_secret(admin_token),
         Duration::from_secs(config.callback.token_ttl_seconds),
     ))
+}
+
+/// The engine's address as the runtime reads it: `docker.host`, `DOCKER_HOST`, or the local
+/// default.
+fn engine_address(config: &Config) -> String {
+    config
+        .docker
+        .host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned())
 }
 
 /// Where the sessions' Docker API sockets live, one directory each.
@@ -514,12 +520,7 @@ fn docker_api_engine(config: &Config) -> Result<Option<docker_api::Engine>, Conf
     else {
         return Ok(None);
     };
-    let address = config
-        .docker
-        .host
-        .clone()
-        .or_else(|| std::env::var("DOCKER_HOST").ok())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+    let address = engine_address(config);
     let timeout = Duration::from_secs(config.docker.timeout_seconds);
     docker_api::Engine::from_address(&address, timeout)
         .map(Some)

@@ -17,7 +17,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -239,11 +239,6 @@ impl CallbackSockets {
                 tracing::warn!(%session, %err, "callback: socket closed");
             }
         }))
-    }
-
-    /// The directory holding every session's callback directory.
-    pub fn dir(&self) -> &Path {
-        &self.0.dir
     }
 }
 
