@@ -14,6 +14,7 @@ mod error;
 mod exec;
 mod files;
 pub mod init;
+mod journal;
 mod output;
 mod ports;
 mod processes;
@@ -65,6 +66,8 @@ struct AgentState {
     config: Arc<AgentConfig>,
     terminals: terminal::Registry,
     processes: processes::Registry,
+    /// What happened, for the session's timeline, until the control plane takes it.
+    journal: journal::Journal,
     /// Variables every process started from now on gets, set when a pooled session is claimed.
     session_env: Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>,
 }
@@ -93,9 +96,15 @@ impl Agent {
                 terminals: terminal::Registry::new(&config.home),
                 config: Arc::new(config),
                 processes: processes::Registry::default(),
+                journal: journal::Journal::default(),
                 session_env: Arc::default(),
             },
         }
+    }
+
+    /// Notes ports opening and closing in the journal, for the session's timeline.
+    pub fn watch_ports(&self) {
+        self.state.journal.watch_ports();
     }
 
     /// The agent's HTTP surface. Every route requires the session secret.
@@ -103,6 +112,7 @@ impl Agent {
         let state = self.state.clone();
         Router::new()
             .route("/health", get(health))
+            .route("/journal/take", post(journal::take))
             .route("/env", axum::routing::put(set_env))
             .route("/exec", post(exec::run))
             .route("/exec/stream", get(processes::stream))

@@ -68,6 +68,7 @@ async fn serve(config: AgentConfig) -> std::io::Result<()> {
     });
     let agent = Agent::new(config);
     let router = agent.router();
+    agent.watch_ports();
     let _relays = berth_agent::relays::spawn();
     let _callback = berth_agent::callback_relay::spawn();
     let mut term = signal(SignalKind::terminate())?;

@@ -51,7 +51,7 @@ fn is_loopback(hex: &str) -> bool {
     }
 }
 
-fn listening() -> BTreeSet<u16> {
+pub fn listening() -> BTreeSet<u16> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())

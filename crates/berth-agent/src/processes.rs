@@ -301,7 +301,35 @@ pub async fn start(
     AgentJson(req): AgentJson<ExecRequest>,
 ) -> Result<impl IntoResponse, AgentError> {
     let process = state.processes.start(&state, &req, false)?;
+    journal_exit(&state, &process, &req);
     Ok((StatusCode::CREATED, Json(process.info())))
+}
+
+/// Notes a background process's end, with how it ended, in the journal.
+fn journal_exit(state: &AgentState, process: &Arc<Process>, req: &ExecRequest) {
+    let journal = state.journal.clone();
+    let mut exited = process.exited.clone();
+    let (id, command) = (process.id.clone(), req.cmd.join(" "));
+    tokio::spawn(async move {
+        let exit = loop {
+            if let Some(exit) = *exited.borrow_and_update() {
+                break exit;
+            }
+            if exited.changed().await.is_err() {
+                return;
+            }
+        };
+        let ended = match (exit.code, exit.signal) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "ended".to_owned(),
+        };
+        let message = format!("background process {id} (`{command}`) ended: {ended}");
+        let data = serde_json::json!({
+            "process": id, "command": command, "exit_code": exit.code, "signal": exit.signal,
+        });
+        journal.push("process_exited", message, data);
+    });
 }
 
 /// `GET /processes`.

@@ -39,6 +39,7 @@ use tokio::{
 use crate::{
     AgentError, AgentState,
     error::AgentQuery,
+    journal,
     output::{OutputLog, coalesce},
     user,
 };
@@ -233,12 +234,19 @@ impl Registry {
         pty.resize(pty_process::Size::new(start.rows, start.cols))
             .map_err(spawn_error)?;
         let shell = user::shell();
-        let mut child = pty_process::Command::new(shell)
+        let mut command = pty_process::Command::new(shell)
             .arg("-l")
             .env_remove(SECRET_ENV)
             .envs(user::base_env(&state.config.home))
             .envs(state.session_env())
-            .env("TERM", "xterm-256color")
+            .env("TERM", "xterm-256color");
+        if shell.ends_with("bash") {
+            // bash imports both: the hook as a function, and the command that runs it.
+            command = command
+                .env("BASH_FUNC___berth_mark%%", journal::PROMPT_HOOK)
+                .env("PROMPT_COMMAND", "__berth_mark");
+        }
+        let mut child = command
             .current_dir(start.cwd)
             .spawn(pts)
             .map_err(spawn_error)?;
@@ -261,8 +269,10 @@ impl Registry {
 
         let registry = self.clone();
         let pump = terminal.clone();
+        let journal = state.journal.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; READ_CHUNK];
+            let mut commands = journal::CommandScanner::default();
             // EIO from the PTY means every process holding the other side is gone.
             while let Ok(n @ 1..) = reader.read(&mut buf).await {
                 // A PTY hands out about 4 KiB per read; under a flood, what is already waiting
@@ -274,7 +284,18 @@ impl Registry {
                         _ => break,
                     }
                 }
-                pump.output.push(Arc::from(&buf[..len]));
+                let (output, ran) = commands.scan(&buf[..len]);
+                for ran in ran {
+                    let ended = ran.status.map_or_else(|| "?".to_owned(), |s| s.to_string());
+                    let message = format!("ran `{}` in a terminal: exit {ended}", ran.line);
+                    let data = serde_json::json!({
+                        "command": ran.line, "exit_code": ran.status, "terminal": pump.id,
+                    });
+                    journal.push("command", message, data);
+                }
+                if !output.is_empty() {
+                    pump.output.push(Arc::from(output));
+                }
             }
             let code = child.wait().await.ok().and_then(|status| status.code());
             let _ = exit_tx.send(Some(code));

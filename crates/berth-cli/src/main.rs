@@ -30,6 +30,9 @@ enum Command {
     /// Named snapshots of sessions, to fork new sessions from.
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),
+    /// Persistent homes, which outlive the sessions that use them.
+    #[command(subcommand)]
+    Home(commands::home::HomeCommand),
     /// List the templates sessions can be created from.
     #[command(subcommand)]
     Template(commands::template::TemplateCommand),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Command::Token(command) => done(commands::token::run(command).await),
             Command::Template(command) => done(commands::template::run(command).await),
             Command::Snapshot(command) => done(commands::snapshot::run(command).await),
+            Command::Home(command) => done(commands::home::run(command).await),
             Command::Exec(args) => commands::exec::exec(args).await,
             Command::Shell(args) => commands::exec::shell(args).await,
             Command::Cp(args) => done(commands::cp::run(args).await),

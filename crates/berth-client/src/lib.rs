@@ -284,6 +284,26 @@ impl Client {
             .map(drop)
     }
 
+    /// The caller's persistent homes (the admin's: everyone's, or `user`'s only).
+    pub async fn homes(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<berth_proto::home::Home>, ClientError> {
+        let query: Vec<(&str, String)> = user.map(|u| ("user", u.to_owned())).into_iter().collect();
+        let list: berth_proto::home::HomeList = self
+            .expect(Method::GET, "/api/v1/homes", &query, None::<&()>)
+            .await?;
+        Ok(list.homes)
+    }
+
+    /// Deletes a persistent home and its files; refused (409) while a session uses it.
+    pub async fn delete_home(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/homes/{}", encode(name));
+        self.send::<serde_json::Value>(Method::DELETE, &path, &[], None::<&()>)
+            .await
+            .map(drop)
+    }
+
     /// Runs a container in the session's Docker (`docker run`), as its policy allows: its
     /// output once it exits, or its id once started with `detach`.
     pub async fn docker_run(
@@ -383,11 +403,20 @@ impl Client {
         Ok(list.users)
     }
 
-    /// Changes a user's role (admin).
-    pub async fn set_role(&self, name: &str, role: Role) -> Result<(), ClientError> {
+    /// Changes a user's role, or disables or enables them (admin).
+    pub async fn update_user(
+        &self,
+        name: &str,
+        change: &berth_proto::user::UpdateUser,
+    ) -> Result<User, ClientError> {
         let path = format!("/api/v1/users/{}", encode(name));
-        let body = berth_proto::user::UpdateUser { role };
-        self.send::<serde_json::Value>(Method::PATCH, &path, &[], Some(&body))
+        self.expect(Method::PATCH, &path, &[], Some(change)).await
+    }
+
+    /// Deletes a user: their sessions end, their tokens and homes go (admin).
+    pub async fn delete_user(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/users/{}", encode(name));
+        self.send::<serde_json::Value>(Method::DELETE, &path, &[], None::<&()>)
             .await
             .map(drop)
     }

@@ -27,3 +27,30 @@ pub struct Health {
     pub protocol: u32,
     pub version: String,
 }
+
+/// The OSC sequence a terminal's shell prints after each command (the prompt hook the agent
+/// installs): `ESC ] 6973 ; <exit code> ; <command line> BEL`. The agent takes it out of the
+/// output and keeps it in its journal.
+pub const COMMAND_MARK: &[u8] = b"\x1b]6973;";
+
+/// One thing the agent saw happen in the session, for its timeline: `POST /journal/take`
+/// hands over (and forgets) what it kept since the last take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `command` (a terminal's command line and its exit code), `process_exited`,
+    /// `port_opened`, `port_closed`.
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// `POST /journal/take`'s answer, oldest first. `dropped` entries did not fit the journal
+/// (it keeps the newest) since the last take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub entries: Vec<JournalEntry>,
+    #[serde(default)]
+    pub dropped: u64,
+}

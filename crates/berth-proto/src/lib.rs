@@ -10,6 +10,7 @@ pub mod callback;
 pub mod docker;
 pub mod error;
 pub mod files;
+pub mod home;
 pub mod lab;
 pub mod pool;
 pub mod ports;

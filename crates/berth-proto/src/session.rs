@@ -230,20 +230,31 @@ mod tests {
     }
 }
 
-/// One entry of a session's timeline: something that happened to it that its user should know.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One entry of a session's timeline: what happened to it and who did it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineEvent {
     pub at: DateTime<Utc>,
-    /// `restarted` (its container stopped and was started again: files intact, processes and
-    /// terminals lost), `failed` (with the reason), `oom` (a process ran out of memory),
-    /// `recovered` (made again from its newest snapshot), `hibernate_failed` (awake again, with
-    /// why), `compacted` (its snapshot's layers folded into one).
+    /// Lifecycle: `created`, `running`, `idle_warning`, `hibernated`, `restored`, `stopped`
+    /// (with the reason), `failed` (with the reason), `restarted` (its container stopped and was
+    /// started again: files intact, processes and terminals lost), `oom` (a process ran out of
+    /// memory), `recovered` (made again from its newest snapshot), `hibernate_failed` (awake
+    /// again, with why), `compacted` (its snapshot's layers folded into one).
+    /// Work: `exec` (a command and its exit code), `process_started`, `command` (a line run in
+    /// a terminal, with its exit code), `file_written`, `file_deleted`, `file_moved`,
+    /// `directory_created`, `files_uploaded`, `snapshot`, `hibernate_requested`,
+    /// `resume_requested`, `delete_requested`, `extended`, `custom` (from code inside).
     pub kind: String,
     pub message: String,
+    /// Who did it: a user's name, `admin`; absent for the platform's own doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Details for programs: `command`, `exit_code`, `path`, `reason`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timeline {
     /// Oldest first.

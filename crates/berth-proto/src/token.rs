@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
-    /// Read sessions, their timelines, snapshots, templates and the queue.
+    /// Read sessions, their timelines, snapshots, templates, persistent homes and the queue.
     #[serde(rename = "sessions:read")]
     SessionsRead,
-    /// Create, delete, hibernate, resume, extend and snapshot sessions.
+    /// Create, delete, hibernate, resume, extend and snapshot sessions; delete persistent
+    /// homes.
     #[serde(rename = "sessions:write")]
     SessionsWrite,
     /// Read and write files in sessions.

@@ -46,7 +46,13 @@ impl Role {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    pub role: Role,
+    /// Unchanged when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// `true`: their sessions stop, their tokens and logins fail, and they cannot log in
+    /// until enabled again. Unchanged when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
 }
 
 /// A user as the admin lists them (`GET /api/v1/users`), without their token.
@@ -57,6 +63,9 @@ pub struct User {
     pub name: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Set by the admin (`PATCH /api/v1/users/{name}`): nothing of theirs works.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

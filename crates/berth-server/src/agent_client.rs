@@ -130,6 +130,32 @@ impl AgentClient {
             .any(|process| process.keepalive && process.running))
     }
 
+    /// What the agent's journal kept since the last take (`berth-agent`'s `journal.rs`), handed
+    /// over once. An agent without a journal (an image older than this control plane) has
+    /// nothing to give.
+    pub async fn take_journal(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+    ) -> Result<berth_proto::agent::Journal, AgentError> {
+        let request = hyper::Request::post("/journal/take")
+            .body(Body::empty())
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let taken = async {
+            let response = self.send(addr, secret, request).await?;
+            if response.status() == hyper::StatusCode::NOT_FOUND {
+                return Ok(berth_proto::agent::Journal {
+                    entries: Vec::new(),
+                    dropped: 0,
+                });
+            }
+            json_answer(response).await
+        };
+        tokio::time::timeout(Duration::from_secs(2), taken)
+            .await
+            .map_err(|_| AgentError::Unreachable("no answer within 2 s".into()))?
+    }
+
     /// `Ok(None)` while the agent cannot be reached yet.
     async fn health(&self, addr: SocketAddr, secret: &str) -> Result<Option<Health>, AgentError> {
         let request = hyper::Request::get(format!("http://{addr}/health"))
@@ -196,16 +222,7 @@ impl AgentClient {
         let request = hyper::Request::get(path)
             .body(Body::empty())
             .map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        let response = self.send(addr, secret, request).await?;
-        if !response.status().is_success() {
-            return Err(AgentError::Refused(response.status().as_u16()));
-        }
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        serde_json::from_slice(&body.to_bytes()).map_err(|e| AgentError::Unreachable(e.to_string()))
+        json_answer(self.send(addr, secret, request).await?).await
     }
 
     /// Unpacks a tar into `dir` inside the session.
@@ -267,6 +284,21 @@ pub fn directory_archive(seed: &std::path::Path) -> std::io::Result<Vec<u8>> {
     builder.follow_symlinks(false);
     builder.append_dir_all(".", dir)?;
     builder.into_inner()
+}
+
+/// A successful answer's JSON body.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    response: hyper::Response<Body>,
+) -> Result<T, AgentError> {
+    if !response.status().is_success() {
+        return Err(AgentError::Refused(response.status().as_u16()));
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+    serde_json::from_slice(&body.to_bytes()).map_err(|e| AgentError::Unreachable(e.to_string()))
 }
 
 #[cfg(test)]

@@ -109,6 +109,13 @@ impl Authenticator {
         known.get(&hash).map(|principal| principal.name.clone())
     }
 
+    /// Drops what this instance remembers of `name`'s tokens (a user just disabled), so a
+    /// store outage cannot let them back in.
+    pub fn forget(&self, name: &str) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|_, principal| principal.name != name);
+    }
+
     /// Whether `token` is the admin token (compared as hashes, as `authenticate` does).
     pub fn is_admin_token(&self, token: &str) -> bool {
         hash_token(token) == self.admin_token_hash
@@ -139,8 +146,8 @@ impl Authenticator {
             (true, berth_proto::user::Role::User)
         } else {
             match self.store.user_by_name(&token.owner).await? {
-                Some(user) => (false, user.role),
-                None => return Ok(None),
+                Some(user) if !user.disabled => (false, user.role),
+                _ => return Ok(None),
             }
         };
         // To the minute: one write a minute per busy token, outside the request's path.
@@ -155,11 +162,13 @@ impl Authenticator {
                 }
             });
         }
+        // A token without scopes is a browser's sign-in (`login/`): everything its owner may.
+        let scopes = (!token.scopes.is_empty()).then_some(token.scopes);
         Ok(Some(Principal {
             name: token.owner,
             admin,
             role,
-            scopes: Some(token.scopes),
+            scopes,
         }))
     }
 
@@ -180,6 +189,7 @@ impl Authenticator {
             Err(err) => return Err(err),
         };
         let principal = match found {
+            Some(user) if user.disabled => None,
             Some(user) => Some(Principal {
                 name: user.name,
                 admin: false,

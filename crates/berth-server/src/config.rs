@@ -28,6 +28,10 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 /// children of sessions with a Docker API, which join their parent's policy network.
 pub const MAX_SESSIONS_PER_NETWORK: u32 = 1000;
 
+/// The largest `home_size_mb`: 16 TiB, past any disk a home could mean; the bound keeps the
+/// byte count the engine is given far from overflowing.
+const MAX_HOME_SIZE_MB: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -59,7 +63,208 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     pub webhook_delivery: WebhookDeliveryConfig,
     pub audit: AuditConfig,
+    pub auth: AuthConfig,
+    pub timeline: TimelineConfig,
     pub templates: BTreeMap<String, TemplateConfig>,
+}
+
+/// `[timeline]`: sessions' timelines (`GET /api/v1/sessions/{id}/timeline`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimelineConfig {
+    /// A timeline is kept this many days after its last entry (its session's end).
+    pub retention_days: u64,
+}
+
+impl Default for TimelineConfig {
+    fn default() -> Self {
+        Self { retention_days: 30 }
+    }
+}
+
+/// `[auth]`: signing in with GitHub or an OpenID Connect provider, beside tokens
+/// (docs/integration.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The address browsers reach Berth at (`https://berth.example.com`): providers send them
+    /// back to `<public_url>/api/v1/auth/.../callback`, the address to register with them.
+    /// Unset: the scheme and `Host` of the request that began the sign-in.
+    pub public_url: Option<String>,
+    /// How long a browser stays signed in after a provider's sign-in.
+    pub login_hours: u64,
+    /// `[auth.github]`: GitHub OAuth (an OAuth app's client id and secret).
+    pub github: Option<GithubAuthConfig>,
+    /// `[[auth.oidc]]`: OpenID Connect providers (Keycloak, Authentik, Google, ...).
+    pub oidc: Vec<OidcAuthConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            login_hours: 168,
+            github: None,
+            oidc: Vec::new(),
+        }
+    }
+}
+
+/// `[auth.github]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubAuthConfig {
+    pub client_id: String,
+    /// Overridden by the environment's `BERTH_GITHUB_CLIENT_SECRET`.
+    #[serde(default)]
+    pub client_secret: String,
+    /// GitHub Enterprise's (or a test's) addresses instead of github.com's.
+    #[serde(default = "github_authorize_url")]
+    pub authorize_url: String,
+    #[serde(default = "github_token_url")]
+    pub token_url: String,
+    #[serde(default = "github_api_url")]
+    pub api_url: String,
+    /// Only members of one of these organisations may sign in (asks for `read:org`).
+    #[serde(default)]
+    pub allowed_orgs: Vec<String>,
+    /// Only these GitHub logins may sign in (with `allowed_orgs`, either admits).
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+}
+
+fn github_authorize_url() -> String {
+    "https://github.com/login/oauth/authorize".into()
+}
+
+fn github_token_url() -> String {
+    "https://github.com/login/oauth/access_token".into()
+}
+
+fn github_api_url() -> String {
+    "https://api.github.com".into()
+}
+
+/// One `[[auth.oidc]]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcAuthConfig {
+    /// In the routes (`/api/v1/auth/oidc/{name}/login`): a-z, 0-9 and `-`.
+    pub name: String,
+    /// On the sign-in button. Default: the name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The issuer; its `/.well-known/openid-configuration` is read at the first sign-in.
+    pub issuer: String,
+    pub client_id: String,
+    /// Overridden by the environment's `BERTH_OIDC_<NAME>_CLIENT_SECRET` (upper case, `-` as `_`).
+    #[serde(default)]
+    pub client_secret: String,
+    #[serde(default = "oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// Only verified emails of these domains may sign in.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// Only these verified emails may sign in (with `allowed_domains`, either admits).
+    #[serde(default)]
+    pub allowed_emails: Vec<String>,
+}
+
+fn oidc_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+
+impl AuthConfig {
+    /// What is wrong with these settings, for `Config::validate`.
+    fn problem(&self) -> Option<String> {
+        let http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if let Some(url) = &self.public_url
+            && !http(url)
+        {
+            return Some(format!(
+                "auth.public_url {url:?} must be an http:// or https:// URL"
+            ));
+        }
+        if !(1..=24 * 365).contains(&self.login_hours) {
+            return Some(format!(
+                "auth.login_hours {} must be from 1 to 8760",
+                self.login_hours
+            ));
+        }
+        if let Some(github) = &self.github {
+            if github.client_id.is_empty() || github.client_secret.is_empty() {
+                return Some(
+                    "auth.github needs client_id and client_secret (or \
+                     BERTH_GITHUB_CLIENT_SECRET): an OAuth app's, made at \
+                     https://github.com/settings/developers"
+                        .into(),
+                );
+            }
+            for url in [&github.authorize_url, &github.token_url, &github.api_url] {
+                if !http(url) {
+                    return Some(format!("auth.github: {url:?} must be an http(s) URL"));
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, provider) in self.oidc.iter().enumerate() {
+            let name_ok = (1..=32).contains(&provider.name.len())
+                && provider
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !name_ok {
+                return Some(format!(
+                    "auth.oidc[{i}].name {:?} must be 1 to 32 of a-z, 0-9 and -",
+                    provider.name
+                ));
+            }
+            if !names.insert(provider.name.as_str()) {
+                return Some(format!(
+                    "auth.oidc: the name {:?} is used twice",
+                    provider.name
+                ));
+            }
+            if !http(&provider.issuer) {
+                return Some(format!(
+                    "auth.oidc[{i}].issuer {:?} must be an http(s) URL",
+                    provider.issuer
+                ));
+            }
+            if provider.client_id.is_empty() || provider.client_secret.is_empty() {
+                return Some(format!(
+                    "auth.oidc[{i}] needs client_id and client_secret (or {})",
+                    oidc_secret_variable(&provider.name)
+                ));
+            }
+            if !provider.scopes.iter().any(|scope| scope == "openid") {
+                return Some(format!("auth.oidc[{i}].scopes must include openid"));
+            }
+        }
+        None
+    }
+
+    /// Client secrets from the environment, over the file's.
+    fn secrets_from_env(&mut self) {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(github) = &mut self.github
+            && let Some(secret) = from_env("BERTH_GITHUB_CLIENT_SECRET")
+        {
+            github.client_secret = secret.trim().to_owned();
+        }
+        for provider in &mut self.oidc {
+            if let Some(secret) = from_env(&oidc_secret_variable(&provider.name)) {
+                provider.client_secret = secret.trim().to_owned();
+            }
+        }
+    }
+}
+
+fn oidc_secret_variable(name: &str) -> String {
+    format!(
+        "BERTH_OIDC_{}_CLIENT_SECRET",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// `[labs]`: hands-on lessons with a judge (docs/labs.md).
@@ -308,8 +513,9 @@ impl Default for ClusterConfig {
 }
 
 impl Config {
-    /// The admin token from the environment, over the file's: `BERTH_ADMIN_TOKEN`, or the
-    /// contents of the file `BERTH_ADMIN_TOKEN_FILE` names (a Swarm or Kubernetes secret).
+    /// Secrets from the environment, over the file's: the admin token (`BERTH_ADMIN_TOKEN`, or
+    /// the contents of the file `BERTH_ADMIN_TOKEN_FILE` names: a Swarm or Kubernetes secret)
+    /// and sign-in providers' client secrets.
     pub fn admin_token_from_env(&mut self) -> Result<(), ConfigError> {
         if let Ok(token) = std::env::var("BERTH_ADMIN_TOKEN")
             && !token.trim().is_empty()
@@ -321,6 +527,7 @@ impl Config {
             })?;
             self.admin_token = Some(token.trim().to_owned());
         }
+        self.auth.secrets_from_env();
         Ok(())
     }
 
@@ -564,8 +771,13 @@ pub struct TemplateConfig {
     pub max_ttl_seconds: u64,
     pub env: BTreeMap<String, String>,
     /// Directory (or `.tar` file) whose contents are placed in `/home/user` before the session
-    /// is running.
+    /// is running; with a persistent home, only when the home is new.
     pub workspace_seed: Option<PathBuf>,
+    /// Where `/home/user` lives: in the session, or on a volume of the user's that outlives it.
+    pub home: HomeMode,
+    /// With `home = "persistent"`: the home's size limit in MiB, where the engine can set one;
+    /// 0 is none.
+    pub home_size_mb: u64,
     pub pool: PoolConfig,
     /// When a session's container stops without Berth stopping it (an engine restart, say),
     /// start it again: same container, files intact, processes lost. `false` fails the
@@ -657,6 +869,18 @@ pub enum IdleAction {
     Stop,
 }
 
+/// `[templates.NAME] home`: whose `/home/user` a session gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HomeMode {
+    /// The session's own, gone with it (hibernation keeps it in the snapshot).
+    #[default]
+    Session,
+    /// A named volume per user and template, mounted by one session of theirs at a time and
+    /// kept between them.
+    Persistent,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExpiryAction {
@@ -712,6 +936,8 @@ impl Default for Config {
             webhooks: Vec::new(),
             webhook_delivery: WebhookDeliveryConfig::default(),
             audit: AuditConfig::default(),
+            auth: AuthConfig::default(),
+            timeline: TimelineConfig::default(),
             templates: BTreeMap::new(),
         }
     }
@@ -776,6 +1002,8 @@ impl Default for TemplateConfig {
             max_ttl_seconds: 8 * 3600,
             env: BTreeMap::new(),
             workspace_seed: None,
+            home: HomeMode::default(),
+            home_size_mb: 0,
             pool: PoolConfig::default(),
             restart_after_engine_restart: true,
             idle: IdleConfig::default(),
@@ -911,6 +1139,15 @@ impl Config {
                  ai.base_url for no assistant)"
                     .into(),
             ));
+        }
+        if !(1..=3650).contains(&self.timeline.retention_days) {
+            return Err(ConfigError::Invalid(format!(
+                "timeline.retention_days {} must be from 1 to 3650",
+                self.timeline.retention_days
+            )));
+        }
+        if let Some(problem) = self.auth.problem() {
+            return Err(ConfigError::Invalid(problem));
         }
         for (i, hook) in self.webhooks.iter().enumerate() {
             if let Some(problem) = webhook_problem(&hook.url, &hook.events) {
@@ -1055,6 +1292,16 @@ impl Config {
                     "template {name:?} has docker.enabled, which runtime.kind = \"swarm\" does not serve yet; turn one of them off"
                 )));
             }
+            // A volume stays on the node that made it, and a session wakes on any node.
+            if let Some((name, _)) = self
+                .templates
+                .iter()
+                .find(|(_, t)| t.home == HomeMode::Persistent)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "template {name:?} has home = \"persistent\", which runtime.kind = \"swarm\" does not serve: a home is a volume on one node, and sessions move between nodes"
+                )));
+            }
         }
         if let Some(token) = &self.admin_token
             && token.len() < MIN_ADMIN_TOKEN_LEN
@@ -1137,6 +1384,28 @@ impl TemplateConfig {
         if let Some(name) = self.env.keys().find(|name| name.starts_with("BERTH_")) {
             return Err(format!(
                 "env {name:?}: names starting with BERTH_ are reserved for Berth itself"
+            ));
+        }
+        match self.home {
+            HomeMode::Session if self.home_size_mb > 0 => {
+                return Err(
+                    "home_size_mb limits a persistent home only: set home = \"persistent\" or leave it out"
+                        .into(),
+                );
+            }
+            // A pooled container is made before anyone claims it, so it cannot have its
+            // user's home mounted: refused rather than silently never warmed.
+            HomeMode::Persistent if self.pool.min_ready > 0 => {
+                return Err(
+                    "pool.min_ready must be 0 with home = \"persistent\": a warm session is made before its user is known, so it cannot mount their home"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if self.home_size_mb > MAX_HOME_SIZE_MB {
+            return Err(format!(
+                "home_size_mb must be at most {MAX_HOME_SIZE_MB} (16 TiB)"
             ));
         }
         if let Some(seed) = &self.workspace_seed
@@ -1356,6 +1625,26 @@ mod tests {
         template.workspace_seed = Some("seed".into());
         template.pool.max = Some(4);
         template.node_labels = BTreeMap::from([("gpu".into(), "yes".into())]);
+        config.auth.public_url = Some("https://berth.example".into());
+        config.auth.github = Some(GithubAuthConfig {
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            authorize_url: github_authorize_url(),
+            token_url: github_token_url(),
+            api_url: github_api_url(),
+            allowed_orgs: vec!["acme".into()],
+            allowed_users: vec!["octocat".into()],
+        });
+        config.auth.oidc = vec![OidcAuthConfig {
+            name: "keycloak".into(),
+            display_name: Some("Keycloak".into()),
+            issuer: "https://id.example/realms/berth".into(),
+            client_id: "berth".into(),
+            client_secret: "secret".into(),
+            scopes: oidc_scopes(),
+            allowed_domains: vec!["example.com".into()],
+            allowed_emails: vec!["ada@example.org".into()],
+        }];
         config.webhooks = vec![WebhookConfig {
             url: "https://app.example/hook".into(),
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
@@ -1419,6 +1708,38 @@ mod tests {
                 keys.insert(prefix.to_owned());
             }
         }
+    }
+
+    #[test]
+    fn a_persistent_home_is_checked_against_the_pool_its_size_and_the_runtime() {
+        let config =
+            Config::from_toml("[templates.dev]\nhome = \"persistent\"\nhome_size_mb = 2048\n")
+                .unwrap()
+                .finish()
+                .unwrap();
+        assert_eq!(config.templates["dev"].home, HomeMode::Persistent);
+        assert_eq!(config.templates["dev"].home_size_mb, 2048);
+        assert_eq!(config.templates[DEFAULT_TEMPLATE].home, HomeMode::Session);
+        for (text, needle) in [
+            ("[templates.t]\nhome_size_mb = 10\n", "home_size_mb"),
+            (
+                "[templates.t]\nhome = \"persistent\"\n[templates.t.pool]\nmin_ready = 1\n",
+                "pool.min_ready",
+            ),
+            (
+                "[templates.t]\nhome = \"persistent\"\nhome_size_mb = 99999999999\n",
+                "home_size_mb",
+            ),
+            (
+                "[runtime]\nkind = \"swarm\"\n[snapshots]\nregistry = \"127.0.0.1:5000\"\n[templates.t]\nhome = \"persistent\"\n",
+                "swarm",
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap().finish().unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+        let err = Config::from_toml("[templates.t]\nhome = \"volume\"\n").unwrap_err();
+        assert!(err.to_string().contains("persistent"), "{err}");
     }
 
     #[test]

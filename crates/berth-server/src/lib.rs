@@ -15,6 +15,7 @@ pub mod firewall;
 pub mod host;
 pub mod ids;
 pub mod labs;
+pub mod login;
 pub mod metrics;
 pub mod networks;
 pub mod preview;
@@ -173,6 +174,7 @@ pub async fn app(
             activity,
             wake_outlook: Default::default(),
             webhooks: webhooks.clone(),
+            journals: Default::default(),
         },
         leader,
     );
@@ -233,6 +235,9 @@ pub async fn app(
         })
     };
 
+    let retention = Duration::from_secs(config.timeline.retention_days.saturating_mul(86_400));
+    let (timeline, writer) = sessions::timeline::TimelineWriter::spawn(store.clone(), retention);
+    background.push(writer);
     let audit = if config.audit.enabled {
         let retention = Duration::from_secs(config.audit.retention_days.saturating_mul(86_400));
         let (audit, writer) = api::AuditLog::spawn(store.clone(), retention);
@@ -274,6 +279,8 @@ pub async fn app(
             api::callback::RATE_BURST,
         )
         .expect("the callback's rate is not zero"),
+        login: login::Providers::new(&config.auth),
+        timeline,
         webhook_config: api::WebhookSettings {
             operators: config.webhooks.clone(),
             delivery: config.webhook_delivery.clone(),

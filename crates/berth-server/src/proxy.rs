@@ -87,10 +87,31 @@ pub async fn websocket(
     upgrade: WebSocketRequest,
     tap: Tap,
 ) -> Result<Response, ApiError> {
+    websocket_then(
+        endpoint,
+        path_and_query,
+        upgrade,
+        tap,
+        std::future::ready(()),
+    )
+    .await
+}
+
+/// [`websocket`], then `after` once the relay has ended (a terminal's commands collected).
+pub async fn websocket_then(
+    endpoint: (SocketAddr, String),
+    path_and_query: &str,
+    upgrade: WebSocketRequest,
+    tap: Tap,
+    after: impl Future<Output = ()> + Send + 'static,
+) -> Result<Response, ApiError> {
     let upgrade = upgrade?;
     let agent = agent_websocket(endpoint, path_and_query).await?;
     Ok(upgrade
-        .on_upgrade(move |client| relay(client, agent, tap))
+        .on_upgrade(move |client| async move {
+            relay(client, agent, tap).await;
+            after.await;
+        })
         .into_response())
 }
 

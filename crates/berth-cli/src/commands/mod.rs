@@ -2,6 +2,7 @@ pub mod cp;
 pub mod exec;
 pub mod files;
 pub mod firewall;
+pub mod home;
 pub mod labs;
 pub mod openapi;
 pub mod serve;

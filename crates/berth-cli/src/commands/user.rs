@@ -1,6 +1,6 @@
 //! `berth user ...`.
 
-use berth_proto::user::Role;
+use berth_proto::user::{Role, UpdateUser};
 use clap::Subcommand;
 
 use super::{Connection, explain};
@@ -31,6 +31,24 @@ pub enum UserCommand {
         name: String,
         #[arg(value_enum)]
         role: RoleArg,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Disable a user: their sessions stop, their tokens and sign-ins are refused.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Delete a user: their sessions end; their tokens, state and persistent homes go.
+    Rm {
+        name: String,
         #[command(flatten)]
         conn: Connection,
     },
@@ -85,21 +103,47 @@ pub async fn run(command: UserCommand) -> anyhow::Result<()> {
                     vec![
                         u.name.clone(),
                         u.role.as_str().to_owned(),
+                        if u.disabled { "disabled" } else { "active" }.to_owned(),
                         u.created_at.to_rfc3339(),
                     ]
                 })
                 .collect();
-            output::table(&["NAME", "ROLE", "CREATED"], &rows);
+            output::table(&["NAME", "ROLE", "STATUS", "CREATED"], &rows);
             Ok(())
         }
         UserCommand::Role { name, role, conn } => {
-            let role = Role::from(role);
-            conn.client()?
-                .set_role(&name, role)
+            let change = UpdateUser {
+                role: Some(role.into()),
+                disabled: None,
+            };
+            let user = conn
+                .client()?
+                .update_user(&name, &change)
                 .await
                 .map_err(explain)?;
-            eprintln!("{name} is now {}", role.as_str());
+            eprintln!("{name} is now {}", user.role.as_str());
+            Ok(())
+        }
+        UserCommand::Disable { name, conn } => set_disabled(&name, &conn, true).await,
+        UserCommand::Enable { name, conn } => set_disabled(&name, &conn, false).await,
+        UserCommand::Rm { name, conn } => {
+            conn.client()?.delete_user(&name).await.map_err(explain)?;
+            eprintln!("Deleted user {name}");
             Ok(())
         }
     }
+}
+
+async fn set_disabled(name: &str, conn: &Connection, disabled: bool) -> anyhow::Result<()> {
+    let change = UpdateUser {
+        role: None,
+        disabled: Some(disabled),
+    };
+    conn.client()?
+        .update_user(name, &change)
+        .await
+        .map_err(explain)?;
+    let now = if disabled { "disabled" } else { "enabled" };
+    eprintln!("{name} is now {now}");
+    Ok(())
 }

@@ -12,7 +12,11 @@ use berth_proto::{
     files::{FileEntry, FileEvent, FileList, MakeDir, MoveFile},
 };
 
-use super::{AppState, error::ApiError};
+use super::{
+    AppState,
+    error::ApiError,
+    noted::{Note, relay_noted},
+};
 use crate::auth::Principal;
 
 /// Relays one request to `agent_path` on the session's agent, query and body untouched.
@@ -76,12 +80,13 @@ pub async fn remove(
     RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
-    relay(
+    relay_noted(
         &s,
         &caller,
         &id,
         "/files",
         (Method::DELETE, q, &h, Body::empty()),
+        Note::FileDeleted,
     )
     .await
 }
@@ -172,12 +177,13 @@ pub async fn write(
             ),
         ));
     }
-    relay(
+    relay_noted(
         &s,
         &caller,
         &id,
         "/files/content",
         (Method::PUT, q, &h, body),
+        Note::FileWritten,
     )
     .await
 }
@@ -196,12 +202,13 @@ pub async fn mkdir(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    relay(
+    relay_noted(
         &s,
         &caller,
         &id,
         "/files/mkdir",
         (Method::POST, None, &h, body),
+        Note::DirectoryCreated,
     )
     .await
 }
@@ -220,12 +227,13 @@ pub async fn rename(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    relay(
+    relay_noted(
         &s,
         &caller,
         &id,
         "/files/move",
         (Method::POST, None, &h, body),
+        Note::FileMoved,
     )
     .await
 }
@@ -270,12 +278,13 @@ pub async fn upload_archive(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    relay(
+    relay_noted(
         &s,
         &caller,
         &id,
         "/files/archive",
         (Method::PUT, q, &h, body),
+        Note::FilesUploaded,
     )
     .await
 }

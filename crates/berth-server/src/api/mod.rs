@@ -11,8 +11,11 @@ pub mod e2b;
 pub(crate) mod error;
 mod extract;
 mod files;
+mod homes;
 mod internal;
 pub mod labs;
+mod login;
+mod noted;
 mod pool;
 mod previews;
 mod process;
@@ -115,6 +118,10 @@ pub struct Services {
     pub audit: AuditLog,
     /// `/api/v1/self` calls per session.
     pub callback_rate: rate_limit::RateLimiter,
+    /// `[auth]`: GitHub and OpenID Connect sign-in.
+    pub login: crate::login::Providers,
+    /// Where the API notes what callers do to sessions.
+    pub timeline: crate::sessions::timeline::TimelineWriter,
 }
 
 /// `[[webhooks]]` and `[webhook_delivery]`, for the webhook routes.
@@ -231,6 +238,8 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::activity))
         .routes(routes!(snapshots::create, snapshots::list))
         .routes(routes!(snapshots::delete))
+        .routes(routes!(homes::list_homes))
+        .routes(routes!(homes::delete_home))
         .routes(routes!(files::list, files::remove))
         .routes(routes!(files::stat))
         .routes(routes!(files::read, files::write))
@@ -257,6 +266,11 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(web::login))
         .routes(routes!(web::whoami))
         .routes(routes!(web::logout))
+        .routes(routes!(login::providers))
+        .routes(routes!(login::github_login))
+        .routes(routes!(login::github_callback))
+        .routes(routes!(login::oidc_login))
+        .routes(routes!(login::oidc_callback))
         .routes(routes!(templates::list))
         .routes(routes!(labs::list))
         .routes(routes!(labs::progress))
@@ -277,9 +291,10 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(labs::classes::terminals))
         .routes(routes!(labs::classes::shadow))
         .routes(routes!(pool::status))
+        .routes(routes!(pool::capacity))
         .routes(routes!(sessions::queue_status, sessions::cancel_queued))
         .routes(routes!(users::create, users::list))
-        .routes(routes!(users::update))
+        .routes(routes!(users::update, users::delete))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::delete))
         .routes(routes!(audit::list))

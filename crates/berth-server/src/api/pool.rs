@@ -1,7 +1,10 @@
-//! `/api/v1/pool`.
+//! `/api/v1/pool` and `/api/v1/capacity`.
 
 use axum::extract::State;
-use berth_proto::{ErrorBody, pool::PoolList};
+use berth_proto::{
+    ErrorBody,
+    pool::{Capacity, PoolList},
+};
 
 use super::{AppState, error::ApiError};
 use crate::auth::Principal;
@@ -22,4 +25,21 @@ pub async fn status(
     Ok(axum::Json(PoolList {
         pools: state.sessions.pool_status().await?,
     }))
+}
+
+/// How full the host is: live sessions against `capacity.max_sessions`, sessions by state,
+/// creates waiting for room in the order they will be served, the warm pools (admin only).
+#[utoipa::path(
+    get, path = "/api/v1/capacity", tag = "sessions", operation_id = "capacity",
+    responses((status = 200, body = Capacity), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn capacity(
+    State(state): State<AppState>,
+    caller: Principal,
+) -> Result<axum::Json<Capacity>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::forbidden("only the admin can see the capacity"));
+    }
+    Ok(axum::Json(state.sessions.capacity().await?))
 }

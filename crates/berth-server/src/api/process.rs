@@ -16,7 +16,13 @@ use berth_proto::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{AppState, error::ApiError, extract::websocket_caller, files::relay};
+use super::{
+    AppState,
+    error::ApiError,
+    extract::websocket_caller,
+    files::relay,
+    noted::{Note, relay_noted},
+};
 use crate::{
     auth::{Principal, TICKET_LIFETIME},
     proxy::WebSocketRequest,
@@ -41,7 +47,8 @@ pub async fn exec(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    relay(&s, &caller, &id, "/exec", (Method::POST, None, &h, body)).await
+    let parts = (Method::POST, None, &h, body);
+    relay_noted(&s, &caller, &id, "/exec", parts, Note::Exec).await
 }
 
 /// WebSocket carrying one process, E2B envd style. The first text frame is an `ExecRequest`.
@@ -113,7 +120,10 @@ pub async fn terminal(
         serde_urlencoded::to_string(&query).unwrap_or_default()
     );
     let tap = s.sessions.tap(&id, true);
-    crate::proxy::websocket(endpoint, &target, upgrade, tap).await
+    // What was run in the terminal reaches the timeline once the user leaves it.
+    let sessions = s.sessions.clone();
+    let collect = async move { sessions.collect_journal(&id).await };
+    crate::proxy::websocket_then(endpoint, &target, upgrade, tap, collect).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -170,12 +180,13 @@ pub async fn start_process(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    relay(
+    relay_noted(
         &s,
         &caller,
         &id,
         "/processes",
         (Method::POST, None, &h, body),
+        Note::ProcessStarted,
     )
     .await
 }

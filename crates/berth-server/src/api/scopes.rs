@@ -33,12 +33,14 @@ pub fn needed(method: &Method, path: &str) -> Option<Scope> {
             "ports" | "events" | "preview-links" => Scope::Previews,
             _ => session_scope(reads),
         }),
-        ["sessions", ..] | ["snapshots", ..] | ["queue", ..] | ["templates", ..] => {
-            Some(session_scope(reads))
-        }
+        ["sessions", ..]
+        | ["snapshots", ..]
+        | ["homes", ..]
+        | ["queue", ..]
+        | ["templates", ..] => Some(session_scope(reads)),
         ["labs", ..] | ["classes", ..] => Some(Scope::Labs),
         ["webhooks", ..] => Some(Scope::Webhooks),
-        ["users", ..] | ["pool", ..] | ["audit", ..] => Some(Scope::Admin),
+        ["users", ..] | ["pool", ..] | ["capacity", ..] | ["audit", ..] => Some(Scope::Admin),
         ["previews", ..] => Some(Scope::Previews),
         // Tokens themselves, logins, and whatever comes next: full access only.
         _ => None,
@@ -92,6 +94,12 @@ mod tests {
                 Some(Scope::SessionsWrite),
             ),
             (&get, "/api/v1/templates", Some(Scope::SessionsRead)),
+            (&get, "/api/v1/homes", Some(Scope::SessionsRead)),
+            (
+                &Method::DELETE,
+                "/api/v1/homes/berth-home-a-b-1",
+                Some(Scope::SessionsWrite),
+            ),
             (&post, "/api/v1/labs/basics/judge", Some(Scope::Labs)),
             (&post, "/judge/basics", Some(Scope::Labs)),
             (&get, "/api/v1/webhooks", Some(Scope::Webhooks)),

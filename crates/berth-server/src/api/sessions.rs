@@ -18,10 +18,7 @@ use super::{
     error::ApiError,
     extract::{ApiJson, ApiQuery},
 };
-use crate::{
-    auth::Principal,
-    sessions::{Created, SessionError},
-};
+use crate::{auth::Principal, sessions::Created};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,7 +215,15 @@ pub async fn delete(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.sessions.delete(caller, id).await?;
+    let actor = caller.name.clone();
+    state.sessions.delete(caller, id.clone()).await?;
+    note(
+        &state,
+        &id,
+        &actor,
+        "delete_requested",
+        "asked to delete it",
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -242,9 +247,20 @@ pub async fn extend(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<ExtendSession>,
 ) -> Result<axum::Json<Session>, ApiError> {
-    let session: Result<Session, SessionError> =
-        state.sessions.extend(caller, id, request.ttl_seconds).await;
-    Ok(axum::Json(session?))
+    let actor = caller.name.clone();
+    let session: Session = state
+        .sessions
+        .extend(caller, id.clone(), request.ttl_seconds)
+        .await?;
+    let until = session.expires_at.to_rfc3339();
+    note(
+        &state,
+        &id,
+        &actor,
+        "extended",
+        &format!("extended it until {until}"),
+    );
+    Ok(axum::Json(session))
 }
 
 /// Put a running session to sleep: its files go into a snapshot image and its container away,
@@ -266,7 +282,22 @@ pub async fn hibernate(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Session>, ApiError> {
-    Ok(axum::Json(state.sessions.hibernate(caller, id).await?))
+    let actor = caller.name.clone();
+    let session = state.sessions.hibernate(caller, id.clone()).await?;
+    note(
+        &state,
+        &id,
+        &actor,
+        "hibernate_requested",
+        "asked to hibernate it",
+    );
+    Ok(axum::Json(session))
+}
+
+/// Tells the session's timeline what `actor` did to it.
+fn note(state: &AppState, id: &str, actor: &str, kind: &str, message: &str) {
+    let entry = crate::store::SessionEvent::now(id, kind, message).by(actor);
+    state.timeline.add(entry);
 }
 
 /// Wake a hibernated session: a new container from its snapshot, with its files. Answers once
@@ -287,7 +318,10 @@ pub async fn resume(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Session>, ApiError> {
-    Ok(axum::Json(state.sessions.resume(caller, id).await?))
+    let actor = caller.name.clone();
+    let session = state.sessions.resume(caller, id.clone()).await?;
+    note(&state, &id, &actor, "resume_requested", "asked to wake it");
+    Ok(axum::Json(session))
 }
 
 /// Keep a running session awake `seconds` from now (at most the template's

@@ -37,6 +37,11 @@ pub async fn create(
         .sessions
         .create_snapshot(&caller, &id, &request.name)
         .await?;
+    let message = format!("took the snapshot {:?} ({})", snapshot.name, snapshot.id);
+    let entry = crate::store::SessionEvent::now(&id, "snapshot", &message)
+        .by(&caller.name)
+        .with_data(serde_json::json!({"snapshot": snapshot.id, "name": snapshot.name}));
+    state.timeline.add(entry);
     Ok((StatusCode::CREATED, axum::Json(snapshot)))
 }
 

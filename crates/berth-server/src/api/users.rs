@@ -16,7 +16,8 @@ use super::{AppState, error::ApiError, extract::ApiJson};
 use crate::{
     auth::{ADMIN_NAME, Principal, hash_token},
     ids,
-    store::UserRecord,
+    sessions::SessionError,
+    store::{SessionFilter, StateScope, UserRecord},
 };
 
 /// Create a user and its API token (admin only). The token is shown in this answer only.
@@ -64,6 +65,7 @@ pub async fn create(
         token_hash: hash_token(&token),
         created_at: Utc::now(),
         role: request.role,
+        disabled: false,
     };
     state.store.insert_user(&user).await?;
     let created = UserCreated {
@@ -94,23 +96,19 @@ pub async fn list(
         .list_users()
         .await?
         .into_iter()
-        .map(|user| User {
-            id: user.id,
-            name: user.name,
-            role: user.role,
-            created_at: user.created_at,
-        })
+        .map(view)
         .collect();
     Ok(Json(UserList { users }))
 }
 
-/// Change a user's role (admin only): `instructor` may keep classes.
+/// Change a user's role or disable them (admin only): `instructor` may keep classes; a
+/// disabled user's sessions stop and their tokens and logins are refused until enabled again.
 #[utoipa::path(
     patch, path = "/api/v1/users/{name}", tag = "users", operation_id = "update_user",
     params(("name" = String, Path)),
     request_body = UpdateUser,
     responses(
-        (status = 204, description = "Changed"),
+        (status = 200, body = User),
         (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -122,10 +120,83 @@ pub async fn update(
     caller: Principal,
     Path(name): Path<String>,
     ApiJson(request): ApiJson<UpdateUser>,
+) -> Result<Json<User>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::forbidden("only the admin can change users"));
+    }
+    let user = state.store.update_user(&name, &request).await?;
+    if user.disabled {
+        state.auth.forget(&user.name);
+        end_sessions_of(&state, &user.name).await?;
+    }
+    Ok(Json(view(user)))
+}
+
+/// Delete a user (admin only): their sessions end, their tokens, callback state, sign-in
+/// links and persistent homes go. Their snapshots stay until deleted.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{name}", tag = "users", operation_id = "delete_user",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if !caller.admin {
-        return Err(ApiError::forbidden("only the admin can change roles"));
+        return Err(ApiError::forbidden("only the admin can delete users"));
     }
-    state.store.set_user_role(&name, request.role).await?;
+    if state.store.user_by_name(&name).await?.is_none() {
+        return Err(ApiError::not_found(format!("user {name}")));
+    }
+    // Disabled first, so nothing of theirs starts while the rest goes.
+    let disable = UpdateUser {
+        role: None,
+        disabled: Some(true),
+    };
+    state.store.update_user(&name, &disable).await?;
+    state.auth.forget(&name);
+    end_sessions_of(&state, &name).await?;
+    state.sessions.delete_user_homes(&name).await?;
+    for token in state.store.list_tokens(Some(&name)).await? {
+        state.store.delete_token(&token.token.id).await?;
+    }
+    state
+        .store
+        .clear_state(&StateScope::User(name.clone()))
+        .await?;
+    crate::login::forget_identities(state.store.as_ref(), &name).await?;
+    state.store.delete_user(&name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session `owner` keeps (hibernated ones too), as the admin would one by one.
+async fn end_sessions_of(state: &AppState, owner: &str) -> Result<(), ApiError> {
+    let filter = SessionFilter {
+        owner: Some(owner.to_owned()),
+        ..SessionFilter::kept()
+    };
+    for session in state.store.list_sessions(&filter).await? {
+        match state.sessions.delete(Principal::admin(), session.id).await {
+            Ok(()) | Err(SessionError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+fn view(user: UserRecord) -> User {
+    User {
+        id: user.id,
+        name: user.name,
+        role: user.role,
+        created_at: user.created_at,
+        disabled: user.disabled,
+    }
 }

@@ -87,12 +87,24 @@ pub async fn whoami(
     Ok(me(&s, caller, token))
 }
 
-/// Ends the browser login.
+/// Ends the browser login. A provider's sign-in (`/auth/github/...`) is revoked as well; a
+/// token login's token stays valid (it is the user's, not the browser's).
 #[utoipa::path(
     post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "The cookie is cleared"))
 )]
-pub async fn logout() -> Response {
+pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers, LOGIN_COOKIE) {
+        match s.store.token_by_hash(&crate::auth::hash_token(token)).await {
+            Ok(Some(record)) if record.token.scopes.is_empty() => {
+                if let Err(err) = s.store.delete_token(&record.token.id).await {
+                    tracing::warn!(%err, "a signed-out sign-in was not revoked");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "a signed-out sign-in was not revoked"),
+        }
+    }
     let clear = format!("{LOGIN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
 }

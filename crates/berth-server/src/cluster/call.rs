@@ -2,7 +2,10 @@
 //! closed set of what changes sessions on behalf of a caller, and their answers.
 
 use berth_proto::{
-    CreateSession, Session, pool::PoolStatus, queue::QueueStatus, snapshot::Snapshot,
+    CreateSession, Session,
+    pool::{Capacity, PoolStatus},
+    queue::QueueStatus,
+    snapshot::Snapshot,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,6 +52,7 @@ pub enum Call {
         seconds: u64,
     },
     PoolStatus,
+    Capacity,
     CreateSnapshot {
         caller: Principal,
         session_id: String,
@@ -81,6 +85,7 @@ pub enum Answer {
     Queued(watch::Receiver<QueueStatus>),
     Queue(QueueStatus),
     Pools(Vec<PoolStatus>),
+    Capacity(Box<Capacity>),
     Snapshot(Snapshot),
 }
 
@@ -93,6 +98,7 @@ pub enum WireAnswer {
     Queued(QueueStatus),
     Queue(QueueStatus),
     Pools(Vec<PoolStatus>),
+    Capacity(Box<Capacity>),
     Snapshot(Snapshot),
 }
 
@@ -104,6 +110,7 @@ impl From<Answer> for WireAnswer {
             Answer::Queued(status) => Self::Queued(status.borrow().clone()),
             Answer::Queue(status) => Self::Queue(status),
             Answer::Pools(pools) => Self::Pools(pools),
+            Answer::Capacity(capacity) => Self::Capacity(capacity),
             Answer::Snapshot(snapshot) => Self::Snapshot(snapshot),
         }
     }
@@ -138,6 +145,13 @@ impl Answer {
     pub fn pools(self) -> Result<Vec<PoolStatus>, SessionError> {
         match self {
             Self::Pools(pools) => Ok(pools),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn capacity(self) -> Result<Capacity, SessionError> {
+        match self {
+            Self::Capacity(capacity) => Ok(*capacity),
             other => Err(unexpected(&other)),
         }
     }

@@ -180,6 +180,7 @@ impl LeaderClient {
             WireAnswer::Queued(status) => self.follow_queue(call, status),
             WireAnswer::Queue(status) => Answer::Queue(status),
             WireAnswer::Pools(pools) => Answer::Pools(pools),
+            WireAnswer::Capacity(capacity) => Answer::Capacity(capacity),
             WireAnswer::Snapshot(snapshot) => Answer::Snapshot(snapshot),
         }
     }

@@ -226,6 +226,16 @@ fn check_lab_fields(
                     file.template
                 ),
             ),
+            // A lab starts (and restarts) from its own files, and a restart makes the new
+            // session before the old one goes: a home kept between sessions allows neither.
+            Some(template) if template.home == crate::config::HomeMode::Persistent => errors.add(
+                "template",
+                format!(
+                    "template {:?} has home = \"persistent\"; a lab needs a home of its own \
+                     in each session",
+                    file.template
+                ),
+            ),
             Some(_) => {}
         }
     }
@@ -611,6 +621,10 @@ image = "app"
             "{errors:?}"
         );
         templates.get_mut("docker").unwrap().docker.enabled = true;
+        templates.get_mut("docker").unwrap().home = crate::config::HomeMode::Persistent;
+        let errors = load_catalogue(dir.path(), &templates).unwrap_err();
+        assert!(errors[0].message.contains("persistent"), "{errors:?}");
+        templates.get_mut("docker").unwrap().home = crate::config::HomeMode::Session;
         let catalogue = load_catalogue(dir.path(), &templates).unwrap();
         assert!(catalogue.get("hello").is_some());
     }

@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
@@ -19,7 +19,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerOrigin, ContainerSpec, EventStream,
-    ManagedContainer, ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth,
+    ManagedContainer, ManagedHome, ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth,
 };
 
 #[derive(Debug)]
@@ -28,8 +28,8 @@ struct FakeContainer {
     /// The agent serving it while it "runs", and where.
     agent: Option<JoinHandle<()>>,
     addr: Option<SocketAddr>,
-    /// The container's `/home/user`.
-    home: tempfile::TempDir,
+    /// The container's `/home/user`: its own, or its persistent home's volume.
+    home: Arc<tempfile::TempDir>,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +46,17 @@ pub struct FakeRuntime {
     subscribers: Mutex<Vec<mpsc::UnboundedSender<ContainerEvent>>>,
     /// Snapshot images: a copy of the committed container's home, by image reference.
     images: Mutex<HashMap<String, FakeImage>>,
+    /// Persistent homes' volumes, by name.
+    volumes: Mutex<HashMap<String, FakeVolume>>,
+}
+
+#[derive(Debug)]
+struct FakeVolume {
+    home: Arc<tempfile::TempDir>,
+    owner: String,
+    template: String,
+    size_mb: Option<u64>,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug)]
@@ -133,6 +144,36 @@ impl FakeRuntime {
         self.images.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn volumes(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeVolume>> {
+        self.volumes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `spec`'s home volume, made (empty) when missing, as the engine does for a mount.
+    fn volume_for(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<Option<(Arc<tempfile::TempDir>, bool)>, RuntimeError> {
+        let Some(home) = &spec.home else {
+            return Ok(None);
+        };
+        let mut volumes = self.volumes();
+        if let Some(volume) = volumes.get(&home.volume) {
+            return Ok(Some((volume.home.clone(), false)));
+        }
+        let dir = Arc::new(tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?);
+        volumes.insert(
+            home.volume.clone(),
+            FakeVolume {
+                home: dir.clone(),
+                owner: spec.owner.clone(),
+                template: spec.template.clone(),
+                size_mb: home.size_mb,
+                created_at: chrono::Utc::now(),
+            },
+        );
+        Ok(Some((dir, true)))
+    }
+
     fn emit(&self, container_id: &str, session_id: &str, kind: ContainerEventKind) {
         let event = ContainerEvent {
             container_id: container_id.to_owned(),
@@ -193,14 +234,23 @@ impl Runtime for FakeRuntime {
             return Err(RuntimeError::ImageMissing(spec.image.clone()));
         }
         let id = format!("fake{}", self.next_id.fetch_add(1, Ordering::SeqCst));
-        let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        // From a snapshot: its files, as Docker's image layer gives them.
-        if let Some(image) = self.images().get(&spec.image) {
-            copy_tree(image.home.path(), home.path())
-                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        } else if spec.image.starts_with("berth-snapshot/") {
+        if !self.images().contains_key(&spec.image) && spec.image.starts_with("berth-snapshot/") {
             return Err(RuntimeError::ImageMissing(spec.image.clone()));
         }
+        // A persistent home's volume hides the image's home: the fake's images hold nothing
+        // else.
+        let home = match self.volume_for(spec)? {
+            Some((volume, _)) => volume,
+            None => {
+                let home = tempfile::tempdir().map_err(|e| RuntimeError::Engine(e.to_string()))?;
+                // From a snapshot: its files, as Docker's image layer gives them.
+                if let Some(image) = self.images().get(&spec.image) {
+                    copy_tree(image.home.path(), home.path())
+                        .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+                }
+                Arc::new(home)
+            }
+        };
         self.lock().insert(
             id.clone(),
             FakeContainer {
@@ -369,8 +419,11 @@ impl Runtime for FakeRuntime {
             let container = containers
                 .get(container_id)
                 .ok_or_else(|| RuntimeError::NotFound(container_id.into()))?;
-            copy_tree(container.home.path(), home.path())
-                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            // A commit leaves volumes out, as the engine's does.
+            if container.spec.home.is_none() {
+                copy_tree(container.home.path(), home.path())
+                    .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            }
             (
                 container.spec.session_id.clone(),
                 container.spec.image.clone(),
@@ -392,7 +445,7 @@ impl Runtime for FakeRuntime {
     async fn unchanged_image(&self, container_id: &str) -> Result<Option<String>, RuntimeError> {
         self.check_up()?;
         // One lock at a time, as `commit` takes them: the container's, then the images'.
-        let (from, home) = {
+        let (from, home, on_volume) = {
             let containers = self.lock();
             let container = containers
                 .get(container_id)
@@ -400,12 +453,17 @@ impl Runtime for FakeRuntime {
             (
                 container.spec.image.clone(),
                 container.home.path().to_owned(),
+                container.spec.home.is_some(),
             )
         };
         let images = self.images();
         let Some(image) = images.get(&from) else {
             return Ok(None);
         };
+        // Everything such a container changes is on its volume.
+        if on_volume {
+            return Ok(Some(from));
+        }
         let same =
             same_tree(&home, image.home.path()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         Ok(same.then_some(from))
@@ -469,6 +527,47 @@ impl Runtime for FakeRuntime {
     async fn remove_snapshot(&self, image: &str) -> Result<(), RuntimeError> {
         self.check_up()?;
         self.images().remove(image);
+        Ok(())
+    }
+
+    fn home_volume(&self, owner: &str, template: &str) -> String {
+        super::home_volume_name("fake", owner, template)
+    }
+
+    async fn ensure_home(&self, spec: &ContainerSpec) -> Result<Option<String>, RuntimeError> {
+        self.check_up()?;
+        Ok(self
+            .volume_for(spec)?
+            .filter(|(_, made)| *made)
+            .and(spec.home.as_ref())
+            .map(|home| home.volume.clone()))
+    }
+
+    async fn homes(&self) -> Result<Vec<ManagedHome>, RuntimeError> {
+        self.check_up()?;
+        Ok(self
+            .volumes()
+            .iter()
+            .map(|(name, volume)| ManagedHome {
+                volume: name.clone(),
+                owner: volume.owner.clone(),
+                template: volume.template.clone(),
+                size_mb: volume.size_mb,
+                created_at: volume.created_at,
+            })
+            .collect())
+    }
+
+    async fn remove_home(&self, volume: &str) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        let mounted = self
+            .lock()
+            .values()
+            .any(|c| c.spec.home.as_ref().is_some_and(|h| h.volume == volume));
+        if mounted {
+            return Err(RuntimeError::InUse(format!("volume {volume} is in use")));
+        }
+        self.volumes().remove(volume);
         Ok(())
     }
 

@@ -44,11 +44,67 @@ pub mod labels {
     /// The memory limit a session's container was made with, in bytes: what a swarm node has
     /// promised its sessions, read back by placement after a restart.
     pub const MEMORY: &str = "berth.memory-bytes";
+    /// On a persistent home's volume (with `INSTANCE`, `OWNER` and `TEMPLATE`): what it is.
+    pub const HOME: &str = "berth.home";
+    /// On a persistent home's volume: the size limit the engine applied to it, in MiB; absent
+    /// when it has none.
+    pub const HOME_SIZE_MB: &str = "berth.home-size-mb";
 }
 
 /// The name of a session's own container on its engine.
 pub fn container_name(session_id: &str) -> String {
     format!("berth-{session_id}")
+}
+
+/// Where a session's home is, in its container: what a persistent home's volume is mounted on.
+pub const HOME_DIR: &str = "/home/user";
+
+/// The volume holding `owner`'s persistent home for `template`:
+/// `berth-home-<owner>-<template>-<hash>`. The names are cut to the engine's volume-name
+/// characters (`[a-zA-Z0-9_.-]`) and 32 characters each, so people can tell whose it is; the
+/// hash of the instance, owner and template keeps apart what cutting would merge (`a-b`'s
+/// `c` and `a`'s `b-c`) and two installations sharing an engine.
+pub fn home_volume_name(instance: &str, owner: &str, template: &str) -> String {
+    use sha2::Digest;
+    let readable = |name: &str| -> String {
+        name.chars()
+            .take(32)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let digest = sha2::Sha256::digest(format!("{instance}\0{owner}\0{template}"));
+    let hash = hex::encode(&digest[..5]);
+    format!(
+        "berth-home-{}-{}-{hash}",
+        readable(owner),
+        readable(template)
+    )
+}
+
+/// A session's persistent home, in the spec of its container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeSpec {
+    /// The volume, from [`home_volume_name`].
+    pub volume: String,
+    /// The size limit to make it with, in MiB, where the engine can set one.
+    pub size_mb: Option<u64>,
+}
+
+/// A persistent home on the engine, as its volume's labels say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedHome {
+    pub volume: String,
+    pub owner: String,
+    pub template: String,
+    /// The limit the engine applied, in MiB.
+    pub size_mb: Option<u64>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Everything the engine needs to make one session's container.
@@ -67,6 +123,9 @@ pub struct ContainerSpec {
     pub docker_api: bool,
     /// On a swarm, only nodes with every one of these labels may run it.
     pub node_labels: BTreeMap<String, String>,
+    /// The owner's persistent home, mounted on [`HOME_DIR`]; `None`: the home is the
+    /// container's own.
+    pub home: Option<HomeSpec>,
 }
 
 /// A container the engine reports as Berth's (of this instance).
@@ -144,6 +203,9 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("the container engine refused: {0}")]
     Engine(String),
+    /// A volume a container still mounts.
+    #[error("{0}")]
+    InUse(String),
 }
 
 /// A snapshot image's own part, above its template's image.
@@ -238,6 +300,23 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// Every snapshot image of this instance.
     async fn snapshots(&self) -> Result<Vec<ManagedSnapshot>, RuntimeError>;
 
+    /// The volume of `owner`'s persistent home for `template` on this instance
+    /// ([`home_volume_name`]).
+    fn home_volume(&self, owner: &str, template: &str) -> String;
+
+    /// Makes the volume of `spec.home`, labelled with its owner, template and this instance,
+    /// unless the engine has it; its name when this call made it (a new home, which the
+    /// workspace seed fills), `None` when it was there or `spec` has no home. Where the engine
+    /// cannot limit a volume's size, it is made without a limit (the log says so once).
+    async fn ensure_home(&self, spec: &ContainerSpec) -> Result<Option<String>, RuntimeError>;
+
+    /// Every persistent home of this instance.
+    async fn homes(&self) -> Result<Vec<ManagedHome>, RuntimeError>;
+
+    /// Removes a home's volume, with the files in it. Succeeds when it is already gone;
+    /// [`RuntimeError::InUse`] while a container mounts it.
+    async fn remove_home(&self, volume: &str) -> Result<(), RuntimeError>;
+
     /// Every container of this Berth instance, running or not.
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError>;
 
@@ -288,4 +367,29 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// and the subscription is still heard of). Succeeds once the engine answers; the stream
     /// ends when the connection to it breaks (an engine restart always breaks it).
     async fn events(&self, since: SystemTime) -> Result<EventStream, RuntimeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::home_volume_name;
+
+    #[test]
+    fn home_volumes_are_named_for_people_and_never_shared() {
+        let name = home_volume_name("default", "alice", "python dev");
+        assert!(name.starts_with("berth-home-alice-python_dev-"), "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')),
+            "{name}"
+        );
+        assert_eq!(name, home_volume_name("default", "alice", "python dev"));
+        // Names that cut alike, and other installations, get volumes of their own.
+        assert_ne!(
+            home_volume_name("default", "a-b", "c"),
+            home_volume_name("default", "a", "b-c")
+        );
+        assert_ne!(name, home_volume_name("default", "alice", "python_dev"));
+        assert_ne!(name, home_volume_name("other", "alice", "python dev"));
+        assert!(home_volume_name("default", &"x".repeat(500), &"y".repeat(500)).len() < 100);
+    }
 }

@@ -24,8 +24,8 @@ use futures_util::{StreamExt, stream};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    ContainerOrigin, ContainerSpec, DockerRuntime, EventStream, ManagedContainer, ManagedSnapshot,
-    Runtime, RuntimeError, SnapshotDepth,
+    ContainerOrigin, ContainerSpec, DockerRuntime, EventStream, ManagedContainer, ManagedHome,
+    ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth,
     docker::{engine_client, map_error, negotiated},
 };
 use crate::{
@@ -628,6 +628,32 @@ impl Runtime for SwarmRuntime {
         for node in self.reachable_nodes().await? {
             node.engine.drop_local_snapshot(image).await?;
         }
+        Ok(())
+    }
+
+    fn home_volume(&self, owner: &str, template: &str) -> String {
+        super::home_volume_name(&self.docker.instance, owner, template)
+    }
+
+    /// A volume stays on the node that made it while a session wakes on any node, so a swarm
+    /// keeps no persistent homes (the config refuses `home = "persistent"` there); this
+    /// answers a spec that asks for one all the same.
+    async fn ensure_home(&self, spec: &ContainerSpec) -> Result<Option<String>, RuntimeError> {
+        match spec.home {
+            Some(_) => Err(RuntimeError::Engine(format!(
+                "template {} has a persistent home, which a swarm does not serve",
+                spec.template
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// None: a swarm makes no homes.
+    async fn homes(&self) -> Result<Vec<ManagedHome>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_home(&self, _volume: &str) -> Result<(), RuntimeError> {
         Ok(())
     }
 

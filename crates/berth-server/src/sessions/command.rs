@@ -104,6 +104,10 @@ pub enum Command {
     PoolStatus {
         reply: oneshot::Sender<Vec<berth_proto::pool::PoolStatus>>,
     },
+    /// How full the host is, who waits, the pools.
+    Capacity {
+        reply: oneshot::Sender<berth_proto::pool::Capacity>,
+    },
     /// Converge the store with what the engine holds; `reply`, if any, hears once done.
     Reconcile {
         observed: Observed,
@@ -146,6 +150,7 @@ impl Command {
             Self::Reap => "reap",
             Self::Evict { .. } => "evict",
             Self::PoolStatus { .. } => "pool_status",
+            Self::Capacity { .. } => "capacity",
             Self::Reconcile { .. } => "reconcile",
             Self::EngineConnected => "engine_connected",
             Self::EngineLost { .. } => "engine_lost",

@@ -7,6 +7,8 @@ use crate::{agent_client::AgentError, runtime::RuntimeError, store::StoreError};
 pub enum SessionError {
     #[error("session {0} not found")]
     NotFound(String),
+    #[error("home {0} not found")]
+    HomeNotFound(String),
     #[error("unknown template {name:?}; known templates: {known}")]
     UnknownTemplate { name: String, known: String },
     #[error("{0}")]
@@ -29,6 +31,15 @@ pub enum SessionError {
     },
     #[error("session {0} was deleted while it was being created")]
     DeletedDuringCreate(String),
+    /// A persistent home is mounted by one session at a time.
+    #[error(
+        "{owner}'s home for template {template:?} is in use by {holder}: a persistent home is used by one session at a time, until that session is deleted (berth session rm ID)"
+    )]
+    HomeInUse {
+        owner: String,
+        template: String,
+        holder: String,
+    },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("session {id} failed to start: {source}")]
@@ -80,18 +91,20 @@ impl SessionError {
     /// The stable code clients see; `api::error` turns it into a status.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::NotFound(_) | Self::HomeNotFound(_) => ErrorCode::NotFound,
             Self::UnknownTemplate { .. } => ErrorCode::UnknownTemplate,
             Self::InvalidTtl(_) => ErrorCode::InvalidTtl,
             Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
             Self::QuotaExceeded { .. } | Self::HibernatedQuotaExceeded { .. } => {
                 ErrorCode::QuotaExceeded
             }
-            Self::NotRunning { .. } | Self::Unavailable { .. } | Self::DeletedDuringCreate(_) => {
-                ErrorCode::Conflict
-            }
+            Self::NotRunning { .. }
+            | Self::Unavailable { .. }
+            | Self::DeletedDuringCreate(_)
+            | Self::HomeInUse { .. } => ErrorCode::Conflict,
             Self::Runtime(RuntimeError::Unavailable(_)) => ErrorCode::EngineUnavailable,
             Self::Runtime(RuntimeError::ImageMissing(_)) => ErrorCode::Misconfigured,
+            Self::Runtime(RuntimeError::InUse(_)) => ErrorCode::Conflict,
             Self::Runtime(_)
             | Self::AgentNotReady { .. }
             | Self::CreateTimedOut { .. }

@@ -7,11 +7,13 @@ mod calls;
 mod command;
 mod engine;
 mod error;
+mod homes;
 mod pool;
 mod queue;
 mod reached;
 mod readiness;
 mod snapshots;
+pub mod timeline;
 pub(crate) mod validate;
 mod wake_outlook;
 
@@ -87,6 +89,8 @@ pub struct ManagerContext {
     pub wake_outlook: Arc<WakeOutlook>,
     /// Where lifecycle events go for webhooks.
     pub webhooks: crate::webhooks::Emitter,
+    /// Sessions' agent journals being collected into their timelines.
+    pub journals: timeline::Journals,
 }
 
 #[derive(Debug, Clone)]
@@ -360,13 +364,15 @@ impl SessionManager {
         }
     }
 
-    /// What happened to a session that its user should know, oldest first.
+    /// What happened to a session and who did it, oldest first; what its agent noted since the
+    /// last look (terminal commands, ports, processes ending) is collected first.
     pub async fn timeline(
         &self,
         caller: &Principal,
         id: &str,
     ) -> Result<berth_proto::Timeline, SessionError> {
         self.get(caller, id).await?;
+        self.collect_journal(id).await;
         let events = self
             .store
             .events(id)
@@ -376,9 +382,25 @@ impl SessionManager {
                 at: event.at,
                 kind: event.kind,
                 message: event.message,
+                actor: event.actor,
+                data: event.data,
             })
             .collect();
         Ok(berth_proto::Timeline { events })
+    }
+
+    /// Moves what a running session's agent journaled into its timeline (nothing for a
+    /// session that is not running: its agent's journal went with its container).
+    pub async fn collect_journal(&self, id: &str) {
+        let Ok(Some(record)) = self.store.get_session(id).await else {
+            return;
+        };
+        let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
+        if let (SessionState::Running, Some(addr)) = (record.state, addr) {
+            let agent_at = (addr, record.agent_secret.as_str());
+            let (agent, store) = (&self.ctx.agent, self.store.as_ref());
+            self.ctx.journals.collect(agent, store, id, agent_at).await;
+        }
     }
 
     /// The caller's sessions (all sessions for the admin) with every given label. Ended
@@ -478,6 +500,11 @@ impl SessionManager {
                 })
             }
         }
+    }
+
+    /// How full the host is, who waits for room, and the warm pools.
+    pub async fn capacity(&self) -> Result<berth_proto::pool::Capacity, SessionError> {
+        self.call(Call::Capacity).await?.capacity()
     }
 
     /// Ready, warming and claimed counts of every template's warm pool.

@@ -2,7 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use berth_proto::{SessionState, lab::Class, user::Role};
+use berth_proto::{
+    SessionState,
+    lab::Class,
+    user::{Role, UpdateUser},
+};
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
@@ -432,6 +436,8 @@ async fn timelines_keep_their_order_per_session(store: &dyn Store) {
         at: at + Duration::milliseconds(offset_ms),
         kind: kind.to_owned(),
         message: format!("{kind} of {id}"),
+        actor: (kind == "oom").then(|| "alice".to_owned()),
+        data: (kind == "failed").then(|| serde_json::json!({"exit_code": 137, "why": ["oom"]})),
     };
     let events = [
         event("s-timeline-a", "restarted", 5),
@@ -452,6 +458,31 @@ async fn timelines_keep_their_order_per_session(store: &dyn Store) {
         [events[1].clone()]
     );
     assert!(store.events("s-no-timeline").await.unwrap().is_empty());
+
+    // Timelines go once their newest entry is older than the retention's start.
+    store
+        .prune_timelines(at + Duration::milliseconds(3))
+        .await
+        .unwrap();
+    assert!(store.events("s-timeline-b").await.unwrap().is_empty());
+    assert_eq!(store.events("s-timeline-a").await.unwrap().len(), 3);
+
+    // Past its limit a timeline keeps its newest entries.
+    let long = "s-timeline-long";
+    for i in 0..super::TIMELINE_LIMIT + 5 {
+        let offset = i64::try_from(i).unwrap();
+        store
+            .add_event(&event(long, &format!("e{i}"), 1000 + offset))
+            .await
+            .unwrap();
+    }
+    let kept = store.events(long).await.unwrap();
+    assert_eq!(kept.len(), super::TIMELINE_LIMIT);
+    assert_eq!(kept[0].kind, "e5");
+    assert_eq!(
+        kept.last().unwrap().kind,
+        format!("e{}", super::TIMELINE_LIMIT + 4)
+    );
 }
 
 async fn sessions_round_trip(store: &dyn Store) {
@@ -565,6 +596,7 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         token_hash: "ab12".to_owned(),
         created_at: Utc.timestamp_millis_opt(1_700_000_000_000).unwrap(),
         role: Role::User,
+        disabled: false,
     };
     store.insert_user(&user).await.unwrap();
     assert_eq!(
@@ -583,6 +615,7 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
         token_hash: "ef56".to_owned(),
         created_at: user.created_at - Duration::seconds(1),
         role: Role::Instructor,
+        disabled: false,
     };
     store.insert_user(&older).await.unwrap();
     assert_eq!(
@@ -593,26 +626,46 @@ async fn users_are_found_by_token_hash_and_names_are_unique(store: &dyn Store) {
     let same_name = UserRecord {
         id: "u-other".into(),
         token_hash: "cd34".into(),
-        ..user
+        ..user.clone()
     };
     assert!(matches!(
         store.insert_user(&same_name).await,
         Err(StoreError::Conflict(_))
     ));
 
-    store
-        .set_user_role("carol", Role::Instructor)
-        .await
-        .unwrap();
+    let promote = UpdateUser {
+        role: Some(Role::Instructor),
+        disabled: None,
+    };
+    let changed = store.update_user("carol", &promote).await.unwrap();
     let carol = store.user_by_token_hash("ab12").await.unwrap().unwrap();
+    assert_eq!(changed, carol);
     assert_eq!(
-        (carol.role, carol.created_at),
-        (Role::Instructor, user.created_at)
+        (carol.role, carol.created_at, carol.disabled),
+        (Role::Instructor, user.created_at, false)
     );
+    let disable = UpdateUser {
+        role: None,
+        disabled: Some(true),
+    };
+    let carol = store.update_user("carol", &disable).await.unwrap();
+    assert_eq!((carol.role, carol.disabled), (Role::Instructor, true));
+    assert_eq!(store.user_by_name("carol").await.unwrap(), Some(carol));
     assert!(matches!(
-        store.set_user_role("nobody", Role::Instructor).await,
+        store.update_user("nobody", &promote).await,
         Err(StoreError::NotFound(_))
     ));
+
+    assert!(store.delete_user("carol").await.unwrap());
+    assert!(!store.delete_user("carol").await.unwrap());
+    assert_eq!(store.user_by_token_hash("ab12").await.unwrap(), None);
+    assert_eq!(store.user_by_name("carol").await.unwrap(), None);
+    let reborn = UserRecord {
+        id: "u-reborn".into(),
+        ..user
+    };
+    store.insert_user(&reborn).await.unwrap();
+    assert_eq!(store.user_by_name("carol").await.unwrap(), Some(reborn));
 }
 
 async fn classes_are_replaced_whole_listed_and_deleted(store: &dyn Store) {

@@ -258,6 +258,8 @@ mod tests {
                         at: at + offset,
                         kind: kind.to_owned(),
                         message: format!("{kind} {i}"),
+                        actor: (i == 0).then(|| "alice".to_owned()),
+                        data: Some(serde_json::json!({"i": i})),
                     })
                     .await
                     .unwrap();
@@ -275,6 +277,7 @@ mod tests {
                     } else {
                         berth_proto::user::Role::User
                     },
+                    disabled: i == 1,
                 })
                 .await
                 .unwrap();

@@ -91,6 +91,14 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.count_by_state().await
     }
 
+    async fn prune_timelines(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.check_reachable()?;
+        self.inner.prune_timelines(before).await
+    }
+
     async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError> {
         self.inner.add_event(event).await
     }
@@ -138,12 +146,17 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.list_users().await
     }
 
-    async fn set_user_role(
+    async fn update_user(
         &self,
         name: &str,
-        role: berth_proto::user::Role,
-    ) -> Result<(), StoreError> {
-        self.inner.set_user_role(name, role).await
+        change: &berth_proto::user::UpdateUser,
+    ) -> Result<UserRecord, StoreError> {
+        self.inner.update_user(name, change).await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.check_reachable()?;
+        self.inner.delete_user(name).await
     }
 
     async fn put_class(&self, class: &berth_proto::lab::Class) -> Result<(), StoreError> {

@@ -176,6 +176,8 @@ pub struct UserRecord {
     pub token_hash: String,
     pub created_at: DateTime<Utc>,
     pub role: berth_proto::user::Role,
+    /// Refused at login and on every token (`PATCH /api/v1/users/{name}`).
+    pub disabled: bool,
 }
 
 /// One entry of a session's timeline.
@@ -187,7 +189,14 @@ pub struct SessionEvent {
     pub kind: String,
     /// For people.
     pub message: String,
+    /// Who did it (a user's name, `admin`); `None`: the platform.
+    pub actor: Option<String>,
+    /// Details for programs: a command and its exit code, a path, a port.
+    pub data: Option<serde_json::Value>,
 }
+
+/// A session's timeline keeps its newest this many entries.
+pub const TIMELINE_LIMIT: usize = 1000;
 
 impl SessionEvent {
     pub fn now(session_id: &str, kind: &str, message: &str) -> Self {
@@ -196,7 +205,21 @@ impl SessionEvent {
             at: Utc::now(),
             kind: kind.to_owned(),
             message: message.to_owned(),
+            actor: None,
+            data: None,
         }
+    }
+
+    /// The same entry, done by `actor`.
+    pub fn by(mut self, actor: &str) -> Self {
+        self.actor = Some(actor.to_owned());
+        self
+    }
+
+    /// The same entry, with details for programs.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
     }
 }
 
@@ -410,8 +433,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How many sessions are in each state; states with none are left out.
     async fn count_by_state(&self) -> Result<Vec<(SessionState, u64)>, StoreError>;
 
-    /// Adds to a session's timeline; durable when it returns.
+    /// Adds to a session's timeline, which keeps its newest [`TIMELINE_LIMIT`] entries;
+    /// durable when it returns. Any instance may add (entries are facts, not lifecycle).
     async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError>;
+
+    /// Forgets every timeline whose newest entry is older than `before`: a session's
+    /// timeline outlives it by `timeline.retention_days`.
+    async fn prune_timelines(&self, before: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// A session's timeline, oldest first.
     async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
@@ -440,12 +468,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
 
-    /// Fails with `NotFound` when there is no user of that name.
-    async fn set_user_role(
+    /// Changes what `change` names of one user, in one step; the user as changed. Fails with
+    /// `NotFound` when there is no user of that name.
+    async fn update_user(
         &self,
         name: &str,
-        role: berth_proto::user::Role,
-    ) -> Result<(), StoreError>;
+        change: &berth_proto::user::UpdateUser,
+    ) -> Result<UserRecord, StoreError>;
+
+    /// Forgets a user and their login token; whether they were there. Their API tokens,
+    /// state and sessions are the caller's to end (`api/users.rs`).
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Inserts or replaces an attempt at a lab.
     async fn put_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError>;
@@ -591,9 +624,8 @@ mod tests {
             .unwrap();
         // One Redis behind both: fencing through the coordination guards the store's writes.
         redis.coordination.fence(Some(lease.epoch + 1));
-        let event = SessionEvent::now("s-open", "restarted", "fenced");
         assert!(matches!(
-            redis.store.add_event(&event).await,
+            redis.store.delete_snapshot("k-open").await,
             Err(StoreError::Fenced(_))
         ));
     }

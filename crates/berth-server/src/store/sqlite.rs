@@ -151,6 +151,7 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
         token_hash: row.try_get("token_hash").map_err(unavailable)?,
         created_at: from_millis(row.try_get("created_at").map_err(unavailable)?)?,
         role: role_from_text(&row.try_get::<String, _>("role").map_err(unavailable)?)?,
+        disabled: row.try_get("disabled").map_err(unavailable)?,
     })
 }
 
@@ -310,13 +311,41 @@ impl Store for SqliteStore {
     }
 
     async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError> {
+        let data = event.data.as_ref().map(serde_json::Value::to_string);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query(
-            "INSERT INTO session_events (session_id, at, kind, message) VALUES (?, ?, ?, ?)",
+            "INSERT INTO session_events (session_id, at, kind, message, actor, data) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&event.session_id)
         .bind(millis(event.at))
         .bind(&event.kind)
         .bind(&event.message)
+        .bind(&event.actor)
+        .bind(data)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        // Past the limit, the oldest entry goes: one row per insert, found by the index.
+        sqlx::query(
+            "DELETE FROM session_events WHERE rowid IN (SELECT rowid FROM session_events \
+             WHERE session_id = ? ORDER BY at DESC, rowid DESC LIMIT -1 OFFSET ?)",
+        )
+        .bind(&event.session_id)
+        .bind(i64::try_from(super::TIMELINE_LIMIT).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn prune_timelines(&self, before: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM session_events WHERE session_id IN (SELECT session_id \
+             FROM session_events GROUP BY session_id HAVING MAX(at) < ?)",
+        )
+        .bind(millis(before))
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -337,6 +366,11 @@ impl Store for SqliteStore {
                     at: from_millis(row.try_get("at").map_err(unavailable)?)?,
                     kind: row.try_get("kind").map_err(unavailable)?,
                     message: row.try_get("message").map_err(unavailable)?,
+                    actor: row.try_get("actor").map_err(unavailable)?,
+                    data: row
+                        .try_get::<Option<String>, _>("data")
+                        .map_err(unavailable)?
+                        .and_then(|data| serde_json::from_str(&data).ok()),
                 })
             })
             .collect()
@@ -405,13 +439,15 @@ impl Store for SqliteStore {
 
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, name, token_hash, created_at, role) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, name, token_hash, created_at, role, disabled) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&user.id)
         .bind(&user.name)
         .bind(&user.token_hash)
         .bind(millis(user.created_at))
         .bind(user.role.as_str())
+        .bind(user.disabled)
         .execute(&self.pool)
         .await
         .map_err(|err| match err {
@@ -449,17 +485,34 @@ impl Store for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn set_user_role(&self, name: &str, role: Role) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
-            .bind(role.as_str())
+    async fn update_user(
+        &self,
+        name: &str,
+        change: &berth_proto::user::UpdateUser,
+    ) -> Result<UserRecord, StoreError> {
+        let row = sqlx::query(
+            "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled) \
+             WHERE name = ? RETURNING *",
+        )
+        .bind(change.role.map(Role::as_str))
+        .bind(change.disabled)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        match row {
+            Some(row) => user_from_row(&row),
+            None => Err(StoreError::NotFound(format!("user {name:?}"))),
+        }
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE name = ?")
             .bind(name)
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("user {name:?}")));
-        }
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn put_class(&self, class: &Class) -> Result<(), StoreError> {

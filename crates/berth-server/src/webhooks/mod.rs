@@ -160,6 +160,11 @@ impl Dispatcher {
             session,
             detail,
         } = announcement;
+        if let Some(entry) = crate::sessions::timeline::lifecycle_entry(event, &session.id, &detail)
+            && let Err(err) = self.store.add_event(&entry).await
+        {
+            tracing::warn!(%err, session = session.id, event, "a timeline entry was not kept");
+        }
         let mut targets: Vec<String> = self
             .operators
             .iter()

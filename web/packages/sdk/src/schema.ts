@@ -55,6 +55,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/github/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where GitHub sends the browser back: signs it in, then redirects to the page it began on
+         *     (or to `/?login_error=<code>&message=...` when the sign-in failed).
+         */
+        get: operations["github_callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/github/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Begins a GitHub sign-in: redirects the browser to GitHub. */
+        get: operations["github_login"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -81,7 +118,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Ends the browser login. */
+        /**
+         * Ends the browser login. A provider's sign-in (`/auth/github/...`) is revoked as well; a
+         *     token login's token stays valid (it is the user's, not the browser's).
+         */
         post: operations["logout"];
         delete?: never;
         options?: never;
@@ -98,6 +138,77 @@ export interface paths {
         };
         /** The logged-in caller (cookie or bearer token) and its CSRF token. */
         get: operations["whoami"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/oidc/{name}/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Where the OpenID Connect provider `name` sends the browser back. */
+        get: operations["oidc_callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/oidc/{name}/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Begins a sign-in with the OpenID Connect provider `name` (`[[auth.oidc]]`). */
+        get: operations["oidc_login"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The sign-in providers `[auth]` configures (none: token login only). */
+        get: operations["login_providers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/capacity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How full the host is: live sessions against `capacity.max_sessions`, sessions by state,
+         *     creates waiting for room in the order they will be served, the warm pools (admin only).
+         */
+        get: operations["capacity"];
         put?: never;
         post?: never;
         delete?: never;
@@ -214,6 +325,43 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/homes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's persistent homes (the admin: everyone's), with the session using each. */
+        get: operations["list_homes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/homes/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a persistent home and every file in it; the next session of its template starts
+         *     with a new one.
+         */
+        delete: operations["delete_home"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1339,10 +1487,17 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a user (admin only): their sessions end, their tokens, callback state, sign-in
+         *     links and persistent homes go. Their snapshots stay until deleted.
+         */
+        delete: operations["delete_user"];
         options?: never;
         head?: never;
-        /** Change a user's role (admin only): `instructor` may keep classes. */
+        /**
+         * Change a user's role or disable them (admin only): `instructor` may keep classes; a
+         *     disabled user's sessions stop and their tokens and logins are refused until enabled again.
+         */
         patch: operations["update_user"];
         trace?: never;
     };
@@ -1520,6 +1675,26 @@ export interface components {
         AuditList: {
             /** @description Newest first. */
             entries: components["schemas"]["AuditEntry"][];
+        };
+        /** @description `GET /api/v1/capacity` (admin): how full the host is, who waits for room, the warm pools. */
+        Capacity: {
+            /** @description Sessions by state, the ended ones included, pooled ones included. */
+            by_state: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int64
+             * @description Live sessions now: creating, running, hibernating, restoring, stopping.
+             */
+            live: number;
+            /**
+             * Format: int32
+             * @description `capacity.max_sessions`: live sessions (not hibernated, not ended) allowed at once.
+             */
+            max_sessions: number;
+            pools: components["schemas"]["PoolStatus"][];
+            /** @description Creates waiting for room, in the order they will be served. */
+            queued: components["schemas"]["QueuedCreate"][];
         };
         CheckResult: {
             /** Format: int64 */
@@ -1902,6 +2077,30 @@ export interface components {
              */
             question?: string | null;
         };
+        Home: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description The volume's name on the engine; what `DELETE /api/v1/homes/{name}` takes. */
+            name: string;
+            /**
+             * Format: int64
+             * @description Its size limit in MiB; `null` when it has none (no `home_size_mb`, or an engine that
+             *     cannot limit a volume).
+             */
+            size_mb?: number | null;
+            /** @description The template whose sessions mount it. */
+            template: string;
+            /**
+             * @description The session that has it mounted (or will again, when it wakes): running, hibernated or
+             *     on its way; `null` when none does.
+             */
+            used_by?: string | null;
+            /** @description Whose home it is. */
+            user: string;
+        };
+        HomeList: {
+            homes: components["schemas"]["Home"][];
+        };
         /** @description `POST /api/v1/labs/{slug}/judge`. */
         JudgeRequest: {
             /**
@@ -2045,6 +2244,18 @@ export interface components {
             /** @description An API token (`berth user create` prints one) or the admin token. */
             token: string;
         };
+        /** @description A way to sign in that the page offers. */
+        LoginProvider: {
+            /** @description `github`, or `oidc:<name>`. */
+            id: string;
+            /** @description Where the browser goes to sign in. */
+            login_url: string;
+            /** @description For the button: `GitHub`, an OIDC provider's `display_name`. */
+            name: string;
+        };
+        LoginProviders: {
+            providers: components["schemas"]["LoginProvider"][];
+        };
         /** @description `POST .../files/mkdir`: creates the directory and its missing parents. */
         MakeDir: {
             path: string;
@@ -2147,6 +2358,13 @@ export interface components {
             state: components["schemas"]["QueueState"];
             /** @description Poll this (GET) to follow the request; DELETE it to give up. */
             status_url: string;
+            ticket: string;
+        };
+        QueuedCreate: {
+            owner: string;
+            /** @description 1 for the next to be admitted. */
+            position: number;
+            template: string;
             ticket: string;
         };
         /** Format: binary */
@@ -2421,15 +2639,24 @@ export interface components {
             /** @description Oldest first. */
             events: components["schemas"]["TimelineEvent"][];
         };
-        /** @description One entry of a session's timeline: something that happened to it that its user should know. */
+        /** @description One entry of a session's timeline: what happened to it and who did it. */
         TimelineEvent: {
+            /** @description Who did it: a user's name, `admin`; absent for the platform's own doing. */
+            actor?: string | null;
             /** Format: date-time */
             at: string;
+            /** @description Details for programs: `command`, `exit_code`, `path`, `reason`... */
+            data?: unknown;
             /**
-             * @description `restarted` (its container stopped and was started again: files intact, processes and
-             *     terminals lost), `failed` (with the reason), `oom` (a process ran out of memory),
-             *     `recovered` (made again from its newest snapshot), `hibernate_failed` (awake again, with
-             *     why), `compacted` (its snapshot's layers folded into one).
+             * @description Lifecycle: `created`, `running`, `idle_warning`, `hibernated`, `restored`, `stopped`
+             *     (with the reason), `failed` (with the reason), `restarted` (its container stopped and was
+             *     started again: files intact, processes and terminals lost), `oom` (a process ran out of
+             *     memory), `recovered` (made again from its newest snapshot), `hibernate_failed` (awake
+             *     again, with why), `compacted` (its snapshot's layers folded into one).
+             *     Work: `exec` (a command and its exit code), `process_started`, `command` (a line run in
+             *     a terminal, with its exit code), `file_written`, `file_deleted`, `file_moved`,
+             *     `directory_created`, `files_uploaded`, `snapshot`, `hibernate_requested`,
+             *     `resume_requested`, `delete_requested`, `extended`, `custom` (from code inside).
              */
             kind: string;
             message: string;
@@ -2444,12 +2671,19 @@ export interface components {
         };
         /** @description `PATCH /api/v1/users/{name}` (admin only). */
         UpdateUser: {
-            role: components["schemas"]["Role"];
+            /**
+             * @description `true`: their sessions stop, their tokens and logins fail, and they cannot log in
+             *     until enabled again. Unchanged when omitted.
+             */
+            disabled?: boolean | null;
+            role?: components["schemas"]["Role"] | null;
         };
         /** @description A user as the admin lists them (`GET /api/v1/users`), without their token. */
         User: {
             /** Format: date-time */
             created_at: string;
+            /** @description Set by the admin (`PATCH /api/v1/users/{name}`): nothing of theirs works. */
+            disabled?: boolean;
             id: string;
             name: string;
             role: components["schemas"]["Role"];
@@ -2690,6 +2924,86 @@ export interface operations {
             };
         };
     };
+    github_callback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string | null;
+                state: string | null;
+                /** @description Set by a provider that did not sign the user in (`access_denied`...). */
+                error: string | null;
+                error_description: string | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed in, or to the page with why not */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    github_login: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A path of this site to land on once signed in (default `/`). */
+                next: string | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the provider */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description GitHub sign-in is not configured */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many sign-ins in progress */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider could not be reached */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     login: {
         parameters: {
             query?: never;
@@ -2757,6 +3071,151 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    oidc_callback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                code: string | null;
+                state: string | null;
+                /** @description Set by a provider that did not sign the user in (`access_denied`...). */
+                error: string | null;
+                error_description: string | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed in, or to the page with why not */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    oidc_login: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                /** @description A path of this site to land on once signed in (default `/`). */
+                next: string | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the provider */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such provider */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many sign-ins in progress */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider's discovery document could not be read */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    login_providers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoginProviders"];
+                };
+            };
+        };
+    };
+    capacity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Capacity"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3178,6 +3637,128 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_homes: {
+        parameters: {
+            query?: {
+                /** @description The admin: only this user's homes. Anyone else sees their own only, whatever this says. */
+                user?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HomeList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The container engine or the store does not answer */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_home: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The home's volume name, as listed */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such home of the caller's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A session that is not ended uses it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The container engine or the store does not answer */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7238,6 +7819,60 @@ export interface operations {
             };
         };
     };
+    delete_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or unknown token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     update_user: {
         parameters: {
             query?: never;
@@ -7253,12 +7888,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Changed */
-            204: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
             };
             400: {
                 headers: {

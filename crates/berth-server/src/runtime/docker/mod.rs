@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 mod budget;
 mod children;
 mod compact;
+mod homes;
 mod node;
 mod overlay;
 mod registry;
@@ -35,7 +36,7 @@ mod shards;
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerOrigin, ContainerSpec, EventStream,
-    ManagedContainer, ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth, labels,
+    ManagedContainer, ManagedHome, ManagedSnapshot, Runtime, RuntimeError, SnapshotDepth, labels,
 };
 use crate::{
     config::DockerConfig,
@@ -86,6 +87,8 @@ pub struct DockerRuntime {
     /// The engine's client before version negotiation, when it is not `docker.host`'s (a swarm
     /// node's, through its relay).
     engine: Option<Docker>,
+    /// Set once the engine refused a volume's size: homes are made without one from then on.
+    no_volume_quota: std::sync::atomic::AtomicBool,
 }
 
 impl DockerRuntime {
@@ -103,6 +106,7 @@ impl DockerRuntime {
             callback: None,
             budgets: OnceCell::new(),
             engine: None,
+            no_volume_quota: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -373,6 +377,7 @@ impl DockerRuntime {
             privileged: Some(false),
             network_mode: Some(network.clone()),
             binds: Some(binds),
+            mounts: self.home_mount(spec).map(|home| vec![home]),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_owned()),
                 config: Some(HashMap::from([
@@ -958,6 +963,22 @@ impl Runtime for DockerRuntime {
             }
         })
         .await
+    }
+
+    fn home_volume(&self, owner: &str, template: &str) -> String {
+        super::home_volume_name(&self.config.instance, owner, template)
+    }
+
+    async fn ensure_home(&self, spec: &ContainerSpec) -> Result<Option<String>, RuntimeError> {
+        self.make_home(spec).await
+    }
+
+    async fn homes(&self) -> Result<Vec<ManagedHome>, RuntimeError> {
+        self.home_volumes().await
+    }
+
+    async fn remove_home(&self, volume: &str) -> Result<(), RuntimeError> {
+        self.remove_home_volume(volume).await
     }
 
     async fn snapshots(&self) -> Result<Vec<ManagedSnapshot>, RuntimeError> {

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::{Actor, Responder};
 use crate::{
     auth::Principal,
+    config::HomeMode,
     ids,
     sessions::{SessionError, queue::Waiting, validate},
     store::SessionFilter,
@@ -35,6 +36,9 @@ impl Actor {
         }
         validate::env(&request.env)?;
         validate::labels(&request.labels)?;
+        if template.home == HomeMode::Persistent {
+            self.home_free(&caller.name, &request.template).await?;
+        }
         if let Some(snapshot) = &request.from_snapshot {
             match self.ctx.store.get_snapshot(snapshot).await? {
                 Some(found) if caller.may_access(&found.owner) => {}
@@ -64,6 +68,72 @@ impl Actor {
             }
         }
         Ok(ttl)
+    }
+
+    /// Refuses a create of `template` for `owner` while another session of theirs holds their
+    /// persistent home for it: one not ended, hibernated included (it mounts the home again
+    /// as it wakes), or a create waiting in the queue. Two containers writing one home would
+    /// tread on each other's files, and terminals saved in it would be restored twice.
+    async fn home_free(&self, owner: &str, template: &str) -> Result<(), SessionError> {
+        let kept = SessionFilter {
+            owner: Some(owner.to_owned()),
+            ..SessionFilter::kept()
+        };
+        let session = self
+            .ctx
+            .store
+            .list_sessions(&kept)
+            .await?
+            .into_iter()
+            .find(|session| session.template == template);
+        let holder = match session {
+            Some(session) => format!("session {} ({})", session.id, session.state),
+            None => match self
+                .queue
+                .in_order()
+                .into_iter()
+                .find(|w| w.caller.name == owner && w.request.template == template)
+            {
+                Some(waiting) => format!("the queued create {}", waiting.ticket),
+                None => return Ok(()),
+            },
+        };
+        Err(SessionError::HomeInUse {
+            owner: owner.to_owned(),
+            template: template.to_owned(),
+            holder,
+        })
+    }
+
+    /// How full the host is (`GET /api/v1/capacity`); counts the store cannot give are zero.
+    pub(super) async fn capacity(&self) -> berth_proto::pool::Capacity {
+        let counts = self.ctx.store.count_by_state().await.unwrap_or_default();
+        let queued = self
+            .queue
+            .in_order()
+            .into_iter()
+            .enumerate()
+            .map(|(index, waiting)| berth_proto::pool::QueuedCreate {
+                ticket: waiting.ticket.clone(),
+                owner: waiting.caller.name.clone(),
+                template: waiting.request.template.clone(),
+                position: index + 1,
+            })
+            .collect();
+        berth_proto::pool::Capacity {
+            max_sessions: self.ctx.capacity.max_sessions,
+            live: counts
+                .iter()
+                .filter(|(state, _)| state.is_live())
+                .map(|(_, n)| n)
+                .sum(),
+            by_state: counts
+                .iter()
+                .map(|(state, n)| (state.as_str().to_owned(), *n))
+                .collect(),
+            queued,
+            pools: self.pool.status(&self.ctx.templates),
+        }
     }
 
     /// At capacity: as many live sessions as allowed, or too little free memory on the host.

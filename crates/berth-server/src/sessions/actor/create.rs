@@ -11,9 +11,9 @@ use chrono::Utc;
 use super::{Actor, PendingCreate, Responder};
 use crate::{
     auth::Principal,
-    config::TemplateConfig,
+    config::{HomeMode, TemplateConfig},
     ids,
-    runtime::ContainerSpec,
+    runtime::{ContainerSpec, HomeSpec},
     sessions::{Command, Created, ManagerContext, SessionError, Started, command::Reply, validate},
     store::SessionRecord,
 };
@@ -484,6 +484,15 @@ impl Actor {
             env: full_env,
             docker_api: template.docker.enabled,
             node_labels: template.node_labels.clone(),
+            // The owner's, whatever the image: a fork of someone else's snapshot mounts the
+            // forking user's home, never the snapshot owner's.
+            home: (template.home == HomeMode::Persistent).then(|| HomeSpec {
+                volume: self
+                    .ctx
+                    .runtime
+                    .home_volume(&record.owner, &record.template),
+                size_mb: (template.home_size_mb > 0).then_some(template.home_size_mb),
+            }),
         }
     }
 
@@ -500,7 +509,9 @@ impl Actor {
 }
 
 /// Makes, starts and waits for one session's container, then seeds its workspace. On any
-/// failure it removes what it made, so a failed create leaves nothing on the engine.
+/// failure it removes what it made, so a failed create leaves nothing on the engine. A
+/// persistent home is made first when it is new, and only a new one is seeded: the files of
+/// one that exists are the user's.
 pub(super) async fn make_container(
     ctx: &ManagerContext,
     spec: &ContainerSpec,
@@ -513,6 +524,26 @@ pub(super) async fn make_container(
         .acquire()
         .await
         .map_err(|_| SessionError::ManagerGone)?;
+    let new_home = ctx.runtime.ensure_home(spec).await?;
+    let seed = seed.filter(|_| spec.home.is_none() || new_home.is_some());
+    let started = start_container(ctx, spec, secret, seed).await;
+    if started.is_err()
+        && let Some(volume) = new_home
+        && let Err(cleanup) = ctx.runtime.remove_home(&volume).await
+    {
+        // Left as an empty (or half-seeded) home, which the next create seeds no more.
+        tracing::warn!(%cleanup, %volume, "a new home stays after its failed create");
+    }
+    started
+}
+
+/// [`make_container`] past its home.
+async fn start_container(
+    ctx: &ManagerContext,
+    spec: &ContainerSpec,
+    secret: &str,
+    seed: Option<PathBuf>,
+) -> Result<Started, SessionError> {
     let container_id = ctx.runtime.create(spec).await?;
     let started = tokio::time::timeout(ctx.create_timeout, async {
         let agent_addr = ctx.runtime.start(&container_id).await?;

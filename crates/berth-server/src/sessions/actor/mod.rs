@@ -199,7 +199,10 @@ impl Actor {
             self.commit_claims().await;
         }
         // Anything but a read may have changed what the pools hold or may hold.
-        let refill = !matches!(command, Command::Extend { .. } | Command::PoolStatus { .. });
+        let refill = !matches!(
+            command,
+            Command::Extend { .. } | Command::PoolStatus { .. } | Command::Capacity { .. }
+        );
         if matches!(
             command,
             Command::RemoveFinished {
@@ -283,6 +286,9 @@ impl Actor {
             }
             Command::PoolStatus { reply } => {
                 let _ = reply.send(self.pool.status(&self.ctx.templates));
+            }
+            Command::Capacity { reply } => {
+                let _ = reply.send(self.capacity().await);
             }
             Command::Reconcile { observed, reply } => self.reconcile(observed, reply).await,
             Command::EngineConnected => self.engine_connected(),

@@ -88,6 +88,12 @@ impl Actor {
             }
             return;
         };
+        let collect_journal = super::super::timeline::collect_before_removal(
+            self.ctx.journals.clone(),
+            self.ctx.agent.clone(),
+            self.ctx.store.clone(),
+            &record,
+        );
         record.state = SessionState::Hibernating;
         if let Err(err) = self.ctx.store.update_session(&record).await {
             for waiter in waiters {
@@ -112,6 +118,7 @@ impl Actor {
             async move {
                 let started = std::time::Instant::now();
                 let outcome = async {
+                    collect_journal.await;
                     runtime.stop(&container_id, STOP_GRACE).await?;
                     // Its Docker children sleep with it (nothing can start them now); a wake
                     // starts them again. Not a reason to keep it awake.

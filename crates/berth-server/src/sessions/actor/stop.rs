@@ -69,6 +69,12 @@ impl Actor {
             return;
         }
         self.give_up_waiting_restore(&record.id, SessionError::NotFound(record.id.clone()));
+        let collect_journal = super::super::timeline::collect_before_removal(
+            self.ctx.journals.clone(),
+            self.ctx.agent.clone(),
+            self.ctx.store.clone(),
+            &record,
+        );
         if record.state != SessionState::Stopping {
             record.state = SessionState::Stopping;
             if let Err(err) = self.ctx.store.update_session(&record).await {
@@ -90,6 +96,7 @@ impl Actor {
                 // Deleting a session deletes its files, wherever they are: its container, its
                 // hibernation image and its named snapshots.
                 let outcome = async {
+                    collect_journal.await;
                     if let Some(container_id) = container_id {
                         runtime.remove(&container_id).await?;
                     }

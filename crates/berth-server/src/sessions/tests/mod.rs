@@ -2,6 +2,7 @@
 //! per topic. The same behaviours run against the real engine in `tests/docker.rs`.
 
 mod engine;
+mod homes;
 mod idle;
 mod lifecycle;
 mod pool;
@@ -121,6 +122,7 @@ async fn harness_tuned(
         activity: Default::default(),
         wake_outlook: Default::default(),
         webhooks: Default::default(),
+        journals: Default::default(),
     };
     tune(&mut ctx);
     let sessions = SessionManager::spawn(ctx);

@@ -5,6 +5,8 @@
 pub const SESSIONS: &str = "berth:sessions";
 pub const SNAPSHOTS: &str = "berth:snapshots";
 pub const USERS: &str = "berth:users";
+/// Sessions with a timeline, scored by its newest entry's time (ms): what retention prunes.
+pub const TIMELINES: &str = "berth:timelines";
 pub const USER_NAMES: &str = "berth:users:by-name";
 pub const USER_TOKENS: &str = "berth:users:by-token";
 pub const LEASE: &str = "berth:lease";

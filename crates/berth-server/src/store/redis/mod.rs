@@ -49,7 +49,8 @@ struct Scripts {
     update_sessions: Script,
     add_event: Script,
     insert_snapshot: Script,
-    set_user_role: Script,
+    update_user: Script,
+    delete_user: Script,
     delete_snapshot: Script,
     insert_user: Script,
     claim_lease: Script,
@@ -64,7 +65,8 @@ impl Scripts {
             update_sessions: Script::new(scripts::UPDATE_SESSIONS),
             add_event: Script::new(scripts::ADD_EVENT),
             insert_snapshot: Script::new(scripts::INSERT_SNAPSHOT),
-            set_user_role: Script::new(scripts::SET_USER_ROLE),
+            update_user: Script::new(scripts::UPDATE_USER),
+            delete_user: Script::new(scripts::DELETE_USER),
             delete_snapshot: Script::new(scripts::DELETE_SNAPSHOT),
             insert_user: Script::new(scripts::INSERT_USER),
             claim_lease: Script::new(scripts::CLAIM_LEASE),
@@ -375,8 +377,42 @@ impl Store for RedisStore {
     async fn add_event(&self, event: &SessionEvent) -> Result<(), StoreError> {
         let key = keys::events(&event.session_id);
         let json = records::event_json(event);
-        self.fenced_write(&self.scripts.add_event, &[&key], &[&json], "event")
-            .await
+        let at = event.at.timestamp_millis().to_string();
+        let limit = crate::store::TIMELINE_LIMIT.to_string();
+        let _: String = self
+            .script(
+                &self.scripts.add_event,
+                &[&key, keys::TIMELINES],
+                &[&json, &event.session_id, &at, &limit],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn prune_timelines(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let stale: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys::TIMELINES)
+                    .arg("-inf")
+                    .arg(format!("({}", before.timestamp_millis()))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1000),
+            )
+            .await?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for session in &stale {
+            pipe.cmd("DEL").arg(keys::events(session)).ignore();
+        }
+        pipe.cmd("ZREM").arg(keys::TIMELINES).arg(&stale).ignore();
+        self.pipeline::<()>(&pipe).await
     }
 
     async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
@@ -484,23 +520,39 @@ impl Store for RedisStore {
         Ok(users)
     }
 
-    async fn set_user_role(
+    async fn update_user(
         &self,
         name: &str,
-        role: berth_proto::user::Role,
-    ) -> Result<(), StoreError> {
+        change: &berth_proto::user::UpdateUser,
+    ) -> Result<UserRecord, StoreError> {
+        let role = change.role.map_or("", berth_proto::user::Role::as_str);
+        let disabled = match change.disabled {
+            None => "",
+            Some(true) => "1",
+            Some(false) => "0",
+        };
         let reply: String = self
             .script(
-                &self.scripts.set_user_role,
+                &self.scripts.update_user,
                 &[keys::USERS, keys::USER_NAMES],
-                &[name, role.as_str()],
+                &[name, role, disabled],
             )
             .await?;
         match reply.as_str() {
-            "OK" => Ok(()),
             "MISSING" => Err(StoreError::NotFound(format!("user {name:?}"))),
-            other => Err(StoreError::Corrupt(format!("script answered {other:?}"))),
+            json => records::user_from_json(json),
         }
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .script(
+                &self.scripts.delete_user,
+                &[keys::USERS, keys::USER_NAMES, keys::USER_TOKENS],
+                &[name],
+            )
+            .await?;
+        Ok(deleted == 1)
     }
 
     async fn put_class(&self, class: &Class) -> Result<(), StoreError> {

@@ -139,6 +139,10 @@ struct StoredEvent {
     at: i64,
     kind: String,
     message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
 }
 
 pub fn event_json(e: &SessionEvent) -> String {
@@ -146,6 +150,8 @@ pub fn event_json(e: &SessionEvent) -> String {
         at: e.at.timestamp_millis(),
         kind: e.kind.clone(),
         message: e.message.clone(),
+        actor: e.actor.clone(),
+        data: e.data.clone(),
     };
     // Serialising strings and a number cannot fail.
     serde_json::to_string(&stored).unwrap_or_default()
@@ -159,6 +165,8 @@ pub fn event_from_json(session_id: &str, raw: &str) -> Result<SessionEvent, Stor
         at: from_ms(stored.at)?,
         kind: stored.kind,
         message: stored.message,
+        actor: stored.actor,
+        data: stored.data,
     })
 }
 
@@ -171,6 +179,8 @@ struct StoredUser {
     /// Absent in users stored before roles: `user`.
     #[serde(default)]
     role: berth_proto::user::Role,
+    #[serde(default)]
+    disabled: bool,
 }
 
 pub fn user_json(u: &UserRecord) -> String {
@@ -180,6 +190,7 @@ pub fn user_json(u: &UserRecord) -> String {
         token_hash: u.token_hash.clone(),
         created_at: u.created_at.timestamp_millis(),
         role: u.role,
+        disabled: u.disabled,
     };
     // Serialising strings and a number cannot fail.
     serde_json::to_string(&stored).unwrap_or_default()
@@ -194,6 +205,7 @@ pub fn user_from_json(raw: &str) -> Result<UserRecord, StoreError> {
         token_hash: stored.token_hash,
         created_at: from_ms(stored.created_at)?,
         role: stored.role,
+        disabled: stored.disabled,
     })
 }
 

@@ -67,13 +67,14 @@ return 'OK'
 "#
 );
 
-/// KEYS: lease, the session's timeline. ARGV: epoch, the event (JSON).
-pub const ADD_EVENT: &str = fenced!(
-    r#"
-redis.call('RPUSH', KEYS[2], ARGV[2])
+/// KEYS: the session's timeline, the timelines by their newest entry. ARGV: the event (JSON),
+/// the session, its time (ms), the limit. Not fenced: an entry is a fact any instance saw.
+pub const ADD_EVENT: &str = r#"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 'OK'
-"#
-);
+"#;
 
 /// KEYS: lease, snapshot, every snapshot's index, its session's index. ARGV: epoch, id,
 /// created_at (ms), then the row's field/value pairs.
@@ -116,17 +117,37 @@ redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
 return 'OK'
 "#;
 
-/// KEYS: users, users by name. ARGV: name, role. The user's JSON with its role replaced, in one
-/// step, so a concurrent change of the same user cannot be lost between the read and the write.
-pub const SET_USER_ROLE: &str = r#"
+/// KEYS: users, users by name. ARGV: name, role (`''`: unchanged), disabled (`''`, `'1'`,
+/// `'0'`). Answers the user's JSON as changed, in one step, so a concurrent change of the same
+/// user cannot be lost between the read and the write.
+pub const UPDATE_USER: &str = r#"
 local id = redis.call('HGET', KEYS[2], ARGV[1])
 if not id then
   return 'MISSING'
 end
 local user = cjson.decode(redis.call('HGET', KEYS[1], id))
-user.role = ARGV[2]
-redis.call('HSET', KEYS[1], id, cjson.encode(user))
-return 'OK'
+if ARGV[2] ~= '' then
+  user.role = ARGV[2]
+end
+if ARGV[3] ~= '' then
+  user.disabled = ARGV[3] == '1'
+end
+local json = cjson.encode(user)
+redis.call('HSET', KEYS[1], id, json)
+return json
+"#;
+
+/// KEYS: users, users by name, users by token. ARGV: name. 1 when the user was there.
+pub const DELETE_USER: &str = r#"
+local id = redis.call('HGET', KEYS[2], ARGV[1])
+if not id then
+  return 0
+end
+local user = cjson.decode(redis.call('HGET', KEYS[1], id))
+redis.call('HDEL', KEYS[3], user.token_hash)
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], id)
+return 1
 "#;
 
 /// KEYS: lease, epoch counter. ARGV: holder, address, ttl (ms). Answers the lease as it

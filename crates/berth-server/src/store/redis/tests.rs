@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use super::{RedisStore, test_server::RedisServer};
 use crate::{
     cluster::Coordination,
-    store::{SessionEvent, SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError},
+    store::{SessionFilter, SessionRecord, SnapshotRecord, Store, StoreError},
 };
 
 async fn store_on(server: &RedisServer) -> RedisStore {
@@ -69,10 +69,6 @@ async fn fenced_writes_fail_once_the_lease_passes_to_another_holder() {
     store.insert_session(&s).await.unwrap();
     s.state = SessionState::Hibernated;
     store.update_session(&s).await.unwrap();
-    store
-        .add_event(&SessionEvent::now(&s.id, "restarted", "once"))
-        .await
-        .unwrap();
     store.insert_snapshot(&snapshot("k-kept")).await.unwrap();
     store.insert_snapshot(&snapshot("k-gone")).await.unwrap();
     store.delete_snapshot("k-gone").await.unwrap();
@@ -91,18 +87,12 @@ async fn fenced_writes_fail_once_the_lease_passes_to_another_holder() {
     changed.state = SessionState::Running;
     fenced(store.update_session(&changed).await);
     fenced(store.insert_session(&session("s-fenced-new")).await);
-    fenced(
-        store
-            .add_event(&SessionEvent::now(&s.id, "failed", "twice"))
-            .await,
-    );
     fenced(store.insert_snapshot(&snapshot("k-new")).await);
     fenced(store.delete_snapshot("k-kept").await);
 
     // Nothing changed.
     assert_eq!(store.get_session(&s.id).await.unwrap(), Some(s.clone()));
     assert_eq!(store.get_session("s-fenced-new").await.unwrap(), None);
-    assert_eq!(store.events(&s.id).await.unwrap().len(), 1);
     let ids: Vec<String> = store
         .list_snapshots(None)
         .await

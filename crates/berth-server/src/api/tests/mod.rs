@@ -12,6 +12,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod login;
+
 use crate::{
     config::{Config, TemplateConfig},
     runtime::fake::FakeRuntime,
@@ -197,12 +199,17 @@ async fn session_lifecycle_over_http() {
 
 /// Routes anyone may call, by design. Every other route in the OpenAPI document must demand a
 /// token; a new public route has to be added here on purpose.
-const PUBLIC_ROUTES: [(&str, &str); 6] = [
+const PUBLIC_ROUTES: [(&str, &str); 11] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/logout"),
+    ("get", "/api/v1/auth/providers"),
+    ("get", "/api/v1/auth/github/login"),
+    ("get", "/api/v1/auth/github/callback"),
+    ("get", "/api/v1/auth/oidc/{name}/login"),
+    ("get", "/api/v1/auth/oidc/{name}/callback"),
     ("get", "/api/v1/previews/{token}/{rest}"),
 ];
 
@@ -546,6 +553,27 @@ async fn at_capacity_a_create_answers_202_and_its_ticket_follows_it() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, _) = api.call(Method::GET, &url, Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "the admin sees every ticket");
+    let (status, capacity) = api
+        .call(Method::GET, "/api/v1/capacity", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{capacity}");
+    assert_eq!(
+        (
+            &capacity["max_sessions"],
+            &capacity["live"],
+            &capacity["by_state"]["running"]
+        ),
+        (&json!(1), &json!(1), &json!(1))
+    );
+    let ticket = queued["ticket"].as_str().unwrap();
+    assert_eq!(
+        capacity["queued"],
+        json!([{"ticket": ticket, "owner": "alice", "template": "default", "position": 1}])
+    );
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/capacity", Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the admin's alone");
 
     let id = first["id"].as_str().unwrap();
     api.call(

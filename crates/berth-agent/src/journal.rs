@@ -1,0 +1,209 @@
+//! What the agent saw happen in the session, kept for the session's timeline until the control
+//! plane takes it (`POST /journal/take`): command lines run in terminals with their exit codes,
+//! background processes ending, ports opening and closing.
+//!
+//! The agent cannot call the control plane (nothing in a session reaches the host by the
+//! network), so the control plane collects: when a timeline is read, when a terminal closes,
+//! before a session hibernates or stops. What the journal holds when a container dies
+//! unexpectedly is lost; it keeps at most [`CAPACITY`] entries, the newest.
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Json, extract::State};
+use berth_proto::agent::{COMMAND_MARK, Journal as Taken, JournalEntry};
+use serde_json::{Value, json};
+
+use crate::AgentState;
+
+pub const CAPACITY: usize = 500;
+/// How often listening ports are looked at for the journal.
+const PORT_POLL: Duration = Duration::from_secs(1);
+/// A mark longer than this is not one: the output is passed on as it was.
+const MAX_MARK: usize = 8192;
+
+#[derive(Debug, Clone, Default)]
+pub struct Journal(Arc<Mutex<Kept>>);
+
+#[derive(Debug, Default)]
+struct Kept {
+    entries: VecDeque<JournalEntry>,
+    dropped: u64,
+}
+
+impl Journal {
+    pub fn push(&self, kind: &str, message: String, data: Value) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.entries.len() == CAPACITY {
+            kept.entries.pop_front();
+            kept.dropped += 1;
+        }
+        kept.entries.push_back(JournalEntry {
+            at: chrono::Utc::now(),
+            kind: kind.to_owned(),
+            message,
+            data,
+        });
+    }
+
+    fn take(&self) -> Taken {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Taken {
+            entries: kept.entries.drain(..).collect(),
+            dropped: std::mem::take(&mut kept.dropped),
+        }
+    }
+
+    /// Notes ports as they start and stop listening, until the agent ends.
+    pub fn watch_ports(&self) {
+        let journal = self.clone();
+        tokio::spawn(async move {
+            let mut known: BTreeSet<u16> = crate::ports::listening();
+            loop {
+                tokio::time::sleep(PORT_POLL).await;
+                let now = crate::ports::listening();
+                for port in now.difference(&known) {
+                    let message = format!("a server listens on port {port}");
+                    journal.push("port_opened", message, json!({ "port": port }));
+                }
+                for port in known.difference(&now) {
+                    let message = format!("port {port} closed");
+                    journal.push("port_closed", message, json!({ "port": port }));
+                }
+                known = now;
+            }
+        });
+    }
+}
+
+/// `POST /journal/take`: what the journal holds, oldest first; it is empty afterwards.
+pub async fn take(State(state): State<AgentState>) -> Json<Taken> {
+    Json(state.journal.take())
+}
+
+/// The prompt hook bash runs before each prompt: the last history entry, when it is new, as a
+/// [`COMMAND_MARK`] with the exit status. Given to terminal shells in their environment.
+pub const PROMPT_HOOK: &str = r#"() { local status=$? entry line
+  entry=$(HISTTIMEFORMAT= builtin history 1)
+  if [[ -n ${__berth_last+set} && -n $entry && $entry != "$__berth_last" ]]; then
+    line=${entry//[[:cntrl:]]/ }
+    [[ $line =~ ^[[:space:]]*[0-9]+[*]?[[:space:]]+(.*)$ ]] &&
+      printf '\033]6973;%s;%s\007' "$status" "${BASH_REMATCH[1]}"
+  fi
+  __berth_last=$entry
+  return $status
+}"#;
+
+/// Finds [`COMMAND_MARK`]s in a terminal's output as it streams by, marks split across reads
+/// included, and takes them out.
+#[derive(Debug, Default)]
+pub struct CommandScanner {
+    /// The start of a mark the last chunk ended in.
+    pending: Vec<u8>,
+}
+
+/// A command line a shell reported, and its exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    pub status: Option<i32>,
+    pub line: String,
+}
+
+impl CommandScanner {
+    /// `chunk` without the marks in it (and without a mark's start it ends in, held for the
+    /// next), and the commands the marks told of.
+    pub fn scan(&mut self, chunk: &[u8]) -> (Vec<u8>, Vec<Ran>) {
+        let mut data = std::mem::take(&mut self.pending);
+        data.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(data.len());
+        let mut ran = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let Some(start) = find(&data[at..], COMMAND_MARK).map(|i| at + i) else {
+                // A mark may begin at the very end: hold the bytes that could be its start.
+                let held = (1..COMMAND_MARK.len())
+                    .rev()
+                    .find(|&n| data.len() - at >= n && data.ends_with(&COMMAND_MARK[..n]))
+                    .unwrap_or(0);
+                out.extend_from_slice(&data[at..data.len() - held]);
+                self.pending = data[data.len() - held..].to_vec();
+                return (out, ran);
+            };
+            out.extend_from_slice(&data[at..start]);
+            let body = start + COMMAND_MARK.len();
+            match data[body..].iter().position(|&b| b == 0x07) {
+                Some(end) => {
+                    let text = String::from_utf8_lossy(&data[body..body + end]);
+                    let (status, line) = text.split_once(';').unwrap_or(("", &text));
+                    ran.push(Ran {
+                        status: status.parse().ok(),
+                        line: line.trim().to_owned(),
+                    });
+                    at = body + end + 1;
+                }
+                None if data.len() - start <= MAX_MARK => {
+                    self.pending = data[start..].to_vec();
+                    return (out, ran);
+                }
+                None => {
+                    out.extend_from_slice(&data[start..]);
+                    return (out, ran);
+                }
+            }
+        }
+        (out, ran)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CommandScanner, Journal, Ran};
+
+    fn ran(status: i32, line: &str) -> Ran {
+        Ran {
+            status: Some(status),
+            line: line.into(),
+        }
+    }
+
+    #[test]
+    fn marks_are_taken_out_of_the_output_whole_or_split_across_reads() {
+        let mut scanner = CommandScanner::default();
+        let (out, found) = scanner.scan(b"hi\r\n\x1b]6973;0;echo hi\x07$ ");
+        assert_eq!(
+            (out.as_slice(), found),
+            (&b"hi\r\n$ "[..], vec![ran(0, "echo hi")])
+        );
+
+        let (out, found) = scanner.scan(b"oops\r\n\x1b]69");
+        assert_eq!((out.as_slice(), found.len()), (&b"oops\r\n"[..], 0));
+        let (out, found) = scanner.scan(b"73;127;nope --x;y\x07");
+        assert_eq!(out, b"");
+        assert_eq!(found, vec![ran(127, "nope --x;y")]);
+
+        // An escape that is not a mark is passed on, even when it looked like one's start.
+        let (out, found) = scanner.scan(b"\x1b]0;title\x07\x1b");
+        assert_eq!((out.as_slice(), found.len()), (&b"\x1b]0;title\x07"[..], 0));
+        let (out, _) = scanner.scan(b"[1m");
+        assert_eq!(out, b"\x1b[1m");
+    }
+
+    #[test]
+    fn the_journal_keeps_the_newest_and_counts_what_it_dropped() {
+        let journal = Journal::default();
+        for i in 0..super::CAPACITY + 3 {
+            journal.push("command", format!("{i}"), serde_json::Value::Null);
+        }
+        let taken = journal.take();
+        assert_eq!((taken.entries.len(), taken.dropped), (super::CAPACITY, 3));
+        assert_eq!(taken.entries[0].message, "3");
+        assert!(journal.take().entries.is_empty(), "a take empties it");
+    }
+}
