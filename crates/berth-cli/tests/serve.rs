@@ -237,6 +237,17 @@ fn the_cli_drives_a_session_through_its_life() {
 
     assert_eq!(stdout(&serve.berth(&token, &["session", "rm", &id])), id);
     assert!(serve.containers().is_empty());
+    let timeline = stdout(&serve.berth(&token, &["session", "timeline", &id]));
+    assert!(timeline.starts_with("TIME"), "a table: {timeline}");
+    for told in [
+        "created",
+        "extended",
+        "alice",
+        "delete_requested",
+        "stopped",
+    ] {
+        assert!(timeline.contains(told), "no {told} in {timeline}");
+    }
 
     let templates = stdout(&serve.berth(&token, &["template", "ls"]));
     assert!(templates.contains("berth/tiny:latest"), "{templates}");
@@ -279,6 +290,17 @@ fn the_cli_drives_a_session_through_its_life() {
     );
     let unknown = serve.berth(&token, &["token", "create", "x", "--scope", "root"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown scope"));
+
+    // Disabled, the user's tokens fail until enabled again; deleted, for good.
+    serve.berth(ADMIN, &["user", "disable", "alice"]);
+    let users = stdout(&serve.berth(ADMIN, &["user", "ls"]));
+    assert!(users.contains("disabled"), "{users}");
+    assert!(!serve.berth(&token, &["session", "ls"]).status.success());
+    serve.berth(ADMIN, &["user", "enable", "alice"]);
+    assert!(serve.berth(&token, &["session", "ls"]).status.success());
+    serve.berth(ADMIN, &["user", "rm", "alice"]);
+    assert!(!stdout(&serve.berth(ADMIN, &["user", "ls"])).contains("alice"));
+    assert!(!serve.berth(&token, &["session", "ls"]).status.success());
 
     let bad = serve.berth("not-a-token", &["session", "ls"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Check BERTH_TOKEN"));

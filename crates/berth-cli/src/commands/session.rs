@@ -57,6 +57,16 @@ pub enum SessionCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Show what happened to a session and who did it, oldest first (like `docker events`
+    /// for one container): lifecycle, exec and terminal commands with their exit codes, files,
+    /// ports, snapshots.
+    Timeline {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Stop and remove sessions.
     #[command(visible_alias = "rm")]
     Remove {
@@ -152,6 +162,25 @@ pub async fn run(command: SessionCommand) -> anyhow::Result<()> {
                 return output::json(&session);
             }
             describe(&session);
+            Ok(())
+        }
+        SessionCommand::Timeline { id, json, conn } => {
+            let events = conn.client()?.timeline(&id).await.map_err(explain)?;
+            if json {
+                return output::json(&events);
+            }
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|event| {
+                    vec![
+                        event.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        event.actor.clone().unwrap_or_else(|| "-".to_owned()),
+                        event.kind.clone(),
+                        event.message.clone(),
+                    ]
+                })
+                .collect();
+            output::table(&["TIME", "BY", "KIND", "WHAT"], &rows);
             Ok(())
         }
         SessionCommand::Remove { ids, conn } => {
