@@ -3,7 +3,10 @@
 // SCREENSHOTS (default e2e/screenshots); a failing step leaves one named FAILED and prints the
 // page's text and console.
 //
-//   BERTH_URL=http://127.0.0.1:8080 BERTH_TOKEN=<an instructor's token> BERTH_LEARNER_TOKEN=<e2e-learner's token> node e2e/workspace.mjs
+//   BERTH_URL=http://127.0.0.1:8080 BERTH_TOKEN=<an instructor's token> BERTH_LEARNER_TOKEN=<e2e-learner's token> \
+//     BERTH_ADMIN_TOKEN=<the admin token> node e2e/workspace.mjs
+//
+// Without BERTH_ADMIN_TOKEN the admin's page is not tried (and the run says so).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -11,6 +14,7 @@ import { chromium } from "playwright-core";
 const url = process.env.BERTH_URL;
 const token = process.env.BERTH_TOKEN;
 const learnerToken = process.env.BERTH_LEARNER_TOKEN;
+const adminToken = process.env.BERTH_ADMIN_TOKEN;
 const shots = process.env.SCREENSHOTS ?? new URL("./screenshots", import.meta.url).pathname;
 if (!url || !token) {
   console.error("set BERTH_URL and BERTH_TOKEN (a user token: `berth user create NAME`)");
@@ -39,24 +43,33 @@ page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 page.setDefaultTimeout(20_000);
 
 let number = 0;
+/** The page a step's screenshot shows: `page`, unless the step works in a browser context of
+ *  its own (another user's) and says so. */
+let screen = page;
 async function step(name, run) {
   number += 1;
   const label = `${String(number).padStart(2, "0")}-${name}`;
   const started = Date.now();
+  screen = page;
   try {
     await run();
-    await page.screenshot({ path: join(shots, `${label}.png`) });
+    await screen.screenshot({ path: join(shots, `${label}.png`) });
     console.log(`ok   ${label} (${Date.now() - started} ms)`);
   } catch (err) {
     const file = join(shots, `${label}-FAILED.png`);
-    await page.screenshot({ path: file }).catch(() => {});
+    await screen.screenshot({ path: file }).catch(() => {});
     console.error(`FAIL ${label}: ${err.message}`);
     console.error(`screenshot: ${file}`);
-    console.error("page text:\n" + (await page.locator("body").innerText().catch(() => "?")).slice(0, 3000));
+    console.error("page text:\n" + (await screen.locator("body").innerText().catch(() => "?")).slice(0, 3000));
     console.error("console:\n" + consoleLines.slice(-30).join("\n"));
     await browser.close();
     process.exit(1);
   }
+}
+
+/** A screenshot of what the current step shows before its end, which no longer does. */
+async function shotDuringStep(what) {
+  await screen.screenshot({ path: join(shots, `${String(number).padStart(2, "0")}-${what}.png`) });
 }
 
 /** The terminal's visible lines (xterm's DOM renderer keeps one element per row). */
@@ -138,6 +151,46 @@ await step("editor-save-and-run", async () => {
   await page.locator('.tree-row[data-path="/home/user/hello.py"]').waitFor();
   await typeInTerminal("python3 hello.py\n");
   await waitForTerminalLine((l) => l === "hello from python", "the script's output");
+});
+
+await step("timeline", async () => {
+  // What was typed in the terminal shows in the session's timeline once it is read again,
+  // beside the file the editor wrote; a command that failed is marked.
+  await typeInTerminal("echo timeline-$((6*7))\n");
+  await waitForTerminalLine((l) => l === "timeline-42", "the output line timeline-42");
+  await typeInTerminal("ls /no-such-dir\n");
+  await waitForTerminalLine((l) => l.includes("/no-such-dir") && /No such file/i.test(l), "ls's complaint");
+  await page.locator(".workspace-bar").getByRole("button", { name: "Timeline" }).click();
+  const panel = page.locator(".timeline-panel");
+  await panel.locator(".timeline-read").waitFor();
+  const echoed = panel.locator('.timeline-entry[data-kind="command"]', { hasText: "echo timeline-$((6*7))" });
+  const failed = panel.locator('.timeline-entry.failed[data-kind="command"]', { hasText: "ls /no-such-dir" });
+  // Refreshed by hand (it was read as it opened): the shell reports a line as its next prompt
+  // shows, so read again until both are in.
+  const refresh = panel.getByRole("button", { name: "Refresh", exact: true });
+  const deadline = Date.now() + 15_000;
+  do {
+    if (Date.now() > deadline) {
+      const entries = await panel.locator(".timeline-entry").allInnerTexts();
+      throw new Error(`the timeline never told of both commands; it shows:\n${entries.join("\n")}`);
+    }
+    await refresh.click();
+    // "Refreshing…" while it reads.
+    await refresh.waitFor();
+  } while (!((await echoed.count()) && (await failed.count())));
+  await failed.locator(".timeline-failed").waitFor();
+  // Made, then saved: maybe more than one entry.
+  const file = panel.locator('.timeline-entry[data-kind="file_written"]', { hasText: "hello.py" }).first();
+  await file.waitFor();
+  // The filter shows one group at a time.
+  await panel.getByRole("button", { name: /^Commands/ }).click();
+  await file.waitFor({ state: "detached" });
+  await echoed.waitFor();
+  await panel.getByRole("button", { name: /^All/ }).click();
+  await file.waitFor();
+  await shotDuringStep("timeline-panel");
+  await page.locator(".workspace-bar").getByRole("button", { name: "Timeline" }).click();
+  await panel.waitFor({ state: "detached" });
 });
 
 await step("preview-http-server", async () => {
@@ -362,6 +415,47 @@ await step("class-live-and-shadow", async () => {
   await other.locator(".lab-progress", { hasText: "Step 1 of 2" }).waitFor();
   await context.close();
 });
+
+if (adminToken) {
+  // The admin, in a browser context of their own: e2e-user stays logged in on `page`.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const admin = await context.newPage();
+  admin.setDefaultTimeout(20_000);
+  admin.on("pageerror", (e) => consoleLines.push(`[admin pageerror] ${e.message}`));
+  await step("admin-page", async () => {
+    screen = admin;
+    await admin.goto(url);
+    await admin.locator("input[name=token]").fill(adminToken);
+    await admin.getByRole("button", { name: "Log in" }).click();
+    await admin.getByRole("link", { name: "Admin", exact: true }).click();
+    await admin.waitForURL(/#\/admin$/);
+    const users = admin.locator(".admin-users");
+    await users.locator('tr[data-user="e2e-user"]').waitFor();
+    await admin.locator(".capacity .capacity-words", { hasText: /^\d+ of \d+ live sessions? / }).waitFor();
+    await admin.locator(".admin-sessions tr[data-session]", { hasText: "e2e-user" }).first().waitFor();
+
+    // A throwaway user: made here (its token shown once), disabled, enabled again, deleted.
+    const name = `e2e-throwaway-${Date.now().toString(36)}`;
+    await users.locator("input[name=user-name]").fill(name);
+    await users.getByRole("button", { name: "Create user" }).click();
+    await users.locator(`.token-once[data-user="${name}"] .token`).waitFor();
+    const row = users.locator(`tr[data-user="${name}"]`);
+    admin.once("dialog", (dialog) => dialog.accept());
+    await row.getByRole("button", { name: "Disable" }).click();
+    await row.locator(".user-status", { hasText: "Disabled" }).waitFor();
+    await row.getByRole("button", { name: "Enable" }).click();
+    await row.locator(".user-status", { hasText: "Active" }).waitFor();
+    admin.once("dialog", (dialog) => dialog.accept());
+    await row.getByRole("button", { name: "Delete" }).click();
+    await row.waitFor({ state: "detached" });
+    await users.getByRole("button", { name: "Done" }).click();
+    // The screenshot shows the capacity and the users.
+    await admin.locator(".capacity").scrollIntoViewIfNeeded();
+  });
+  await context.close();
+} else {
+  console.log("skip admin-page: set BERTH_ADMIN_TOKEN (the admin token) to try the admin's page");
+}
 
 await browser.close();
 console.log(`all steps passed; screenshots in ${shots}`);

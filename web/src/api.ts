@@ -3,51 +3,69 @@
 // (kept in memory). The types are the SDK's, generated from Berth's OpenAPI document.
 import { Berth, BerthError, errorFrom } from "@berth/sdk";
 import type {
+  Capacity,
   Class,
   ClassView,
   CreateClass,
+  CreateUser,
   FileEntry,
   Hint,
+  Home,
   JudgeResult,
   Lab,
   LabAttempt,
   LabStep,
   LabSummary,
   Learner,
+  LoginProvider,
   Me,
   MemberStart,
+  PoolStatus,
   PreviewLink,
+  QueuedCreate,
   QueueStatus,
   ResetMode,
+  Role,
   Session,
   Snapshot,
   Template,
   TerminalTail,
   TimelineEvent,
+  User,
+  UserCreated,
 } from "@berth/sdk";
 
 export type {
+  Capacity,
   Class,
   ClassView,
   CreateClass,
+  CreateUser,
   FileEntry,
   Hint,
+  Home,
   JudgeResult,
   Lab,
   LabAttempt,
   LabStep,
   LabSummary,
   Learner,
+  LoginProvider,
   Me,
   MemberStart,
+  PoolStatus,
   PreviewLink,
+  QueuedCreate,
   QueueStatus,
   ResetMode,
+  Role,
   Session,
   Snapshot,
   Template,
   TerminalTail,
   TimelineEvent,
+  User,
+  UserCreated,
 };
 /** An error the API answered with: a stable `code` and a message meant for people. */
 export { BerthError as ApiError, errorFrom };
@@ -76,8 +94,13 @@ export const api = {
     return me;
   },
   logout: async () => void (await berth().api.POST("/api/v1/auth/logout")),
+  /** The providers one can sign in with besides a token; none when `[auth]` configures none. */
+  providers: async (): Promise<LoginProvider[]> => (await berth().api.GET("/api/v1/auth/providers")).data!.providers,
   templates: async (): Promise<Template[]> => (await berth().api.GET("/api/v1/templates")).data!.templates,
   sessions: () => berth().listSessions(),
+  /** For the admin: everyone's sessions, the stopped and failed ones too when `ended`. */
+  allSessions: async (ended: boolean): Promise<Session[]> =>
+    (await berth().api.GET("/api/v1/sessions", { params: { query: { all: ended } } })).data!.sessions,
   session: (id: string) => berth().getSession(id),
   timeline: async (id: string): Promise<TimelineEvent[]> =>
     (await berth().api.GET("/api/v1/sessions/{id}/timeline", path(id))).data!.events,
@@ -109,6 +132,12 @@ export const api = {
   remove: (id: string, target: string) => berth().remove(id, target, true),
   downloadUrl: (id: string, file: string) =>
     `/api/v1/sessions/${encodeURIComponent(id)}/files/content?path=${encodeURIComponent(file)}`,
+  /** Persistent homes: the caller's own, or `user`'s; the admin's without `user` are everyone's. */
+  homes: async (user?: string): Promise<Home[]> =>
+    (await berth().api.GET("/api/v1/homes", { params: { query: { user } } })).data!.homes,
+  /** Refused (409) while a session that has not ended uses the home. */
+  deleteHome: async (name: string) =>
+    void (await berth().api.DELETE("/api/v1/homes/{name}", { params: { path: { name } } })),
   previewLink: async (id: string, port: number): Promise<PreviewLink> =>
     (await berth().api.POST("/api/v1/sessions/{id}/preview-links", { ...path(id), body: { port, ttl_seconds: 24 * 3600 } }))
       .data!,
@@ -160,6 +189,17 @@ export const api = {
   learnerTerminals: async (id: string, session: string): Promise<TerminalTail[]> =>
     (await berth().api.GET("/api/v1/classes/{id}/sessions/{session}/terminals", { params: { path: { id, session } } }))
       .data!,
+
+  // The admin's: users, and how full the host is.
+  users: async (): Promise<User[]> => (await berth().api.GET("/api/v1/users")).data!.users,
+  /** The new user, with their token: the only time it is shown. */
+  createUser: async (body: CreateUser): Promise<UserCreated> => (await berth().api.POST("/api/v1/users", { body })).data!,
+  updateUser: async (name: string, body: { role?: Role; disabled?: boolean }): Promise<User> =>
+    (await berth().api.PATCH("/api/v1/users/{name}", { params: { path: { name } }, body })).data!,
+  /** Ends their sessions and deletes their tokens and persistent homes. */
+  deleteUser: async (name: string) =>
+    void (await berth().api.DELETE("/api/v1/users/{name}", { params: { path: { name } } })),
+  capacity: async (): Promise<Capacity> => (await berth().api.GET("/api/v1/capacity")).data!,
 
   /** Uploads with progress (fetch has no upload progress; XMLHttpRequest does). */
   upload(id: string, file: string, blob: Blob, onProgress: (fraction: number) => void): Promise<void> {

@@ -1,11 +1,13 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, type Me } from "./api";
+import { Admin } from "./components/Admin";
 import { ClassPage } from "./components/Class";
 import { Classes } from "./components/Classes";
 import { LabPage } from "./components/Lab";
 import { Labs } from "./components/Labs";
 import { Login } from "./components/Login";
 import { Sessions } from "./components/Sessions";
+import { TimelinePage } from "./components/Timeline";
 import { Workspace } from "./components/Workspace";
 import { canTeach } from "./lib/classes";
 import { Toasts, toastError } from "./toasts";
@@ -18,8 +20,9 @@ function initialTheme(): Theme {
   return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
 }
 
-/** `#/s/<id>` opens a workspace, `#/labs` the labs and `#/labs/<slug>` one of them, `#/classes`
- *  an instructor's classes and `#/classes/<id>` one of them; anything else is the sessions page. */
+/** `#/s/<id>` opens a workspace and `#/timeline/<id>` a session's timeline, `#/labs` the labs
+ *  and `#/labs/<slug>` one of them, `#/classes` an instructor's classes and `#/classes/<id>` one
+ *  of them, `#/admin` the admin's page; anything else is the sessions page. */
 function useRoute(): string {
   const [hash, setHash] = useState(location.hash);
   useEffect(() => {
@@ -57,6 +60,8 @@ export function App() {
   const labs = /^#\/labs\/?$/.test(route);
   const classId = route.match(/^#\/classes\/([A-Za-z0-9_-]+)/)?.[1];
   const classes = /^#\/classes\/?$/.test(route);
+  const timeline = route.match(/^#\/timeline\/([a-z0-9]+)/)?.[1];
+  const admin = /^#\/admin\/?$/.test(route);
   return (
     <div class="app">
       <header class="topbar">
@@ -69,6 +74,11 @@ export function App() {
         {me && canTeach(me) && (
           <a class={`nav-link ${classId || classes ? "active" : ""}`} href="#/classes">
             Classes
+          </a>
+        )}
+        {me?.admin && (
+          <a class={`nav-link ${admin ? "active" : ""}`} href="#/admin">
+            Admin
           </a>
         )}
         <span class="spacer" />
@@ -91,6 +101,8 @@ export function App() {
           <Login onLogin={setMe} />
         ) : workspace ? (
           <Workspace id={workspace} theme={theme} />
+        ) : timeline ? (
+          <TimelinePage key={timeline} id={timeline} me={me} />
         ) : lab ? (
           <LabPage key={lab} slug={lab} theme={theme} />
         ) : labs ? (
@@ -99,8 +111,10 @@ export function App() {
           <ClassPage key={classId} id={classId} theme={theme} />
         ) : classes ? (
           <Classes me={me} />
+        ) : admin ? (
+          <Admin me={me} />
         ) : (
-          <Sessions />
+          <Sessions me={me} />
         )}
       </main>
       <Toasts />

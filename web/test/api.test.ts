@@ -134,3 +134,51 @@ describe("classes", () => {
     expect([url.protocol, url.pathname, url.search]).toEqual(["ws:", "/api/v1/classes/c1/sessions/s1/terminal", "?terminal_id=t2"]);
   });
 });
+
+describe("the admin's requests and homes", () => {
+  it("go to their routes with their bodies and queries", async () => {
+    const calls: { method: string; path: string; body: string }[] = [];
+    vi.stubGlobal("fetch", async (request: Request) => {
+      const url = new URL(request.url);
+      calls.push({ method: request.method, path: url.pathname + url.search, body: await request.text() });
+      if (request.method === "DELETE") return new Response(null, { status: 204 });
+      if (url.pathname === "/api/v1/users" && request.method === "POST") {
+        return new Response('{"id":"u1","name":"ada","token":"once","created_at":"2026-11-23T12:00:00Z"}', { status: 201 });
+      }
+      if (url.pathname === "/api/v1/users") return new Response('{"users":[]}');
+      if (url.pathname === "/api/v1/sessions") return new Response('{"sessions":[]}');
+      if (url.pathname === "/api/v1/homes") return new Response('{"homes":[]}');
+      if (url.pathname === "/api/v1/auth/providers") return new Response('{"providers":[]}');
+      return new Response("{}");
+    });
+    expect(await api.providers()).toEqual([]);
+    expect(await api.users()).toEqual([]);
+    expect((await api.createUser({ name: "ada", role: "instructor" })).token).toBe("once");
+    await api.updateUser("ada", { disabled: true });
+    await api.deleteUser("ada");
+    await api.capacity();
+    await api.allSessions(true);
+    expect(await api.homes()).toEqual([]);
+    await api.homes("ada");
+    await api.deleteHome("berth-home-ada-default");
+    expect(calls).toEqual([
+      { method: "GET", path: "/api/v1/auth/providers", body: "" },
+      { method: "GET", path: "/api/v1/users", body: "" },
+      { method: "POST", path: "/api/v1/users", body: '{"name":"ada","role":"instructor"}' },
+      { method: "PATCH", path: "/api/v1/users/ada", body: '{"disabled":true}' },
+      { method: "DELETE", path: "/api/v1/users/ada", body: "" },
+      { method: "GET", path: "/api/v1/capacity", body: "" },
+      { method: "GET", path: "/api/v1/sessions?all=true", body: "" },
+      { method: "GET", path: "/api/v1/homes", body: "" },
+      { method: "GET", path: "/api/v1/homes?user=ada", body: "" },
+      { method: "DELETE", path: "/api/v1/homes/berth-home-ada-default", body: "" },
+    ]);
+  });
+  it("say the server's message when a home is in use", async () => {
+    const message = "the home is used by session s1; delete the session first";
+    vi.stubGlobal("fetch", async () =>
+      new Response(JSON.stringify({ error: { code: "conflict", message } }), { status: 409 }),
+    );
+    await expect(api.deleteHome("berth-home-ada-default")).rejects.toMatchObject({ status: 409, message });
+  });
+});

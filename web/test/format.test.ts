@@ -13,6 +13,7 @@ import {
   wakeNotice,
   idleNotice,
   beaconDue,
+  timeInWords,
 } from "../src/lib/format";
 
 describe("countdown", () => {
@@ -121,5 +122,15 @@ describe("idle notices and the presence beacon", () => {
   it("sends a beacon at most once a minute", () => {
     expect(beaconDue(0, 59_999)).toBe(false);
     expect(beaconDue(0, 60_000)).toBe(true);
+  });
+});
+
+describe("timeInWords", () => {
+  it("tells the time of day for today, and the day too for another", () => {
+    const now = new Date(2026, 10, 23, 18, 0, 0);
+    expect(timeInWords(new Date(2026, 10, 23, 14, 3, 7), now)).toMatch(/14.03.07|2.03.07/);
+    const yesterday = timeInWords(new Date(2026, 10, 22, 14, 3, 7), now);
+    expect(yesterday).toMatch(/22/);
+    expect(yesterday).not.toMatch(/07$/);
   });
 });

@@ -15,6 +15,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "session.recovered",
     "session.stopped",
     "session.failed",
+    "session.port_opened",
+    "session.port_closed",
     "session.custom",
 ];
 

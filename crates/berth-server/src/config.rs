@@ -74,11 +74,18 @@ pub struct Config {
 pub struct TimelineConfig {
     /// A timeline is kept this many days after its last entry (its session's end).
     pub retention_days: u64,
+    /// Every this many seconds the lifecycle leader collects what running sessions' agents
+    /// noted (terminal commands, ports, processes ending); also when a timeline is read, a
+    /// terminal closes, and before a session hibernates or is deleted.
+    pub collect_seconds: u64,
 }
 
 impl Default for TimelineConfig {
     fn default() -> Self {
-        Self { retention_days: 30 }
+        Self {
+            retention_days: 30,
+            collect_seconds: 15,
+        }
     }
 }
 
@@ -1139,6 +1146,12 @@ impl Config {
                  ai.base_url for no assistant)"
                     .into(),
             ));
+        }
+        if !(1..=3600).contains(&self.timeline.collect_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "timeline.collect_seconds {} must be from 1 to 3600",
+                self.timeline.collect_seconds
+            )));
         }
         if !(1..=3650).contains(&self.timeline.retention_days) {
             return Err(ConfigError::Invalid(format!(

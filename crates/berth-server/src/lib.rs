@@ -147,11 +147,12 @@ pub async fn app(
         config.webhooks.clone(),
         config.webhook_delivery.clone(),
     );
+    let agent = AgentClient::default();
     let sessions = SessionManager::clustered(
         ManagerContext {
             store: store.clone(),
             runtime: runtime.clone(),
-            agent: AgentClient::default(),
+            agent: agent.clone(),
             templates: templates.clone(),
             sessions_per_user: config.quota.sessions_per_user,
             max_hibernated: config.quota.max_hibernated,
@@ -174,11 +175,12 @@ pub async fn app(
             activity,
             wake_outlook: Default::default(),
             webhooks: webhooks.clone(),
-            journals: Default::default(),
+            journals: sessions::timeline::Collector::new(agent, store.clone(), webhooks.clone()),
         },
         leader,
     );
     background.extend(dispatcher.spawn(announcements, sessions.clone()));
+    background.push(sessions.sweep_journals(Duration::from_secs(config.timeline.collect_seconds)));
 
     let leadership = Leadership::new(
         coordination.clone(),

@@ -178,14 +178,18 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
             (session.state, session.stop_reason),
             (SessionState::Running, None)
         );
-        let kinds: Vec<String> = alice
+        // What befell it: one restart (the timeline also tells of the work done in it).
+        let befell: Vec<String> = alice
             .timeline(id)
             .await
             .unwrap()
             .into_iter()
             .map(|e| e.kind)
+            .filter(|kind| {
+                ["restarted", "failed", "recovered", "oom", "stopped"].contains(&kind.as_str())
+            })
             .collect();
-        assert_eq!(kinds, ["restarted"], "{id}");
+        assert_eq!(befell, ["restarted"], "{id}");
     }
     assert!(
         back.elapsed() < Duration::from_secs(10),

@@ -257,7 +257,10 @@ async fn a_container_removed_by_hand_comes_back_from_its_last_checkpoint() {
     };
     assert_eq!(kept, "checkpointed\n");
     let timeline = client.timeline(&session.id).await.unwrap();
-    assert_eq!(timeline.last().unwrap().kind, "recovered", "{timeline:?}");
+    assert!(
+        timeline.iter().any(|e| e.kind == "recovered"),
+        "{timeline:?}"
+    );
     server.stop().await;
 }
 

@@ -137,6 +137,7 @@ async fn lifecycle_events_reach_signed_webhooks_with_retries_and_a_log() {
         config.webhooks = vec![operator(operator_url)];
         config.webhook_delivery.retry_seconds = vec![1, 1, 1];
         config.webhook_delivery.user_webhooks = true;
+        config.timeline.collect_seconds = 1;
     })
     .await;
     let admin = &server.client;
@@ -196,6 +197,13 @@ async fn lifecycle_events_reach_signed_webhooks_with_retries_and_a_log() {
     receiver
         .events_until("/operator", &session.id, "session.custom")
         .await;
+    // A server starts listening: the leader's sweep of agents' journals tells of it.
+    let serve = common::sh("busybox httpd -p 8090 -h /tmp");
+    let started = admin.exec(&session.id, &serve).await.unwrap();
+    assert_eq!(started.exit_code, Some(0), "{}", started.stderr);
+    receiver
+        .events_until("/operator", &session.id, "session.port_opened")
+        .await;
     admin.hibernate_session(&session.id).await.unwrap();
     admin.resume_session(&session.id).await.unwrap();
     admin.delete_session(&session.id).await.unwrap();
@@ -212,6 +220,7 @@ async fn lifecycle_events_reach_signed_webhooks_with_retries_and_a_log() {
         rest,
         [
             "session.custom",
+            "session.port_opened",
             "session.hibernated",
             "session.restored",
             "session.stopped"
@@ -229,6 +238,12 @@ async fn lifecycle_events_reach_signed_webhooks_with_retries_and_a_log() {
         .unwrap();
     assert_eq!(custom["data"]["name"], "tests:passed");
     assert_eq!(custom["data"]["data"]["count"], 3);
+    let port = posts
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(&p.body).unwrap())
+        .find(|body| body["type"] == "session.port_opened")
+        .unwrap();
+    assert_eq!(port["data"]["port"], 8090);
     let stopped: Value = serde_json::from_str(&posts.last().unwrap().body).unwrap();
     assert_eq!(stopped["data"]["reason"], "deleted");
     assert!(stopped["timestamp"].is_string());

@@ -1,7 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, type QueueStatus, type Session, type Template } from "../api";
+import { api, ApiError, type Me, type QueueStatus, type Session, type Template } from "../api";
 import { countdown, stateInWords } from "../lib/format";
 import { toast, toastError } from "../toasts";
+import { Homes } from "./Homes";
 
 function isQueued(value: Session | QueueStatus): value is QueueStatus {
   return "ticket" in value;
@@ -17,7 +18,7 @@ export function useNow(): number {
   return now;
 }
 
-export function Sessions() {
+export function Sessions({ me }: { me: Me }) {
   const [sessions, setSessions] = useState<Session[] | null>(null);
   const [templates, setTemplates] = useState<Template[]>([]);
   const [template, setTemplate] = useState("default");
@@ -185,6 +186,7 @@ export function Sessions() {
           </tbody>
         </table>
       )}
+      <Homes owner={me.name} />
     </section>
   );
 }

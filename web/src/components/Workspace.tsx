@@ -13,6 +13,7 @@ import { Preview } from "./Preview";
 import { Snapshots } from "./Snapshots";
 import { useNow } from "./Sessions";
 import { TerminalView } from "./Terminal";
+import { TimelinePanel } from "./Timeline";
 
 interface Tab {
   key: number;
@@ -164,6 +165,7 @@ export function Workspace({ id, theme, aside }: { id: string; theme: Theme; asid
             </span>
             <button onClick={extend}>+1 h</button>
             <Snapshots sessionId={id} template={session.template} />
+            <TimelinePanel sessionId={id} />
           </>
         )}
         {session && wakeNotice(session.state, session.wake_estimate_ms, session.wake_queue_position) && (

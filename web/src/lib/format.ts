@@ -136,3 +136,12 @@ export function idleNotice(text: string): { sleepsAt: Date } | "cancelled" | nul
 export function beaconDue(lastSent: number, now: number): boolean {
   return now - lastSent >= 60_000;
 }
+
+/** "14:03:07" today, "23 Nov 14:03" on another day: when something happened. */
+export function timeInWords(at: Date, now: Date = new Date()): string {
+  if (at.toDateString() === now.toDateString()) {
+    return at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+  const day = at.toLocaleDateString([], { day: "numeric", month: "short" });
+  return `${day} ${at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+}

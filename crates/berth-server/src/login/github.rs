@@ -122,24 +122,12 @@ impl Github {
         path: &str,
     ) -> Result<T, LoginError> {
         let url = format!("{}{path}", self.config.api_url.trim_end_matches('/'));
-        let response = self
+        let request = self
             .http
             .get(&url)
             .bearer_auth(token)
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
-            .header(reqwest::header::USER_AGENT, "berth")
-            .send()
-            .await
-            .map_err(|err| LoginError::Provider(format!("GitHub's API ({path}): {err}")))?;
-        if !response.status().is_success() {
-            return Err(LoginError::Provider(format!(
-                "GitHub's API ({path}) answered {}",
-                response.status()
-            )));
-        }
-        response
-            .json()
-            .await
-            .map_err(|err| LoginError::Provider(format!("GitHub's API ({path}): {err}")))
+            .header(reqwest::header::USER_AGENT, "berth");
+        super::fetch_json(request, &format!("GitHub's API ({path})")).await
     }
 }

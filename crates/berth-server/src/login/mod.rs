@@ -193,6 +193,20 @@ impl Providers {
     }
 }
 
+/// A provider's JSON answer to `request`; `what` names it in errors.
+async fn fetch_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T, LoginError> {
+    let failed = |err: &dyn std::fmt::Display| LoginError::Provider(format!("{what}: {err}"));
+    let response = request.send().await.map_err(|err| failed(&err))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(LoginError::Provider(format!("{what} answered {status}")));
+    }
+    response.json().await.map_err(|err| failed(&err))
+}
+
 /// A random URL-safe value of 256 bits: states, PKCE verifiers, nonces.
 fn random() -> String {
     let mut bytes = [0u8; 32];

@@ -264,22 +264,7 @@ impl Oidc {
     }
 
     async fn fetch<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, LoginError> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| LoginError::Provider(format!("{url}: {err}")))?;
-        if !response.status().is_success() {
-            return Err(LoginError::Provider(format!(
-                "{url} answered {}",
-                response.status()
-            )));
-        }
-        response
-            .json()
-            .await
-            .map_err(|err| LoginError::Provider(format!("{url}: {err}")))
+        super::fetch_json(self.http.get(url), url).await
     }
 }
 

@@ -89,8 +89,8 @@ pub struct ManagerContext {
     pub wake_outlook: Arc<WakeOutlook>,
     /// Where lifecycle events go for webhooks.
     pub webhooks: crate::webhooks::Emitter,
-    /// Sessions' agent journals being collected into their timelines.
-    pub journals: timeline::Journals,
+    /// Collects sessions' agent journals into their timelines.
+    pub journals: timeline::Collector,
 }
 
 #[derive(Debug, Clone)]
@@ -392,15 +392,25 @@ impl SessionManager {
     /// Moves what a running session's agent journaled into its timeline (nothing for a
     /// session that is not running: its agent's journal went with its container).
     pub async fn collect_journal(&self, id: &str) {
-        let Ok(Some(record)) = self.store.get_session(id).await else {
-            return;
-        };
-        let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
-        if let (SessionState::Running, Some(addr)) = (record.state, addr) {
-            let agent_at = (addr, record.agent_secret.as_str());
-            let (agent, store) = (&self.ctx.agent, self.store.as_ref());
-            self.ctx.journals.collect(agent, store, id, agent_at).await;
+        if let Ok(Some(record)) = self.store.get_session(id).await {
+            self.ctx.journals.collect(&record).await;
         }
+    }
+
+    /// Collects every running session's journal while this instance leads, every `every`,
+    /// so ports reach webhooks and the timeline soon after they open, until aborted.
+    pub fn sweep_journals(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if manager.leads() {
+                    manager.ctx.journals.sweep().await;
+                }
+            }
+        })
     }
 
     /// The caller's sessions (all sessions for the admin) with every given label. Ended

@@ -15,9 +15,13 @@ use std::{
 use chrono::Utc;
 use tokio::{sync::mpsc, task::JoinHandle};
 
+use berth_proto::SessionState;
+use futures_util::StreamExt;
+
 use crate::{
     agent_client::AgentClient,
-    store::{SessionEvent, SessionRecord, Store},
+    store::{SessionEvent, SessionFilter, SessionRecord, Store},
+    webhooks::Emitter,
 };
 
 /// Entries waiting for the store; a flood beyond this is dropped (and logged), never queued
@@ -71,101 +75,126 @@ impl TimelineWriter {
     }
 }
 
-/// Collects sessions' agent journals into their timelines one collection per session at a
+/// Collects sessions' agent journals into their timelines, one collection per session at a
 /// time: a take empties the journal, so a timeline read waits for a collection under way (a
-/// terminal just closed) and then sees what it took.
-#[derive(Debug, Clone, Default)]
-pub struct Journals(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+/// terminal just closed) and then sees what it took. Cheap to clone, for spawned tasks.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    in_progress: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    agent: AgentClient,
+    store: Arc<dyn Store>,
+    webhooks: Emitter,
+}
 
-impl Journals {
-    /// Moves what the session's agent journaled (terminal commands, processes ending, ports)
-    /// into its timeline. Best effort: an agent that does not answer keeps its journal.
-    pub async fn collect(
-        &self,
-        agent: &AgentClient,
-        store: &dyn Store,
-        id: &str,
-        agent_at: (SocketAddr, &str),
-    ) {
+/// Running sessions' journals collected at once, at most: the periodic sweep's width.
+const SWEEP_CONCURRENCY: usize = 16;
+
+impl Collector {
+    pub fn new(agent: AgentClient, store: Arc<dyn Store>, webhooks: Emitter) -> Self {
+        Self {
+            in_progress: Arc::default(),
+            agent,
+            store,
+            webhooks,
+        }
+    }
+
+    /// Moves what a running session's agent journaled (terminal commands, processes ending,
+    /// ports) into its timeline, and announces its ports to webhooks. Nothing for a session
+    /// that is not running, or is pooled (it belongs to no one). Best effort: an agent that
+    /// does not answer keeps its journal for the next collection.
+    pub async fn collect(&self, record: &SessionRecord) {
+        let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
+        let (SessionState::Running, Some(addr), false) =
+            (record.state, addr, record.owner.is_empty())
+        else {
+            return;
+        };
         let lock = {
-            let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(id.to_owned()).or_default().clone()
+            let mut locks = self.in_progress.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(record.id.clone()).or_default().clone()
         };
         {
             let _one_at_a_time = lock.lock().await;
-            collect_journal(agent, store, id, agent_at).await;
+            self.collect_from(record, addr).await;
         }
-        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = self.in_progress.lock().unwrap_or_else(|p| p.into_inner());
         // Only the map and this call hold it: nobody waits, so the entry goes.
         if Arc::strong_count(&lock) == 2 {
-            locks.remove(id);
+            locks.remove(&record.id);
         }
     }
-}
 
-async fn collect_journal(
-    agent: &AgentClient,
-    store: &dyn Store,
-    id: &str,
-    (addr, secret): (SocketAddr, &str),
-) {
-    let taken = match agent.take_journal(addr, secret).await {
-        Ok(taken) => taken,
-        Err(err) => {
-            tracing::debug!(session = id, %err, "the agent's journal was not collected");
-            return;
-        }
-    };
-    let mut entries: Vec<SessionEvent> = taken
-        .entries
-        .into_iter()
-        .map(|entry| SessionEvent {
-            session_id: id.to_owned(),
-            at: entry.at,
-            kind: entry.kind,
-            message: entry.message,
-            actor: None,
-            data: Some(entry.data).filter(|data| !data.is_null()),
-        })
-        .collect();
-    if taken.dropped > 0 {
-        let message = format!(
-            "{} earlier entries of the session's own were not kept (too many at once)",
-            taken.dropped
-        );
-        let first = entries.first().map_or_else(Utc::now, |entry| entry.at);
-        let mut gap = SessionEvent::now(id, "journal_overflow", &message);
-        gap.at = first;
-        entries.insert(0, gap);
+    /// Collects every running session's journal, a few at a time (the leader's sweep).
+    pub async fn sweep(&self) {
+        let running = SessionFilter {
+            states: Some(vec![SessionState::Running]),
+            ..SessionFilter::default()
+        };
+        let sessions = match self.store.list_sessions(&running).await {
+            Ok(sessions) => sessions,
+            Err(err) => {
+                tracing::debug!(%err, "journals not swept; the store does not answer");
+                return;
+            }
+        };
+        futures_util::stream::iter(sessions)
+            .for_each_concurrent(SWEEP_CONCURRENCY, |record| async move {
+                self.collect(&record).await;
+            })
+            .await;
     }
-    for entry in entries {
-        if let Err(err) = store.add_event(&entry).await {
-            tracing::warn!(%err, session = id, "the agent's journal was not kept");
-            return;
-        }
-    }
-}
 
-/// Collects a running session's journal; for the actor to await before its container goes
-/// (hibernation, deletion), when the journal would go with it.
-pub fn collect_before_removal(
-    journals: Journals,
-    agent: AgentClient,
-    store: Arc<dyn Store>,
-    record: &SessionRecord,
-) -> impl Future<Output = ()> + Send + 'static {
-    // Pooled sessions belong to no one: nobody reads their timeline.
-    let reachable = (record.state == berth_proto::SessionState::Running
-        && !record.owner.is_empty())
-    .then(|| record.agent_addr.as_deref()?.parse::<SocketAddr>().ok())
-    .flatten();
-    let (id, secret) = (record.id.clone(), record.agent_secret.clone());
-    async move {
-        if let Some(addr) = reachable {
-            let agent_at = (addr, secret.as_str());
-            journals
-                .collect(&agent, store.as_ref(), &id, agent_at)
-                .await;
+    /// A collection to await before a session's container goes (hibernation, deletion), when
+    /// its journal would go with it.
+    pub fn before_removal(&self, record: &SessionRecord) -> impl Future<Output = ()> + use<> {
+        let (collector, record) = (self.clone(), record.clone());
+        async move { collector.collect(&record).await }
+    }
+
+    async fn collect_from(&self, record: &SessionRecord, addr: SocketAddr) {
+        let id = record.id.as_str();
+        let taken = match self.agent.take_journal(addr, &record.agent_secret).await {
+            Ok(taken) => taken,
+            Err(err) => {
+                tracing::debug!(session = id, %err, "the agent's journal was not collected");
+                return;
+            }
+        };
+        let mut entries: Vec<SessionEvent> = taken
+            .entries
+            .into_iter()
+            .map(|entry| SessionEvent {
+                session_id: id.to_owned(),
+                at: entry.at,
+                kind: entry.kind,
+                message: entry.message,
+                actor: None,
+                data: Some(entry.data).filter(|data| !data.is_null()),
+            })
+            .collect();
+        if taken.dropped > 0 {
+            let message = format!(
+                "{} earlier entries of the session's own were not kept (too many at once)",
+                taken.dropped
+            );
+            let first = entries.first().map_or_else(Utc::now, |entry| entry.at);
+            let mut gap = SessionEvent::now(id, "journal_overflow", &message);
+            gap.at = first;
+            entries.insert(0, gap);
+        }
+        for entry in entries {
+            if let Err(err) = self.store.add_event(&entry).await {
+                tracing::warn!(%err, session = id, "the agent's journal was not kept");
+                return;
+            }
+            let event = match entry.kind.as_str() {
+                "port_opened" => "session.port_opened",
+                "port_closed" => "session.port_closed",
+                _ => continue,
+            };
+            let detail = entry.data.clone().unwrap_or_default();
+            self.webhooks.announce(event, record, detail);
         }
     }
 }

@@ -48,6 +48,13 @@ export type Learner = Schemas["Learner"];
 export type ClassStart = Schemas["ClassStart"];
 export type MemberStart = Schemas["MemberStart"];
 export type TerminalTail = Schemas["TerminalTail"];
+export type LoginProvider = Schemas["LoginProvider"];
+export type CreateUser = Schemas["CreateUser"];
+export type UserCreated = Schemas["UserCreated"];
+export type Capacity = Schemas["Capacity"];
+export type PoolStatus = Schemas["PoolStatus"];
+export type QueuedCreate = Schemas["QueuedCreate"];
+export type Home = Schemas["Home"];
 
 /** An answer that is not a success: Berth's stable `code`, and a message meant for people. */
 export class BerthError extends Error {

@@ -88,12 +88,7 @@ impl Actor {
             }
             return;
         };
-        let collect_journal = super::super::timeline::collect_before_removal(
-            self.ctx.journals.clone(),
-            self.ctx.agent.clone(),
-            self.ctx.store.clone(),
-            &record,
-        );
+        let collect_journal = self.ctx.journals.before_removal(&record);
         record.state = SessionState::Hibernating;
         if let Err(err) = self.ctx.store.update_session(&record).await {
             for waiter in waiters {

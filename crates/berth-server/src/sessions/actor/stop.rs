@@ -69,12 +69,7 @@ impl Actor {
             return;
         }
         self.give_up_waiting_restore(&record.id, SessionError::NotFound(record.id.clone()));
-        let collect_journal = super::super::timeline::collect_before_removal(
-            self.ctx.journals.clone(),
-            self.ctx.agent.clone(),
-            self.ctx.store.clone(),
-            &record,
-        );
+        let collect_journal = self.ctx.journals.before_removal(&record);
         if record.state != SessionState::Stopping {
             record.state = SessionState::Stopping;
             if let Err(err) = self.ctx.store.update_session(&record).await {

@@ -122,7 +122,11 @@ async fn harness_tuned(
         activity: Default::default(),
         wake_outlook: Default::default(),
         webhooks: Default::default(),
-        journals: Default::default(),
+        journals: timeline::Collector::new(
+            AgentClient::default(),
+            store.clone(),
+            Default::default(),
+        ),
     };
     tune(&mut ctx);
     let sessions = SessionManager::spawn(ctx);
