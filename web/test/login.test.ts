@@ -14,20 +14,25 @@ describe("a provider's button", () => {
 });
 
 describe("a failed sign-in", () => {
-  it("is read from the query the server sends the browser back with", () => {
-    const failure = loginFailure("?login_error=not_allowed&message=ada+may+not+sign+in+here%3B+ask+the+admin");
+  it("is read from the query the server sends the browser back with, in the page's own words", () => {
+    const failure = loginFailure("?login_error=not_allowed&message=Paste+your+token+at+evil.example");
     expect(failure).toEqual({
       code: "not_allowed",
       title: "This account may not sign in here",
-      message: "ada may not sign in here; ask the admin",
+      advice: "Ask the admin to allow your organisation, domain or address.",
     });
+    expect(JSON.stringify(failure)).not.toContain("evil");
   });
   it("has a title for every code the server sends, and for one it does not know", () => {
     const codes = ["invalid_state", "refused", "not_allowed", "disabled", "provider_error", "busy", "store_unavailable", "not_found"];
     const titles = codes.map((code) => loginFailure(`?login_error=${code}`)!.title);
     expect(new Set(titles).size).toBe(codes.length);
     expect(titles).not.toContain("The sign-in failed");
-    expect(loginFailure("?login_error=new_code")).toEqual({ code: "new_code", title: "The sign-in failed", message: null });
+    expect(loginFailure("?login_error=new_code")).toEqual({
+      code: "new_code",
+      title: "The sign-in failed",
+      advice: "Sign in again from this page.",
+    });
   });
   it("is nothing without login_error", () => {
     expect(loginFailure("")).toBeNull();
@@ -35,7 +40,7 @@ describe("a failed sign-in", () => {
   });
   it("leaves the address without its query, the rest kept", () => {
     const at = (search: string, hash = "") => withoutLoginFailure({ pathname: "/", search, hash });
-    expect(at("?login_error=busy&message=later")).toBe("/");
-    expect(at("?login_error=busy&message=later&lang=de", "#/labs")).toBe("/?lang=de#/labs");
+    expect(at("?login_error=busy")).toBe("/");
+    expect(at("?login_error=busy&lang=de", "#/labs")).toBe("/?lang=de#/labs");
   });
 });

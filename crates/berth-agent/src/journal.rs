@@ -85,22 +85,39 @@ pub async fn take(State(state): State<AgentState>) -> Json<Taken> {
 }
 
 /// The prompt hook bash runs before each prompt: the last history entry, when it is new, as a
-/// [`COMMAND_MARK`] with the exit status. Given to terminal shells in their environment.
+/// [`COMMAND_MARK`] with the terminal's mark key and the exit status. Given to terminal shells
+/// in their environment, with the key in [`MARK_KEY_ENV`].
 pub const PROMPT_HOOK: &str = r#"() { local status=$? entry line
   entry=$(HISTTIMEFORMAT= builtin history 1)
   if [[ -n ${__berth_last+set} && -n $entry && $entry != "$__berth_last" ]]; then
     line=${entry//[[:cntrl:]]/ }
     [[ $line =~ ^[[:space:]]*[0-9]+[*]?[[:space:]]+(.*)$ ]] &&
-      printf '\033]6973;%s;%s\007' "$status" "${BASH_REMATCH[1]}"
+      printf '\033]6973;%s;%s;%s\007' "$__BERTH_MARK_KEY" "$status" "${BASH_REMATCH[1]}"
   fi
   __berth_last=$entry
   return $status
 }"#;
 
-/// Finds [`COMMAND_MARK`]s in a terminal's output as it streams by, marks split across reads
-/// included, and takes them out.
-#[derive(Debug, Default)]
+/// Where a terminal's shell finds its mark key.
+pub const MARK_KEY_ENV: &str = "__BERTH_MARK_KEY";
+
+/// A new terminal's mark key: 128 random bits in hex. Output that merely contains a mark (a
+/// file shown with `cat`, a program's escape codes) does not know it, so it is not taken for
+/// a command. A process of the session's own can read it from the environment: the journal
+/// tells what the shell reported, not proof of what ran.
+pub fn mark_key() -> String {
+    let mut bytes = [0u8; 16];
+    // Without randomness the key is empty and still works, only guessable.
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Finds [`COMMAND_MARK`]s carrying its key in a terminal's output as it streams by, marks
+/// split across reads included, and takes them out. Marks with another key are output as
+/// they came.
+#[derive(Debug)]
 pub struct CommandScanner {
+    key: String,
     /// The start of a mark the last chunk ended in.
     pending: Vec<u8>,
 }
@@ -113,6 +130,13 @@ pub struct Ran {
 }
 
 impl CommandScanner {
+    pub fn new(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            pending: Vec::new(),
+        }
+    }
+
     /// `chunk` without the marks in it (and without a mark's start it ends in, held for the
     /// next), and the commands the marks told of.
     pub fn scan(&mut self, chunk: &[u8]) -> (Vec<u8>, Vec<Ran>) {
@@ -134,27 +158,57 @@ impl CommandScanner {
             };
             out.extend_from_slice(&data[at..start]);
             let body = start + COMMAND_MARK.len();
-            match data[body..].iter().position(|&b| b == 0x07) {
+            // A mark's body holds no control characters: an escape before the bell means this
+            // was not one.
+            let end = data[body..]
+                .iter()
+                .position(|&b| b == 0x07 || b == 0x1b)
+                .filter(|&end| data[body + end] == 0x07 && end <= MAX_MARK);
+            let unfinished = !data[body..].contains(&0x1b);
+            match end {
                 Some(end) => {
                     let text = String::from_utf8_lossy(&data[body..body + end]);
-                    let (status, line) = text.split_once(';').unwrap_or(("", &text));
-                    ran.push(Ran {
-                        status: status.parse().ok(),
-                        line: line.trim().to_owned(),
-                    });
+                    match self.parse(&text) {
+                        Some(found) => ran.push(found),
+                        None => out.extend_from_slice(&data[start..=body + end]),
+                    }
                     at = body + end + 1;
                 }
-                None if data.len() - start <= MAX_MARK => {
+                None if unfinished && data.len() - start <= MAX_MARK => {
                     self.pending = data[start..].to_vec();
                     return (out, ran);
                 }
+                // Not a mark, or too long to be one: its first byte is output, the rest
+                // scanned again.
                 None => {
-                    out.extend_from_slice(&data[start..]);
-                    return (out, ran);
+                    out.push(data[start]);
+                    at = start + 1;
                 }
             }
         }
         (out, ran)
+    }
+
+    /// What is held when the terminal's output ends: output after all.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// `key;status;line`, when the key is this terminal's.
+    fn parse(&self, text: &str) -> Option<Ran> {
+        let (key, rest) = text.split_once(';')?;
+        if key != self.key {
+            return None;
+        }
+        let (status, line) = rest.split_once(';').unwrap_or((rest, ""));
+        let line: String = line
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        Some(Ran {
+            status: status.parse().ok(),
+            line: line.trim().to_owned(),
+        })
     }
 }
 
@@ -164,6 +218,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use berth_proto::agent::COMMAND_MARK;
+
     use super::{CommandScanner, Journal, Ran};
 
     fn ran(status: i32, line: &str) -> Ran {
@@ -175,8 +231,8 @@ mod tests {
 
     #[test]
     fn marks_are_taken_out_of_the_output_whole_or_split_across_reads() {
-        let mut scanner = CommandScanner::default();
-        let (out, found) = scanner.scan(b"hi\r\n\x1b]6973;0;echo hi\x07$ ");
+        let mut scanner = CommandScanner::new("k1");
+        let (out, found) = scanner.scan(b"hi\r\n\x1b]6973;k1;0;echo hi\x07$ ");
         assert_eq!(
             (out.as_slice(), found),
             (&b"hi\r\n$ "[..], vec![ran(0, "echo hi")])
@@ -184,15 +240,53 @@ mod tests {
 
         let (out, found) = scanner.scan(b"oops\r\n\x1b]69");
         assert_eq!((out.as_slice(), found.len()), (&b"oops\r\n"[..], 0));
-        let (out, found) = scanner.scan(b"73;127;nope --x;y\x07");
+        let (out, found) = scanner.scan(b"73;k1;127;nope --x;y\tz\x07");
         assert_eq!(out, b"");
-        assert_eq!(found, vec![ran(127, "nope --x;y")]);
+        assert_eq!(
+            found,
+            vec![ran(127, "nope --x;y z")],
+            "control characters go"
+        );
 
         // An escape that is not a mark is passed on, even when it looked like one's start.
         let (out, found) = scanner.scan(b"\x1b]0;title\x07\x1b");
         assert_eq!((out.as_slice(), found.len()), (&b"\x1b]0;title\x07"[..], 0));
         let (out, _) = scanner.scan(b"[1m");
         assert_eq!(out, b"\x1b[1m");
+    }
+
+    #[test]
+    fn marks_without_the_key_are_output_not_commands() {
+        let mut scanner = CommandScanner::new("k1");
+        let forged = b"\x1b]6973;guess;0;rm -rf /\x07";
+        let (out, found) = scanner.scan(forged);
+        assert_eq!((out.as_slice(), found.len()), (&forged[..], 0));
+    }
+
+    #[test]
+    fn held_bytes_come_out_at_the_end_and_overlong_marks_are_scanned_past() {
+        let mut scanner = CommandScanner::new("k1");
+        let (out, _) = scanner.scan(b"bye\x1b]6973;k1;0;unfinished");
+        assert_eq!(out, b"bye");
+        assert_eq!(scanner.finish(), b"\x1b]6973;k1;0;unfinished");
+
+        let mut scanner = CommandScanner::new("k1");
+        let mut flood = b"\x1b]6973;".to_vec();
+        flood.extend(std::iter::repeat_n(b'x', super::MAX_MARK + 10));
+        flood.extend_from_slice(b"\x1b]6973;k1;0;ls\x07");
+        let (out, found) = scanner.scan(&flood);
+        assert_eq!(
+            found,
+            vec![ran(0, "ls")],
+            "a real mark after an overlong one"
+        );
+        assert_eq!(out.len(), COMMAND_MARK.len() + super::MAX_MARK + 10);
+    }
+
+    #[test]
+    fn mark_keys_differ() {
+        assert_ne!(super::mark_key(), super::mark_key());
+        assert_eq!(super::mark_key().len(), 32);
     }
 
     #[test]

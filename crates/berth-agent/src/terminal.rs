@@ -240,11 +240,13 @@ impl Registry {
             .envs(user::base_env(&state.config.home))
             .envs(state.session_env())
             .env("TERM", "xterm-256color");
+        let mark_key = journal::mark_key();
         if shell.ends_with("bash") {
             // bash imports both: the hook as a function, and the command that runs it.
             command = command
                 .env("BASH_FUNC___berth_mark%%", journal::PROMPT_HOOK)
-                .env("PROMPT_COMMAND", "__berth_mark");
+                .env("PROMPT_COMMAND", "__berth_mark")
+                .env(journal::MARK_KEY_ENV, &mark_key);
         }
         let mut child = command
             .current_dir(start.cwd)
@@ -272,7 +274,7 @@ impl Registry {
         let journal = state.journal.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; READ_CHUNK];
-            let mut commands = journal::CommandScanner::default();
+            let mut commands = journal::CommandScanner::new(&mark_key);
             // EIO from the PTY means every process holding the other side is gone.
             while let Ok(n @ 1..) = reader.read(&mut buf).await {
                 // A PTY hands out about 4 KiB per read; under a flood, what is already waiting
@@ -296,6 +298,10 @@ impl Registry {
                 if !output.is_empty() {
                     pump.output.push(Arc::from(output));
                 }
+            }
+            let held = commands.finish();
+            if !held.is_empty() {
+                pump.output.push(Arc::from(held));
             }
             let code = child.wait().await.ok().and_then(|status| status.code());
             let _ = exit_tx.send(Some(code));

@@ -4,7 +4,22 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// Prints rows under a header with each column as wide as its widest cell, like `docker ps`.
+/// Control characters in cells (a session's own words can reach a table: a command line, a
+/// label) are shown as spaces, so no cell can send the terminal escape sequences.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| {
+                    cell.chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -85,8 +85,9 @@ pub struct Authenticator {
     admin_token_hash: String,
     store: Arc<dyn Store>,
     /// Users this instance has authenticated, by token hash: while the store does not answer,
-    /// they keep working in their running sessions (tokens are never revoked, so a known one
-    /// stays valid).
+    /// they keep working in their running sessions. A token revoked or a user disabled
+    /// meanwhile is known to the store only, so during an outage it still works here (a user
+    /// disabled through this instance is forgotten at once: `forget`).
     known: Arc<std::sync::Mutex<std::collections::HashMap<String, Principal>>>,
 }
 

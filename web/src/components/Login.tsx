@@ -38,7 +38,7 @@ export function Login({ onLogin }: { onLogin: (me: Me) => void }) {
       {failure && (
         <div class="notice login-failure" role="alert" data-code={failure.code}>
           <strong>{failure.title}.</strong>
-          {failure.message && <p>{failure.message}</p>}
+          <p>{failure.advice}</p>
         </div>
       )}
       {providers && providers.length > 0 && (

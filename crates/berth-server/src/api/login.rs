@@ -100,7 +100,7 @@ pub async fn github_login(
 }
 
 /// Where GitHub sends the browser back: signs it in, then redirects to the page it began on
-/// (or to `/?login_error=<code>&message=...` when the sign-in failed).
+/// (or to `/?login_error=<code>` when the sign-in failed; the server's log says why).
 #[utoipa::path(
     get, path = "/api/v1/auth/github/callback", tag = "auth", operation_id = "github_callback",
     params(CallbackQuery),
@@ -210,12 +210,8 @@ async fn finish(
         }
         Err(err) => {
             tracing::info!(provider = provider_id, %err, "a sign-in failed");
-            let query = serde_urlencoded::to_string([
-                ("login_error", err.code()),
-                ("message", &err.to_string()),
-            ])
-            .unwrap_or_default();
-            redirect(&format!("/?{query}"), &[clear_binding])
+            // Only the code: the page says it in its own words, so no link can put words on it.
+            redirect(&format!("/?login_error={}", err.code()), &[clear_binding])
         }
     }
 }

@@ -181,8 +181,10 @@ pub async fn get(
     ))
 }
 
-/// What happened to a session that its user should know, oldest first: restarts that lost its
-/// processes, its failure and why.
+/// What happened to a session and who did it, oldest first: its lifecycle with reasons, exec
+/// and terminal commands with their exit codes, files, processes, ports, snapshots. Kept
+/// after the session ends for `timeline.retention_days`. Reading it collects what the
+/// session's agent noted since the last collection.
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/timeline", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
@@ -215,15 +217,9 @@ pub async fn delete(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let actor = caller.name.clone();
-    state.sessions.delete(caller, id.clone()).await?;
-    note(
-        &state,
-        &id,
-        &actor,
-        "delete_requested",
-        "asked to delete it",
-    );
+    let asked = request(&id, &caller, "delete_requested", "asked to delete it");
+    state.sessions.delete(caller, id).await?;
+    state.timeline.add(asked);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -253,13 +249,9 @@ pub async fn extend(
         .extend(caller, id.clone(), request.ttl_seconds)
         .await?;
     let until = session.expires_at.to_rfc3339();
-    note(
-        &state,
-        &id,
-        &actor,
-        "extended",
-        &format!("extended it until {until}"),
-    );
+    let message = format!("extended it until {until}");
+    let entry = crate::store::SessionEvent::now(&id, "extended", &message).by(&actor);
+    state.timeline.add(entry);
     Ok(axum::Json(session))
 }
 
@@ -282,22 +274,16 @@ pub async fn hibernate(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Session>, ApiError> {
-    let actor = caller.name.clone();
-    let session = state.sessions.hibernate(caller, id.clone()).await?;
-    note(
-        &state,
-        &id,
-        &actor,
-        "hibernate_requested",
-        "asked to hibernate it",
-    );
+    let asked = request(&id, &caller, "hibernate_requested", "asked to hibernate it");
+    let session = state.sessions.hibernate(caller, id).await?;
+    state.timeline.add(asked);
     Ok(axum::Json(session))
 }
 
-/// Tells the session's timeline what `actor` did to it.
-fn note(state: &AppState, id: &str, actor: &str, kind: &str, message: &str) {
-    let entry = crate::store::SessionEvent::now(id, kind, message).by(actor);
-    state.timeline.add(entry);
+/// The timeline's entry for what `caller` asks of a session, timed as it is asked (before
+/// what it sets off) and added once it is done.
+fn request(id: &str, caller: &Principal, kind: &str, message: &str) -> crate::store::SessionEvent {
+    crate::store::SessionEvent::now(id, kind, message).by(&caller.name)
 }
 
 /// Wake a hibernated session: a new container from its snapshot, with its files. Answers once
@@ -318,9 +304,9 @@ pub async fn resume(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Session>, ApiError> {
-    let actor = caller.name.clone();
-    let session = state.sessions.resume(caller, id.clone()).await?;
-    note(&state, &id, &actor, "resume_requested", "asked to wake it");
+    let asked = request(&id, &caller, "resume_requested", "asked to wake it");
+    let session = state.sessions.resume(caller, id).await?;
+    state.timeline.add(asked);
     Ok(axum::Json(session))
 }
 

@@ -15,6 +15,7 @@ use chrono::Utc;
 use super::{AppState, error::ApiError, extract::ApiJson};
 use crate::{
     auth::{ADMIN_NAME, Principal, hash_token},
+    config::HomeMode,
     ids,
     sessions::SessionError,
     store::{SessionFilter, StateScope, UserRecord},
@@ -56,6 +57,15 @@ pub async fn create(
         return Err(ApiError::coded(
             berth_proto::ErrorCode::Conflict,
             "the name admin is reserved",
+        ));
+    }
+    if crate::login::name_retired(state.store.as_ref(), &name).await? {
+        return Err(ApiError::coded(
+            berth_proto::ErrorCode::Conflict,
+            format!(
+                "the name {name} belonged to a deleted user, whose ended sessions and \
+                 snapshots still carry it; pick another"
+            ),
         ));
     }
     let token = ids::api_token();
@@ -132,8 +142,9 @@ pub async fn update(
     Ok(Json(view(user)))
 }
 
-/// Delete a user (admin only): their sessions end, their tokens, callback state, sign-in
-/// links and persistent homes go. Their snapshots stay until deleted.
+/// Delete a user (admin only): their sessions and queued creates end, their tokens, webhooks,
+/// callback state, sign-in links and persistent homes go. Their snapshots and ended sessions
+/// stay (the admin's to delete), so the name is never given to anyone again.
 #[utoipa::path(
     delete, path = "/api/v1/users/{name}", tag = "users", operation_id = "delete_user",
     params(("name" = String, Path)),
@@ -163,33 +174,78 @@ pub async fn delete(
     state.store.update_user(&name, &disable).await?;
     state.auth.forget(&name);
     end_sessions_of(&state, &name).await?;
-    state.sessions.delete_user_homes(&name).await?;
+    if state
+        .templates
+        .values()
+        .any(|t| t.home == HomeMode::Persistent)
+    {
+        state.sessions.delete_user_homes(&name).await?;
+    }
     for token in state.store.list_tokens(Some(&name)).await? {
         state.store.delete_token(&token.token.id).await?;
+    }
+    for hook in state.store.list_webhooks().await? {
+        if hook.webhook.owner.as_deref() == Some(name.as_str()) {
+            state.store.delete_webhook(&hook.webhook.id).await?;
+        }
     }
     state
         .store
         .clear_state(&StateScope::User(name.clone()))
         .await?;
+    // Retired before the user goes: a sign-in meanwhile cannot take the name.
+    crate::login::retire_name(state.store.as_ref(), &name).await?;
     crate::login::forget_identities(state.store.as_ref(), &name).await?;
     state.store.delete_user(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Ends every session `owner` keeps (hibernated ones too), as the admin would one by one.
+/// Ends every session `owner` keeps (hibernated ones too) and gives up their queued creates,
+/// as the admin would one by one. A session in the middle of hibernating or waking is asked
+/// again until it can be deleted; the others are deleted all the same when one fails.
 async fn end_sessions_of(state: &AppState, owner: &str) -> Result<(), ApiError> {
-    let filter = SessionFilter {
-        owner: Some(owner.to_owned()),
-        ..SessionFilter::kept()
-    };
-    for session in state.store.list_sessions(&filter).await? {
-        match state.sessions.delete(Principal::admin(), session.id).await {
+    let capacity = state.sessions.capacity().await?;
+    for queued in capacity.queued.into_iter().filter(|q| q.owner == owner) {
+        match state
+            .sessions
+            .cancel_queued(Principal::admin(), queued.ticket)
+            .await
+        {
             Ok(()) | Err(SessionError::NotFound(_)) => {}
             Err(err) => return Err(err.into()),
         }
     }
-    Ok(())
+    let filter = SessionFilter {
+        owner: Some(owner.to_owned()),
+        ..SessionFilter::kept()
+    };
+    let mut first_error = None;
+    for session in state.store.list_sessions(&filter).await? {
+        let mut tries = 0;
+        loop {
+            let deleted = state
+                .sessions
+                .delete(Principal::admin(), session.id.clone())
+                .await;
+            match deleted {
+                Ok(()) | Err(SessionError::NotFound(_)) => break,
+                Err(SessionError::Unavailable { .. }) if tries < UNAVAILABLE_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                    break;
+                }
+            }
+        }
+    }
+    first_error.map_or(Ok(()), |err| Err(err.into()))
 }
+
+/// How often a session between states (hibernating, waking) is asked again, half a second
+/// apart, before a user's removal gives up on it.
+const UNAVAILABLE_TRIES: u32 = 120;
 
 fn view(user: UserRecord) -> User {
     User {

@@ -28,6 +28,12 @@ struct GithubUser {
     login: String,
 }
 
+/// One of `/user/memberships/orgs`: private memberships included, unlike `/user/orgs`.
+#[derive(Debug, Deserialize)]
+struct Membership {
+    organization: GithubOrg,
+}
+
 #[derive(Debug, Deserialize)]
 struct GithubOrg {
     login: String,
@@ -95,12 +101,14 @@ impl Github {
             let member = if self.config.allowed_orgs.is_empty() {
                 false
             } else {
-                let orgs: Vec<GithubOrg> = self.api(&token, "/user/orgs").await?;
-                orgs.iter().any(|org| {
+                // A hundred active memberships: past that, `allowed_users` is the way.
+                let path = "/user/memberships/orgs?state=active&per_page=100";
+                let memberships: Vec<Membership> = self.api(&token, path).await?;
+                memberships.iter().any(|membership| {
                     self.config
                         .allowed_orgs
                         .iter()
-                        .any(|allowed| allowed.eq_ignore_ascii_case(&org.login))
+                        .any(|allowed| allowed.eq_ignore_ascii_case(&membership.organization.login))
                 })
             };
             if !member {

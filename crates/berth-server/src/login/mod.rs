@@ -220,10 +220,12 @@ pub fn challenge(verifier: &str) -> String {
 }
 
 const PENDING_SCOPE: &str = "login";
-const IDENTITY_SCOPE: &str = "identities";
+/// Which user each provider identity is, and retired names: platform state `berth store copy`
+/// carries (sign-ins in progress it leaves).
+pub const IDENTITY_SCOPE: &str = "identities";
 
 /// Keeps a new sign-in; its `state`. The state begins with its expiry (Unix seconds), so
-/// abandoned sign-ins are swept by their keys alone.
+/// abandoned sign-ins are swept by their keys alone, when the store holds as many as it may.
 pub async fn begin(
     store: &dyn Store,
     provider: &str,
@@ -232,6 +234,18 @@ pub async fn begin(
 ) -> Result<(String, Pending), LoginError> {
     let scope = StateScope::Platform(PENDING_SCOPE.into());
     let now = Utc::now().timestamp();
+    let state = format!("{}.{}", now + PENDING_SECONDS, random());
+    let pending = Pending {
+        provider: provider.to_owned(),
+        verifier: random(),
+        nonce: random(),
+        redirect_uri,
+        next,
+    };
+    let value = serde_json::to_string(&pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if store.put_state(&scope, &state, &value, MAX_PENDING).await? {
+        return Ok((state, pending));
+    }
     for kept in store.list_state(&scope).await? {
         let expired = kept
             .key
@@ -242,19 +256,11 @@ pub async fn begin(
             store.delete_state(&scope, &kept.key).await?;
         }
     }
-    let state = format!("{}.{}", now + PENDING_SECONDS, random());
-    let pending = Pending {
-        provider: provider.to_owned(),
-        verifier: random(),
-        nonce: random(),
-        redirect_uri,
-        next,
-    };
-    let value = serde_json::to_string(&pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if !store.put_state(&scope, &state, &value, MAX_PENDING).await? {
-        return Err(LoginError::Busy);
+    if store.put_state(&scope, &state, &value, MAX_PENDING).await? {
+        Ok((state, pending))
+    } else {
+        Err(LoginError::Busy)
     }
-    Ok((state, pending))
 }
 
 /// Takes the sign-in `state` names, once: a second call with the same state finds nothing.
@@ -295,6 +301,10 @@ pub async fn user_for(store: &dyn Store, identity: &Identity) -> Result<UserReco
             1 => base.clone(),
             n => format!("{}-{n}", &base[..base.len().min(28)]),
         };
+        if name_retired(store, &name).await? {
+            attempt += 1;
+            continue;
+        }
         let user = UserRecord {
             id: ids::user_id(),
             name,
@@ -327,6 +337,23 @@ pub async fn user_for(store: &dyn Store, identity: &Identity) -> Result<UserReco
     Ok(user)
 }
 
+/// Keeps a deleted user's name from being given again: their ended sessions, snapshots and
+/// timelines still carry it, and a new user of that name would read them.
+pub async fn retire_name(store: &dyn Store, name: &str) -> Result<(), StoreError> {
+    let identities = StateScope::Platform(IDENTITY_SCOPE.into());
+    store
+        .put_state(&identities, &format!("retired:{name}"), "true", usize::MAX)
+        .await?;
+    Ok(())
+}
+
+/// Whether `name` belonged to a deleted user ([`retire_name`]).
+pub async fn name_retired(store: &dyn Store, name: &str) -> Result<bool, StoreError> {
+    let identities = StateScope::Platform(IDENTITY_SCOPE.into());
+    let key = format!("retired:{name}");
+    Ok(store.get_state(&identities, &key).await?.is_some())
+}
+
 /// Forgets which identities are `name` (a deleted user): their next sign-in makes a new user.
 pub async fn forget_identities(store: &dyn Store, name: &str) -> Result<(), StoreError> {
     let identities = StateScope::Platform(IDENTITY_SCOPE.into());
@@ -351,8 +378,14 @@ pub async fn sign_in_token(
     provider_label: &str,
     lifetime: TimeDelta,
 ) -> Result<(String, DateTime<Utc>), StoreError> {
-    let secret = ids::api_token();
     let now = Utc::now();
+    // Each sign-in adds a token: the user's expired ones go as the next comes.
+    for kept in store.list_tokens(Some(&user.name)).await? {
+        if kept.token.scopes.is_empty() && kept.token.expires_at.is_some_and(|at| at <= now) {
+            store.delete_token(&kept.token.id).await?;
+        }
+    }
+    let secret = ids::api_token();
     let expires_at = now + lifetime;
     let token = berth_proto::token::ApiToken {
         id: format!("tok_{}", ids::user_id()),

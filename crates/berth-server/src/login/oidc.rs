@@ -58,8 +58,9 @@ struct Claims {
     nonce: Option<String>,
     #[serde(default)]
     email: Option<String>,
+    /// A boolean, or (some providers) the string `"true"`.
     #[serde(default)]
-    email_verified: Option<bool>,
+    email_verified: Option<serde_json::Value>,
     #[serde(default)]
     preferred_username: Option<String>,
 }
@@ -223,10 +224,15 @@ impl Oidc {
         if allowed.0.is_empty() && allowed.1.is_empty() {
             return Ok(());
         }
+        let email_verified = match &claims.email_verified {
+            Some(serde_json::Value::Bool(verified)) => *verified,
+            Some(serde_json::Value::String(verified)) => verified == "true",
+            _ => false,
+        };
         let verified = claims
             .email
             .as_deref()
-            .filter(|_| claims.email_verified == Some(true))
+            .filter(|_| email_verified)
             .map(str::to_ascii_lowercase);
         let admitted = verified.as_deref().is_some_and(|email| {
             allowed.1.iter().any(|e| e.eq_ignore_ascii_case(email))

@@ -120,17 +120,9 @@ impl SessionManager {
                     .map(Answer::Pools)
                     .map_err(|_| SessionError::Internal("the pool status was not answered".into()))
             }
-            Call::Capacity => {
-                let (reply, answer) = oneshot::channel();
-                actor
-                    .send(Command::Capacity { reply })
-                    .await
-                    .map_err(|_| SessionError::ManagerGone)?;
-                answer
-                    .await
-                    .map(|capacity| Answer::Capacity(Box::new(capacity)))
-                    .map_err(|_| SessionError::Internal("the capacity was not answered".into()))
-            }
+            Call::Capacity => ask(&actor, |reply| Command::Capacity { reply })
+                .await
+                .map(|capacity| Answer::Capacity(Box::new(capacity))),
             Call::CreateSnapshot {
                 caller,
                 session_id,

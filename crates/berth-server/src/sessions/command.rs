@@ -106,7 +106,7 @@ pub enum Command {
     },
     /// How full the host is, who waits, the pools.
     Capacity {
-        reply: oneshot::Sender<berth_proto::pool::Capacity>,
+        reply: Reply<berth_proto::pool::Capacity>,
     },
     /// Converge the store with what the engine holds; `reply`, if any, hears once done.
     Reconcile {

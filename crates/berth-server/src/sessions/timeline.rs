@@ -86,6 +86,40 @@ pub struct Collector {
     webhooks: Emitter,
 }
 
+/// A session's place in line for collection; the line goes with its last holder, also when
+/// a collection is dropped halfway (a reader that went away).
+struct Turn<'a> {
+    lines: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    id: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Turn<'a> {
+    fn new(lines: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>, id: &str) -> Self {
+        let lock = lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        Self {
+            lines,
+            id: id.to_owned(),
+            lock,
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and this turn hold it: nobody waits, so the line goes.
+        if Arc::strong_count(&self.lock) == 2 {
+            lines.remove(&self.id);
+        }
+    }
+}
+
 /// Running sessions' journals collected at once, at most: the periodic sweep's width.
 const SWEEP_CONCURRENCY: usize = 16;
 
@@ -110,19 +144,9 @@ impl Collector {
         else {
             return;
         };
-        let lock = {
-            let mut locks = self.in_progress.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(record.id.clone()).or_default().clone()
-        };
-        {
-            let _one_at_a_time = lock.lock().await;
-            self.collect_from(record, addr).await;
-        }
-        let mut locks = self.in_progress.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map and this call hold it: nobody waits, so the entry goes.
-        if Arc::strong_count(&lock) == 2 {
-            locks.remove(&record.id);
-        }
+        let turn = Turn::new(&self.in_progress, &record.id);
+        let _one_at_a_time = turn.lock.lock().await;
+        self.collect_from(record, addr).await;
     }
 
     /// Collects every running session's journal, a few at a time (the leader's sweep).
@@ -184,9 +208,10 @@ impl Collector {
             entries.insert(0, gap);
         }
         for entry in entries {
+            // The agent's journal is emptied: what the store refuses is lost, the rest kept.
             if let Err(err) = self.store.add_event(&entry).await {
-                tracing::warn!(%err, session = id, "the agent's journal was not kept");
-                return;
+                tracing::warn!(%err, session = id, kind = entry.kind, "a journal entry was lost");
+                continue;
             }
             let event = match entry.kind.as_str() {
                 "port_opened" => "session.port_opened",

@@ -483,6 +483,25 @@ async fn timelines_keep_their_order_per_session(store: &dyn Store) {
         kept.last().unwrap().kind,
         format!("e{}", super::TIMELINE_LIMIT + 4)
     );
+
+    // A late entry (an agent's journal, collected after newer ones) is kept as the newest
+    // added, shown in its time's place, and the entry added first goes.
+    store.add_event(&event(long, "late", 999)).await.unwrap();
+    let kept = store.events(long).await.unwrap();
+    assert_eq!(kept.len(), super::TIMELINE_LIMIT);
+    assert_eq!(
+        (kept[0].kind.as_str(), kept[1].kind.as_str()),
+        ("late", "e6")
+    );
+    // Nor does it make the timeline look older to retention.
+    store
+        .prune_timelines(at + Duration::milliseconds(1500))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.events(long).await.unwrap().len(),
+        super::TIMELINE_LIMIT
+    );
 }
 
 async fn sessions_round_trip(store: &dyn Store) {

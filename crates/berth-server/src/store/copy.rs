@@ -121,6 +121,7 @@ pub async fn copy(
         }
         scopes.push(StateScope::User(owner.to_owned()));
     }
+    scopes.push(StateScope::Platform(crate::login::IDENTITY_SCOPE.into()));
 
     for scope in &scopes {
         for key in from.list_state(scope).await? {
@@ -217,6 +218,7 @@ mod tests {
             StateScope::Session("s-0".into()),
             StateScope::Platform("s-0".into()),
             StateScope::User("bob".into()),
+            StateScope::Platform(crate::login::IDENTITY_SCOPE.into()),
         ] {
             for key in store.list_state(&scope).await.unwrap() {
                 let value = store.get_state(&scope, &key.key).await.unwrap().unwrap();
@@ -368,6 +370,11 @@ mod tests {
             .put_state(&StateScope::Platform("s-0".into()), "ready", "{}", 8)
             .await
             .unwrap();
+        let identities = StateScope::Platform(crate::login::IDENTITY_SCOPE.into());
+        store
+            .put_state(&identities, "id:github:7", r#""bob""#, 8)
+            .await
+            .unwrap();
         store
             .put_state(
                 &StateScope::User("bob".into()),
@@ -411,7 +418,7 @@ mod tests {
                 snapshots: 1,
                 attempts: 1,
                 classes: 1,
-                state: 3,
+                state: 4,
                 tokens: 1,
                 webhooks: 1,
                 deliveries: 1,

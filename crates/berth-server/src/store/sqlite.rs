@@ -326,10 +326,12 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        // Past the limit, the oldest entry goes: one row per insert, found by the index.
+        // Past the limit, the entry added first goes (as Redis' list trims): one row per
+        // insert, found by the index. An entry may come late with an older time (an agent's
+        // journal), and is kept as new.
         sqlx::query(
             "DELETE FROM session_events WHERE rowid IN (SELECT rowid FROM session_events \
-             WHERE session_id = ? ORDER BY at DESC, rowid DESC LIMIT -1 OFFSET ?)",
+             WHERE session_id = ? ORDER BY rowid DESC LIMIT -1 OFFSET ?)",
         )
         .bind(&event.session_id)
         .bind(i64::try_from(super::TIMELINE_LIMIT).unwrap_or(i64::MAX))

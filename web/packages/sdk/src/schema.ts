@@ -64,7 +64,7 @@ export interface paths {
         };
         /**
          * Where GitHub sends the browser back: signs it in, then redirects to the page it began on
-         *     (or to `/?login_error=<code>&message=...` when the sign-in failed).
+         *     (or to `/?login_error=<code>` when the sign-in failed; the server's log says why).
          */
         get: operations["github_callback"];
         put?: never;
@@ -1375,8 +1375,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * What happened to a session that its user should know, oldest first: restarts that lost its
-         *     processes, its failure and why.
+         * What happened to a session and who did it, oldest first: its lifecycle with reasons, exec
+         *     and terminal commands with their exit codes, files, processes, ports, snapshots. Kept
+         *     after the session ends for `timeline.retention_days`. Reading it collects what the
+         *     session's agent noted since the last collection.
          */
         get: operations["timeline"];
         put?: never;
@@ -1488,8 +1490,9 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * Delete a user (admin only): their sessions end, their tokens, callback state, sign-in
-         *     links and persistent homes go. Their snapshots stay until deleted.
+         * Delete a user (admin only): their sessions and queued creates end, their tokens, webhooks,
+         *     callback state, sign-in links and persistent homes go. Their snapshots and ended sessions
+         *     stay (the admin's to delete), so the name is never given to anyone again.
          */
         delete: operations["delete_user"];
         options?: never;

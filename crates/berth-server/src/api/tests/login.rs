@@ -72,6 +72,8 @@ struct StandIn {
     key: SigningKey,
     signing_in: Mutex<Person>,
     forgery: Mutex<Forgery>,
+    /// Says `email_verified` as the string `"true"`, as some providers do.
+    verified_as_text: Mutex<bool>,
     codes: Mutex<HashMap<String, Grant>>,
     tokens: Mutex<HashMap<String, Person>>,
     counter: Mutex<u64>,
@@ -161,13 +163,14 @@ async fn github_user(State(s): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn github_orgs(State(s): State<Shared>, headers: HeaderMap) -> Response {
     match bearer_person(&s, &headers) {
-        Some(p) => Json(
-            p.orgs
+        Some(p) => {
+            let memberships: Vec<Value> = p
+                .orgs
                 .iter()
-                .map(|o| json!({"login": o}))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+                .map(|o| json!({"state": "active", "role": "member", "organization": {"login": o}}))
+                .collect();
+            Json(memberships).into_response()
+        }
         None => StatusCode::UNAUTHORIZED.into_response(),
     }
 }
@@ -221,7 +224,11 @@ async fn oidc_token(State(s): State<Shared>, headers: HeaderMap, body: String) -
         "exp": if forgery == Forgery::Expired { now - 3600 } else { now + 300 },
         "nonce": if forgery == Forgery::WrongNonce { Some("another".into()) } else { grant.nonce },
         "email": p.email,
-        "email_verified": p.email_verified,
+        "email_verified": if *s.verified_as_text.lock().unwrap() {
+            json!(p.email_verified.to_string())
+        } else {
+            json!(p.email_verified)
+        },
         "preferred_username": p.login,
     });
     let id_token = if forgery == Forgery::ForeignKey {
@@ -240,6 +247,7 @@ async fn stand_in() -> Shared {
         key: SigningKey::generate("stand-in-1"),
         signing_in: Mutex::new(person(1, "octocat", &["acme"], "octo@example.com")),
         forgery: Mutex::new(Forgery::None),
+        verified_as_text: Mutex::new(false),
         codes: Mutex::default(),
         tokens: Mutex::default(),
         counter: Mutex::new(0),
@@ -248,7 +256,7 @@ async fn stand_in() -> Shared {
         .route("/authorize", get(authorize))
         .route("/github/token", post(github_token))
         .route("/github/api/user", get(github_user))
-        .route("/github/api/user/orgs", get(github_orgs))
+        .route("/github/api/user/memberships/orgs", get(github_orgs))
         .route("/oidc/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
         .route("/oidc/token", post(oidc_token))
@@ -530,7 +538,8 @@ async fn github_sign_in_makes_the_user_once_and_refuses_forged_replayed_and_outs
         StatusCode::OK
     );
 
-    // Deleted: their identity is forgotten; the same account signs in as a new user.
+    // Deleted: their identity is forgotten; the same account signs in as a new user, under
+    // another name: the old one still names the deleted user's ended sessions and snapshots.
     let (status, _) = api
         .call(Method::DELETE, "/api/v1/users/octocat", Some(ADMIN), None)
         .await;
@@ -542,7 +551,20 @@ async fn github_sign_in_makes_the_user_once_and_refuses_forged_replayed_and_outs
     let reborn = sign_in(&api, "/api/v1/auth/github/login").await;
     assert_eq!(
         me(&api, reborn.token.as_deref().unwrap()).await.1["name"],
-        "octocat"
+        "octocat-2"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(ADMIN),
+            Some(r#"{"name":"octocat"}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, super::error_code(&body)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{body}"
     );
 
     // An unknown provider is a JSON 404.
@@ -566,6 +588,13 @@ async fn oidc_sign_in_takes_only_a_genuine_fresh_id_token_for_this_sign_in() {
         .token
         .unwrap_or_else(|| panic!("not signed in: {}", landing.to));
     assert_eq!(me(&api, &token).await.1["name"], "ada");
+    *provider.verified_as_text.lock().unwrap() = true;
+    let as_text = sign_in(&api, "/api/v1/auth/oidc/corp/login").await;
+    assert_eq!(
+        me(&api, as_text.token.as_deref().unwrap()).await.1["name"],
+        "ada"
+    );
+    *provider.verified_as_text.lock().unwrap() = false;
 
     for (forgery, why) in [
         (

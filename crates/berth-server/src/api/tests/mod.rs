@@ -606,6 +606,64 @@ async fn at_capacity_a_create_answers_202_and_its_ticket_follows_it() {
 }
 
 #[tokio::test]
+async fn disabling_a_user_ends_their_sessions_asleep_or_awake_and_their_queued_creates() {
+    let api = api_with(|c| c.capacity.max_sessions = 2).await;
+    let alice = api.user("alice").await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, session) = api
+            .call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        ids.push(session["id"].as_str().unwrap().to_owned());
+    }
+    let asleep = format!("/api/v1/sessions/{}/hibernate", ids[1]);
+    let (status, body) = api.call(Method::POST, &asleep, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api
+        .call(Method::POST, "/api/v1/sessions", Some(ADMIN), Some("{}"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, queued) = api
+        .call(Method::POST, "/api/v1/sessions", Some(&alice), Some("{}"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "at capacity: {queued}");
+
+    let (status, user) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/users/alice",
+            Some(ADMIN),
+            Some(r#"{"disabled":true}"#),
+        )
+        .await;
+    assert_eq!((status, &user["disabled"]), (StatusCode::OK, &json!(true)));
+    for id in &ids {
+        let (_, session) = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/sessions/{id}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(session["state"], "stopped", "{session}");
+    }
+    let (_, capacity) = api
+        .call(Method::GET, "/api/v1/capacity", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        capacity["queued"],
+        json!([]),
+        "the queued create is given up"
+    );
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/sessions", Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "their token fails");
+}
+
+#[tokio::test]
 async fn a_token_over_its_rate_is_answered_429_with_retry_after_and_the_admin_never_is() {
     let api = api_with(|config| {
         config.quota.requests_per_second = 2;

@@ -105,9 +105,9 @@ impl Actor {
         })
     }
 
-    /// How full the host is (`GET /api/v1/capacity`); counts the store cannot give are zero.
-    pub(super) async fn capacity(&self) -> berth_proto::pool::Capacity {
-        let counts = self.ctx.store.count_by_state().await.unwrap_or_default();
+    /// How full the host is (`GET /api/v1/capacity`).
+    pub(super) async fn capacity(&self) -> Result<berth_proto::pool::Capacity, SessionError> {
+        let counts = self.ctx.store.count_by_state().await?;
         let queued = self
             .queue
             .in_order()
@@ -120,7 +120,7 @@ impl Actor {
                 position: index + 1,
             })
             .collect();
-        berth_proto::pool::Capacity {
+        Ok(berth_proto::pool::Capacity {
             max_sessions: self.ctx.capacity.max_sessions,
             live: counts
                 .iter()
@@ -133,7 +133,7 @@ impl Actor {
                 .collect(),
             queued,
             pools: self.pool.status(&self.ctx.templates),
-        }
+        })
     }
 
     /// At capacity: as many live sessions as allowed, or too little free memory on the host.

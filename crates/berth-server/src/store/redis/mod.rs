@@ -393,26 +393,33 @@ impl Store for RedisStore {
         &self,
         before: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
-        let stale: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys::TIMELINES)
-                    .arg("-inf")
-                    .arg(format!("({}", before.timestamp_millis()))
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1000),
-            )
-            .await?;
-        if stale.is_empty() {
-            return Ok(());
+        // A page at a time, until none is left: sessions may end faster than one page an hour.
+        const PAGE: usize = 1000;
+        loop {
+            let stale: Vec<String> = self
+                .query(
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(keys::TIMELINES)
+                        .arg("-inf")
+                        .arg(format!("({}", before.timestamp_millis()))
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(PAGE),
+                )
+                .await?;
+            if stale.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for session in &stale {
+                pipe.cmd("DEL").arg(keys::events(session)).ignore();
+            }
+            pipe.cmd("ZREM").arg(keys::TIMELINES).arg(&stale).ignore();
+            self.pipeline::<()>(&pipe).await?;
+            if stale.len() < PAGE {
+                return Ok(());
+            }
         }
-        let mut pipe = redis::pipe();
-        for session in &stale {
-            pipe.cmd("DEL").arg(keys::events(session)).ignore();
-        }
-        pipe.cmd("ZREM").arg(keys::TIMELINES).arg(&stale).ignore();
-        self.pipeline::<()>(&pipe).await
     }
 
     async fn events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {

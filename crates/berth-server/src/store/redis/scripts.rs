@@ -68,11 +68,15 @@ return 'OK'
 );
 
 /// KEYS: the session's timeline, the timelines by their newest entry. ARGV: the event (JSON),
-/// the session, its time (ms), the limit. Not fenced: an entry is a fact any instance saw.
+/// the session, its time (ms), the limit. Not fenced: an entry is a fact any instance saw. A
+/// late entry with an older time leaves the timeline's newest time as it was.
 pub const ADD_EVENT: &str = r#"
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+local newest = redis.call('ZSCORE', KEYS[2], ARGV[2])
+if not newest or tonumber(newest) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+end
 return 'OK'
 "#;
 
