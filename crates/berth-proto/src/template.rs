@@ -19,6 +19,10 @@ pub struct Template {
     /// What the template's sessions may reach. Defaulted so a newer client reads an older server.
     #[serde(default)]
     pub network: TemplateNetwork,
+    /// The user's `/home/user` outlives their sessions (`home = "persistent"`): one session of
+    /// theirs at a time, listed at `GET /api/v1/homes`.
+    #[serde(default)]
+    pub persistent_home: bool,
 }
 
 /// A template's network policy (`[templates.NAME.network]` in the config). Whatever it says,

@@ -101,6 +101,18 @@ async fn a_persistent_home_is_kept_across_two_sessions_and_seeded_once() {
     let (server, _seed) = server().await;
     let _volumes = Volumes(server.instance.clone());
     let alice = user(&server, "alice").await;
+    let templates = alice.templates().await.unwrap();
+    let says = |name: &str| {
+        templates
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .persistent_home
+    };
+    assert!(
+        says("dev") && !says("default"),
+        "the listing tells which keep homes"
+    );
     let first = session(&alice, "dev").await;
 
     // A new home: the image's home (owners kept) and the seed.

@@ -29,6 +29,7 @@ pub async fn list(State(state): State<AppState>, _caller: Principal) -> axum::Js
                 egress: t.network.egress,
                 allow: t.network.allow.clone(),
             },
+            persistent_home: t.home == crate::config::HomeMode::Persistent,
         })
         .collect();
     axum::Json(TemplateList { templates })

@@ -2600,6 +2600,11 @@ export interface components {
             name: string;
             /** @description What the template's sessions may reach. Defaulted so a newer client reads an older server. */
             network?: components["schemas"]["TemplateNetwork"];
+            /**
+             * @description The user's `/home/user` outlives their sessions (`home = "persistent"`): one session of
+             *     theirs at a time, listed at `GET /api/v1/homes`.
+             */
+            persistent_home?: boolean;
             /** Format: int64 */
             pids: number;
             /** Format: int64 */
