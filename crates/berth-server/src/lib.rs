@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod networks;
 pub mod preview;
 pub mod proxy;
+pub mod queued;
 pub mod reach;
 pub mod relay_tls;
 pub mod runtime;

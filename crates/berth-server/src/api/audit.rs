@@ -22,7 +22,7 @@ use berth_proto::{
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use super::{
     AppState,
@@ -31,6 +31,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
+    queued::Queued,
     store::{AuditFilter, Store},
 };
 
@@ -44,47 +45,35 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Where entries go; cheap to clone. The default records nothing (`audit.enabled = false`).
 #[derive(Debug, Clone, Default)]
-pub struct AuditLog(Option<mpsc::Sender<AuditEntry>>);
+pub struct AuditLog(Queued<AuditEntry>);
 
 impl AuditLog {
     /// The log and its writer, which keeps `retention` of entries in `store`.
     pub fn spawn(store: Arc<dyn Store>, retention: Duration) -> (Self, JoinHandle<()>) {
-        let (sender, mut entries) = mpsc::channel::<AuditEntry>(QUEUE);
-        let writer = tokio::spawn(async move {
-            let mut prune = tokio::time::interval(PRUNE_EVERY);
-            loop {
-                tokio::select! {
-                    first = entries.recv() => {
-                        let Some(first) = first else { return };
-                        let mut batch = vec![first];
-                        while batch.len() < BATCH {
-                            match entries.try_recv() {
-                                Ok(entry) => batch.push(entry),
-                                Err(_) => break,
-                            }
-                        }
-                        if let Err(err) = store.add_audit(&batch).await {
-                            tracing::warn!(%err, lost = batch.len(), "audit entries not kept");
-                        }
-                    }
-                    _ = prune.tick() => {
-                        let before = Utc::now() - retention;
-                        if let Err(err) = store.prune_audit(before).await {
-                            tracing::warn!(%err, "old audit entries not pruned; retrying later");
-                        }
-                    }
+        let pruned = store.clone();
+        let write = move |batch: Vec<AuditEntry>| {
+            let store = store.clone();
+            async move {
+                if let Err(err) = store.add_audit(&batch).await {
+                    tracing::warn!(%err, lost = batch.len(), "audit entries not kept");
                 }
             }
-        });
-        (Self(Some(sender)), writer)
+        };
+        let prune = move || {
+            let store = pruned.clone();
+            async move {
+                let before = Utc::now() - retention;
+                if let Err(err) = store.prune_audit(before).await {
+                    tracing::warn!(%err, "old audit entries not pruned; retrying later");
+                }
+            }
+        };
+        let (queue, writer) = Queued::spawn(QUEUE, BATCH, write, PRUNE_EVERY, prune);
+        (Self(queue), writer)
     }
 
     fn record(&self, entry: AuditEntry) {
-        let Some(sender) = &self.0 else {
-            return;
-        };
-        // Closed: the instance is stopping.
-        if let Err(mpsc::error::TrySendError::Full(_)) = sender.try_send(entry) {
+        if self.0.push(entry).is_err() {
             crate::metrics::audit_dropped();
         }
     }

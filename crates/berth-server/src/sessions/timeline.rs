@@ -13,13 +13,14 @@ use std::{
 };
 
 use chrono::Utc;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use berth_proto::SessionState;
 use futures_util::StreamExt;
 
 use crate::{
     agent_client::AgentClient,
+    queued::Queued,
     store::{SessionEvent, SessionFilter, SessionRecord, Store},
     webhooks::Emitter,
 };
@@ -27,45 +28,45 @@ use crate::{
 /// Entries waiting for the store; a flood beyond this is dropped (and logged), never queued
 /// without bound.
 const QUEUE: usize = 10_000;
+/// Entries taken from the queue at once.
+const BATCH: usize = 64;
 /// How often timelines past their retention are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Where entries go; cheap to clone. The default writes nothing (unit tests of other parts).
 #[derive(Debug, Clone, Default)]
-pub struct TimelineWriter(Option<mpsc::Sender<SessionEvent>>);
+pub struct TimelineWriter(Queued<SessionEvent>);
 
 impl TimelineWriter {
     /// The writer and its task, which also forgets timelines `retention` after their last entry.
     pub fn spawn(store: Arc<dyn Store>, retention: Duration) -> (Self, JoinHandle<()>) {
-        let (sender, mut entries) = mpsc::channel::<SessionEvent>(QUEUE);
-        let task = tokio::spawn(async move {
-            let mut prune = tokio::time::interval(PRUNE_EVERY);
-            loop {
-                tokio::select! {
-                    entry = entries.recv() => {
-                        let Some(entry) = entry else { return };
-                        if let Err(err) = store.add_event(&entry).await {
-                            tracing::warn!(%err, session = entry.session_id, kind = entry.kind,
-                                "a timeline entry was not kept");
-                        }
-                    }
-                    _ = prune.tick() => {
-                        let before = Utc::now() - retention;
-                        if let Err(err) = store.prune_timelines(before).await {
-                            tracing::warn!(%err, "old timelines not pruned; retrying later");
-                        }
+        let pruned = store.clone();
+        let write = move |entries: Vec<SessionEvent>| {
+            let store = store.clone();
+            async move {
+                for entry in entries {
+                    if let Err(err) = store.add_event(&entry).await {
+                        tracing::warn!(%err, session = entry.session_id, kind = entry.kind,
+                            "a timeline entry was not kept");
                     }
                 }
             }
-        });
-        (Self(Some(sender)), task)
+        };
+        let prune = move || {
+            let store = pruned.clone();
+            async move {
+                let before = Utc::now() - retention;
+                if let Err(err) = store.prune_timelines(before).await {
+                    tracing::warn!(%err, "old timelines not pruned; retrying later");
+                }
+            }
+        };
+        let (queue, task) = Queued::spawn(QUEUE, BATCH, write, PRUNE_EVERY, prune);
+        (Self(queue), task)
     }
 
     pub fn add(&self, entry: SessionEvent) {
-        let Some(sender) = &self.0 else {
-            return;
-        };
-        if let Err(mpsc::error::TrySendError::Full(entry)) = sender.try_send(entry) {
+        if let Err(entry) = self.0.push(entry) {
             tracing::warn!(
                 session = entry.session_id,
                 kind = entry.kind,
