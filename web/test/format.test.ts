@@ -12,6 +12,7 @@ import {
   stateInWords,
   wakeNotice,
   idleNotice,
+  diskNotice,
   beaconDue,
   timeInWords,
 } from "../src/lib/format";
@@ -88,6 +89,8 @@ describe("stateInWords", () => {
     expect(stateInWords("restoring")).toBe("waking up");
     expect(stateInWords("running", "ignored")).toBe("running");
     expect(stateInWords("failed", "restore_failed: image gone")).toBe("failed: restore_failed: image gone");
+    expect(stateInWords("stopped", "disk_quota")).toBe("stopped: its files passed the template's disk limit");
+    expect(stateInWords("failed", "oom_killed")).toBe("failed: it ran out of memory");
   });
 });
 
@@ -118,6 +121,12 @@ describe("idle notices and the presence beacon", () => {
     expect(idleNotice('{"type":"idle-cancelled"}')).toBe("cancelled");
     expect(idleNotice('{"type":"port-open","port":80}')).toBeNull();
     expect(idleNotice("not json")).toBeNull();
+  });
+  it("reads the disk watchdog's warning, and nothing else", () => {
+    expect(diskNotice('{"type":"disk-warning","used_mb":60,"limit_mb":64}')).toEqual({ usedMb: 60, limitMb: 64 });
+    expect(diskNotice('{"type":"idle-cancelled"}')).toBeNull();
+    expect(diskNotice('{"type":"disk-warning","used_mb":"60"}')).toBeNull();
+    expect(diskNotice("not json")).toBeNull();
   });
   it("sends a beacon at most once a minute", () => {
     expect(beaconDue(0, 59_999)).toBe(false);

@@ -108,7 +108,41 @@ impl From<axum::extract::rejection::JsonRejection> for AgentError {
 #[from_request(via(axum::extract::Query), rejection(AgentError))]
 pub struct AgentQuery<T>(pub T);
 
-/// `axum::Json` answering bad input with a JSON error.
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(Json), rejection(AgentError))]
+/// `axum::Json` answering bad input with a JSON error, that also takes an integer written with
+/// a zero fraction (`5.0`), as the control plane's API document allows.
+#[derive(Debug)]
 pub struct AgentJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for AgentJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AgentError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, AgentError> {
+        use axum::extract::rejection::{JsonRejection, MissingJsonContentType};
+        let json = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| {
+                let essence = essence.trim().to_ascii_lowercase();
+                essence == "application/json"
+                    || (essence.starts_with("application/") && essence.ends_with("+json"))
+            });
+        if !json {
+            return Err(JsonRejection::from(MissingJsonContentType::default()).into());
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|err| Self::Rejection::bad_request(err.body_text()))?;
+        match Json::<T>::from_bytes(&bytes) {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => berth_proto::json::with_whole_numbers(&bytes)
+                .map(Self)
+                .ok_or_else(|| rejection.into()),
+        }
+    }
+}

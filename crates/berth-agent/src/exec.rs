@@ -12,7 +12,7 @@ use std::{
 use axum::{Json, extract::State};
 use berth_proto::{
     agent::SECRET_ENV,
-    process::{ExecRequest, ExecResult},
+    process::{ExecOnce, ExecRequest, ExecResult},
 };
 use rustix::process::{Pid, Signal};
 use tokio::{
@@ -78,7 +78,18 @@ pub(crate) fn spawn(mut command: Command, req: &ExecRequest) -> Result<Child, Ag
         .stderr(Stdio::piped());
     command.spawn().map_err(|err| {
         let cwd = req.cwd.as_deref().unwrap_or("~");
-        AgentError::bad_request(format!("cannot run {:?} in {cwd}: {err}", req.cmd[0]))
+        let message = format!("cannot run {:?} in {cwd}: {err}", req.cmd[0]);
+        // No such program (or directory): any command line is a well-formed request, so not a
+        // 400; and not a 404, which says the session is not there.
+        if err.kind() == std::io::ErrorKind::NotFound {
+            AgentError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                berth_proto::ErrorCode::InvalidRequest,
+                message,
+            )
+        } else {
+            AgentError::bad_request(message)
+        }
     })
 }
 
@@ -115,14 +126,9 @@ async fn capture(mut stream: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
 
 pub async fn run(
     State(state): State<AgentState>,
-    AgentJson(req): AgentJson<ExecRequest>,
+    AgentJson(once): AgentJson<ExecOnce>,
 ) -> Result<Json<ExecResult>, AgentError> {
-    if req.pty.is_some() {
-        return Err(AgentError::bad_request(
-            "pty is for streamed and background processes (exec/stream, processes); this \
-             answer holds stdout and stderr apart",
-        ));
-    }
+    let req = ExecRequest::from(once);
     let started = Instant::now();
     let mut child = spawn(command(&state, &req)?, &req)?;
     if let Some(mut stdin) = child.stdin.take() {

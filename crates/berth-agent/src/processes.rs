@@ -254,7 +254,14 @@ fn spawn_in_terminal(
 > {
     let launch = Launch::of(state, req)?;
     let failed = |err: pty_process::Error| {
-        AgentError::bad_request(format!("cannot run {:?} in a terminal: {err}", req.cmd[0]))
+        let message = format!("cannot run {:?} in a terminal: {err}", req.cmd[0]);
+        // As `exec::spawn`: a program that is not there is named, not malformed.
+        match err {
+            pty_process::Error::Io(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                AgentError::not_found(message)
+            }
+            _ => AgentError::bad_request(message),
+        }
     };
     let (pty, pts) = pty_process::open().map_err(failed)?;
     pty.resize(pty_process::Size::new(size.rows.max(1), size.cols.max(1)))

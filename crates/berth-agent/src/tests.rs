@@ -333,12 +333,14 @@ async fn exec_reports_exit_codes_output_and_timeouts() {
         flood.stdout.len()
     );
 
+    // A program that is not there: any argument vector is a well-formed request, and a 404
+    // would say the session is not there.
     let (status, body) = agent
         .call(Method::POST, "/exec", r#"{"cmd":["/no/such/program"]}"#)
         .await;
     assert_eq!(
         (status, code(&body).as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_request")
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
     );
     let (status, _) = agent.call(Method::POST, "/exec", r#"{"cmd":[]}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -792,3 +792,180 @@ fn kill_9_during_hibernation_or_restore_loses_no_file_and_leaves_no_row_stuck() 
         "deleting the session removed its snapshots"
     );
 }
+
+/// Waits until no session is between two states (reconcile has settled what a killed server
+/// left), then checks the engine holds exactly the live sessions' containers: no orphan.
+fn assert_settled(serve: &Serve, after: &str) {
+    const BETWEEN: [&str; 4] = ["creating", "stopping", "hibernating", "restoring"];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sessions = serve.sessions();
+        let stuck: Vec<&Value> = sessions
+            .iter()
+            .filter(|s| BETWEEN.contains(&s["state"].as_str().unwrap()))
+            .collect();
+        let live = sessions.iter().filter(|s| s["state"] == "running").count();
+        if stuck.is_empty() && serve.containers().len() == live {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{after}: stuck {stuck:?}, {} containers for {live} running sessions; log: {}",
+            serve.containers().len(),
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Snapshot images of `session` on the engine.
+fn snapshot_images(session: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["images", "-q", &format!("berth-snapshot/{session}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn kill_9_during_a_snapshot_or_a_deletion_orphans_nothing_and_keeps_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(dir.path(), "", true);
+    let create = |serve: &Serve| {
+        let created = serve.berth(ADMIN, &["session", "create"]);
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        String::from_utf8_lossy(&created.stdout).trim().to_owned()
+    };
+    let id = create(&serve);
+    let wrote = serve.berth(
+        ADMIN,
+        &["exec", &id, "--", "sh", "-c", "echo kept > kept.txt"],
+    );
+    assert!(wrote.status.success());
+
+    // A snapshot acknowledged before the kill is listed after it, with its image; one the kill
+    // cut short is either finished or gone, image and all.
+    let acknowledged = serve.berth(ADMIN, &["snapshot", "create", &id, "--name", "before"]);
+    assert!(acknowledged.status.success());
+    for delay_ms in [30, 300] {
+        let name = format!("cut-{delay_ms}");
+        let background =
+            berth_in_background(serve.port, &["snapshot", "create", &id, "--name", &name]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        serve.kill9();
+        let _ = background.join();
+        serve.restart();
+        assert_settled(&serve, &format!("a kill {delay_ms} ms into a snapshot"));
+        let listed = serve.berth(ADMIN, &["snapshot", "ls", &id, "--json"]);
+        let listed: Vec<Value> = serde_json::from_slice(&listed.stdout).unwrap();
+        let names: Vec<&str> = listed.iter().filter_map(|s| s["name"].as_str()).collect();
+        assert!(names.contains(&"before"), "{names:?}");
+        // Every image of the session is a listed snapshot's (or the latest checkpoint's).
+        let images = snapshot_images(&id);
+        assert!(
+            images.len() <= listed.len() + 1,
+            "after a kill at {delay_ms} ms: images {images:?} for snapshots {names:?}"
+        );
+        let read = serve.berth(ADMIN, &["exec", &id, "--", "cat", "kept.txt"]);
+        assert_eq!(String::from_utf8_lossy(&read.stdout), "kept\n");
+    }
+
+    // A deletion cut short ends deleted or still running, never half-way, and its container
+    // goes with it.
+    for delay_ms in [20, 250] {
+        let doomed = create(&serve);
+        let background = berth_in_background(serve.port, &["session", "rm", &doomed]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        serve.kill9();
+        let _ = background.join();
+        serve.restart();
+        assert_settled(&serve, &format!("a kill {delay_ms} ms into a deletion"));
+        let state = state_of(&serve, &doomed);
+        assert!(
+            state == "stopped" || state == "running",
+            "after a kill at {delay_ms} ms: {state}"
+        );
+    }
+}
+
+/// A tmpfs of `megabytes` on `path`, unmounted when dropped: a disk that can fill up.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, megabytes: u32) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            mounted.status.success(),
+            "this test mounts a tmpfs and needs root (scripts/test runs as root): {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        Self(path.to_owned())
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> PathBuf {
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_full_data_disk_gives_clear_errors_loses_nothing_and_recovers_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("data"), 16);
+    let mut serve = Serve::start(dir.path(), "", true);
+    let created = serve.berth(ADMIN, &["session", "create"]);
+    assert!(created.status.success());
+    let kept = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+
+    let filler = disk.fill();
+    let refused = serve.berth(ADMIN, &["session", "create"]);
+    assert!(
+        !refused.status.success(),
+        "a create with no room for its row"
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("store") && !said.contains("panic"),
+        "the error says where it failed: {said}"
+    );
+    // Reads go on; the server is alive and the refused create left no container.
+    assert_eq!(state_of(&serve, &kept), "running");
+    assert_eq!(serve.containers().len(), 1, "log: {}", serve.log());
+
+    std::fs::remove_file(filler).unwrap();
+    let again = serve.berth(ADMIN, &["session", "create"]);
+    assert!(
+        again.status.success(),
+        "space back, creates work again without a restart: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // And a restart finds every acknowledged row, the database whole.
+    serve.kill9();
+    serve.restart();
+    assert_eq!(state_of(&serve, &kept), "running");
+    assert_settled(&serve, "a restart after the disk filled");
+    assert_eq!(serve.sessions().len(), 2);
+}

@@ -74,10 +74,11 @@ pub struct StateKey {
 #[serde(deny_unknown_fields)]
 pub struct CustomEvent {
     /// Letters, digits, `.`, `_`, `-` and `:`; at most 64.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$"))]
     pub name: String,
     /// Any JSON, at most 16 KiB of it.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub data: serde_json::Value,
 }
 

@@ -30,8 +30,10 @@ pub struct PortRelay {
 #[serde(deny_unknown_fields)]
 pub struct DockerBuild {
     /// Directory in the session; relative paths start at /home/user.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub context_path: String,
     /// The image's tag, in the session's namespace (`app` is `SESSION/app:latest`).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._/:-]{1,256}$"))]
     pub tag: String,
     /// The Dockerfile, relative to the context; `Dockerfile` when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,16 +48,28 @@ pub struct DockerBuild {
 #[serde(deny_unknown_fields)]
 pub struct DockerRun {
     /// An image the session may use: one of its template's `docker.base_images`, or one it
-    /// built (`app:1`).
+    /// built (`app:1`). A reference as Docker writes them: ASCII, no spaces.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,255}$")
+    )]
     pub image: String,
     /// The command; the image's own when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub cmd: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::env))]
     pub env: BTreeMap<String, String>,
     /// Ports to publish, as `-p` takes them (`"8080:80"`): into the session, as `docker run
     /// -p` in it does (`localhost:8080` there, and its preview), never on the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^\+?0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]):\+?0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])(/(tcp|udp))?$"
+        )
+    )]
     pub ports: Vec<String>,
     /// Answer once it has started, with its id (`docker run -d`).
     #[serde(default)]
@@ -66,6 +80,7 @@ pub struct DockerRun {
     /// How long to wait for it to exit before it is killed (default 60, at most 600); not
     /// with `detach`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 600))]
     pub timeout_seconds: Option<u64>,
 }
 
@@ -76,13 +91,17 @@ pub struct DockerRun {
 #[serde(deny_unknown_fields)]
 pub struct DockerExec {
     /// One of the session's containers, by id or name.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"))]
     pub container: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub cmd: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::env))]
     pub env: BTreeMap<String, String>,
     /// How long to wait for it to exit (default 60, at most 600). One still running then is
     /// left to run; the answer says `timed_out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 600))]
     pub timeout_seconds: Option<u64>,
 }
 

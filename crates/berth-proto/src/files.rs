@@ -44,6 +44,7 @@ pub struct FileList {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MakeDir {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"^[^\u0000]*$"))]
     pub path: String,
 }
 
@@ -53,7 +54,9 @@ pub struct MakeDir {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MoveFile {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"^[^\u0000]*$"))]
     pub from: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"^[^\u0000]*$"))]
     pub to: String,
     /// Replace `to` as Node's `fs.rename` and POSIX `rename(2)` do: a file by a file, an
     /// empty directory by a directory, atomically.

@@ -211,12 +211,21 @@ pub struct LabProgress {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateClass {
-    /// For people: 1 to 64 characters.
+    /// For people: 1 to 64 characters, not all blank, none of them control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub name: String,
     /// The learners' user names.
     pub members: Vec<String>,
     /// How many of its members' lab sessions may live at once; unlimited when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 1, maximum = 4294967295_u64))]
     pub max_sessions: Option<u32>,
 }
 

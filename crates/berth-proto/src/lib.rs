@@ -11,11 +11,14 @@ pub mod docker;
 pub mod error;
 pub mod files;
 pub mod home;
+pub mod json;
 pub mod lab;
 pub mod pool;
 pub mod ports;
 pub mod process;
 pub mod queue;
+#[cfg(feature = "openapi")]
+pub mod schemas;
 pub mod session;
 pub mod snapshot;
 pub mod template;

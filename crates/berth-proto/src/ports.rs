@@ -39,6 +39,12 @@ pub enum SessionEvent {
     },
     /// Activity came after a warning: the session stays.
     IdleCancelled,
+    /// The session's files take 90% of its template's `disk_mb`: past it, the session is
+    /// stopped (`disk_quota`).
+    DiskWarning {
+        used_mb: u64,
+        limit_mb: u64,
+    },
     /// Sent by code inside the session (`POST /api/v1/self/events`).
     Custom {
         name: String,
@@ -52,9 +58,11 @@ pub enum SessionEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatePreviewLink {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: u16,
     /// Lifetime; default 3600, at most 7 days.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604800))]
     pub ttl_seconds: Option<u64>,
 }
 

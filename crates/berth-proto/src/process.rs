@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     /// Program and arguments, e.g. `["sh", "-c", "echo hi"]`.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, pattern = r"^[^\u0000]*$"))]
     pub cmd: Vec<String>,
     /// Working directory; `/home/user` when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\u0000]*$"))]
     pub cwd: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::process_env))]
     pub env: BTreeMap<String, String>,
     /// Written to the process's standard input, which is then closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,12 +37,55 @@ pub struct ExecRequest {
     pub pty: Option<PtySize>,
 }
 
+/// `POST .../exec`'s body: an [`ExecRequest`] without `pty`, since this answer holds stdout and
+/// stderr apart and a terminal merges them (streamed and background processes take one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExecOnce {
+    /// Program and arguments, e.g. `["sh", "-c", "echo hi"]`.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, pattern = r"^[^\u0000]*$"))]
+    pub cmd: Vec<String>,
+    /// Working directory; `/home/user` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\u0000]*$"))]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::process_env))]
+    pub env: BTreeMap<String, String>,
+    /// Written to the process's standard input, which is then closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// The whole process group is killed after this long; the answer then says `timed_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Taken for an [`ExecRequest`]'s sake; a buffered exec ends with its request anyway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keepalive: bool,
+}
+
+impl From<ExecOnce> for ExecRequest {
+    fn from(once: ExecOnce) -> Self {
+        Self {
+            cmd: once.cmd,
+            cwd: once.cwd,
+            env: once.env,
+            stdin: once.stdin,
+            timeout_ms: once.timeout_ms,
+            keepalive: once.keepalive,
+            pty: None,
+        }
+    }
+}
+
 /// A terminal's size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PtySize {
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub cols: u16,
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub rows: u16,
 }
 
@@ -90,6 +136,7 @@ pub struct TerminalTail {
 /// Query of `GET .../terminal`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct TerminalQuery {
     /// Reattach to this live terminal (its scrollback is replayed first); a new one otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

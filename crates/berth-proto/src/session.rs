@@ -146,6 +146,7 @@ pub struct Session {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Keepalive {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub seconds: u64,
 }
 
@@ -159,12 +160,19 @@ pub struct CreateSession {
     pub template: String,
     /// Lifetime in seconds; the template's default when omitted, at most its maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub ttl_seconds: Option<u64>,
-    /// Extra environment variables for the session, on top of the template's.
+    /// Extra environment variables for the session, on top of the template's: at most 128,
+    /// names of letters, digits and `_` not starting with a digit (`BERTH_` is reserved),
+    /// values at most 32 KiB without NUL.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::env))]
     pub env: BTreeMap<String, String>,
-    /// Free-form labels to find sessions by (`GET /api/v1/sessions?label=k=v`).
+    /// Free-form labels to find sessions by (`GET /api/v1/sessions?label=k=v`): at most 32,
+    /// keys 1 to 63 of letters, digits, `.`, `_`, `-` and `/` starting with a letter or digit,
+    /// values at most 256 bytes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::labels))]
     pub labels: BTreeMap<String, String>,
     /// Fork: start from this named snapshot's files (yours; any for the admin) instead of the
     /// template's image. The template still gives limits and environment.
@@ -237,9 +245,11 @@ pub struct TimelineEvent {
     pub at: DateTime<Utc>,
     /// Lifecycle: `created`, `running`, `idle_warning`, `hibernated`, `restored`, `stopped`
     /// (with the reason), `failed` (with the reason), `restarted` (its container stopped and was
-    /// started again: files intact, processes and terminals lost), `oom` (a process ran out of
-    /// memory), `recovered` (made again from its newest snapshot), `hibernate_failed` (awake
-    /// again, with why), `compacted` (its snapshot's layers folded into one).
+    /// started again: files intact, processes and terminals lost), `oom_killed` (the kernel
+    /// killed a process at the memory limit), `disk_warning` (its files take 90% of its
+    /// `disk_mb`), `disk_quota` (stopped past it), `recovered` (made again from its newest
+    /// snapshot), `hibernate_failed` (awake again, with why), `compacted` (its snapshot's
+    /// layers folded into one).
     /// Work: `exec` (a command and its exit code), `process_started`, `command` (a line run in
     /// a terminal, with its exit code), `file_written`, `file_deleted`, `file_moved`,
     /// `directory_created`, `files_uploaded`, `snapshot`, `hibernate_requested`,

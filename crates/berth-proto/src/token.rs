@@ -88,11 +88,17 @@ impl std::str::FromStr for Scope {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// 1 to 64 characters, unique among the caller's tokens.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"\S")
+    )]
     pub name: String,
     /// At least one.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub scopes: Vec<Scope>,
     /// It stops working this long from now; never, when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 157680000))]
     pub expires_in_seconds: Option<u64>,
 }
 

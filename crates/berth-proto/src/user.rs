@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// 1 to 32 characters: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,31}$"))]
     pub name: String,
     /// `user` when omitted.
     #[serde(default, skip_serializing_if = "Role::is_user")]

@@ -10,6 +10,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "session.created",
     "session.running",
     "session.idle_warning",
+    "session.disk_warning",
+    "session.oom_killed",
     "session.hibernated",
     "session.restored",
     "session.recovered",
@@ -30,14 +32,28 @@ pub fn wants(events: &[String], event: &str) -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// `http://` or `https://`.
+    /// `http://` or `https://`, at most 2048 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2048,
+            pattern = r"^https?://[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$"
+        )
+    )]
     pub url: String,
     /// Event types (see `EVENT_TYPES`), or `["*"]` (the default) for all.
     #[serde(default = "all_events")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schemas::webhook_events))]
     pub events: Vec<String>,
     /// `whsec_` and base64 of 24 to 64 bytes; one is made when left out. Shown only in this
     /// answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^whsec_(([A-Za-z0-9+/]{4}){8,20}([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?|([A-Za-z0-9+/]{4}){21}([A-Za-z0-9+/][AQgw]==)?)$"
+        )
+    )]
     pub secret: Option<String>,
 }
 

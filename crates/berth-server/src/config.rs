@@ -28,8 +28,8 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 /// children of sessions with a Docker API, which join their parent's policy network.
 pub const MAX_SESSIONS_PER_NETWORK: u32 = 1000;
 
-/// The largest `home_size_mb`: 16 TiB, past any disk a home could mean; the bound keeps the
-/// byte count the engine is given far from overflowing.
+/// The largest `home_size_mb` and `disk_mb`: 16 TiB, past any disk a session could mean; the
+/// bound keeps the byte count the engine is given far from overflowing.
 const MAX_HOME_SIZE_MB: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -765,6 +765,9 @@ pub struct LifecycleConfig {
     /// How long a create may take from its container's creation until it is `running` (start,
     /// agent, workspace seed); past it the create fails and its container is removed.
     pub create_timeout_seconds: u64,
+    /// How often the disk watchdog measures running sessions with a `disk_mb` the engine
+    /// cannot enforce itself.
+    pub disk_check_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -785,6 +788,14 @@ pub struct TemplateConfig {
     /// With `home = "persistent"`: the home's size limit in MiB, where the engine can set one;
     /// 0 is none.
     pub home_size_mb: u64,
+    /// The most the session may write to its own files (its container's writable layer, the
+    /// home included unless persistent), in MiB; 0 is no limit. Where the engine can set a
+    /// size limit, writes past it fail; elsewhere the disk watchdog stops the session with
+    /// reason `disk_quota`, warning first.
+    pub disk_mb: u64,
+    /// The OCI runtime its containers run under (`runsc` for gVisor), one of those `docker
+    /// info` lists; unset: the engine's default.
+    pub runtime: Option<String>,
     pub pool: PoolConfig,
     /// When a session's container stops without Berth stopping it (an engine restart, say),
     /// start it again: same container, files intact, processes lost. `false` fails the
@@ -994,6 +1005,7 @@ impl Default for LifecycleConfig {
             reap_interval_ms: 5_000,
             reconcile_interval_seconds: 30,
             create_timeout_seconds: 120,
+            disk_check_seconds: 5,
         }
     }
 }
@@ -1011,6 +1023,8 @@ impl Default for TemplateConfig {
             workspace_seed: None,
             home: HomeMode::default(),
             home_size_mb: 0,
+            disk_mb: 10 * 1024,
+            runtime: None,
             pool: PoolConfig::default(),
             restart_after_engine_restart: true,
             idle: IdleConfig::default(),
@@ -1267,6 +1281,11 @@ impl Config {
                 86_400,
             ),
             (
+                "lifecycle.disk_check_seconds",
+                self.lifecycle.disk_check_seconds,
+                3_600,
+            ),
+            (
                 "snapshots.hibernated_ttl_seconds",
                 self.snapshots.hibernated_ttl_seconds,
                 MAX_TTL_SECONDS,
@@ -1415,6 +1434,21 @@ impl TemplateConfig {
                 );
             }
             _ => {}
+        }
+        if self.disk_mb > MAX_HOME_SIZE_MB {
+            return Err(format!(
+                "disk_mb must be at most {MAX_HOME_SIZE_MB} (16 TiB)"
+            ));
+        }
+        if let Some(runtime) = &self.runtime
+            && (runtime.is_empty()
+                || !runtime
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+        {
+            return Err(format!(
+                "runtime {runtime:?} is not a runtime's name (letters, digits, '.', '_' and '-')"
+            ));
         }
         if self.home_size_mb > MAX_HOME_SIZE_MB {
             return Err(format!(
@@ -1636,6 +1670,7 @@ mod tests {
         config.ai.api_key_env = Some("OPENAI_API_KEY".into());
         let template = config.templates.get_mut(DEFAULT_TEMPLATE).unwrap();
         template.workspace_seed = Some("seed".into());
+        template.runtime = Some("runsc".into());
         template.pool.max = Some(4);
         template.node_labels = BTreeMap::from([("gpu".into(), "yes".into())]);
         config.auth.public_url = Some("https://berth.example".into());

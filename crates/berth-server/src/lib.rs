@@ -182,6 +182,7 @@ pub async fn app(
     );
     background.extend(dispatcher.spawn(announcements, sessions.clone()));
     background.push(sessions.sweep_journals(Duration::from_secs(config.timeline.collect_seconds)));
+    background.push(sessions.watch_disks(Duration::from_secs(config.lifecycle.disk_check_seconds)));
 
     let leadership = Leadership::new(
         coordination.clone(),

@@ -16,6 +16,12 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 use crate::{agent_client::AgentClient, api::ApiError, sessions::Tap};
 
+/// The largest message (and frame) a client may send on a relayed WebSocket: keystrokes,
+/// pastes and stdin come in far smaller pieces, and the relay reads a whole message before
+/// passing it on, so without a bound every connection could hold axum's default of 64 MiB
+/// (and the session's agent as much again). Past it the connection is closed.
+const MAX_CLIENT_MESSAGE: usize = 1 << 20;
+
 /// A session's agent answers at once or is not there: its container has stopped.
 const AGENT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -105,7 +111,9 @@ pub async fn websocket_then(
     tap: Tap,
     after: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade?;
+    let upgrade = upgrade?
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE);
     let agent = agent_websocket(endpoint, path_and_query).await?;
     Ok(upgrade
         .on_upgrade(move |client| async move {

@@ -1,8 +1,9 @@
 //! One listener's accept loop: `axum::serve`'s, with the two bounds `[http]` sets on what a
 //! client connection may hold. `axum::serve` gives hyper no timer, so a client that opens a
 //! connection and trickles a request head (slowloris) holds it forever, and it accepts every
-//! connection offered: here a request head must arrive within `request_head_timeout_seconds`,
-//! and past `max_connections` new connections wait in the kernel's backlog.
+//! connection offered: here a request head must arrive within `request_head_timeout_seconds`
+//! (the first byte too, and the next request's on a kept-alive connection), and past
+//! `max_connections` new connections wait in the kernel's backlog.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -34,14 +35,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let head_timeout = Duration::from_secs(limits.request_head_timeout_seconds);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.request_head_timeout_seconds));
+        .header_read_timeout(head_timeout);
     // WebSockets over HTTP/2, as `axum::serve` allows them.
     builder.http2().enable_connect_protocol();
     let graceful = GracefulShutdown::new();
+    // Dropped at shutdown: connections still waiting for their first byte give up then, so a
+    // stop does not wait out their timeout as it waits for connections being served.
+    let (stopping, _) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -70,17 +75,30 @@ pub async fn serve(
                 request
             },
         ));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, mut stop) =
+            (builder.clone(), graceful.watcher(), stopping.subscribe());
         tokio::spawn(async move {
+            // hyper's header timeout starts once the first bytes have told it the HTTP version:
+            // a client that sends none would hold its place until `max_connections` is reached.
+            let mut first = [0u8; 1];
+            tokio::select! {
+                sent = tokio::time::timeout(head_timeout, tcp.peek(&mut first)) => {
+                    if !matches!(sent, Ok(Ok(1..))) {
+                        return;
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
             // A connection's end, whatever its cause, is the client's business.
-            let _ = connection.await;
+            let _ = watcher.watch(connection).await;
             drop(permit);
         });
     }
     drop(listener);
+    drop(stopping);
     graceful.shutdown().await;
 }
 
@@ -141,6 +159,26 @@ mod tests {
         let mut prompt = TcpStream::connect(addr).await.unwrap();
         let answer = ask(&mut prompt, Duration::from_secs(5)).await;
         assert_eq!(answer.as_deref(), Some("HTTP/1.1 200 OK"));
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_silent_or_kept_alive() {
+        let (addr, _stop) = start(HttpConfig {
+            max_connections: 10,
+            request_head_timeout_seconds: 1,
+        })
+        .await;
+        // One that never sends a byte, and one that idles after its first answer.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        let answer = ask(&mut kept, Duration::from_secs(5)).await;
+        assert_eq!(answer.as_deref(), Some("HTTP/1.1 200 OK"));
+        for (which, stream) in [("silent", &mut silent), ("kept-alive", &mut kept)] {
+            let mut rest = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "the {which} connection was open after 5 s");
+        }
     }
 
     #[tokio::test]

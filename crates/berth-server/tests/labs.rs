@@ -742,7 +742,7 @@ async fn an_instructor_starts_a_lab_for_a_class_follows_it_resets_and_shadows_re
             json!({"name": "x", "members": ["ann", "zed"]}),
         )
         .await;
-    assert_eq!(status, 400, "{unknown}");
+    assert_eq!(status, 404, "{unknown}");
     assert!(
         unknown["error"]["message"]
             .as_str()

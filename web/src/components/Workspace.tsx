@@ -3,7 +3,16 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, socketUrl, type Session } from "../api";
-import { beaconDue, baseName, countdown, idleNotice, restartNotice, stateInWords, wakeNotice } from "../lib/format";
+import {
+  beaconDue,
+  baseName,
+  countdown,
+  diskNotice,
+  idleNotice,
+  restartNotice,
+  stateInWords,
+  wakeNotice,
+} from "../lib/format";
 import { savedTerminals, saveTerminals } from "../lib/terminals";
 import { toast, toastError } from "../toasts";
 import type { Theme } from "../app";
@@ -26,6 +35,7 @@ export function Workspace({ id, theme, aside }: { id: string; theme: Theme; asid
   const [session, setSession] = useState<Session | null>(null);
   const [restarted, setRestarted] = useState<string | null>(null);
   const [sleepsAt, setSleepsAt] = useState<Date | null>(null);
+  const [diskFull, setDiskFull] = useState<{ usedMb: number; limitMb: number } | null>(null);
   const [files, setFiles] = useState<OpenFile[]>([]);
   const [activeFile, setActiveFile] = useState<string | null>(null);
   const [tabs, setTabs] = useState<Tab[]>(() => {
@@ -61,9 +71,12 @@ export function Workspace({ id, theme, aside }: { id: string; theme: Theme; asid
   useEffect(() => {
     const events = new WebSocket(socketUrl(id, "events"));
     events.onmessage = (event) => {
-      const notice = typeof event.data === "string" ? idleNotice(event.data) : null;
+      if (typeof event.data !== "string") return;
+      const notice = idleNotice(event.data);
       if (notice === "cancelled") setSleepsAt(null);
       else if (notice) setSleepsAt(notice.sleepsAt);
+      const disk = diskNotice(event.data);
+      if (disk) setDiskFull(disk);
     };
     let lastBeacon = 0;
     const present = () => {
@@ -174,6 +187,12 @@ export function Workspace({ id, theme, aside }: { id: string; theme: Theme; asid
           </span>
         )}
         {restarted && <span class="notice restarted">{restarted}</span>}
+        {diskFull && (
+          <span class="notice disk-warning">
+            This session's files take {diskFull.usedMb} MiB of the {diskFull.limitMb} MiB it may use: past that it is
+            stopped. Delete what you don't need.
+          </span>
+        )}
         {sleepsAt && (
           <span class="notice idle-warning">
             Nobody has worked here for a while: this session goes to sleep at {sleepsAt.toLocaleTimeString()} (your files

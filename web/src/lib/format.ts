@@ -102,7 +102,12 @@ export function stateInWords(state: string, stopReason?: string | null): string 
     restoring: "waking up",
   };
   const said = words[state] ?? state;
-  return stopReason && (state === "stopped" || state === "failed") ? `${said}: ${stopReason}` : said;
+  const reasons: Record<string, string> = {
+    disk_quota: "its files passed the template's disk limit",
+    oom_killed: "it ran out of memory",
+  };
+  const why = stopReason ? (reasons[stopReason] ?? stopReason) : null;
+  return why && (state === "stopped" || state === "failed") ? `${said}: ${why}` : said;
 }
 
 /** What a sleeping or waking session's workspace says while it waits for it, in words. */
@@ -126,6 +131,19 @@ export function idleNotice(text: string): { sleepsAt: Date } | "cancelled" | nul
     const value = JSON.parse(text);
     if (value?.type === "idle-warning" && typeof value.at === "string") return { sleepsAt: new Date(value.at) };
     if (value?.type === "idle-cancelled") return "cancelled";
+  } catch {
+    // not a notice
+  }
+  return null;
+}
+
+/** The disk watchdog's warning in a session's event stream: how full its disk is. */
+export function diskNotice(text: string): { usedMb: number; limitMb: number } | null {
+  try {
+    const value = JSON.parse(text);
+    if (value?.type === "disk-warning" && typeof value.used_mb === "number" && typeof value.limit_mb === "number") {
+      return { usedMb: value.used_mb, limitMb: value.limit_mb };
+    }
   } catch {
     // not a notice
   }

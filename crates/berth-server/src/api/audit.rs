@@ -145,6 +145,7 @@ fn session_of(path: &str) -> Option<String> {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this actor's calls (a user's name, `admin`, `session:<id>`).
     actor: Option<String>,
@@ -156,6 +157,7 @@ pub struct AuditQuery {
     until: Option<DateTime<Utc>>,
     /// At most this many, newest first (default 100, at most 1000).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: usize,
 }
 
@@ -178,12 +180,15 @@ pub async fn list(
     if !caller.admin {
         return Err(ApiError::forbidden("only the admin reads the audit log"));
     }
+    if !(1..=1000).contains(&query.limit) {
+        return Err(ApiError::invalid_request("limit: 1 to 1000"));
+    }
     let filter = AuditFilter {
         actor: query.actor,
         session_id: query.session,
         since: query.since,
         until: query.until,
-        limit: query.limit.clamp(1, 1000),
+        limit: query.limit,
     };
     Ok(Json(AuditList {
         entries: state.store.list_audit(&filter).await?,

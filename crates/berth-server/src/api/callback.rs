@@ -244,8 +244,8 @@ pub async fn list_state(
 /// One value of the session's state, as the JSON it was written as.
 #[utoipa::path(
     get, path = "/api/v1/self/state/{key}", tag = "callback",
-    params(("key" = String, Path, description = "Letters, digits, '.', '_' and '-'")),
-    responses((status = 200, description = "The value", body = Object), (status = 404, body = ErrorBody)),
+    params(("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "1 to 128 letters, digits, '.', '_' and '-'")),
+    responses((status = 200, description = "The value", body = serde_json::Value), (status = 404, body = ErrorBody)),
     security(("session_token" = []))
 )]
 pub async fn get_state(
@@ -259,8 +259,8 @@ pub async fn get_state(
 /// Writes one value (any JSON, at most 64 KiB; at most 256 keys).
 #[utoipa::path(
     put, path = "/api/v1/self/state/{key}", tag = "callback",
-    params(("key" = String, Path, description = "Letters, digits, '.', '_' and '-'")),
-    request_body(content = Object, description = "Any JSON value"),
+    params(("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "1 to 128 letters, digits, '.', '_' and '-'")),
+    request_body(content = serde_json::Value, description = "Any JSON value"),
     responses(
         (status = 204),
         (status = 413, description = "Over 64 KiB", body = ErrorBody),
@@ -279,7 +279,7 @@ pub async fn put_state(
 
 #[utoipa::path(
     delete, path = "/api/v1/self/state/{key}", tag = "callback",
-    params(("key" = String, Path, description = "Letters, digits, '.', '_' and '-'")),
+    params(("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "1 to 128 letters, digits, '.', '_' and '-'")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("session_token" = []))
 )]
@@ -306,8 +306,8 @@ pub async fn list_user_state(
 
 #[utoipa::path(
     get, path = "/api/v1/self/user-state/{key}", tag = "callback",
-    params(("key" = String, Path, description = "Letters, digits, '.', '_' and '-'")),
-    responses((status = 200, description = "The value", body = Object), (status = 404, body = ErrorBody)),
+    params(("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "1 to 128 letters, digits, '.', '_' and '-'")),
+    responses((status = 200, description = "The value", body = serde_json::Value), (status = 404, body = ErrorBody)),
     security(("session_token" = []))
 )]
 pub async fn get_user_state(
@@ -320,8 +320,8 @@ pub async fn get_user_state(
 
 #[utoipa::path(
     put, path = "/api/v1/self/user-state/{key}", tag = "callback",
-    params(("key" = String, Path, description = "Letters, digits, '.', '_' and '-'")),
-    request_body(content = Object, description = "Any JSON value"),
+    params(("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "1 to 128 letters, digits, '.', '_' and '-'")),
+    request_body(content = serde_json::Value, description = "Any JSON value"),
     responses(
         (status = 204),
         (status = 413, description = "Over 64 KiB", body = ErrorBody),
@@ -340,7 +340,7 @@ pub async fn put_user_state(
 
 #[utoipa::path(
     delete, path = "/api/v1/self/user-state/{key}", tag = "callback",
-    params(("key" = String, Path, description = "Letters, digits, '.', '_' and '-'")),
+    params(("key" = String, Path, pattern = "^[A-Za-z0-9._-]{1,128}$", description = "1 to 128 letters, digits, '.', '_' and '-'")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("session_token" = []))
 )]
@@ -421,7 +421,7 @@ pub async fn keepalive_self(
 /// `ready_message`) until the session's container changes (a wake, a recovery).
 #[utoipa::path(
     post, path = "/api/v1/self/ready", tag = "callback",
-    request_body = Ready,
+    request_body(content = Option<Ready>, description = "May be left out"),
     responses((status = 204), (status = 400, body = ErrorBody)),
     security(("session_token" = []))
 )]

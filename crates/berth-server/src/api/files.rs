@@ -39,7 +39,7 @@ pub(super) async fn relay(
 /// List a directory: directories first, then by name.
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/files", tag = "files", operation_id = "list_files",
-    params(("id" = String, Path), ("path" = String, Query, description = "Directory; relative paths start at /home/user")),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$", description = "Directory; relative paths start at /home/user")),
     responses(
         (status = 200, body = FileList),
         (status = 400, description = "Malformed path", body = ErrorBody),
@@ -69,7 +69,7 @@ pub async fn list(
 /// Delete a file, or a directory (non-empty ones only with `recursive=true`).
 #[utoipa::path(
     delete, path = "/api/v1/sessions/{id}/files", tag = "files", operation_id = "remove_file",
-    params(("id" = String, Path), ("path" = String, Query), ("recursive" = Option<bool>, Query)),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$"), ("recursive" = Option<bool>, Query)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Directory not empty", body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -94,7 +94,7 @@ pub async fn remove(
 /// One entry: type, size, mode, mtime (symlinks are not followed).
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/files/stat", tag = "files",
-    params(("id" = String, Path), ("path" = String, Query)),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$")),
     responses((status = 200, body = FileEntry), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -118,7 +118,7 @@ pub async fn stat(
 /// Download a file's bytes, streamed.
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/files/content", tag = "files",
-    params(("id" = String, Path), ("path" = String, Query)),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$")),
     responses(
         (status = 200, description = "The file's bytes", content_type = "application/octet-stream"),
         (status = 404, body = ErrorBody),
@@ -147,8 +147,8 @@ pub async fn read(
 /// is replaced only once the upload is complete.
 #[utoipa::path(
     put, path = "/api/v1/sessions/{id}/files/content", tag = "files",
-    params(("id" = String, Path), ("path" = String, Query)),
-    request_body(content = super::extract::RawBytes, content_type = "application/octet-stream"),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$")),
+    request_body(content = Option<super::extract::RawBytes>, content_type = "application/octet-stream", description = "The file; empty when left out"),
     responses(
         (status = 200, body = FileEntry),
         (status = 409, description = "A directory is in the way", body = ErrorBody),
@@ -177,6 +177,7 @@ pub async fn write(
             ),
         ));
     }
+    refuse_past_disk_limit(&s, &caller, &id, declared).await?;
     relay_noted(
         &s,
         &caller,
@@ -186,6 +187,29 @@ pub async fn write(
         Note::FileWritten,
     )
     .await
+}
+
+/// An upload of `declared` bytes that would take the session past its template's `disk_mb`
+/// is refused before a byte reaches it: the disk watchdog would stop the session for it.
+async fn refuse_past_disk_limit(
+    s: &AppState,
+    caller: &Principal,
+    id: &str,
+    declared: Option<u64>,
+) -> Result<(), ApiError> {
+    let Some(declared) = declared else {
+        return Ok(());
+    };
+    match s.sessions.disk_room(caller, id).await {
+        Some(room) if declared > room => Err(ApiError::coded(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the upload ({declared} bytes) would take the session past its disk limit: \
+                 {room} bytes are left (the template's disk_mb); delete files first"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Create a directory and its missing parents.
@@ -241,7 +265,7 @@ pub async fn rename(
 /// Download a directory as a tar (symlinks kept), streamed.
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/files/archive", tag = "files",
-    params(("id" = String, Path), ("path" = String, Query)),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$")),
     responses((status = 200, content_type = "application/x-tar"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -265,9 +289,13 @@ pub async fn download_archive(
 /// Upload a tar and unpack it into a directory (created if missing), keeping modes and symlinks.
 #[utoipa::path(
     put, path = "/api/v1/sessions/{id}/files/archive", tag = "files",
-    params(("id" = String, Path), ("path" = String, Query)),
-    request_body(content = super::extract::RawBytes, content_type = "application/x-tar"),
-    responses((status = 204), (status = 400, description = "Not a tar", body = ErrorBody)),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$")),
+    request_body(content = Option<super::extract::RawBytes>, content_type = "application/x-tar", description = "A tar; nothing is unpacked when left out"),
+    responses(
+        (status = 204),
+        (status = 400, description = "Not a tar", body = ErrorBody),
+        (status = 413, description = "Past the session's disk limit", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn upload_archive(
@@ -278,6 +306,10 @@ pub async fn upload_archive(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    refuse_past_disk_limit(&s, &caller, &id, declared).await?;
     relay_noted(
         &s,
         &caller,
@@ -294,7 +326,7 @@ pub async fn upload_archive(
 /// `Authorization` header or a `ticket` query parameter.
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/files/watch", tag = "files",
-    params(("id" = String, Path), ("path" = String, Query), ("recursive" = Option<bool>, Query),
+    params(("id" = String, Path), ("path" = String, Query, min_length = 1, pattern = "^[^\\u0000]*$"), ("recursive" = Option<bool>, Query),
            ("ticket" = Option<String>, Query, description = "From POST .../tickets, for browsers")),
     responses(
         (status = 101, description = "Switching to WebSocket; frames are FileEvent", body = FileEvent),

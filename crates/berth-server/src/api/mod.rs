@@ -177,22 +177,104 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every route that takes a token can also answer `401` (no token, or an unknown one) and `429`
-/// (over `quota.requests_per_second`): documented on each here, not in every `#[utoipa::path]`.
-/// A route's own description of either status is kept.
-struct SecuredResponses;
+/// The errors a route can answer by what it takes, documented on every route here rather than
+/// in each `#[utoipa::path]`, so a new route cannot forget one (the fuzzer in
+/// `scripts/test-schemathesis` checks every answer against the document):
+///
+/// - a request body, query parameters, a path parameter that is not any text, or a WebSocket
+///   upgrade: `400` (malformed, or not an upgrade); a body: `413` (over the body limit);
+/// - a path parameter: `404` (nothing of that name);
+/// - under `/api/v1/sessions/{id}/`: `409` (the session is not running);
+/// - a token: `401` (none, or an unknown one), `429` (over `quota.requests_per_second`), `503`
+///   (the store that holds the tokens does not answer), and for users' tokens `403` (a scope
+///   the token lacks, a browser login without its CSRF token, a session's token).
+///
+/// A route's own description of any of these is kept.
+struct ErrorResponses;
 
-impl Modify for SecuredResponses {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let statuses = [
-            ("401", "Missing or unknown token"),
-            (
+impl ErrorResponses {
+    fn statuses(
+        path: &str,
+        operation: &utoipa::openapi::path::Operation,
+    ) -> Vec<(&'static str, &'static str)> {
+        use utoipa::openapi::{
+            RefOr,
+            path::ParameterIn,
+            schema::{Schema, SchemaType, Type},
+        };
+        let parameters: Vec<&utoipa::openapi::path::Parameter> = operation
+            .parameters
+            .iter()
+            .flatten()
+            .filter_map(|p| match p {
+                RefOr::T(p) => Some(p),
+                RefOr::Ref(_) => None,
+            })
+            .collect();
+        let typed_path_parameter = parameters.iter().any(|p| {
+            p.parameter_in == ParameterIn::Path
+                && !matches!(&p.schema, Some(RefOr::T(Schema::Object(o)))
+                    if o.schema_type == SchemaType::Type(Type::String) && o.pattern.is_none())
+        });
+        let query = parameters
+            .iter()
+            .any(|p| p.parameter_in == ParameterIn::Query);
+        let body = operation.request_body.is_some();
+        let websocket = operation.responses.responses.contains_key("101");
+        // A requirement's scheme names are only reachable through its serialised form.
+        let schemes: Vec<String> = operation
+            .security
+            .iter()
+            .flatten()
+            .filter_map(|requirement| serde_json::to_value(requirement).ok())
+            .filter_map(|value| {
+                value
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            })
+            .flatten()
+            .collect();
+        let mut statuses = Vec::new();
+        if body || query || typed_path_parameter || websocket {
+            statuses.push((
+                "400",
+                "A malformed request (`invalid_request`, `invalid_json`)",
+            ));
+        }
+        if body {
+            statuses.push(("413", "A body over the limit (`payload_too_large`)"));
+        }
+        if parameters
+            .iter()
+            .any(|p| p.parameter_in == ParameterIn::Path)
+        {
+            statuses.push(("404", "Nothing by that name (`not_found`)"));
+        }
+        if path.starts_with("/api/v1/sessions/{id}/") {
+            statuses.push(("409", "The session is not running (`conflict`)"));
+        }
+        if !schemes.is_empty() {
+            statuses.push(("401", "Missing or unknown token"));
+            statuses.push((
                 "429",
                 "Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`)",
-            ),
-        ];
-        for item in openapi.paths.paths.values_mut() {
+            ));
+            statuses.push(("503", "The store does not answer (`store_unavailable`)"));
+        }
+        if schemes.iter().any(|scheme| scheme == "bearer") {
+            statuses.push((
+                "403",
+                "The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`)",
+            ));
+        }
+        statuses
+    }
+}
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 &mut item.get,
                 &mut item.put,
@@ -201,10 +283,7 @@ impl Modify for SecuredResponses {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                if operation.security.as_ref().is_none_or(Vec::is_empty) {
-                    continue;
-                }
-                for (status, description) in statuses {
+                for (status, description) in Self::statuses(path, operation) {
                     operation
                         .responses
                         .responses
@@ -306,7 +385,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(service::metrics))
         .merge(callback::routes());
     let (router, mut openapi) = routes.split_for_parts();
-    SecuredResponses.modify(&mut openapi);
+    ErrorResponses.modify(&mut openapi);
     (router, openapi)
 }
 

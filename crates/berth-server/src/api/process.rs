@@ -10,7 +10,8 @@ use axum::{
 use berth_proto::{
     ErrorBody,
     process::{
-        ExecRequest, ExecResult, ProcessInfo, ProcessList, PtySize, SignalRequest, TerminalQuery,
+        ExecOnce, ExecRequest, ExecResult, ProcessInfo, ProcessList, PtySize, SignalRequest,
+        TerminalQuery,
     },
 };
 use serde::Serialize;
@@ -32,11 +33,13 @@ use crate::{
 /// most). On `timeout_ms` the whole process group is killed and `timed_out` is set.
 #[utoipa::path(
     post, path = "/api/v1/sessions/{id}/exec", tag = "processes", operation_id = "exec",
-    params(("id" = String, Path)), request_body = ExecRequest,
+    params(("id" = String, Path)), request_body = ExecOnce,
     responses(
         (status = 200, body = ExecResult),
         (status = 400, description = "Empty command, or it cannot be started", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 422, description = "No such program or working directory in the session", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -170,7 +173,12 @@ fn process_route(pid: &str, rest: &str) -> Result<String, ApiError> {
 #[utoipa::path(
     post, path = "/api/v1/sessions/{id}/processes", tag = "processes",
     params(("id" = String, Path)), request_body = ExecRequest,
-    responses((status = 201, body = ProcessInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses(
+        (status = 201, body = ProcessInfo),
+        (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, description = "No such program or working directory in the session", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn start_process(

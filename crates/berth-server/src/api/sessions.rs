@@ -41,6 +41,7 @@ pub struct CreateQuery {
         (status = 202, description = "Queued for capacity; poll status_url", body = QueueStatus),
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "No such snapshot to fork (`from_snapshot`)", body = ErrorBody),
         (status = 409, description = "Deleted while being created", body = ErrorBody),
         (status = 422, description = "Unknown template or TTL out of range", body = ErrorBody),
         (status = 429, description = "The caller holds too many sessions", body = ErrorBody),
@@ -127,7 +128,7 @@ pub async fn cancel_queued(
 #[utoipa::path(
     get, path = "/api/v1/sessions", tag = "sessions", operation_id = "list_sessions",
     params(
-        ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat to require several labels"),
+        ("label" = Option<Vec<String>>, Query, pattern = "^[^=]+=", description = "`key=value`; repeat to require several labels"),
         ("all" = Option<bool>, Query, description = "Include stopped and failed sessions"),
     ),
     responses(

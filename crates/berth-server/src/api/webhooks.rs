@@ -179,9 +179,11 @@ pub async fn delete(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     /// At most this many, newest first (default 50, at most 500).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 500)]
     limit: usize,
 }
 
@@ -203,11 +205,11 @@ pub async fn deliveries(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
+    if !(1..=500).contains(&query.limit) {
+        return Err(ApiError::invalid_request("limit: 1 to 500"));
+    }
     visible(&state, &caller, &id).await?;
-    let records = state
-        .store
-        .list_deliveries(&id, query.limit.clamp(1, 500))
-        .await?;
+    let records = state.store.list_deliveries(&id, query.limit).await?;
     Ok(Json(DeliveryList {
         deliveries: records.into_iter().map(|record| record.delivery).collect(),
     }))

@@ -30,6 +30,8 @@ struct FakeContainer {
     addr: Option<SocketAddr>,
     /// The container's `/home/user`: its own, or its persistent home's volume.
     home: Arc<tempfile::TempDir>,
+    /// Its first process was killed at the memory limit.
+    oom_killed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +105,41 @@ impl FakeRuntime {
         for id in killed {
             self.emit(&id, session_id, ContainerEventKind::Die);
         }
+    }
+
+    /// What a container's first process killed at its memory limit looks like: the engine's
+    /// `oom` event, then its `die`.
+    pub fn kill_out_of_memory(&self, session_id: &str) {
+        let ids: Vec<String> = self
+            .lock()
+            .iter_mut()
+            .filter(|(_, c)| c.spec.session_id == session_id)
+            .map(|(id, c)| {
+                c.oom_killed = true;
+                id.clone()
+            })
+            .collect();
+        for id in ids {
+            self.emit(&id, session_id, ContainerEventKind::Oom);
+        }
+        self.kill(session_id);
+    }
+
+    /// Whether anyone follows the engine's events.
+    pub fn followed(&self) -> bool {
+        !self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// The `/home/user` of a session's container, to write files in as its processes would.
+    pub fn home_of(&self, session_id: &str) -> Option<std::path::PathBuf> {
+        self.lock()
+            .values()
+            .find(|c| c.spec.session_id == session_id)
+            .map(|c| c.home.path().to_owned())
     }
 
     /// Stops the engine as a restart does: every container stops, every event stream ends,
@@ -258,6 +295,7 @@ impl Runtime for FakeRuntime {
                 agent: None,
                 addr: None,
                 home,
+                oom_killed: false,
             },
         );
         Ok(id)
@@ -357,6 +395,18 @@ impl Runtime for FakeRuntime {
             session_id: c.spec.session_id.clone(),
             running: c.agent.is_some(),
         }))
+    }
+
+    async fn oom_killed(&self, container_id: &str) -> Result<bool, RuntimeError> {
+        self.check_up()?;
+        Ok(self.lock().get(container_id).is_some_and(|c| c.oom_killed))
+    }
+
+    /// What the files in its home take, as the engine counts its writable layer.
+    async fn disk_used(&self, container_id: &str) -> Result<Option<u64>, RuntimeError> {
+        self.check_up()?;
+        let home = self.lock().get(container_id).map(|c| c.home.clone());
+        Ok(home.map(|home| bytes_under(home.path())))
     }
 
     async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {
@@ -641,4 +691,19 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()
         }
     }
     Ok(())
+}
+
+/// The bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => bytes_under(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -126,6 +126,11 @@ pub struct ContainerSpec {
     /// The owner's persistent home, mounted on [`HOME_DIR`]; `None`: the home is the
     /// container's own.
     pub home: Option<HomeSpec>,
+    /// The size limit of its writable layer in MiB, set where the engine can
+    /// ([`Runtime::limits_disk`]); the disk watchdog enforces it elsewhere.
+    pub disk_mb: Option<u64>,
+    /// The OCI runtime to run it under; `None`: the engine's default.
+    pub oci_runtime: Option<String>,
 }
 
 /// A container the engine reports as Berth's (of this instance).
@@ -341,6 +346,19 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// The sessions of this instance that have containers or images made through their
     /// Docker API on the engine.
     async fn child_owners(&self) -> Result<BTreeSet<String>, RuntimeError>;
+
+    /// Whether a stopped container's first process was killed at its memory limit.
+    async fn oom_killed(&self, container_id: &str) -> Result<bool, RuntimeError>;
+
+    /// Whether the engine itself keeps containers within their `disk_mb` (writes past it
+    /// fail); where it does not, the disk watchdog measures them with [`Runtime::disk_used`].
+    fn limits_disk(&self) -> bool {
+        false
+    }
+
+    /// Bytes a container of this instance wrote to its own files (its writable layer), or
+    /// `None` when the engine no longer has it.
+    async fn disk_used(&self, container_id: &str) -> Result<Option<u64>, RuntimeError>;
 
     /// Why a container the engine no longer has went, for the sessions it held:
     /// `node_lost` when its whole node did (a swarm node down or gone), else

@@ -708,6 +708,20 @@ impl Runtime for SwarmRuntime {
         }))
     }
 
+    async fn oom_killed(&self, container_id: &str) -> Result<bool, RuntimeError> {
+        match self.locate(container_id).await? {
+            Some((node, id)) => node.engine.oom_killed(id).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn disk_used(&self, container_id: &str) -> Result<Option<u64>, RuntimeError> {
+        match self.locate(container_id).await? {
+            Some((node, id)) => node.engine.disk_used(id).await,
+            None => Ok(None),
+        }
+    }
+
     // Docker inside sessions is not served on a swarm (the config refuses it), so sessions
     // there have no children.
     async fn remove_children(&self, _session_id: &str) -> Result<(), RuntimeError> {

@@ -95,6 +95,8 @@ pub enum Command {
         deadline: chrono::DateTime<chrono::Utc>,
         busy: bool,
     },
+    /// The disk watchdog measured these running sessions' files.
+    DisksMeasured { measured: Vec<super::disk::DiskUse> },
     /// Stop sessions past their expiry; retry removals that failed.
     Reap,
     /// These containers' node is being emptied: hibernate their sessions (to wake on another
@@ -147,6 +149,7 @@ impl Command {
             Self::RestoreFinished { .. } => "restore_finished",
             Self::CheckpointFinished { .. } => "checkpoint_finished",
             Self::KeepaliveProbed { .. } => "keepalive_probed",
+            Self::DisksMeasured { .. } => "disks_measured",
             Self::Reap => "reap",
             Self::Evict { .. } => "evict",
             Self::PoolStatus { .. } => "pool_status",

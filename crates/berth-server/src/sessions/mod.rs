@@ -5,6 +5,7 @@ mod activity;
 mod actor;
 mod calls;
 mod command;
+mod disk;
 mod engine;
 mod error;
 mod homes;
@@ -400,14 +401,31 @@ impl SessionManager {
     /// Collects every running session's journal while this instance leads, every `every`,
     /// so ports reach webhooks and the timeline soon after they open, until aborted.
     pub fn sweep_journals(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.every_while_leading(every, |manager| async move {
+            manager.ctx.journals.sweep().await;
+            true
+        })
+    }
+
+    /// Runs `work` every `every` while this instance leads, until aborted or `work` answers
+    /// `false` (the actor is gone).
+    fn every_while_leading<F, Fut>(
+        &self,
+        every: Duration,
+        mut work: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut(SessionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
         let manager = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                if manager.leads() {
-                    manager.ctx.journals.sweep().await;
+                if manager.leads() && !work(manager.clone()).await {
+                    return;
                 }
             }
         })

@@ -241,6 +241,14 @@ pub fn lifecycle_entry(
             detail["action"].as_str().unwrap_or("stop"),
             detail["at"].as_str().unwrap_or("soon")
         ),
+        "disk_warning" => format!(
+            "its files take {} MiB of the {} MiB its template allows; past that it is stopped",
+            detail["used_mb"], detail["limit_mb"]
+        ),
+        "oom_killed" => format!(
+            "out of memory: the kernel killed a process in it (the template allows {} MiB)",
+            detail["limit_mb"]
+        ),
         "hibernated" => "hibernated: its files and state are kept; any access wakes it".to_owned(),
         "restored" => "woke from hibernation".to_owned(),
         "stopped" => format!(

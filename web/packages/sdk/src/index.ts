@@ -203,7 +203,7 @@ export class Berth {
       params: { path: { id }, query: { path } },
       // The document says `string` (format binary): the bytes go as they are.
       body: contents as string,
-      bodySerializer: (body: string) => body as BodyInit,
+      bodySerializer: (body: string | null | undefined) => body as BodyInit,
       headers: { "content-type": "application/octet-stream" },
     });
   }

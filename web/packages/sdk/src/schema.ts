@@ -1739,13 +1739,13 @@ export interface components {
         /** @description `POST /api/v1/classes`: a class, a roster of users an instructor teaches. */
         CreateClass: {
             /**
-             * Format: int32
+             * Format: int64
              * @description How many of its members' lab sessions may live at once; unlimited when omitted.
              */
             max_sessions?: number | null;
             /** @description The learners' user names. */
             members: string[];
-            /** @description For people: 1 to 64 characters. */
+            /** @description For people: 1 to 64 characters, not all blank, none of them control characters. */
             name: string;
         };
         /**
@@ -1763,7 +1763,6 @@ export interface components {
         };
         /** @description `POST /api/v1/sessions`. */
         CreateSession: {
-            /** @description Extra environment variables for the session, on top of the template's. */
             env?: {
                 [key: string]: string;
             };
@@ -1772,7 +1771,6 @@ export interface components {
              *     template's image. The template still gives limits and environment.
              */
             from_snapshot?: string | null;
-            /** @description Free-form labels to find sessions by (`GET /api/v1/sessions?label=k=v`). */
             labels?: {
                 [key: string]: string;
             };
@@ -1786,7 +1784,7 @@ export interface components {
         };
         /** @description `POST /api/v1/sessions/{id}/snapshots`. */
         CreateSnapshot: {
-            /** @description For people: 1 to 64 characters. */
+            /** @description For people: 1 to 64 characters, none of them control characters. */
             name: string;
         };
         /** @description `POST /api/v1/tokens`. */
@@ -1810,14 +1808,13 @@ export interface components {
         };
         /** @description `POST /api/v1/webhooks`: an endpoint for the caller's own sessions' events. */
         CreateWebhook: {
-            /** @description Event types (see `EVENT_TYPES`), or `["*"]` (the default) for all. */
-            events?: string[];
+            events?: ("session.created" | "session.running" | "session.idle_warning" | "session.disk_warning" | "session.oom_killed" | "session.hibernated" | "session.restored" | "session.recovered" | "session.stopped" | "session.failed" | "session.port_opened" | "session.port_closed" | "session.custom" | "*")[];
             /**
              * @description `whsec_` and base64 of 24 to 64 bytes; one is made when left out. Shown only in this
              *     answer.
              */
             secret?: string | null;
-            /** @description `http://` or `https://`. */
+            /** @description `http://` or `https://`, at most 2048 characters. */
             url: string;
         };
         /**
@@ -1826,7 +1823,7 @@ export interface components {
          */
         CustomEvent: {
             /** @description Any JSON, at most 16 KiB of it. */
-            data?: Record<string, never>;
+            data?: unknown;
             /** @description Letters, digits, `.`, `_`, `-` and `:`; at most 64. */
             name: string;
         };
@@ -1926,7 +1923,7 @@ export interface components {
             };
             /**
              * @description An image the session may use: one of its template's `docker.base_images`, or one it
-             *     built (`app:1`).
+             *     built (`app:1`). A reference as Docker writes them: ASCII, no spaces.
              */
             image: string;
             /**
@@ -1965,6 +1962,28 @@ export interface components {
              * @description With `rate_limited`: seconds until a retry is let through (also `Retry-After`).
              */
             retry_after?: number | null;
+        };
+        /**
+         * @description `POST .../exec`'s body: an [`ExecRequest`] without `pty`, since this answer holds stdout and
+         *     stderr apart and a terminal merges them (streamed and background processes take one).
+         */
+        ExecOnce: {
+            /** @description Program and arguments, e.g. `["sh", "-c", "echo hi"]`. */
+            cmd: string[];
+            /** @description Working directory; `/home/user` when omitted. */
+            cwd?: string | null;
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Taken for an [`ExecRequest`]'s sake; a buffered exec ends with its request anyway. */
+            keepalive?: boolean;
+            /** @description Written to the process's standard input, which is then closed. */
+            stdin?: string | null;
+            /**
+             * Format: int64
+             * @description The whole process group is killed after this long; the answer then says `timed_out`.
+             */
+            timeout_ms?: number | null;
         };
         /** @description `POST .../exec`: runs `cmd` (no shell unless you ask for one) and answers when it ends. */
         ExecRequest: {
@@ -2509,6 +2528,13 @@ export interface components {
             /** @enum {string} */
             type: "idle-cancelled";
         } | {
+            /** Format: int64 */
+            limit_mb: number;
+            /** @enum {string} */
+            type: "disk-warning";
+            /** Format: int64 */
+            used_mb: number;
+        } | {
             data: Record<string, never>;
             name: string;
             /** @enum {string} */
@@ -2658,9 +2684,11 @@ export interface components {
             /**
              * @description Lifecycle: `created`, `running`, `idle_warning`, `hibernated`, `restored`, `stopped`
              *     (with the reason), `failed` (with the reason), `restarted` (its container stopped and was
-             *     started again: files intact, processes and terminals lost), `oom` (a process ran out of
-             *     memory), `recovered` (made again from its newest snapshot), `hibernate_failed` (awake
-             *     again, with why), `compacted` (its snapshot's layers folded into one).
+             *     started again: files intact, processes and terminals lost), `oom_killed` (the kernel
+             *     killed a process at the memory limit), `disk_warning` (its files take 90% of its
+             *     `disk_mb`), `disk_quota` (stopped past it), `recovered` (made again from its newest
+             *     snapshot), `hibernate_failed` (awake again, with why), `compacted` (its snapshot's
+             *     layers folded into one).
              *     Work: `exec` (a command and its exit code), `process_started`, `command` (a line run in
              *     a terminal, with its exit code), `file_written`, `file_deleted`, `file_moved`,
              *     `directory_created`, `files_uploaded`, `snapshot`, `hibernate_requested`,
@@ -2753,8 +2781,26 @@ export interface operations {
                     "application/json": components["schemas"]["Hint"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2778,6 +2824,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2787,6 +2842,15 @@ export interface operations {
                 };
             };
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2825,8 +2889,26 @@ export interface operations {
                     "application/json": components["schemas"]["Hint"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2850,6 +2932,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2859,6 +2950,15 @@ export interface operations {
                 };
             };
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2878,20 +2978,20 @@ export interface operations {
     };
     list_audit: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
+            query?: {
                 /** @description Only this actor's calls (a user's name, `admin`, `session:<id>`). */
-                actor: string | null;
+                actor?: string;
                 /** @description Only calls on this session. */
-                session: string | null;
+                session?: string;
                 /** @description From this time on (RFC 3339). */
-                since: string | null;
+                since?: string;
                 /** @description Before this time (RFC 3339). */
-                until: string | null;
+                until?: string;
                 /** @description At most this many, newest first (default 100, at most 1000). */
-                limit: number;
+                limit?: number;
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -2902,6 +3002,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditList"];
+                };
+            };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Missing or unknown token */
@@ -2930,19 +3039,28 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     github_callback: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                code: string | null;
-                state: string | null;
+            query?: {
+                code?: string;
+                state?: string;
                 /** @description Set by a provider that did not sign the user in (`access_denied`...). */
-                error: string | null;
-                error_description: string | null;
+                error?: string;
+                error_description?: string;
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -2954,16 +3072,25 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     github_login: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
+            query?: {
                 /** @description A path of this site to land on once signed in (default `/`). */
-                next: string | null;
+                next?: string;
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -2974,6 +3101,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description GitHub sign-in is not configured */
             404: {
@@ -3033,7 +3169,25 @@ export interface operations {
                     "application/json": components["schemas"]["Me"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3086,8 +3240,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3099,15 +3271,16 @@ export interface operations {
     };
     oidc_callback: {
         parameters: {
-            query?: never;
+            query?: {
+                code?: string;
+                state?: string;
+                /** @description Set by a provider that did not sign the user in (`access_denied`...). */
+                error?: string;
+                error_description?: string;
+            };
             header?: never;
             path: {
                 name: string;
-                code: string | null;
-                state: string | null;
-                /** @description Set by a provider that did not sign the user in (`access_denied`...). */
-                error: string | null;
-                error_description: string | null;
             };
             cookie?: never;
         };
@@ -3120,16 +3293,35 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that name (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     oidc_login: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description A path of this site to land on once signed in (default `/`). */
+                next?: string;
+            };
             header?: never;
             path: {
                 name: string;
-                /** @description A path of this site to land on once signed in (default `/`). */
-                next: string | null;
             };
             cookie?: never;
         };
@@ -3141,6 +3333,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description No such provider */
             404: {
@@ -3240,6 +3441,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     classes_list: {
@@ -3285,6 +3495,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     classes_create: {
@@ -3308,7 +3527,7 @@ export interface operations {
                     "application/json": components["schemas"]["Class"];
                 };
             };
-            /** @description A bad name, or members who are not users */
+            /** @description A bad name */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3335,8 +3554,35 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Members who are not users */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3374,6 +3620,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3384,6 +3639,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3420,6 +3684,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3430,6 +3703,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3468,6 +3750,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3478,6 +3769,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3529,6 +3829,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3545,8 +3854,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3577,8 +3904,26 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3597,6 +3942,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3635,6 +3989,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3645,6 +4008,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3684,6 +4056,15 @@ export interface operations {
             };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3731,6 +4112,15 @@ export interface operations {
             };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3802,8 +4192,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3839,8 +4247,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3878,6 +4304,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3888,6 +4323,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3925,6 +4369,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such lab, or no active attempt */
             404: {
                 headers: {
@@ -3943,6 +4396,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     labs_explain: {
@@ -3954,9 +4416,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description May be left out */
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["HintRequest"];
+                "application/json": components["schemas"]["HintRequest"] | null;
             };
         };
         responses: {
@@ -3985,6 +4448,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4002,6 +4474,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4011,6 +4492,15 @@ export interface operations {
                 };
             };
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4037,9 +4527,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description May be left out */
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["HintRequest"];
+                "application/json": components["schemas"]["HintRequest"] | null;
             };
         };
         responses: {
@@ -4068,6 +4559,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4078,6 +4578,15 @@ export interface operations {
             };
             /** @description No hints left, and no assistant */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4096,6 +4605,15 @@ export interface operations {
             };
             /** @description The assistant's provider failed */
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4123,9 +4641,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description May be left out */
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["JudgeRequest"];
+                "application/json": components["schemas"]["JudgeRequest"] | null;
             };
         };
         responses: {
@@ -4155,6 +4674,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such lab, or no active attempt */
             404: {
                 headers: {
@@ -4173,8 +4701,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4234,6 +4780,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4251,8 +4806,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4293,6 +4866,15 @@ export interface operations {
             };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4371,6 +4953,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4469,6 +5060,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4479,6 +5079,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4514,6 +5123,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Unknown, or no longer queued */
             404: {
                 headers: {
@@ -4525,6 +5143,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4561,6 +5188,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4623,6 +5259,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     keepalive_self: {
@@ -4646,8 +5291,26 @@ export interface operations {
                     "application/json": components["schemas"]["Session"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4672,6 +5335,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     report_ready: {
@@ -4681,9 +5353,10 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        /** @description May be left out */
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["Ready"];
+                "application/json": components["schemas"]["Ready"] | null;
             };
         };
         responses: {
@@ -4710,8 +5383,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4756,6 +5447,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_state: {
@@ -4763,7 +5463,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Letters, digits, '.', '_' and '-' */
+                /** @description 1 to 128 letters, digits, '.', '_' and '-' */
                 key: string;
             };
             cookie?: never;
@@ -4776,7 +5476,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": unknown;
+                };
+            };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Missing or unknown token */
@@ -4805,6 +5514,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     put_state: {
@@ -4812,7 +5530,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Letters, digits, '.', '_' and '-' */
+                /** @description 1 to 128 letters, digits, '.', '_' and '-' */
                 key: string;
             };
             cookie?: never;
@@ -4820,7 +5538,7 @@ export interface operations {
         /** @description Any JSON value */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": unknown;
             };
         };
         responses: {
@@ -4830,8 +5548,26 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that name (`not_found`) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4857,6 +5593,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     delete_state: {
@@ -4864,7 +5609,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Letters, digits, '.', '_' and '-' */
+                /** @description 1 to 128 letters, digits, '.', '_' and '-' */
                 key: string;
             };
             cookie?: never;
@@ -4876,6 +5621,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description Missing or unknown token */
             401: {
@@ -4896,6 +5650,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4940,6 +5703,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_user_state: {
@@ -4947,7 +5719,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Letters, digits, '.', '_' and '-' */
+                /** @description 1 to 128 letters, digits, '.', '_' and '-' */
                 key: string;
             };
             cookie?: never;
@@ -4960,7 +5732,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": unknown;
+                };
+            };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Missing or unknown token */
@@ -4989,6 +5770,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     put_user_state: {
@@ -4996,7 +5786,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Letters, digits, '.', '_' and '-' */
+                /** @description 1 to 128 letters, digits, '.', '_' and '-' */
                 key: string;
             };
             cookie?: never;
@@ -5004,7 +5794,7 @@ export interface operations {
         /** @description Any JSON value */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": unknown;
             };
         };
         responses: {
@@ -5014,8 +5804,26 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that name (`not_found`) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5041,6 +5849,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     delete_user_state: {
@@ -5048,7 +5865,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description Letters, digits, '.', '_' and '-' */
+                /** @description 1 to 128 letters, digits, '.', '_' and '-' */
                 key: string;
             };
             cookie?: never;
@@ -5060,6 +5877,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description Missing or unknown token */
             401: {
@@ -5080,6 +5906,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5127,8 +5962,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5190,8 +6043,35 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such snapshot to fork (`from_snapshot`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Deleted while being created */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5256,6 +6136,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5266,6 +6155,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5295,6 +6193,15 @@ export interface operations {
                 content?: never;
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5356,7 +6263,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5366,6 +6291,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5443,8 +6377,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5523,8 +6475,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5611,8 +6581,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The session's Docker quota is full */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5645,8 +6633,26 @@ export interface operations {
                     "application/json": components["schemas"]["SessionEvent"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5662,8 +6668,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The session is not running (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5684,7 +6708,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ExecRequest"];
+                "application/json": components["schemas"]["ExecOnce"];
             };
         };
         responses: {
@@ -5714,6 +6738,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The session is not running */
             409: {
                 headers: {
@@ -5723,8 +6765,35 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such program or working directory in the session */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5755,7 +6824,25 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5771,8 +6858,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The session is not running (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5823,6 +6928,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5833,6 +6947,15 @@ export interface operations {
             };
             /** @description The session is not running */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5851,6 +6974,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5935,6 +7067,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     remove_file: {
@@ -5957,8 +7098,26 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5992,6 +7151,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     download_archive: {
@@ -6015,8 +7183,26 @@ export interface operations {
                     "application/x-tar": unknown;
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6049,6 +7235,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     upload_archive: {
@@ -6062,9 +7257,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description A tar; nothing is unpacked when left out */
+        requestBody?: {
             content: {
-                "application/x-tar": components["schemas"]["RawBytes"];
+                "application/x-tar": components["schemas"]["RawBytes"] | null;
             };
         };
         responses: {
@@ -6092,8 +7288,53 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that name (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Past the session's disk limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6125,8 +7366,26 @@ export interface operations {
                     "application/octet-stream": unknown;
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6160,6 +7419,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     write: {
@@ -6173,9 +7441,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description The file; empty when left out */
+        requestBody?: {
             content: {
-                "application/octet-stream": components["schemas"]["RawBytes"];
+                "application/octet-stream": components["schemas"]["RawBytes"] | null;
             };
         };
         responses: {
@@ -6187,8 +7456,35 @@ export interface operations {
                     "application/json": components["schemas"]["FileEntry"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that name (`not_found`) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6223,6 +7519,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     mkdir: {
@@ -6248,8 +7553,35 @@ export interface operations {
                     "application/json": components["schemas"]["FileEntry"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that name (`not_found`) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6265,8 +7597,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6299,8 +7649,26 @@ export interface operations {
                     "application/json": components["schemas"]["FileEntry"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6324,8 +7692,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6356,8 +7742,26 @@ export interface operations {
                     "application/json": components["schemas"]["FileEntry"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6373,8 +7777,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The session is not running (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6409,8 +7831,26 @@ export interface operations {
                     "application/json": components["schemas"]["FileEvent"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6437,6 +7877,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6476,6 +7925,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6495,6 +7953,15 @@ export interface operations {
             };
             /** @description Too many hibernated sessions (`quota.max_hibernated`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6528,8 +7995,26 @@ export interface operations {
                     "application/json": components["schemas"]["Session"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6554,6 +8039,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Longer than the template's maximum lifetime */
             422: {
                 headers: {
@@ -6565,6 +8059,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6602,7 +8105,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6612,6 +8133,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6642,6 +8172,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
                 headers: {
@@ -6661,6 +8200,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6735,7 +8283,34 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6745,6 +8320,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6782,7 +8366,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6792,6 +8394,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6841,7 +8452,43 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing by that name (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such program or working directory in the session */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6851,6 +8498,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6882,8 +8538,26 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6899,8 +8573,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The session is not running (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6949,6 +8641,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6966,8 +8667,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7016,6 +8735,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7033,8 +8761,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7066,8 +8812,26 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7092,8 +8856,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7130,7 +8912,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7140,6 +8940,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7172,6 +8981,15 @@ export interface operations {
             };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7245,7 +9063,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7255,6 +9091,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7305,6 +9150,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7322,8 +9176,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7336,20 +9208,20 @@ export interface operations {
     terminal: {
         parameters: {
             query?: {
+                /** @description Reattach to this live terminal (its scrollback is replayed first); a new one otherwise. */
+                terminal_id?: string;
+                /** @description Watch without typing. */
+                readonly?: boolean;
+                cols?: number;
+                rows?: number;
+                /** @description Where a new terminal's shell starts; `/home/user` when omitted. */
+                cwd?: string;
                 /** @description From POST .../tickets, for browsers */
                 ticket?: string;
             };
             header?: never;
             path: {
                 id: string;
-                /** @description Reattach to this live terminal (its scrollback is replayed first); a new one otherwise. */
-                terminal_id: string | null;
-                /** @description Watch without typing. */
-                readonly: boolean;
-                cols: number | null;
-                rows: number | null;
-                /** @description Where a new terminal's shell starts; `/home/user` when omitted. */
-                cwd: string | null;
             };
             cookie?: never;
         };
@@ -7362,7 +9234,25 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7379,8 +9269,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The session is not running (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7418,7 +9326,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7428,6 +9354,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7466,7 +9401,25 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`conflict`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7476,6 +9429,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7512,6 +9474,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7522,6 +9493,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7556,8 +9536,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7593,8 +9591,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7660,8 +9676,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7698,6 +9732,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7708,6 +9751,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7753,6 +9805,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7816,8 +9877,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7872,6 +9951,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7937,8 +10025,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7974,8 +10080,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8032,8 +10156,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A body over the limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `webhook_delivery.max_per_user` already (`quota_exceeded`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8070,6 +10212,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8096,17 +10247,27 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_webhook_deliveries: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description At most this many, newest first (default 50, at most 500). */
+                limit?: number;
+            };
             header?: never;
             path: {
                 /** @description Webhook id */
                 id: string;
-                /** @description At most this many, newest first (default 50, at most 500). */
-                limit: number;
             };
             cookie?: never;
         };
@@ -8120,8 +10281,26 @@ export interface operations {
                     "application/json": components["schemas"]["DeliveryList"];
                 };
             };
+            /** @description A malformed request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Missing or unknown token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8139,6 +10318,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8194,6 +10382,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The token lacks the route's scope, or the login cookie its CSRF token (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8212,6 +10409,15 @@ export interface operations {
             };
             /** @description Over the token's `quota.requests_per_second` (`rate_limited`, see `Retry-After`) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store does not answer (`store_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -55,7 +55,16 @@ pub async fn run(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<DockerRun>,
 ) -> Result<(StatusCode, Json<DockerOutcome>), ApiError> {
-    if request.image.is_empty() || request.image.chars().any(char::is_whitespace) {
+    // The schema's pattern: an image reference as Docker writes them.
+    let reference = |b: u8| b.is_ascii_alphanumeric() || b"._/:@-".contains(&b);
+    if !request
+        .image
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        || request.image.len() > 256
+        || !request.image.bytes().all(reference)
+    {
         return Err(ApiError::invalid_request(
             "image: the image to run, such as \"berth/busybox\" or one the session built",
         ));

@@ -76,7 +76,8 @@ fn member(class: &Class, user: &str) -> Result<(), ApiError> {
     request_body = CreateClass,
     responses(
         (status = 201, body = Class),
-        (status = 400, description = "A bad name, or members who are not users", body = ErrorBody),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 404, description = "Members who are not users", body = ErrorBody),
         (status = 403, description = "Not an instructor", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -116,8 +117,9 @@ pub async fn create(
         .filter(|m| !users.contains(*m))
         .map(String::as_str)
         .collect();
+    // Names of users that are not there: well-formed, so not a bad request.
     if !unknown.is_empty() {
-        return Err(ApiError::invalid_request(format!(
+        return Err(ApiError::not_found(format!(
             "members: not users: {}; the admin creates them with `berth user create`",
             unknown.join(", ")
         )));

@@ -209,7 +209,7 @@ pub async fn progress(
 #[utoipa::path(
     post, path = "/api/v1/labs/{slug}/judge", tag = "labs", operation_id = "labs_judge",
     params(("slug" = String, Path)),
-    request_body = JudgeRequest,
+    request_body(content = Option<JudgeRequest>, description = "May be left out"),
     responses(
         (status = 200, body = JudgeResult),
         (status = 400, description = "A step not reached yet", body = ErrorBody),
@@ -257,7 +257,7 @@ pub async fn judge_seed(
 #[utoipa::path(
     post, path = "/api/v1/labs/{slug}/hint", tag = "labs", operation_id = "labs_hint",
     params(("slug" = String, Path)),
-    request_body = HintRequest,
+    request_body(content = Option<HintRequest>, description = "May be left out"),
     responses(
         (status = 200, body = Hint),
         (status = 400, body = ErrorBody),
@@ -285,7 +285,7 @@ pub async fn hint(
 #[utoipa::path(
     post, path = "/api/v1/labs/{slug}/explain", tag = "labs", operation_id = "labs_explain",
     params(("slug" = String, Path)),
-    request_body = HintRequest,
+    request_body(content = Option<HintRequest>, description = "May be left out"),
     responses(
         (status = 200, body = Hint),
         (status = 400, body = ErrorBody),

@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 mod budget;
 mod children;
 mod compact;
+mod disk;
 mod homes;
 mod node;
 mod overlay;
@@ -89,6 +90,8 @@ pub struct DockerRuntime {
     engine: Option<Docker>,
     /// Set once the engine refused a volume's size: homes are made without one from then on.
     no_volume_quota: std::sync::atomic::AtomicBool,
+    /// Whether containers' writable layers get `disk_mb` as their size.
+    layer_quota: disk::LayerQuota,
 }
 
 impl DockerRuntime {
@@ -107,6 +110,7 @@ impl DockerRuntime {
             budgets: OnceCell::new(),
             engine: None,
             no_volume_quota: std::sync::atomic::AtomicBool::new(false),
+            layer_quota: disk::LayerQuota::default(),
         }
     }
 
@@ -329,6 +333,21 @@ impl DockerRuntime {
         spec: &ContainerSpec,
         network: String,
     ) -> Result<String, RuntimeError> {
+        let storage_opt = self.storage_opt(spec);
+        let sized = storage_opt.is_some();
+        let created = self.create_sized(spec, network.clone(), storage_opt).await;
+        if self.retry_without_size(sized, &created) {
+            return self.create_sized(spec, network, None).await;
+        }
+        created
+    }
+
+    async fn create_sized(
+        &self,
+        spec: &ContainerSpec,
+        network: String,
+        storage_opt: Option<HashMap<String, String>>,
+    ) -> Result<String, RuntimeError> {
         let docker = self.docker().await?;
         let labels = HashMap::from([
             (labels::SESSION.to_owned(), spec.session_id.clone()),
@@ -378,6 +397,8 @@ impl DockerRuntime {
             network_mode: Some(network.clone()),
             binds: Some(binds),
             mounts: self.home_mount(spec).map(|home| vec![home]),
+            storage_opt,
+            runtime: spec.oci_runtime.clone(),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_owned()),
                 config: Some(HashMap::from([
@@ -412,6 +433,14 @@ impl DockerRuntime {
             Ok(created) => Ok(created.id),
             Err(RuntimeError::NotFound(msg)) if msg.contains("image") => {
                 Err(RuntimeError::ImageMissing(spec.image.clone()))
+            }
+            Err(RuntimeError::Engine(msg))
+                if msg.contains("runtime") && spec.oci_runtime.is_some() =>
+            {
+                Err(RuntimeError::Engine(format!(
+                    "{msg}: the template's `runtime` must be one `docker info` lists (install \
+                     it, gVisor's is runsc, or take `runtime` out of the template)"
+                )))
             }
             Err(err) => Err(err),
         }
@@ -597,7 +626,11 @@ impl Runtime for DockerRuntime {
 
     async fn prepare(&self) -> Result<(), RuntimeError> {
         self.prepared
-            .get_or_try_init(|| self.ensure_networks())
+            .get_or_try_init(|| async {
+                self.ensure_networks().await?;
+                self.learn_storage().await;
+                Ok(())
+            })
             .await
             .map(drop)
     }
@@ -729,6 +762,35 @@ impl Runtime for DockerRuntime {
     /// One inspection serves both: what a container was made for includes what it is.
     async fn inspect(&self, container_id: &str) -> Result<Option<ManagedContainer>, RuntimeError> {
         Ok(self.origin(container_id).await?.map(ManagedContainer::from))
+    }
+
+    fn limits_disk(&self) -> bool {
+        self.layer_quota.enforced()
+    }
+
+    async fn oom_killed(&self, container_id: &str) -> Result<bool, RuntimeError> {
+        self.within(async {
+            let docker = self.docker().await?;
+            match self
+                .call(
+                    "inspect_container",
+                    docker.inspect_container(container_id, None),
+                )
+                .await
+            {
+                Ok(inspected) => Ok(inspected
+                    .state
+                    .and_then(|state| state.oom_killed)
+                    .unwrap_or(false)),
+                Err(RuntimeError::NotFound(_)) => Ok(false),
+                Err(err) => Err(err),
+            }
+        })
+        .await
+    }
+
+    async fn disk_used(&self, container_id: &str) -> Result<Option<u64>, RuntimeError> {
+        self.layer_bytes(container_id).await
     }
 
     async fn origin(&self, container_id: &str) -> Result<Option<ContainerOrigin>, RuntimeError> {

@@ -493,6 +493,8 @@ impl Actor {
                     .home_volume(&record.owner, &record.template),
                 size_mb: (template.home_size_mb > 0).then_some(template.home_size_mb),
             }),
+            disk_mb: (template.disk_mb > 0).then_some(template.disk_mb),
+            oci_runtime: template.runtime.clone(),
         }
     }
 

@@ -23,6 +23,9 @@ const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 /// A restart the engine was too busy for is tried again after this.
 const RETRY_RESTART_AFTER: Duration = Duration::from_secs(2);
 
+/// A container's death this soon after an `oom` event of its was the kernel's OOM kill.
+const OOM_EXPLAINS_DEATH_FOR: Duration = Duration::from_secs(10);
+
 /// What the timeline says of a restart, for people.
 const RESTARTED: &str = "the container stopped and was started again (an engine restart, or \
                          everything in it ended): files are intact; programs that were running \
@@ -99,7 +102,7 @@ impl Actor {
         }
         match (event.kind, record.state) {
             (ContainerEventKind::Die, SessionState::Running | SessionState::Pooled) => {
-                self.recover(record).await;
+                self.recover(record, false).await;
             }
             // Started by someone else: its address may be new, and is read again before the
             // next request reaches it.
@@ -122,10 +125,20 @@ impl Actor {
                 ContainerEventKind::Die | ContainerEventKind::Destroy,
                 SessionState::Restoring | SessionState::Stopping,
             ) => self.request_reconcile(),
+            // The kernel killed a process at the memory limit. The container lives on unless
+            // that was its first process: then its `die` follows, and `recover` gives it
+            // `oom_killed` as the reason.
             (ContainerEventKind::Oom, _) => {
                 tracing::warn!(session = %id, "a process in the session ran out of memory");
-                self.record_event(id, "oom", "a process ran out of memory and was killed")
-                    .await;
+                let now = Instant::now();
+                self.oom_killed
+                    .retain(|_, at| now.duration_since(*at) < OOM_EXPLAINS_DEATH_FOR);
+                self.oom_killed.insert(id.clone(), now);
+                let limit_mb = self.template(&record.template).map_or(0, |t| t.memory_mb);
+                let detail = serde_json::json!({ "limit_mb": limit_mb });
+                self.ctx
+                    .webhooks
+                    .announce("session.oom_killed", &record, detail);
             }
             _ => {}
         }
@@ -133,12 +146,22 @@ impl Actor {
 
     /// A live session's container stopped without Berth stopping it. A running session is
     /// started again (same container, files intact) unless its template says otherwise or it
-    /// is crash-looping; a pooled one is dropped, and the pool warms another. Returns whether
-    /// the session lives on.
-    pub(super) async fn recover(&mut self, record: SessionRecord) -> bool {
+    /// is crash-looping; a pooled one is dropped, and the pool warms another. `died_of_memory`:
+    /// the engine said its first process was killed at the memory limit (its `oom` event may
+    /// have said so already). Returns whether the session lives on.
+    pub(super) async fn recover(&mut self, record: SessionRecord, died_of_memory: bool) -> bool {
         if self.restarting.contains(&record.id) {
             return true;
         }
+        let oom_event = self
+            .oom_killed
+            .remove(&record.id)
+            .is_some_and(|at| at.elapsed() < OOM_EXPLAINS_DEATH_FOR);
+        let reason = if died_of_memory || oom_event {
+            "oom_killed"
+        } else {
+            "container_exited"
+        };
         let restartable = record.state == SessionState::Running
             && self
                 .template(&record.template)
@@ -152,7 +175,7 @@ impl Actor {
             self.restart(record, true);
             return true;
         }
-        if let Some(container) = self.fail(record, "container_exited").await {
+        if let Some(container) = self.fail(record, reason).await {
             self.remove_in_background(container);
         }
         false

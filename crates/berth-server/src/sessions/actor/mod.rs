@@ -12,6 +12,7 @@
 mod admission;
 mod compact;
 mod create;
+mod disk;
 mod engine;
 mod idle;
 mod reconcile;
@@ -125,6 +126,10 @@ pub(super) struct Actor {
     keepalive_probes: HashMap<String, KeepaliveProbe>,
     /// Sessions warned that they will be idle-stopped, and when.
     idle_warned: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Sessions warned that their disk is nearly full, until it is not.
+    disk_warned: HashSet<String>,
+    /// When each session's container last had a process killed at its memory limit.
+    oom_killed: HashMap<String, Instant>,
     /// A CPU-time sample of each container, about a minute old, for the idle policy.
     cpu_samples: HashMap<String, (Instant, std::time::Duration)>,
     /// When each session was last restarted, and under which engine generation.
@@ -159,6 +164,8 @@ impl Actor {
             checkpointing: HashMap::new(),
             keepalive_probes: HashMap::new(),
             idle_warned: HashMap::new(),
+            disk_warned: HashSet::new(),
+            oom_killed: HashMap::new(),
             cpu_samples: HashMap::new(),
             last_restart: HashMap::new(),
         }
@@ -254,6 +261,7 @@ impl Actor {
             Command::KeepaliveProbed { id, deadline, busy } => {
                 self.keepalive_probed(&id, deadline, busy).await
             }
+            Command::DisksMeasured { measured } => self.disks_measured(measured).await,
             Command::Extend {
                 caller,
                 id,

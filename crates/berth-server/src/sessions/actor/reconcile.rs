@@ -37,6 +37,12 @@ pub struct Observed {
     /// Live sessions whose engine could not be asked ([`Runtime::unanswered`]): left as they
     /// are, since nothing is known of their containers.
     pub unanswered: HashSet<String>,
+    /// Each live session's state when the store was read. A container listed while its
+    /// session was in another state than it is now was seen before a change the actor made
+    /// since (a create that had not started it yet): the next reconcile looks again.
+    pub states: HashMap<String, SessionState>,
+    /// Stopped containers of live sessions whose first process was killed at the memory limit.
+    pub oom_killed: HashSet<String>,
     /// Every snapshot image of this instance, listed before the store was read.
     pub snapshots: Vec<ManagedSnapshot>,
     /// Images of named snapshots, which are kept whatever their session does.
@@ -61,6 +67,10 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
         .collect();
     let live = store.list_sessions(&SessionFilter::live()).await?;
     let live_ids: HashSet<&str> = live.iter().map(|record| record.id.as_str()).collect();
+    let states = live
+        .iter()
+        .map(|record| (record.id.clone(), record.state))
+        .collect();
     let mut lost = Vec::new();
     for container in &containers {
         if live_ids.contains(container.session_id.as_str())
@@ -70,6 +80,15 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
         }
         if let Some(origin) = runtime.origin(&container.id).await? {
             lost.push(origin);
+        }
+    }
+    let mut oom_killed = HashSet::new();
+    for container in &containers {
+        if !container.running
+            && live_ids.contains(container.session_id.as_str())
+            && runtime.oom_killed(&container.id).await?
+        {
+            oom_killed.insert(container.id.clone());
         }
     }
     let mut vanished = HashMap::new();
@@ -95,6 +114,8 @@ pub async fn observe(runtime: &dyn Runtime, store: &dyn Store) -> Result<Observe
     }
     Ok(Observed {
         containers,
+        states,
+        oom_killed,
         vanished,
         unanswered,
         snapshots,
@@ -160,6 +181,13 @@ impl Actor {
                 continue;
             };
             seen.insert(container.session_id.clone());
+            if observed
+                .states
+                .get(&container.session_id)
+                .is_some_and(|then| *then != record.state)
+            {
+                continue;
+            }
             let record = SessionRecord {
                 container_id: Some(container.id.clone()),
                 ..record
@@ -170,7 +198,8 @@ impl Actor {
                     doomed.extend(self.fail(record, INTERRUPTED).await);
                 }
                 SessionState::Running | SessionState::Pooled if !container.running => {
-                    let lives_on = self.recover(record).await;
+                    let died_of_memory = observed.oom_killed.contains(&container.id);
+                    let lives_on = self.recover(record, died_of_memory).await;
                     report.sessions_failed += usize::from(!lives_on);
                 }
                 // Written again from its container: its address is read from the engine.

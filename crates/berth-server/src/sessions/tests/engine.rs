@@ -17,16 +17,6 @@ async fn engine_back(h: &Harness) {
     .await;
 }
 
-async fn timeline_kinds(h: &Harness, id: &str) -> Vec<String> {
-    h.store
-        .events(id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
-}
-
 #[tokio::test]
 async fn while_the_engine_is_down_creates_and_work_answer_engine_unavailable_at_once() {
     let h = harness_with_pool(2).await;
@@ -242,4 +232,48 @@ async fn a_template_may_fail_its_sessions_instead_of_restarting_them() {
             .as_deref(),
         Some("container_exited")
     );
+}
+
+#[tokio::test]
+async fn a_container_killed_for_memory_fails_with_oom_killed_or_restarts_as_its_template_says() {
+    let no_restart = TemplateConfig {
+        image: "berth/tiny:latest".into(),
+        restart_after_engine_restart: false,
+        ..TemplateConfig::default()
+    };
+    let h = harness_on(BTreeMap::from([("fragile".to_owned(), no_restart)]), 1000).await;
+    let fragile = running(&h, "alice", "fragile").await;
+    // Events are followed: a kill before would reach only the reconcile that the connection
+    // starts, which sees an exited container and no word of memory.
+    wait_until("the engine's events to be followed", || async {
+        h.runtime.followed()
+    })
+    .await;
+    h.runtime.kill_out_of_memory(&fragile.id);
+    wait_until("the session to fail", || async {
+        state_of(&h, &fragile.id).await == SessionState::Failed
+    })
+    .await;
+    let record = h.store.get_session(&fragile.id).await.unwrap().unwrap();
+    assert_eq!(record.stop_reason.as_deref(), Some("oom_killed"));
+
+    let sturdy = running(&h, "bob", "default").await;
+    h.runtime.kill_out_of_memory(&sturdy.id);
+    wait_until("a restarted event", || async {
+        timeline_kinds(&h, &sturdy.id).await == ["restarted"]
+    })
+    .await;
+    assert!(agent_answers(&h, "bob", &sturdy.id).await);
+    assert_eq!(state_of(&h, &sturdy.id).await, SessionState::Running);
+
+    // A plain exit long after is not blamed on memory.
+    h.runtime.kill(&fragile.id);
+    let plain = running(&h, "carol", "fragile").await;
+    h.runtime.kill(&plain.id);
+    wait_until("the plain exit to fail", || async {
+        state_of(&h, &plain.id).await == SessionState::Failed
+    })
+    .await;
+    let record = h.store.get_session(&plain.id).await.unwrap().unwrap();
+    assert_eq!(record.stop_reason.as_deref(), Some("container_exited"));
 }

@@ -1,6 +1,7 @@
 //! The session manager against the in-process fake runtime and an in-memory store, one file
 //! per topic. The same behaviours run against the real engine in `tests/docker.rs`.
 
+mod disk;
 mod engine;
 mod homes;
 mod idle;
@@ -241,4 +242,14 @@ async fn agent_request(
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn timeline_kinds(h: &Harness, id: &str) -> Vec<String> {
+    h.store
+        .events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }

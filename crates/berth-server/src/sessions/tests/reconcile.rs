@@ -28,6 +28,8 @@ async fn reconcile_removes_orphans_and_fails_sessions_whose_container_vanished()
         docker_api: false,
         node_labels: BTreeMap::new(),
         home: None,
+        disk_mb: None,
+        oci_runtime: None,
     };
     h.runtime.create(&orphan).await.unwrap();
     // A row left `creating` by a control plane that died before making its container.
