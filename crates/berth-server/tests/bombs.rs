@@ -663,9 +663,9 @@ async fn file_descriptor_exhaustion_stays_in_its_process() {
     server.stop().await;
 }
 
+/// Inotify instances are counted per uid on the host, and every session runs as uid 1000, so
+/// one session can take them all: the neighbour's watch then polls.
 #[tokio::test]
-#[ignore = "not held yet: inotify instances are counted per uid on the host, and every \
-            session runs as uid 1000, so one session can take them all (docs/security.md)"]
 async fn inotify_exhaustion_leaves_the_neighbours_file_watch_working() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
