@@ -40,12 +40,29 @@ impl Drop for Cleanup {
     }
 }
 
-/// Two running sessions: the bomb's and its neighbour's.
-async fn pair(server: &Server, bomb: &str, neighbour: &str) -> (String, String) {
-    (
-        session(server, bomb).await,
-        session(server, neighbour).await,
-    )
+/// What a case holds until it ends: its turn (the cases run one at a time, so no bomb meets
+/// another) and the removal of its containers however it ends.
+struct Guards {
+    _cleanup: Cleanup,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// A case's server (the harness's, `customise`d) with two running sessions, the bomb's from
+/// template `bomb` and its neighbour's from `neighbour`.
+async fn case(
+    bomb: &str,
+    neighbour: &str,
+    customise: impl FnOnce(&mut berth_server::config::Config),
+) -> (Guards, Server, String, String) {
+    let turn = SERIAL.lock().await;
+    let server = Server::start_with(customise).await;
+    let guards = Guards {
+        _cleanup: Cleanup(server.instance.clone()),
+        _turn: turn,
+    };
+    let bomb = session(&server, bomb).await;
+    let neighbour = session(&server, neighbour).await;
+    (guards, server, bomb, neighbour)
 }
 
 async fn delete(server: &Server, ids: &[&str]) {
@@ -130,10 +147,7 @@ fn own_rss() -> u64 {
 
 #[tokio::test]
 async fn a_fork_bomb_stops_at_the_pids_limit_and_the_neighbour_answers() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "default", "default").await;
+    let (_guards, server, bomb, neighbour) = case("default", "default", |_| {}).await;
     let container = container_of(&server, &bomb);
 
     server
@@ -266,11 +280,8 @@ async fn measure_echo(echo: &mut Echo, hog: &str) -> (Duration, Duration, f64) {
             every core for part of each period, and the echo's p99 grows up to 15x in some \
             runs (docs/security.md)"]
 async fn a_cpu_hog_leaves_the_neighbours_terminal_echo_within_twice_its_quiet_p99() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
     // The harness's default template has `cpus = 0.5`: a quarter of this 2-core machine.
-    let (hog, neighbour) = pair(&server, "default", "default").await;
+    let (_guards, server, hog, neighbour) = case("default", "default", |_| {}).await;
     let container = container_of(&server, &hog);
     server
         .client
@@ -308,10 +319,7 @@ async fn a_cpu_hog_leaves_the_neighbours_terminal_echo_within_twice_its_quiet_p9
 
 #[tokio::test]
 async fn a_log_flood_is_bounded_by_the_agents_backlog() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "default", "default").await;
+    let (_guards, server, bomb, neighbour) = case("default", "default", |_| {}).await;
     let container = container_of(&server, &bomb);
     // 200 MB of log lines from a process no one is attached to.
     let flood = server
@@ -367,10 +375,7 @@ async fn a_log_flood_is_bounded_by_the_agents_backlog() {
 
 #[tokio::test]
 async fn a_terminal_flood_reaches_a_slow_reader_in_bounded_frames_and_memory() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "default", "default").await;
+    let (_guards, server, bomb, neighbour) = case("default", "default", |_| {}).await;
     let mut flood = server
         .client
         .terminal(&bomb, &TerminalQuery::default())
@@ -434,10 +439,7 @@ async fn a_terminal_flood_reaches_a_slow_reader_in_bounded_frames_and_memory() {
 
 #[tokio::test]
 async fn a_websocket_message_flood_into_a_terminal_is_held_back_not_buffered() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "default", "default").await;
+    let (_guards, server, bomb, neighbour) = case("default", "default", |_| {}).await;
     let mut flood = server
         .client
         .terminal(&bomb, &TerminalQuery::default())
@@ -506,10 +508,8 @@ fn counted_body(size: u64, pulled: std::sync::Arc<std::sync::atomic::AtomicU64>)
 
 #[tokio::test]
 async fn a_huge_upload_is_refused_413_before_anything_is_stored() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start_with(|c| c.agent.max_file_mb = 1).await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "default", "default").await;
+    let (_guards, server, bomb, neighbour) =
+        case("default", "default", |c| c.agent.max_file_mb = 1).await;
     let url = format!(
         "{}/api/v1/sessions/{bomb}/files/content?path=huge",
         server.client.base_url()
@@ -566,10 +566,7 @@ async fn a_huge_upload_is_refused_413_before_anything_is_stored() {
 
 #[tokio::test]
 async fn a_hundred_thousand_small_files_leave_the_session_and_its_neighbour_serving() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "default", "default").await;
+    let (_guards, server, bomb, neighbour) = case("default", "default", |_| {}).await;
     let making = sh("mkdir many && cd many && seq 1 100000 | xargs touch && ls | wc -l");
     let (made, ()) = tokio::join!(server.client.exec(&bomb, &making), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -628,10 +625,7 @@ async fn lines_of(client: &Client, id: &str, process: &str, lines: usize) -> Vec
 
 #[tokio::test]
 async fn file_descriptor_exhaustion_stays_in_its_process() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "base", "default").await;
+    let (_guards, server, bomb, neighbour) = case("base", "default", |_| {}).await;
     let limit: usize = server
         .client
         .exec(&bomb, &sh("ulimit -n"))
@@ -667,10 +661,7 @@ async fn file_descriptor_exhaustion_stays_in_its_process() {
 /// one session can take them all: the neighbour's watch then polls.
 #[tokio::test]
 async fn inotify_exhaustion_leaves_the_neighbours_file_watch_working() {
-    let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
-    let _cleanup = Cleanup(server.instance.clone());
-    let (bomb, neighbour) = pair(&server, "base", "default").await;
+    let (_guards, server, bomb, neighbour) = case("base", "default", |_| {}).await;
     let flood = exhaust("inotify_init1(0)", 1);
     let started = server.client.start_process(&bomb, &flood).await.unwrap();
     let taken = lines_of(&server.client, &bomb, &started.id, 1).await;
