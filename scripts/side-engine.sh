@@ -19,6 +19,8 @@ side_engine() { docker -H "unix://$(side_run)/docker.sock" "$@"; }
 side_engine_up() {
   local data=$1 run
   shift
+  # nsenter (util-linux) and curl, which side_berth_up polls readiness with.
+  apt_install util-linux curl
   run=$(side_run)
   mkdir -p "$run" "$data"
   ip netns add "$SIDE"
