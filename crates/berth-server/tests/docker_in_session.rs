@@ -426,6 +426,51 @@ async fn a_session_cannot_see_or_touch_another_sessions_containers_or_images() {
 }
 
 #[tokio::test]
+async fn control_planes_sharing_an_engine_create_networks_at_once_on_subnets_of_their_own() {
+    // Two control planes choose from one pool; a subnet the engine is still making a network
+    // on is reserved before it is listed, so both see it free. CI once met exactly that.
+    let servers = [docker_server().await, docker_server().await];
+    let mut sessions = Vec::new();
+    for server in &servers {
+        for _ in 0..2 {
+            sessions.push((server, session(server, "docker").await));
+        }
+    }
+    let creates = sessions.iter().map(|(server, id)| {
+        ok(
+            server,
+            id,
+            "docker network create one >/dev/null & docker network create two >/dev/null & \
+             docker network create three >/dev/null & wait; docker network ls -q | wc -l",
+        )
+    });
+    for listed in futures_util::future::join_all(creates).await {
+        assert_eq!(listed.trim(), "3", "each session has its three networks");
+    }
+    let mut subnets: Vec<String> = sessions
+        .iter()
+        .flat_map(|(_, id)| {
+            children(id)
+                .3
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .map(|network| inspect(&network)["IPAM"]["Config"][0]["Subnet"].to_string())
+        .collect();
+    assert_eq!(subnets.len(), 12);
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 12, "no two networks share a subnet");
+    for (server, id) in &sessions {
+        server.client.delete_session(id).await.unwrap();
+    }
+    for server in servers {
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn children_of_sessions_that_ended_are_removed_after_a_crash() {
     let instance = format!("test-{}", berth_server::ids::user_id());
     // What a control plane that died between a session's end and its children's removal

@@ -15,8 +15,9 @@ use super::{
 use crate::networks::Cidr;
 
 /// Subnets tried before a create gives up: another control plane on the same engine may take
-/// the one this one chose.
-const SUBNET_ATTEMPTS: usize = 8;
+/// the one this one chose, and a subnet the engine is still making a network on is reserved
+/// before the network is listed, so each refused subnet is passed over rather than re-chosen.
+const SUBNET_ATTEMPTS: usize = 32;
 
 impl SessionApi {
     /// The engine's name of a network the session names, and the network: its own only.
@@ -70,8 +71,9 @@ impl SessionApi {
                  with `docker network rm` first"
             )));
         }
+        let mut refused = Vec::new();
         for _ in 0..SUBNET_ATTEMPTS {
-            let subnet = self.free_subnet().await?;
+            let subnet = self.free_subnet(&refused).await?;
             let mut body = asked.clone();
             policy::check_network_create(&mut body, &self.scope, &subnet.to_string())?;
             let (status, answer) = self
@@ -90,7 +92,7 @@ impl SessionApi {
                         asked["Name"].as_str().unwrap_or_default()
                     )));
                 }
-                _ if engine_message(&answer).contains("overlaps") => continue,
+                _ if engine_message(&answer).contains("overlaps") => refused.push(subnet),
                 status => {
                     return Err(DockerApiError::Engine(format!(
                         "creating network: {status} {}",
@@ -161,8 +163,9 @@ impl SessionApi {
         Err(DockerApiError::Conflict(engine_message(&answer).to_owned()))
     }
 
-    /// The first subnet of the pool no network on the engine overlaps.
-    async fn free_subnet(&self) -> Result<Cidr, DockerApiError> {
+    /// The first subnet of the pool no network on the engine overlaps, and the engine has not
+    /// `refused` this create.
+    async fn free_subnet(&self, refused: &[Cidr]) -> Result<Cidr, DockerApiError> {
         let networks = self.engine.get_json("/networks").await?.unwrap_or_default();
         let taken: Vec<Cidr> = networks
             .as_array()
@@ -170,6 +173,7 @@ impl SessionApi {
             .flatten()
             .flat_map(|n| n["IPAM"]["Config"].as_array().cloned().unwrap_or_default())
             .filter_map(|config| config["Subnet"].as_str()?.parse().ok())
+            .chain(refused.iter().copied())
             .collect();
         crate::networks::child_subnets(&self.network_pool)
             .find(|subnet| !taken.iter().any(|t| t.overlaps(subnet)))
