@@ -722,6 +722,10 @@ pub struct DockerConfig {
     /// Where the networks of sessions' Docker children get their subnets: a /27 each, taken
     /// in order. Outside the engine's own address pools, so they never meet the sessions'.
     pub child_network_pool: crate::networks::Cidr,
+    /// Pins each session to the least used of the host's cores, as many as its `cpus` rounds
+    /// up to, so that its quota is spent on those alone and a busy session cannot take every
+    /// core at once while its neighbours wait.
+    pub pin_cpus: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -984,6 +988,7 @@ impl Default for DockerConfig {
             cap_add: Vec::new(),
             log_max_size: "10m".to_owned(),
             sessions_per_network: MAX_SESSIONS_PER_NETWORK,
+            pin_cpus: true,
             child_network_pool: crate::networks::Cidr::new([10, 213, 0, 0].into(), 16)
                 .expect("a /16 with no host bits"),
         }

@@ -811,7 +811,7 @@ services:
 }
 
 #[tokio::test]
-async fn a_session_and_its_children_share_its_memory_limit() {
+async fn a_session_and_its_children_share_its_memory_limit_and_its_cores() {
     let server = docker_server().await;
     let id = session(&server, "docker").await;
     // The session's container and its children run under one cgroup with the template's limits.
@@ -848,6 +848,22 @@ async fn a_session_and_its_children_share_its_memory_limit() {
         inspect(&format!("hog-a-{id}"))["HostConfig"]["CgroupParent"],
         parent.as_str()
     );
+    // And its cores (`docker.pin_cpus`): its `cpus = 1` is one core of this machine's two.
+    let session = inspect(&format!("berth-{id}"));
+    let cores = session["HostConfig"]["CpusetCpus"].as_str().unwrap();
+    assert!(matches!(cores, "0" | "1"), "pinned to one core: {cores:?}");
+    assert_eq!(session["Config"]["Labels"]["berth.cpuset"], cores);
+    assert_eq!(
+        inspect(&format!("hog-a-{id}"))["HostConfig"]["CpusetCpus"],
+        cores
+    );
+    let err = fails(
+        &server,
+        &id,
+        "docker run --rm --cpuset-cpus 0-63 berth/busybox true",
+    )
+    .await;
+    assert!(err.contains("(rule `cpuset`)"), "{err}");
     let second = run(
         &server,
         &id,

@@ -613,9 +613,45 @@ pub struct Resolved {
     pub volumes: BTreeMap<String, String>,
     /// The engine's names of the networks it joins, by the session's names for them.
     pub networks: BTreeMap<String, String>,
+    /// What the session's own container passes on to its children.
+    pub inherited: Inherited,
+}
+
+/// What a session's own container passes on to the containers and build steps it makes, as
+/// the engine reports it for the session's container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inherited {
     /// The cgroup the session's own container runs under, which its children join, so that
     /// its limits bound them all together; `None` where the host has none.
     pub cgroup_parent: Option<String>,
+    /// The cores the session is pinned to (`docker.pin_cpus`), which its children are pinned
+    /// to as well, or to some of them; `None` when it runs on every core.
+    pub cpuset: Option<String>,
+}
+
+impl Inherited {
+    /// The cores a child runs on when it `asked` for some: the session's, or those it asked
+    /// for when they are among the session's. Anything else is refused.
+    fn cpuset_for(&self, asked: Option<&str>) -> Result<Option<String>, DockerApiError> {
+        let asked = asked.filter(|list| !list.is_empty());
+        let Some(session) = &self.cpuset else {
+            return Ok(asked.map(str::to_owned));
+        };
+        let Some(asked) = asked else {
+            return Ok(Some(session.clone()));
+        };
+        let own = crate::runtime::parse_cpuset(session);
+        let wanted = crate::runtime::parse_cpuset(asked);
+        if wanted.is_empty() || wanted.iter().any(|core| !own.contains(core)) {
+            return Err(refused(
+                "cpuset",
+                format!(
+                    "--cpuset-cpus {asked} is refused: this session runs on cores {session};                      name some of those, or leave the option out"
+                ),
+            ));
+        }
+        Ok(Some(asked.to_owned()))
+    }
 }
 
 impl Resolved {
@@ -625,7 +661,7 @@ impl Resolved {
         Self {
             volumes: same(volumes),
             networks: same(networks),
-            cgroup_parent: None,
+            inherited: Inherited::default(),
         }
     }
 }
@@ -654,9 +690,15 @@ pub fn check_create(
         Some(NO_NETWORK) => NO_NETWORK.to_owned(),
         mode => engine_network(&resolved.networks, &network_meant(mode.unwrap_or_default()))?,
     };
+    let cpuset = resolved
+        .inherited
+        .cpuset_for(host.get("CpusetCpus").and_then(Value::as_str))?;
     force_host_config(host, scope, &mode);
-    if let Some(parent) = &resolved.cgroup_parent {
+    if let Some(parent) = &resolved.inherited.cgroup_parent {
         host.insert("CgroupParent".into(), parent.clone().into());
+    }
+    if let Some(cpuset) = cpuset {
+        host.insert("CpusetCpus".into(), cpuset.into());
     }
 
     let mut labels = match config.remove("Labels") {
@@ -1341,7 +1383,6 @@ const HARMLESS_BUILD: &[&str] = &[
     "shmsize",
     "ulimits",
     "cpushares",
-    "cpusetcpus",
 ];
 
 /// Checks a build's query and rewrites it: tags into the session's namespace, the session's
@@ -1350,10 +1391,15 @@ const HARMLESS_BUILD: &[&str] = &[
 pub fn check_build(
     query: Option<&str>,
     scope: &Scope,
-    cgroup_parent: Option<&str>,
+    inherited: &Inherited,
 ) -> Result<String, DockerApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
         .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
+    let asked_cpuset = pairs
+        .iter()
+        .find(|(key, _)| key == "cpusetcpus")
+        .map(|(_, value)| value.as_str());
+    let cpuset = inherited.cpuset_for(asked_cpuset)?;
     let mut out: Vec<(String, String)> = Vec::new();
     let mut labels = scope.labels();
     for (key, value) in pairs {
@@ -1405,7 +1451,8 @@ pub fn check_build(
                 ));
             }
             // Replaced below by the session's limits.
-            "memory" | "memswap" | "cpuquota" | "cpuperiod" | "remote" | "pull" | "version" => {}
+            "memory" | "memswap" | "cpuquota" | "cpuperiod" | "cpusetcpus" | "remote" | "pull"
+            | "version" => {}
             _ if value.is_empty() || value == "0" || value == "false" => {}
             key if HARMLESS_BUILD.contains(&key) => out.push((key.to_owned(), value)),
             key => {
@@ -1428,8 +1475,11 @@ pub fn check_build(
             (scope.nano_cpus / (1_000_000_000 / PERIOD)).to_string(),
         ),
     ]);
-    if let Some(parent) = cgroup_parent {
-        out.push(("cgroupparent".to_owned(), parent.to_owned()));
+    if let Some(parent) = &inherited.cgroup_parent {
+        out.push(("cgroupparent".to_owned(), parent.clone()));
+    }
+    if let Some(cpuset) = cpuset {
+        out.push(("cpusetcpus".to_owned(), cpuset));
     }
     let query = serde_urlencoded::to_string(&out)
         .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
@@ -1932,13 +1982,20 @@ mod tests {
         let mut joined = body;
         let resolved = Resolved {
             networks,
-            cgroup_parent: Some("/berth/sabc".into()),
+            inherited: Inherited {
+                cgroup_parent: Some("/berth/sabc".into()),
+                cpuset: Some("1".into()),
+            },
             ..Resolved::default()
         };
         check_create(&mut joined, &scope(), &resolved).unwrap();
         assert_eq!(
             joined["HostConfig"]["CgroupParent"], "/berth/sabc",
             "the session's limits"
+        );
+        assert_eq!(
+            joined["HostConfig"]["CpusetCpus"], "1",
+            "the session's cores"
         );
         assert_eq!(joined["HostConfig"]["NetworkMode"], "sabc_app_default");
         assert_eq!(
@@ -2060,7 +2117,7 @@ mod tests {
             &Resolved {
                 volumes,
                 networks: default_network(),
-                cgroup_parent: None,
+                inherited: Inherited::default(),
             },
         )
         .unwrap();
@@ -2109,6 +2166,32 @@ mod tests {
     }
 
     #[test]
+    fn children_run_on_the_sessions_cores_or_some_of_them() {
+        let pinned = Inherited {
+            cgroup_parent: None,
+            cpuset: Some("0-2".into()),
+        };
+        assert_eq!(pinned.cpuset_for(None).unwrap().as_deref(), Some("0-2"));
+        assert_eq!(pinned.cpuset_for(Some("")).unwrap().as_deref(), Some("0-2"));
+        assert_eq!(
+            pinned.cpuset_for(Some("1,2")).unwrap().as_deref(),
+            Some("1,2")
+        );
+        for outside in ["3", "1,5", "0-7", "x"] {
+            assert_eq!(
+                rule(pinned.cpuset_for(Some(outside)).unwrap_err()),
+                "cpuset"
+            );
+        }
+        let unpinned = Inherited::default();
+        assert_eq!(unpinned.cpuset_for(None).unwrap(), None);
+        assert_eq!(
+            unpinned.cpuset_for(Some("3")).unwrap().as_deref(),
+            Some("3")
+        );
+    }
+
+    #[test]
     fn masked_paths_cannot_be_unmasked() {
         let mut body = json!({"HostConfig": {"MaskedPaths": [], "ReadonlyPaths": []}});
         create(&mut body).unwrap();
@@ -2121,7 +2204,10 @@ mod tests {
         let query = check_build(
             Some("t=app%3A1&t=sabc%2Fother&dockerfile=Dockerfile&rm=1&networkmode=default"),
             &scope(),
-            Some("/berth/sabc"),
+            &Inherited {
+                cgroup_parent: Some("/berth/sabc".into()),
+                cpuset: Some("2,3".into()),
+            },
         )
         .unwrap();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap();
@@ -2136,6 +2222,7 @@ mod tests {
         assert_eq!(get("memory"), (256 << 20).to_string());
         assert_eq!(get("cpuquota"), "100000");
         assert_eq!(get("cgroupparent"), "/berth/sabc");
+        assert_eq!(get("cpusetcpus"), "2,3");
         let labels: Value = serde_json::from_str(&get("labels")).unwrap();
         assert_eq!(labels["berth.parent"], "sabc");
         for (query, expected) in [
@@ -2147,7 +2234,7 @@ mod tests {
             ("labels=%7B%22berth.parent%22%3A%22x%22%7D", "labels"),
         ] {
             assert_eq!(
-                rule(check_build(Some(query), &scope(), None).unwrap_err()),
+                rule(check_build(Some(query), &scope(), &Inherited::default()).unwrap_err()),
                 expected,
                 "{query}"
             );

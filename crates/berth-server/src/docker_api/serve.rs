@@ -40,9 +40,9 @@ pub struct SessionApi {
     /// Held while a network's subnet is chosen and made, by every session of this control
     /// plane.
     pub network_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The session container's cgroup parent once seen: the runtime gives every container of
-    /// the session the same one.
-    pub cgroup_parent: tokio::sync::OnceCell<Option<String>>,
+    /// What the session's container passes on to its children, once seen: its cgroup parent
+    /// and cores stay what the runtime made it with.
+    pub inherited: tokio::sync::OnceCell<policy::Inherited>,
 }
 
 /// Every path of the session's socket.
@@ -201,12 +201,8 @@ impl SessionApi {
                     .into_iter()
                     .find(|(k, v)| k == "dockerfile" && !v.is_empty())
                     .map(|(_, v)| v);
-                let cgroup_parent = self.session_cgroup_parent().await?;
-                let query = policy::check_build(
-                    request.uri().query(),
-                    &self.scope,
-                    cgroup_parent.as_deref(),
-                )?;
+                let inherited = self.inherited().await?;
+                let query = policy::check_build(request.uri().query(), &self.scope, inherited)?;
                 let count = self.list_own("images/json", false).await?.len();
                 if count >= self.scope.max_images as usize {
                     return Err(DockerApiError::Quota(format!(
@@ -291,7 +287,7 @@ impl SessionApi {
         }
         check_ports_free(&published, &containers)?;
         let mut resolved = Resolved {
-            cgroup_parent: self.session_cgroup_parent().await?,
+            inherited: self.inherited().await?.clone(),
             ..Resolved::default()
         };
         for name in volume_names {
@@ -318,23 +314,25 @@ impl SessionApi {
     /// The cgroup the session's own container runs under, which its children and build steps
     /// join so that its limits bound them all (`runtime::docker::budget`); `None` where the
     /// host keeps no such cgroup.
-    async fn session_cgroup_parent(&self) -> Result<Option<String>, DockerApiError> {
-        let parent = self
-            .cgroup_parent
+    async fn inherited(&self) -> Result<&policy::Inherited, DockerApiError> {
+        self.inherited
             .get_or_try_init(|| async {
                 let path = format!("/containers/{}/json", self.scope.session_container());
                 let session = self.engine.get_json(&path).await?.ok_or_else(|| {
                     DockerApiError::Engine("the session's own container is gone".into())
                 })?;
-                Ok::<_, DockerApiError>(
-                    session["HostConfig"]["CgroupParent"]
+                let set = |key: &str| {
+                    session["HostConfig"][key]
                         .as_str()
-                        .filter(|parent| !parent.is_empty())
-                        .map(str::to_owned),
-                )
+                        .filter(|value| !value.is_empty())
+                        .map(str::to_owned)
+                };
+                Ok(policy::Inherited {
+                    cgroup_parent: set("CgroupParent"),
+                    cpuset: set("CpusetCpus"),
+                })
             })
-            .await?;
-        Ok(parent.clone())
+            .await
     }
 
     /// Brings the session's published ports up to date with what runs now; a failure is the

@@ -18,7 +18,7 @@ use std::{
 
 use async_trait::async_trait;
 
-pub use docker::DockerRuntime;
+pub use docker::{DockerRuntime, parse_cpuset};
 pub use swarm::SwarmRuntime;
 
 /// Labels on every container Berth owns. With them, the engine alone is enough to rebuild
@@ -44,6 +44,9 @@ pub mod labels {
     /// The memory limit a session's container was made with, in bytes: what a swarm node has
     /// promised its sessions, read back by placement after a restart.
     pub const MEMORY: &str = "berth.memory-bytes";
+    /// The cores a session's container is pinned to (`docker.pin_cpus`), as its `CpusetCpus`
+    /// says them: read back by placement after a restart, and given to the session's children.
+    pub const CPUSET: &str = "berth.cpuset";
     /// On a persistent home's volume (with `INSTANCE`, `OWNER` and `TEMPLATE`): what it is.
     pub const HOME: &str = "berth.home";
     /// On a persistent home's volume: the size limit the engine applied to it, in MiB; absent

@@ -68,19 +68,6 @@ fn refuses_size(err: &RuntimeError) -> bool {
 }
 
 impl DockerRuntime {
-    /// Reads the storage driver off `docker info`; an engine that does not say is tried.
-    pub(super) async fn learn_storage(&self) {
-        let Ok(docker) = self.docker().await else {
-            return;
-        };
-        if let Ok(info) = self.call("info", docker.info()).await {
-            self.layer_quota.learn_from_info(
-                info.driver.as_deref().unwrap_or_default(),
-                &info.driver_status.unwrap_or_default(),
-            );
-        }
-    }
-
     /// The `StorageOpt` of `spec`'s container, when it has a limit this engine may enforce.
     pub(super) fn storage_opt(&self, spec: &ContainerSpec) -> Option<HashMap<String, String>> {
         let size_mb = spec.disk_mb.filter(|_| self.layer_quota.worth_trying())?;

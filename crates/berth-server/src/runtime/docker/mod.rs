@@ -32,8 +32,10 @@ mod disk;
 mod homes;
 mod node;
 mod overlay;
+mod placement;
 mod registry;
-mod shards;
+
+pub use placement::parse_cpuset;
 
 use super::{
     ContainerEvent, ContainerEventKind, ContainerOrigin, ContainerSpec, EventStream,
@@ -67,8 +69,8 @@ pub struct DockerRuntime {
     config: DockerConfig,
     /// Which network each template's sessions join.
     networks: SessionNetworks,
-    /// How full each shard of those networks is on this engine.
-    shards: std::sync::Mutex<shards::ShardBook>,
+    /// How full each shard of those networks, and each of the host's cores, is on this engine.
+    placements: std::sync::Mutex<placement::PlacementBook>,
     /// Turns for [`REMOVALS_AT_ONCE`].
     removals: tokio::sync::Semaphore,
     timeout: Duration,
@@ -100,7 +102,7 @@ impl DockerRuntime {
         Self {
             config,
             networks,
-            shards: std::sync::Mutex::default(),
+            placements: std::sync::Mutex::default(),
             removals: tokio::sync::Semaphore::new(REMOVALS_AT_ONCE),
             timeout,
             client: OnceCell::new(),
@@ -311,15 +313,24 @@ impl DockerRuntime {
                     ))
                 })?;
             let shard = self.take_shard(policy).await?;
-            let key = (policy, shard.index);
-            let created = self.create_on(spec, shard.name).await;
-            let mut book = self.shards();
+            let cores = match self.config.pin_cpus {
+                true => self
+                    .placements()
+                    .take_cores(placement::cores_for(spec.nano_cpus)),
+                false => Vec::new(),
+            };
+            let placement = placement::Placement {
+                shard: (policy, shard.index),
+                cores,
+            };
+            let created = self.create_on(spec, shard.name, &placement.cpuset()).await;
+            let mut book = self.placements();
             match &created {
-                Ok(id) => book.placed(id.clone(), key),
+                Ok(id) => book.placed(id.clone(), placement),
                 Err(err) => {
-                    book.give_back(key);
+                    book.give_back(&placement);
                     if matches!(err, RuntimeError::NotFound(msg) if msg.contains("network")) {
-                        book.unknown(key);
+                        book.unknown(placement.shard);
                     }
                 }
             }
@@ -328,16 +339,20 @@ impl DockerRuntime {
         .await
     }
 
+    /// Creates the container on `network`, pinned to the cores of `cpuset` when it names any.
     async fn create_on(
         &self,
         spec: &ContainerSpec,
         network: String,
+        cpuset: &str,
     ) -> Result<String, RuntimeError> {
         let storage_opt = self.storage_opt(spec);
         let sized = storage_opt.is_some();
-        let created = self.create_sized(spec, network.clone(), storage_opt).await;
+        let created = self
+            .create_sized(spec, network.clone(), cpuset, storage_opt)
+            .await;
         if self.retry_without_size(sized, &created) {
-            return self.create_sized(spec, network, None).await;
+            return self.create_sized(spec, network, cpuset, None).await;
         }
         created
     }
@@ -346,16 +361,21 @@ impl DockerRuntime {
         &self,
         spec: &ContainerSpec,
         network: String,
+        cpuset: &str,
         storage_opt: Option<HashMap<String, String>>,
     ) -> Result<String, RuntimeError> {
         let docker = self.docker().await?;
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (labels::SESSION.to_owned(), spec.session_id.clone()),
             (labels::OWNER.to_owned(), spec.owner.clone()),
             (labels::TEMPLATE.to_owned(), spec.template.clone()),
             (labels::INSTANCE.to_owned(), self.config.instance.clone()),
             (labels::MEMORY.to_owned(), spec.memory_bytes.to_string()),
         ]);
+        let cpuset_cpus = (!cpuset.is_empty()).then(|| cpuset.to_owned());
+        if let Some(cpuset) = &cpuset_cpus {
+            labels.insert(labels::CPUSET.to_owned(), cpuset.clone());
+        }
         let cgroup_parent = match self.budgets().await.filter(|_| spec.docker_api) {
             Some(budgets) => {
                 let limits = budget::Limits {
@@ -388,6 +408,7 @@ impl DockerRuntime {
             // Equal to memory: no swap beyond the limit.
             memory_swap: Some(spec.memory_bytes),
             nano_cpus: Some(spec.nano_cpus),
+            cpuset_cpus,
             pids_limit: Some(spec.pids_limit),
             cap_drop: Some(vec!["ALL".to_owned()]),
             cap_add: Some(self.config.cap_add.clone()),
@@ -446,18 +467,38 @@ impl DockerRuntime {
         }
     }
 
+    /// What `docker info` says that placement needs: whether the storage limits a container's
+    /// size (an engine that does not say is tried), and how many cores there are to pin
+    /// sessions to.
+    async fn learn_from_info(&self) {
+        let Ok(docker) = self.docker().await else {
+            return;
+        };
+        let Ok(info) = self.call("info", docker.info()).await else {
+            return;
+        };
+        self.layer_quota.learn_from_info(
+            info.driver.as_deref().unwrap_or_default(),
+            &info.driver_status.unwrap_or_default(),
+        );
+        if self.config.pin_cpus {
+            let cores = info.ncpu.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+            self.placements().cores_known(cores);
+        }
+    }
+
     /// Makes every policy's first network, and counts the sessions already on each shard.
     async fn ensure_networks(&self) -> Result<(), RuntimeError> {
         for (policy, network) in self.networks.iter().enumerate() {
             let subnets = self.ensure_network(network, 0).await?;
-            self.shards().known(
+            self.placements().known(
                 (policy, 0),
-                shards::capacity(self.config.sessions_per_network, &subnets),
+                placement::capacity(self.config.sessions_per_network, &subnets),
             );
         }
         let containers = self.instance_containers().await?;
-        let found: Vec<_> = self.shards_of(&containers).collect();
-        self.shards().seed(found);
+        let found: Vec<_> = self.placements_of(&containers).collect();
+        self.placements().seed(found);
         Ok(())
     }
 
@@ -628,7 +669,7 @@ impl Runtime for DockerRuntime {
         self.prepared
             .get_or_try_init(|| async {
                 self.ensure_networks().await?;
-                self.learn_storage().await;
+                self.learn_from_info().await;
                 Ok(())
             })
             .await
@@ -722,20 +763,20 @@ impl Runtime for DockerRuntime {
             }
         })
         .await
-        .inspect(|()| self.shards().removed(container_id))
+        .inspect(|()| self.placements().removed(container_id))
     }
 
     async fn list(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
         self.within(async {
-            let generation = self.shards().begin_listing();
+            let generation = self.placements().begin_listing();
             let containers = self.instance_containers().await?;
             let found: std::collections::HashSet<&str> =
                 containers.iter().filter_map(|c| c.id.as_deref()).collect();
-            let on_shards: Vec<_> = self.shards_of(&containers).collect();
-            let mut book = self.shards();
+            let placed: Vec<_> = self.placements_of(&containers).collect();
+            let mut book = self.placements();
             book.listed(generation, &found);
             // Made by another control plane on this engine (one that led lifecycle before).
-            book.seed(on_shards);
+            book.seed(placed);
             drop(book);
             Ok(containers
                 .into_iter()
