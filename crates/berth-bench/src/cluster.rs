@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use berth_client::ClientError;
 use berth_proto::{CreateSession, ErrorCode};
 use berth_server::config::ClusterConfig;
@@ -12,6 +14,7 @@ use berth_server::config::ClusterConfig;
 use crate::{
     Args, Bench, CLUSTER_INSTANCE, TOKEN,
     control_plane::ChildPlane,
+    cpu_budget::CpuBudget,
     figures::{self, Row, WRK_CONNECTIONS, WRK_THREADS, wrk},
     instances::Cluster,
     redis::RedisServer,
@@ -106,10 +109,33 @@ async fn claims(bench: &Bench, args: &Args, sqlite: Option<Samples>) -> anyhow::
     })
 }
 
+/// Each instance's share of this host in figure 15: what a machine of its own would give it.
+/// Two of them leave the host's other core to `wrk` and Redis, which on a 2-core host would
+/// otherwise take from the instances they measure.
+const INSTANCE_CORES: f64 = 0.5;
+
 /// Figure 15: figure 9's load on one instance, then the same load split between two, one `wrk`
 /// per instance at once: the same client threads and connections in all, so the second
-/// measurement asks what a second instance adds, not what a second load generator does.
+/// measurement asks what a second instance adds, not what a second load generator does. Each
+/// instance is held to [`INSTANCE_CORES`], as a machine of its own would hold it.
 async fn throughput(cluster: &Cluster) -> anyhow::Result<Row> {
+    let budgets: anyhow::Result<Vec<CpuBudget>> = cluster
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(index, instance)| {
+            let pid = instance.pid().context("the instance has exited")?;
+            CpuBudget::hold(
+                pid,
+                &format!("berth-bench-instance-{index}"),
+                INSTANCE_CORES,
+            )
+        })
+        .collect();
+    let held = match &budgets {
+        Ok(_) => format!("each held to {INSTANCE_CORES} of a core"),
+        Err(err) => format!("each on the whole host: {err:#}"),
+    };
     let session = cluster.instances[0]
         .client
         .create_session(&CreateSession::default())
@@ -141,8 +167,9 @@ async fn throughput(cluster: &Cluster) -> anyhow::Result<Row> {
         .client
         .delete_session(&session.id)
         .await?;
+    drop(budgets);
     let figure = format!(
-        "`GET /api/v1/sessions/{{id}}` throughput, 2 instances against 1 (wrk, {WRK_CONNECTIONS} connections in all, 5 s)"
+        "`GET /api/v1/sessions/{{id}}` throughput, 2 instances against 1 ({held}; wrk, {WRK_CONNECTIONS} connections in all, 5 s)"
     );
     let target = "≥ 1.6× the throughput of one".to_owned();
     let (Some((one_rps, one_p99)), Some(both)) = (one, both) else {

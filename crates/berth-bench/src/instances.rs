@@ -24,6 +24,10 @@ pub struct Instance {
 }
 
 impl Instance {
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
+    }
+
     /// The process's resident set, in MB.
     pub fn rss_mb(&self) -> f64 {
         self.process.id().map_or(0.0, |pid| {

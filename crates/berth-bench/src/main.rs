@@ -9,6 +9,7 @@
 mod checkpoint;
 mod cluster;
 mod control_plane;
+mod cpu_budget;
 mod docker_in_session;
 mod e2b;
 mod figures;
