@@ -252,7 +252,7 @@ fn cpu_used(container: &str) -> u64 {
 /// (`docker pause`) for quiet rounds and thawed for loaded ones, rounds alternating, so both
 /// see the same machine: it is shared with compilers whose load comes and goes.
 async fn measure_echo(echo: &mut Echo, hog: &str) -> (Duration, Duration, f64) {
-    const ROUNDS: usize = 6;
+    const ROUNDS: usize = 8;
     // Each round spans several 100 ms quota periods, so that it meets every phase of them
     // (the hog running, and throttled) and the hog's use is measured over whole ones.
     const ROUND: Duration = Duration::from_millis(400);
@@ -295,9 +295,10 @@ async fn a_cpu_hog_leaves_the_neighbours_terminal_echo_within_twice_its_quiet_p9
         .await
         .unwrap();
     let mut echo = Echo::open(&server.client, &neighbour).await;
-    // One retry: a burst of someone else's load can land on loaded rounds only.
+    // Two retries: a burst of someone else's load (a daemon of the host's, the engine's own
+    // housekeeping) can land on loaded rounds only, and sub-millisecond p99s double easily.
     let mut attempts = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let (quiet, loaded, cores) = measure_echo(&mut echo, &container).await;
         attempts.push((quiet, loaded, cores));
         // The hog really ran, and within its quota (CFS periods make it a little uneven).

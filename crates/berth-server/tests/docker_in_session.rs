@@ -857,6 +857,12 @@ async fn a_session_and_its_children_share_its_memory_limit_and_its_cores() {
         inspect(&format!("hog-a-{id}"))["HostConfig"]["CpusetCpus"],
         cores
     );
+    // And no more weight against the host's processes than it (`docker.cpu_shares`).
+    assert_eq!(session["HostConfig"]["CpuShares"], 2);
+    assert_eq!(
+        inspect(&format!("hog-a-{id}"))["HostConfig"]["CpuShares"],
+        2
+    );
     let err = fails(
         &server,
         &id,

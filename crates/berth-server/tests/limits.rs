@@ -9,7 +9,7 @@ use std::{future::Future, time::Duration};
 
 use berth_proto::{ErrorCode, SessionState};
 use berth_server::config::TemplateConfig;
-use common::{Server, TINY, docker, sh};
+use common::{ADMIN, Server, TINY, docker, sh};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -67,6 +67,8 @@ async fn a_session_writing_past_its_disk_mb_is_warned_refused_uploads_then_stopp
  {
     let server = Server::start_with(|config| {
         config.lifecycle.disk_check_seconds = 1;
+        config.compat.enabled = true;
+        config.compat.template = "small".into();
         config.templates.insert(
             "small".into(),
             TemplateConfig {
@@ -120,6 +122,23 @@ async fn a_session_writing_past_its_disk_mb_is_warned_refused_uploads_then_stopp
         .await
         .unwrap();
     assert!(!listed.stdout.contains("upload"), "{listed:?}");
+    // Through the WebContainer-compatible API as well.
+    let written = reqwest::Client::new()
+        .post(format!(
+            "{}/webcontainer/{writer}/fs/writeFile",
+            server.client.base_url()
+        ))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({
+            "path": "/home/user/upload",
+            "contents": "a".repeat(8 * MIB as usize),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 413);
+    let body: serde_json::Value = written.json().await.unwrap();
+    assert_eq!(body["code"], "payload_too_large", "{body}");
 
     // Past the limit: stopped, with the reason, its container and layer gone.
     let _ = server

@@ -200,7 +200,12 @@ async fn refuse_past_disk_limit(
     let Some(declared) = declared else {
         return Ok(());
     };
-    match s.sessions.disk_room(caller, id).await {
+    refuse_past_room(s.sessions.disk_room(caller, id).await, declared)
+}
+
+/// Refuses an upload of `declared` bytes into a session with `room` bytes left.
+pub(crate) fn refuse_past_room(room: Option<u64>, declared: u64) -> Result<(), ApiError> {
+    match room {
         Some(room) if declared > room => Err(ApiError::coded(
             ErrorCode::PayloadTooLarge,
             format!(

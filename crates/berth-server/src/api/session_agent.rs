@@ -76,6 +76,17 @@ impl SessionAgent {
 }
 
 impl SessionAgent {
+    /// Refuses an upload of `declared` bytes that would take the session past its template's
+    /// `disk_mb`, before a byte reaches it (`413`).
+    pub async fn refuse_past_disk_room(
+        &self,
+        state: &AppState,
+        declared: u64,
+    ) -> Result<(), ApiError> {
+        let room = state.sessions.disk_room_reached(&self.id).await;
+        crate::api::files::refuse_past_room(room, declared)
+    }
+
     /// The session container's address: where its own servers listen.
     pub fn ip(&self) -> std::net::IpAddr {
         self.endpoint.0.ip()

@@ -330,6 +330,9 @@ impl SessionApi {
                 Ok(policy::Inherited {
                     cgroup_parent: set("CgroupParent"),
                     cpuset: set("CpusetCpus"),
+                    cpu_shares: session["HostConfig"]["CpuShares"]
+                        .as_i64()
+                        .filter(|&shares| shares > 0),
                 })
             })
             .await

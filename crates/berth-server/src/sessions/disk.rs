@@ -11,7 +11,7 @@ use berth_proto::SessionState;
 use futures_util::StreamExt;
 
 use super::{Command, SessionManager};
-use crate::store::SessionFilter;
+use crate::store::{SessionFilter, SessionRecord};
 
 /// Containers measured at once: the engine walks each one's layer.
 const MEASURED_AT_ONCE: usize = 4;
@@ -87,11 +87,21 @@ impl SessionManager {
     /// the engine enforces it itself, the session is not the caller's or not running, or the
     /// engine could not say).
     pub async fn disk_room(&self, caller: &crate::auth::Principal, id: &str) -> Option<u64> {
-        if self.runtime.limits_disk() {
+        let record = self.store.get_session(id).await.ok()??;
+        if !(caller.admin || record.owner == caller.name) {
             return None;
         }
-        let record = self.store.get_session(id).await.ok()??;
-        if record.state != SessionState::Running || !(caller.admin || record.owner == caller.name) {
+        self.room_of(record).await
+    }
+
+    /// [`Self::disk_room`] for a session whose caller is known to reach it already (through
+    /// [`crate::api::session_agent::SessionAgent`]).
+    pub async fn disk_room_reached(&self, id: &str) -> Option<u64> {
+        self.room_of(self.store.get_session(id).await.ok()??).await
+    }
+
+    async fn room_of(&self, record: SessionRecord) -> Option<u64> {
+        if self.runtime.limits_disk() || record.state != SessionState::Running {
             return None;
         }
         let limit_mb = self.ctx.templates.get(&record.template)?.disk_mb;

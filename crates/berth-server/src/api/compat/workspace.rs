@@ -153,6 +153,9 @@ impl Workspace {
         path: &str,
         bytes: Vec<u8>,
     ) -> Result<(), ApiError> {
+        self.agent
+            .refuse_past_disk_room(state, bytes.len() as u64)
+            .await?;
         let request = hyper::Request::put(format!("/files/content?path={}", encode_query(path)))
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(Body::from(bytes))

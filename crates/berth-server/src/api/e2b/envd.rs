@@ -157,6 +157,13 @@ pub async fn upload(
         .into());
     }
     let sandbox = sandbox(&state, &headers).await?;
+    // The whole body, a form's boundaries included: what it writes is no more than that.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(declared) = declared {
+        sandbox.refuse_past_disk_room(&state, declared).await?;
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -185,9 +192,6 @@ pub async fn upload(
         let path = query
             .path
             .ok_or_else(|| ApiError::invalid_request("the path query parameter is required"))?;
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|size| size > state.max_file_bytes) {
             return Err(ApiError::coded(
                 ErrorCode::PayloadTooLarge,

@@ -381,6 +381,7 @@ impl DockerRuntime {
                 let limits = budget::Limits {
                     memory_bytes: spec.memory_bytes,
                     nano_cpus: spec.nano_cpus,
+                    cpu_shares: self.config.cpu_shares,
                     pids: spec.pids_limit,
                 };
                 budgets.ensure(&spec.session_id, limits).map_err(|e| {
@@ -408,6 +409,7 @@ impl DockerRuntime {
             // Equal to memory: no swap beyond the limit.
             memory_swap: Some(spec.memory_bytes),
             nano_cpus: Some(spec.nano_cpus),
+            cpu_shares: Some(i64::from(self.config.cpu_shares)),
             cpuset_cpus,
             pids_limit: Some(spec.pids_limit),
             cap_drop: Some(vec!["ALL".to_owned()]),
