@@ -727,9 +727,8 @@ pub struct DockerConfig {
     /// core at once while its neighbours wait.
     pub pin_cpus: bool,
     /// Every session container's CPU weight (`--cpu-shares`) against the host's own processes,
-    /// which weigh 1024 each: under contention the control plane and the engine run first, and
-    /// a session's work waits for them rather than the other way round. Sessions weigh the same
-    /// among themselves whatever it is.
+    /// which weigh 1024 each: below it, under contention the control plane and the engine run
+    /// first. Sessions weigh the same among themselves whatever it is.
     pub cpu_shares: u32,
 }
 
@@ -994,7 +993,7 @@ impl Default for DockerConfig {
             log_max_size: "10m".to_owned(),
             sessions_per_network: MAX_SESSIONS_PER_NETWORK,
             pin_cpus: true,
-            cpu_shares: 2,
+            cpu_shares: 1024,
             child_network_pool: crate::networks::Cidr::new([10, 213, 0, 0].into(), 16)
                 .expect("a /16 with no host bits"),
         }

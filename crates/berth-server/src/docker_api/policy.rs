@@ -649,7 +649,8 @@ impl Inherited {
             return Err(refused(
                 "cpuset",
                 format!(
-                    "--cpuset-cpus {asked} is refused: this session runs on cores {session};                      name some of those, or leave the option out"
+                    "--cpuset-cpus {asked} is refused: this session runs on cores {session}; \
+                     name some of those, or leave the option out"
                 ),
             ));
         }

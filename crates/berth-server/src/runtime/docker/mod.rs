@@ -313,17 +313,34 @@ impl DockerRuntime {
                     ))
                 })?;
             let shard = self.take_shard(policy).await?;
-            let cores = match self.config.pin_cpus {
-                true => self
-                    .placements()
-                    .take_cores(placement::cores_for(spec.nano_cpus)),
-                false => Vec::new(),
+            let cores = if self.config.pin_cpus {
+                self.placements()
+                    .take_cores(placement::cores_for(spec.nano_cpus))
+            } else {
+                Vec::new()
             };
-            let placement = placement::Placement {
+            let mut placement = placement::Placement {
                 shard: (policy, shard.index),
                 cores,
             };
-            let created = self.create_on(spec, shard.name, &placement.cpuset()).await;
+            let mut created = self
+                .create_on(spec, shard.name.clone(), &placement.cpuset())
+                .await;
+            if !placement.cores.is_empty()
+                && matches!(&created, Err(RuntimeError::Engine(msg))
+                    if msg.contains("CPUs are not available"))
+            {
+                // `docker info` counts the cores the engine may use, not which: an engine
+                // confined to cores 2 and 3 refuses 0. Its sessions run unpinned from now on.
+                tracing::warn!(
+                    "the engine refused to pin a session to cores {}: sessions on it run \
+                     unpinned (docker.pin_cpus)",
+                    placement.cpuset()
+                );
+                self.placements().cores_known(0);
+                placement.cores.clear();
+                created = self.create_on(spec, shard.name, "").await;
+            }
             let mut book = self.placements();
             match &created {
                 Ok(id) => book.placed(id.clone(), placement),
