@@ -726,10 +726,6 @@ pub struct DockerConfig {
     /// up to, so that its quota is spent on those alone and a busy session cannot take every
     /// core at once while its neighbours wait.
     pub pin_cpus: bool,
-    /// Every session container's CPU weight (`--cpu-shares`) against the host's own processes,
-    /// which weigh 1024 each: below it, under contention the control plane and the engine run
-    /// first. Sessions weigh the same among themselves whatever it is.
-    pub cpu_shares: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -993,7 +989,6 @@ impl Default for DockerConfig {
             log_max_size: "10m".to_owned(),
             sessions_per_network: MAX_SESSIONS_PER_NETWORK,
             pin_cpus: true,
-            cpu_shares: 1024,
             child_network_pool: crate::networks::Cidr::new([10, 213, 0, 0].into(), 16)
                 .expect("a /16 with no host bits"),
         }
@@ -1362,13 +1357,6 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "docker.sessions_per_network must be 1 to {MAX_SESSIONS_PER_NETWORK} (a Linux bridge \
                  takes at most 1,023 ports, and each network keeps a few for itself)"
-            )));
-        }
-        if !(2..=262_144).contains(&self.docker.cpu_shares) {
-            return Err(ConfigError::Invalid(format!(
-                "docker.cpu_shares must be 2 to 262144 (the kernel's range for a CPU weight), \
-                 not {}; 1024 weighs a session as much as one of the host's processes",
-                self.docker.cpu_shares
             )));
         }
         let pool = self.docker.child_network_pool;

@@ -627,9 +627,6 @@ pub struct Inherited {
     /// The cores the session is pinned to (`docker.pin_cpus`), which its children are pinned
     /// to as well, or to some of them; `None` when it runs on every core.
     pub cpuset: Option<String>,
-    /// The session's CPU weight (`docker.cpu_shares`), which its children weigh at most: a
-    /// child must not run ahead of the host's processes where its session would not.
-    pub cpu_shares: Option<i64>,
 }
 
 impl Inherited {
@@ -703,11 +700,6 @@ pub fn check_create(
     }
     if let Some(cpuset) = cpuset {
         host.insert("CpusetCpus".into(), cpuset.into());
-    }
-    if let Some(most) = resolved.inherited.cpu_shares {
-        let asked = host.get("CpuShares").and_then(Value::as_i64);
-        let shares = asked.filter(|&n| (2..most).contains(&n)).unwrap_or(most);
-        host.insert("CpuShares".into(), shares.into());
     }
 
     let mut labels = match config.remove("Labels") {
@@ -1391,6 +1383,7 @@ const HARMLESS_BUILD: &[&str] = &[
     "extrahosts",
     "shmsize",
     "ulimits",
+    "cpushares",
 ];
 
 /// Checks a build's query and rewrites it: tags into the session's namespace, the session's
@@ -1408,10 +1401,6 @@ pub fn check_build(
         .find(|(key, _)| key == "cpusetcpus")
         .map(|(_, value)| value.as_str());
     let cpuset = inherited.cpuset_for(asked_cpuset)?;
-    let asked_cpu_shares = pairs
-        .iter()
-        .find(|(key, _)| key == "cpushares")
-        .and_then(|(_, value)| value.parse::<i64>().ok());
     let mut out: Vec<(String, String)> = Vec::new();
     let mut labels = scope.labels();
     for (key, value) in pairs {
@@ -1463,8 +1452,8 @@ pub fn check_build(
                 ));
             }
             // Replaced below by the session's limits.
-            "memory" | "memswap" | "cpuquota" | "cpuperiod" | "cpusetcpus" | "cpushares"
-            | "remote" | "pull" | "version" => {}
+            "memory" | "memswap" | "cpuquota" | "cpuperiod" | "cpusetcpus" | "remote" | "pull"
+            | "version" => {}
             _ if value.is_empty() || value == "0" || value == "false" => {}
             key if HARMLESS_BUILD.contains(&key) => out.push((key.to_owned(), value)),
             key => {
@@ -1493,10 +1482,7 @@ pub fn check_build(
     if let Some(cpuset) = cpuset {
         out.push(("cpusetcpus".to_owned(), cpuset));
     }
-    if let Some(most) = inherited.cpu_shares {
-        let asked = asked_cpu_shares.filter(|&n| (2..most).contains(&n));
-        out.push(("cpushares".to_owned(), asked.unwrap_or(most).to_string()));
-    }
+
     let query = serde_urlencoded::to_string(&out)
         .map_err(|e| DockerApiError::Invalid(format!("query: {e}")))?;
     Ok(query)
@@ -2001,7 +1987,6 @@ mod tests {
             inherited: Inherited {
                 cgroup_parent: Some("/berth/sabc".into()),
                 cpuset: Some("1".into()),
-                cpu_shares: Some(2),
             },
             ..Resolved::default()
         };
@@ -2014,7 +1999,6 @@ mod tests {
             joined["HostConfig"]["CpusetCpus"], "1",
             "the session's cores"
         );
-        assert_eq!(joined["HostConfig"]["CpuShares"], 2, "the session's weight");
         assert_eq!(joined["HostConfig"]["NetworkMode"], "sabc_app_default");
         assert_eq!(
             joined["NetworkingConfig"]["EndpointsConfig"],
@@ -2195,7 +2179,7 @@ mod tests {
             pinned.cpuset_for(Some("1,2")).unwrap().as_deref(),
             Some("1,2")
         );
-        for outside in ["3", "1,5", "0-7", "x"] {
+        for outside in ["3", "1,5", "0-7", "x", "0-99999999999"] {
             assert_eq!(
                 rule(pinned.cpuset_for(Some(outside)).unwrap_err()),
                 "cpuset"
@@ -2225,7 +2209,6 @@ mod tests {
             &Inherited {
                 cgroup_parent: Some("/berth/sabc".into()),
                 cpuset: Some("2,3".into()),
-                cpu_shares: Some(16),
             },
         )
         .unwrap();
@@ -2242,7 +2225,6 @@ mod tests {
         assert_eq!(get("cpuquota"), "100000");
         assert_eq!(get("cgroupparent"), "/berth/sabc");
         assert_eq!(get("cpusetcpus"), "2,3");
-        assert_eq!(get("cpushares"), "16");
         let labels: Value = serde_json::from_str(&get("labels")).unwrap();
         assert_eq!(labels["berth.parent"], "sabc");
         for (query, expected) in [

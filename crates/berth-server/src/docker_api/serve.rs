@@ -40,9 +40,6 @@ pub struct SessionApi {
     /// Held while a network's subnet is chosen and made, by every session of this control
     /// plane.
     pub network_lock: Arc<tokio::sync::Mutex<()>>,
-    /// What the session's container passes on to its children, once seen: its cgroup parent
-    /// and cores stay what the runtime made it with.
-    pub inherited: tokio::sync::OnceCell<policy::Inherited>,
 }
 
 /// Every path of the session's socket.
@@ -202,7 +199,7 @@ impl SessionApi {
                     .find(|(k, v)| k == "dockerfile" && !v.is_empty())
                     .map(|(_, v)| v);
                 let inherited = self.inherited().await?;
-                let query = policy::check_build(request.uri().query(), &self.scope, inherited)?;
+                let query = policy::check_build(request.uri().query(), &self.scope, &inherited)?;
                 let count = self.list_own("images/json", false).await?.len();
                 if count >= self.scope.max_images as usize {
                     return Err(DockerApiError::Quota(format!(
@@ -287,7 +284,7 @@ impl SessionApi {
         }
         check_ports_free(&published, &containers)?;
         let mut resolved = Resolved {
-            inherited: self.inherited().await?.clone(),
+            inherited: self.inherited().await?,
             ..Resolved::default()
         };
         for name in volume_names {
@@ -311,31 +308,25 @@ impl SessionApi {
         Ok(response)
     }
 
-    /// The cgroup the session's own container runs under, which its children and build steps
-    /// join so that its limits bound them all (`runtime::docker::budget`); `None` where the
-    /// host keeps no such cgroup.
-    async fn inherited(&self) -> Result<&policy::Inherited, DockerApiError> {
-        self.inherited
-            .get_or_try_init(|| async {
-                let path = format!("/containers/{}/json", self.scope.session_container());
-                let session = self.engine.get_json(&path).await?.ok_or_else(|| {
-                    DockerApiError::Engine("the session's own container is gone".into())
-                })?;
-                let set = |key: &str| {
-                    session["HostConfig"][key]
-                        .as_str()
-                        .filter(|value| !value.is_empty())
-                        .map(str::to_owned)
-                };
-                Ok(policy::Inherited {
-                    cgroup_parent: set("CgroupParent"),
-                    cpuset: set("CpusetCpus"),
-                    cpu_shares: session["HostConfig"]["CpuShares"]
-                        .as_i64()
-                        .filter(|&shares| shares > 0),
-                })
-            })
-            .await
+    /// What the session's container passes on to its children and build steps, as it is now:
+    /// its cgroup, which bounds them all (`runtime::docker::budget`), and its cores, chosen
+    /// again when a session that slept wakes in a new container.
+    async fn inherited(&self) -> Result<policy::Inherited, DockerApiError> {
+        let path = format!("/containers/{}/json", self.scope.session_container());
+        let session =
+            self.engine.get_json(&path).await?.ok_or_else(|| {
+                DockerApiError::Engine("the session's own container is gone".into())
+            })?;
+        let set = |key: &str| {
+            session["HostConfig"][key]
+                .as_str()
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        Ok(policy::Inherited {
+            cgroup_parent: set("CgroupParent"),
+            cpuset: set("CpusetCpus"),
+        })
     }
 
     /// Brings the session's published ports up to date with what runs now; a failure is the

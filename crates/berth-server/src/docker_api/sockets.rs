@@ -166,7 +166,6 @@ impl Sockets {
             sockets_dir: shared.dir.clone(),
             network_pool: shared.network_pool,
             network_lock: shared.network_lock.clone(),
-            inherited: tokio::sync::OnceCell::new(),
         });
         let router = axum::Router::new().fallback(serve::handle).with_state(api);
         let session = session_id.to_owned();

@@ -252,6 +252,9 @@ impl Workspace {
         let mut archive = tar::Builder::new(Vec::new());
         let written = pack(&mut archive, "", tree)?;
         let bytes = archive.into_inner().map_err(ApiError::internal)?;
+        self.agent
+            .refuse_past_disk_room(state, bytes.len() as u64)
+            .await?;
         let request = hyper::Request::put(format!("/files/archive?path={}", encode_query(at)))
             .header(header::CONTENT_TYPE, "application/x-tar")
             .body(Body::from(bytes))

@@ -23,8 +23,6 @@ const CPU_PERIOD_US: i64 = 100_000;
 pub struct Limits {
     pub memory_bytes: i64,
     pub nano_cpus: i64,
-    /// `docker.cpu_shares`: the weight of the session and its children together.
-    pub cpu_shares: u32,
     pub pids: i64,
 }
 
@@ -91,7 +89,6 @@ impl SessionBudgets {
         std::fs::write(cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
         let quota = limits.nano_cpus / (1_000_000_000 / CPU_PERIOD_US);
         std::fs::write(cpu.join("cpu.cfs_quota_us"), quota.to_string())?;
-        std::fs::write(cpu.join("cpu.shares"), limits.cpu_shares.to_string())?;
         let pids = self.dir("pids", session_id);
         std::fs::create_dir_all(&pids)?;
         std::fs::write(pids.join("pids.max"), limits.pids.to_string())?;
@@ -143,7 +140,6 @@ mod tests {
         let limits = Limits {
             memory_bytes: 256 << 20,
             nano_cpus: 1_500_000_000,
-            cpu_shares: 2,
             pids: 256,
         };
         budgets.ensure("s1", limits).unwrap();
@@ -154,7 +150,6 @@ mod tests {
         assert_eq!(read("memory/berth/s1/memory.limit_in_bytes"), "268435456");
         assert_eq!(read("cpu/berth/s1/cpu.cfs_quota_us"), "150000");
         assert_eq!(read("cpu/berth/s1/cpu.cfs_period_us"), "100000");
-        assert_eq!(read("cpu/berth/s1/cpu.shares"), "2");
         assert_eq!(read("pids/berth/s1/pids.max"), "256");
         assert_eq!(budgets.parent("s1"), "/berth/test_1/s1");
         assert_eq!(budgets.sessions(), ["s1"]);

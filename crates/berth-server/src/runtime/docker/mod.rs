@@ -319,37 +319,37 @@ impl DockerRuntime {
             } else {
                 Vec::new()
             };
-            let mut placement = placement::Placement {
-                shard: (policy, shard.index),
-                cores,
-            };
-            let mut created = self
-                .create_on(spec, shard.name.clone(), &placement.cpuset())
-                .await;
-            if !placement.cores.is_empty()
+            let mut held = placement::Held::new(
+                self,
+                placement::Placement {
+                    shard: (policy, shard.index),
+                    cores,
+                },
+            );
+            let cpuset = held.cpuset();
+            let mut created = self.create_on(spec, shard.name.clone(), &cpuset).await;
+            if !cpuset.is_empty()
                 && matches!(&created, Err(RuntimeError::Engine(msg))
                     if msg.contains("CPUs are not available"))
             {
                 // `docker info` counts the cores the engine may use, not which: an engine
                 // confined to cores 2 and 3 refuses 0. Its sessions run unpinned from now on.
                 tracing::warn!(
-                    "the engine refused to pin a session to cores {}: sessions on it run \
-                     unpinned (docker.pin_cpus)",
-                    placement.cpuset()
+                    "the engine refused to pin a session to cores {cpuset}: sessions on it run \
+                     unpinned (docker.pin_cpus)"
                 );
+                held.unpin();
                 self.placements().cores_known(0);
-                placement.cores.clear();
                 created = self.create_on(spec, shard.name, "").await;
             }
-            let mut book = self.placements();
             match &created {
-                Ok(id) => book.placed(id.clone(), placement),
-                Err(err) => {
-                    book.give_back(&placement);
-                    if matches!(err, RuntimeError::NotFound(msg) if msg.contains("network")) {
-                        book.unknown(placement.shard);
-                    }
+                Ok(id) => held.placed(id.clone()),
+                Err(RuntimeError::NotFound(msg)) if msg.contains("network") => {
+                    let shard = held.shard();
+                    drop(held);
+                    self.placements().unknown(shard);
                 }
+                Err(_) => {}
             }
             created
         })
@@ -398,7 +398,6 @@ impl DockerRuntime {
                 let limits = budget::Limits {
                     memory_bytes: spec.memory_bytes,
                     nano_cpus: spec.nano_cpus,
-                    cpu_shares: self.config.cpu_shares,
                     pids: spec.pids_limit,
                 };
                 budgets.ensure(&spec.session_id, limits).map_err(|e| {
@@ -426,7 +425,6 @@ impl DockerRuntime {
             // Equal to memory: no swap beyond the limit.
             memory_swap: Some(spec.memory_bytes),
             nano_cpus: Some(spec.nano_cpus),
-            cpu_shares: Some(i64::from(self.config.cpu_shares)),
             cpuset_cpus,
             pids_limit: Some(spec.pids_limit),
             cap_drop: Some(vec!["ALL".to_owned()]),

@@ -46,6 +46,10 @@ fn cpuset(cores: &[usize]) -> String {
     listed.join(",")
 }
 
+/// Cores a cpuset may name: Linux's most (`NR_CPUS`). A list naming more is unreadable, so
+/// that `0-99999999999`, which a session may send, is never expanded.
+const MAX_CORES: usize = 8192;
+
 /// The cores of a cpuset list such as `0,2` or `0-3`; none for an empty or unreadable one.
 pub fn parse_cpuset(list: &str) -> Vec<usize> {
     let mut cores = Vec::new();
@@ -54,10 +58,15 @@ pub fn parse_cpuset(list: &str) -> Vec<usize> {
             Some((first, last)) => (first.parse::<usize>(), last.parse::<usize>()),
             None => (part.parse::<usize>(), part.parse::<usize>()),
         };
-        let (Ok(first), Ok(last)) = bounds else {
+        match bounds {
+            (Ok(first), Ok(last)) if first <= last && last < MAX_CORES => {
+                cores.extend(first..=last);
+            }
+            _ => return Vec::new(),
+        }
+        if cores.len() > MAX_CORES {
             return Vec::new();
-        };
-        cores.extend(first..=last);
+        }
     }
     cores
 }
@@ -111,10 +120,21 @@ impl PlacementBook {
         by_load.sort_by_key(|&core| (self.core_load[core], core));
         let mut cores = by_load[..count].to_vec();
         cores.sort_unstable();
-        for &core in &cores {
-            self.core_load[core] += 1;
-        }
+        self.count_cores(&cores, true);
         cores
+    }
+
+    /// Adds one container to each of `cores`' counts, or takes one away.
+    fn count_cores(&mut self, cores: &[usize], more: bool) {
+        for &core in cores {
+            if let Some(load) = self.core_load.get_mut(core) {
+                *load = if more {
+                    *load + 1
+                } else {
+                    load.saturating_sub(1)
+                };
+            }
+        }
     }
 
     /// Gives back what [`Self::take`] and [`Self::take_cores`] held, the create having failed.
@@ -122,11 +142,7 @@ impl PlacementBook {
         if let Some(load) = self.load.get_mut(&placement.shard) {
             *load = load.saturating_sub(1);
         }
-        for &core in &placement.cores {
-            if let Some(load) = self.core_load.get_mut(core) {
-                *load = load.saturating_sub(1);
-            }
-        }
+        self.count_cores(&placement.cores, false);
     }
 
     /// The container made on the places [`Self::take`] and [`Self::take_cores`] held.
@@ -142,13 +158,12 @@ impl PlacementBook {
     /// theirs.
     pub fn cores_known(&mut self, count: usize) {
         self.core_load = vec![0; count];
-        for (placement, _) in self.placed.values() {
-            for &core in &placement.cores {
-                if let Some(load) = self.core_load.get_mut(core) {
-                    *load += 1;
-                }
-            }
-        }
+        let pinned: Vec<usize> = self
+            .placed
+            .values()
+            .flat_map(|(placement, _)| placement.cores.iter().copied())
+            .collect();
+        self.count_cores(&pinned, true);
     }
 
     /// The shard's network went (removed by hand): it is checked, and made, again.
@@ -167,11 +182,7 @@ impl PlacementBook {
         for (id, placement) in found {
             if !self.placed.contains_key(&id) {
                 *self.load.entry(placement.shard).or_default() += 1;
-                for &core in &placement.cores {
-                    if let Some(load) = self.core_load.get_mut(core) {
-                        *load += 1;
-                    }
-                }
+                self.count_cores(&placement.cores, true);
                 self.placed.insert(id, (placement, self.listings));
             }
         }
@@ -213,6 +224,60 @@ pub(super) fn capacity(configured: u32, subnets: &[Cidr]) -> usize {
         .map(|net| (1usize << (32 - u32::from(net.prefix()))).saturating_sub(3))
         .min()
         .map_or(configured, |addresses| addresses.min(configured))
+}
+
+/// Places held for a container being made: given back when dropped unless [`Self::placed`],
+/// so that a create dropped at its deadline, or failed, keeps none. (If the engine made the
+/// container after all, the next listing counts it.)
+pub(super) struct Held<'a> {
+    runtime: &'a DockerRuntime,
+    placement: Option<Placement>,
+}
+
+impl<'a> Held<'a> {
+    pub fn new(runtime: &'a DockerRuntime, placement: Placement) -> Self {
+        Self {
+            runtime,
+            placement: Some(placement),
+        }
+    }
+
+    fn placement(&self) -> &Placement {
+        self.placement
+            .as_ref()
+            .expect("held until placed or dropped")
+    }
+
+    pub fn shard(&self) -> ShardKey {
+        self.placement().shard
+    }
+
+    pub fn cpuset(&self) -> String {
+        self.placement().cpuset()
+    }
+
+    /// Gives the cores back and keeps the shard's place: the container is made unpinned.
+    pub fn unpin(&mut self) {
+        if let Some(placement) = &mut self.placement {
+            let cores = std::mem::take(&mut placement.cores);
+            self.runtime.placements().count_cores(&cores, false);
+        }
+    }
+
+    /// The container was made on what is held.
+    pub fn placed(mut self, container_id: String) {
+        if let Some(placement) = self.placement.take() {
+            self.runtime.placements().placed(container_id, placement);
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(placement) = self.placement.take() {
+            self.runtime.placements().give_back(&placement);
+        }
+    }
 }
 
 /// The cores a session with `nano_cpus` is pinned to: its `cpus` rounded up, at least one.
@@ -373,6 +438,14 @@ mod tests {
         assert_eq!(parse_cpuset("0-2,5"), [0, 1, 2, 5]);
         assert_eq!(parse_cpuset(""), Vec::<usize>::new());
         assert_eq!(parse_cpuset("x"), Vec::<usize>::new());
+        assert_eq!(parse_cpuset("3-1"), Vec::<usize>::new());
+        // What a session may ask for is never expanded past the kernel's most cores.
+        assert_eq!(parse_cpuset("0-99999999999"), Vec::<usize>::new());
+        assert_eq!(parse_cpuset("0-18446744073709551615"), Vec::<usize>::new());
+        assert_eq!(
+            parse_cpuset(&vec!["0-8191"; 100].join(",")),
+            Vec::<usize>::new()
+        );
         assert_eq!(cores_for(500_000_000), 1);
         assert_eq!(cores_for(1_000_000_000), 1);
         assert_eq!(cores_for(1_500_000_000), 2);
