@@ -13,6 +13,12 @@ use common::{ADMIN, Server, TINY, docker, sh};
 
 const MIB: u64 = 1024 * 1024;
 
+/// A port nothing listens on now.
+fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
 /// Bytes free on the engine's data root, where containers' layers live.
 fn engine_disk_free() -> u64 {
     let root = docker(&["info", "--format", "{{.DockerRootDir}}"]).unwrap();
@@ -65,10 +71,14 @@ async fn answers(server: &Server, id: &str) {
 #[tokio::test]
 async fn a_session_writing_past_its_disk_mb_is_warned_refused_uploads_then_stopped_and_its_space_returns()
  {
+    let (e2b_api, e2b_sandbox) = (free_port(), free_port());
     let server = Server::start_with(|config| {
         config.lifecycle.disk_check_seconds = 1;
         config.compat.enabled = true;
         config.compat.template = "small".into();
+        config.e2b.enabled = true;
+        config.e2b.api_listen = e2b_api;
+        config.e2b.sandbox_listen = e2b_sandbox;
         config.templates.insert(
             "small".into(),
             TemplateConfig {
@@ -139,6 +149,32 @@ async fn a_session_writing_past_its_disk_mb_is_warned_refused_uploads_then_stopp
     assert_eq!(written.status(), 413);
     let body: serde_json::Value = written.json().await.unwrap();
     assert_eq!(body["code"], "payload_too_large", "{body}");
+    // And through E2B's envd, the session being a sandbox to it, with its access token.
+    let http = reqwest::Client::new();
+    let sandbox: serde_json::Value = http
+        .get(format!("http://{e2b_api}/sandboxes/{writer}"))
+        .header("X-API-KEY", ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uploaded = http
+        .post(format!("http://{e2b_sandbox}/files?path=/home/user/upload"))
+        .header("E2b-Sandbox-Id", writer.as_str())
+        .header(
+            "X-Access-Token",
+            sandbox["envdAccessToken"].as_str().unwrap(),
+        )
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 8 * MIB as usize])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 413);
+    let body: serde_json::Value = uploaded.json().await.unwrap();
+    assert!(body.to_string().contains("disk limit"), "{body}");
 
     // Past the limit: stopped, with the reason, its container and layer gone.
     let _ = server
