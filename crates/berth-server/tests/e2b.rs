@@ -7,7 +7,7 @@ mod common;
 
 use std::{path::PathBuf, time::Duration};
 
-use common::{ADMIN, Server};
+use common::{ADMIN, Server, free_port};
 use serde_json::{Value, json};
 
 /// The Python of a venv `ensure_e2b_sdk` (scripts/lib.sh) made under target/.
@@ -27,12 +27,6 @@ fn python(venv: &str) -> PathBuf {
 /// `get_host(port)` answers host names under it; the quickstart sends them to Berth's listener
 /// in a `Host` header, so nothing needs to resolve.
 const PREVIEW_DOMAIN: &str = "e2b-preview.test";
-
-/// A port nothing listens on now.
-fn free_port() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
 
 async fn e2b_server() -> (Server, String, String) {
     e2b_server_with("base").await

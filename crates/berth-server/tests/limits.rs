@@ -9,15 +9,9 @@ use std::{future::Future, time::Duration};
 
 use berth_proto::{ErrorCode, SessionState};
 use berth_server::config::TemplateConfig;
-use common::{ADMIN, Server, TINY, docker, sh};
+use common::{ADMIN, Server, TINY, docker, free_port, sh};
 
 const MIB: u64 = 1024 * 1024;
-
-/// A port nothing listens on now.
-fn free_port() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
 
 /// Bytes free on the engine's data root, where containers' layers live.
 fn engine_disk_free() -> u64 {
@@ -133,7 +127,8 @@ async fn a_session_writing_past_its_disk_mb_is_warned_refused_uploads_then_stopp
         .unwrap();
     assert!(!listed.stdout.contains("upload"), "{listed:?}");
     // Through the WebContainer-compatible API as well.
-    let written = reqwest::Client::new()
+    let http = reqwest::Client::new();
+    let written = http
         .post(format!(
             "{}/webcontainer/{writer}/fs/writeFile",
             server.client.base_url()
@@ -150,7 +145,6 @@ async fn a_session_writing_past_its_disk_mb_is_warned_refused_uploads_then_stopp
     let body: serde_json::Value = written.json().await.unwrap();
     assert_eq!(body["code"], "payload_too_large", "{body}");
     // And through E2B's envd, the session being a sandbox to it, with its access token.
-    let http = reqwest::Client::new();
     let sandbox: serde_json::Value = http
         .get(format!("http://{e2b_api}/sandboxes/{writer}"))
         .header("X-API-KEY", ADMIN)

@@ -103,6 +103,12 @@ impl Server {
     }
 }
 
+/// A port nothing listens on now: for listeners a test's server binds itself.
+pub fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
 pub fn docker(args: &[&str]) -> Result<String, String> {
     let out = Command::new("docker")
         .args(args)

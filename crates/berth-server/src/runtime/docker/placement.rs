@@ -36,14 +36,9 @@ pub(super) struct Placement {
 impl Placement {
     /// `CpusetCpus`, as the engine takes it: `0,2`, or empty for every core.
     pub fn cpuset(&self) -> String {
-        cpuset(&self.cores)
+        let listed: Vec<String> = self.cores.iter().map(ToString::to_string).collect();
+        listed.join(",")
     }
-}
-
-/// `cores` as a cpuset list.
-fn cpuset(cores: &[usize]) -> String {
-    let listed: Vec<String> = cores.iter().map(ToString::to_string).collect();
-    listed.join(",")
 }
 
 /// Cores a cpuset may name: Linux's most (`NR_CPUS`). A list naming more is unreadable, so
