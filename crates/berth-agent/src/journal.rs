@@ -1,11 +1,13 @@
 //! What the agent saw happen in the session, kept for the session's timeline until the control
-//! plane takes it (`POST /journal/take`): command lines run in terminals with their exit codes,
+//! plane says the timeline has it: command lines run in terminals with their exit codes,
 //! background processes ending, ports opening and closing.
 //!
 //! The agent cannot call the control plane (nothing in a session reaches the host by the
-//! network), so the control plane collects: when a timeline is read, when a terminal closes,
-//! before a session hibernates or stops. What the journal holds when a container dies
-//! unexpectedly is lost; it keeps at most [`CAPACITY`] entries, the newest.
+//! network), so the control plane collects: it reads the journal (`GET /journal`), keeps the
+//! entries, then acknowledges them (`POST /journal/ack`), and only then are they forgotten. An
+//! answer lost on the way (a busy host, a timeout) loses nothing: the next collection reads
+//! the same entries again. What the journal holds when a container dies unexpectedly is lost;
+//! it keeps at most [`CAPACITY`] entries, the newest.
 
 use std::{
     collections::{BTreeSet, VecDeque},
@@ -13,8 +15,8 @@ use std::{
     time::Duration,
 };
 
-use axum::{Json, extract::State};
-use berth_proto::agent::{COMMAND_MARK, Journal as Taken, JournalEntry};
+use axum::{Json, extract::State, http::StatusCode};
+use berth_proto::agent::{COMMAND_MARK, Journal as Kept, JournalAck, JournalEntry};
 use serde_json::{Value, json};
 
 use crate::AgentState;
@@ -25,13 +27,29 @@ const PORT_POLL: Duration = Duration::from_secs(1);
 /// A mark longer than this is not one: the output is passed on as it was.
 const MAX_MARK: usize = 8192;
 
-#[derive(Debug, Clone, Default)]
-pub struct Journal(Arc<Mutex<Kept>>);
+#[derive(Debug, Clone)]
+pub struct Journal(Arc<Mutex<Entries>>);
 
-#[derive(Debug, Default)]
-struct Kept {
+#[derive(Debug)]
+struct Entries {
+    /// This run's name: an acknowledgement meant for an earlier run forgets nothing.
+    boot: String,
     entries: VecDeque<JournalEntry>,
+    /// The last entry's sequence number.
+    last_seq: u64,
+    /// Entries pushed out by newer ones, not yet acknowledged as noted.
     dropped: u64,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Entries {
+            boot: mark_key(),
+            entries: VecDeque::new(),
+            last_seq: 0,
+            dropped: 0,
+        })))
+    }
 }
 
 impl Journal {
@@ -41,7 +59,10 @@ impl Journal {
             kept.entries.pop_front();
             kept.dropped += 1;
         }
+        kept.last_seq += 1;
+        let seq = kept.last_seq;
         kept.entries.push_back(JournalEntry {
+            seq,
             at: chrono::Utc::now(),
             kind: kind.to_owned(),
             message,
@@ -49,12 +70,30 @@ impl Journal {
         });
     }
 
-    fn take(&self) -> Taken {
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Taken {
-            entries: kept.entries.drain(..).collect(),
-            dropped: std::mem::take(&mut kept.dropped),
+    fn read(&self) -> Kept {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Kept {
+            boot: kept.boot.clone(),
+            entries: kept.entries.iter().cloned().collect(),
+            dropped: kept.dropped,
         }
+    }
+
+    /// Forgets what the timeline now has. Answers whether `ack` was for this run.
+    fn forget(&self, ack: &JournalAck) -> bool {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if ack.boot != kept.boot {
+            return false;
+        }
+        while kept
+            .entries
+            .front()
+            .is_some_and(|entry| entry.seq <= ack.seq)
+        {
+            kept.entries.pop_front();
+        }
+        kept.dropped = kept.dropped.saturating_sub(ack.dropped);
+        true
     }
 
     /// Notes ports as they start and stop listening, until the agent ends.
@@ -79,9 +118,19 @@ impl Journal {
     }
 }
 
-/// `POST /journal/take`: what the journal holds, oldest first; it is empty afterwards.
-pub async fn take(State(state): State<AgentState>) -> Json<Taken> {
-    Json(state.journal.take())
+/// `GET /journal`: what the journal holds, oldest first, until it is acknowledged.
+pub async fn read(State(state): State<AgentState>) -> Json<Kept> {
+    Json(state.journal.read())
+}
+
+/// `POST /journal/ack`: forgets the entries the timeline has. 409 when the acknowledgement is
+/// for an earlier run of the agent (its entries went with it).
+pub async fn ack(State(state): State<AgentState>, Json(ack): Json<JournalAck>) -> StatusCode {
+    if state.journal.forget(&ack) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CONFLICT
+    }
 }
 
 /// The prompt hook bash runs before each prompt: the last history entry, when it is new, as a
@@ -220,6 +269,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use berth_proto::agent::COMMAND_MARK;
 
+    use berth_proto::agent::JournalAck;
+
     use super::{CommandScanner, Journal, Ran};
 
     fn ran(status: i32, line: &str) -> Ran {
@@ -295,9 +346,39 @@ mod tests {
         for i in 0..super::CAPACITY + 3 {
             journal.push("command", format!("{i}"), serde_json::Value::Null);
         }
-        let taken = journal.take();
-        assert_eq!((taken.entries.len(), taken.dropped), (super::CAPACITY, 3));
-        assert_eq!(taken.entries[0].message, "3");
-        assert!(journal.take().entries.is_empty(), "a take empties it");
+        let kept = journal.read();
+        assert_eq!((kept.entries.len(), kept.dropped), (super::CAPACITY, 3));
+        assert_eq!(
+            (kept.entries[0].message.as_str(), kept.entries[0].seq),
+            ("3", 4)
+        );
+    }
+
+    #[test]
+    fn entries_are_kept_until_acknowledged_by_this_run() {
+        let journal = Journal::default();
+        for kind in ["command", "port_opened", "port_closed"] {
+            journal.push(kind, String::new(), serde_json::Value::Null);
+        }
+        let first = journal.read();
+        assert_eq!(journal.read(), first, "a read forgets nothing");
+
+        let earlier_run = JournalAck {
+            boot: "another run".into(),
+            seq: 3,
+            dropped: 0,
+        };
+        assert!(!journal.forget(&earlier_run));
+        assert_eq!(journal.read().entries.len(), 3);
+
+        journal.push("command", String::new(), serde_json::Value::Null);
+        let ack = JournalAck {
+            boot: first.boot,
+            seq: 2,
+            dropped: 0,
+        };
+        assert!(journal.forget(&ack));
+        let rest: Vec<u64> = journal.read().entries.iter().map(|e| e.seq).collect();
+        assert_eq!(rest, [3, 4], "what came after the read stays too");
     }
 }

@@ -112,7 +112,8 @@ impl Agent {
         let state = self.state.clone();
         Router::new()
             .route("/health", get(health))
-            .route("/journal/take", post(journal::take))
+            .route("/journal", get(journal::read))
+            .route("/journal/ack", post(journal::ack))
             .route("/env", axum::routing::put(set_env))
             .route("/exec", post(exec::run))
             .route("/exec/stream", get(processes::stream))

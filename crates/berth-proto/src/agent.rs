@@ -33,10 +33,14 @@ pub struct Health {
 /// output and keeps it in its journal.
 pub const COMMAND_MARK: &[u8] = b"\x1b]6973;";
 
-/// One thing the agent saw happen in the session, for its timeline: `POST /journal/take`
-/// hands over (and forgets) what it kept since the last take.
+/// One thing the agent saw happen in the session, for its timeline: `GET /journal` shows what
+/// it kept, and keeps it until `POST /journal/ack` says the timeline has it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
+    /// The entry's place in this agent's journal, from 1; an acknowledgement names the last
+    /// one kept. 0 from an agent that hands entries over once (`POST /journal/take`).
+    #[serde(default)]
+    pub seq: u64,
     pub at: chrono::DateTime<chrono::Utc>,
     /// `command` (a terminal's command line and its exit code), `process_exited`,
     /// `port_opened`, `port_closed`.
@@ -46,11 +50,26 @@ pub struct JournalEntry {
     pub data: serde_json::Value,
 }
 
-/// `POST /journal/take`'s answer, oldest first. `dropped` entries did not fit the journal
-/// (it keeps the newest) since the last take.
+/// `GET /journal`'s answer, oldest first. `dropped` entries did not fit the journal (it keeps
+/// the newest) and are not acknowledged yet. `boot` names this run of the agent: sequence
+/// numbers start again when it restarts. An agent of an older image answers
+/// `POST /journal/take` with this too, without `boot` and sequence numbers, having forgotten
+/// what it handed over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
+    #[serde(default)]
+    pub boot: String,
     pub entries: Vec<JournalEntry>,
     #[serde(default)]
+    pub dropped: u64,
+}
+
+/// `POST /journal/ack`: the timeline keeps the entries of run `boot` up to `seq`, and has
+/// noted `dropped` of the dropped ones; the agent forgets them. An acknowledgement for
+/// another run (the agent restarted) changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalAck {
+    pub boot: String,
+    pub seq: u64,
     pub dropped: u64,
 }

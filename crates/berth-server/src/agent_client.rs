@@ -130,28 +130,51 @@ impl AgentClient {
             .any(|process| process.keepalive && process.running))
     }
 
-    /// What the agent's journal kept since the last take (`berth-agent`'s `journal.rs`), handed
-    /// over once. An agent without a journal (an image older than this control plane) has
-    /// nothing to give.
-    pub async fn take_journal(
+    /// What the agent's journal keeps (`berth-agent`'s `journal.rs`), until
+    /// [`ack_journal`](Self::ack_journal). The agent of an older image hands its journal over
+    /// once instead (`POST /journal/take`: no `boot`); one older still has none to give.
+    pub async fn read_journal(
         &self,
         addr: SocketAddr,
         secret: &str,
     ) -> Result<berth_proto::agent::Journal, AgentError> {
-        let request = hyper::Request::post("/journal/take")
-            .body(Body::empty())
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        let taken = async {
-            let response = self.send(addr, secret, request).await?;
-            if response.status() == hyper::StatusCode::NOT_FOUND {
-                return Ok(berth_proto::agent::Journal {
-                    entries: Vec::new(),
-                    dropped: 0,
-                });
+        let read = async {
+            for (method, path) in [("GET", "/journal"), ("POST", "/journal/take")] {
+                let request = hyper::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+                let response = self.send(addr, secret, request).await?;
+                if response.status() != hyper::StatusCode::NOT_FOUND {
+                    return json_answer(response).await;
+                }
             }
-            json_answer(response).await
+            Ok(berth_proto::agent::Journal {
+                boot: String::new(),
+                entries: Vec::new(),
+                dropped: 0,
+            })
         };
-        tokio::time::timeout(Duration::from_secs(2), taken)
+        tokio::time::timeout(Duration::from_secs(2), read)
+            .await
+            .map_err(|_| AgentError::Unreachable("no answer within 2 s".into()))?
+    }
+
+    /// Tells the agent its journal's entries up to `ack.seq` are in the timeline.
+    pub async fn ack_journal(
+        &self,
+        addr: SocketAddr,
+        secret: &str,
+        ack: &berth_proto::agent::JournalAck,
+    ) -> Result<(), AgentError> {
+        let body = serde_json::to_vec(ack).map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let request = hyper::Request::post("/journal/ack")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let acked = self.send_expecting_success(addr, secret, request);
+        tokio::time::timeout(Duration::from_secs(2), acked)
             .await
             .map_err(|_| AgentError::Unreachable("no answer within 2 s".into()))?
     }

@@ -6,7 +6,7 @@
 //! the commands a shell reports (`terminal_commands`), the callback API custom events.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -15,7 +15,7 @@ use std::{
 use chrono::Utc;
 use tokio::task::JoinHandle;
 
-use berth_proto::SessionState;
+use berth_proto::{SessionState, agent::JournalAck};
 use futures_util::StreamExt;
 
 use crate::{
@@ -77,11 +77,14 @@ impl TimelineWriter {
 }
 
 /// Collects sessions' agent journals into their timelines, one collection per session at a
-/// time: a take empties the journal, so a timeline read waits for a collection under way (a
-/// terminal just closed) and then sees what it took. Cheap to clone, for spawned tasks.
+/// time: a collection acknowledges what it kept, so a timeline read waits for one under way
+/// (a terminal just closed) and then sees what it kept. Cheap to clone, for spawned tasks.
 #[derive(Debug, Clone)]
 pub struct Collector {
     in_progress: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Sessions whose journal's entries this instance kept but could not acknowledge: the
+    /// next read shows them again, and they are not kept twice.
+    unacknowledged: Arc<Mutex<HashMap<String, JournalAck>>>,
     agent: AgentClient,
     store: Arc<dyn Store>,
     webhooks: Emitter,
@@ -128,6 +131,7 @@ impl Collector {
     pub fn new(agent: AgentClient, store: Arc<dyn Store>, webhooks: Emitter) -> Self {
         Self {
             in_progress: Arc::default(),
+            unacknowledged: Arc::default(),
             agent,
             store,
             webhooks,
@@ -137,12 +141,13 @@ impl Collector {
     /// Moves what a running session's agent journaled (terminal commands, processes ending,
     /// ports) into its timeline, and announces its ports to webhooks. Nothing for a session
     /// that is not running, or is pooled (it belongs to no one). Best effort: an agent that
-    /// does not answer keeps its journal for the next collection.
+    /// does not answer, or whose answer is lost, keeps its journal for the next collection.
     pub async fn collect(&self, record: &SessionRecord) {
         let addr = record.agent_addr.as_deref().and_then(|a| a.parse().ok());
         let (SessionState::Running, Some(addr), false) =
             (record.state, addr, record.owner.is_empty())
         else {
+            self.unacknowledged().remove(&record.id);
             return;
         };
         let turn = Turn::new(&self.in_progress, &record.id);
@@ -163,6 +168,9 @@ impl Collector {
                 return;
             }
         };
+        let ids: HashSet<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+        self.unacknowledged()
+            .retain(|id, _| ids.contains(id.as_str()));
         futures_util::stream::iter(sessions)
             .for_each_concurrent(SWEEP_CONCURRENCY, |record| async move {
                 self.collect(&record).await;
@@ -177,43 +185,67 @@ impl Collector {
         async move { collector.collect(&record).await }
     }
 
+    fn unacknowledged(&self) -> std::sync::MutexGuard<'_, HashMap<String, JournalAck>> {
+        self.unacknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn collect_from(&self, record: &SessionRecord, addr: SocketAddr) {
         let id = record.id.as_str();
-        let taken = match self.agent.take_journal(addr, &record.agent_secret).await {
-            Ok(taken) => taken,
+        let journal = match self.agent.read_journal(addr, &record.agent_secret).await {
+            Ok(journal) => journal,
             Err(err) => {
                 tracing::debug!(session = id, %err, "the agent's journal was not collected");
                 return;
             }
         };
-        let mut entries: Vec<SessionEvent> = taken
+        // An agent of an older image forgot what it answered: there is nothing to acknowledge.
+        let acknowledged = !journal.boot.is_empty();
+        let kept_before = self
+            .unacknowledged()
+            .get(id)
+            .filter(|ack| ack.boot == journal.boot)
+            .cloned();
+        let mut ack = kept_before.unwrap_or_else(|| JournalAck {
+            boot: journal.boot.clone(),
+            seq: 0,
+            dropped: 0,
+        });
+        let mut entries: Vec<(u64, SessionEvent)> = journal
             .entries
             .into_iter()
-            .map(|entry| SessionEvent {
-                session_id: id.to_owned(),
-                at: entry.at,
-                kind: entry.kind,
-                message: entry.message,
-                actor: None,
-                data: Some(entry.data).filter(|data| !data.is_null()),
+            .filter(|entry| !acknowledged || entry.seq > ack.seq)
+            .map(|entry| {
+                let event = SessionEvent {
+                    session_id: id.to_owned(),
+                    at: entry.at,
+                    kind: entry.kind,
+                    message: entry.message,
+                    actor: None,
+                    data: Some(entry.data).filter(|data| !data.is_null()),
+                };
+                (entry.seq, event)
             })
             .collect();
-        if taken.dropped > 0 {
+        let dropped = journal.dropped.saturating_sub(ack.dropped);
+        if dropped > 0 {
             let message = format!(
-                "{} earlier entries of the session's own were not kept (too many at once)",
-                taken.dropped
+                "{dropped} earlier entries of the session's own were not kept (too many at once)"
             );
-            let first = entries.first().map_or_else(Utc::now, |entry| entry.at);
+            let first = entries.first().map_or_else(Utc::now, |(_, entry)| entry.at);
             let mut gap = SessionEvent::now(id, "journal_overflow", &message);
             gap.at = first;
-            entries.insert(0, gap);
+            entries.insert(0, (ack.seq, gap));
         }
-        for entry in entries {
-            // The agent's journal is emptied: what the store refuses is lost, the rest kept.
+        for (seq, entry) in entries {
             if let Err(err) = self.store.add_event(&entry).await {
-                tracing::warn!(%err, session = id, kind = entry.kind, "a journal entry was lost");
-                continue;
+                // The rest waits in the agent's journal for the next collection, in order.
+                tracing::warn!(%err, session = id, kind = entry.kind,
+                    "journal entries not kept yet; the next collection retries");
+                break;
             }
+            (ack.seq, ack.dropped) = (seq, journal.dropped);
             let event = match entry.kind.as_str() {
                 "port_opened" => "session.port_opened",
                 "port_closed" => "session.port_closed",
@@ -222,6 +254,20 @@ impl Collector {
             let detail = entry.data.clone().unwrap_or_default();
             self.webhooks.announce(event, record, detail);
         }
+        if !acknowledged || (ack.seq, ack.dropped) == (0, 0) {
+            return;
+        }
+        match self
+            .agent
+            .ack_journal(addr, &record.agent_secret, &ack)
+            .await
+        {
+            Ok(()) => self.unacknowledged().remove(id),
+            Err(err) => {
+                tracing::debug!(session = id, %err, "the agent's journal was not acknowledged");
+                self.unacknowledged().insert(id.to_owned(), ack)
+            }
+        };
     }
 }
 
@@ -263,4 +309,163 @@ pub fn lifecycle_entry(
         serde_json::Value::Object(fields) if !fields.is_empty() => entry.with_data(detail.clone()),
         _ => entry,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{
+        Json, Router,
+        extract::State,
+        http::StatusCode,
+        routing::{get, post},
+    };
+    use berth_proto::{
+        SessionState,
+        agent::{Journal, JournalAck, JournalEntry},
+    };
+
+    use super::Collector;
+    use crate::{
+        agent_client::AgentClient,
+        store::{SessionRecord, SqliteStore, Store},
+        webhooks::Emitter,
+    };
+
+    /// An agent's journal as the collector meets it: what it answers, the acknowledgements it
+    /// was sent, and how many more it fails.
+    #[derive(Default)]
+    struct StandIn {
+        journal: Option<Journal>,
+        acks: Vec<JournalAck>,
+        failing_acks: usize,
+        /// Speaks only the older images' `POST /journal/take`.
+        hands_over_once: bool,
+    }
+
+    type Shared = Arc<Mutex<StandIn>>;
+
+    async fn read(State(agent): State<Shared>) -> Result<Json<Journal>, StatusCode> {
+        let agent = agent.lock().unwrap();
+        match (&agent.journal, agent.hands_over_once) {
+            (Some(journal), false) => Ok(Json(journal.clone())),
+            _ => Err(StatusCode::NOT_FOUND),
+        }
+    }
+
+    async fn take(State(agent): State<Shared>) -> Result<Json<Journal>, StatusCode> {
+        let mut agent = agent.lock().unwrap();
+        match (agent.journal.take(), agent.hands_over_once) {
+            (Some(journal), true) => Ok(Json(journal)),
+            _ => Err(StatusCode::NOT_FOUND),
+        }
+    }
+
+    async fn ack(State(agent): State<Shared>, Json(ack): Json<JournalAck>) -> StatusCode {
+        let mut agent = agent.lock().unwrap();
+        agent.acks.push(ack);
+        if agent.failing_acks > 0 {
+            agent.failing_acks -= 1;
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        StatusCode::NO_CONTENT
+    }
+
+    fn entry(seq: u64, kind: &str) -> JournalEntry {
+        JournalEntry {
+            seq,
+            at: chrono::Utc::now(),
+            kind: kind.to_owned(),
+            message: format!("{kind} {seq}"),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    fn journal(boot: &str, seqs: std::ops::RangeInclusive<u64>, dropped: u64) -> Journal {
+        Journal {
+            boot: boot.to_owned(),
+            entries: seqs.map(|seq| entry(seq, "command")).collect(),
+            dropped,
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_reach_the_timeline_once_when_acknowledgements_are_lost_or_agents_restart() {
+        let agent: Shared = Arc::default();
+        let app = Router::new()
+            .route("/journal", get(read))
+            .route("/journal/take", post(take))
+            .route("/journal/ack", post(ack))
+            .with_state(agent.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("berth.db"))
+                .await
+                .unwrap(),
+        );
+        let collector = Collector::new(AgentClient::default(), store.clone(), Emitter::default());
+        let now = chrono::Utc::now();
+        let session = SessionRecord {
+            id: "s1".into(),
+            owner: "alice".into(),
+            template: "default".into(),
+            state: SessionState::Running,
+            labels: Default::default(),
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            last_activity: now,
+            container_id: None,
+            agent_addr: Some(addr.to_string()),
+            stop_reason: None,
+            agent_secret: "secret".into(),
+            snapshot: None,
+            hibernated_at: None,
+            keepalive_until: None,
+        };
+        let messages = || async {
+            let events = store.events("s1").await.unwrap();
+            events.into_iter().map(|e| e.message).collect::<Vec<_>>()
+        };
+        let set = |journal: Journal, failing_acks: usize| {
+            let mut agent = agent.lock().unwrap();
+            agent.journal = Some(journal);
+            agent.failing_acks = failing_acks;
+        };
+
+        // Two entries, two more pushed out; the acknowledgement is lost.
+        set(journal("run-1", 3..=4, 2), 1);
+        collector.collect(&session).await;
+        assert_eq!(messages().await[1..], ["command 3", "command 4"]);
+        assert!(messages().await[0].starts_with("2 earlier entries"));
+
+        // The agent still shows them beside a new one: only the new one is kept.
+        set(journal("run-1", 3..=5, 2), 0);
+        collector.collect(&session).await;
+        assert_eq!(messages().await.len(), 4, "{:?}", messages().await);
+        assert_eq!(messages().await[3], "command 5");
+        let last = agent.lock().unwrap().acks.last().cloned().unwrap();
+        assert_eq!(
+            (last.boot.as_str(), last.seq, last.dropped),
+            ("run-1", 5, 2)
+        );
+
+        // The agent restarted: its numbers start again, and nothing of it is skipped.
+        set(journal("run-2", 1..=1, 0), 0);
+        collector.collect(&session).await;
+        assert_eq!(messages().await.len(), 5);
+        assert_eq!(messages().await[4], "command 1");
+
+        // An older image's agent hands its journal over once and is not acknowledged.
+        let acks = agent.lock().unwrap().acks.len();
+        agent.lock().unwrap().hands_over_once = true;
+        set(journal("", 0..=0, 0), 0);
+        collector.collect(&session).await;
+        collector.collect(&session).await;
+        assert_eq!(messages().await.len(), 6);
+        assert_eq!(agent.lock().unwrap().acks.len(), acks);
+    }
 }
