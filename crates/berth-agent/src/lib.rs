@@ -16,6 +16,7 @@ mod files;
 pub mod init;
 mod journal;
 mod output;
+mod polled_watches;
 mod ports;
 mod processes;
 pub mod relays;
@@ -66,8 +67,9 @@ struct AgentState {
     config: Arc<AgentConfig>,
     terminals: terminal::Registry,
     processes: processes::Registry,
-    /// What happened, for the session's timeline, until the control plane takes it.
+    /// What happened, for the session's timeline, until the control plane has it.
     journal: journal::Journal,
+    polled_watches: polled_watches::PolledWatches,
     /// Variables every process started from now on gets, set when a pooled session is claimed.
     session_env: Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>,
 }
@@ -97,6 +99,7 @@ impl Agent {
                 config: Arc::new(config),
                 processes: processes::Registry::default(),
                 journal: journal::Journal::default(),
+                polled_watches: polled_watches::PolledWatches::default(),
                 session_env: Arc::default(),
             },
         }
@@ -135,6 +138,12 @@ impl Agent {
                 get(files::download_archive).put(files::upload_archive),
             )
             .route("/files/watch", get(watch::watch))
+            .route("/watches", post(polled_watches::start))
+            .route("/watches/{id}/events", get(polled_watches::events))
+            .route(
+                "/watches/{id}",
+                axum::routing::delete(polled_watches::remove),
+            )
             .route("/ports", get(ports::list))
             .route("/ports/watch", get(ports::watch))
             .fallback(|| async { AgentError::not_found("no such agent route") })

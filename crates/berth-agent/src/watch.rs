@@ -14,10 +14,7 @@ use std::{
 };
 
 use axum::{
-    extract::{
-        State, WebSocketUpgrade,
-        ws::{Message, WebSocket},
-    },
+    extract::{State, WebSocketUpgrade, ws::Message},
     response::Response,
 };
 use berth_proto::files::{FileChange, FileEvent, FileKind};
@@ -249,7 +246,35 @@ pub async fn watch(
     AgentQuery(q): AgentQuery<WatchQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AgentError> {
-    let dir = existing_dir(&state, &q.path).await?;
+    let (_, mut events) = start(&state, &q.path, q.recursive).await?;
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { return };
+                    let text = serde_json::to_string(&event).unwrap_or_default();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                message = socket.recv() => match message {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    }))
+}
+
+/// Starts watching the directory at `path`: its absolute path, and its changes as they come.
+/// The watch runs on a thread of its own until the receiver is dropped, and notices that
+/// within [`CLIENT_CHECK`].
+pub async fn start(
+    state: &AgentState,
+    path: &str,
+    recursive: bool,
+) -> Result<(PathBuf, mpsc::Receiver<FileEvent>), AgentError> {
+    let dir = existing_dir(state, path).await?;
     let flags = WatchFlags::ONLYDIR;
     let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
         // Whether the kernel takes one more watch of this user's: the root's, tried first.
@@ -259,24 +284,20 @@ pub async fn watch(
             let mut watcher = Watcher {
                 fd,
                 dirs: HashMap::new(),
-                recursive: q.recursive,
+                recursive,
             };
             watcher.add(&dir);
             Source::Inotify(watcher)
         }
-        Err(err) if inotify_exhausted(err) => Source::Polling(Poller::new(dir, q.recursive)),
+        Err(err) if inotify_exhausted(err) => Source::Polling(Poller::new(dir.clone(), recursive)),
         Err(err) => return Err(AgentError::io(&err.into(), &dir)),
     };
-    Ok(ws.on_upgrade(move |socket| stream(source, socket)))
-}
-
-/// A watch runs on a thread of its own, noticing within [`CLIENT_CHECK`] that the client has
-/// gone.
-fn run(source: Source, events: mpsc::Sender<FileEvent>) {
-    match source {
-        Source::Inotify(watcher) => run_inotify(watcher, events),
-        Source::Polling(poller) => run_polling(poller, events),
-    }
+    let (tx, events) = mpsc::channel(1024);
+    std::thread::spawn(move || match source {
+        Source::Inotify(watcher) => run_inotify(watcher, tx),
+        Source::Polling(poller) => run_polling(poller, tx),
+    });
+    Ok((dir, events))
 }
 
 fn run_polling(mut poller: Poller, events: mpsc::Sender<FileEvent>) {
@@ -313,26 +334,6 @@ fn run_inotify(mut watcher: Watcher, events: mpsc::Sender<FileEvent>) {
             if events.blocking_send(event).is_err() {
                 return;
             }
-        }
-    }
-}
-
-async fn stream(source: Source, mut socket: WebSocket) {
-    let (tx, mut events) = mpsc::channel(1024);
-    std::thread::spawn(move || run(source, tx));
-    loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { return };
-                let text = serde_json::to_string(&event).unwrap_or_default();
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    return;
-                }
-            }
-            message = socket.recv() => match message {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
         }
     }
 }

@@ -15,6 +15,7 @@ use std::{
 use berth_client::{Client, ClientError};
 use berth_proto::{CreateSession, ErrorCode, SessionState, process::ExecRequest};
 use berth_server::store::redis::test_server::RedisServer;
+use serde_json::Value;
 
 const ADMIN: &str = "cluster-test-admin-token-0123456789abcdefghij";
 
@@ -63,7 +64,7 @@ fn lifecycle_at(port: u16) -> Option<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let body = answer.split("\r\n\r\n").nth(1)?;
-    let readiness: serde_json::Value = serde_json::from_str(body).ok()?;
+    let readiness: Value = serde_json::from_str(body).ok()?;
     Some(readiness["lifecycle"].as_str()?.to_owned())
 }
 
@@ -116,22 +117,33 @@ impl Cluster {
             instances: Vec::new(),
         };
         for _ in 0..count {
-            cluster.add_instance();
+            cluster.add_instance("");
         }
         cluster
     }
 
-    fn add_instance(&mut self) -> usize {
+    /// Starts one more instance, with `own_config` (listeners of its own) after the shared.
+    fn add_instance(&mut self, own_config: &str) -> usize {
         let index = self.instances.len();
         let port = common::free_port();
         let data = self.dir.path().join(format!("data{index}"));
         let log = self.dir.path().join(format!("instance{index}-{port}.log"));
+        let config = self.dir.path().join(format!("berth{index}.toml"));
+        let shared = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "{shared}
+{own_config}"
+            ),
+        )
+        .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data)
             .arg("--config")
-            .arg(&self.config)
+            .arg(&config)
             .args(["--store", &self.redis.url()])
             .env("BERTH_ADMIN_TOKEN", ADMIN)
             .env("RUST_LOG", "info,berth_server=debug,tower_http=warn")
@@ -705,4 +717,109 @@ fn the_leaders_idle_warning_reaches_a_client_of_another_instance() {
         "{heard:?}; {}",
         cluster.logs()
     );
+}
+
+/// One HTTP/1.0 request to `port` with a JSON body: the status and the JSON answer.
+fn request_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         {headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn an_e2b_watcher_made_on_one_instance_is_polled_and_removed_on_another() {
+    let mut cluster = Cluster::start(0, "");
+    // E2B's two listeners are each instance's own.
+    let ports: Vec<(u16, u16)> = (0..2)
+        .map(|_| {
+            let (api, sandbox) = (common::free_port(), common::free_port());
+            cluster.add_instance(&format!(
+                "[e2b]\nenabled = true\napi_listen = \"127.0.0.1:{api}\"\n\
+                 sandbox_listen = \"127.0.0.1:{sandbox}\"\n"
+            ));
+            (api, sandbox)
+        })
+        .collect();
+    let session = runtime().block_on(async {
+        let session = cluster.client(0).create_session(&request()).await.unwrap();
+        let made = cluster
+            .client(0)
+            .exec(&session.id, &exec("mkdir -p /tmp/watched"))
+            .await
+            .unwrap();
+        assert_eq!(made.exit_code, Some(0));
+        session
+    });
+    let (status, sandbox) = request_json(
+        ports[0].0,
+        "GET",
+        &format!("/sandboxes/{}", session.id),
+        &[("X-API-KEY", ADMIN)],
+        "",
+    );
+    assert_eq!(status, 200, "{sandbox}");
+    let token = sandbox["envdAccessToken"].as_str().unwrap();
+    let headers = [
+        ("E2b-Sandbox-Id", session.id.as_str()),
+        ("X-Access-Token", token),
+    ];
+    let rpc = |instance: usize, method: &str, body: &str| {
+        let path = format!("/filesystem.Filesystem/{method}");
+        request_json(ports[instance].1, "POST", &path, &headers, body)
+    };
+
+    let (status, created) = rpc(0, "CreateWatcher", r#"{"path": "/tmp/watched"}"#);
+    assert_eq!(status, 200, "{created}; {}", cluster.logs());
+    let watcher = created["watcherId"].as_str().unwrap().to_owned();
+    let polled = format!(r#"{{"watcherId": "{watcher}"}}"#);
+    runtime().block_on(async {
+        let wrote = cluster
+            .client(1)
+            .exec(&session.id, &exec("echo x > /tmp/watched/news"))
+            .await
+            .unwrap();
+        assert_eq!(wrote.exit_code, Some(0));
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["name"] == "news") {
+        assert!(Instant::now() < deadline, "no event for news: {seen:?}");
+        let (status, events) = rpc(1, "GetWatcherEvents", &polled);
+        assert_eq!(status, 200, "{events}; {}", cluster.logs());
+        seen.extend(events["events"].as_array().cloned().unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen[0]["type"], "EVENT_TYPE_CREATE", "{seen:?}");
+
+    // Removed through one, it is gone for both; a made-up id never reaches the agent as a path.
+    assert_eq!(rpc(1, "RemoveWatcher", &polled).0, 200);
+    for instance in 0..2 {
+        let (status, gone) = rpc(instance, "GetWatcherEvents", &polled);
+        assert_eq!((status, gone["code"].as_str()), (404, Some("not_found")));
+    }
+    let (status, _) = rpc(0, "GetWatcherEvents", r#"{"watcherId": "../journal"}"#);
+    assert_eq!(status, 404);
 }

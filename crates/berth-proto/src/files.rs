@@ -74,6 +74,28 @@ pub enum FileChange {
     Removed,
 }
 
+/// The agent's `POST /watches`: a watch whose changes wait for polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartPolledWatch {
+    pub path: String,
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// A started polled watch: its id and the directory's absolute path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolledWatch {
+    pub id: String,
+    pub path: String,
+}
+
+/// `GET /watches/{id}/events`: the changes since the last poll, oldest first, under `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolledWatchEvents {
+    pub path: String,
+    pub events: Vec<FileEvent>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileEvent {

@@ -269,7 +269,6 @@ pub async fn app(
             .then(|| docker_api_dir(&config.data_dir)),
         docker_timeout: Duration::from_secs(config.docker.timeout_seconds),
         e2b_templates: Arc::new(config.e2b.templates.clone()),
-        e2b_watchers: Default::default(),
         cluster_key: cluster::cluster_key(admin_token).into(),
         compat: config.compat.clone(),
         rate_limit: api::rate_limit::RateLimiter::new(

@@ -101,8 +101,6 @@ pub struct Services {
     pub docker_timeout: std::time::Duration,
     /// `[e2b] templates`: E2B template names to Berth's.
     pub e2b_templates: Arc<BTreeMap<String, String>>,
-    /// envd's polling file watchers, for E2B's sync SDK.
-    pub e2b_watchers: Arc<e2b::Watchers>,
     /// What other instances present on their lifecycle calls (`cluster::cluster_key`).
     pub cluster_key: Arc<str>,
     /// `[compat]`: seed 003's container manager.

@@ -228,47 +228,45 @@ pub async fn remove(State(state): State<AppState>, headers: HeaderMap, body: Bod
     )
 }
 
-/// Opens the agent's watch of a directory: the directory's absolute path and the socket.
-pub(super) async fn open_watch(
+/// The absolute path of the directory at `path`, which must be one.
+pub(super) async fn stat_dir(
     state: &AppState,
     sandbox: &Sandbox,
     path: &str,
-    recursive: bool,
-) -> Result<(String, crate::proxy::AgentSocket), ConnectError> {
+) -> Result<String, ConnectError> {
     let dir = stat_path(state, sandbox, path).await?;
     if dir.kind != FileKind::Dir {
         return Err(invalid(format!("{path} is not a directory")));
     }
-    let target = format!(
-        "/files/watch?path={}&recursive={recursive}",
-        encode_query(&dir.path),
-    );
-    let socket = sandbox.websocket(&target).await?;
-    Ok((dir.path, socket))
+    Ok(dir.path)
 }
 
-/// The next change the agent reports on a watch socket, as envd's `FilesystemEvent` (named
-/// relative to the watched directory); `None` once the socket has closed.
-pub(super) async fn next_event(socket: &mut crate::proxy::AgentSocket, dir: &str) -> Option<Value> {
+/// The next change the agent reports on a watch socket, as envd's `FilesystemEvent`; `None`
+/// once the socket has closed.
+async fn next_event(socket: &mut crate::proxy::AgentSocket, dir: &str) -> Option<Value> {
     loop {
-        let event = match socket.next().await? {
+        match socket.next().await? {
             Ok(Message::Text(text)) => match serde_json::from_str::<FileEvent>(&text) {
-                Ok(event) => event,
+                Ok(event) => return Some(envd_event(&event, dir)),
                 Err(_) => continue,
             },
             Ok(_) => continue,
             Err(_) => return None,
-        };
-        let name = Path::new(&event.path)
-            .strip_prefix(dir)
-            .map_or(event.path.clone(), |p| p.to_string_lossy().into_owned());
-        let kind = match event.change {
-            FileChange::Created => "EVENT_TYPE_CREATE",
-            FileChange::Modified => "EVENT_TYPE_WRITE",
-            FileChange::Removed => "EVENT_TYPE_REMOVE",
-        };
-        return Some(json!({ "name": name, "type": kind }));
+        }
     }
+}
+
+/// A change as envd's `FilesystemEvent`, named relative to the watched directory `dir`.
+pub(super) fn envd_event(event: &FileEvent, dir: &str) -> Value {
+    let name = Path::new(&event.path)
+        .strip_prefix(dir)
+        .map_or(event.path.clone(), |p| p.to_string_lossy().into_owned());
+    let kind = match event.change {
+        FileChange::Created => "EVENT_TYPE_CREATE",
+        FileChange::Modified => "EVENT_TYPE_WRITE",
+        FileChange::Removed => "EVENT_TYPE_REMOVE",
+    };
+    json!({ "name": name, "type": kind })
 }
 
 /// `WatchDir` (server stream): a start event, then one event per change under the directory,
@@ -278,7 +276,14 @@ pub async fn watch_dir(State(state): State<AppState>, headers: HeaderMap, body: 
     let opened = async {
         let request: WatchDirRequest = connect::stream_request(&headers, body).await?;
         let sandbox = sandbox(&state, &headers).await?;
-        open_watch(&state, &sandbox, &request.path, request.recursive).await
+        let dir = stat_dir(&state, &sandbox, &request.path).await?;
+        let target = format!(
+            "/files/watch?path={}&recursive={}",
+            encode_query(&dir),
+            request.recursive
+        );
+        let socket = sandbox.websocket(&target).await?;
+        Ok::<_, ConnectError>((dir, socket))
     };
     let (response, stream) = connect::stream();
     let (dir, mut socket) = match opened.await {

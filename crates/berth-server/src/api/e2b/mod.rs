@@ -2,10 +2,10 @@
 //! E2B's paths clash with Berth's. `sandboxes.rs` is the control-plane REST (`E2B_API_URL`);
 //! the in-sandbox daemon's protocol, envd (`E2B_SANDBOX_URL`), is `envd.rs` (routing by header,
 //! authorisation, `/health`, `/files`), `connect.rs` (Connect RPC's JSON framing), `process.rs`
-//! and `filesystem.rs` (its two services), `watchers.rs` (envd's polling watchers, the layer's
-//! only state). Everything maps onto the session manager and the agent's own API, as Berth's
-//! routes do. Written from E2B's
-//! published OpenAPI document and envd protocol definitions; see docs/e2b.md.
+//! and `filesystem.rs` (its two services), `watchers.rs` (envd's polling watchers, which the
+//! agent keeps). Everything maps onto the session manager and the agent's own API, as Berth's
+//! routes do, and the layer keeps no state of its own. Written from E2B's published OpenAPI
+//! document and envd protocol definitions; see docs/e2b.md.
 
 mod connect;
 mod envd;
@@ -14,8 +14,6 @@ mod interpreter;
 mod process;
 mod sandboxes;
 mod watchers;
-
-pub use watchers::Watchers;
 
 use axum::{
     Router,
