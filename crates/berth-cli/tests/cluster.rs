@@ -84,7 +84,12 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// `count` instances with a short lease: failovers within a test's patience.
     fn start(count: usize, extra_config: &str) -> Self {
+        Self::start_with_lease(count, 2000, extra_config)
+    }
+
+    fn start_with_lease(count: usize, lease_ttl_ms: u64, extra_config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let redis = RedisServer::start_persistent();
         let label = format!(
@@ -92,12 +97,11 @@ impl Cluster {
             u64::from(std::process::id()) * 100_000 + u64::from(common::free_port())
         );
         let config = dir.path().join("berth.toml");
-        // A short lease unless the test sets its own: failovers within the test's patience.
-        let cluster = if extra_config.contains("[cluster]") {
-            ""
-        } else {
-            "[cluster]\nlease_ttl_ms = 2000\n\n"
-        };
+        // One host dir for all, as instances on one engine share it.
+        let cluster = format!(
+            "[cluster]\nlease_ttl_ms = {lease_ttl_ms}\nhost_dir = \"{}\"\n\n",
+            dir.path().join("host").display()
+        );
         // These tests' instances share two cores and one engine with each other: an engine
         // call can wait behind dozens of creates for longer than the default 5 s.
         std::fs::write(
@@ -551,7 +555,7 @@ fn killing_the_leader_mid_burst_fails_over_and_leaves_nothing_behind() {
 
 #[test]
 fn sigterm_hands_the_lead_over_at_once() {
-    let mut cluster = Cluster::start(2, "[cluster]\nlease_ttl_ms = 30000\n");
+    let mut cluster = Cluster::start_with_lease(2, 30_000, "");
     let leader = cluster.leader();
     let follower = 1 - leader;
     cluster.instances[leader].terminate();
@@ -822,4 +826,59 @@ fn an_e2b_watcher_made_on_one_instance_is_polled_and_removed_on_another() {
     }
     let (status, _) = rpc(0, "GetWatcherEvents", r#"{"watcherId": "../journal"}"#);
     assert_eq!(status, 404);
+}
+
+#[test]
+fn a_new_leader_serves_the_docker_and_callback_sockets_its_predecessor_made() {
+    let mut cluster = Cluster::start(
+        2,
+        "[callback]\nenabled = true\n\n\
+         [templates.docker]\nimage = \"berth/docker:latest\"\nmemory_mb = 256\n\n\
+         [templates.docker.docker]\nenabled = true\nbase_images = [\"berth/busybox:latest\"]\n",
+    );
+    let leader = cluster.leader();
+    let follower = 1 - leader;
+    let created = CreateSession {
+        template: "docker".into(),
+        ..CreateSession::default()
+    };
+    let session = runtime().block_on(cluster.client(leader).create_session(&created));
+    let session = session.unwrap();
+    // Both ways out of the session: its Docker API, and the callback API to the platform.
+    let both = "docker info --format '{{.ContainersRunning}}' >/dev/null && \
+                curl -sf -X POST -H \"Authorization: Bearer $BERTH_SESSION_TOKEN\" \
+                -H 'content-type: application/json' -d '{\"name\":\"still:here\"}' \
+                \"$BERTH_API_URL/api/v1/self/events\"";
+    let works_through = |cluster: &Cluster, index: usize| {
+        runtime().block_on(async {
+            let client = cluster.client(index);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let ran = client.exec(&session.id, &exec(both)).await.unwrap();
+                if ran.exit_code == Some(0) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{}{}; {}",
+                    ran.stdout,
+                    ran.stderr,
+                    cluster.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    };
+    works_through(&cluster, leader);
+
+    // Only the leader serves them: a follower that stops takes nothing with it...
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.instances[follower].kill9();
+    works_through(&cluster, leader);
+
+    // ...and the next leader serves the same sockets, where the container mounts them.
+    let next = cluster.add_instance("");
+    cluster.instances[leader].kill9();
+    assert_eq!(cluster.leader(), next);
+    works_through(&cluster, next);
 }

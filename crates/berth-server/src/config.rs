@@ -508,6 +508,11 @@ pub struct ClusterConfig {
     /// How long a leader that stopped answering keeps the lease: a failover takes about
     /// this long. Renewed three times per term.
     pub lease_ttl_ms: u64,
+    /// Where sessions' host-side files live (their Docker API and callback sockets, which
+    /// their containers mount): the leader serves them, so instances sharing an engine must
+    /// share this directory for a new leader to serve the sockets the old one made. Default:
+    /// the data dir.
+    pub host_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -515,6 +520,7 @@ impl Default for ClusterConfig {
         Self {
             advertise: None,
             lease_ttl_ms: 3000,
+            host_dir: None,
         }
     }
 }
@@ -536,6 +542,11 @@ impl Config {
         }
         self.auth.secrets_from_env();
         Ok(())
+    }
+
+    /// Where sessions' host-side files live: `cluster.host_dir`, else the data dir.
+    pub fn host_dir(&self) -> &Path {
+        self.cluster.host_dir.as_deref().unwrap_or(&self.data_dir)
     }
 
     /// Where other instances reach this one: `cluster.advertise`, else the listen address.
@@ -1131,6 +1142,15 @@ impl Config {
                 "cluster.advertise {url:?} must be an http:// URL such as \"http://10.0.0.5:8080\""
             )));
         }
+        // The engine mounts from it: a relative path would be the engine's, not ours.
+        if let Some(dir) = &self.cluster.host_dir
+            && !dir.is_absolute()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.host_dir {} must be an absolute path such as \"/var/lib/berth/host\"",
+                dir.display()
+            )));
+        }
         for (alias, template) in &self.e2b.templates {
             if !self.templates.contains_key(template) {
                 return Err(ConfigError::Invalid(format!(
@@ -1651,6 +1671,7 @@ mod tests {
                 "cluster.advertise",
             ),
             ("[cluster]\nlease_ttl_ms = 100\n", "cluster.lease_ttl_ms"),
+            ("[cluster]\nhost_dir = \"host\"\n", "cluster.host_dir"),
         ] {
             let err = Config::from_toml(text).unwrap().finish().unwrap_err();
             assert!(err.to_string().contains(needle), "{text}: {err}");
@@ -1679,6 +1700,7 @@ mod tests {
         template.pool.max = Some(4);
         template.node_labels = BTreeMap::from([("gpu".into(), "yes".into())]);
         config.auth.public_url = Some("https://berth.example".into());
+        config.cluster.host_dir = Some("/var/lib/berth-host".into());
         config.auth.github = Some(GithubAuthConfig {
             client_id: "id".into(),
             client_secret: "secret".into(),

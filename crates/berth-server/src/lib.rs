@@ -51,7 +51,7 @@ use crate::{
 /// Messages leave out their `source`: `berth` prints the whole chain, which adds it.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot use data dir {path}")]
+    #[error("cannot use {path} (the data dir, or cluster.host_dir)")]
     DataDir {
         path: std::path::PathBuf,
         source: std::io::Error,
@@ -108,8 +108,14 @@ impl App {
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
     ) {
-        let api = docker_api::DockerApi::new(sockets, store, runtime);
+        let api = docker_api::DockerApi::new(sockets, store, runtime, self.leads());
         self.background.push(api.spawn());
+    }
+
+    /// Whether this instance leads lifecycle now: the one that serves sessions' sockets.
+    pub fn leads(&self) -> cluster::Leads {
+        let sessions = self.sessions.clone();
+        cluster::Leads::new(move || sessions.leads())
     }
 }
 
@@ -266,7 +272,7 @@ pub async fn app(
             .templates
             .values()
             .any(|t| t.docker.enabled)
-            .then(|| docker_api_dir(&config.data_dir)),
+            .then(|| docker_api_dir(config.host_dir())),
         docker_timeout: Duration::from_secs(config.docker.timeout_seconds),
         e2b_templates: Arc::new(config.e2b.templates.clone()),
         cluster_key: cluster::cluster_key(admin_token).into(),
@@ -352,10 +358,12 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
     let labs = lab_catalogue(&config)?;
-    private_dir(&data_dir).map_err(|source| ServerError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
+    for dir in [&data_dir, config.host_dir()] {
+        private_dir(dir).map_err(|source| ServerError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
     let (admin_token, generated) =
         auth::load_or_generate_admin_token(&data_dir, config.admin_token.as_deref()).map_err(
             |source| ServerError::DataDir {
@@ -414,7 +422,8 @@ pub async fn run(
     .await;
     if let Some(sockets) = callback_sockets {
         sockets.serve(app.callback.clone());
-        app.background.push(sockets.spawn(store.clone()));
+        let leads = app.leads();
+        app.background.push(sockets.spawn(store.clone(), leads));
     }
     if let Some(sockets) = docker_sockets {
         app.serve_docker_api(sockets, store, runtime);
@@ -473,7 +482,7 @@ pub async fn run(
     Ok(())
 }
 
-/// The sessions' Docker API sockets when a template has `docker.enabled`: under the data dir,
+/// The sessions' Docker API sockets when a template has `docker.enabled`: under the host dir,
 /// forwarding to the engine on this host. The runtime mounts them into containers
 /// ([`DockerRuntime::with_docker_api`]); [`App::serve_docker_api`] keeps them open.
 pub fn docker_sockets(
@@ -483,7 +492,7 @@ pub fn docker_sockets(
     Ok(docker_api_engine(config)?.map(|engine| {
         docker_api::Sockets::new(
             config,
-            docker_api_dir(&config.data_dir),
+            docker_api_dir(config.host_dir()),
             engine,
             networks.clone(),
         )
@@ -498,7 +507,7 @@ fn callback_sockets(config: &Config, admin_token: &str) -> Option<callback::Call
         return None;
     }
     Some(callback::CallbackSockets::new(
-        config.data_dir.join("callback"),
+        config.host_dir().join("callback"),
         signing::Signer::from_secret(admin_token),
         Duration::from_secs(config.callback.token_ttl_seconds),
     ))

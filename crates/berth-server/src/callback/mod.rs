@@ -27,6 +27,7 @@ use berth_proto::callback::{SOCKET_NAME, TOKEN_FILE_NAME};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
+    cluster::Leads,
     signing::Signer,
     store::{SessionFilter, Store},
 };
@@ -113,15 +114,22 @@ impl CallbackSockets {
         Ok(self.session_dir(session_id))
     }
 
-    /// Keeps the sockets matched with the store's sessions and their tokens fresh, until the
-    /// task is aborted.
-    pub fn spawn(self, store: Arc<dyn Store>) -> JoinHandle<()> {
+    /// Keeps the sockets matched with the store's sessions and their tokens fresh while this
+    /// instance leads, until the task is aborted. A follower serves none: the leader makes
+    /// the containers that mount them, and a new leader serves them all again (in
+    /// `cluster.host_dir`, which instances on one engine share).
+    pub fn spawn(self, store: Arc<dyn Store>, leads: Leads) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SYNC_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                self.sync(store.as_ref()).await;
+                if leads.now() {
+                    self.sync(store.as_ref()).await;
+                } else {
+                    // The files stay, for the leader.
+                    self.lock().clear();
+                }
             }
         })
     }

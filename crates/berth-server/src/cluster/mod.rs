@@ -26,6 +26,26 @@ pub use remote::{CALLS_PATH, KEY_HEADER, LeaderClient, cluster_key, key_matches}
 
 use crate::store::StoreError;
 
+/// Whether this instance leads lifecycle now; what serves only on the leader asks it.
+#[derive(Clone)]
+pub struct Leads(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Leads {
+    pub fn new(leads: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(leads))
+    }
+
+    pub fn now(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Leads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Leads").field(&self.now()).finish()
+    }
+}
+
 /// The right to author lifecycle (creates, claims, hibernations, the reaper, reconcile) for
 /// every instance on the store: one holder at a time, for a bounded time unless renewed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,6 +33,7 @@ pub use engine::Engine;
 pub use sockets::Sockets;
 
 use crate::{
+    cluster::Leads,
     runtime::Runtime,
     store::{SessionFilter, Store},
 };
@@ -70,19 +71,29 @@ pub struct DockerApi {
     sockets: Sockets,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
+    leads: Leads,
 }
 
 impl DockerApi {
-    pub fn new(sockets: Sockets, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
+    pub fn new(
+        sockets: Sockets,
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        leads: Leads,
+    ) -> Self {
         Self {
             sockets,
             store,
             runtime,
+            leads,
         }
     }
 
-    /// Keeps the sockets matched with the sessions until the task is aborted. The sockets
-    /// close with the last clone of their [`Sockets`] (the runtime holds one).
+    /// Keeps the sockets matched with the sessions until the task is aborted, while this
+    /// instance leads: one instance serves a socket at a time, and the leader makes the
+    /// containers that mount them. A follower serves none; a new leader serves them all
+    /// again (in `cluster.host_dir`, which instances on one engine share). The sockets close
+    /// with the last clone of their [`Sockets`] (the runtime holds one).
     pub fn spawn(self) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut sync = tokio::time::interval(SYNC_PERIOD);
@@ -93,9 +104,12 @@ impl DockerApi {
             publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = sync.tick() => self.sync().await,
-                    _ = sweep.tick() => self.sweep().await,
-                    _ = publish.tick() => self.publish().await,
+                    _ = sync.tick() => match self.leads.now() {
+                        true => self.sync().await,
+                        false => self.sockets.close_all(),
+                    },
+                    _ = sweep.tick(), if self.leads.now() => self.sweep().await,
+                    _ = publish.tick(), if self.leads.now() => self.publish().await,
                 }
             }
         })

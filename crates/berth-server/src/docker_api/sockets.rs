@@ -117,6 +117,11 @@ impl Sockets {
         });
     }
 
+    /// Stops serving every socket, leaving the files for the instance that leads next.
+    pub fn close_all(&self) {
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Listener>> {
         // A panic while holding it leaves the map whole: every change is one insert or retain.
         self.0.open.lock().unwrap_or_else(|e| e.into_inner())
