@@ -37,8 +37,9 @@ struct Entries {
     entries: VecDeque<JournalEntry>,
     /// The last entry's sequence number.
     last_seq: u64,
-    /// Entries pushed out by newer ones, not yet acknowledged as noted.
-    dropped: u64,
+    /// The last sequence number acknowledged: what lies between it and the first entry kept
+    /// was pushed out unread.
+    acked: u64,
 }
 
 impl Default for Journal {
@@ -47,7 +48,7 @@ impl Default for Journal {
             boot: mark_key(),
             entries: VecDeque::new(),
             last_seq: 0,
-            dropped: 0,
+            acked: 0,
         })))
     }
 }
@@ -57,7 +58,6 @@ impl Journal {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if kept.entries.len() == CAPACITY {
             kept.entries.pop_front();
-            kept.dropped += 1;
         }
         kept.last_seq += 1;
         let seq = kept.last_seq;
@@ -74,8 +74,9 @@ impl Journal {
         let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         Kept {
             boot: kept.boot.clone(),
+            acked: kept.acked,
             entries: kept.entries.iter().cloned().collect(),
-            dropped: kept.dropped,
+            dropped: 0,
         }
     }
 
@@ -92,7 +93,7 @@ impl Journal {
         {
             kept.entries.pop_front();
         }
-        kept.dropped = kept.dropped.saturating_sub(ack.dropped);
+        kept.acked = kept.acked.max(ack.seq);
         true
     }
 
@@ -100,7 +101,10 @@ impl Journal {
     pub fn watch_ports(&self) {
         let journal = self.clone();
         tokio::spawn(async move {
-            let mut known: BTreeSet<u16> = crate::ports::listening();
+            // Nothing of the session's runs before its agent, so whatever listens at the first
+            // look is news. Starting from what listened then instead lost a server started
+            // while the task waited for its first turn (a busy host's first hundred ms).
+            let mut known = BTreeSet::new();
             loop {
                 tokio::time::sleep(PORT_POLL).await;
                 let now = crate::ports::listening();
@@ -341,17 +345,39 @@ mod tests {
     }
 
     #[test]
-    fn the_journal_keeps_the_newest_and_counts_what_it_dropped() {
+    fn the_journal_keeps_the_newest_and_its_numbers_show_what_it_dropped() {
         let journal = Journal::default();
         for i in 0..super::CAPACITY + 3 {
             journal.push("command", format!("{i}"), serde_json::Value::Null);
         }
         let kept = journal.read();
-        assert_eq!((kept.entries.len(), kept.dropped), (super::CAPACITY, 3));
+        assert_eq!((kept.entries.len(), kept.acked), (super::CAPACITY, 0));
         assert_eq!(
             (kept.entries[0].message.as_str(), kept.entries[0].seq),
             ("3", 4)
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_started_before_the_watchs_first_look_is_told_of() {
+        let journal = Journal::default();
+        journal.watch_ports();
+        // Before the watch's task first runs (this test's runtime has one thread).
+        let server = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut told = false;
+        for _ in 0..30 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            told = journal
+                .read()
+                .entries
+                .iter()
+                .any(|entry| entry.kind == "port_opened" && entry.data["port"] == port);
+            if told {
+                break;
+            }
+        }
+        assert!(told, "{:?}", journal.read().entries);
     }
 
     #[test]
@@ -366,7 +392,6 @@ mod tests {
         let earlier_run = JournalAck {
             boot: "another run".into(),
             seq: 3,
-            dropped: 0,
         };
         assert!(!journal.forget(&earlier_run));
         assert_eq!(journal.read().entries.len(), 3);
@@ -375,10 +400,11 @@ mod tests {
         let ack = JournalAck {
             boot: first.boot,
             seq: 2,
-            dropped: 0,
         };
         assert!(journal.forget(&ack));
-        let rest: Vec<u64> = journal.read().entries.iter().map(|e| e.seq).collect();
-        assert_eq!(rest, [3, 4], "what came after the read stays too");
+        let rest = journal.read();
+        let seqs: Vec<u64> = rest.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4], "what came after the read stays too");
+        assert_eq!(rest.acked, 2);
     }
 }

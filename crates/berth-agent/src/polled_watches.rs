@@ -8,6 +8,7 @@ use std::{
     collections::{HashMap, VecDeque},
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -26,6 +27,9 @@ use crate::{AgentError, AgentState};
 pub const MAX_EVENTS: usize = 10_000;
 /// Watches a session may hold at once: each is a thread and a kernel inotify instance.
 pub const MAX_WATCHES: usize = 64;
+/// A watch nobody polled for this long is ended: its client went without removing it, and
+/// inotify instances are counted per user of the host, every session's.
+const UNPOLLED_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// The session's polled watches; cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -36,8 +40,9 @@ struct Kept {
     dir: PathBuf,
     events: Arc<Mutex<VecDeque<FileEvent>>>,
     /// Reads the watch's changes into `events`; aborting it drops the receiver, which ends
-    /// the watch's thread.
+    /// the watch's thread. It ends by itself when the watch fails (the directory went).
     reader: tokio::task::JoinHandle<()>,
+    polled: Instant,
 }
 
 impl Drop for Kept {
@@ -58,8 +63,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn not_found(id: &str) -> AgentError {
     AgentError::not_found(format!(
-        "watch {id} not found: it was removed, or the session restarted or hibernated since"
+        "watch {id} not found: it was removed or unpolled for an hour, or the session \
+         restarted or hibernated since"
     ))
+}
+
+fn too_many() -> AgentError {
+    AgentError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::QuotaExceeded,
+        format!("a session may hold {MAX_WATCHES} watches; remove one first"),
+    )
 }
 
 pub async fn start(
@@ -67,12 +81,12 @@ pub async fn start(
     Json(request): Json<StartPolledWatch>,
 ) -> Result<(StatusCode, Json<PolledWatch>), AgentError> {
     let watches = &state.polled_watches;
-    if watches.lock().len() >= MAX_WATCHES {
-        return Err(AgentError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::QuotaExceeded,
-            format!("a session may hold {MAX_WATCHES} watches; remove one first"),
-        ));
+    {
+        let mut kept = watches.lock();
+        kept.retain(|_, watch| watch.polled.elapsed() < UNPOLLED_EXPIRY);
+        if kept.len() >= MAX_WATCHES {
+            return Err(too_many());
+        }
     }
     let (dir, mut changes) = crate::watch::start(&state, &request.path, request.recursive).await?;
     let events = Arc::new(Mutex::new(VecDeque::new()));
@@ -91,27 +105,34 @@ pub async fn start(
         dir,
         events,
         reader,
+        polled: Instant::now(),
     };
     let mut kept = watches.lock();
     // Starts at once may all have passed the count: the one past it ends (with `watch`).
     if kept.len() >= MAX_WATCHES {
-        return Err(AgentError::conflict(
-            "too many watches started at once; try again",
-        ));
+        return Err(too_many());
     }
     let id = crate::journal::mark_key();
     kept.insert(id.clone(), watch);
     Ok((StatusCode::CREATED, Json(PolledWatch { id, path })))
 }
 
-/// What changed since the last poll, oldest first.
+/// What changed since the last poll, oldest first. A watch that failed answers what it saw,
+/// then 404.
 pub async fn events(
     State(state): State<AgentState>,
     Path(id): Path<String>,
 ) -> Result<Json<PolledWatchEvents>, AgentError> {
-    let kept = state.polled_watches.lock();
-    let watch = kept.get(&id).ok_or_else(|| not_found(&id))?;
-    let events = lock(&watch.events).drain(..).collect();
+    let mut kept = state.polled_watches.lock();
+    let watch = kept.get_mut(&id).ok_or_else(|| not_found(&id))?;
+    watch.polled = Instant::now();
+    let events: Vec<FileEvent> = lock(&watch.events).drain(..).collect();
+    if events.is_empty() && watch.reader.is_finished() {
+        kept.remove(&id);
+        return Err(AgentError::not_found(format!(
+            "watch {id} ended: its directory can no longer be watched"
+        )));
+    }
     Ok(Json(PolledWatchEvents {
         path: watch.dir.display().to_string(),
         events,

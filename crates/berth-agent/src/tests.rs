@@ -634,3 +634,67 @@ async fn watch_events_say_whether_a_file_or_a_directory_changed() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_polled_watch_keeps_changes_between_polls_until_removed_and_a_session_holds_64() {
+    let agent = agent();
+    std::fs::create_dir(agent.home.path().join("w")).unwrap();
+    let (status, body) = agent
+        .call(
+            Method::POST,
+            "/watches",
+            r#"{"path": "w", "recursive": true}"#,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let watch: berth_proto::files::PolledWatch = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        watch.path,
+        agent.home.path().join("w").display().to_string()
+    );
+    let events = format!("/watches/{}/events", watch.id);
+
+    std::fs::write(agent.home.path().join("w/new"), "x").unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let (status, body) = agent.call(Method::GET, &events, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        let polled: berth_proto::files::PolledWatchEvents = serde_json::from_slice(&body).unwrap();
+        seen.extend(polled.events);
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen[0].path.ends_with("w/new"), "{seen:?}");
+
+    let remove = format!("/watches/{}", watch.id);
+    let (status, _) = agent.call(Method::DELETE, &remove, Body::empty()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = agent.call(Method::GET, &events, Body::empty()).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, _) = agent.call(Method::DELETE, &remove, Body::empty()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    for _ in 0..polled_watches::MAX_WATCHES {
+        let (status, _) = agent
+            .call(Method::POST, "/watches", r#"{"path": "."}"#)
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, body) = agent
+        .call(Method::POST, "/watches", r#"{"path": "."}"#)
+        .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+}

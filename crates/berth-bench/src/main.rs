@@ -255,7 +255,8 @@ pub async fn in_process(config: Config, data: tempfile::TempDir) -> anyhow::Resu
     )
     .await;
     if let Some(sockets) = sockets {
-        app.serve_docker_api(sockets, opened.store, runtime.clone());
+        let serving = app.serves_sockets(&config);
+        app.serve_docker_api(sockets, opened.store, runtime.clone(), serving);
     }
     let mut servers = Vec::new();
     let base_url = serve(app.router.clone(), &mut servers).await?;

@@ -50,26 +50,27 @@ pub struct JournalEntry {
     pub data: serde_json::Value,
 }
 
-/// `GET /journal`'s answer, oldest first. `dropped` entries did not fit the journal (it keeps
-/// the newest) and are not acknowledged yet. `boot` names this run of the agent: sequence
-/// numbers start again when it restarts. An agent of an older image answers
-/// `POST /journal/take` with this too, without `boot` and sequence numbers, having forgotten
-/// what it handed over.
+/// `GET /journal`'s answer, oldest first. `boot` names this run of the agent: sequence
+/// numbers start again when it restarts. `acked` is the last sequence number acknowledged in
+/// this run; entries between it and the first one kept did not fit the journal (it keeps the
+/// newest). An agent of an older image answers `POST /journal/take` with this too, without
+/// `boot` and sequence numbers, having forgotten what it handed over; its `dropped` counts
+/// what did not fit since its last take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
     #[serde(default)]
     pub boot: String,
+    #[serde(default)]
+    pub acked: u64,
     pub entries: Vec<JournalEntry>,
     #[serde(default)]
     pub dropped: u64,
 }
 
-/// `POST /journal/ack`: the timeline keeps the entries of run `boot` up to `seq`, and has
-/// noted `dropped` of the dropped ones; the agent forgets them. An acknowledgement for
-/// another run (the agent restarted) changes nothing.
+/// `POST /journal/ack`: the timeline keeps the entries of run `boot` up to `seq`; the agent
+/// forgets them. An acknowledgement for another run (the agent restarted) changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalAck {
     pub boot: String,
     pub seq: u64,
-    pub dropped: u64,
 }

@@ -152,6 +152,7 @@ impl AgentClient {
             }
             Ok(berth_proto::agent::Journal {
                 boot: String::new(),
+                acked: 0,
                 entries: Vec::new(),
                 dropped: 0,
             })

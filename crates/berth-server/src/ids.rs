@@ -39,11 +39,6 @@ pub fn class_id() -> String {
     format!("c{}", random_base32(12))
 }
 
-/// An E2B file watcher: `w` + 12 characters.
-pub fn watcher_id() -> String {
-    format!("w{}", random_base32(12))
-}
-
 /// One run of a control plane, as the lifecycle lease names its holder: `i` + 12 characters.
 pub fn instance_id() -> String {
     format!("i{}", random_base32(12))

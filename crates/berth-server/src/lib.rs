@@ -25,6 +25,7 @@ pub mod reach;
 pub mod relay_tls;
 pub mod runtime;
 mod serve;
+mod session_socket;
 pub mod sessions;
 pub mod signing;
 pub mod store;
@@ -107,15 +108,19 @@ impl App {
         sockets: docker_api::Sockets,
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
+        serving: cluster::Serving,
     ) {
-        let api = docker_api::DockerApi::new(sockets, store, runtime, self.leads());
+        let api = docker_api::DockerApi::new(sockets, store, runtime, serving);
         self.background.push(api.spawn());
     }
 
-    /// Whether this instance leads lifecycle now: the one that serves sessions' sockets.
-    pub fn leads(&self) -> cluster::Leads {
+    /// Whether this instance serves sessions' sockets now: those in a host dir of its own
+    /// always (the sessions it made mount them), those in one shared by the instances on an
+    /// engine (`cluster.host_dir`) while it leads.
+    pub fn serves_sockets(&self, config: &Config) -> cluster::Serving {
+        let shared = config.cluster.host_dir.is_some();
         let sessions = self.sessions.clone();
-        cluster::Leads::new(move || sessions.leads())
+        cluster::Serving::new(move || !shared || sessions.leads())
     }
 }
 
@@ -390,6 +395,21 @@ pub async fn run(
     };
     let docker_sockets = docker_sockets(&config, &networks)?;
     let callback_sockets = callback_sockets(&config, &admin_token);
+    let several_instances = config
+        .store
+        .url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("redis"));
+    if several_instances
+        && config.cluster.host_dir.is_none()
+        && (docker_sockets.is_some() || callback_sockets.is_some())
+    {
+        tracing::warn!(
+            "cluster.host_dir is not set: sessions' Docker API and callback sockets live in this \
+             instance's data dir and stop with it; give every instance on this engine the same \
+             cluster.host_dir (docs/operations.md)"
+        );
+    }
     let runtime: Arc<dyn Runtime> = match config.runtime.kind {
         RuntimeKind::Docker => {
             let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
@@ -422,11 +442,12 @@ pub async fn run(
     .await;
     if let Some(sockets) = callback_sockets {
         sockets.serve(app.callback.clone());
-        let leads = app.leads();
-        app.background.push(sockets.spawn(store.clone(), leads));
+        let serving = app.serves_sockets(&config);
+        app.background.push(sockets.spawn(store.clone(), serving));
     }
     if let Some(sockets) = docker_sockets {
-        app.serve_docker_api(sockets, store, runtime);
+        let serving = app.serves_sockets(&config);
+        app.serve_docker_api(sockets, store, runtime, serving);
     }
     if let Some(firewall) = &firewall {
         let period = Duration::from_secs(config.firewall.check_interval_seconds);

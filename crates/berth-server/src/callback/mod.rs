@@ -27,7 +27,8 @@ use berth_proto::callback::{SOCKET_NAME, TOKEN_FILE_NAME};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    cluster::Leads,
+    cluster::Serving,
+    session_socket::{self, still_bound},
     signing::Signer,
     store::{SessionFilter, Store},
 };
@@ -56,6 +57,8 @@ struct Shared {
 struct Listener {
     task: JoinHandle<()>,
     opened: Instant,
+    /// The socket file's, to tell whether the path is still this socket.
+    inode: u64,
     /// When the token file was last written.
     token_written: Instant,
 }
@@ -96,16 +99,19 @@ impl CallbackSockets {
     /// directory that holds both, which the session's container mounts.
     pub fn ensure_open(&self, session_id: &str) -> std::io::Result<PathBuf> {
         let mut open = self.lock();
+        let path = self.session_dir(session_id).join(SOCKET_NAME);
         match open.get(session_id) {
-            Some(listener) if !listener.task.is_finished() => {}
+            Some(listener)
+                if !listener.task.is_finished() && still_bound(&path, listener.inode) => {}
             _ => {
-                let task = self.open(session_id)?;
+                let (task, inode) = self.open(session_id)?;
                 let now = Instant::now();
                 open.insert(
                     session_id.to_owned(),
                     Listener {
                         task,
                         opened: now,
+                        inode,
                         token_written: now,
                     },
                 );
@@ -115,16 +121,14 @@ impl CallbackSockets {
     }
 
     /// Keeps the sockets matched with the store's sessions and their tokens fresh while this
-    /// instance leads, until the task is aborted. A follower serves none: the leader makes
-    /// the containers that mount them, and a new leader serves them all again (in
-    /// `cluster.host_dir`, which instances on one engine share).
-    pub fn spawn(self, store: Arc<dyn Store>, leads: Leads) -> JoinHandle<()> {
+    /// instance is `serving` (see `docker_api::DockerApi::spawn`), until the task is aborted.
+    pub fn spawn(self, store: Arc<dyn Store>, serving: Serving) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SYNC_PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                if leads.now() {
+                if serving.now() {
                     self.sync(store.as_ref()).await;
                 } else {
                     // The files stay, for the leader.
@@ -220,23 +224,16 @@ impl CallbackSockets {
         self.0.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn open(&self, session_id: &str) -> std::io::Result<JoinHandle<()>> {
+    fn open(&self, session_id: &str) -> std::io::Result<(JoinHandle<()>, u64)> {
         use std::os::unix::fs::PermissionsExt;
         let dir = self.session_dir(session_id);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        let path = dir.join(SOCKET_NAME);
-        // A socket left by a control plane that stopped: its listener is gone.
-        match std::fs::remove_file(&path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-            _ => {}
-        }
-        let listener = tokio::net::UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        let (listener, inode) = session_socket::bind(&dir.join(SOCKET_NAME))?;
         self.write_token(session_id)?;
         let mut router = self.0.router.subscribe();
         let session = session_id.to_owned();
-        Ok(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let Ok(router) = router.wait_for(Option::is_some).await.map(|r| r.clone()) else {
                 return;
             };
@@ -246,7 +243,8 @@ impl CallbackSockets {
             if let Err(err) = axum::serve(listener, router).await {
                 tracing::warn!(%session, %err, "callback: socket closed");
             }
-        }))
+        });
+        Ok((task, inode))
     }
 }
 

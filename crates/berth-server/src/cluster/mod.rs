@@ -26,11 +26,12 @@ pub use remote::{CALLS_PATH, KEY_HEADER, LeaderClient, cluster_key, key_matches}
 
 use crate::store::StoreError;
 
-/// Whether this instance leads lifecycle now; what serves only on the leader asks it.
+/// Whether this instance serves, now, what one instance at a time may serve (sessions'
+/// sockets in a host dir the instances share: the leader does).
 #[derive(Clone)]
-pub struct Leads(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+pub struct Serving(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
 
-impl Leads {
+impl Serving {
     pub fn new(leads: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         Self(std::sync::Arc::new(leads))
     }
@@ -40,9 +41,9 @@ impl Leads {
     }
 }
 
-impl std::fmt::Debug for Leads {
+impl std::fmt::Debug for Serving {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Leads").field(&self.now()).finish()
+        f.debug_tuple("Serving").field(&self.now()).finish()
     }
 }
 

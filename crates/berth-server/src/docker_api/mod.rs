@@ -33,7 +33,7 @@ pub use engine::Engine;
 pub use sockets::Sockets;
 
 use crate::{
-    cluster::Leads,
+    cluster::Serving,
     runtime::Runtime,
     store::{SessionFilter, Store},
 };
@@ -71,7 +71,7 @@ pub struct DockerApi {
     sockets: Sockets,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
-    leads: Leads,
+    serving: Serving,
 }
 
 impl DockerApi {
@@ -79,21 +79,22 @@ impl DockerApi {
         sockets: Sockets,
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
-        leads: Leads,
+        serving: Serving,
     ) -> Self {
         Self {
             sockets,
             store,
             runtime,
-            leads,
+            serving,
         }
     }
 
     /// Keeps the sockets matched with the sessions until the task is aborted, while this
-    /// instance leads: one instance serves a socket at a time, and the leader makes the
-    /// containers that mount them. A follower serves none; a new leader serves them all
-    /// again (in `cluster.host_dir`, which instances on one engine share). The sockets close
-    /// with the last clone of their [`Sockets`] (the runtime holds one).
+    /// instance is `serving`: in a host dir of its own, always; in one the instances on an
+    /// engine share (`cluster.host_dir`), while it leads, since one listener at a time can
+    /// serve a path and the leader makes the containers that mount them (a new leader serves
+    /// them all again). The sockets close with the last clone of their [`Sockets`] (the
+    /// runtime holds one).
     pub fn spawn(self) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut sync = tokio::time::interval(SYNC_PERIOD);
@@ -104,12 +105,12 @@ impl DockerApi {
             publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = sync.tick() => match self.leads.now() {
+                    _ = sync.tick() => match self.serving.now() {
                         true => self.sync().await,
                         false => self.sockets.close_all(),
                     },
-                    _ = sweep.tick(), if self.leads.now() => self.sweep().await,
-                    _ = publish.tick(), if self.leads.now() => self.publish().await,
+                    _ = sweep.tick(), if self.serving.now() => self.sweep().await,
+                    _ = publish.tick(), if self.serving.now() => self.publish().await,
                 }
             }
         })

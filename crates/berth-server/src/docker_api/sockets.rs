@@ -12,6 +12,7 @@ use std::{
 use tokio::task::JoinHandle;
 
 use super::{Engine, policy::Scope, serve, session_dir, socket_path};
+use crate::session_socket::{self, still_bound};
 use crate::{
     config::{Config, TemplateConfig},
     networks::SessionNetworks,
@@ -39,6 +40,8 @@ struct Shared {
 struct Listener {
     task: JoinHandle<()>,
     opened: Instant,
+    /// The socket file's, to tell whether the path is still this socket.
+    inode: u64,
 }
 
 impl Drop for Listener {
@@ -89,12 +92,19 @@ impl Sockets {
     /// the session's container mounts.
     pub fn ensure_open(&self, session_id: &str, template: &str) -> std::io::Result<PathBuf> {
         let mut open = self.lock();
+        let path = socket_path(&self.0.dir, session_id);
         match open.get(session_id) {
-            Some(listener) if !listener.task.is_finished() => {}
+            Some(listener)
+                if !listener.task.is_finished() && still_bound(&path, listener.inode) => {}
             _ => {
-                let task = self.open(session_id, template)?;
+                let (task, inode) = self.open(session_id, template)?;
                 let opened = Instant::now();
-                open.insert(session_id.to_owned(), Listener { task, opened });
+                let listener = Listener {
+                    task,
+                    opened,
+                    inode,
+                };
+                open.insert(session_id.to_owned(), listener);
             }
         }
         Ok(session_dir(&self.0.dir, session_id))
@@ -127,7 +137,7 @@ impl Sockets {
         self.0.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn open(&self, session_id: &str, template: &str) -> std::io::Result<JoinHandle<()>> {
+    fn open(&self, session_id: &str, template: &str) -> std::io::Result<(JoinHandle<()>, u64)> {
         use std::os::unix::fs::PermissionsExt;
         let shared = &self.0;
         let config = shared.templates.get(template).ok_or_else(|| {
@@ -141,16 +151,7 @@ impl Sockets {
         let dir = session_dir(&shared.dir, session_id);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        let path = socket_path(&shared.dir, session_id);
-        // A socket left by a control plane that stopped: its listener is gone.
-        match std::fs::remove_file(&path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-            _ => {}
-        }
-        let listener = tokio::net::UnixListener::bind(&path)?;
-        // The session's user is uid 1000; the directory's mode keeps everyone else on the host
-        // out (the data dir is 0700).
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        let (listener, inode) = session_socket::bind(&socket_path(&shared.dir, session_id))?;
         let api = Arc::new(serve::SessionApi {
             scope: Scope {
                 session_id: session_id.to_owned(),
@@ -174,11 +175,12 @@ impl Sockets {
         });
         let router = axum::Router::new().fallback(serve::handle).with_state(api);
         let session = session_id.to_owned();
-        Ok(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, router).await {
                 tracing::warn!(%session, %err, "docker api: socket closed");
             }
-        }))
+        });
+        Ok((task, inode))
     }
 }
 

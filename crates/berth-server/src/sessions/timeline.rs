@@ -126,6 +126,9 @@ impl Drop for Turn<'_> {
 
 /// Running sessions' journals collected at once, at most: the periodic sweep's width.
 const SWEEP_CONCURRENCY: usize = 16;
+/// Sessions whose acknowledgement an instance remembers at most (a follower's collections
+/// are pruned by no sweep).
+const MAX_UNACKNOWLEDGED: usize = 1024;
 
 impl Collector {
     pub fn new(agent: AgentClient, store: Arc<dyn Store>, webhooks: Emitter) -> Self {
@@ -202,20 +205,23 @@ impl Collector {
         };
         // An agent of an older image forgot what it answered: there is nothing to acknowledge.
         let acknowledged = !journal.boot.is_empty();
-        let kept_before = self
+        // What the timeline has already: acknowledged, or kept here and not acknowledged.
+        let remembered = self
             .unacknowledged()
             .get(id)
             .filter(|ack| ack.boot == journal.boot)
-            .cloned();
-        let mut ack = kept_before.unwrap_or_else(|| JournalAck {
-            boot: journal.boot.clone(),
-            seq: 0,
-            dropped: 0,
-        });
+            .map(|ack| ack.seq);
+        let kept_through = remembered.unwrap_or(0).max(journal.acked);
+        let first_seq = journal.entries.first().map(|entry| entry.seq);
+        let dropped = match (acknowledged, first_seq) {
+            (true, Some(first)) => first.saturating_sub(kept_through + 1),
+            (true, None) => 0,
+            (false, _) => journal.dropped,
+        };
         let mut entries: Vec<(u64, SessionEvent)> = journal
             .entries
             .into_iter()
-            .filter(|entry| !acknowledged || entry.seq > ack.seq)
+            .filter(|entry| !acknowledged || entry.seq > kept_through)
             .map(|entry| {
                 let event = SessionEvent {
                     session_id: id.to_owned(),
@@ -228,7 +234,6 @@ impl Collector {
                 (entry.seq, event)
             })
             .collect();
-        let dropped = journal.dropped.saturating_sub(ack.dropped);
         if dropped > 0 {
             let message = format!(
                 "{dropped} earlier entries of the session's own were not kept (too many at once)"
@@ -236,16 +241,25 @@ impl Collector {
             let first = entries.first().map_or_else(Utc::now, |(_, entry)| entry.at);
             let mut gap = SessionEvent::now(id, "journal_overflow", &message);
             gap.at = first;
-            entries.insert(0, (ack.seq, gap));
+            // Noted, the dropped ones count as kept: the last of them is the gap's number.
+            entries.insert(0, (first_seq.unwrap_or(1) - 1, gap));
         }
+        let mut ack = JournalAck {
+            boot: journal.boot.clone(),
+            seq: kept_through,
+        };
         for (seq, entry) in entries {
             if let Err(err) = self.store.add_event(&entry).await {
+                if !acknowledged {
+                    tracing::warn!(%err, session = id, kind = entry.kind, "a journal entry was lost");
+                    continue;
+                }
                 // The rest waits in the agent's journal for the next collection, in order.
                 tracing::warn!(%err, session = id, kind = entry.kind,
                     "journal entries not kept yet; the next collection retries");
                 break;
             }
-            (ack.seq, ack.dropped) = (seq, journal.dropped);
+            ack.seq = seq;
             let event = match entry.kind.as_str() {
                 "port_opened" => "session.port_opened",
                 "port_closed" => "session.port_closed",
@@ -254,20 +268,31 @@ impl Collector {
             let detail = entry.data.clone().unwrap_or_default();
             self.webhooks.announce(event, record, detail);
         }
-        if !acknowledged || (ack.seq, ack.dropped) == (0, 0) {
+        if !acknowledged || ack.seq == journal.acked {
+            self.unacknowledged().remove(id);
             return;
         }
-        match self
-            .agent
-            .ack_journal(addr, &record.agent_secret, &ack)
-            .await
-        {
-            Ok(()) => self.unacknowledged().remove(id),
+        // Retried once at once: an acknowledgement lost for good may let another instance's
+        // collection keep these entries again.
+        let secret = &record.agent_secret;
+        let acked = match self.agent.ack_journal(addr, secret, &ack).await {
+            Ok(()) => Ok(()),
+            Err(_) => self.agent.ack_journal(addr, secret, &ack).await,
+        };
+        let mut unacknowledged = self.unacknowledged();
+        match acked {
+            Ok(()) => {
+                unacknowledged.remove(id);
+            }
             Err(err) => {
                 tracing::debug!(session = id, %err, "the agent's journal was not acknowledged");
-                self.unacknowledged().insert(id.to_owned(), ack)
+                // Bounded: forgetting costs at most a repeated entry, never a lost one.
+                if unacknowledged.len() >= MAX_UNACKNOWLEDGED {
+                    unacknowledged.clear();
+                }
+                unacknowledged.insert(id.to_owned(), ack);
             }
-        };
+        }
     }
 }
 
@@ -333,8 +358,8 @@ mod tests {
         webhooks::Emitter,
     };
 
-    /// An agent's journal as the collector meets it: what it answers, the acknowledgements it
-    /// was sent, and how many more it fails.
+    /// An agent's journal as collectors meet it: what it answers, the acknowledgements it was
+    /// sent, and how many more it fails. One that succeeds forgets, as the agent does.
     #[derive(Default)]
     struct StandIn {
         journal: Option<Journal>,
@@ -364,52 +389,37 @@ mod tests {
 
     async fn ack(State(agent): State<Shared>, Json(ack): Json<JournalAck>) -> StatusCode {
         let mut agent = agent.lock().unwrap();
-        agent.acks.push(ack);
+        agent.acks.push(ack.clone());
         if agent.failing_acks > 0 {
             agent.failing_acks -= 1;
             return StatusCode::SERVICE_UNAVAILABLE;
         }
+        if let Some(journal) = agent.journal.as_mut() {
+            journal.entries.retain(|entry| entry.seq > ack.seq);
+            journal.acked = journal.acked.max(ack.seq);
+        }
         StatusCode::NO_CONTENT
     }
 
-    fn entry(seq: u64, kind: &str) -> JournalEntry {
-        JournalEntry {
+    fn journal(boot: &str, seqs: std::ops::RangeInclusive<u64>, acked: u64) -> Journal {
+        let entry = |seq| JournalEntry {
             seq,
             at: chrono::Utc::now(),
-            kind: kind.to_owned(),
-            message: format!("{kind} {seq}"),
+            kind: "command".to_owned(),
+            message: format!("command {seq}"),
             data: serde_json::Value::Null,
-        }
-    }
-
-    fn journal(boot: &str, seqs: std::ops::RangeInclusive<u64>, dropped: u64) -> Journal {
+        };
         Journal {
             boot: boot.to_owned(),
-            entries: seqs.map(|seq| entry(seq, "command")).collect(),
-            dropped,
+            acked,
+            entries: seqs.map(entry).collect(),
+            dropped: 0,
         }
     }
 
-    #[tokio::test]
-    async fn entries_reach_the_timeline_once_when_acknowledgements_are_lost_or_agents_restart() {
-        let agent: Shared = Arc::default();
-        let app = Router::new()
-            .route("/journal", get(read))
-            .route("/journal/take", post(take))
-            .route("/journal/ack", post(ack))
-            .with_state(agent.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("berth.db"))
-                .await
-                .unwrap(),
-        );
-        let collector = Collector::new(AgentClient::default(), store.clone(), Emitter::default());
+    fn session(addr: std::net::SocketAddr) -> SessionRecord {
         let now = chrono::Utc::now();
-        let session = SessionRecord {
+        SessionRecord {
             id: "s1".into(),
             owner: "alice".into(),
             template: "default".into(),
@@ -425,7 +435,29 @@ mod tests {
             snapshot: None,
             hibernated_at: None,
             keepalive_until: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_reach_the_timeline_once_when_acknowledgements_are_lost_or_agents_restart() {
+        let agent: Shared = Arc::default();
+        let app = Router::new()
+            .route("/journal", get(read))
+            .route("/journal/take", post(take))
+            .route("/journal/ack", post(ack))
+            .with_state(agent.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let session = session(listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("berth.db"))
+                .await
+                .unwrap(),
+        );
+        let collector =
+            || Collector::new(AgentClient::default(), store.clone(), Emitter::default());
+        let (here, elsewhere) = (collector(), collector());
         let messages = || async {
             let events = store.events("s1").await.unwrap();
             events.into_iter().map(|e| e.message).collect::<Vec<_>>()
@@ -436,36 +468,40 @@ mod tests {
             agent.failing_acks = failing_acks;
         };
 
-        // Two entries, two more pushed out; the acknowledgement is lost.
-        set(journal("run-1", 3..=4, 2), 1);
-        collector.collect(&session).await;
+        // Two entries, the two before them pushed out; the acknowledgement is lost twice.
+        set(journal("run-1", 3..=4, 0), 2);
+        here.collect(&session).await;
         assert_eq!(messages().await[1..], ["command 3", "command 4"]);
         assert!(messages().await[0].starts_with("2 earlier entries"));
 
-        // The agent still shows them beside a new one: only the new one is kept.
-        set(journal("run-1", 3..=5, 2), 0);
-        collector.collect(&session).await;
-        assert_eq!(messages().await.len(), 4, "{:?}", messages().await);
-        assert_eq!(messages().await[3], "command 5");
+        // The agent still shows 4 beside new ones (3 pushed out, kept already): only the new
+        // ones are kept, and no gap is told of twice.
+        set(journal("run-1", 4..=6, 0), 0);
+        here.collect(&session).await;
+        assert_eq!(messages().await[3..], ["command 5", "command 6"]);
         let last = agent.lock().unwrap().acks.last().cloned().unwrap();
-        assert_eq!(
-            (last.boot.as_str(), last.seq, last.dropped),
-            ("run-1", 5, 2)
-        );
+        assert_eq!((last.boot.as_str(), last.seq), ("run-1", 6));
+
+        // Another instance knows only what the agent acknowledged; a gap shows in the numbers.
+        agent.lock().unwrap().journal.as_mut().unwrap().entries =
+            journal("run-1", 9..=9, 6).entries;
+        elsewhere.collect(&session).await;
+        assert_eq!(messages().await.len(), 7, "{:?}", messages().await);
+        assert!(messages().await[5].starts_with("2 earlier entries"));
 
         // The agent restarted: its numbers start again, and nothing of it is skipped.
         set(journal("run-2", 1..=1, 0), 0);
-        collector.collect(&session).await;
-        assert_eq!(messages().await.len(), 5);
-        assert_eq!(messages().await[4], "command 1");
+        here.collect(&session).await;
+        assert_eq!(messages().await.len(), 8);
+        assert_eq!(messages().await[7], "command 1");
 
         // An older image's agent hands its journal over once and is not acknowledged.
         let acks = agent.lock().unwrap().acks.len();
         agent.lock().unwrap().hands_over_once = true;
         set(journal("", 0..=0, 0), 0);
-        collector.collect(&session).await;
-        collector.collect(&session).await;
-        assert_eq!(messages().await.len(), 6);
+        here.collect(&session).await;
+        here.collect(&session).await;
+        assert_eq!(messages().await.len(), 9);
         assert_eq!(agent.lock().unwrap().acks.len(), acks);
     }
 }
