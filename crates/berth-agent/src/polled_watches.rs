@@ -40,7 +40,7 @@ struct Kept {
     dir: PathBuf,
     events: Arc<Mutex<VecDeque<FileEvent>>>,
     /// Reads the watch's changes into `events`; aborting it drops the receiver, which ends
-    /// the watch's thread. It ends by itself when the watch fails (the directory went).
+    /// the watch's thread. It ends by itself when the watch fails (an error reading events).
     reader: tokio::task::JoinHandle<()>,
     polled: Instant,
 }
@@ -52,8 +52,11 @@ impl Drop for Kept {
 }
 
 impl PolledWatches {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    /// The watches, less those nobody polled for [`UNPOLLED_EXPIRY`]: every call ends them.
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|_, watch| watch.polled.elapsed() < UNPOLLED_EXPIRY);
+        kept
     }
 }
 
@@ -81,12 +84,8 @@ pub async fn start(
     Json(request): Json<StartPolledWatch>,
 ) -> Result<(StatusCode, Json<PolledWatch>), AgentError> {
     let watches = &state.polled_watches;
-    {
-        let mut kept = watches.lock();
-        kept.retain(|_, watch| watch.polled.elapsed() < UNPOLLED_EXPIRY);
-        if kept.len() >= MAX_WATCHES {
-            return Err(too_many());
-        }
+    if watches.live().len() >= MAX_WATCHES {
+        return Err(too_many());
     }
     let (dir, mut changes) = crate::watch::start(&state, &request.path, request.recursive).await?;
     let events = Arc::new(Mutex::new(VecDeque::new()));
@@ -107,7 +106,7 @@ pub async fn start(
         reader,
         polled: Instant::now(),
     };
-    let mut kept = watches.lock();
+    let mut kept = watches.live();
     // Starts at once may all have passed the count: the one past it ends (with `watch`).
     if kept.len() >= MAX_WATCHES {
         return Err(too_many());
@@ -123,7 +122,7 @@ pub async fn events(
     State(state): State<AgentState>,
     Path(id): Path<String>,
 ) -> Result<Json<PolledWatchEvents>, AgentError> {
-    let mut kept = state.polled_watches.lock();
+    let mut kept = state.polled_watches.live();
     let watch = kept.get_mut(&id).ok_or_else(|| not_found(&id))?;
     watch.polled = Instant::now();
     let events: Vec<FileEvent> = lock(&watch.events).drain(..).collect();
@@ -143,7 +142,7 @@ pub async fn remove(
     State(state): State<AgentState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AgentError> {
-    match state.polled_watches.lock().remove(&id) {
+    match state.polled_watches.live().remove(&id) {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(not_found(&id)),
     }

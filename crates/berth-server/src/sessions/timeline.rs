@@ -241,8 +241,10 @@ impl Collector {
             let first = entries.first().map_or_else(Utc::now, |(_, entry)| entry.at);
             let mut gap = SessionEvent::now(id, "journal_overflow", &message);
             gap.at = first;
-            // Noted, the dropped ones count as kept: the last of them is the gap's number.
-            entries.insert(0, (first_seq.unwrap_or(1) - 1, gap));
+            // Noted, the dropped ones count as kept: the last of them is the gap's number (0
+            // from an older agent, which numbers nothing).
+            let last_dropped = first_seq.map_or(0, |seq| seq.saturating_sub(1));
+            entries.insert(0, (last_dropped, gap));
         }
         let mut ack = JournalAck {
             boot: journal.boot.clone(),
@@ -468,40 +470,57 @@ mod tests {
             agent.failing_acks = failing_acks;
         };
 
-        // Two entries, the two before them pushed out; the acknowledgement is lost twice.
+        // Two entries, the two before them pushed out; the acknowledgement is lost, and lost
+        // again when retried.
         set(journal("run-1", 3..=4, 0), 2);
         here.collect(&session).await;
         assert_eq!(messages().await[1..], ["command 3", "command 4"]);
         assert!(messages().await[0].starts_with("2 earlier entries"));
+        assert_eq!(agent.lock().unwrap().acks.len(), 2, "retried once");
 
         // The agent still shows 4 beside new ones (3 pushed out, kept already): only the new
         // ones are kept, and no gap is told of twice.
-        set(journal("run-1", 4..=6, 0), 0);
+        // Their acknowledgement is lost too: `here` remembers run-1 up to 6.
+        set(journal("run-1", 4..=6, 0), 2);
         here.collect(&session).await;
         assert_eq!(messages().await[3..], ["command 5", "command 6"]);
         let last = agent.lock().unwrap().acks.last().cloned().unwrap();
         assert_eq!((last.boot.as_str(), last.seq), ("run-1", 6));
 
-        // Another instance knows only what the agent acknowledged; a gap shows in the numbers.
-        agent.lock().unwrap().journal.as_mut().unwrap().entries =
-            journal("run-1", 9..=9, 6).entries;
+        // Another instance knows only what the agent acknowledged (6, say `here` got through
+        // after all); a gap shows in the numbers.
+        set(journal("run-1", 9..=9, 6), 0);
         elsewhere.collect(&session).await;
         assert_eq!(messages().await.len(), 7, "{:?}", messages().await);
         assert!(messages().await[5].starts_with("2 earlier entries"));
 
-        // The agent restarted: its numbers start again, and nothing of it is skipped.
+        // The agent restarted: its numbers start again, and nothing of it is skipped, though
+        // `here` remembers run-1 further on.
         set(journal("run-2", 1..=1, 0), 0);
         here.collect(&session).await;
         assert_eq!(messages().await.len(), 8);
         assert_eq!(messages().await[7], "command 1");
 
-        // An older image's agent hands its journal over once and is not acknowledged.
+        // An older image's agent hands its journal over once, counting what it dropped, and
+        // is not acknowledged.
         let acks = agent.lock().unwrap().acks.len();
         agent.lock().unwrap().hands_over_once = true;
-        set(journal("", 0..=0, 0), 0);
+        set(
+            Journal {
+                dropped: 3,
+                ..journal("", 0..=0, 0)
+            },
+            0,
+        );
         here.collect(&session).await;
         here.collect(&session).await;
-        assert_eq!(messages().await.len(), 9);
+        assert_eq!(
+            messages().await[8..],
+            [
+                "3 earlier entries of the session's own were not kept (too many at once)",
+                "command 0"
+            ]
+        );
         assert_eq!(agent.lock().unwrap().acks.len(), acks);
     }
 }
