@@ -767,16 +767,15 @@ fn an_e2b_watcher_made_on_one_instance_is_polled_and_removed_on_another() {
             (api, sandbox)
         })
         .collect();
-    let session = runtime().block_on(async {
-        let session = cluster.client(0).create_session(&request()).await.unwrap();
-        let made = cluster
-            .client(0)
-            .exec(&session.id, &exec("mkdir -p /tmp/watched"))
-            .await
-            .unwrap();
-        assert_eq!(made.exit_code, Some(0));
-        session
-    });
+    // Runs `command` in the session through instance `index`; it must succeed.
+    let run = |index: usize, session: &str, command: &str| {
+        let ran = runtime().block_on(cluster.client(index).exec(session, &exec(command)));
+        assert_eq!(ran.unwrap().exit_code, Some(0), "{command}");
+    };
+    let session = runtime()
+        .block_on(cluster.client(0).create_session(&request()))
+        .unwrap();
+    run(0, &session.id, "mkdir -p /tmp/watched");
     let (status, sandbox) = request_json(
         ports[0].0,
         "GET",
@@ -799,14 +798,7 @@ fn an_e2b_watcher_made_on_one_instance_is_polled_and_removed_on_another() {
     assert_eq!(status, 200, "{created}; {}", cluster.logs());
     let watcher = created["watcherId"].as_str().unwrap().to_owned();
     let polled = format!(r#"{{"watcherId": "{watcher}"}}"#);
-    runtime().block_on(async {
-        let wrote = cluster
-            .client(1)
-            .exec(&session.id, &exec("echo x > /tmp/watched/news"))
-            .await
-            .unwrap();
-        assert_eq!(wrote.exit_code, Some(0));
-    });
+    run(1, &session.id, "echo x > /tmp/watched/news");
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();
     while !seen.iter().any(|e: &Value| e["name"] == "news") {

@@ -169,11 +169,7 @@ impl AgentClient {
         secret: &str,
         ack: &berth_proto::agent::JournalAck,
     ) -> Result<(), AgentError> {
-        let body = serde_json::to_vec(ack).map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        let request = hyper::Request::post("/journal/ack")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let request = json_request(hyper::Method::POST, "/journal/ack", ack)?;
         let acked = self.send_expecting_success(addr, secret, request);
         tokio::time::timeout(Duration::from_secs(2), acked)
             .await
@@ -273,11 +269,7 @@ impl AgentClient {
         secret: &str,
         env: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), AgentError> {
-        let body = serde_json::to_vec(env).map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        let request = hyper::Request::put("/env")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let request = json_request(hyper::Method::PUT, "/env", env)?;
         self.send_expecting_success(addr, secret, request).await
     }
 
@@ -308,6 +300,21 @@ pub fn directory_archive(seed: &std::path::Path) -> std::io::Result<Vec<u8>> {
     builder.follow_symlinks(false);
     builder.append_dir_all(".", dir)?;
     builder.into_inner()
+}
+
+/// A request to the agent with `value` as its JSON body.
+fn json_request(
+    method: hyper::Method,
+    path: &str,
+    value: &impl serde::Serialize,
+) -> Result<hyper::Request<Body>, AgentError> {
+    let body = serde_json::to_vec(value).map_err(|e| AgentError::Unreachable(e.to_string()))?;
+    hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .map_err(|e| AgentError::Unreachable(e.to_string()))
 }
 
 /// A successful answer's JSON body.
