@@ -737,6 +737,10 @@ pub struct DockerConfig {
     /// up to, so that its quota is spent on those alone and a busy session cannot take every
     /// core at once while its neighbours wait.
     pub pin_cpus: bool,
+    /// Keeps the control plane's threads off the cores pinned sessions keep busy, while other
+    /// cores are left: what it relays to a quiet session then never waits for a busy one's
+    /// time slice (`runtime::docker::cpu`).
+    pub steer_control_plane: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -1000,6 +1004,7 @@ impl Default for DockerConfig {
             log_max_size: "10m".to_owned(),
             sessions_per_network: MAX_SESSIONS_PER_NETWORK,
             pin_cpus: true,
+            steer_control_plane: true,
             child_network_pool: crate::networks::Cidr::new([10, 213, 0, 0].into(), 16)
                 .expect("a /16 with no host bits"),
         }

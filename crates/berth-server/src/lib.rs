@@ -410,6 +410,9 @@ pub async fn run(
              cluster.host_dir (docs/operations.md)"
         );
     }
+    // Sessions' use is read from this host's cgroups: with an engine elsewhere none is found,
+    // and the control plane stays on every core.
+    let mut steered = None;
     let runtime: Arc<dyn Runtime> = match config.runtime.kind {
         RuntimeKind::Docker => {
             let mut runtime = DockerRuntime::new(config.docker.clone(), networks.clone());
@@ -419,7 +422,11 @@ pub async fn run(
             if let Some(sockets) = &callback_sockets {
                 runtime = runtime.with_callback(sockets.clone());
             }
-            Arc::new(runtime)
+            let runtime = Arc::new(runtime);
+            if config.docker.pin_cpus && config.docker.steer_control_plane {
+                steered = Some(runtime.clone());
+            }
+            runtime
         }
         RuntimeKind::Swarm => {
             reach::relays_only();
@@ -448,6 +455,10 @@ pub async fn run(
     if let Some(sockets) = docker_sockets {
         let serving = app.serves_sockets(&config);
         app.serve_docker_api(sockets, store, runtime, serving);
+    }
+    if let Some(runtime) = steered {
+        app.background
+            .push(tokio::spawn(runtime.steer_control_plane()));
     }
     if let Some(firewall) = &firewall {
         let period = Duration::from_secs(config.firewall.check_interval_seconds);

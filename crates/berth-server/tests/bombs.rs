@@ -279,13 +279,38 @@ async fn measure_echo(echo: &mut Echo, hog: &str) -> (Duration, Duration, f64) {
     (p99(&mut quiet), p99(&mut loaded), cores)
 }
 
+/// The cores each thread of this process may run on.
+fn threads_cores() -> Vec<Vec<usize>> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let list = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+            Some(berth_server::runtime::parse_cpuset(list.trim()))
+        })
+        .collect()
+}
+
 #[tokio::test]
-#[ignore = "not held reliably on a 2-core host (docs/security.md): scripts/test runs it alone \
-            as a report, never a failure"]
+#[ignore = "times a neighbour against its quiet self, so the load is the hog's alone: \
+            scripts/test runs it after every other suite"]
 async fn a_cpu_hog_leaves_the_neighbours_terminal_echo_within_twice_its_quiet_p99() {
+    let at_start = threads_cores();
     // The harness's default template has `cpus = 0.5`: a quarter of this 2-core machine.
-    let (_guards, server, hog, neighbour) = case("default", "default", |_| {}).await;
+    let (_guards, server, hog, neighbour) = case("default", "default", |c| {
+        c.docker.steer_control_plane = true;
+    })
+    .await;
     let container = container_of(&server, &hog);
+    let hog_cores = berth_server::runtime::parse_cpuset(
+        inspect(&container)["HostConfig"]["CpusetCpus"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(!hog_cores.is_empty(), "the hog is pinned");
     server
         .client
         .start_process(
@@ -316,9 +341,29 @@ async fn a_cpu_hog_leaves_the_neighbours_terminal_echo_within_twice_its_quiet_p9
         "echo p99 under the hog is not under twice the quiet one: {attempts:?}"
     );
     eprintln!("echo p99 quiet and under the hog: {attempts:?}");
+    // What held it: the control plane (this process) keeps off the hog's core while it runs.
+    for cores in threads_cores() {
+        assert!(
+            !cores.is_empty() && cores.iter().all(|core| !hog_cores.contains(core)),
+            "a thread of the control plane may run on {cores:?}, the hog on {hog_cores:?}"
+        );
+    }
     drop(echo);
     delete(&server, &[&hog, &neighbour]).await;
     server.stop().await;
+    // Stopped, it gives its threads back the cores they had.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_cores()
+        .iter()
+        .any(|cores| !at_start.contains(cores))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the control plane's threads were not given their cores back: {:?}",
+            threads_cores()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -6,10 +6,11 @@ mod common;
 
 use berth_client::ClientError;
 use berth_proto::{
+    SessionState,
     docker::{DockerExec, DockerRun},
     process::{ExecResult, TerminalQuery},
 };
-use berth_server::config::{TemplateConfig, TemplateDockerConfig};
+use berth_server::config::{IdleConfig, TemplateConfig, TemplateDockerConfig};
 use std::time::Duration;
 
 use common::{ADMIN, Registry, Server, docker, inspect, read_until, session, sh};
@@ -1150,4 +1151,55 @@ async fn a_template_that_allows_pulls_pulls_its_base_images_and_nothing_else() {
     server.stop().await;
     // A pulled base image is the engine's, like any base image: the session's end leaves it.
     docker(&["rmi", &listed]).unwrap();
+}
+
+/// The idle policy counts a session's CPU use as work (`idle.busy_cpu_percent`), read from its
+/// cgroup: a session with Docker has one of its own (its containers' parent), the others
+/// their container's.
+#[tokio::test]
+async fn sessions_busy_with_their_cpu_are_kept_awake_and_an_idle_one_hibernates() {
+    let drowsy = |template: &TemplateConfig| TemplateConfig {
+        idle: IdleConfig {
+            timeout_seconds: 3,
+            warning_seconds: 1,
+            busy_cpu_percent: 10,
+            ..IdleConfig::default()
+        },
+        ..template.clone()
+    };
+    let server = docker_server_with(|config| {
+        let with_docker = drowsy(&config.templates["docker"]);
+        let plain = drowsy(&config.templates["default"]);
+        config.templates.insert("drowsy-docker".into(), with_docker);
+        config.templates.insert("drowsy".into(), plain);
+    })
+    .await;
+    let client = &server.client;
+    let busy_with_docker = session(&server, "drowsy-docker").await;
+    let busy = session(&server, "drowsy").await;
+    let idle = session(&server, "drowsy").await;
+    for id in [&busy_with_docker, &busy] {
+        client
+            .start_process(id, &sh("while :; do :; done"))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client.get_session(&idle).await.unwrap().state != SessionState::Hibernated {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session was not hibernated within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Well past their idle timeout too.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for id in [&busy_with_docker, &busy] {
+        let state = client.get_session(id).await.unwrap().state;
+        assert_eq!(state, SessionState::Running, "{id}");
+    }
+    for id in [&busy_with_docker, &busy, &idle] {
+        client.delete_session(id).await.unwrap();
+    }
+    server.stop().await;
 }

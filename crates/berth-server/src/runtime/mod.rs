@@ -350,6 +350,14 @@ pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// Docker API on the engine.
     async fn child_owners(&self) -> Result<BTreeSet<String>, RuntimeError>;
 
+    /// CPU time the session's processes have used so far (with its Docker containers where
+    /// they share its cgroup), read from the cgroups of this host: a file read, not an engine
+    /// call, so cheap enough to ask of every session each second. `None` where it cannot be
+    /// read (another cgroup layout, an engine on another host).
+    fn cpu_time(&self, _session_id: &str, _container_id: &str) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether a stopped container's first process was killed at its memory limit.
     async fn oom_killed(&self, container_id: &str) -> Result<bool, RuntimeError>;
 

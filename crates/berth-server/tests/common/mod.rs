@@ -43,6 +43,9 @@ impl Server {
         config.docker.instance = instance.clone();
         config.docker.network = "berth-test".into();
         config.lifecycle.reap_interval_ms = 200;
+        // The control plane moves the threads of its whole process, and a test process runs
+        // many servers at once: only the test of that steering turns it on.
+        config.docker.steer_control_plane = false;
         let tiny = TemplateConfig {
             image: TINY.into(),
             memory_mb: 64,

@@ -95,6 +95,17 @@ impl SessionBudgets {
         Ok(())
     }
 
+    /// CPU time the session and its children have used: the engine's `cgroupfs` driver makes
+    /// the session's cgroup in the `cpuacct` hierarchy too, as its containers' parent.
+    pub fn cpu_time(&self, session_id: &str) -> Option<std::time::Duration> {
+        crate::host::cpuacct_usage(&self.dir("cpuacct", session_id))
+    }
+
+    /// How many CPU periods the session (with its children) ran into its quota in.
+    pub fn cpu_throttles(&self, session_id: &str) -> Option<u64> {
+        crate::host::cpu_throttles(&self.dir("cpu", session_id))
+    }
+
     /// Removes the session's cgroup once nothing is in it: an empty cgroup is a directory the
     /// kernel lets go of with `rmdir`. One still in use stays, for the next removal or sweep.
     pub fn remove(&self, session_id: &str) {

@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 mod budget;
 mod children;
 mod compact;
+mod cpu;
 mod disk;
 mod homes;
 mod node;
@@ -324,6 +325,7 @@ impl DockerRuntime {
                 placement::Placement {
                     shard: (policy, shard.index),
                     cores,
+                    session: spec.session_id.clone(),
                 },
             );
             let cpuset = held.cpuset();
@@ -845,6 +847,10 @@ impl Runtime for DockerRuntime {
             }
         })
         .await
+    }
+
+    fn cpu_time(&self, session_id: &str, container_id: &str) -> Option<Duration> {
+        self.session_cpu_time(session_id, container_id)
     }
 
     async fn disk_used(&self, container_id: &str) -> Result<Option<u64>, RuntimeError> {

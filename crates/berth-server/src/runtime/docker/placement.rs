@@ -31,6 +31,8 @@ pub(super) struct Placement {
     pub shard: ShardKey,
     /// The cores it is pinned to; none when it may run on all of them.
     pub cores: Vec<usize>,
+    /// The session it was made for, whose cgroup counts its CPU time.
+    pub session: String,
 }
 
 impl Placement {
@@ -203,6 +205,15 @@ impl PlacementBook {
         }
     }
 
+    /// The containers pinned to some of the host's cores, with their placements.
+    pub fn pinned(&self) -> Vec<(String, Placement)> {
+        self.placed
+            .iter()
+            .filter(|(_, (placement, _))| !placement.cores.is_empty())
+            .map(|(id, (placement, _))| (id.clone(), placement.clone()))
+            .collect()
+    }
+
     #[cfg(test)]
     fn load(&self, key: ShardKey) -> usize {
         self.load.get(&key).copied().unwrap_or(0)
@@ -332,7 +343,20 @@ impl DockerRuntime {
                 .and_then(|labels| labels.get(labels::CPUSET))
                 .map(|list| parse_cpuset(list))
                 .unwrap_or_default();
-            Some((summary.id.clone()?, Placement { shard, cores }))
+            let session = summary
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(labels::SESSION))
+                .cloned()
+                .unwrap_or_default();
+            Some((
+                summary.id.clone()?,
+                Placement {
+                    shard,
+                    cores,
+                    session,
+                },
+            ))
         })
     }
 }
@@ -345,6 +369,7 @@ mod tests {
         Placement {
             shard,
             cores: Vec::new(),
+            session: String::new(),
         }
     }
 
@@ -403,6 +428,7 @@ mod tests {
             Placement {
                 shard: (0, 0),
                 cores: vec![0],
+                session: String::new(),
             },
         )]);
         book.cores_known(4);
@@ -418,10 +444,15 @@ mod tests {
         let placement = Placement {
             shard: (0, 0),
             cores: book.take_cores(3),
+            session: String::new(),
         };
         assert_eq!(placement.cores, [1, 2, 3]);
         assert_eq!(placement.cpuset(), "1,2,3");
         book.placed("three".into(), placement);
+        book.placed("unpinned".into(), on((0, 0)));
+        let mut pinned: Vec<String> = book.pinned().into_iter().map(|(id, _)| id).collect();
+        pinned.sort();
+        assert_eq!(pinned, ["found", "three"]);
         book.removed("three");
         book.removed("found");
         assert_eq!(book.core_load, [1, 1, 1, 1]);

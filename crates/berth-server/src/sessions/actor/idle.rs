@@ -192,7 +192,7 @@ impl Actor {
         if idle.busy_cpu_percent == 0 {
             return false;
         }
-        let Some(used) = crate::host::container_cpu_time(container) else {
+        let Some(used) = self.ctx.runtime.cpu_time(&record.id, container) else {
             return false;
         };
         let now = Instant::now();
