@@ -410,8 +410,8 @@ pub async fn run(
              cluster.host_dir (docs/operations.md)"
         );
     }
-    // Sessions' use is read from this host's cgroups: with an engine elsewhere none is found,
-    // and the control plane stays on every core.
+    // Sessions' use is read from this host's cgroups: only an engine of this host's has them.
+    let local_engine = engine_address(&config).starts_with("unix://");
     let mut steered = None;
     let runtime: Arc<dyn Runtime> = match config.runtime.kind {
         RuntimeKind::Docker => {
@@ -423,7 +423,7 @@ pub async fn run(
                 runtime = runtime.with_callback(sockets.clone());
             }
             let runtime = Arc::new(runtime);
-            if config.docker.pin_cpus && config.docker.steer_control_plane {
+            if local_engine && config.docker.pin_cpus && config.docker.steer_control_plane {
                 steered = Some(runtime.clone());
             }
             runtime

@@ -424,9 +424,5 @@ async fn the_warm_pool_serves_claims_and_survives_a_restart() {
         SessionState::Running
     );
     server.client.delete_session(&claimed.id).await.unwrap();
-    server.stop().await;
-    // The pool's containers belong to this test's instance; leave the engine clean.
-    for container in after {
-        let _ = docker(&["rm", "-f", &container]);
-    }
+    server.stop_and_remove_containers().await;
 }

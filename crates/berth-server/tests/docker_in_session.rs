@@ -1160,7 +1160,7 @@ async fn a_template_that_allows_pulls_pulls_its_base_images_and_nothing_else() {
 async fn sessions_busy_with_their_cpu_are_kept_awake_and_an_idle_one_hibernates() {
     let drowsy = |template: &TemplateConfig| TemplateConfig {
         idle: IdleConfig {
-            timeout_seconds: 3,
+            timeout_seconds: 5,
             warning_seconds: 1,
             busy_cpu_percent: 10,
             ..IdleConfig::default()
@@ -1175,15 +1175,18 @@ async fn sessions_busy_with_their_cpu_are_kept_awake_and_an_idle_one_hibernates(
     })
     .await;
     let client = &server.client;
-    let busy_with_docker = session(&server, "drowsy-docker").await;
-    let busy = session(&server, "drowsy").await;
-    let idle = session(&server, "drowsy").await;
-    for id in [&busy_with_docker, &busy] {
+    // Busy from their first moment (idleness counts from creation), and older than the idle
+    // one: had they been idle, they would sleep first.
+    let mut busy = Vec::new();
+    for template in ["drowsy-docker", "drowsy"] {
+        let id = session(&server, template).await;
         client
-            .start_process(id, &sh("while :; do :; done"))
+            .start_process(&id, &sh("while :; do :; done"))
             .await
             .unwrap();
+        busy.push(id);
     }
+    let idle = session(&server, "drowsy").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while client.get_session(&idle).await.unwrap().state != SessionState::Hibernated {
         assert!(
@@ -1192,13 +1195,13 @@ async fn sessions_busy_with_their_cpu_are_kept_awake_and_an_idle_one_hibernates(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Well past their idle timeout too.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    for id in [&busy_with_docker, &busy] {
+    // Past the idle one's moment, theirs came earlier still.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in &busy {
         let state = client.get_session(id).await.unwrap().state;
         assert_eq!(state, SessionState::Running, "{id}");
     }
-    for id in [&busy_with_docker, &busy, &idle] {
+    for id in busy.iter().chain([&idle]) {
         client.delete_session(id).await.unwrap();
     }
     server.stop().await;

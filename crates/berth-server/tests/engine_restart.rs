@@ -259,7 +259,7 @@ async fn sessions_survive_an_engine_restart_and_no_one_gets_a_dead_session() {
         },
     )
     .await;
-    server.stop().await;
+    server.stop_and_remove_containers().await;
 }
 
 /// Polls `check` every 200 ms until it gives a value, for at most `limit`.

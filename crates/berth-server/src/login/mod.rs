@@ -284,15 +284,8 @@ pub async fn take(store: &dyn Store, state: &str) -> Result<Pending, LoginError>
 pub async fn user_for(store: &dyn Store, identity: &Identity) -> Result<UserRecord, LoginError> {
     let identities = StateScope::Platform(IDENTITY_SCOPE.into());
     let key = format!("id:{}", identity.key);
-    if let Some(kept) = store.get_state(&identities, &key).await? {
-        let name: String = serde_json::from_str(&kept.value).unwrap_or_default();
-        if let Some(user) = store.user_by_name(&name).await? {
-            return if user.disabled {
-                Err(LoginError::Disabled)
-            } else {
-                Ok(user)
-            };
-        }
+    if let Some(user) = user_of_identity(store, &identities, &key).await? {
+        return signed_in(user);
     }
     let base = user_name_from(&identity.handle);
     let mut attempt = 1;
@@ -320,10 +313,19 @@ pub async fn user_for(store: &dyn Store, identity: &Identity) -> Result<UserReco
             Err(err) => return Err(err.into()),
         }
     };
+    // The identity is claimed once the user exists: a sign-in racing this one (two tabs) made
+    // a user too, and of the two claims one wins; the other's user goes again, unused.
     let name_json = serde_json::to_string(&user.name).unwrap_or_default();
-    store
-        .put_state(&identities, &key, &name_json, usize::MAX)
-        .await?;
+    if !store.insert_state(&identities, &key, &name_json).await? {
+        store.delete_user(&user.name).await?;
+        return match user_of_identity(store, &identities, &key).await? {
+            Some(winner) => signed_in(winner),
+            None => Err(LoginError::Store(StoreError::Conflict(format!(
+                "the identity {} was claimed by a user who is gone; sign in again",
+                identity.key
+            )))),
+        };
+    }
     let of_user = format!("of:{}", user.name);
     let keys = serde_json::to_string(&[&identity.key]).unwrap_or_default();
     store
@@ -335,6 +337,32 @@ pub async fn user_for(store: &dyn Store, identity: &Identity) -> Result<UserReco
         "a user signed in for the first time"
     );
     Ok(user)
+}
+
+/// The user an identity was given. A mapping to a user deleted since is forgotten, so that the
+/// identity can be given a new user (the old name stays retired).
+async fn user_of_identity(
+    store: &dyn Store,
+    identities: &StateScope,
+    key: &str,
+) -> Result<Option<UserRecord>, LoginError> {
+    let Some(kept) = store.get_state(identities, key).await? else {
+        return Ok(None);
+    };
+    let name: String = serde_json::from_str(&kept.value).unwrap_or_default();
+    let user = store.user_by_name(&name).await?;
+    if user.is_none() {
+        store.delete_state(identities, key).await?;
+    }
+    Ok(user)
+}
+
+fn signed_in(user: UserRecord) -> Result<UserRecord, LoginError> {
+    if user.disabled {
+        Err(LoginError::Disabled)
+    } else {
+        Ok(user)
+    }
 }
 
 /// Keeps a deleted user's name from being given again: their ended sessions, snapshots and
@@ -455,6 +483,34 @@ mod tests {
         assert_eq!(user_name_from("admin"), "user-admin");
         assert_eq!(user_name_from("..."), "user");
         assert_eq!(user_name_from(&"x".repeat(40)).len(), 32);
+    }
+
+    #[tokio::test]
+    async fn racing_first_sign_ins_of_one_identity_make_one_user() {
+        let store = crate::store::SqliteStore::in_memory().await.unwrap();
+        let identity = Identity {
+            key: "github:42".into(),
+            handle: "Ada".into(),
+        };
+        let racing = (0..8).map(|_| user_for(&store, &identity));
+        let signed_in: Vec<UserRecord> = futures_util::future::join_all(racing)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            signed_in.iter().all(|user| user.id == signed_in[0].id),
+            "{signed_in:?}"
+        );
+        let users = store.list_users().await.unwrap();
+        assert_eq!(users.len(), 1, "{users:?}");
+        assert_eq!(users[0].name, "ada");
+        // Deleted, the person signs in again as a new user, under another name.
+        assert!(store.delete_user("ada").await.unwrap());
+        retire_name(&store, "ada").await.unwrap();
+        let again = user_for(&store, &identity).await.unwrap();
+        assert_eq!(again.name, "ada-2");
+        assert_eq!(user_for(&store, &identity).await.unwrap().id, again.id);
     }
 
     #[test]

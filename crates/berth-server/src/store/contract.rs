@@ -350,6 +350,23 @@ async fn callback_state_is_kept_per_scope_within_its_limit(store: &dyn Store) {
         "bytes, not letters"
     );
 
+    // A claim: written once, refused after, the first value kept.
+    assert!(
+        store
+            .insert_state(&user, "claim", "\"first\"")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_state(&user, "claim", "\"second\"")
+            .await
+            .unwrap()
+    );
+    let claim = store.get_state(&user, "claim").await.unwrap().unwrap();
+    assert_eq!(claim.value, "\"first\"");
+    assert!(store.delete_state(&user, "claim").await.unwrap());
+
     assert!(store.delete_state(&session, "b").await.unwrap());
     assert!(!store.delete_state(&session, "b").await.unwrap());
     store.clear_state(&session).await.unwrap();

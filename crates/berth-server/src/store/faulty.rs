@@ -190,6 +190,16 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.put_state(scope, key, value, max_keys).await
     }
 
+    async fn insert_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.check_reachable()?;
+        self.inner.insert_state(scope, key, value).await
+    }
+
     async fn get_state(
         &self,
         scope: &StateScope,

@@ -507,6 +507,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         max_keys: usize,
     ) -> Result<bool, StoreError>;
 
+    /// Writes `key` of `scope` unless it is there; whether it wrote. Of two callers racing for
+    /// one key, one writes and the other is told `false`: a claim.
+    async fn insert_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError>;
+
     async fn get_state(
         &self,
         scope: &StateScope,

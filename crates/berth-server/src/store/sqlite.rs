@@ -580,6 +580,26 @@ impl Store for SqliteStore {
         Ok(written.rows_affected() > 0)
     }
 
+    async fn insert_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let written = sqlx::query(
+            "INSERT INTO callback_state (scope, key, value, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .bind(scope.key())
+        .bind(key)
+        .bind(value)
+        .bind(millis(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(written.rows_affected() > 0)
+    }
+
     async fn get_state(
         &self,
         scope: &StateScope,

@@ -104,6 +104,23 @@ impl Server {
         let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).unwrap();
         out.lines().map(str::to_owned).collect()
     }
+
+    /// Stops the server and removes what it left running (sessions, a warm pool): the engine
+    /// is shared with the suites after this one, some of which time what they see.
+    pub async fn stop_and_remove_containers(self) {
+        let instance = self.instance.clone();
+        self.stop().await;
+        remove_containers_of(&instance);
+    }
+}
+
+/// Removes every container of a Berth instance.
+pub fn remove_containers_of(instance: &str) {
+    let filter = format!("label=berth.instance={instance}");
+    let listed = docker(&["ps", "-aq", "--filter", &filter]).unwrap_or_default();
+    for container in listed.lines() {
+        let _ = docker(&["rm", "-f", container]);
+    }
 }
 
 /// A port nothing listens on now: for listeners a test's server binds itself.

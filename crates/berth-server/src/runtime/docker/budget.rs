@@ -12,9 +12,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// Where the host's cgroup hierarchies are mounted.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
 /// The CPU period the quota is a share of, as the engine uses for `--cpus`.
 const CPU_PERIOD_US: i64 = 100_000;
 
@@ -98,32 +95,55 @@ impl SessionBudgets {
     /// CPU time the session and its children have used: the engine's `cgroupfs` driver makes
     /// the session's cgroup in the `cpuacct` hierarchy too, as its containers' parent.
     pub fn cpu_time(&self, session_id: &str) -> Option<std::time::Duration> {
-        crate::host::cpuacct_usage(&self.dir("cpuacct", session_id))
+        crate::host::cpu_time(&self.dir("cpuacct", session_id))
     }
 
-    /// How many CPU periods the session (with its children) ran into its quota in.
+    /// How many CPU periods the session's cgroup ran into its quota in.
     pub fn cpu_throttles(&self, session_id: &str) -> Option<u64> {
         crate::host::cpu_throttles(&self.dir("cpu", session_id))
+    }
+
+    /// How many CPU periods the session's own container ran into its quota in (its own, of
+    /// the session's size).
+    pub fn container_cpu_throttles(&self, session_id: &str, container_id: &str) -> Option<u64> {
+        crate::host::cpu_throttles(&self.dir("cpu", session_id).join(container_id))
     }
 
     /// Removes the session's cgroup once nothing is in it: an empty cgroup is a directory the
     /// kernel lets go of with `rmdir`. One still in use stays, for the next removal or sweep.
     pub fn remove(&self, session_id: &str) {
-        for controller in ["memory", "cpu", "pids"] {
-            let _ = std::fs::remove_dir(self.dir(controller, session_id));
+        for instance in self.instance_dirs() {
+            let _ = std::fs::remove_dir(instance.join(session_id));
         }
     }
 
     /// The sessions with a cgroup here, for the sweep.
     pub fn sessions(&self) -> Vec<String> {
-        std::fs::read_dir(self.root.join("memory").join("berth").join(&self.instance))
-            .into_iter()
-            .flatten()
+        let mut sessions: Vec<String> = self
+            .instance_dirs()
+            .iter()
+            .flat_map(|instance| std::fs::read_dir(instance).into_iter().flatten())
             .filter_map(|entry| {
                 let entry = entry.ok()?;
                 entry.file_type().ok()?.is_dir().then_some(())?;
                 entry.file_name().into_string().ok()
             })
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions
+    }
+
+    /// This installation's directory in every hierarchy: the engine's `cgroupfs` driver makes a
+    /// session's cgroup in each (`cpuacct`, `blkio`, `freezer`...), not only in those whose
+    /// limits are set here, and each is removed with the session.
+    fn instance_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|hierarchy| hierarchy.path().join("berth").join(&self.instance))
+            .filter(|dir| dir.is_dir())
             .collect()
     }
 }

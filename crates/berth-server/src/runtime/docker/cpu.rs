@@ -1,5 +1,5 @@
 //! Sessions' CPU use, read from their cgroups, and what the control plane does with it: it
-//! keeps its own threads off the cores of sessions that run into their CPU limit
+//! keeps its own threads off the cores of sessions that take all the CPU they may
 //! (`docker.steer_control_plane`).
 //!
 //! Pinning (`docker.pin_cpus`) keeps a busy session's threads on cores of their own, but a
@@ -8,15 +8,16 @@
 //! wait out the busy session's time slices. On two cores that took a neighbour's terminal echo
 //! p99 past twice its quiet value; kept off the busy core, it stays under (docs/security.md).
 //!
-//! A session is busy when it runs into its CPU quota: the kernel counts the periods it was
-//! throttled in. That tells a program that would take every cycle it can get (a build, a
-//! miner, a loop) from one that works hard in bursts and sleeps between (a terminal flooded
-//! with keystrokes), which only the first harms its core's other threads. Every [`TICK`] each
-//! pinned session's count is read; the cores of one throttled since count as busy for
-//! [`HOLD`] after, so that a session busy in bursts does not draw the control plane to and fro.
-//! The threads keep to the other cores, unless none is left or the control plane would need
-//! more than [`OWN_SHARE`] of them: it serves every session, and a core it saturates would slow
-//! them all.
+//! A session is busy when it wants more CPU than it gets: it ran into its quota (the kernel
+//! counts the periods it was throttled in), or it used nearly all of the cores it is pinned to
+//! ([`FULL`]; a session of `cpus = 1` on one core is never throttled, however hard it loops).
+//! That tells a program that takes every cycle it can get (a build, a miner, a loop) from one
+//! that works in bursts and sleeps between (a terminal flooded with keystrokes used a quarter
+//! of its core), and only the first makes its core's other threads wait. Every [`TICK`] each
+//! pinned session is read; the cores of a busy one count as busy for [`HOLD`] after, so that a
+//! session busy in bursts does not draw the control plane to and fro. The threads keep to the
+//! other cores, unless none is left or the control plane would need more than [`OWN_SHARE`] of
+//! them: it serves every session, and a core it saturates would slow them all.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -32,8 +33,11 @@ use rustix::{
 
 use super::DockerRuntime;
 
-/// How often sessions are looked at: one small file read per pinned session.
+/// How often sessions are looked at: a few small files read per pinned session.
 const TICK: Duration = Duration::from_millis(500);
+
+/// The share of its cores a session uses over a tick that makes it busy, throttled or not.
+const FULL: f64 = 0.8;
 
 /// How long a core stays busy after it was last seen so, and the control plane on every core
 /// after it last needed them.
@@ -42,6 +46,15 @@ const HOLD: Duration = Duration::from_secs(10);
 /// The most of the cores it keeps to that the control plane may use (its own CPU time over a
 /// tick) before it takes every core again.
 const OWN_SHARE: f64 = 0.75;
+
+/// A session's CPU counters, as its cgroups keep them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CpuSample {
+    /// CPU time used so far.
+    used: Duration,
+    /// Periods it ran into its quota in so far.
+    throttles: u64,
+}
 
 impl DockerRuntime {
     /// CPU time the session has used: its cgroup's, which holds its children too, where sessions
@@ -56,12 +69,23 @@ impl DockerRuntime {
             .or_else(|| crate::host::container_cpu_time(container_id))
     }
 
-    /// How many CPU periods the session ran into its quota in, counted as
-    /// [`Self::session_cpu_time`] counts its time.
-    fn session_cpu_throttles(&self, session_id: &str, container_id: &str) -> Option<u64> {
-        self.budgets_of(session_id)
-            .and_then(|budgets| budgets.cpu_throttles(session_id))
-            .or_else(|| crate::host::container_cpu_throttles(container_id))
+    /// The session's counters, read as [`Self::session_cpu_time`] reads its time. Under a
+    /// session's cgroup its container has a quota of its own, of the same size: whichever of
+    /// the two the kernel throttles counts.
+    fn session_cpu_sample(&self, session_id: &str, container_id: &str) -> Option<CpuSample> {
+        if let Some(budgets) = self.budgets_of(session_id)
+            && let Some(used) = budgets.cpu_time(session_id)
+        {
+            let throttles = budgets.cpu_throttles(session_id).unwrap_or(0)
+                + budgets
+                    .container_cpu_throttles(session_id, container_id)
+                    .unwrap_or(0);
+            return Some(CpuSample { used, throttles });
+        }
+        Some(CpuSample {
+            used: crate::host::container_cpu_time(container_id)?,
+            throttles: crate::host::container_cpu_throttles(container_id).unwrap_or(0),
+        })
     }
 
     /// The session budgets, once the first create looked for them (without waiting for it),
@@ -73,9 +97,8 @@ impl DockerRuntime {
         self.budgets.get().and_then(Option::as_ref)
     }
 
-    /// Keeps the control plane's threads off the cores of sessions that run into their CPU
-    /// limit, for as long as the returned future runs; dropped, it gives them back every core
-    /// they had.
+    /// Keeps the control plane's threads off the cores of busy sessions for as long as the
+    /// returned future runs; dropped, it gives them back every core they had.
     pub async fn steer_control_plane(self: Arc<Self>) {
         let mut threads = match Threads::new() {
             Ok(threads) => threads,
@@ -87,9 +110,12 @@ impl DockerRuntime {
                 return;
             }
         };
-        let mut steering = Steering::new(threads.allowed.clone(), Instant::now());
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // The first tick is at once: its own CPU time is measured from there, over a whole tick.
+        tick.tick().await;
+        let mut steering = Steering::new(threads.allowed.clone(), Instant::now());
+        let mut unreadable_told = false;
         loop {
             tick.tick().await;
             let pinned = self.placements().pinned();
@@ -98,19 +124,29 @@ impl DockerRuntime {
                 pinned
                     .into_iter()
                     .map(|(container, placement)| {
-                        let throttles =
-                            runtime.session_cpu_throttles(&placement.session, &container);
-                        (container, placement.cores, throttles)
+                        let sample = runtime.session_cpu_sample(&placement.session, &container);
+                        (container, placement.cores, sample)
                     })
                     .collect::<Vec<_>>()
             })
             .await;
             let Ok(readings) = read else { continue };
+            if !unreadable_told
+                && !readings.is_empty()
+                && readings.iter().all(|(_, _, sample)| sample.is_none())
+            {
+                unreadable_told = true;
+                tracing::warn!(
+                    "no pinned session's CPU can be read from this host's cgroups (another \
+                     layout, or the engine on another host): the control plane is not kept off \
+                     busy cores (docker.steer_control_plane)"
+                );
+            }
             let chosen = steering.observe(readings, Instant::now(), own_cpu_time());
             if let Err(err) = threads.keep_to(chosen) {
                 tracing::warn!(
-                    "the control plane's threads cannot be moved ({err}): they stay on every \
-                     core (docker.steer_control_plane)"
+                    "the control plane's threads cannot be moved ({err}): they are given every \
+                     core back and stay there (docker.steer_control_plane)"
                 );
                 return;
             }
@@ -118,15 +154,15 @@ impl DockerRuntime {
     }
 }
 
-/// One tick's reading of a pinned container: its id, its cores, and its throttle count (none
-/// where its cgroup cannot be read).
-type Reading = (String, Vec<usize>, Option<u64>);
+/// One tick's reading of a pinned container: its id, its cores, and its counters (none where
+/// its cgroups cannot be read).
+type Reading = (String, Vec<usize>, Option<CpuSample>);
 
 /// What the steering remembers between ticks.
 struct Steering {
     choice: CoreChoice,
-    /// Each pinned container's throttle count at the last tick.
-    throttles: HashMap<String, u64>,
+    /// Each pinned container's counters at the last tick.
+    samples: HashMap<String, CpuSample>,
     /// The control plane's own CPU time at the last tick.
     own: Duration,
     at: Instant,
@@ -136,7 +172,7 @@ impl Steering {
     fn new(allowed: Vec<usize>, now: Instant) -> Self {
         Self {
             choice: CoreChoice::new(allowed),
-            throttles: HashMap::new(),
+            samples: HashMap::new(),
             own: own_cpu_time(),
             at: now,
         }
@@ -145,29 +181,26 @@ impl Steering {
     /// Takes in one tick's readings and the control plane's own CPU time; answers the cores
     /// the control plane should keep to.
     fn observe(&mut self, readings: Vec<Reading>, now: Instant, own: Duration) -> Vec<usize> {
-        let wall = now.duration_since(self.at).as_secs_f64();
+        // A tick comes no sooner than a tick after the last; the floor only keeps the
+        // arithmetic finite.
+        let wall = now.duration_since(self.at).as_secs_f64().max(0.001);
         self.at = now;
         let mut busy = HashSet::new();
-        let mut throttles = HashMap::with_capacity(readings.len());
-        for (container, cores, reading) in readings {
-            let Some(reading) = reading else { continue };
-            // A container's first reading is where its count starts: throttled an hour ago is
-            // not busy now.
-            if self
-                .throttles
-                .get(&container)
-                .is_some_and(|&before| reading > before)
-            {
-                busy.extend(cores);
+        let mut samples = HashMap::with_capacity(readings.len());
+        for (container, cores, sample) in readings {
+            let Some(sample) = sample else { continue };
+            // A container's first reading is where it is measured from: throttled an hour ago
+            // is not busy now.
+            if let Some(before) = self.samples.get(&container) {
+                let used = sample.used.saturating_sub(before.used).as_secs_f64() / wall;
+                if sample.throttles > before.throttles || used >= FULL * cores.len() as f64 {
+                    busy.extend(cores);
+                }
             }
-            throttles.insert(container, reading);
+            samples.insert(container, sample);
         }
-        self.throttles = throttles;
-        let own_cores = if wall > 0.0 {
-            own.saturating_sub(self.own).as_secs_f64() / wall
-        } else {
-            0.0
-        };
+        self.samples = samples;
+        let own_cores = own.saturating_sub(self.own).as_secs_f64() / wall;
         self.own = own;
         self.choice.choose(&busy, own_cores, now)
     }
@@ -177,7 +210,11 @@ impl Steering {
 struct Threads {
     /// What they had at the start.
     allowed: Vec<usize>,
+    /// What they were last put on.
     current: Vec<usize>,
+    /// Whether some thread may be off `allowed`: a move was begun (even one that failed
+    /// midway) and no whole move back has ended since.
+    moved: bool,
 }
 
 impl Threads {
@@ -189,13 +226,16 @@ impl Threads {
         Ok(Self {
             current: allowed.clone(),
             allowed,
+            moved: false,
         })
     }
 
     fn keep_to(&mut self, cores: Vec<usize>) -> Result<(), Errno> {
-        // While kept to some, each tick moves the threads made since too.
-        if cores != self.current || cores != self.allowed {
+        // While kept to some cores, each tick moves the threads made since too.
+        if cores != self.allowed || self.moved {
+            self.moved = true;
             run_on(&cores)?;
+            self.moved = cores != self.allowed;
         }
         if cores != self.current {
             if cores == self.allowed {
@@ -203,7 +243,7 @@ impl Threads {
             } else {
                 tracing::info!(
                     ?cores,
-                    "the control plane keeps off cores sessions keep busy"
+                    "the control plane keeps off cores busy sessions hold"
                 );
             }
             self.current = cores;
@@ -214,14 +254,16 @@ impl Threads {
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        if self.current != self.allowed {
-            let _ = run_on(&self.allowed);
+        if self.moved
+            && let Err(err) = run_on(&self.allowed)
+        {
+            tracing::warn!("the control plane's threads could not be given every core back: {err}");
         }
     }
 }
 
-/// Which cores the control plane keeps to, given what was used on each: the measuring and the
-/// moving stay outside, so this is tested with made-up loads and times.
+/// Which cores the control plane keeps to, given which are busy: the measuring and the moving
+/// stay outside, so this is tested with made-up cores and times.
 #[derive(Debug)]
 struct CoreChoice {
     /// The cores the process was given (an operator's `taskset`, its container's cpuset): it
@@ -242,8 +284,8 @@ impl CoreChoice {
         }
     }
 
-    /// `busy`: the cores of sessions throttled over the last tick; `own`: the control plane's
-    /// own use over it, in cores.
+    /// `busy`: the cores of sessions busy over the last tick; `own`: the control plane's own
+    /// use over it, in cores.
     fn choose(&mut self, busy: &HashSet<usize>, own: f64, now: Instant) -> Vec<usize> {
         for &core in busy {
             self.busy_until.insert(core, now + HOLD);
@@ -255,42 +297,61 @@ impl CoreChoice {
             .copied()
             .filter(|core| !self.busy_until.contains_key(core))
             .collect();
+        if kept.is_empty() {
+            return self.allowed.clone();
+        }
         if own > kept.len() as f64 * OWN_SHARE {
             self.own_busy_until = Some(now + HOLD);
         }
-        let own_busy = self.own_busy_until.is_some_and(|until| until > now);
-        if kept.is_empty() || own_busy {
+        if self.own_busy_until.is_some_and(|until| until > now) {
             return self.allowed.clone();
         }
         kept
     }
 }
 
-/// Puts every thread of this process on `cores`. Threads made later inherit the set of the
-/// thread that makes them.
+/// Puts every thread of this process on `cores`. A thread made later inherits the set of the
+/// thread that makes it, so one made during a pass by a thread not moved yet has the old set:
+/// passes go on until one finds no thread the others missed.
 fn run_on(cores: &[usize]) -> Result<(), Errno> {
+    const MOST_PASSES: usize = 4;
     let mut set = CpuSet::new();
     for &core in cores.iter().filter(|&&core| core < CpuSet::MAX_CPU) {
         set.set(core);
     }
-    let tasks = std::fs::read_dir("/proc/self/task")
-        .map_err(|err| Errno::from_io_error(&err).unwrap_or(Errno::IO))?;
-    for task in tasks.flatten() {
-        let Some(tid) = task
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse().ok())
-            .and_then(Pid::from_raw)
-        else {
-            continue;
-        };
-        match sched_setaffinity(Some(tid), &set) {
-            // A thread that ended meanwhile.
-            Ok(()) | Err(Errno::SRCH) => {}
-            Err(err) => return Err(err),
+    let mut moved = HashSet::new();
+    for _ in 0..MOST_PASSES {
+        let mut found = false;
+        for tid in thread_ids()? {
+            if !moved.insert(tid) {
+                continue;
+            }
+            found = true;
+            match sched_setaffinity(Some(tid), &set) {
+                // A thread that ended meanwhile.
+                Ok(()) | Err(Errno::SRCH) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if !found {
+            break;
         }
     }
     Ok(())
+}
+
+fn thread_ids() -> Result<Vec<Pid>, Errno> {
+    let tasks = std::fs::read_dir("/proc/self/task")
+        .map_err(|err| Errno::from_io_error(&err).unwrap_or(Errno::IO))?;
+    Ok(tasks
+        .flatten()
+        .filter_map(|task| {
+            task.file_name()
+                .to_str()
+                .and_then(|name| name.parse().ok())
+                .and_then(Pid::from_raw)
+        })
+        .collect())
 }
 
 /// CPU time this process has used, all threads together.
@@ -323,10 +384,15 @@ mod tests {
             choice.choose(&cores(&[]), 0.1, at(500) + HOLD),
             [0, 1, 2, 3]
         );
-        // Every core busy: nowhere better to go.
+        // Every core busy: nowhere better to go, and its own use is no reason to stay once
+        // one is free again.
         assert_eq!(
-            choice.choose(&cores(&[0, 1, 2, 3]), 0.1, at(20_000)),
+            choice.choose(&cores(&[0, 1, 2, 3]), 0.5, at(20_000)),
             [0, 1, 2, 3]
+        );
+        assert_eq!(
+            choice.choose(&cores(&[0, 1, 2]), 0.1, at(20_000) + HOLD),
+            [3]
         );
         // A control plane that needs more than it may of what it would keep takes every core,
         // and keeps them a while after.
@@ -340,34 +406,70 @@ mod tests {
     }
 
     #[test]
-    fn a_session_is_busy_when_throttled_since_the_last_tick() {
+    fn a_session_is_busy_when_throttled_or_using_nearly_all_its_cores() {
         let start = Instant::now();
         let second = Duration::from_secs(1);
-        let mut steering = Steering::new(vec![0, 1, 2], start);
-        let reading = |id: &str, cores: &[usize], throttles: u64| {
-            (id.to_owned(), cores.to_vec(), Some(throttles))
+        let mut steering = Steering::new(vec![0, 1, 2, 3], start);
+        let reading = |id: &str, cores: &[usize], used_ms: u64, throttles: u64| {
+            let used = Duration::from_millis(used_ms);
+            (
+                id.to_owned(),
+                cores.to_vec(),
+                Some(CpuSample { used, throttles }),
+            )
         };
-        // A container's first count is where it starts: one throttled long ago is not busy.
+        // A container's first reading is where it is measured from: one that ran and was
+        // throttled for an hour before is not busy for it.
         let chosen = steering.observe(
-            vec![reading("hog", &[0, 1], 500), reading("quiet", &[2], 0)],
+            vec![
+                reading("quota", &[0], 3_600_000, 500),
+                reading("whole-core", &[1], 3_600_000, 0),
+                reading("bursts", &[2], 0, 0),
+            ],
             start + second,
             steering.own,
         );
-        assert_eq!(chosen, [0, 1, 2]);
+        assert_eq!(chosen, [0, 1, 2, 3]);
+        // Throttled once, though it used little; 0.9 of its one core, never throttled; a
+        // quarter of a core in bursts is not busy, nor is a container that cannot be read.
         let chosen = steering.observe(
             vec![
-                reading("hog", &[0, 1], 505),
-                reading("quiet", &[2], 0),
-                ("unreadable".to_owned(), vec![2], None),
+                reading("quota", &[0], 3_600_100, 501),
+                reading("whole-core", &[1], 3_600_900, 0),
+                reading("bursts", &[2], 250, 0),
+                ("unreadable".to_owned(), vec![3], None),
             ],
             start + 2 * second,
             steering.own,
         );
+        assert_eq!(chosen, [2, 3]);
+        // Over two cores, 0.9 of a core is not all of them.
+        let mut steering = Steering::new(vec![0, 1, 2], start);
+        steering.observe(
+            vec![reading("two", &[0, 1], 0, 0)],
+            start + second,
+            steering.own,
+        );
+        let chosen = steering.observe(
+            vec![reading("two", &[0, 1], 900, 0)],
+            start + 2 * second,
+            steering.own,
+        );
+        assert_eq!(chosen, [0, 1, 2]);
+        // The control plane's own use counts too: past three quarters of what it would keep,
+        // it keeps every core.
+        let chosen = steering.observe(
+            vec![reading("two", &[0, 1], 2_900, 0)],
+            start + 3 * second,
+            steering.own,
+        );
         assert_eq!(chosen, [2]);
-        // The control plane's own use counts too: past three quarters of core 2, it keeps
-        // every core.
         let own = steering.own + Duration::from_millis(800);
-        let chosen = steering.observe(vec![reading("hog", &[0, 1], 505)], start + 3 * second, own);
+        let chosen = steering.observe(
+            vec![reading("two", &[0, 1], 4_900, 0)],
+            start + 4 * second,
+            own,
+        );
         assert_eq!(chosen, [0, 1, 2]);
     }
 }

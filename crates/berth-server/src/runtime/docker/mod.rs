@@ -206,7 +206,7 @@ impl DockerRuntime {
                 let budgets = (driver == "cgroupfs")
                     .then(|| {
                         budget::SessionBudgets::detect(
-                            Path::new(budget::CGROUP_ROOT),
+                            Path::new(crate::host::CGROUP_ROOT),
                             &self.config.instance,
                         )
                     })

@@ -184,7 +184,7 @@ impl Actor {
     }
 
     /// Whether the session's processes used more CPU than the template's threshold over about
-    /// the last minute, read from the container's cgroup on this host.
+    /// the last minute, read from its cgroups on this host (`Runtime::cpu_time`).
     fn cpu_busy(&mut self, record: &SessionRecord, idle: &IdleConfig) -> bool {
         let Some(container) = record.container_id.as_deref() else {
             return false;

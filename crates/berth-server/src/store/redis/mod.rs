@@ -615,6 +615,24 @@ impl Store for RedisStore {
         Ok(written == 1)
     }
 
+    async fn insert_state(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let entry = records::StateEntry::now(value).to_json()?;
+        let written: i64 = self
+            .query(
+                redis::cmd("HSETNX")
+                    .arg(keys::callback_state(scope))
+                    .arg(key)
+                    .arg(entry),
+            )
+            .await?;
+        Ok(written == 1)
+    }
+
     async fn get_state(
         &self,
         scope: &StateScope,
