@@ -44,18 +44,24 @@ fn cpu_throttles_under(root: &Path, container_id: &str) -> Option<u64> {
         .find_map(|dir| cpu_throttles(dir))
 }
 
-/// Where the engine puts a container's cgroup: under cgroup v1's `controller` hierarchy by its
-/// `cgroupfs` driver, or its `systemd` one; then the same under v2's one hierarchy. (Where cpu
-/// and cpuacct share a hierarchy, `cpu` and `cpuacct` are links to it.)
-fn container_dirs(root: &Path, controller: &str, container_id: &str) -> [PathBuf; 4] {
+/// Where the engine puts a container's cgroup: under cgroup v1's `controller` hierarchy (or
+/// the `cpu,cpuacct` one both controllers share, where no link names it by one) by its
+/// `cgroupfs` driver, or its `systemd` one; then the same under v2's one hierarchy.
+fn container_dirs(root: &Path, controller: &str, container_id: &str) -> Vec<PathBuf> {
     let scope = format!("docker-{container_id}.scope");
-    let v1 = root.join(controller);
     [
-        v1.join("docker").join(container_id),
-        v1.join("system.slice").join(&scope),
-        root.join("docker").join(container_id),
-        root.join("system.slice").join(&scope),
+        root.join(controller),
+        root.join("cpu,cpuacct"),
+        root.to_owned(),
     ]
+    .into_iter()
+    .flat_map(|hierarchy| {
+        [
+            hierarchy.join("docker").join(container_id),
+            hierarchy.join("system.slice").join(&scope),
+        ]
+    })
+    .collect()
 }
 
 /// CPU time a cgroup's tasks and its children's have used: v1's `cpuacct.usage`, or
@@ -121,6 +127,14 @@ mod tests {
         assert_eq!(cpu_throttles_under(root, "a"), Some(3));
         assert_eq!(cpu_time_under(root, "b"), Some(Duration::from_micros(2)));
         assert_eq!(cpu_throttles_under(root, "b"), Some(0));
+        // Co-mounted, with no `cpu` or `cpuacct` link to the shared hierarchy.
+        write(root.join("cpu,cpuacct/docker/e/cpuacct.usage"), "7000");
+        write(
+            root.join("cpu,cpuacct/docker/e/cpu.stat"),
+            "nr_throttled 4\n",
+        );
+        assert_eq!(cpu_time_under(root, "e"), Some(Duration::from_micros(7)));
+        assert_eq!(cpu_throttles_under(root, "e"), Some(4));
         assert_eq!(cpu_time_under(root, "c"), None);
         assert_eq!(cpu_throttles_under(root, "c"), None);
 
@@ -134,7 +148,7 @@ mod tests {
             assert_eq!(cpu_time_under(root, id), Some(Duration::from_micros(250)));
             assert_eq!(cpu_throttles_under(root, id), Some(7));
         }
-        // A key is a whole word: `usage_usec` is not `user_usec`'s prefix match, nor the reverse.
+        // A key is a whole word: a longer key that begins with it is another.
         assert_eq!(
             stat_value("usage_usec_x 1\nusage_usec 2", "usage_usec"),
             Some(2)

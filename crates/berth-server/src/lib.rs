@@ -411,7 +411,7 @@ pub async fn run(
         );
     }
     // Sessions' use is read from this host's cgroups: only an engine of this host's has them.
-    let local_engine = engine_address(&config).starts_with("unix://");
+    let local_engine = engine_is_local(&config);
     let mut steered = None;
     let runtime: Arc<dyn Runtime> = match config.runtime.kind {
         RuntimeKind::Docker => {
@@ -534,7 +534,7 @@ pub fn docker_sockets(
 /// The sessions' callback sockets (`callback`), with `[callback] enabled` where sessions run
 /// on this host's engine: the socket directories are mounted from this host.
 fn callback_sockets(config: &Config, admin_token: &str) -> Option<callback::CallbackSockets> {
-    let local_engine = engine_address(config).starts_with("unix://");
+    let local_engine = engine_is_local(config);
     if !config.callback.enabled || config.runtime.kind != RuntimeKind::Docker || !local_engine {
         return None;
     }
@@ -554,6 +554,12 @@ fn engine_address(config: &Config) -> String {
         .clone()
         .or_else(|| std::env::var("DOCKER_HOST").ok())
         .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// Whether the engine is this host's (its unix socket): only then are its containers' cgroups
+/// and socket mounts this host's too.
+fn engine_is_local(config: &Config) -> bool {
+    engine_address(config).starts_with("unix://")
 }
 
 /// Where the sessions' Docker API sockets live, one directory each.
@@ -577,7 +583,8 @@ fn docker_api_engine(config: &Config) -> Result<Option<docker_api::Engine>, Conf
         .map(Some)
         .ok_or_else(|| {
             ConfigError::Invalid(format!(
-                "template {name:?} has docker.enabled, which needs the engine on this host's unix                  socket (docker.host = \"unix:///var/run/docker.sock\"), not {address}"
+                "template {name:?} has docker.enabled, which needs the engine on this host's unix \
+                 socket (docker.host = \"unix:///var/run/docker.sock\"), not {address}"
             ))
         })
 }

@@ -327,6 +327,14 @@ async fn a_cpu_hog_leaves_the_neighbours_terminal_echo_within_twice_its_quiet_p9
         let before = cpu_used(&container);
         let (mut loaded, spent) = echoes_for(&mut echo, SPAN).await;
         let cores = (cpu_used(&container) - before) as f64 / spent.as_nanos() as f64;
+        // And it stayed off all along (its own use, this test's echoes in it, never made it
+        // take every core back).
+        for cores in threads_cores() {
+            assert!(
+                cores.iter().all(|core| !hog_cores.contains(core)),
+                "the control plane came back to the hog's core during the loaded span: {cores:?}"
+            );
+        }
         // The hog really ran, and within its quota (CFS periods make it a little uneven).
         assert!(
             (0.2..=0.6).contains(&cores),
@@ -346,6 +354,13 @@ async fn a_cpu_hog_leaves_the_neighbours_terminal_echo_within_twice_its_quiet_p9
     );
     drop(echo);
     delete(&server, &[&hog, &neighbour]).await;
+    // Still kept off (a core stays busy for a while), so what follows is the stop's doing.
+    assert!(
+        threads_cores()
+            .iter()
+            .any(|cores| !at_start.contains(cores)),
+        "the control plane was back on every core before it stopped"
+    );
     server.stop().await;
     // Stopped, it gives its threads back the cores they had.
     until_threads(

@@ -284,12 +284,40 @@ pub async fn take(store: &dyn Store, state: &str) -> Result<Pending, LoginError>
 pub async fn user_for(store: &dyn Store, identity: &Identity) -> Result<UserRecord, LoginError> {
     let identities = StateScope::Platform(IDENTITY_SCOPE.into());
     let key = format!("id:{}", identity.key);
-    if let Some(user) = user_of_identity(store, &identities, &key).await? {
-        return signed_in(user);
+    // A sign-in that lost the claim finds the winner's user on its next round; one deleted
+    // in between (by an admin, at that moment) is why there are rounds at all.
+    for _ in 0..3 {
+        if let Some(user) = user_of_identity(store, &identities, &key).await? {
+            return signed_in(user);
+        }
+        let user = new_user(store, &identity.handle).await?;
+        // The identity is claimed once the user exists: a sign-in racing this one (two tabs)
+        // made a user too, and of the two claims one wins; the other's user goes again, unused.
+        let name_json = serde_json::to_string(&user.name).unwrap_or_default();
+        if !store.insert_state(&identities, &key, &name_json).await? {
+            store.delete_user(&user.name).await?;
+            continue;
+        }
+        let of_user = format!("of:{}", user.name);
+        let keys = serde_json::to_string(&[&identity.key]).unwrap_or_default();
+        store
+            .put_state(&identities, &of_user, &keys, usize::MAX)
+            .await?;
+        tracing::info!(
+            user = user.name,
+            identity = identity.key,
+            "a user signed in for the first time"
+        );
+        return Ok(user);
     }
-    let base = user_name_from(&identity.handle);
+    Err(LoginError::Busy)
+}
+
+/// A new user named after `handle`, under the first name neither taken nor retired.
+async fn new_user(store: &dyn Store, handle: &str) -> Result<UserRecord, LoginError> {
+    let base = user_name_from(handle);
     let mut attempt = 1;
-    let user = loop {
+    loop {
         let name = match attempt {
             1 => base.clone(),
             n => format!("{}-{n}", &base[..base.len().min(28)]),
@@ -308,39 +336,16 @@ pub async fn user_for(store: &dyn Store, identity: &Identity) -> Result<UserReco
             disabled: false,
         };
         match store.insert_user(&user).await {
-            Ok(()) => break user,
+            Ok(()) => return Ok(user),
             Err(StoreError::Conflict(_)) if attempt < 50 => attempt += 1,
             Err(err) => return Err(err.into()),
         }
-    };
-    // The identity is claimed once the user exists: a sign-in racing this one (two tabs) made
-    // a user too, and of the two claims one wins; the other's user goes again, unused.
-    let name_json = serde_json::to_string(&user.name).unwrap_or_default();
-    if !store.insert_state(&identities, &key, &name_json).await? {
-        store.delete_user(&user.name).await?;
-        return match user_of_identity(store, &identities, &key).await? {
-            Some(winner) => signed_in(winner),
-            None => Err(LoginError::Store(StoreError::Conflict(format!(
-                "the identity {} was claimed by a user who is gone; sign in again",
-                identity.key
-            )))),
-        };
     }
-    let of_user = format!("of:{}", user.name);
-    let keys = serde_json::to_string(&[&identity.key]).unwrap_or_default();
-    store
-        .put_state(&identities, &of_user, &keys, usize::MAX)
-        .await?;
-    tracing::info!(
-        user = user.name,
-        identity = identity.key,
-        "a user signed in for the first time"
-    );
-    Ok(user)
 }
 
-/// The user an identity was given. A mapping to a user deleted since is forgotten, so that the
-/// identity can be given a new user (the old name stays retired).
+/// The user an identity was given. A claim of a user deleted since is let go, so that the
+/// identity can be given a new user (the old name stays retired); only that claim, not one a
+/// racing sign-in made meanwhile.
 async fn user_of_identity(
     store: &dyn Store,
     identities: &StateScope,
@@ -352,7 +357,7 @@ async fn user_of_identity(
     let name: String = serde_json::from_str(&kept.value).unwrap_or_default();
     let user = store.user_by_name(&name).await?;
     if user.is_none() {
-        store.delete_state(identities, key).await?;
+        store.delete_state_if(identities, key, &kept.value).await?;
     }
     Ok(user)
 }
@@ -505,12 +510,21 @@ mod tests {
         let users = store.list_users().await.unwrap();
         assert_eq!(users.len(), 1, "{users:?}");
         assert_eq!(users[0].name, "ada");
-        // Deleted, the person signs in again as a new user, under another name.
+        // Deleted, the person signs in again as one new user, under another name, however many
+        // sign-ins race to let go of the old claim.
         assert!(store.delete_user("ada").await.unwrap());
         retire_name(&store, "ada").await.unwrap();
-        let again = user_for(&store, &identity).await.unwrap();
-        assert_eq!(again.name, "ada-2");
-        assert_eq!(user_for(&store, &identity).await.unwrap().id, again.id);
+        let racing = (0..8).map(|_| user_for(&store, &identity));
+        let again: Vec<UserRecord> = futures_util::future::join_all(racing)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(again.iter().all(|user| user.id == again[0].id), "{again:?}");
+        let users = store.list_users().await.unwrap();
+        assert_eq!(users.len(), 1, "{users:?}");
+        assert_eq!(users[0].name, "ada-2");
+        assert_eq!(user_for(&store, &identity).await.unwrap().id, again[0].id);
     }
 
     #[test]

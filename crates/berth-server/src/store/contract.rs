@@ -365,7 +365,26 @@ async fn callback_state_is_kept_per_scope_within_its_limit(store: &dyn Store) {
     );
     let claim = store.get_state(&user, "claim").await.unwrap().unwrap();
     assert_eq!(claim.value, "\"first\"");
-    assert!(store.delete_state(&user, "claim").await.unwrap());
+    // Let go of only while it is still the claim one read.
+    assert!(
+        !store
+            .delete_state_if(&user, "claim", "\"second\"")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_state_if(&user, "claim", "\"first\"")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_state(&user, "claim").await.unwrap(), None);
+    assert!(
+        !store
+            .delete_state_if(&user, "claim", "\"first\"")
+            .await
+            .unwrap()
+    );
 
     assert!(store.delete_state(&session, "b").await.unwrap());
     assert!(!store.delete_state(&session, "b").await.unwrap());

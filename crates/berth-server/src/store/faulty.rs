@@ -214,6 +214,16 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.delete_state(scope, key).await
     }
 
+    async fn delete_state_if(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.check_reachable()?;
+        self.inner.delete_state_if(scope, key, value).await
+    }
+
     async fn list_state(
         &self,
         scope: &StateScope,

@@ -525,6 +525,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Whether it was there.
     async fn delete_state(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError>;
 
+    /// Deletes `key` of `scope` only while it holds `value`; whether it did. Lets go of a
+    /// claim without taking one another caller made since.
+    async fn delete_state_if(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Every key of `scope` in key order, with its value's size.
     async fn list_state(
         &self,

@@ -631,6 +631,23 @@ impl Store for SqliteStore {
         Ok(deleted.rows_affected() > 0)
     }
 
+    async fn delete_state_if(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted =
+            sqlx::query("DELETE FROM callback_state WHERE scope = ? AND key = ? AND value = ?")
+                .bind(scope.key())
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
     async fn list_state(
         &self,
         scope: &StateScope,

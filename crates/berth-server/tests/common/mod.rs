@@ -100,9 +100,7 @@ impl Server {
     }
 
     pub fn containers(&self) -> Vec<String> {
-        let filter = format!("label=berth.instance={}", self.instance);
-        let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).unwrap();
-        out.lines().map(str::to_owned).collect()
+        containers_of(&self.instance).unwrap()
     }
 
     /// Stops the server and removes what it left running (sessions, a warm pool): the engine
@@ -114,12 +112,18 @@ impl Server {
     }
 }
 
-/// Removes every container of a Berth instance.
-pub fn remove_containers_of(instance: &str) {
+/// Every container of a Berth instance, running or not.
+pub fn containers_of(instance: &str) -> Result<Vec<String>, String> {
     let filter = format!("label=berth.instance={instance}");
-    let listed = docker(&["ps", "-aq", "--filter", &filter]).unwrap_or_default();
-    for container in listed.lines() {
-        let _ = docker(&["rm", "-f", container]);
+    let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter])?;
+    Ok(out.lines().map(str::to_owned).collect())
+}
+
+/// Removes every container of a Berth instance (as far as the engine answers: it runs in
+/// drops, which must not panic).
+pub fn remove_containers_of(instance: &str) {
+    for container in containers_of(instance).unwrap_or_default() {
+        let _ = docker(&["rm", "-f", &container]);
     }
 }
 

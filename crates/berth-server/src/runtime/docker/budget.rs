@@ -184,9 +184,18 @@ mod tests {
         assert_eq!(read("pids/berth/s1/pids.max"), "256");
         assert_eq!(budgets.parent("s1"), "/berth/test_1/s1");
         assert_eq!(budgets.sessions(), ["s1"]);
+        // The engine makes a session's cgroup in hierarchies whose limits are not set here
+        // too, where only it may be left; a file beside the hierarchies is none.
+        std::fs::create_dir_all(root.path().join("cpuacct/berth/test_1/s1")).unwrap();
+        std::fs::create_dir_all(root.path().join("freezer/berth/test_1/s2")).unwrap();
+        std::fs::write(root.path().join("cgroup.procs"), "").unwrap();
+        assert_eq!(budgets.sessions(), ["s1", "s2"]);
         // Another installation's sessions are not this one's.
-        let other = SessionBudgets::detect(root.path(), "other");
-        assert!(other.is_none_or(|o| o.sessions().is_empty()));
+        let other = SessionBudgets {
+            root: root.path().to_owned(),
+            instance: "other".into(),
+        };
+        assert!(other.sessions().is_empty());
 
         // The kernel's empty cgroup is an empty directory; the fake's holds the files.
         for controller in ["memory", "cpu", "pids"] {
@@ -196,7 +205,9 @@ mod tests {
             }
         }
         budgets.remove("s1");
+        budgets.remove("s2");
         assert!(budgets.sessions().is_empty());
+        assert!(!root.path().join("cpuacct/berth/test_1/s1").exists());
     }
 
     #[test]

@@ -43,6 +43,9 @@ const FULL: f64 = 0.8;
 /// after it last needed them.
 const HOLD: Duration = Duration::from_secs(10);
 
+/// Ticks in a row with no pinned session readable before the log is told.
+const UNREADABLE_TICKS: u32 = 20;
+
 /// The most of the cores it keeps to that the control plane may use (its own CPU time over a
 /// tick) before it takes every core again.
 const OWN_SHARE: f64 = 0.75;
@@ -115,34 +118,40 @@ impl DockerRuntime {
         // The first tick is at once: its own CPU time is measured from there, over a whole tick.
         tick.tick().await;
         let mut steering = Steering::new(threads.allowed.clone(), Instant::now());
-        let mut unreadable_told = false;
+        // Ticks in a row where no pinned session could be read (one just made has no cgroup
+        // until it starts), up to the one that tells the log.
+        let mut unreadable = 0;
         loop {
             tick.tick().await;
             let pinned = self.placements().pinned();
             let runtime = self.clone();
             let read = tokio::task::spawn_blocking(move || {
-                pinned
+                let readings: Vec<Reading> = pinned
                     .into_iter()
                     .map(|(container, placement)| {
                         let sample = runtime.session_cpu_sample(&placement.session, &container);
                         (container, placement.cores, sample)
                     })
-                    .collect::<Vec<_>>()
+                    .collect();
+                // When they were read, not when this task next runs: use over a tick is
+                // divided by the time between readings.
+                (readings, Instant::now())
             })
             .await;
-            let Ok(readings) = read else { continue };
-            if !unreadable_told
-                && !readings.is_empty()
-                && readings.iter().all(|(_, _, sample)| sample.is_none())
-            {
-                unreadable_told = true;
+            let Ok((readings, read_at)) = read else {
+                continue;
+            };
+            let none_read =
+                !readings.is_empty() && readings.iter().all(|(_, _, sample)| sample.is_none());
+            unreadable = if none_read { unreadable + 1 } else { 0 };
+            if unreadable == UNREADABLE_TICKS {
                 tracing::warn!(
                     "no pinned session's CPU can be read from this host's cgroups (another \
                      layout, or the engine on another host): the control plane is not kept off \
                      busy cores (docker.steer_control_plane)"
                 );
             }
-            let chosen = steering.observe(readings, Instant::now(), own_cpu_time());
+            let chosen = steering.observe(readings, read_at, own_cpu_time());
             if let Err(err) = threads.keep_to(chosen) {
                 tracing::warn!(
                     "the control plane's threads cannot be moved ({err}): they are given every \
@@ -234,8 +243,8 @@ impl Threads {
         // While kept to some cores, each tick moves the threads made since too.
         if cores != self.allowed || self.moved {
             self.moved = true;
-            run_on(&cores)?;
-            self.moved = cores != self.allowed;
+            let whole = run_on(&cores)?;
+            self.moved = cores != self.allowed || !whole;
         }
         if cores != self.current {
             if cores == self.allowed {
@@ -254,10 +263,8 @@ impl Threads {
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        if self.moved
-            && let Err(err) = run_on(&self.allowed)
-        {
-            tracing::warn!("the control plane's threads could not be given every core back: {err}");
+        if self.moved && !matches!(run_on(&self.allowed), Ok(true)) {
+            tracing::warn!("the control plane's threads may not all have every core back");
         }
     }
 }
@@ -310,11 +317,11 @@ impl CoreChoice {
     }
 }
 
-/// Puts every thread of this process on `cores`. A thread made later inherits the set of the
-/// thread that makes it, so one made during a pass by a thread not moved yet has the old set:
-/// passes go on until one finds no thread the others missed.
-fn run_on(cores: &[usize]) -> Result<(), Errno> {
-    const MOST_PASSES: usize = 4;
+/// Puts every thread of this process on `cores`; whether it knows it moved them all. A thread
+/// made later inherits the set of the thread that makes it, so one made during a pass by a
+/// thread not moved yet has the old set: passes go on until one finds no thread the others
+/// missed, [`MOST_PASSES`] at most.
+fn run_on(cores: &[usize]) -> Result<bool, Errno> {
     let mut set = CpuSet::new();
     for &core in cores.iter().filter(|&&core| core < CpuSet::MAX_CPU) {
         set.set(core);
@@ -334,10 +341,10 @@ fn run_on(cores: &[usize]) -> Result<(), Errno> {
             }
         }
         if !found {
-            break;
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 fn thread_ids() -> Result<Vec<Pid>, Errno> {
@@ -353,6 +360,9 @@ fn thread_ids() -> Result<Vec<Pid>, Errno> {
         })
         .collect())
 }
+
+/// Passes over the threads in one move: each finds those made during the one before.
+const MOST_PASSES: usize = 4;
 
 /// CPU time this process has used, all threads together.
 fn own_cpu_time() -> Duration {

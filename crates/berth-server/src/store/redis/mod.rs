@@ -56,6 +56,7 @@ struct Scripts {
     claim_lease: Script,
     release_lease: Script,
     put_state: Script,
+    delete_state_if: Script,
 }
 
 impl Scripts {
@@ -72,6 +73,7 @@ impl Scripts {
             claim_lease: Script::new(scripts::CLAIM_LEASE),
             release_lease: Script::new(scripts::RELEASE_LEASE),
             put_state: Script::new(scripts::PUT_STATE),
+            delete_state_if: Script::new(scripts::DELETE_STATE_IF),
         }
     }
 }
@@ -649,6 +651,22 @@ impl Store for RedisStore {
     async fn delete_state(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
         let deleted: i64 = self
             .query(redis::cmd("HDEL").arg(keys::callback_state(scope)).arg(key))
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_state_if(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .script(
+                &self.scripts.delete_state_if,
+                &[&keys::callback_state(scope)],
+                &[key, value],
+            )
             .await?;
         Ok(deleted > 0)
     }

@@ -193,6 +193,15 @@ return 'OK'
 
 /// KEYS: a callback state hash. ARGV: key, entry, most keys. Writes unless the key is new and
 /// the hash is full; answers 1 when it wrote.
+/// Deletes a state key while its entry (`{"value":...,"at":...}`) holds ARGV[2] as its value.
+pub const DELETE_STATE_IF: &str = r#"
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if entry and cjson.decode(entry).value == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
 pub const PUT_STATE: &str = r#"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
