@@ -490,14 +490,10 @@ mod tests {
         assert_eq!(user_name_from(&"x".repeat(40)).len(), 32);
     }
 
-    #[tokio::test]
-    async fn racing_first_sign_ins_of_one_identity_make_one_user() {
-        let store = crate::store::SqliteStore::in_memory().await.unwrap();
-        let identity = Identity {
-            key: "github:42".into(),
-            handle: "Ada".into(),
-        };
-        let racing = (0..8).map(|_| user_for(&store, &identity));
+    /// Eight sign-ins of `identity` at once: the one user they all became, and the only user
+    /// the store holds.
+    async fn eight_at_once(store: &dyn Store, identity: &Identity) -> UserRecord {
+        let racing = (0..8).map(|_| user_for(store, identity));
         let signed_in: Vec<UserRecord> = futures_util::future::join_all(racing)
             .await
             .into_iter()
@@ -509,22 +505,25 @@ mod tests {
         );
         let users = store.list_users().await.unwrap();
         assert_eq!(users.len(), 1, "{users:?}");
-        assert_eq!(users[0].name, "ada");
+        assert_eq!(users[0].id, signed_in[0].id);
+        signed_in[0].clone()
+    }
+
+    #[tokio::test]
+    async fn racing_first_sign_ins_of_one_identity_make_one_user() {
+        let store = crate::store::SqliteStore::in_memory().await.unwrap();
+        let identity = Identity {
+            key: "github:42".into(),
+            handle: "Ada".into(),
+        };
+        assert_eq!(eight_at_once(&store, &identity).await.name, "ada");
         // Deleted, the person signs in again as one new user, under another name, however many
         // sign-ins race to let go of the old claim.
         assert!(store.delete_user("ada").await.unwrap());
         retire_name(&store, "ada").await.unwrap();
-        let racing = (0..8).map(|_| user_for(&store, &identity));
-        let again: Vec<UserRecord> = futures_util::future::join_all(racing)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        assert!(again.iter().all(|user| user.id == again[0].id), "{again:?}");
-        let users = store.list_users().await.unwrap();
-        assert_eq!(users.len(), 1, "{users:?}");
-        assert_eq!(users[0].name, "ada-2");
-        assert_eq!(user_for(&store, &identity).await.unwrap().id, again[0].id);
+        let again = eight_at_once(&store, &identity).await;
+        assert_eq!(again.name, "ada-2");
+        assert_eq!(user_for(&store, &identity).await.unwrap().id, again.id);
     }
 
     #[test]
