@@ -60,21 +60,19 @@ struct CpuSample {
 }
 
 impl DockerRuntime {
-    /// CPU time the session has used: its cgroup's, which holds its children too, where sessions
-    /// have one (`budget`); else its container's.
+    /// CPU time the session has used, as [`Self::session_cpu_sample`] reads it.
     pub(super) fn session_cpu_time(
         &self,
         session_id: &str,
         container_id: &str,
     ) -> Option<Duration> {
-        self.budgets_of(session_id)
-            .and_then(|budgets| budgets.cpu_time(session_id))
-            .or_else(|| crate::host::container_cpu_time(container_id))
+        self.session_cpu_sample(session_id, container_id)
+            .map(|sample| sample.used)
     }
 
-    /// The session's counters, read as [`Self::session_cpu_time`] reads its time. Under a
-    /// session's cgroup its container has a quota of its own, of the same size: whichever of
-    /// the two the kernel throttles counts.
+    /// The session's counters: its cgroup's, which holds its children too, where sessions have
+    /// one (`budget`); else its container's. Under a session's cgroup its container has a quota
+    /// of its own, of the same size: whichever of the two the kernel throttles counts.
     fn session_cpu_sample(&self, session_id: &str, container_id: &str) -> Option<CpuSample> {
         if let Some(budgets) = self.budgets_of(session_id)
             && let Some(used) = budgets.cpu_time(session_id)
